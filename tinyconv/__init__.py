@@ -1,0 +1,39 @@
+"""tinyconv: a small convolutional-network framework on NumPy and numba, with its own reverse-mode autograd.
+
+Public face::
+
+    import tinyconv as tc
+    from tinyconv import nn, functional as F
+
+Tensors are (N, C, H, W) for image batches; see the README for a tour.
+"""
+from . import autograd, functional, ops, random
+from .autograd import enable_grad, is_grad_enabled, no_grad, set_grad_enabled
+from .gradcheck import GradcheckError, gradcheck
+from .random import get_rng_state, manual_seed, set_rng_state
+from .tensor import (
+    ShapeError,
+    Tensor,
+    arange,
+    as_tensor,
+    bool_,
+    cat,
+    float32,
+    float64,
+    full,
+    int32,
+    int64,
+    matmul,
+    ones,
+    ones_like,
+    rand,
+    randn,
+    stack,
+    tensor,
+    uint8,
+    where,
+    zeros,
+    zeros_like,
+)
+
+__version__ = "0.1.0"

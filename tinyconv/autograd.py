@@ -1,0 +1,286 @@
+"""Reverse-mode automatic differentiation: ``Function``, ``no_grad`` and the backward pass.
+
+The whole idea fits on one screen:
+
+* Every differentiable operation is a subclass of :class:`Function` with two static methods working on
+  plain NumPy arrays: ``forward(ctx, *arrays, **params) -> array`` and ``backward(ctx, grad_out) -> grads``.
+* ``MyOp.apply(*tensors, **params)`` runs ``forward`` and, when any input requires a gradient, returns a Tensor
+  whose ``grad_fn`` is the ``ctx`` object: an instance of ``MyOp`` that remembers its inputs and whatever
+  ``forward`` saved. The graph is therefore built while the program runs (define-by-run).
+* ``Tensor.backward()`` sorts the nodes reachable from the output in topological order (iteratively, so a
+  10,000-op chain does not hit Python's recursion limit), then walks them once in reverse, calling each node's
+  ``backward`` with the summed gradient of its output and handing the results to its inputs.
+
+``ctx.needs_input_grad`` tells ``backward`` which inputs want a gradient, so e.g. a first conv layer never computes
+the gradient of the images.
+"""
+from __future__ import annotations
+
+import threading
+from contextlib import contextmanager
+
+import numpy as np
+
+__all__ = [
+    "Function",
+    "no_grad",
+    "enable_grad",
+    "set_grad_enabled",
+    "is_grad_enabled",
+    "backward",
+]
+
+
+class _GradMode(threading.local):
+    enabled = True
+
+
+_grad_mode = _GradMode()
+
+
+def is_grad_enabled() -> bool:
+    """True unless inside ``no_grad()``: only then do operations record the graph."""
+    return _grad_mode.enabled
+
+
+@contextmanager
+def set_grad_enabled(mode: bool):
+    """Context manager that turns graph recording on or off (``torch.set_grad_enabled``)."""
+    previous = _grad_mode.enabled
+    _grad_mode.enabled = bool(mode)
+    try:
+        yield
+    finally:
+        _grad_mode.enabled = previous
+
+
+def no_grad():
+    """Context manager (also usable as a decorator) under which no graph is recorded."""
+    return set_grad_enabled(False)
+
+
+def enable_grad():
+    """Context manager that turns graph recording back on inside ``no_grad()``."""
+    return set_grad_enabled(True)
+
+
+class Function:
+    """Base class of every differentiable operation.
+
+    Subclasses define::
+
+        @staticmethod
+        def forward(ctx, *arrays, **params) -> np.ndarray
+        @staticmethod
+        def backward(ctx, grad_out) -> tuple[np.ndarray | None, ...]   # one entry per positional input
+
+    and are called as ``Op.apply(*tensors, **params)``. ``ctx`` is the node of the graph: it carries
+    ``needs_input_grad``, ``saved_tensors`` (see ``save_for_backward``) and any attribute ``forward`` sets.
+    """
+
+    def __init__(self):
+        self.needs_input_grad: tuple[bool, ...] = ()
+        self.inputs: tuple = ()  # the input Tensors (None for non-tensor positions), for the graph walk
+        self._saved: tuple | None = ()
+        self._freed = False
+        self.output_ref = None  # weakref to the output Tensor (for hooks and retain_grad)
+        self.output_meta: tuple = ()  # (shape, dtype) of the output, kept even after it is gone
+
+    # --- what forward uses -------------------------------------------------------------------------------
+    def save_for_backward(self, *arrays) -> None:
+        """Keep arrays for ``backward``; they are released after backward unless ``retain_graph=True``."""
+        self._saved = arrays
+
+    @property
+    def saved_tensors(self) -> tuple:
+        if self._freed:
+            raise RuntimeError(
+                f"Trying to backward through the graph a second time (or to read the saved values of "
+                f"{self.name()} after they were freed). Saved intermediate values of the graph are freed when "
+                f"you call .backward(). Specify retain_graph=True if you need to backward through the graph "
+                f"a second time."
+            )
+        return self._saved
+
+    def release(self) -> None:
+        """Drop everything saved for backward (called by the engine unless ``retain_graph=True``)."""
+        self._saved = None
+        self._freed = True
+        for key in list(vars(self)):
+            if key.startswith("saved_"):
+                delattr(self, key)
+
+    # --- naming, for graph inspection -----------------------------------------------------------------
+    def extra_repr(self) -> str:
+        """Extra text shown in the node's name, e.g. ``kernel=im2col``; subclasses may override."""
+        return ""
+
+    def name(self) -> str:
+        extra = self.extra_repr()
+        base = type(self).__name__ + "Backward"
+        return f"{base}({extra})" if extra else base
+
+    def __repr__(self) -> str:
+        return f"<{self.name()}>"
+
+    @property
+    def next_functions(self) -> tuple:
+        """``(grad_fn or None, input)`` for every input, like PyTorch's ``grad_fn.next_functions``."""
+        return tuple(
+            (None if t is None else t.grad_fn, t) for t in self.inputs
+        )
+
+    # --- running ------------------------------------------------------------------------------------------
+    @staticmethod
+    def forward(ctx, *args, **kwargs):  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    @staticmethod
+    def backward(ctx, grad_out):  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    @classmethod
+    def apply(cls, *inputs, **params):
+        """Run ``forward`` on the inputs' arrays and, if needed, record the node in the graph."""
+        from .tensor import Tensor, _wrap_output
+
+        ctx = cls()
+        arrays = []
+        needs = []
+        for t in inputs:
+            if isinstance(t, Tensor):
+                arrays.append(t.data)
+                needs.append(t.requires_grad)
+            else:
+                arrays.append(t)
+                needs.append(False)
+        record = _grad_mode.enabled and any(needs)
+        ctx.needs_input_grad = tuple(n and record for n in needs)
+        out = cls.forward(ctx, *arrays, **params)
+        if not record:
+            return _wrap_output(out, None)
+        ctx.inputs = tuple(t if isinstance(t, Tensor) else None for t in inputs)
+        return _wrap_output(out, ctx)
+
+
+def _as_grad_array(grad, like_shape, like_dtype, who: str) -> np.ndarray:
+    """Validate a gradient handed to backward (or returned by a hook) and return it as an array."""
+    from .tensor import Tensor
+
+    arr = grad.data if isinstance(grad, Tensor) else np.asarray(grad)
+    if arr.shape != tuple(like_shape):
+        raise RuntimeError(f"{who}: expected a gradient of shape {tuple(like_shape)}, got shape {arr.shape}")
+    if arr.dtype != like_dtype:
+        arr = arr.astype(like_dtype)
+    return arr
+
+
+def _topological_order(root_fn) -> list:
+    """Nodes reachable from ``root_fn``, each after every node that consumes its output (iterative DFS)."""
+    order = []
+    visited = {id(root_fn)}
+    stack = [(root_fn, iter(root_fn.inputs))]
+    while stack:
+        node, children = stack[-1]
+        for t in children:
+            if t is None or t.grad_fn is None or id(t.grad_fn) in visited:
+                continue
+            visited.add(id(t.grad_fn))
+            stack.append((t.grad_fn, iter(t.grad_fn.inputs)))
+            break
+        else:
+            stack.pop()
+            order.append(node)
+    order.reverse()  # post-order reversed: consumers before producers
+    return order
+
+
+def _run_hooks(tensor, grad: np.ndarray) -> np.ndarray:
+    """Apply a tensor's ``register_hook`` functions; a hook may return a replacement gradient."""
+    from .tensor import Tensor
+
+    for hook in list(tensor._hooks.values()):
+        result = hook(Tensor(grad))
+        if result is not None:
+            grad = _as_grad_array(result, grad.shape, grad.dtype, f"hook {hook!r}")
+    return grad
+
+
+def _accumulate_leaf(tensor, grad: np.ndarray) -> None:
+    from .tensor import Tensor
+
+    if tensor._hooks:
+        grad = _run_hooks(tensor, grad)
+    if tensor.grad is None:
+        # Copy: the engine may hand the same array to several leaves, and users may mutate .grad in place.
+        tensor.grad = Tensor(np.array(grad, dtype=tensor.data.dtype, copy=True))
+    else:
+        tensor.grad.data = tensor.grad.data + grad
+
+
+def backward(tensor, grad=None, retain_graph: bool = False) -> None:
+    """Back-propagate from ``tensor``: accumulate d(tensor)/d(leaf) (times ``grad``) into every leaf's ``.grad``."""
+    if not tensor.requires_grad:
+        raise RuntimeError(
+            "element 0 of tensors does not require grad and does not have a grad_fn: "
+            "call backward() on a result computed from tensors with requires_grad=True"
+        )
+    if grad is None:
+        if tensor.data.size != 1:
+            raise RuntimeError(
+                f"grad can be implicitly created only for scalar outputs; this output has shape "
+                f"{tensor.shape}: pass backward(gradient) with a gradient of that shape"
+            )
+        grad_arr = np.ones(tensor.shape, dtype=tensor.dtype)
+    else:
+        grad_arr = _as_grad_array(grad, tensor.shape, tensor.dtype, "backward()")
+
+    if tensor.grad_fn is None:  # backward on a leaf: d(leaf)/d(leaf) = 1
+        _accumulate_leaf(tensor, grad_arr)
+        return
+
+    order = _topological_order(tensor.grad_fn)
+    grads = {id(tensor.grad_fn): grad_arr}
+    for node in order:
+        g = grads.pop(id(node), None)
+        if g is None:
+            continue  # no gradient flows through this node (e.g. only into inputs that don't need it)
+        out = node.output_ref() if node.output_ref is not None else None
+        if out is not None:
+            if out._hooks:
+                g = _run_hooks(out, g)
+            if out._retains_grad:
+                if out.grad is None:
+                    from .tensor import Tensor
+
+                    out.grad = Tensor(np.array(g, copy=True))
+                else:
+                    out.grad.data = out.grad.data + g
+        if node._freed:
+            node.saved_tensors  # raises the "backward through the graph a second time" error
+        input_grads = node.backward(node, g)
+        if not isinstance(input_grads, tuple):
+            input_grads = (input_grads,)
+        if len(input_grads) != len(node.inputs):
+            raise RuntimeError(
+                f"{node.name()} returned {len(input_grads)} gradients for {len(node.inputs)} inputs"
+            )
+        for t, gi, needed in zip(node.inputs, input_grads, node.needs_input_grad):
+            if t is None or gi is None or not needed:
+                continue
+            if gi.shape != t.shape:
+                raise RuntimeError(
+                    f"{node.name()} returned a gradient of shape {gi.shape} for an input of shape {t.shape}"
+                )
+            if gi.dtype != t.dtype:
+                gi = gi.astype(t.dtype)
+            if t.grad_fn is None:
+                _accumulate_leaf(t, gi)
+            else:
+                key = id(t.grad_fn)
+                if key in grads:
+                    grads[key] = grads[key] + gi
+                else:
+                    grads[key] = gi
+        if not retain_graph:
+            node.release()

@@ -1,0 +1,19 @@
+"""Layers and models (``from tinyconv import nn``), named like ``torch.nn``."""
+from . import init
+from .layers import (
+    CrossEntropyLoss,
+    Dropout,
+    Flatten,
+    Identity,
+    LeakyReLU,
+    Linear,
+    LogSoftmax,
+    MSELoss,
+    NLLLoss,
+    ReLU,
+    Sequential,
+    Sigmoid,
+    Softmax,
+    Tanh,
+)
+from .module import Module, Parameter

@@ -1,0 +1,293 @@
+"""``Module`` and ``Parameter``: the containers every layer and model is built from (PyTorch's ``nn.Module``).
+
+A Module registers the Parameters and sub-Modules assigned to its attributes, so ``parameters()``,
+``state_dict()``, ``train()/eval()`` and ``repr`` walk the whole tree. Keys of ``state_dict`` are PyTorch's:
+dotted attribute paths such as ``conv1.weight`` or ``0.bias``.
+"""
+from __future__ import annotations
+
+from collections import OrderedDict, namedtuple
+
+import numpy as np
+
+from ..tensor import Tensor
+
+__all__ = ["Module", "Parameter"]
+
+
+class Parameter(Tensor):
+    """A Tensor that is a learnable parameter of a Module: a leaf with ``requires_grad=True`` by default."""
+
+    def __init__(self, data, requires_grad: bool = True):
+        arr = data.data if isinstance(data, Tensor) else np.asarray(data)
+        if arr.dtype.kind != "f":
+            arr = arr.astype(np.float32)
+        super().__init__(arr, requires_grad=requires_grad)
+
+    def __repr__(self) -> str:
+        return "Parameter containing:\n" + super().__repr__()
+
+
+IncompatibleKeys = namedtuple("IncompatibleKeys", ["missing_keys", "unexpected_keys"])
+
+
+class _RemovableHandle:
+    def __init__(self, hooks: dict, key: int):
+        self._hooks, self.id = hooks, key
+
+    def remove(self) -> None:
+        self._hooks.pop(self.id, None)
+
+
+_hook_counter = [0]
+
+
+def _add_hook(hooks: dict, fn) -> _RemovableHandle:
+    if not callable(fn):
+        raise TypeError(f"hook must be callable, got {type(fn).__name__}")
+    _hook_counter[0] += 1
+    hooks[_hook_counter[0]] = fn
+    return _RemovableHandle(hooks, _hook_counter[0])
+
+
+class Module:
+    """Base class of all layers and models. Subclasses set attributes in ``__init__`` and define ``forward``."""
+
+    training: bool
+
+    def __init__(self):
+        object.__setattr__(self, "_parameters", OrderedDict())
+        object.__setattr__(self, "_buffers", OrderedDict())
+        object.__setattr__(self, "_modules", OrderedDict())
+        object.__setattr__(self, "_forward_pre_hooks", OrderedDict())
+        object.__setattr__(self, "_forward_hooks", OrderedDict())
+        object.__setattr__(self, "_backward_hooks", OrderedDict())
+        object.__setattr__(self, "training", True)
+
+    # ----------------------------------------------------------------------------------------- registration
+    def __setattr__(self, name, value):
+        if "_parameters" not in self.__dict__:
+            raise AttributeError(f"cannot assign {name!r} before Module.__init__() is called")
+        for store in (self._parameters, self._modules, self._buffers):
+            store.pop(name, None)
+        if isinstance(value, Parameter):
+            self._parameters[name] = value
+        elif isinstance(value, Module):
+            self._modules[name] = value
+        object.__setattr__(self, name, value)
+
+    def __delattr__(self, name):
+        for store in (self._parameters, self._modules, self._buffers):
+            store.pop(name, None)
+        object.__delattr__(self, name)
+
+    def register_parameter(self, name: str, param: Parameter | None) -> None:
+        if param is None:
+            self._parameters[name] = None
+            object.__setattr__(self, name, None)
+        else:
+            setattr(self, name, param)
+
+    def register_buffer(self, name: str, array) -> None:
+        """A non-learnable array that belongs to the state (saved in ``state_dict``), e.g. running statistics."""
+        value = None if array is None else (array if isinstance(array, Tensor) else Tensor(array))
+        object.__setattr__(self, name, value)
+        self._buffers[name] = value
+
+    def add_module(self, name: str, module: "Module | None") -> None:
+        if module is not None and not isinstance(module, Module):
+            raise TypeError(f"{type(module).__name__} is not a Module subclass")
+        if module is None:
+            self._modules[name] = None
+            object.__setattr__(self, name, None)
+        else:
+            setattr(self, name, module)
+
+    # ----------------------------------------------------------------------------------------------- walking
+    def named_children(self):
+        for name, m in self._modules.items():
+            if m is not None:
+                yield name, m
+
+    def children(self):
+        for _, m in self.named_children():
+            yield m
+
+    def named_modules(self, prefix: str = ""):
+        """This module and every descendant, depth first, each once, with dotted names ('' for self)."""
+        seen = set()
+        stack = [(prefix, self)]
+        while stack:
+            name, m = stack.pop()
+            if id(m) in seen:
+                continue
+            seen.add(id(m))
+            yield name, m
+            kids = [(f"{name}.{k}" if name else k, c) for k, c in m.named_children()]
+            stack.extend(reversed(kids))
+
+    def modules(self):
+        for _, m in self.named_modules():
+            yield m
+
+    def named_parameters(self, prefix: str = "", recurse: bool = True):
+        seen = set()
+        mods = self.named_modules(prefix) if recurse else [(prefix, self)]
+        for mod_name, m in mods:
+            for name, p in m._parameters.items():
+                if p is None or id(p) in seen:
+                    continue
+                seen.add(id(p))
+                yield (f"{mod_name}.{name}" if mod_name else name), p
+
+    def parameters(self, recurse: bool = True):
+        for _, p in self.named_parameters(recurse=recurse):
+            yield p
+
+    def named_buffers(self, prefix: str = ""):
+        for mod_name, m in self.named_modules(prefix):
+            for name, b in m._buffers.items():
+                if b is not None:
+                    yield (f"{mod_name}.{name}" if mod_name else name), b
+
+    # ------------------------------------------------------------------------------------------- modes etc.
+    def train(self, mode: bool = True) -> "Module":
+        for m in self.modules():
+            object.__setattr__(m, "training", bool(mode))
+        return self
+
+    def eval(self) -> "Module":
+        return self.train(False)
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        for p in self.parameters():
+            if set_to_none or p.grad is None:
+                p.grad = None
+            else:
+                p.grad.data[...] = 0
+
+    def apply(self, fn) -> "Module":
+        for m in list(self.modules())[::-1]:
+            fn(m)
+        return self
+
+    def to(self, dtype) -> "Module":
+        """Cast every floating parameter and buffer to ``dtype`` in place (e.g. float64 for gradient checks)."""
+        dt = np.dtype(dtype)
+        for _, p in self.named_parameters():
+            p.data = p.data.astype(dt)
+            if p.grad is not None:
+                p.grad.data = p.grad.data.astype(dt)
+        for _, b in self.named_buffers():
+            if b.data.dtype.kind == "f":
+                b.data = b.data.astype(dt)
+        return self
+
+    def float(self) -> "Module":
+        return self.to(np.float32)
+
+    def double(self) -> "Module":
+        return self.to(np.float64)
+
+    def num_parameters(self) -> int:
+        return int(sum(p.data.size for p in self.parameters()))
+
+    # ------------------------------------------------------------------------------------------------- call
+    def forward(self, *args, **kwargs):
+        raise NotImplementedError(f"{type(self).__name__} must define forward()")
+
+    def __call__(self, *args, **kwargs):
+        for hook in list(self._forward_pre_hooks.values()):
+            result = hook(self, args)
+            if result is not None:
+                args = result if isinstance(result, tuple) else (result,)
+        if self._backward_hooks:
+            from .hooks import call_with_backward_hooks
+
+            out = call_with_backward_hooks(self, args, kwargs)
+        else:
+            out = self.forward(*args, **kwargs)
+        for hook in list(self._forward_hooks.values()):
+            result = hook(self, args, out)
+            if result is not None:
+                out = result
+        return out
+
+    def register_forward_pre_hook(self, hook):
+        """``hook(module, args) -> None or new args`` runs before ``forward``."""
+        return _add_hook(self._forward_pre_hooks, hook)
+
+    def register_forward_hook(self, hook):
+        """``hook(module, args, output) -> None or new output`` runs after ``forward`` (PyTorch's convention)."""
+        return _add_hook(self._forward_hooks, hook)
+
+    def register_full_backward_hook(self, hook):
+        """``hook(module, grad_input, grad_output) -> None or new grad_input``: tuples of gradients wrt the module's
+        tensor inputs and outputs, called when the gradients wrt the inputs have been computed."""
+        return _add_hook(self._backward_hooks, hook)
+
+    # ------------------------------------------------------------------------------------------- state dict
+    def state_dict(self, prefix: str = "") -> "OrderedDict[str, Tensor]":
+        """Parameters and buffers by dotted name (``conv1.weight``), as detached Tensors sharing memory."""
+        out = OrderedDict()
+        for name, p in self.named_parameters(prefix):
+            out[name] = p.detach()
+        for name, b in self.named_buffers(prefix):
+            out[name] = b.detach()
+        return out
+
+    def load_state_dict(self, state_dict, strict: bool = True) -> IncompatibleKeys:
+        """Copy values into this module's parameters and buffers, in place.
+
+        Every key, shape and dtype is checked before anything is written, so a failed load changes nothing.
+        With ``strict=True`` missing or unexpected keys are errors; otherwise they are returned.
+        """
+        own = OrderedDict(list(self.named_parameters()) + list(self.named_buffers()))
+        missing = [k for k in own if k not in state_dict]
+        unexpected = [k for k in state_dict if k not in own]
+        problems = []
+        for key, target in own.items():
+            if key not in state_dict:
+                continue
+            value = state_dict[key]
+            arr = value.data if isinstance(value, Tensor) else np.asarray(value)
+            if arr.shape != target.shape:
+                problems.append(
+                    f"size mismatch for {key}: copying a param with shape {arr.shape} from checkpoint, "
+                    f"the shape in current model is {target.shape}"
+                )
+            elif arr.dtype != target.dtype and not np.can_cast(arr.dtype, target.dtype, casting="same_kind"):
+                problems.append(
+                    f"dtype mismatch for {key}: checkpoint has {arr.dtype}, the model expects {target.dtype}"
+                )
+        if strict:
+            if missing:
+                problems.insert(0, "Missing key(s) in state_dict: " + ", ".join(repr(k) for k in missing))
+            if unexpected:
+                problems.insert(0, "Unexpected key(s) in state_dict: " + ", ".join(repr(k) for k in unexpected))
+        if problems:
+            raise RuntimeError(
+                f"Error(s) in loading state_dict for {type(self).__name__}:\n\t" + "\n\t".join(problems)
+            )
+        for key, target in own.items():
+            if key in state_dict:
+                value = state_dict[key]
+                arr = value.data if isinstance(value, Tensor) else np.asarray(value)
+                np.copyto(target.data, arr, casting="same_kind")
+        return IncompatibleKeys(missing, unexpected)
+
+    # -------------------------------------------------------------------------------------------------- repr
+    def extra_repr(self) -> str:
+        return ""
+
+    def __repr__(self) -> str:
+        lines = []
+        extra = self.extra_repr()
+        if extra:
+            lines.extend(extra.split("\n"))
+        for name, m in self._modules.items():
+            body = repr(m).replace("\n", "\n  ")
+            lines.append(f"({name}): {body}")
+        if not self._modules:
+            return f"{type(self).__name__}({extra})"
+        return type(self).__name__ + "(\n  " + "\n  ".join(lines) + "\n)"

@@ -1,0 +1,443 @@
+"""The differentiable tensor operations, each a :class:`~tinyconv.autograd.Function` on NumPy arrays.
+
+Every ``backward`` returns one gradient per positional input (``None`` where ``ctx.needs_input_grad`` says nobody
+asked for it). Broadcasting is undone by :func:`unbroadcast`, which sums the gradient back to the input's shape.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .autograd import Function
+
+
+def unbroadcast(grad: np.ndarray, shape: tuple) -> np.ndarray:
+    """Sum ``grad`` over the axes that broadcasting added or stretched, so it has ``shape`` again."""
+    if grad.shape == tuple(shape):
+        return grad
+    extra = grad.ndim - len(shape)
+    if extra:
+        grad = grad.sum(axis=tuple(range(extra)))
+    stretched = tuple(i for i, n in enumerate(shape) if n == 1 and grad.shape[i] != 1)
+    if stretched:
+        grad = grad.sum(axis=stretched, keepdims=True)
+    return grad
+
+
+def _normalize_dims(dim, ndim: int) -> tuple | None:
+    """``dim`` (None, int or tuple) as a tuple of non-negative axes, with PyTorch's range check."""
+    if dim is None:
+        return None
+    dims = (dim,) if isinstance(dim, (int, np.integer)) else tuple(dim)
+    out = []
+    for d in dims:
+        lo, hi = (-ndim, ndim - 1) if ndim else (-1, 0)
+        if not lo <= d <= hi:
+            raise IndexError(f"Dimension out of range (expected to be in range of [{lo}, {hi}], but got {d})")
+        out.append(int(d) % max(ndim, 1))
+    if len(set(out)) != len(out):
+        raise ValueError(f"dim {dims} contains a repeated dimension")
+    return tuple(out)
+
+
+def _expand_reduced(grad: np.ndarray, shape: tuple, dims, keepdim: bool) -> np.ndarray:
+    """Re-insert the reduced axes into ``grad`` so it broadcasts against the input of ``shape``."""
+    if dims is None:
+        return np.reshape(grad, (1,) * len(shape))
+    if not keepdim:
+        for d in sorted(dims):
+            grad = np.expand_dims(grad, d)
+    return grad
+
+
+# ----------------------------------------------------------------------------------------------- arithmetic
+class Add(Function):
+    @staticmethod
+    def forward(ctx, a, b):
+        ctx.shapes = (np.shape(a), np.shape(b))
+        return a + b
+
+    @staticmethod
+    def backward(ctx, g):
+        sa, sb = ctx.shapes
+        na, nb = ctx.needs_input_grad
+        return (unbroadcast(g, sa) if na else None, unbroadcast(g, sb) if nb else None)
+
+
+class Sub(Function):
+    @staticmethod
+    def forward(ctx, a, b):
+        ctx.shapes = (np.shape(a), np.shape(b))
+        return a - b
+
+    @staticmethod
+    def backward(ctx, g):
+        sa, sb = ctx.shapes
+        na, nb = ctx.needs_input_grad
+        return (unbroadcast(g, sa) if na else None, unbroadcast(-g, sb) if nb else None)
+
+
+class Mul(Function):
+    @staticmethod
+    def forward(ctx, a, b):
+        ctx.save_for_backward(a, b)
+        return a * b
+
+    @staticmethod
+    def backward(ctx, g):
+        a, b = ctx.saved_tensors
+        na, nb = ctx.needs_input_grad
+        return (unbroadcast(g * b, np.shape(a)) if na else None, unbroadcast(g * a, np.shape(b)) if nb else None)
+
+
+class Div(Function):
+    @staticmethod
+    def forward(ctx, a, b):
+        ctx.save_for_backward(a, b)
+        return a / b
+
+    @staticmethod
+    def backward(ctx, g):
+        a, b = ctx.saved_tensors
+        na, nb = ctx.needs_input_grad
+        ga = unbroadcast(g / b, np.shape(a)) if na else None
+        gb = unbroadcast(-g * a / (b * b), np.shape(b)) if nb else None
+        return ga, gb
+
+
+class Neg(Function):
+    @staticmethod
+    def forward(ctx, a):
+        return -a
+
+    @staticmethod
+    def backward(ctx, g):
+        return (-g,)
+
+
+class Pow(Function):
+    """``a ** b`` for tensors ``a`` and ``b`` (scalar exponents are wrapped as 0-d tensors by the caller)."""
+
+    @staticmethod
+    def forward(ctx, a, b):
+        out = np.power(a, b)
+        ctx.save_for_backward(a, b, out)
+        return out
+
+    @staticmethod
+    def backward(ctx, g):
+        a, b, out = ctx.saved_tensors
+        na, nb = ctx.needs_input_grad
+        ga = unbroadcast(g * b * np.power(a, b - 1), np.shape(a)) if na else None
+        gb = None
+        if nb:
+            # d(a^b)/db = a^b log a; defined as 0 where a == 0 (as PyTorch does) to avoid 0 * -inf.
+            with np.errstate(divide="ignore", invalid="ignore"):
+                log_a = np.where(a > 0, np.log(np.where(a > 0, a, 1)), np.where(a == 0, 0.0, np.nan))
+            gb = unbroadcast(g * out * log_a.astype(out.dtype), np.shape(b))
+        return ga, gb
+
+
+class MatMul(Function):
+    """``a @ b`` with NumPy's rules: 1-D operands are promoted and the added axis removed, batch axes broadcast."""
+
+    @staticmethod
+    def forward(ctx, a, b):
+        ctx.save_for_backward(a, b)
+        return np.matmul(a, b)
+
+    @staticmethod
+    def backward(ctx, g):
+        a, b = ctx.saved_tensors
+        na, nb = ctx.needs_input_grad
+        if a.ndim == 1 and b.ndim == 1:  # dot product: g is a scalar
+            return (g * b if na else None, g * a if nb else None)
+        # Promote 1-D operands to matrices the way matmul did, so both gradients are plain matrix products.
+        a2 = a[None, :] if a.ndim == 1 else a
+        b2 = b[:, None] if b.ndim == 1 else b
+        g2 = np.expand_dims(g, -2) if a.ndim == 1 else g
+        g2 = np.expand_dims(g2, -1) if b.ndim == 1 else g2
+        ga = unbroadcast(np.matmul(g2, np.swapaxes(b2, -1, -2)), a2.shape).reshape(a.shape) if na else None
+        gb = unbroadcast(np.matmul(np.swapaxes(a2, -1, -2), g2), b2.shape).reshape(b.shape) if nb else None
+        return ga, gb
+
+
+# ---------------------------------------------------------------------------------------------- elementwise
+class Exp(Function):
+    @staticmethod
+    def forward(ctx, a):
+        out = np.exp(a)
+        ctx.save_for_backward(out)
+        return out
+
+    @staticmethod
+    def backward(ctx, g):
+        (out,) = ctx.saved_tensors
+        return (g * out,)
+
+
+class Log(Function):
+    @staticmethod
+    def forward(ctx, a):
+        ctx.save_for_backward(a)
+        return np.log(a)
+
+    @staticmethod
+    def backward(ctx, g):
+        (a,) = ctx.saved_tensors
+        return (g / a,)
+
+
+class Log1p(Function):
+    @staticmethod
+    def forward(ctx, a):
+        ctx.save_for_backward(a)
+        return np.log1p(a)
+
+    @staticmethod
+    def backward(ctx, g):
+        (a,) = ctx.saved_tensors
+        return (g / (1 + a),)
+
+
+class Sqrt(Function):
+    @staticmethod
+    def forward(ctx, a):
+        out = np.sqrt(a)
+        ctx.save_for_backward(out)
+        return out
+
+    @staticmethod
+    def backward(ctx, g):
+        (out,) = ctx.saved_tensors
+        return (g / (2 * out),)
+
+
+class Abs(Function):
+    @staticmethod
+    def forward(ctx, a):
+        ctx.save_for_backward(a)
+        return np.abs(a)
+
+    @staticmethod
+    def backward(ctx, g):
+        (a,) = ctx.saved_tensors
+        return (g * np.sign(a),)  # sign(0) = 0, PyTorch's subgradient
+
+
+class Clamp(Function):
+    @staticmethod
+    def forward(ctx, a, min=None, max=None):
+        ctx.save_for_backward(a)
+        ctx.bounds = (min, max)
+        return np.clip(a, min, max)
+
+    @staticmethod
+    def backward(ctx, g):
+        (a,) = ctx.saved_tensors
+        lo, hi = ctx.bounds
+        inside = np.ones(a.shape, dtype=bool)
+        if lo is not None:
+            inside &= a >= lo
+        if hi is not None:
+            inside &= a <= hi
+        return (g * inside,)
+
+
+class Relu(Function):
+    @staticmethod
+    def forward(ctx, a):
+        out = np.maximum(a, 0)
+        ctx.save_for_backward(out)
+        return out
+
+    @staticmethod
+    def backward(ctx, g):
+        (out,) = ctx.saved_tensors
+        return (g * (out > 0),)
+
+
+class LeakyRelu(Function):
+    @staticmethod
+    def forward(ctx, a, negative_slope=0.01):
+        ctx.save_for_backward(a)
+        ctx.slope = negative_slope
+        return np.where(a > 0, a, a * a.dtype.type(negative_slope))
+
+    @staticmethod
+    def backward(ctx, g):
+        (a,) = ctx.saved_tensors
+        return (np.where(a > 0, g, g * g.dtype.type(ctx.slope)),)
+
+
+class Sigmoid(Function):
+    @staticmethod
+    def forward(ctx, a):
+        # Stable in both tails: exp of a non-positive number never overflows.
+        e = np.exp(-np.abs(a))
+        out = np.where(a >= 0, 1 / (1 + e), e / (1 + e)).astype(a.dtype, copy=False)
+        ctx.save_for_backward(out)
+        return out
+
+    @staticmethod
+    def backward(ctx, g):
+        (out,) = ctx.saved_tensors
+        return (g * out * (1 - out),)
+
+
+class Tanh(Function):
+    @staticmethod
+    def forward(ctx, a):
+        out = np.tanh(a)
+        ctx.save_for_backward(out)
+        return out
+
+    @staticmethod
+    def backward(ctx, g):
+        (out,) = ctx.saved_tensors
+        return (g * (1 - out * out),)
+
+
+class Where(Function):
+    """``where(condition, a, b)``; the condition is a plain boolean array (no gradient)."""
+
+    @staticmethod
+    def forward(ctx, a, b, condition=None):
+        ctx.condition = condition
+        ctx.shapes = (np.shape(a), np.shape(b))
+        return np.where(condition, a, b)
+
+    @staticmethod
+    def backward(ctx, g):
+        sa, sb = ctx.shapes
+        na, nb = ctx.needs_input_grad
+        zero = np.zeros((), dtype=g.dtype)
+        ga = unbroadcast(np.where(ctx.condition, g, zero), sa) if na else None
+        gb = unbroadcast(np.where(ctx.condition, zero, g), sb) if nb else None
+        return ga, gb
+
+
+# ------------------------------------------------------------------------------------------------ reductions
+class Sum(Function):
+    @staticmethod
+    def forward(ctx, a, dim=None, keepdim=False):
+        ctx.shape, ctx.dim, ctx.keepdim = a.shape, dim, keepdim
+        return np.sum(a, axis=dim, keepdims=keepdim)
+
+    @staticmethod
+    def backward(ctx, g):
+        g = _expand_reduced(g, ctx.shape, ctx.dim, ctx.keepdim)
+        return (np.broadcast_to(g, ctx.shape).copy(),)
+
+
+class Mean(Function):
+    @staticmethod
+    def forward(ctx, a, dim=None, keepdim=False):
+        ctx.shape, ctx.dim, ctx.keepdim = a.shape, dim, keepdim
+        ctx.count = a.size if dim is None else int(np.prod([a.shape[d] for d in dim]))
+        return np.mean(a, axis=dim, keepdims=keepdim)
+
+    @staticmethod
+    def backward(ctx, g):
+        g = _expand_reduced(g, ctx.shape, ctx.dim, ctx.keepdim) / g.dtype.type(ctx.count)
+        return (np.broadcast_to(g, ctx.shape).copy(),)
+
+
+class Amax(Function):
+    """max/min over ``dim``; the gradient is shared evenly among tied extrema (PyTorch's ``amax`` rule)."""
+
+    @staticmethod
+    def forward(ctx, a, dim=None, keepdim=False, minimum=False):
+        reduce = np.amin if minimum else np.amax
+        out = reduce(a, axis=dim, keepdims=keepdim)
+        ctx.save_for_backward(a, out)
+        ctx.dim, ctx.keepdim, ctx.minimum = dim, keepdim, minimum
+        return out
+
+    def extra_repr(self):
+        return "min" if getattr(self, "minimum", False) else ""
+
+    @staticmethod
+    def backward(ctx, g):
+        a, out = ctx.saved_tensors
+        out = _expand_reduced(out, a.shape, ctx.dim, ctx.keepdim)
+        g = _expand_reduced(g, a.shape, ctx.dim, ctx.keepdim)
+        mask = a == out
+        count = mask.sum(axis=ctx.dim, keepdims=True)
+        return ((g * mask / count).astype(a.dtype, copy=False),)
+
+
+# ------------------------------------------------------------------------------------------------ reshaping
+class Reshape(Function):
+    @staticmethod
+    def forward(ctx, a, shape=()):
+        ctx.shape = a.shape
+        return np.reshape(a, shape)
+
+    @staticmethod
+    def backward(ctx, g):
+        return (np.reshape(g, ctx.shape),)
+
+
+class Permute(Function):
+    @staticmethod
+    def forward(ctx, a, dims=()):
+        ctx.dims = dims
+        return np.transpose(a, dims)
+
+    @staticmethod
+    def backward(ctx, g):
+        return (np.transpose(g, np.argsort(ctx.dims)),)
+
+
+class GetItem(Function):
+    """``a[index]``; the gradient is scattered back, accumulating repeated integer indices."""
+
+    @staticmethod
+    def forward(ctx, a, index=None):
+        ctx.shape, ctx.index = a.shape, index
+        return a[index]
+
+    @staticmethod
+    def backward(ctx, g):
+        out = np.zeros(ctx.shape, dtype=g.dtype)
+        np.add.at(out, ctx.index, g)  # add.at, not +=, so repeated indices accumulate
+        return (out,)
+
+
+class Cat(Function):
+    @staticmethod
+    def forward(ctx, *arrays, dim=0):
+        ctx.dim = dim
+        ctx.sizes = [x.shape[dim] for x in arrays]
+        return np.concatenate(arrays, axis=dim)
+
+    @staticmethod
+    def backward(ctx, g):
+        splits = np.cumsum(ctx.sizes)[:-1]
+        pieces = np.split(g, splits, axis=ctx.dim)
+        return tuple(p if need else None for p, need in zip(pieces, ctx.needs_input_grad))
+
+
+class Stack(Function):
+    @staticmethod
+    def forward(ctx, *arrays, dim=0):
+        ctx.dim = dim
+        return np.stack(arrays, axis=dim)
+
+    @staticmethod
+    def backward(ctx, g):
+        pieces = np.moveaxis(g, ctx.dim, 0)
+        return tuple(p.copy() if need else None for p, need in zip(pieces, ctx.needs_input_grad))
+
+
+class Cast(Function):
+    """A dtype change (``.float()``, ``.double()``, ``.to(dtype)``); the gradient goes back in the input's dtype."""
+
+    @staticmethod
+    def forward(ctx, a, dtype=None):
+        ctx.dtype = a.dtype
+        return a.astype(dtype)
+
+    @staticmethod
+    def backward(ctx, g):
+        return (g.astype(ctx.dtype),)
