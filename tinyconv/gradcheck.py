@@ -120,7 +120,7 @@ def gradcheck(
             f"gradcheck failed for {names[i]} of shape {x.shape}{missing}: worst element at index "
             f"{tuple(int(j) for j in worst)}: analytic {analytic[worst]:.10g} vs numeric {numeric[worst]:.10g} "
             f"(|difference| {error[worst]:.3g} > tolerance atol + rtol*|numeric| = {allowed[worst]:.3g}; "
-            f"atol={atol}, rtol={rtol}, eps={eps}); {int(np.sum(error > allowed))} of {x.size} elements differ"
+            f"atol={atol}, rtol={rtol}, eps={eps}); {int(np.sum(error > allowed))} of {x.numel()} elements differ"
         )
         if raise_exception:
             raise GradcheckError(message)

@@ -1,0 +1,194 @@
+"""The backward engine: accumulation, freeing, retain_graph, no_grad, needs_input_grad, deep graphs, hooks."""
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+import pytest
+
+import tinyconv as tc
+from tinyconv import functional as F
+from tinyconv.autograd import Function
+
+
+def test_gradients_accumulate_across_backward_calls_like_pytorch():
+    x = tc.tensor([1.0, 2.0], requires_grad=True)
+    (x * x).sum().backward()
+    (x * 3).sum().backward()
+    np.testing.assert_allclose(x.grad.data, [2 + 3, 4 + 3])
+    x.zero_grad()
+    assert x.grad is None
+    (x * 3).sum().backward()
+    np.testing.assert_allclose(x.grad.data, [3, 3])
+
+
+def test_shared_subexpression_gets_summed_gradient():
+    x = tc.tensor(2.0, requires_grad=True)
+    y = x * x
+    z = y * y + y  # dz/dx = (2y + 1) * 2x = (8 + 1) * 4
+    z.backward()
+    assert x.grad.item() == pytest.approx(36.0)
+
+
+def test_second_backward_through_freed_graph_raises_clear_error():
+    x = tc.tensor([1.0, 2.0], requires_grad=True)
+    loss = (x.exp() * 2).sum()
+    loss.backward()
+    with pytest.raises(RuntimeError, match="backward through the graph a second time.*retain_graph=True"):
+        loss.backward()
+
+
+def test_retain_graph_allows_second_backward():
+    x = tc.tensor([1.0, 2.0], requires_grad=True)
+    loss = (x.exp() * 2).sum()
+    loss.backward(retain_graph=True)
+    loss.backward()
+    np.testing.assert_allclose(x.grad.data, 4 * np.exp([1.0, 2.0]), rtol=1e-6)
+
+
+def test_saved_arrays_are_released_after_backward():
+    x = tc.tensor(np.ones(3), requires_grad=True)
+    y = x.exp()
+    node = y.grad_fn
+    y.sum().backward()
+    assert node._saved is None
+
+
+def test_non_scalar_backward_needs_gradient():
+    x = tc.tensor([1.0, 2.0], requires_grad=True)
+    y = x * 2
+    with pytest.raises(RuntimeError, match=r"grad can be implicitly created only for scalar outputs.*\(2,\)"):
+        y.backward()
+    y.backward(tc.tensor([1.0, 10.0]))
+    np.testing.assert_allclose(x.grad.data, [2.0, 20.0])
+
+
+def test_backward_gradient_shape_is_checked():
+    y = tc.tensor([1.0, 2.0], requires_grad=True) * 2
+    with pytest.raises(RuntimeError, match=r"expected a gradient of shape \(2,\), got shape \(3,\)"):
+        y.backward(np.ones(3))
+
+
+def test_backward_on_tensor_without_grad_raises():
+    with pytest.raises(RuntimeError, match="does not require grad"):
+        (tc.tensor([1.0]) * 2).sum().backward()
+
+
+def test_ten_thousand_op_chain_does_not_hit_recursion_limit():
+    x = tc.tensor([1.0], requires_grad=True, dtype="float64")
+    y = x
+    for _ in range(max(10_000, sys.getrecursionlimit() + 1)):
+        y = y * 1.0001
+    y.sum().backward()
+    assert x.grad.item() == pytest.approx(1.0001 ** max(10_000, sys.getrecursionlimit() + 1))
+
+
+def test_no_grad_records_nothing_and_restores_mode():
+    x = tc.tensor([1.0], requires_grad=True)
+    with tc.no_grad():
+        y = x * 2
+        assert not tc.is_grad_enabled()
+        with tc.enable_grad():
+            z = x * 2
+    assert tc.is_grad_enabled()
+    assert y.grad_fn is None and not y.requires_grad
+    assert z.grad_fn is not None
+
+
+def test_no_grad_works_as_decorator():
+    @tc.no_grad()
+    def f(t):
+        return t * 2
+
+    assert not f(tc.tensor([1.0], requires_grad=True)).requires_grad
+
+
+def test_detach_cuts_the_graph_and_shares_data():
+    x = tc.tensor([1.0, 2.0], requires_grad=True)
+    d = (x * 2).detach()
+    assert d.grad_fn is None and not d.requires_grad
+    y = x * 2
+    assert np.shares_memory(y.detach().data, y.data)
+
+
+def test_backward_skips_gradients_nobody_needs():
+    calls = []
+
+    class Spy(Function):
+        @staticmethod
+        def forward(ctx, a, b):
+            return a * b
+
+        @staticmethod
+        def backward(ctx, g):
+            calls.append(ctx.needs_input_grad)
+            return (g if ctx.needs_input_grad[0] else None, g if ctx.needs_input_grad[1] else None)
+
+    images = tc.tensor(np.ones(3))  # like a batch of images: no gradient wanted
+    weight = tc.tensor(np.ones(3), requires_grad=True)
+    Spy.apply(images, weight).sum().backward()
+    assert calls == [(False, True)]
+    assert images.grad is None
+
+
+def test_function_returning_wrong_shape_is_reported():
+    class Bad(Function):
+        @staticmethod
+        def forward(ctx, a):
+            return a * 2
+
+        @staticmethod
+        def backward(ctx, g):
+            return (g[:1],)
+
+    with pytest.raises(RuntimeError, match=r"BadBackward returned a gradient of shape \(1,\) for an input of shape"):
+        Bad.apply(tc.tensor([1.0, 2.0], requires_grad=True)).sum().backward()
+
+
+def test_grad_fn_names_and_next_functions():
+    x = tc.tensor([1.0, 2.0], requires_grad=True)
+    y = (x * 2).sum()
+    assert y.grad_fn.name() == "SumBackward"
+    (mul_fn, _), = y.grad_fn.next_functions
+    assert mul_fn.name() == "MulBackward"
+    assert "grad_fn=<SumBackward>" in repr(y)
+
+
+def test_retain_grad_and_hooks_on_intermediate_tensor():
+    x = tc.tensor([1.0, 2.0], requires_grad=True)
+    h = x * 3
+    h.retain_grad()
+    seen = []
+    h.register_hook(lambda g: seen.append(g.data.copy()))
+    (h * h).sum().backward()
+    np.testing.assert_allclose(h.grad.data, 2 * h.data)
+    np.testing.assert_allclose(seen[0], 2 * h.data)
+    assert x.grad is not None
+
+
+def test_hook_can_replace_gradient_and_be_removed():
+    x = tc.tensor([1.0, 2.0], requires_grad=True)
+    handle = x.register_hook(lambda g: g * 10)
+    (x * 1).sum().backward()
+    np.testing.assert_allclose(x.grad.data, [10.0, 10.0])
+    handle.remove()
+    x.grad = None
+    (x * 1).sum().backward()
+    np.testing.assert_allclose(x.grad.data, [1.0, 1.0])
+
+
+def test_leaf_grad_is_independent_copy():
+    x = tc.tensor([1.0, 2.0], requires_grad=True)
+    y = tc.tensor([1.0, 2.0], requires_grad=True)
+    (x + y).sum().backward()
+    x.grad.data[0] = 100.0
+    assert y.grad.data[0] == 1.0
+
+
+def test_float32_stays_float32_through_forward_and_backward():
+    x = tc.tensor(np.ones((2, 3), dtype=np.float32), requires_grad=True)
+    w = tc.tensor(np.ones((4, 3), dtype=np.float32), requires_grad=True)
+    loss = F.cross_entropy(F.relu(F.linear(x, w)) * 0.5 + 1.0, [0, 1])
+    assert loss.dtype == np.float32
+    loss.backward()
+    assert x.grad.dtype == np.float32 and w.grad.dtype == np.float32
