@@ -10,6 +10,7 @@ Tensors are (N, C, H, W) for image batches; see the README for a tour.
 from . import autograd, functional, ops, random
 from .autograd import enable_grad, is_grad_enabled, no_grad, set_grad_enabled
 from .gradcheck import GradcheckError, gradcheck
+from .profiler import profile
 from .random import get_rng_state, manual_seed, set_rng_state
 from .tensor import (
     ShapeError,
@@ -35,5 +36,8 @@ from .tensor import (
     zeros,
     zeros_like,
 )
+
+from . import nn, optim  # noqa: E402  (after the tensor names: nn and optim import them)
+from .serialization import load, save  # noqa: E402
 
 __version__ = "0.1.0"

@@ -37,6 +37,10 @@ class _GradMode(threading.local):
 
 _grad_mode = _GradMode()
 
+# The active ``tinyconv.profiler.Profile`` (None when not profiling): Function.apply and backward() test it once
+# per op and, only when it is set, hand the call to the profiler to be timed.
+_profiler = None
+
 
 def is_grad_enabled() -> bool:
     """True unless inside ``no_grad()``: only then do operations record the graph."""
@@ -156,7 +160,10 @@ class Function:
                 needs.append(False)
         record = _grad_mode.enabled and any(needs)
         ctx.needs_input_grad = tuple(n and record for n in needs)
-        out = cls.forward(ctx, *arrays, **params)
+        if _profiler is None:
+            out = cls.forward(ctx, *arrays, **params)
+        else:
+            out = _profiler._run_forward(cls, ctx, arrays, params)
         if not record:
             return _wrap_output(out, None)
         ctx.inputs = tuple(t if isinstance(t, Tensor) else None for t in inputs)
@@ -220,6 +227,8 @@ def _accumulate_leaf(tensor, grad: np.ndarray) -> None:
 
 def backward(tensor, grad=None, retain_graph: bool = False) -> None:
     """Back-propagate from ``tensor``: accumulate d(tensor)/d(leaf) (times ``grad``) into every leaf's ``.grad``."""
+    if _profiler is not None and not _profiler._in_engine:
+        return _profiler._run_engine(backward, tensor, grad, retain_graph)
     if not tensor.requires_grad:
         raise RuntimeError(
             "element 0 of tensors does not require grad and does not have a grad_fn: "
@@ -258,7 +267,10 @@ def backward(tensor, grad=None, retain_graph: bool = False) -> None:
                     out.grad.data = out.grad.data + g
         if node._freed:
             node.saved_tensors  # raises the "backward through the graph a second time" error
-        input_grads = node.backward(node, g)
+        if _profiler is None:
+            input_grads = node.backward(node, g)
+        else:
+            input_grads = _profiler._run_backward(node, g)
         if not isinstance(input_grads, tuple):
             input_grads = (input_grads,)
         if len(input_grads) != len(node.inputs):
@@ -284,3 +296,5 @@ def backward(tensor, grad=None, retain_graph: bool = False) -> None:
                     grads[key] = gi
         if not retain_graph:
             node.release()
+
+from .graph import print_graph, to_dot  # noqa: E402
