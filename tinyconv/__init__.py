@@ -37,4 +37,7 @@ from .tensor import (
     zeros_like,
 )
 
+from . import nn, optim  # noqa: E402  (after the tensor names: nn and optim import them)
+from .serialization import load, save  # noqa: E402
+
 __version__ = "0.1.0"

@@ -1,0 +1,192 @@
+"""``tc.save`` / ``tc.load``: state dicts and checkpoints as ``.npz`` files, without pickle.
+
+What can be saved: a Tensor or NumPy array (numeric, bool or fixed-width string dtypes), a Python number,
+bool, string or None, and dicts / lists / tuples nesting those. Typical objects::
+
+    tc.save(model.state_dict(), "lenet.npz")             # {"conv1.weight": Tensor, ...}
+    tc.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "epoch": 3,
+             "rng": tc.get_rng_state(), "history": [{"loss": 0.1}, ...]}, "checkpoint.npz")
+
+The file is an ordinary ``.npz`` (readable with ``np.load(path)``): every array is one member, named by its key
+path joined with ``/`` (``model/conv1.weight``, ``optimizer/state/0/exp_avg``). One more member,
+``__tinyconv__``, holds UTF-8 JSON (as uint8) describing the structure: dict key types (int keys stay ints),
+lists vs tuples, Tensors vs arrays, and the plain values inline. ``tc.load`` rebuilds the object exactly.
+A plain ``.npz`` without that member (e.g. from ``np.savez``) loads as a flat ``{name: Tensor}`` dict.
+
+Files are written to a temporary file in the same folder and renamed into place (``os.replace``), so a crash
+mid-write never leaves a truncated file under the final name. Everything is read with ``allow_pickle=False``.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+from .tensor import Tensor
+
+__all__ = ["save", "load", "SerializationError", "FORMAT", "VERSION"]
+
+FORMAT = "tinyconv"
+VERSION = 1
+META_KEY = "__tinyconv__"
+
+
+class SerializationError(ValueError):
+    """A file that ``tc.load`` cannot read (not an .npz, corrupt, or inconsistent), or an object ``tc.save``
+    cannot store. The message names the file and, where it applies, the key."""
+
+
+# ----------------------------------------------------------------------------------------------------- save
+def _array_name(path: tuple, taken: dict) -> str:
+    """A readable member name for the array at ``path``, unique among ``taken`` (keys with '/' could clash)."""
+    name = "/".join(str(p) for p in path) or "value"
+    base, n = name, 1
+    while name in taken or name == META_KEY:
+        name, n = f"{base}#{n}", n + 1
+    return name
+
+
+def _where(path: tuple) -> str:
+    return "/".join(str(p) for p in path) or "<root>"
+
+
+def _encode(obj, path: tuple, arrays: dict):
+    """The JSON description of ``obj``; arrays go into ``arrays`` under a unique name."""
+    if isinstance(obj, Tensor):
+        arr = obj.data
+        kind = "tensor"
+    elif isinstance(obj, np.ndarray):
+        arr, kind = obj, "ndarray"
+    elif isinstance(obj, np.generic):
+        arr, kind = np.asarray(obj), "npscalar"
+    else:
+        arr = None
+    if arr is not None:
+        if arr.dtype.kind not in "biufcUS":
+            raise SerializationError(f"cannot save {_where(path)}: arrays of dtype {arr.dtype} need pickle, which "
+                                     "tinyconv never uses (numeric, bool and string arrays are fine)")
+        name = _array_name(path, arrays)
+        arrays[name] = arr  # np.save copes with any layout (ascontiguousarray would make 0-d arrays 1-d)
+        return {"t": kind, "a": name}
+    if obj is None or isinstance(obj, (bool, str)):
+        return {"t": "v", "v": obj}
+    if isinstance(obj, int):
+        return {"t": "v", "v": obj}
+    if isinstance(obj, float):
+        if math.isfinite(obj):
+            return {"t": "v", "v": obj}
+        return {"t": "float", "v": repr(obj)}  # JSON has no inf/nan; repr round-trips through float()
+    if isinstance(obj, dict):
+        keys, values = [], []
+        for k, v in obj.items():
+            if isinstance(k, bool) or not isinstance(k, (str, int)):
+                raise SerializationError(f"cannot save {_where(path)}: dict keys must be str or int, got "
+                                         f"{type(k).__name__} {k!r}")
+            keys.append(k)
+            values.append(_encode(v, path + (k,), arrays))
+        # JSON keeps ints and strs apart in a list, so int keys come back as ints.
+        return {"t": "dict", "k": keys, "v": values}
+    if isinstance(obj, (list, tuple)):
+        return {"t": "list" if isinstance(obj, list) else "tuple",
+                "v": [_encode(v, path + (i,), arrays) for i, v in enumerate(obj)]}
+    raise SerializationError(f"cannot save {_where(path)}: objects of type {type(obj).__name__} are not supported "
+                             "(use Tensors/arrays, numbers, strings, None, and dicts/lists/tuples of them)")
+
+
+def save(obj, path) -> Path:
+    """Write ``obj`` (a state dict, or a nested dict/list of Tensors, arrays and plain values) to ``path``.
+
+    ``path`` must end in ``.npz``. The write is atomic: a temporary file in the same folder is renamed into
+    place once complete. Returns the path written.
+    """
+    path = Path(path)
+    if path.suffix != ".npz":
+        raise ValueError(f"tc.save writes .npz files; expected a path ending in '.npz', got '{path}'")
+    arrays: dict[str, np.ndarray] = {}
+    tree = _encode(obj, (), arrays)
+    meta = json.dumps({"format": FORMAT, "version": VERSION, "tree": tree}, allow_nan=False)
+    members = dict(arrays)
+    members[META_KEY] = np.frombuffer(meta.encode("utf-8"), dtype=np.uint8)
+    folder = path.parent
+    folder.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.savez(f, **members)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+    return path
+
+
+# ----------------------------------------------------------------------------------------------------- load
+def _decode(node, arrays, path: str, file: Path):
+    try:
+        t = node["t"]
+    except (TypeError, KeyError):
+        raise SerializationError(f"{file}: bad structure description at {path or '<root>'}") from None
+    if t in ("tensor", "ndarray", "npscalar"):
+        name = node.get("a")
+        if name not in arrays:
+            raise SerializationError(f"{file}: array member {name!r} (for {path or '<root>'}) is missing")
+        arr = arrays[name]
+        if t == "tensor":
+            return Tensor(arr)
+        return arr if t == "ndarray" else arr[()]
+    if t == "v":
+        return node["v"]
+    if t == "float":
+        return float(node["v"])
+    if t == "dict":
+        return {k: _decode(v, arrays, f"{path}/{k}" if path else str(k), file) for k, v in zip(node["k"], node["v"])}
+    if t in ("list", "tuple"):
+        items = [_decode(v, arrays, f"{path}/{i}" if path else str(i), file) for i, v in enumerate(node["v"])]
+        return items if t == "list" else tuple(items)
+    raise SerializationError(f"{file}: unknown node type {t!r} at {path or '<root>'}")
+
+
+def load(path):
+    """Read a file written by :func:`save` and return the object, rebuilt exactly (Tensors as Tensors).
+
+    Raises ``FileNotFoundError`` for a missing file and :class:`SerializationError` (naming the file) for one
+    that is not a readable ``.npz``, is corrupt, or whose structure description is damaged.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"no such file: '{path}'")
+    if not zipfile.is_zipfile(path):
+        raise SerializationError(f"'{path}' is not an .npz file (not a zip archive; corrupt, truncated, or "
+                                 "another format?)")
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            arrays = {name: npz[name] for name in npz.files}
+    except ValueError as e:  # e.g. an object array, which would need pickle
+        raise SerializationError(f"'{path}' cannot be read without pickle, which tinyconv refuses: {e}") from e
+    except Exception as e:  # BadZipFile, CRC errors, truncated members, bad .npy headers ...
+        raise SerializationError(f"'{path}' is not a readable .npz file (corrupt or truncated?): "
+                                 f"{type(e).__name__}: {e}") from e
+    if META_KEY not in arrays:
+        # A plain .npz of named arrays (np.savez(..., **state_dict)): a flat state dict.
+        return {name: Tensor(arr) for name, arr in arrays.items()}
+    raw = arrays.pop(META_KEY)
+    try:
+        meta = json.loads(raw.tobytes().decode("utf-8"))
+        if meta.get("format") != FORMAT:
+            raise ValueError(f"format {meta.get('format')!r}")
+    except (ValueError, AttributeError, UnicodeDecodeError) as e:
+        raise SerializationError(f"'{path}': its {META_KEY} member is damaged ({e})") from e
+    if meta.get("version", 0) > VERSION:
+        raise SerializationError(f"'{path}' was written by a newer tinyconv (format version {meta['version']}, "
+                                 f"this one reads up to {VERSION})")
+    return _decode(meta["tree"], arrays, "", path)
