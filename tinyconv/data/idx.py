@@ -1,0 +1,220 @@
+"""The IDX file format (the container MNIST ships in), read and written strictly.
+
+Layout of an IDX file (all multi-byte numbers big-endian)::
+
+    offset  size      meaning
+    0       2         zero bytes 0x00 0x00
+    2       1         dtype code (see ``DTYPE_CODES``)
+    3       1         ndim, the number of dimensions (1..255)
+    4       4*ndim    the sizes, one unsigned 32-bit integer per dimension
+    4+4*nd  ...       the payload: prod(sizes) items of the dtype, C order, big-endian
+
+A file is read as gzip-compressed when it starts with the gzip magic bytes 0x1f 0x8b; the
+``.gz`` suffix only decides how a file is *written*. Sniffing the content on read matters
+because browsers often decompress ``*.gz`` downloads on the fly but keep the name: a plain
+IDX file called ``train-images-idx3-ubyte.gz`` is read without complaint, and a gzip file
+without the suffix is read too.
+
+Reading is strict: anything that is not exactly one well-formed IDX array raises
+``IDXError`` (a ``ValueError``) whose message names the file, what was expected and what
+was found. Writing is atomic: the bytes go to a temporary file in the same folder, which
+is then renamed over the target with ``os.replace``, so a reader never sees half a file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gzip
+import os
+import tempfile
+import zlib
+from pathlib import Path
+from typing import BinaryIO, Iterator
+
+import numpy as np
+import numpy.typing as npt
+
+__all__ = ["IDXError", "DTYPE_CODES", "read_idx", "write_idx", "atomic_write"]
+
+#: IDX dtype code -> NumPy dtype of the payload as stored on disk (big-endian).
+DTYPE_CODES: dict[int, np.dtype] = {
+    0x08: np.dtype("u1"),
+    0x09: np.dtype("i1"),
+    0x0B: np.dtype(">i2"),
+    0x0C: np.dtype(">i4"),
+    0x0D: np.dtype(">f4"),
+    0x0E: np.dtype(">f8"),
+}
+
+# The reverse map keyed by (kind, itemsize), so any byte order of a supported type can be written.
+_CODE_FOR = {(dt.kind, dt.itemsize): code for code, dt in DTYPE_CODES.items()}
+
+_GZIP_MAGIC = b"\x1f\x8b"
+_MAX_NDIM = 255          # the ndim field is one byte
+_MAX_DIM = 2**32 - 1     # each size is an unsigned 32-bit integer
+
+
+class IDXError(ValueError):
+    """A file is not a well-formed IDX array (or an array cannot be stored as one)."""
+
+
+def _describe_codes() -> str:
+    return ", ".join(f"0x{c:02X} ({dt.name})" for c, dt in DTYPE_CODES.items())
+
+
+def _read_bytes(path: Path) -> tuple[bytes, bool]:
+    """Return the (decompressed) bytes of ``path`` and whether it was gzip (by magic bytes)."""
+    raw = path.read_bytes()
+    if raw[:2] != _GZIP_MAGIC:
+        return raw, False
+    try:
+        return gzip.decompress(raw), True
+    except (EOFError, OSError, zlib.error) as exc:
+        # EOFError: stream cut short; BadGzipFile (an OSError) / zlib.error: damaged data.
+        raise IDXError(
+            f"{path}: starts with the gzip magic bytes but is not a valid gzip stream "
+            f"({type(exc).__name__}: {exc}); the file is probably truncated or damaged"
+        ) from exc
+
+
+def read_idx(path: str | os.PathLike, *, ndim: int | None = None,
+             dtype: npt.DTypeLike | None = None) -> np.ndarray:
+    """Read one IDX file (plain or gzip) into a NumPy array.
+
+    Args:
+        path: the file. Gzip compression is detected from the content, not the name.
+        ndim: if given, the number of dimensions the file must declare (e.g. 3 for
+            MNIST images, 1 for labels); a different count raises ``IDXError``.
+        dtype: if given, the element type the file must declare (e.g. ``np.uint8``).
+
+    Returns:
+        A writable, C-contiguous array in native byte order whose shape is the sizes
+        from the header, e.g. ``(60000, 28, 28)`` uint8 for MNIST training images.
+
+    Raises:
+        IDXError: empty or short file, wrong magic bytes, unknown dtype code, ndim of 0
+            or not the one asked for, truncated header or payload, trailing bytes.
+        OSError: the file cannot be opened.
+    """
+    path = Path(path)
+    buf, was_gzip = _read_bytes(path)
+    # When the name promises gzip but the content is plain, say so in every error below:
+    # "not gzip" is useful context when the plain content then fails to parse too.
+    hint = ""
+    if path.suffix == ".gz" and not was_gzip:
+        hint = " (the name ends in .gz but the content is not gzip-compressed)"
+
+    def fail(msg: str) -> IDXError:
+        return IDXError(f"{path}: {msg}{hint}")
+
+    if len(buf) == 0:
+        raise fail("file is empty; expected an IDX header of at least 4 bytes")
+    if len(buf) < 4:
+        raise fail(f"file is {len(buf)} bytes long; expected an IDX header of at least 4 bytes")
+    if buf[0:2] != b"\x00\x00":
+        raise fail(f"bad magic: expected the first two bytes 00 00, found {buf[0:2].hex(' ')}")
+
+    code, nd = buf[2], buf[3]
+    if code not in DTYPE_CODES:
+        raise fail(f"unknown dtype code 0x{code:02X}; expected one of {_describe_codes()}")
+    stored = DTYPE_CODES[code]
+    if dtype is not None and np.dtype(dtype).newbyteorder("=") != stored.newbyteorder("="):
+        raise fail(f"dtype mismatch: expected {np.dtype(dtype).name}, "
+                   f"found code 0x{code:02X} ({stored.name})")
+    if nd == 0:
+        raise fail("dimension count is 0; expected at least 1 dimension")
+    if ndim is not None and nd != ndim:
+        raise fail(f"dimension count mismatch: expected {ndim}, found {nd}")
+
+    header_len = 4 + 4 * nd
+    if len(buf) < header_len:
+        raise fail(f"header truncated: {nd} dimensions need {header_len} header bytes, "
+                   f"file has {len(buf)}")
+    shape = tuple(int(s) for s in np.frombuffer(buf, dtype=">u4", count=nd, offset=4))
+
+    expected = int(np.prod(shape, dtype=np.int64)) * stored.itemsize
+    found = len(buf) - header_len
+    if found < expected:
+        raise fail(f"payload truncated: shape {shape} of {stored.name} needs {expected} bytes, "
+                   f"found {found}")
+    if found > expected:
+        raise fail(f"{found - expected} trailing bytes after the payload: shape {shape} of "
+                   f"{stored.name} needs {expected} bytes, found {found}")
+
+    data = np.frombuffer(buf, dtype=stored, count=expected // stored.itemsize, offset=header_len)
+    # astype copies: the result owns its memory, is writable, and is in native byte order.
+    return data.astype(stored.newbyteorder("="), copy=True).reshape(shape)
+
+
+@contextlib.contextmanager
+def atomic_write(path: str | os.PathLike) -> Iterator[BinaryIO]:
+    """Open a temporary file next to ``path`` for binary writing; on success rename it over ``path``.
+
+    The temporary file lives in the same folder (so ``os.replace`` is an atomic rename on one
+    filesystem) and is named ``.<name>.<random>.tmp``. If the ``with`` body raises, the
+    temporary file is deleted and ``path`` is left exactly as it was.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+        # mkstemp creates the file with mode 0600; give it the permissions a plain open() would.
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def _idx_header(array: np.ndarray, path: Path) -> tuple[bytes, np.dtype]:
+    """Header bytes for ``array`` and the big-endian dtype its payload is stored in."""
+    dt = array.dtype
+    code = _CODE_FOR.get((dt.kind, dt.itemsize))
+    if code is None:
+        raise IDXError(f"{path}: cannot store dtype {dt.name} in IDX; expected one of "
+                       f"{_describe_codes()} (cast the array first)")
+    if not 1 <= array.ndim <= _MAX_NDIM:
+        raise IDXError(f"{path}: IDX stores 1 to {_MAX_NDIM} dimensions, "
+                       f"given an array with {array.ndim}")
+    if any(s > _MAX_DIM for s in array.shape):
+        raise IDXError(f"{path}: IDX sizes are 32-bit; given shape {array.shape}")
+    header = bytes([0, 0, code, array.ndim]) + np.asarray(array.shape, dtype=">u4").tobytes()
+    return header, DTYPE_CODES[code]
+
+
+def write_idx(path: str | os.PathLike, array: npt.ArrayLike, *, compresslevel: int = 6) -> Path:
+    """Write ``array`` to ``path`` as IDX, gzip-compressed when the name ends in ``.gz``.
+
+    Args:
+        path: destination; parent folders are created. Replaced atomically.
+        array: 1 to 255 dimensions, dtype uint8, int8, int16, int32, float32 or float64
+            (any byte order). Other dtypes are refused rather than silently cast.
+        compresslevel: gzip level for ``.gz`` files (6 is the zlib default: near-best size,
+            several times faster than 9 on MNIST-sized files).
+
+    Returns:
+        ``path`` as a ``Path``.
+    """
+    path = Path(path)
+    array = np.asarray(array)
+    header, stored = _idx_header(array, path)
+    payload = np.ascontiguousarray(array, dtype=stored).tobytes()
+    with atomic_write(path) as f:
+        if path.suffix == ".gz":
+            # mtime=0 and the final file name (not the temp name; gzip strips ".gz") in the
+            # gzip header make the output byte-for-byte reproducible.
+            with gzip.GzipFile(filename=path.name, mode="wb", fileobj=f,
+                               compresslevel=compresslevel, mtime=0) as gz:
+                gz.write(header)
+                gz.write(payload)
+        else:
+            f.write(header)
+            f.write(payload)
+    return path

@@ -1,0 +1,248 @@
+"""DataLoader: NumPy batches from image/label arrays, with seeded shuffling that can resume exactly.
+
+Randomness is derived, not carried: the permutation of epoch ``e`` comes from a fresh
+``np.random.Generator`` seeded with ``SeedSequence(seed, spawn_key=(e, 0))`` and the
+augmentation generator of batch ``b`` of that epoch from ``spawn_key=(e, 1, b)``. So the
+whole random state of a loader is three integers, ``(seed, epoch, batch)``: saving them
+mid-epoch and loading them into a new loader reproduces the remaining batches bit for bit,
+augmentation included, with no pickled Generator objects.
+"""
+
+from __future__ import annotations
+
+import operator
+from typing import Callable, Iterator
+
+import numpy as np
+
+__all__ = ["DataLoader", "random_shift", "Transform"]
+
+#: A batch transform: ``(x float32 (B, C, H, W) in [0, 1], rng) -> x`` of the same shape.
+Transform = Callable[[np.ndarray, np.random.Generator], np.ndarray]
+
+
+def random_shift(max_shift: int = 2) -> Transform:
+    """A transform that moves each image by a random whole number of pixels, filling with 0.
+
+    Each sample gets its own (dy, dx), drawn uniformly from ``-max_shift..max_shift`` with
+    the loader's per-batch generator, so the augmentation is reproducible from the seed.
+    Zero fill is background because transforms run before normalisation.
+
+    Returns:
+        ``shift(x, rng)`` mapping float32 (B, C, H, W) to a new array of the same shape.
+    """
+    m = operator.index(max_shift)
+    if m < 0:
+        raise ValueError(f"max_shift must be >= 0, given {max_shift}")
+
+    def shift(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        h, w = x.shape[-2:]
+        d = rng.integers(-m, m + 1, size=(x.shape[0], 2))
+        out = np.zeros_like(x)
+        # At most (2m+1)^2 distinct shifts: copy all samples sharing one with a single slice
+        # assignment instead of looping over samples.
+        for dy, dx in np.unique(d, axis=0):
+            sel = np.flatnonzero((d[:, 0] == dy) & (d[:, 1] == dx))
+            dst_y, src_y = slice(max(dy, 0), h + min(dy, 0)), slice(max(-dy, 0), h - max(dy, 0))
+            dst_x, src_x = slice(max(dx, 0), w + min(dx, 0)), slice(max(-dx, 0), w - max(dx, 0))
+            out[sel, ..., dst_y, dst_x] = x[sel, ..., src_y, src_x]
+        return out
+
+    shift.__qualname__ = f"random_shift({m})"
+    return shift
+
+
+def _as_arrays(dataset) -> tuple[np.ndarray, np.ndarray]:
+    if isinstance(dataset, (tuple, list)):
+        if len(dataset) != 2:
+            raise TypeError(f"expected an (images, labels) pair, given a {type(dataset).__name__} "
+                            f"of length {len(dataset)}")
+        images, labels = dataset
+    elif hasattr(dataset, "data") and hasattr(dataset, "targets"):
+        images, labels = dataset.data, dataset.targets
+    else:
+        raise TypeError("expected a dataset with .data and .targets (like MNIST) or an "
+                        f"(images, labels) pair of arrays, given {type(dataset).__name__}")
+    images, labels = np.asarray(images), np.asarray(labels)
+    if images.ndim not in (3, 4):
+        raise ValueError(f"images expected (N, H, W) or (N, C, H, W), given shape {images.shape}")
+    if images.dtype != np.uint8 and images.dtype.kind != "f":
+        raise ValueError(f"images expected uint8 (0..255) or float (0..1), given {images.dtype}")
+    if labels.ndim != 1 or labels.dtype.kind not in "iu":
+        raise ValueError(f"labels expected integer (N,), given {labels.dtype} {labels.shape}")
+    if len(labels) != len(images):
+        raise ValueError(f"images and labels differ in length: {len(images)} images, "
+                         f"{len(labels)} labels")
+    return images, labels
+
+
+class DataLoader:
+    """Iterate over ``(x, y)`` batches of NumPy arrays.
+
+    Args:
+        dataset: an object with ``.data`` (images) and ``.targets`` (labels), such as
+            ``MNIST``, or a pair ``(images, labels)``. Images are uint8 (N, H, W) or
+            (N, C, H, W) with values 0..255, or float with values already in [0, 1]
+            (float input is not rescaled, only normalised, and its range is not checked).
+            Labels are integers (N,).
+        batch_size: samples per batch; the last batch may be smaller unless ``drop_last``.
+        shuffle: visit samples in a new random order every epoch (else in index order).
+        drop_last: leave out the final incomplete batch.
+        seed: a non-negative int that fixes every random choice (order and augmentation).
+            None draws fresh OS entropy; the value drawn is kept in ``.seed`` and in
+            ``state_dict()`` so even an unseeded run can be resumed.
+        normalize: ``(mean, std)`` applied after scaling to [0, 1], i.e.
+            ``x = (u8 / 255 - mean) / std``; the default is MNIST's. None skips it.
+        transform: optional ``transform(x, rng) -> x`` on the float32 (B, C, H, W) batch in
+            [0, 1], before normalisation; ``rng`` is a Generator specific to this batch of
+            this epoch (see ``random_shift``).
+
+    Yields:
+        x: float32 (B, C, H, W), C = 1 for (N, H, W) input, C-contiguous.
+        y: int64 (B,).
+
+    Each ``iter(loader)`` is one epoch and advances the epoch counter when it starts a new
+    one. ``state_dict()`` / ``load_state_dict()`` capture ``(seed, epoch, batch)``; after
+    loading a mid-epoch state, the next ``iter`` continues that epoch at that batch. An
+    iteration abandoned midway (``break``) is not resumed: the next ``iter`` starts the
+    following epoch, as in PyTorch. One iteration at a time per loader.
+    """
+
+    def __init__(self, dataset, batch_size: int = 1, shuffle: bool = False, drop_last: bool = False,
+                 seed: int | None = None, normalize: tuple[float, float] | None = (0.1307, 0.3081),
+                 transform: Transform | None = None):
+        self.images, self.labels = _as_arrays(dataset)
+        self.batch_size = operator.index(batch_size)
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, given {batch_size}")
+        self.shuffle = bool(shuffle)
+        self.drop_last = bool(drop_last)
+        if normalize is not None:
+            mean, std = (float(v) for v in normalize)
+            if not std > 0:
+                raise ValueError(f"normalize std must be > 0, given {std}")
+            normalize = (mean, std)
+        self.normalize = normalize
+        if transform is not None and not callable(transform):
+            raise TypeError(f"transform must be callable(x, rng), given {type(transform).__name__}")
+        self.transform = transform
+        self._seed = self._check_seed(np.random.SeedSequence().entropy if seed is None else seed)
+        self._epoch = 0          # the epoch in progress, or the next one to start
+        self._batch = 0          # batches of self._epoch already handed out
+        self._resume = False     # True after load_state_dict() with a mid-epoch position
+
+    # ------------------------------------------------------------------ sizes
+
+    @property
+    def num_samples(self) -> int:
+        return len(self.labels)
+
+    def __len__(self) -> int:
+        """Number of batches per epoch."""
+        n, b = self.num_samples, self.batch_size
+        return n // b if self.drop_last else -(-n // b)
+
+    # ------------------------------------------------------------------ randomness and state
+
+    @staticmethod
+    def _check_seed(seed) -> int:
+        if isinstance(seed, bool):
+            raise TypeError("seed must be a non-negative int, given a bool")
+        seed = operator.index(seed)
+        if seed < 0:
+            raise ValueError(f"seed must be a non-negative int, given {seed}")
+        return int(seed)
+
+    @property
+    def seed(self) -> int:
+        return self._seed
+
+    @property
+    def epoch(self) -> int:
+        """The epoch in progress, or the one the next ``iter`` will run."""
+        return self._epoch
+
+    def set_epoch(self, epoch: int) -> None:
+        """Make the next ``iter`` run epoch ``epoch`` from its first batch."""
+        epoch = operator.index(epoch)
+        if epoch < 0:
+            raise ValueError(f"epoch must be >= 0, given {epoch}")
+        self._epoch, self._batch, self._resume = epoch, 0, False
+
+    def _rng(self, *key: int) -> np.random.Generator:
+        return np.random.default_rng(np.random.SeedSequence(self._seed, spawn_key=key))
+
+    def order(self, epoch: int) -> np.ndarray:
+        """Sample indices in the order epoch ``epoch`` visits them: int64 (N,)."""
+        if not self.shuffle:
+            return np.arange(self.num_samples)
+        return self._rng(epoch, 0).permutation(self.num_samples)
+
+    def state_dict(self) -> dict[str, int]:
+        """Plain ints that let a fresh loader over the same data continue exactly from here.
+
+        ``{"seed", "epoch", "batch", "batch_size", "num_samples"}``; ``batch`` is how many
+        batches of ``epoch`` were already handed out (0 = at an epoch boundary).
+        """
+        epoch, batch = self._epoch, self._batch
+        if batch >= len(self):  # every batch handed out: that is the start of the next epoch
+            epoch, batch = epoch + 1, 0
+        return {"seed": self._seed, "epoch": epoch, "batch": batch,
+                "batch_size": self.batch_size, "num_samples": self.num_samples}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restore a ``state_dict()``; the next ``iter`` continues from that position."""
+        for key, mine in (("batch_size", self.batch_size), ("num_samples", self.num_samples)):
+            if key in state and int(state[key]) != mine:
+                raise ValueError(f"state was saved with {key}={int(state[key])}, "
+                                 f"this loader has {key}={mine}")
+        epoch, batch = operator.index(state["epoch"]), operator.index(state["batch"])
+        if epoch < 0 or not 0 <= batch <= len(self):
+            raise ValueError(f"state position expected epoch >= 0 and 0 <= batch <= {len(self)}, "
+                             f"given epoch={epoch}, batch={batch}")
+        self._seed = self._check_seed(state["seed"])
+        self._epoch, self._batch = epoch, batch
+        self._resume = batch > 0
+
+    # ------------------------------------------------------------------ batches
+
+    def _make_batch(self, idx: np.ndarray, epoch: int, batch: int) -> tuple[np.ndarray, np.ndarray]:
+        x = self.images[idx]  # fancy indexing copies just this batch
+        if x.ndim == 3:
+            x = x[:, None]
+        if x.dtype == np.uint8:
+            x = x.astype(np.float32) / np.float32(255)
+        else:
+            x = x.astype(np.float32)  # float input: already in [0, 1] by contract
+        if self.transform is not None:
+            out = self.transform(x, self._rng(epoch, 1, batch))
+            if getattr(out, "shape", None) != x.shape:
+                raise ValueError(f"transform must return an array of shape {x.shape}, "
+                                 f"returned {getattr(out, 'shape', type(out).__name__)}")
+            x = np.asarray(out, dtype=np.float32)
+        if self.normalize is not None:
+            mean, std = self.normalize
+            x = (x - np.float32(mean)) / np.float32(std)
+        return np.ascontiguousarray(x), self.labels[idx].astype(np.int64)
+
+    def __iter__(self) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        if self._batch and not self._resume:
+            # The previous iteration stopped early: start the next epoch, don't continue it.
+            self._epoch, self._batch = self._epoch + 1, 0
+        self._resume = False
+        return self._run(self._epoch, self._batch)
+
+    def _run(self, epoch: int, start: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        order, bs = self.order(epoch), self.batch_size
+        for b in range(start, len(self)):
+            x, y = self._make_batch(order[b * bs:(b + 1) * bs], epoch, b)
+            # Count the batch as handed out before yielding, so a state_dict() taken while
+            # the caller works on it resumes at the batch after it.
+            self._batch = b + 1
+            yield x, y
+        self._epoch, self._batch = epoch + 1, 0
+
+    def __repr__(self) -> str:
+        return (f"DataLoader(num_samples={self.num_samples}, batch_size={self.batch_size}, "
+                f"shuffle={self.shuffle}, drop_last={self.drop_last}, seed={self._seed}, "
+                f"epoch={self._epoch})")
