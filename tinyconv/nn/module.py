@@ -256,7 +256,7 @@ class Module:
                     f"size mismatch for {key}: copying a param with shape {arr.shape} from checkpoint, "
                     f"the shape in current model is {target.shape}"
                 )
-            elif arr.dtype != target.dtype and not np.can_cast(arr.dtype, target.dtype, casting="same_kind"):
+            elif arr.dtype.kind != target.dtype.kind:  # float32 <-> float64 converts; int/bool into float doesn't
                 problems.append(
                     f"dtype mismatch for {key}: checkpoint has {arr.dtype}, the model expects {target.dtype}"
                 )
@@ -273,7 +273,7 @@ class Module:
             if key in state_dict:
                 value = state_dict[key]
                 arr = value.data if isinstance(value, Tensor) else np.asarray(value)
-                np.copyto(target.data, arr, casting="same_kind")
+                np.copyto(target.data, arr, casting="unsafe")  # kinds already checked equal above
         return IncompatibleKeys(missing, unexpected)
 
     # -------------------------------------------------------------------------------------------------- repr
