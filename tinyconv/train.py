@@ -1,0 +1,486 @@
+"""Training and evaluation loops: metrics history, checkpoints, exact resume, Ctrl-C handling.
+
+The pieces::
+
+    trainer = Trainer(model, optimizer, train_loader, test_loader, epochs=8, scheduler=sched,
+                      scheduler_interval="batch", out_dir="runs/lenet")
+    history = trainer.fit()            # list of per-epoch dicts (see METRICS)
+    evaluate(model, test_loader)       # {'loss', 'acc', 'n', 'confusion' (C, C) int64}
+
+Each epoch: one pass over ``train_loader`` (cross-entropy, ``optimizer.step()`` per batch, the scheduler stepped
+per batch or per epoch), then ``evaluate`` on ``test_loader``, a one-line summary, and (with ``out_dir``) the
+files ``checkpoint.npz``, ``metrics.csv`` and ``curves.png`` (when matplotlib is installed).
+
+**Exact resume.** A checkpoint holds everything that decides the next numbers: model, optimizer and scheduler
+state, the DataLoader position (seed, epoch, batch), tinyconv's global RNG state, the metrics history and the
+running sums of an unfinished epoch. Loading it into freshly built objects and calling ``fit`` again continues
+with bit-identical losses, from an epoch boundary or from the middle of an epoch.
+
+**Ctrl-C.** The first SIGINT asks the loop to stop after the batch in progress: it saves a mid-epoch checkpoint
+at that clean point and raises :class:`TrainingInterrupted` (a ``KeyboardInterrupt``). A second Ctrl-C raises
+``KeyboardInterrupt`` at once; the loop still saves a mid-epoch checkpoint if the interrupt arrived outside the
+parameter update (the batch in progress is then simply redone on resume), and otherwise leaves the checkpoint of
+the last completed epoch in place.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import math
+import os
+import signal
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+from . import functional as F
+from .autograd import no_grad
+from .random import get_rng_state, set_rng_state
+from .serialization import load, save
+from .tensor import Tensor
+
+__all__ = [
+    "Trainer", "TrainingInterrupted", "evaluate", "format_confusion", "write_metrics_csv", "plot_curves",
+    "grad_norms", "METRICS", "CHECKPOINT_FORMAT",
+]
+
+CHECKPOINT_FORMAT = "tinyconv-checkpoint"
+#: Columns of ``metrics.csv`` (followed by ``grad_norm_<layer>`` columns with ``log_grads``).
+METRICS = ("epoch", "train_loss", "train_acc", "test_loss", "test_acc", "lr", "train_seconds", "eval_seconds",
+           "images_per_s")
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """Raised by ``Trainer.fit`` after Ctrl-C (or ``request_stop()``); ``.checkpoint`` is the file written
+    (None if none could be written safely), ``.epoch``/``.batch`` where training stopped."""
+
+    def __init__(self, message: str, checkpoint: Path | None, epoch: int, batch: int):
+        super().__init__(message)
+        self.checkpoint, self.epoch, self.batch = checkpoint, epoch, batch
+
+
+# ------------------------------------------------------------------------------------------------- evaluation
+def evaluate(model, loader, num_classes: int | None = None) -> dict:
+    """Loss and accuracy of ``model`` over every batch of ``loader``, in eval mode and without a graph.
+
+    Args:
+        model: maps x (N, ...) to class scores (N, C).
+        loader: yields ``(x, y)`` with x float32 (N, ...) and y int (N,).
+        num_classes: size of the confusion matrix (default: C from the scores).
+
+    Returns:
+        ``{'loss': mean cross-entropy, 'acc': fraction correct, 'n': samples,
+        'confusion': int64 (C, C) with rows = true class, columns = predicted class}``.
+    """
+    was_training = model.training
+    model.eval()
+    loss_sum, n, confusion = 0.0, 0, None
+    try:
+        with no_grad():
+            for x, y in loader:
+                scores = model(Tensor(x))
+                loss_sum += float(F.cross_entropy(scores, y, reduction="sum").item())
+                pred = scores.data.argmax(axis=1)
+                if confusion is None:
+                    c = num_classes or scores.shape[1]
+                    confusion = np.zeros((c, c), dtype=np.int64)
+                np.add.at(confusion, (np.asarray(y, dtype=np.int64), pred), 1)
+                n += len(y)
+    finally:
+        model.train(was_training)
+    if n == 0:
+        raise ValueError("evaluate: the loader yielded no samples")
+    return {"loss": loss_sum / n, "acc": float(np.trace(confusion)) / n, "n": n, "confusion": confusion}
+
+
+def format_confusion(confusion: np.ndarray, labels=None) -> str:
+    """The confusion matrix as aligned text: rows = true class, columns = predicted, plus per-class accuracy."""
+    confusion = np.asarray(confusion)
+    c = confusion.shape[0]
+    labels = [str(i) for i in range(c)] if labels is None else [str(s) for s in labels]
+    width = max(max(len(str(v)) for v in confusion.flat), max(len(s) for s in labels), 4)
+    head = "true\\pred".ljust(10) + " ".join(s.rjust(width) for s in labels) + "   acc"
+    rows = [head]
+    for i in range(c):
+        total = confusion[i].sum()
+        acc = f"{100.0 * confusion[i, i] / total:6.2f}%" if total else "     -"
+        rows.append(labels[i].ljust(10) + " ".join(str(v).rjust(width) for v in confusion[i]) + " " + acc)
+    return "\n".join(rows)
+
+
+def grad_norms(model) -> dict[str, float]:
+    """L2 norm of the gradient of each layer (all of a module's own parameters together), by module name.
+
+    Parameters without a gradient are left out; a layer whose parameters have none is absent.
+    """
+    sums: dict[str, float] = {}
+    for name, p in model.named_parameters():
+        if p.grad is None:
+            continue
+        layer = name.rsplit(".", 1)[0] if "." in name else "(root)"
+        sums[layer] = sums.get(layer, 0.0) + float(np.square(p.grad.data, dtype=np.float64).sum())
+    return {k: math.sqrt(v) for k, v in sums.items()}
+
+
+# ------------------------------------------------------------------------------------------------ files
+def _atomic_text(path: Path, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", newline="") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_metrics_csv(history: list[dict], path) -> Path:
+    """Write the history as CSV (one row per epoch; columns ``METRICS`` then any extra keys, e.g. grad norms)."""
+    path = Path(path)
+    extra = []
+    for row in history:
+        extra += [k for k in row if k not in METRICS and k not in extra]
+    columns = list(METRICS) + extra
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n")
+    writer.writeheader()
+    for row in history:
+        writer.writerow({k: (repr(v) if isinstance(v, float) else v) for k, v in row.items()})
+    _atomic_text(path, buf.getvalue())
+    return path
+
+
+def plot_curves(history: list[dict], path) -> bool:
+    """Draw loss, accuracy (and gradient norms, when recorded) per epoch into a PNG.
+
+    Returns False (and draws nothing) when matplotlib is not installed. Uses the Agg canvas directly, so it never
+    touches pyplot's global backend.
+    """
+    try:
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
+    except ImportError:
+        return False
+    epochs = [r["epoch"] for r in history]
+    grad_keys = [k for k in (history[0] if history else {}) if k.startswith("grad_norm_")]
+    panels = 3 if grad_keys else 2
+    fig = Figure(figsize=(4.2 * panels, 3.4), layout="constrained")
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot(1, panels, 1)
+    ax.plot(epochs, [r["train_loss"] for r in history], "o-", label="train")
+    ax.plot(epochs, [r["test_loss"] for r in history], "s-", label="test")
+    ax.set(xlabel="epoch", ylabel="cross-entropy", title="loss")
+    ax.legend()
+    ax = fig.add_subplot(1, panels, 2)
+    ax.plot(epochs, [100 * r["train_acc"] for r in history], "o-", label="train")
+    ax.plot(epochs, [100 * r["test_acc"] for r in history], "s-", label="test")
+    ax.set(xlabel="epoch", ylabel="accuracy (%)", title="accuracy")
+    ax.legend()
+    if grad_keys:
+        ax = fig.add_subplot(1, panels, 3)
+        for k in grad_keys:
+            ax.plot(epochs, [r.get(k, float("nan")) for r in history], "o-", label=k[len("grad_norm_"):])
+        ax.set(xlabel="epoch", ylabel="mean per-batch L2 norm", title="gradient norm per layer", yscale="log")
+        ax.legend(fontsize="small")
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".png", dir=path.parent)
+    os.close(fd)
+    try:
+        fig.savefig(tmp, dpi=110)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return True
+
+
+# ---------------------------------------------------------------------------------------------------- trainer
+class Trainer:
+    """Fit a classifier with cross-entropy; keep a history; checkpoint every epoch; resume exactly.
+
+    Args:
+        model: a Module mapping x (N, ...) float32 to scores (N, C).
+        optimizer: a ``tc.optim`` optimizer over the model's parameters.
+        train_loader: a ``tc.data.DataLoader`` (its ``state_dict``/``load_state_dict``/``set_epoch`` are used
+            for exact resume).
+        test_loader: evaluated after every epoch (None skips evaluation; the test columns are then NaN).
+        epochs: total number of epochs (resuming counts the ones already done).
+        scheduler: a ``tc.optim.lr_scheduler`` scheduler, stepped every batch (``scheduler_interval='batch'``)
+            or every epoch (``'epoch'``).
+        out_dir: folder for ``checkpoint.npz``, ``metrics.csv``, ``curves.png``; None writes nothing.
+        log_grads: record each layer's gradient L2 norm (mean over the epoch's batches) as
+            ``grad_norm_<layer>`` in the history.
+        config: a dict of plain values stored in the checkpoint (the CLI keeps its options there).
+        progress: show a tqdm bar per epoch (running loss and accuracy).
+        out: where the per-epoch summary lines go (default stdout).
+        handle_sigint: catch Ctrl-C to stop cleanly (only possible in the main thread).
+        callback: optional ``callback(trainer, epoch, batch)`` after every batch (tests use it to stop early).
+    """
+
+    def __init__(self, model, optimizer, train_loader, test_loader=None, *, epochs: int, scheduler=None,
+                 scheduler_interval: str = "epoch", out_dir=None, log_grads: bool = False, config=None,
+                 progress: bool = True, out=None, handle_sigint: bool = True, callback=None):
+        if scheduler_interval not in ("batch", "epoch"):
+            raise ValueError(f"scheduler_interval must be 'batch' or 'epoch', got {scheduler_interval!r}")
+        if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 0:
+            raise ValueError(f"epochs must be a non-negative integer, got {epochs!r}")
+        self.model, self.optimizer, self.scheduler = model, optimizer, scheduler
+        self.train_loader, self.test_loader = train_loader, test_loader
+        self.epochs, self.scheduler_interval = epochs, scheduler_interval
+        self.out_dir = Path(out_dir) if out_dir is not None else None
+        self.log_grads, self.config = bool(log_grads), dict(config or {})
+        self.progress, self.out, self.handle_sigint = progress, out, handle_sigint
+        self.callback = callback
+        self.history: list[dict] = []
+        self.epoch = 0  # completed epochs
+        self._batch = 0  # batches of the epoch in progress that are fully applied
+        self._partial = self._fresh_partial()
+        self._stop = False
+        self._rng_at_batch_start = get_rng_state()
+
+    @property
+    def checkpoint_path(self) -> Path | None:
+        return None if self.out_dir is None else self.out_dir / "checkpoint.npz"
+
+    @staticmethod
+    def _fresh_partial() -> dict:
+        return {"loss_sum": 0.0, "correct": 0, "seen": 0, "seconds": 0.0, "lr": float("nan"), "grad_sums": {},
+                "grad_batches": 0}
+
+    def _print(self, line: str) -> None:
+        stream = self.out if self.out is not None else sys.stdout
+        if self.progress:
+            from tqdm import tqdm
+
+            tqdm.write(line, file=stream)
+        else:
+            print(line, file=stream, flush=True)
+
+    def request_stop(self) -> None:
+        """Ask ``fit`` to save a checkpoint and stop after the batch in progress (what Ctrl-C does)."""
+        self._stop = True
+
+    # ------------------------------------------------------------------------------------------ state
+    def state_dict(self) -> dict:
+        """The checkpoint: everything needed to continue exactly from the last fully applied batch."""
+        loader = self.train_loader
+        loader_state = {"seed": loader.seed, "epoch": self.epoch, "batch": self._batch,
+                        "batch_size": loader.batch_size, "num_samples": loader.num_samples}
+        partial = None
+        if self._batch:
+            partial = dict(self._partial, grad_sums=dict(self._partial["grad_sums"]))
+        return {
+            "format": CHECKPOINT_FORMAT,
+            "version": 1,
+            "config": self.config,
+            "epochs": self.epochs,
+            "epoch": self.epoch,
+            "batch": self._batch,
+            "complete": self.epoch >= self.epochs,
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": None if self.scheduler is None else self.scheduler.state_dict(),
+            "scheduler_interval": self.scheduler_interval,
+            "loader": loader_state,
+            "rng": self._rng_at_batch_start,
+            "partial": partial,
+            "history": [dict(r) for r in self.history],
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restore a checkpoint made by ``state_dict()`` into this trainer's (freshly built) objects."""
+        if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
+            raise ValueError("not a tinyconv training checkpoint (expected format "
+                             f"{CHECKPOINT_FORMAT!r}, got {state.get('format') if isinstance(state, dict) else state!r})")
+        if (state["scheduler"] is None) != (self.scheduler is None):
+            raise ValueError("checkpoint " + ("has no" if state["scheduler"] is None else "has a")
+                             + " scheduler state but this trainer " + ("has one" if self.scheduler else "has none"))
+        if state.get("scheduler_interval", self.scheduler_interval) != self.scheduler_interval:
+            raise ValueError(f"checkpoint steps its scheduler per {state['scheduler_interval']}, this trainer per "
+                             f"{self.scheduler_interval}")
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        if self.scheduler is not None:
+            self.scheduler.load_state_dict(state["scheduler"])
+        self.train_loader.load_state_dict(state["loader"])
+        set_rng_state(state["rng"])
+        self._rng_at_batch_start = state["rng"]
+        self.epoch, self._batch = int(state["epoch"]), int(state["batch"])
+        self.history = [dict(r) for r in state["history"]]
+        self._partial = self._fresh_partial()
+        if self._batch and state.get("partial"):
+            self._partial.update(state["partial"])
+            self._partial["grad_sums"] = dict(self._partial["grad_sums"])
+
+    def save_checkpoint(self, path=None) -> Path:
+        path = Path(path) if path is not None else self.checkpoint_path
+        if path is None:
+            raise ValueError("save_checkpoint: no path given and the trainer has no out_dir")
+        return save(self.state_dict(), path)
+
+    def resume(self, path=None) -> None:
+        """Load ``path`` (default ``out_dir/checkpoint.npz``) into this trainer."""
+        path = Path(path) if path is not None else self.checkpoint_path
+        if path is None:
+            raise ValueError("resume: no path given and the trainer has no out_dir")
+        self.load_state_dict(load(path))
+
+    # -------------------------------------------------------------------------------------------- loop
+    def fit(self) -> list[dict]:
+        """Train until ``epochs`` epochs are complete; return the history (one dict per epoch)."""
+        if self.out_dir is not None:
+            self.out_dir.mkdir(parents=True, exist_ok=True)
+        previous = None
+        if self.handle_sigint and threading.current_thread() is threading.main_thread():
+            previous = signal.signal(signal.SIGINT, self._on_sigint)
+        try:
+            while self.epoch < self.epochs:
+                self._run_epoch()
+                if self._stop and self.epoch < self.epochs:  # asked during the epoch's last batch
+                    raise self._interrupted(saved=True)
+        finally:
+            if previous is not None:
+                signal.signal(signal.SIGINT, previous)
+            self._stop = False
+        return self.history
+
+    def _on_sigint(self, signum, frame):
+        if self._stop:  # second Ctrl-C: stop right now
+            raise KeyboardInterrupt
+        self._stop = True
+        self._print("\nCtrl-C: stopping after this batch and saving a checkpoint (press again to abort at once)")
+
+    def _lr(self) -> float:  # group 0's: the one the summary line shows
+        return float(self.optimizer.param_groups[0]["lr"])
+
+    def _run_epoch(self) -> None:
+        model, opt, loader = self.model, self.optimizer, self.train_loader
+        epoch, start_batch = self.epoch, self._batch
+        if start_batch == 0:
+            self._partial = self._fresh_partial()
+            loader.set_epoch(epoch)
+        part = self._partial
+        model.train()
+        bar = None
+        if self.progress:
+            from tqdm import tqdm
+
+            bar = tqdm(total=len(loader), initial=start_batch, desc=f"epoch {epoch + 1}/{self.epochs}",
+                       unit="batch", leave=False, dynamic_ncols=True, file=sys.stderr)
+        t0 = time.perf_counter()
+        in_update = False
+        try:
+            for x, y in loader:
+                self._rng_at_batch_start = get_rng_state()
+                scores = model(Tensor(x))
+                loss = F.cross_entropy(scores, y)
+                opt.zero_grad()
+                loss.backward()
+                norms = grad_norms(model) if self.log_grads else None
+                # From here to the end of the bookkeeping the state is half-updated: an interrupt in this
+                # window cannot be resumed mid-epoch (see the except clause).
+                in_update = True
+                part["lr"] = self._lr()  # the lr this batch used (a per-batch schedule moves it next)
+                opt.step()
+                if self.scheduler is not None and self.scheduler_interval == "batch":
+                    self.scheduler.step()
+                n = len(y)
+                part["loss_sum"] += float(loss.item()) * n
+                part["correct"] += int((scores.data.argmax(axis=1) == y).sum())
+                part["seen"] += n
+                if norms is not None:
+                    for k, v in norms.items():
+                        part["grad_sums"][k] = part["grad_sums"].get(k, 0.0) + v
+                    part["grad_batches"] += 1
+                self._batch += 1
+                self._rng_at_batch_start = get_rng_state()
+                in_update = False
+                if bar is not None:
+                    bar.update(1)
+                    bar.set_postfix(loss=f"{part['loss_sum'] / part['seen']:.4f}",
+                                    acc=f"{100 * part['correct'] / part['seen']:.2f}%", refresh=False)
+                if self.callback is not None:
+                    self.callback(self, epoch, self._batch)
+                if self._stop and self._batch < len(loader):
+                    part["seconds"] += time.perf_counter() - t0
+                    t0 = time.perf_counter()
+                    raise self._interrupted(saved=True)
+        except KeyboardInterrupt as e:
+            if isinstance(e, TrainingInterrupted):
+                raise
+            part["seconds"] += time.perf_counter() - t0
+            # Outside the update the model/optimizer are exactly as after batch self._batch: resumable.
+            raise self._interrupted(saved=not in_update) from None
+        finally:
+            if bar is not None:
+                bar.close()
+        part["seconds"] += time.perf_counter() - t0
+        self._finish_epoch()
+
+    def _interrupted(self, saved: bool) -> TrainingInterrupted:
+        path = None
+        if self._batch:
+            where = f"in epoch {self.epoch + 1} after batch {self._batch}/{len(self.train_loader)}"
+        else:
+            where = f"after epoch {self.epoch}"
+        if saved and self.checkpoint_path is not None:
+            path = self.save_checkpoint()
+            msg = f"interrupted {where}: checkpoint saved to {path}"
+        elif self.checkpoint_path is not None and self.checkpoint_path.exists():
+            path = self.checkpoint_path
+            msg = (f"interrupted during a parameter update {where}: kept the checkpoint of the last completed "
+                   f"epoch, {path}")
+        else:
+            msg = f"interrupted {where} (no out_dir: nothing saved)"
+        return TrainingInterrupted(msg, path, self.epoch, self._batch)
+
+    def _finish_epoch(self) -> None:
+        part = self._partial
+        t0 = time.perf_counter()
+        if self.test_loader is not None:
+            result = evaluate(self.model, self.test_loader)
+            test_loss, test_acc = result["loss"], result["acc"]
+        else:
+            test_loss = test_acc = float("nan")
+        eval_seconds = time.perf_counter() - t0
+        seen = max(part["seen"], 1)
+        row = {
+            "epoch": self.epoch + 1,
+            "train_loss": part["loss_sum"] / seen,
+            "train_acc": part["correct"] / seen,
+            "test_loss": test_loss,
+            "test_acc": test_acc,
+            "lr": part["lr"],
+            "train_seconds": part["seconds"],
+            "eval_seconds": eval_seconds,
+            "images_per_s": part["seen"] / part["seconds"] if part["seconds"] > 0 else float("nan"),
+        }
+        if self.log_grads and part["grad_batches"]:
+            for k, v in part["grad_sums"].items():
+                row[f"grad_norm_{k}"] = v / part["grad_batches"]
+        if self.scheduler is not None and self.scheduler_interval == "epoch":
+            self.scheduler.step()
+        self.history.append(row)
+        self.epoch += 1
+        self._batch = 0
+        self._partial = self._fresh_partial()
+        self._rng_at_batch_start = get_rng_state()
+        self._print(self.format_row(row))
+        if self.out_dir is not None:
+            self.save_checkpoint()
+            write_metrics_csv(self.history, self.out_dir / "metrics.csv")
+            plot_curves(self.history, self.out_dir / "curves.png")
+
+    def format_row(self, row: dict) -> str:
+        """``epoch  3/8  train loss 0.0412  acc 98.71%  test loss 0.0301  acc 99.02%  lr 5.0e-04  41.3 s  1452 img/s``"""
+        width = len(str(self.epochs))
+        test = ("" if math.isnan(row["test_acc"]) else
+                f"  test loss {row['test_loss']:.4f}  acc {100 * row['test_acc']:.2f}%")
+        return (f"epoch {row['epoch']:>{width}}/{self.epochs}  train loss {row['train_loss']:.4f}  "
+                f"acc {100 * row['train_acc']:.2f}%{test}  lr {row['lr']:.2e}  "
+                f"{row['train_seconds']:.1f} s (+{row['eval_seconds']:.1f} s eval)  "
+                f"{row['images_per_s']:.0f} img/s")
