@@ -12,6 +12,7 @@ from .autograd import enable_grad, is_grad_enabled, no_grad, set_grad_enabled
 from .gradcheck import GradcheckError, gradcheck
 from .profiler import profile
 from .random import get_rng_state, manual_seed, set_rng_state
+from . import summary  # a callable module: tc.summary(model, input_shape) is tc.summary.summary(...)
 from .tensor import (
     ShapeError,
     Tensor,
