@@ -1,0 +1,629 @@
+"""Convolution and pooling kernels against each other and against PyTorch's CPU implementation.
+
+    python benchmarks/bench_conv.py                      # all configurations, pooling, numba compile times
+    python benchmarks/bench_conv.py --configs lenet --repeats 7 --json conv.json --csv conv.csv
+    python benchmarks/bench_conv.py --sweep --plot sweep.png
+    python benchmarks/bench_conv.py --quick              # tiny sizes (the smoke test)
+
+Each kernel is called directly on float32 NumPy arrays (``conv2d_forward``, ``conv2d_grad_input`` +
+``conv2d_grad_weight``), and PyTorch through the matching ATen ops (``convolution``, ``convolution_backward``)
+so neither side pays for its autograd; see benchmarks/README.md for what each column means.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import common  # noqa: E402  (also puts the repository root on sys.path)
+
+KERNEL_MODULES = {"direct": "direct", "im2col": "im2col", "numba": "numba_jit"}
+
+# name, N, C_in, H=W, C_out, k, stride, padding, groups
+CONFIGS = [
+    ("lenet.conv1", 128, 1, 28, 6, 5, 1, 2, 1),
+    ("lenet.conv2", 128, 6, 14, 16, 5, 1, 0, 1),
+    ("c64.32px.3x3", 32, 64, 32, 64, 3, 1, 1, 1),
+    ("c32-64.64px.3x3.s2", 32, 32, 64, 64, 3, 2, 1, 1),
+    ("c3-64.224px.7x7.s2", 8, 3, 224, 64, 7, 2, 3, 1),
+    ("depthwise.c64.32px", 32, 64, 32, 64, 3, 1, 1, 64),
+]
+QUICK_CONFIGS = [
+    ("lenet.conv1", 4, 1, 12, 3, 5, 1, 2, 1),
+    ("lenet.conv2", 4, 3, 8, 4, 3, 1, 0, 1),
+]
+# name, N, C, H=W (2x2 pooling, stride 2)
+POOL_CONFIGS = [("lenet.pool1", 128, 6, 28), ("lenet.pool2", 128, 16, 10)]
+QUICK_POOL_CONFIGS = [("lenet.pool1", 4, 3, 8)]
+
+
+def load_kernels(names):
+    """{name: module} for the kernels that exist (a missing one is reported and skipped)."""
+    out, missing = {}, {}
+    for name in names:
+        try:
+            out[name] = importlib.import_module(f"tinyconv.kernels.{KERNEL_MODULES[name]}")
+        except Exception as e:  # not written yet, or numba missing
+            missing[name] = f"{type(e).__name__}: {e}"
+    return out, missing
+
+
+def conv_flops(n, c_in, h, c_out, k, s, p, g):
+    ho = (h + 2 * p - k) // s + 1
+    return 2.0 * n * c_out * (c_in // g) * k * k * ho * ho, ho
+
+
+def make_inputs(n, c_in, h, c_out, k, s, p, g, seed=0):
+    rng = np.random.default_rng(seed)
+    ho = (h + 2 * p - k) // s + 1
+    x = rng.standard_normal((n, c_in, h, h), dtype=np.float32)
+    w = rng.standard_normal((c_out, c_in // g, k, k), dtype=np.float32) * np.float32(0.1)
+    gy = rng.standard_normal((n, c_out, ho, ho), dtype=np.float32)
+    return x, w, gy
+
+
+# ------------------------------------------------------------------------------------------ conv phases
+def kernel_phases(mod, x, w, gy, k, s, p, g, with_wgrad_only=False):
+    h = x.shape[2]
+
+    def fwd():
+        return mod.conv2d_forward(x, w, s, p, 1, g)
+
+    def bwd():
+        return (mod.conv2d_grad_input(gy, w, (h, h), s, p, 1, g), mod.conv2d_grad_weight(x, gy, (k, k), s, p, 1, g))
+
+    def fwd_bwd():
+        return fwd(), bwd()
+
+    phases = {"fwd": fwd, "bwd": bwd, "fwd+bwd": fwd_bwd}
+    if with_wgrad_only:
+        phases["fwd+wgrad"] = lambda: (fwd(), mod.conv2d_grad_weight(x, gy, (k, k), s, p, 1, g))
+    return phases
+
+
+def torch_phases(torch, x, w, gy, k, s, p, g, with_wgrad_only=False):
+    tx, tw, tgy = (torch.from_numpy(a) for a in (x, w, gy))
+    conv_bwd = torch.ops.aten.convolution_backward
+
+    def fwd():
+        with torch.no_grad():
+            return torch.nn.functional.conv2d(tx, tw, None, s, p, 1, g)
+
+    def back(mask):
+        return conv_bwd(tgy, tx, tw, None, [s, s], [p, p], [1, 1], False, [0, 0], g, mask)
+
+    phases = {"fwd": fwd, "bwd": lambda: back([True, True, False]),
+              "fwd+bwd": lambda: (fwd(), back([True, True, False]))}
+    if with_wgrad_only:
+        phases["fwd+wgrad"] = lambda: (fwd(), back([False, True, False]))
+    return phases
+
+
+def check_agree(results: dict, tol=2e-3):
+    """The kernels' outputs agree (relative max error), so the timings compare the same computation."""
+    names = list(results)
+    ref = results[names[0]]
+    bad = []
+    for n in names[1:]:
+        for a, b in zip(_flat(ref), _flat(results[n])):
+            err = float(np.max(np.abs(a - b)) / (np.max(np.abs(a)) + 1e-12))
+            if err > tol:
+                bad.append(f"{n} vs {names[0]}: rel. error {err:.2e}")
+    return bad
+
+
+def _flat(r):
+    if isinstance(r, (tuple, list)):
+        out = []
+        for v in r:
+            out.extend(_flat(v))
+        return out
+    return [r.numpy() if hasattr(r, "numpy") and not isinstance(r, np.ndarray) else np.asarray(r)]
+
+
+def bench_convs(configs, kernels, torch, repeats, direct_div, quick, notes):
+    rows, meta = [], []
+    for (name, n, c_in, h, c_out, k, s, p, g) in configs:
+        flops_full, ho = conv_flops(n, c_in, h, c_out, k, s, p, g)
+        wgrad_only = name == "lenet.conv1"
+        col_mb = n * ho * ho * (c_in // g) * k * k * 4 / 1e6 * (g if g > 1 else 1)
+        meta.append(dict(config=name, N=n, C_in=c_in, H=h, C_out=c_out, k=k, stride=s, padding=p, groups=g,
+                         H_out=ho, gflop_fwd=flops_full / 1e9, im2col_buffer_mb=col_mb))
+        impls = {}
+        for kname, mod in kernels.items():
+            nb = max(1, n // direct_div) if kname == "direct" else n
+            impls[kname] = (nb, mod)
+        if torch is not None:
+            impls["torch"] = (n, None)
+        # correctness cross-check on a small batch
+        xs, ws, gys = make_inputs(min(n, 2), c_in, h, c_out, k, s, p, g)
+        outs = {}
+        for kname, (nb, mod) in impls.items():
+            ph = (torch_phases(torch, xs, ws, gys, k, s, p, g) if mod is None
+                  else kernel_phases(mod, xs, ws, gys, k, s, p, g))
+            outs[kname] = ph["fwd+bwd"]()
+        notes.extend(f"{name}: {b}" for b in check_agree(outs))
+        inputs_cache = {}
+        for kname, (nb, mod) in impls.items():
+            if nb not in inputs_cache:
+                inputs_cache[nb] = make_inputs(nb, c_in, h, c_out, k, s, p, g)
+            x, w, gy = inputs_cache[nb]
+            ph = (torch_phases(torch, x, w, gy, k, s, p, g, wgrad_only) if mod is None
+                  else kernel_phases(mod, x, w, gy, k, s, p, g, wgrad_only))
+            scale = n / nb
+            for phase, fn in ph.items():
+                mult = {"fwd": 1, "bwd": 2, "fwd+bwd": 3, "fwd+wgrad": 2}[phase]
+                t = common.time_fn(fn, repeats=repeats, warmup=1, min_sample_s=0.0 if quick else 0.005,
+                                   max_inner=8)
+                rows.append(dict(config=name, kernel=kname, batch=nb, phase=phase,
+                                 ms=t["median_s"] * 1e3, min_ms=t["min_s"] * 1e3, max_ms=t["max_s"] * 1e3,
+                                 ms_full=t["median_s"] * 1e3 * scale,
+                                 gflops=mult * flops_full / scale / t["median_s"] / 1e9,
+                                 repeats=t["repeats"], inner=t["inner"]))
+    add_ratios(rows)
+    return rows, meta
+
+
+def add_ratios(rows, key="ms_full", group=("config", "phase")):
+    groups = {}
+    for r in rows:
+        groups.setdefault(tuple(r[k] for k in group), []).append(r)
+    for rs in groups.values():
+        best = min(r[key] for r in rs)
+        torch_t = next((r[key] for r in rs if r["kernel"] == "torch"), None)
+        for r in rs:
+            r["x_fastest"] = r[key] / best
+            r["x_torch"] = r[key] / torch_t if torch_t else None
+
+
+def measure_conv_memory(configs, kernels, torch, direct_div, rows):
+    """Second pass (after all timings): peak extra memory of one call per (config, kernel, phase)."""
+    common.prepare_memory_measurement()
+    index = {(r["config"], r["kernel"], r["phase"]): r for r in rows}
+    for (name, n, c_in, h, c_out, k, s, p, g) in configs:
+        for kname in list(kernels) + (["torch"] if torch is not None else []):
+            mod = kernels.get(kname)
+            nb = max(1, n // direct_div) if kname == "direct" else n
+            x, w, gy = make_inputs(nb, c_in, h, c_out, k, s, p, g)
+            ph = (torch_phases(torch, x, w, gy, k, s, p, g, True) if mod is None
+                  else kernel_phases(mod, x, w, gy, k, s, p, g, True))
+            for phase, fn in ph.items():
+                r = index.get((name, kname, phase))
+                if r is None:
+                    continue
+                fn()  # warm (numba compile, torch's first-call setup)
+                m = common.peak_memory(fn)
+                r["traced_mb"], r["rss_mb"] = m["traced_mb"], m["rss_mb"]
+                out_mb = {"fwd": gy.nbytes, "bwd": x.nbytes + w.nbytes, "fwd+bwd": gy.nbytes + x.nbytes + w.nbytes,
+                          "fwd+wgrad": gy.nbytes + w.nbytes}[phase] / 1e6
+                r["outputs_mb"] = out_mb
+                peak = m["rss_mb"] if kname == "torch" else m["traced_mb"]
+                r["peak_mb"] = peak
+                r["scratch_mb"] = None if peak is None else max(0.0, peak - out_mb)
+
+
+# ------------------------------------------------------------------------------------------------ pooling
+def pooling_impls(torch):
+    """{name: factory(x, gy, op) -> {phase: fn}} for numpy (tinyconv.kernels.pooling), numba, torch."""
+    impls = {}
+    try:
+        pk = importlib.import_module("tinyconv.kernels.pooling")
+        impls["numpy"] = lambda x, gy, op, mod=pk: _kernel_pool_phases(mod, x, gy, op)
+    except Exception:
+        pass
+    try:
+        nk = importlib.import_module("tinyconv.kernels.numba_jit")
+        if hasattr(nk, "max_pool2d_forward") or hasattr(nk, "pool2d_forward"):
+            impls["numba"] = lambda x, gy, op, mod=nk: _kernel_pool_phases(mod, x, gy, op)
+    except Exception:
+        pass
+    if torch is not None:
+        impls["torch"] = lambda x, gy, op: _torch_pool_phases(torch, x, gy, op)
+    return impls
+
+
+def _kernel_pool_phases(mod, x, gy, op):
+    """Adapter to the pooling kernel contract (see tinyconv/kernels/pooling.py)."""
+    from tinyconv.kernels import pooling as ref  # the contract's reference signatures
+
+    fwd_name, bwd_name = f"{op}_pool2d_forward", f"{op}_pool2d_backward"
+    fwd_fn, bwd_fn = getattr(mod, fwd_name), getattr(mod, bwd_name)
+    args = ref.bench_args(op) if hasattr(ref, "bench_args") else dict(kernel_size=2, stride=2, padding=0)
+    state = {}
+
+    def fwd():
+        out = fwd_fn(x, **args)
+        state["out"] = out
+        return out
+
+    fwd()
+
+    def bwd():
+        return _call_pool_backward(bwd_fn, op, gy, x, state["out"], args)
+
+    return {"fwd": fwd, "bwd": bwd, "fwd+bwd": lambda: (fwd(), bwd())}
+
+
+def _call_pool_backward(bwd_fn, op, gy, x, fwd_out, args):
+    import inspect
+
+    params = list(inspect.signature(bwd_fn).parameters)
+    extra = fwd_out[1] if isinstance(fwd_out, tuple) else None
+    kw = {}
+    for name in params:
+        if name in args:
+            kw[name] = args[name]
+    pos = []
+    for name in params:
+        if name in kw:
+            continue
+        if name in ("grad_y", "grad_out", "grad_output", "gy", "g"):
+            pos.append(gy)
+        elif name in ("x", "input", "x_shape", "input_shape", "input_hw"):
+            pos.append(x.shape if "shape" in name else (x.shape[2:] if name == "input_hw" else x))
+        elif name in ("argmax", "indices", "idx", "ctx", "state", "saved"):
+            pos.append(extra)
+        else:
+            break
+    return bwd_fn(*pos, **kw)
+
+
+def _torch_pool_phases(torch, x, gy, op):
+    tx, tgy = torch.from_numpy(x), torch.from_numpy(gy)
+    aten = torch.ops.aten
+    if op == "max":
+        state = {}
+
+        def fwd():
+            with torch.no_grad():
+                y, idx = aten.max_pool2d_with_indices(tx, [2, 2], [2, 2], [0, 0], [1, 1], False)
+            state["idx"] = idx
+            return y
+
+        fwd()
+
+        def bwd():
+            return aten.max_pool2d_with_indices_backward(tgy, tx, [2, 2], [2, 2], [0, 0], [1, 1], False,
+                                                         state["idx"])
+    else:
+        def fwd():
+            with torch.no_grad():
+                return aten.avg_pool2d(tx, [2, 2], [2, 2], [0, 0], False, True, None)
+
+        def bwd():
+            return aten.avg_pool2d_backward(tgy, tx, [2, 2], [2, 2], [0, 0], False, True, None)
+    return {"fwd": fwd, "bwd": bwd, "fwd+bwd": lambda: (fwd(), bwd())}
+
+
+def bench_pooling(configs, torch, repeats, quick, notes):
+    impls = pooling_impls(torch)
+    rows = []
+    if not impls:
+        notes.append("pooling: no pooling kernels found (tinyconv.kernels.pooling / numba_jit)")
+        return rows
+    for (name, n, c, h) in configs:
+        rng = np.random.default_rng(1)
+        x = rng.standard_normal((n, c, h, h), dtype=np.float32)
+        gy = rng.standard_normal((n, c, h // 2, h // 2), dtype=np.float32)
+        for op in ("max", "avg"):
+            for iname, factory in impls.items():
+                try:
+                    ph = factory(x, gy, op)
+                except Exception as e:
+                    notes.append(f"pooling {op} {iname}: {type(e).__name__}: {e}")
+                    continue
+                for phase, fn in ph.items():
+                    t = common.time_fn(fn, repeats=repeats, warmup=1, min_sample_s=0.0 if quick else 0.01,
+                                       max_inner=64)
+                    rows.append(dict(config=f"{name}.{op}", op=op, kernel=iname, batch=n, phase=phase,
+                                     ms=t["median_s"] * 1e3, min_ms=t["min_s"] * 1e3, max_ms=t["max_s"] * 1e3,
+                                     ms_full=t["median_s"] * 1e3, gbytes=(x.nbytes + gy.nbytes) / t["median_s"] / 1e9,
+                                     repeats=t["repeats"], inner=t["inner"]))
+    add_ratios(rows)
+    return rows
+
+
+# ---------------------------------------------------------------------------------------- numba compile
+_COMPILE_SNIPPET = r"""
+import json, sys, time
+t0 = time.perf_counter()
+import numpy as np
+sys.path.insert(0, {root!r})
+from tinyconv.kernels import numba_jit as k
+t_import = time.perf_counter() - t0
+rng = np.random.default_rng(0)
+x = rng.standard_normal((8, 1, 28, 28), dtype=np.float32)
+w = rng.standard_normal((6, 1, 5, 5), dtype=np.float32)
+gy = rng.standard_normal((8, 6, 28, 28), dtype=np.float32)
+calls = [("conv2d_forward", lambda: k.conv2d_forward(x, w, 1, 2, 1, 1)),
+         ("conv2d_grad_input", lambda: k.conv2d_grad_input(gy, w, (28, 28), 1, 2, 1, 1)),
+         ("conv2d_grad_weight", lambda: k.conv2d_grad_weight(x, gy, (5, 5), 1, 2, 1, 1))]
+out = {{"import_s": t_import}}
+for name, fn in calls:
+    t = time.perf_counter(); fn(); first = time.perf_counter() - t
+    t = time.perf_counter(); fn(); second = time.perf_counter() - t
+    out[name] = {{"first_s": first, "second_s": second}}
+print("RESULT " + json.dumps(out))
+"""
+
+
+def numba_compile_times(threads: int, notes) -> dict | None:
+    """First-call cost of the numba kernels: cold (empty cache dir), then from the on-disk cache, each in a fresh
+    process (LeNet conv1 shapes, batch 8)."""
+    code = _COMPILE_SNIPPET.format(root=common.REPO_ROOT)
+    res = {}
+    with tempfile.TemporaryDirectory(prefix="tinyconv-numba-cache-") as cache:
+        env = dict(os.environ, NUMBA_CACHE_DIR=cache, NUMBA_NUM_THREADS=str(threads))
+        for label in ("cold (empty cache)", "warm disk cache (fresh process)"):
+            t = time.perf_counter()
+            p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=600)
+            wall = time.perf_counter() - t
+            line = next((ln for ln in p.stdout.splitlines() if ln.startswith("RESULT ")), None)
+            if p.returncode or line is None:
+                notes.append(f"numba compile timing ({label}) failed: {p.stderr.strip()[-400:]}")
+                return None
+            r = json.loads(line[7:])
+            r["process_wall_s"] = wall
+            res[label] = r
+    return res
+
+
+def compile_rows(res: dict) -> list[dict]:
+    rows = []
+    for label, r in res.items():
+        for fn in ("conv2d_forward", "conv2d_grad_input", "conv2d_grad_weight"):
+            rows.append(dict(run=label, function=fn, first_ms=r[fn]["first_s"] * 1e3,
+                             second_ms=r[fn]["second_s"] * 1e3))
+        rows.append(dict(run=label, function="(import tinyconv.kernels.numba_jit)", first_ms=r["import_s"] * 1e3,
+                         second_ms=None))
+        rows.append(dict(run=label, function="(whole process)", first_ms=r["process_wall_s"] * 1e3,
+                         second_ms=None))
+    return rows
+
+
+# -------------------------------------------------------------------------------------------------- sweep
+def sweep(kernels, torch, repeats, quick, direct_div):
+    base = dict(n=32, c=32, h=32)
+    axes = {"batch": [1, 2, 4, 8, 16, 32, 64], "spatial": [8, 16, 32, 64], "channels": [4, 8, 16, 32, 64, 128]}
+    if quick:
+        base = dict(n=2, c=4, h=8)
+        axes = {"batch": [1, 2], "spatial": [4, 8], "channels": [2, 4]}
+    rows = []
+    for axis, values in axes.items():
+        for v in values:
+            n, c, h = base["n"], base["c"], base["h"]
+            if axis == "batch":
+                n = v
+            elif axis == "spatial":
+                h = v
+            else:
+                c = v
+            impls = dict(kernels)
+            if torch is not None:
+                impls["torch"] = None
+            flops, _ = conv_flops(n, c, h, c, 3, 1, 1, 1)
+            for kname, mod in impls.items():
+                nb = max(1, n // direct_div) if kname == "direct" else n
+                x, w, gy = make_inputs(nb, c, h, c, 3, 1, 1, 1)
+                ph = (torch_phases(torch, x, w, gy, 3, 1, 1, 1) if mod is None
+                      else kernel_phases(mod, x, w, gy, 3, 1, 1, 1))
+                t = common.time_fn(ph["fwd+bwd"], repeats=repeats, warmup=1, min_sample_s=0.0 if quick else 0.005,
+                                   max_inner=16)
+                ms = t["median_s"] * 1e3 * n / nb
+                rows.append(dict(axis=axis, value=v, N=n, C=c, H=h, kernel=kname, ms_full=ms,
+                                 gflops=3 * flops / (ms / 1e3) / 1e9))
+    return rows
+
+
+def sweep_table(rows) -> str:
+    kernels = list(dict.fromkeys(r["kernel"] for r in rows))
+    out = []
+    for axis in dict.fromkeys(r["axis"] for r in rows):
+        table = []
+        for v in dict.fromkeys(r["value"] for r in rows if r["axis"] == axis):
+            sel = {r["kernel"]: r for r in rows if r["axis"] == axis and r["value"] == v}
+            any_r = next(iter(sel.values()))
+            line = dict(N=any_r["N"], C=any_r["C"], H=any_r["H"])
+            for kname in kernels:
+                line[kname] = sel[kname]["ms_full"] if kname in sel else None
+            table.append(line)
+        cols = [("N", "N"), ("C", "C=C_out"), ("H", "H=W")] + [(k, f"{k} ms") for k in kernels]
+        out.append(common.format_table(table, cols, title=f"\nsweep over {axis} (3x3 conv, pad 1, fwd+bwd)"))
+    return "\n".join(out)
+
+
+def plot_sweep(rows, path, notes):
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except Exception:
+        notes.append(f"--plot: matplotlib is not installed, {path} not written")
+        return
+    axes_names = list(dict.fromkeys(r["axis"] for r in rows))
+    fig, axs = plt.subplots(1, len(axes_names), figsize=(5 * len(axes_names), 4))
+    for ax, axis in zip(np.atleast_1d(axs), axes_names):
+        for kname in dict.fromkeys(r["kernel"] for r in rows):
+            pts = [(r["value"], r["ms_full"]) for r in rows if r["axis"] == axis and r["kernel"] == kname]
+            ax.loglog([p[0] for p in pts], [p[1] for p in pts], "o-", label=kname, base=2)
+        ax.set_xlabel(axis)
+        ax.set_ylabel("fwd+bwd ms")
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+
+
+# ---------------------------------------------------------------------------------------------------- main
+CONV_COLUMNS = [("config", "config"), ("phase", "phase"), ("kernel", "kernel"), ("batch", "N run"),
+                ("ms", "ms"), ("min_ms", "min"), ("max_ms", "max"), ("ms_full", "ms@N"), ("gflops", "GFLOP/s"),
+                ("x_fastest", "x fastest"), ("x_torch", "x torch"), ("peak_mb", "peak MB"),
+                ("scratch_mb", "scratch MB")]
+POOL_COLUMNS = [("config", "config"), ("phase", "phase"), ("kernel", "kernel"), ("ms", "ms"), ("min_ms", "min"),
+                ("max_ms", "max"), ("gbytes", "GB/s"), ("x_fastest", "x fastest"), ("x_torch", "x torch")]
+
+
+def parse_args(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--configs", choices=["lenet", "all"], default="all")
+    ap.add_argument("--kernels", default="direct,im2col,numba", help="comma-separated subset")
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--threads", type=int, default=None, help="threads for numba, BLAS and torch (default: cores)")
+    ap.add_argument("--direct-div", type=int, default=8, help="run the direct kernel on batch N // this")
+    ap.add_argument("--json", metavar="PATH")
+    ap.add_argument("--csv", metavar="PATH")
+    ap.add_argument("--sweep", action="store_true", help="also time fwd+bwd over batch, spatial size, channels")
+    ap.add_argument("--plot", metavar="PATH", help="with --sweep: log-log PNG (needs matplotlib)")
+    ap.add_argument("--no-pool", action="store_true")
+    ap.add_argument("--no-compile", action="store_true", help="skip the numba compile-time subprocesses")
+    ap.add_argument("--no-memory", action="store_true")
+    ap.add_argument("--blas-env-compare", action="store_true",
+                    help=f"also run once without {' and '.join(common.BLAS_TUNING_VARS)} (in a subprocess)")
+    ap.add_argument("--quick", action="store_true", help="tiny sizes, 2 repeats (smoke test)")
+    return ap.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    threads = common.set_threads(args.threads)
+    torch = common.torch_or_none()
+    if torch is not None:
+        torch.set_num_threads(threads["threads"])
+    info = common.machine_info()
+    print(common.describe_machine(info, threads))
+    notes = []
+    repeats = 2 if args.quick and args.repeats == 5 else args.repeats
+    if args.quick:  # tiny sizes: full batch for every kernel; the compile subprocesses alone take ~15 s
+        args.direct_div, args.no_compile = 1, True
+    configs = QUICK_CONFIGS if args.quick else (CONFIGS[:2] if args.configs == "lenet" else CONFIGS)
+    pool_configs = QUICK_POOL_CONFIGS if args.quick else POOL_CONFIGS
+    kernels, missing = load_kernels([k for k in args.kernels.split(",") if k])
+    for k, why in missing.items():
+        notes.append(f"kernel {k} unavailable: {why}")
+    if torch is None:
+        notes.append("torch not installed: no torch rows or x torch ratios")
+
+    t_start = time.perf_counter()
+    conv_rows, conv_meta = bench_convs(configs, kernels, torch, repeats, args.direct_div, args.quick, notes)
+    pool_rows = [] if args.no_pool else bench_pooling(pool_configs, torch, repeats, args.quick, notes)
+    if not args.no_memory:
+        measure_conv_memory(configs, kernels, torch, args.direct_div, conv_rows)
+    compile_res = None
+    if not args.no_compile and "numba" in kernels:
+        compile_res = numba_compile_times(threads["threads"], notes)
+    sweep_rows = sweep(kernels, torch, max(1, repeats // 2), args.quick, args.direct_div) if args.sweep else []
+
+    print()
+    for m in conv_meta:
+        print(f"{m['config']}: N={m['N']} C_in={m['C_in']} H=W={m['H']} C_out={m['C_out']} k={m['k']} "
+              f"stride={m['stride']} pad={m['padding']} groups={m['groups']} -> H_out={m['H_out']}; "
+              f"{m['gflop_fwd']:.3f} GFLOP forward; im2col column buffer {m['im2col_buffer_mb']:.1f} MB")
+    print(common.format_table(conv_rows, CONV_COLUMNS, title="\nconvolution (float32; ms = median; ms@N: "
+                                                               "scaled to the config's batch)"))
+    if pool_rows:
+        print(common.format_table(pool_rows, POOL_COLUMNS, title="\npooling 2x2 stride 2 (float32)"))
+    if compile_res:
+        print(common.format_table(compile_rows(compile_res),
+                                  [("run", "numba process"), ("function", "call"), ("first_ms", "first call ms"),
+                                   ("second_ms", "second call ms")],
+                                  title="\nnumba first-call cost (LeNet conv1 shapes, batch 8; fresh processes)"))
+    if sweep_rows:
+        print(sweep_table(sweep_rows))
+        if args.plot:
+            plot_sweep(sweep_rows, args.plot, notes)
+    targets = conv_targets(conv_rows, pool_rows)
+    if targets:
+        print(common.format_table(targets, [("target", "target"), ("value", "measured"), ("limit", "limit"),
+                                            ("ok", "met")], title="\ntargets"))
+    blas_cmp = None
+    if args.blas_env_compare:
+        blas_cmp = blas_env_compare(argv, conv_rows, notes)
+    elapsed = time.perf_counter() - t_start
+    print(f"\nbenchmark time {elapsed:.1f} s")
+    for n in notes:
+        print("note:", n)
+    payload = dict(machine=info, threads=threads, args=vars(args), conv_configs=conv_meta, conv=conv_rows,
+                   pool=pool_rows, numba_compile=compile_res, sweep=sweep_rows, targets=targets,
+                   blas_env_compare=blas_cmp, notes=notes, elapsed_s=elapsed,
+                   memory_method="peak_mb: tracemalloc peak for tinyconv kernels (numpy + numba NRT arrays), "
+                                 "peak RSS rise (VmHWM) for torch; scratch_mb = peak_mb - outputs_mb")
+    if args.json:
+        common.write_json(args.json, payload)
+    if args.csv:
+        common.write_csv(args.csv, conv_rows + pool_rows)
+    return payload
+
+
+def conv_targets(conv_rows, pool_rows) -> list[dict]:
+    """The issue's conv/pooling targets, from this run's numbers (only where torch was measured)."""
+    out = []
+
+    def get(rows, config, kernel, phase):
+        return next((r for r in rows if r["config"] == config and r["kernel"] == kernel and r["phase"] == phase),
+                    None)
+
+    r = get(conv_rows, "lenet.conv2", "numba", "fwd+bwd")
+    if r and r["x_torch"]:
+        out.append(dict(target="numba conv fwd+bwd, LeNet conv2 (x torch)", value=r["x_torch"], limit=1.5,
+                        ok=r["x_torch"] <= 1.5))
+    for kname in ("numba", "im2col"):
+        r = get(conv_rows, "lenet.conv1", kname, "fwd+wgrad")
+        if r and r["x_torch"]:
+            out.append(dict(target=f"{kname} conv1 fwd+weight-grad (x torch)", value=r["x_torch"], limit=1.0,
+                            ok=r["x_torch"] <= 1.0))
+    for r in pool_rows:
+        if r["phase"] == "fwd+bwd" and r["kernel"] != "torch" and r["x_torch"]:
+            out.append(dict(target=f"{r['kernel']} {r['config']} fwd+bwd (x torch)", value=r["x_torch"],
+                            limit=1.0, ok=r["x_torch"] <= 1.0))
+    return out
+
+
+def blas_env_compare(argv, conv_rows, notes):
+    set_vars = {k: os.environ[k] for k in common.BLAS_TUNING_VARS if k in os.environ}
+    if not set_vars:
+        notes.append(f"--blas-env-compare: none of {common.BLAS_TUNING_VARS} is set; nothing to compare")
+        return None
+    argv = [a for a in (argv if argv is not None else sys.argv[1:]) if a != "--blas-env-compare"]
+    with tempfile.TemporaryDirectory() as d:
+        path = os.path.join(d, "unset.json")
+        clean = []
+        skip = False
+        for a in argv:  # drop the caller's --json/--csv/--plot targets
+            if skip:
+                skip = False
+                continue
+            if a in ("--json", "--csv", "--plot"):
+                skip = True
+                continue
+            clean.append(a)
+        cmd = [sys.executable, os.path.abspath(__file__), *clean, "--no-compile", "--no-memory", "--json", path]
+        p = subprocess.run(cmd, env=common.blas_env_stripped(), capture_output=True, text=True)
+        if p.returncode:
+            notes.append(f"--blas-env-compare subprocess failed: {p.stderr[-400:]}")
+            return None
+        other = json.load(open(path))
+    idx = {(r["config"], r["kernel"], r["phase"]): r for r in other["conv"]}
+    rows = []
+    for r in conv_rows:
+        o = idx.get((r["config"], r["kernel"], r["phase"]))
+        if o:
+            rows.append(dict(config=r["config"], kernel=r["kernel"], phase=r["phase"], ms_set=r["ms"],
+                             ms_unset=o["ms"], ratio=r["ms"] / o["ms"]))
+    print(common.format_table(rows, [("config", "config"), ("kernel", "kernel"), ("phase", "phase"),
+                                     ("ms_set", "ms (as set)"), ("ms_unset", "ms (unset)"),
+                                     ("ratio", "set/unset")],
+                              title=f"\nBLAS env vars {set_vars} as set vs unset (subprocess)"))
+    return dict(vars=set_vars, rows=rows, unset_blas=other["machine"].get("blas"))
+
+
+if __name__ == "__main__":
+    main()
