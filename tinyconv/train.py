@@ -113,17 +113,13 @@ def format_confusion(confusion: np.ndarray, labels=None) -> str:
 
 
 def grad_norms(model) -> dict[str, float]:
-    """L2 norm of the gradient of each layer (all of a module's own parameters together), by module name.
+    """L2 norm of each layer's gradient (a module's own parameters together), by module name, e.g. ``conv1``.
 
-    Parameters without a gradient are left out; a layer whose parameters have none is absent.
+    ``tinyconv.visualize.grad_norms(model, by="module")``; parameters without a gradient are left out.
     """
-    sums: dict[str, float] = {}
-    for name, p in model.named_parameters():
-        if p.grad is None:
-            continue
-        layer = name.rsplit(".", 1)[0] if "." in name else "(root)"
-        sums[layer] = sums.get(layer, 0.0) + float(np.square(p.grad.data, dtype=np.float64).sum())
-    return {k: math.sqrt(v) for k, v in sums.items()}
+    from .visualize import grad_norms as _grad_norms
+
+    return _grad_norms(model, by="module")
 
 
 # ------------------------------------------------------------------------------------------------ files
@@ -241,6 +237,11 @@ class Trainer:
         self._partial = self._fresh_partial()
         self._stop = False
         self._rng_at_batch_start = get_rng_state()
+
+    @property
+    def batch(self) -> int:
+        """Batches of the epoch in progress already applied (0 at an epoch boundary)."""
+        return self._batch
 
     @property
     def checkpoint_path(self) -> Path | None:
