@@ -26,6 +26,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import common  # noqa: E402  (also puts the repository root on sys.path)
 
 KERNEL_MODULES = {"direct": "direct", "im2col": "im2col", "numba": "numba_jit"}
+DEFAULT_KERNELS = "direct,im2col,numba,auto"
 
 # name, N, C_in, H=W, C_out, k, stride, padding, groups
 CONFIGS = [
@@ -46,13 +47,19 @@ QUICK_POOL_CONFIGS = [("lenet.pool1", 4, 3, 8)]
 
 
 def load_kernels(names):
-    """{name: module} for the kernels that exist (a missing one is reported and skipped)."""
+    """{name: kernel} for the kernels that exist (a missing one is reported and skipped). "auto" is the
+    library's default: a dispatcher that picks a kernel per operation and shape."""
     out, missing = {}, {}
     for name in names:
         try:
-            out[name] = importlib.import_module(f"tinyconv.kernels.{KERNEL_MODULES[name]}")
-        except Exception as e:  # not written yet, or numba missing
-            missing[name] = f"{type(e).__name__}: {e}"
+            from tinyconv import kernels as registry
+
+            out[name] = registry.get_kernel(name)
+        except Exception as e:
+            try:
+                out[name] = importlib.import_module(f"tinyconv.kernels.{KERNEL_MODULES[name]}")
+            except Exception:
+                missing[name] = f"{type(e).__name__}: {e}"
     return out, missing
 
 
@@ -152,22 +159,24 @@ def bench_convs(configs, kernels, torch, repeats, direct_div, quick, notes):
             outs[kname] = ph["fwd+bwd"]()
         notes.extend(f"{name}: {b}" for b in check_agree(outs))
         inputs_cache = {}
+        jobs = []  # (kernel, batch, phase, fn), timed round-robin below
         for kname, (nb, mod) in impls.items():
             if nb not in inputs_cache:
                 inputs_cache[nb] = make_inputs(nb, c_in, h, c_out, k, s, p, g)
             x, w, gy = inputs_cache[nb]
             ph = (torch_phases(torch, x, w, gy, k, s, p, g, wgrad_only) if mod is None
                   else kernel_phases(mod, x, w, gy, k, s, p, g, wgrad_only))
+            jobs.extend((kname, nb, phase, fn) for phase, fn in ph.items())
+        timings = common.time_interleaved([j[3] for j in jobs], repeats=repeats, warmup=1,
+                                          min_sample_s=0.0 if quick else 0.005, max_inner=8)
+        for (kname, nb, phase, _), t in zip(jobs, timings):
             scale = n / nb
-            for phase, fn in ph.items():
-                mult = {"fwd": 1, "bwd": 2, "fwd+bwd": 3, "fwd+wgrad": 2}[phase]
-                t = common.time_fn(fn, repeats=repeats, warmup=1, min_sample_s=0.0 if quick else 0.005,
-                                   max_inner=8)
-                rows.append(dict(config=name, kernel=kname, batch=nb, phase=phase,
-                                 ms=t["median_s"] * 1e3, min_ms=t["min_s"] * 1e3, max_ms=t["max_s"] * 1e3,
-                                 ms_full=t["median_s"] * 1e3 * scale,
-                                 gflops=mult * flops_full / scale / t["median_s"] / 1e9,
-                                 repeats=t["repeats"], inner=t["inner"]))
+            mult = {"fwd": 1, "bwd": 2, "fwd+bwd": 3, "fwd+wgrad": 2}[phase]
+            rows.append(dict(config=name, kernel=kname, batch=nb, phase=phase,
+                             ms=t["median_s"] * 1e3, min_ms=t["min_s"] * 1e3, max_ms=t["max_s"] * 1e3,
+                             ms_full=t["median_s"] * 1e3 * scale,
+                             gflops=mult * flops_full / scale / t["median_s"] / 1e9,
+                             repeats=t["repeats"], inner=t["inner"]))
     add_ratios(rows)
     return rows, meta
 
@@ -212,68 +221,47 @@ def measure_conv_memory(configs, kernels, torch, direct_div, rows):
 
 # ------------------------------------------------------------------------------------------------ pooling
 def pooling_impls(torch):
-    """{name: factory(x, gy, op) -> {phase: fn}} for numpy (tinyconv.kernels.pooling), numba, torch."""
+    """{name: factory(x, gy, op) -> {phase: fn}} for numpy (kernels.pooling), numba (kernels.numba_pooling), torch."""
     impls = {}
-    try:
-        pk = importlib.import_module("tinyconv.kernels.pooling")
-        impls["numpy"] = lambda x, gy, op, mod=pk: _kernel_pool_phases(mod, x, gy, op)
-    except Exception:
-        pass
-    try:
-        nk = importlib.import_module("tinyconv.kernels.numba_jit")
-        if hasattr(nk, "max_pool2d_forward") or hasattr(nk, "pool2d_forward"):
-            impls["numba"] = lambda x, gy, op, mod=nk: _kernel_pool_phases(mod, x, gy, op)
-    except Exception:
-        pass
+    for name, module in (("numpy", "pooling"), ("numba", "numba_pooling")):
+        try:
+            mod = importlib.import_module(f"tinyconv.kernels.{module}")
+        except Exception:
+            continue
+        impls[name] = lambda x, gy, op, mod=mod: _kernel_pool_phases(mod, x, gy, op)
     if torch is not None:
         impls["torch"] = lambda x, gy, op: _torch_pool_phases(torch, x, gy, op)
     return impls
 
 
 def _kernel_pool_phases(mod, x, gy, op):
-    """Adapter to the pooling kernel contract (see tinyconv/kernels/pooling.py)."""
-    from tinyconv.kernels import pooling as ref  # the contract's reference signatures
+    """Pooling kernel contract (tinyconv/kernels/pooling.py): 2x2 windows, stride 2.
 
-    fwd_name, bwd_name = f"{op}_pool2d_forward", f"{op}_pool2d_backward"
-    fwd_fn, bwd_fn = getattr(mod, fwd_name), getattr(mod, bwd_name)
-    args = ref.bench_args(op) if hasattr(ref, "bench_args") else dict(kernel_size=2, stride=2, padding=0)
-    state = {}
+    max: ``y, argmax = max_pool2d_forward(x, kernel, stride)``, ``max_pool2d_backward(grad_y, argmax, input_shape,
+    non_overlapping=True)``; avg: ``avg_pool2d_forward(x, kernel, stride)``,
+    ``avg_pool2d_backward(grad_y, input_shape, kernel, stride)``."""
+    if op == "max":
+        fwd_fn, bwd_fn = mod.max_pool2d_forward, mod.max_pool2d_backward
+        state = {}
 
-    def fwd():
-        out = fwd_fn(x, **args)
-        state["out"] = out
-        return out
+        def fwd():
+            y, argmax = fwd_fn(x, 2, 2)
+            state["argmax"] = argmax
+            return y
 
-    fwd()
+        fwd()
 
-    def bwd():
-        return _call_pool_backward(bwd_fn, op, gy, x, state["out"], args)
+        def bwd():
+            return bwd_fn(gy, state["argmax"], x.shape, non_overlapping=True)
+    else:
+        fwd_fn, bwd_fn = mod.avg_pool2d_forward, mod.avg_pool2d_backward
 
+        def fwd():
+            return fwd_fn(x, 2, 2)
+
+        def bwd():
+            return bwd_fn(gy, x.shape, 2, 2)
     return {"fwd": fwd, "bwd": bwd, "fwd+bwd": lambda: (fwd(), bwd())}
-
-
-def _call_pool_backward(bwd_fn, op, gy, x, fwd_out, args):
-    import inspect
-
-    params = list(inspect.signature(bwd_fn).parameters)
-    extra = fwd_out[1] if isinstance(fwd_out, tuple) else None
-    kw = {}
-    for name in params:
-        if name in args:
-            kw[name] = args[name]
-    pos = []
-    for name in params:
-        if name in kw:
-            continue
-        if name in ("grad_y", "grad_out", "grad_output", "gy", "g"):
-            pos.append(gy)
-        elif name in ("x", "input", "x_shape", "input_shape", "input_hw"):
-            pos.append(x.shape if "shape" in name else (x.shape[2:] if name == "input_hw" else x))
-        elif name in ("argmax", "indices", "idx", "ctx", "state", "saved"):
-            pos.append(extra)
-        else:
-            break
-    return bwd_fn(*pos, **kw)
 
 
 def _torch_pool_phases(torch, x, gy, op):
@@ -314,19 +302,22 @@ def bench_pooling(configs, torch, repeats, quick, notes):
         x = rng.standard_normal((n, c, h, h), dtype=np.float32)
         gy = rng.standard_normal((n, c, h // 2, h // 2), dtype=np.float32)
         for op in ("max", "avg"):
+            built = {}
             for iname, factory in impls.items():
                 try:
-                    ph = factory(x, gy, op)
+                    built[iname] = factory(x, gy, op)
                 except Exception as e:
                     notes.append(f"pooling {op} {iname}: {type(e).__name__}: {e}")
-                    continue
-                for phase, fn in ph.items():
-                    t = common.time_fn(fn, repeats=repeats, warmup=1, min_sample_s=0.0 if quick else 0.01,
-                                       max_inner=64)
-                    rows.append(dict(config=f"{name}.{op}", op=op, kernel=iname, batch=n, phase=phase,
-                                     ms=t["median_s"] * 1e3, min_ms=t["min_s"] * 1e3, max_ms=t["max_s"] * 1e3,
-                                     ms_full=t["median_s"] * 1e3, gbytes=(x.nbytes + gy.nbytes) / t["median_s"] / 1e9,
-                                     repeats=t["repeats"], inner=t["inner"]))
+            notes.extend(f"{name} {op}: {b}" for b in check_agree({k: ph["fwd+bwd"]() for k, ph in built.items()}))
+            jobs = [(iname, phase, fn) for iname, ph in built.items() for phase, fn in ph.items()]
+            timings = common.time_interleaved([j[2] for j in jobs], repeats=repeats, warmup=1,
+                                              min_sample_s=0.0 if quick else 0.01, max_inner=64)
+            for (iname, phase, _), t in zip(jobs, timings):
+                rows.append(dict(config=f"{name}.{op}", op=op, kernel=iname, batch=n, phase=phase,
+                                 ms=t["median_s"] * 1e3, min_ms=t["min_s"] * 1e3, max_ms=t["max_s"] * 1e3,
+                                 ms_full=t["median_s"] * 1e3,
+                                 gbytes=(2 if phase == "fwd+bwd" else 1) * (x.nbytes + gy.nbytes) / t["median_s"] / 1e9,
+                                 repeats=t["repeats"], inner=t["inner"]))
     add_ratios(rows)
     return rows
 
@@ -475,8 +466,9 @@ POOL_COLUMNS = [("config", "config"), ("phase", "phase"), ("kernel", "kernel"), 
 def parse_args(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--configs", choices=["lenet", "all"], default="all")
-    ap.add_argument("--kernels", default="direct,im2col,numba", help="comma-separated subset")
-    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--kernels", default=DEFAULT_KERNELS,
+                    help="comma-separated subset; auto = the library default (picks per operation)")
+    ap.add_argument("--repeats", type=int, default=7)
     ap.add_argument("--threads", type=int, default=None, help="threads for numba, BLAS and torch (default: cores)")
     ap.add_argument("--direct-div", type=int, default=8, help="run the direct kernel on batch N // this")
     ap.add_argument("--json", metavar="PATH")
@@ -501,7 +493,7 @@ def main(argv=None):
     info = common.machine_info()
     print(common.describe_machine(info, threads))
     notes = []
-    repeats = 2 if args.quick and args.repeats == 5 else args.repeats
+    repeats = 2 if args.quick and args.repeats == 7 else args.repeats
     if args.quick:  # tiny sizes: full batch for every kernel; the compile subprocesses alone take ~15 s
         args.direct_div, args.no_compile = 1, True
     configs = QUICK_CONFIGS if args.quick else (CONFIGS[:2] if args.configs == "lenet" else CONFIGS)
@@ -571,11 +563,12 @@ def conv_targets(conv_rows, pool_rows) -> list[dict]:
         return next((r for r in rows if r["config"] == config and r["kernel"] == kernel and r["phase"] == phase),
                     None)
 
-    r = get(conv_rows, "lenet.conv2", "numba", "fwd+bwd")
-    if r and r["x_torch"]:
-        out.append(dict(target="numba conv fwd+bwd, LeNet conv2 (x torch)", value=r["x_torch"], limit=1.5,
-                        ok=r["x_torch"] <= 1.5))
-    for kname in ("numba", "im2col"):
+    for kname in ("numba", "auto"):
+        r = get(conv_rows, "lenet.conv2", kname, "fwd+bwd")
+        if r and r["x_torch"]:
+            out.append(dict(target=f"{kname} conv fwd+bwd, LeNet conv2 (x torch)", value=r["x_torch"], limit=1.5,
+                            ok=r["x_torch"] <= 1.5))
+    for kname in ("numba", "im2col", "auto"):
         r = get(conv_rows, "lenet.conv1", kname, "fwd+wgrad")
         if r and r["x_torch"]:
             out.append(dict(target=f"{kname} conv1 fwd+weight-grad (x torch)", value=r["x_torch"], limit=1.0,

@@ -36,8 +36,25 @@ def default_threads() -> int:
         return os.cpu_count() or 1
 
 
+def _import_torch_early():
+    """Import torch (when installed) before numba starts its OpenMP thread pool: with numba's 'omp' threading
+    layer started first, PyTorch's CPU ops were measured 2-10x slower in the same process on this machine
+    (Adam's step 0.8 -> 9 ms). Importing torch first avoids it; see benchmarks/README.md."""
+    if os.environ.get("TINYCONV_BENCH_NO_TORCH"):
+        return
+    try:
+        import torch  # noqa: F401
+    except Exception:
+        pass
+
+
+_import_torch_early()
+
+
 def torch_or_none():
     """The torch module, or None when it is not installed (the torch columns are then left out)."""
+    if os.environ.get("TINYCONV_BENCH_NO_TORCH"):
+        return None
     try:
         import torch  # noqa: F401
     except Exception:
@@ -247,6 +264,38 @@ def time_fn(fn, repeats: int = 5, warmup: int = 1, min_sample_s: float = 0.0, ma
             gc.enable()
     return {"median_s": statistics.median(samples), "min_s": min(samples), "max_s": max(samples),
             "repeats": len(samples), "inner": inner}
+
+
+def time_interleaved(fns, repeats: int = 5, warmup: int = 1, min_sample_s: float = 0.0, max_inner: int = 64):
+    """Like :func:`time_fn` for several callables at once, sampled round-robin (sample 1 of each, then sample 2
+    of each, ...) so that a burst of load from other processes hits all of them alike. Returns one dict each."""
+    inners = []
+    for fn in fns:
+        for _ in range(warmup):
+            fn()
+        inner = 1
+        if min_sample_s > 0:
+            t0 = time.perf_counter()
+            fn()
+            one = time.perf_counter() - t0
+            if one < min_sample_s:
+                inner = int(min(max_inner, max(1, min_sample_s / max(one, 1e-7))))
+        inners.append(inner)
+    samples = [[] for _ in fns]
+    gc_was = gc.isenabled()
+    gc.disable()
+    try:
+        for _ in range(max(1, repeats)):
+            for fn, inner, out in zip(fns, inners, samples):
+                t0 = time.perf_counter()
+                for _ in range(inner):
+                    fn()
+                out.append((time.perf_counter() - t0) / inner)
+    finally:
+        if gc_was:
+            gc.enable()
+    return [{"median_s": statistics.median(s), "min_s": min(s), "max_s": max(s), "repeats": len(s), "inner": i}
+            for s, i in zip(samples, inners)]
 
 
 # ------------------------------------------------------------------------------------------------ memory
