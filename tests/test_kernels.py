@@ -1,0 +1,566 @@
+"""Convolution kernels (tinyconv.kernels: direct, im2col, numba): seed-notes examples, shape
+arithmetic and validation, cross-kernel agreement, adjointness of the backward kernels, and
+the kernel registry / selection."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import tinyconv.kernels as K
+from tinyconv.kernels import direct, im2col, numba_jit, shapes
+
+from strategies_conv import conv_configs
+
+KERNEL_NAMES = ["direct", "im2col", "numba"]
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def corr2d(kernel, X, Kmat, **kw):
+    """2-D cross-correlation of 2-D arrays through a kernel module (N = C = 1)."""
+    X = np.asarray(X, dtype=np.float64)
+    Kmat = np.asarray(Kmat, dtype=np.float64)
+    stride = kw.get("stride", 1)
+    args = shapes.normalize_conv_args((1, 1) + X.shape, (1, 1) + Kmat.shape, stride,
+                                      kw.get("padding", 0), 1, 1)
+    y = kernel.conv2d_forward(X[None, None], Kmat[None, None], args.stride, args.padding,
+                              args.dilation, 1)
+    return y[0, 0]
+
+
+@pytest.fixture(params=KERNEL_NAMES)
+def kernel(request):
+    return K.get_kernel(request.param)
+
+
+# ----------------------------------------------------------------------------- seed notes
+
+def test_example_a(kernel):
+    X = np.arange(9.0).reshape(3, 3)
+    Kmat = np.array([[0.0, 1.0], [2.0, 3.0]])
+    np.testing.assert_array_equal(corr2d(kernel, X, Kmat), [[19, 25], [37, 43]])
+
+
+def _edge_image():
+    X = np.ones((6, 8))
+    X[:, 2:6] = 0
+    return X
+
+
+def test_example_b_edge_detection(kernel):
+    X = _edge_image()
+    Y = corr2d(kernel, X, [[1.0, -1.0]])
+    expected = np.zeros((6, 7))
+    expected[:, 1] = 1
+    expected[:, 5] = -1
+    np.testing.assert_array_equal(Y, expected)
+    # the kernel only sees vertical edges
+    np.testing.assert_array_equal(corr2d(kernel, X.T, [[1.0, -1.0]]), np.zeros((8, 5)))
+
+
+def test_example_c_diagonal(kernel):
+    X = np.eye(8)
+    Y = corr2d(kernel, X, [[1.0, -1.0]])
+    expected = np.eye(8, 7) - np.eye(8, 7, k=-1)   # 1 on the diagonal, -1 just below
+    np.testing.assert_array_equal(Y, expected)
+    Yt = corr2d(kernel, X, [[1.0], [-1.0]])
+    expected_t = np.eye(7, 8) - np.eye(7, 8, k=1)  # 1 on the diagonal, -1 just right
+    np.testing.assert_array_equal(Yt, expected_t)
+
+
+EXAMPLE_D_X = [[1, 2, 0, 2], [1, 0, 3, -1], [2, 2, 2, 0], [3, 1, -2, 0]]
+EXAMPLE_D_K = [[0, 1, -1], [-1, 0, 1], [1, 0, 1]]
+
+
+def test_example_d_padding_and_stride(kernel):
+    np.testing.assert_array_equal(corr2d(kernel, EXAMPLE_D_X, EXAMPLE_D_K), [[8, -1], [-2, 3]])
+    same = corr2d(kernel, EXAMPLE_D_X, EXAMPLE_D_K, padding=1)
+    assert same.shape == (4, 4)      # (4 - 3 + 2) / 1 + 1 = 4
+    np.testing.assert_array_equal(same[1:3, 1:3], [[8, -1], [-2, 3]])
+    np.testing.assert_array_equal(same, corr2d(kernel, EXAMPLE_D_X, EXAMPLE_D_K,
+                                               padding="same"))
+    # corner: only the kernel's lower-right 2x2 sees the input: 0*1 + 1*2 + 0*1 + 1*0 = 2
+    assert same[0, 0] == 0 * 1 + 1 * 2 + 0 * 1 + 1 * 0 == 2
+    strided = corr2d(kernel, EXAMPLE_D_X, EXAMPLE_D_K, padding=1, stride=2)
+    np.testing.assert_array_equal(strided, same[::2, ::2])
+
+
+def _example_e():
+    X = np.stack([np.arange(9.0).reshape(3, 3), np.arange(1.0, 10.0).reshape(3, 3)])
+    Kmat = np.stack([np.array([[0.0, 1.0], [2.0, 3.0]]), np.array([[1.0, 2.0], [3.0, 4.0]])])
+    return X, Kmat
+
+
+def test_example_e_multiple_input_channels(kernel):
+    X, Kmat = _example_e()
+    y = kernel.conv2d_forward(X[None], Kmat[None], (1, 1), (0, 0, 0, 0), (1, 1), 1)
+    np.testing.assert_array_equal(y[0, 0], [[56, 72], [104, 120]])
+
+
+def test_example_e_multiple_output_channels(kernel):
+    X, Kmat = _example_e()
+    W = np.stack([Kmat, Kmat + 1, Kmat + 2])
+    assert W.shape == (3, 2, 2, 2)
+    y = kernel.conv2d_forward(X[None], W, (1, 1), (0, 0, 0, 0), (1, 1), 1)[0]
+    assert y.shape == (3, 2, 2)
+    np.testing.assert_array_equal(y[0], [[56, 72], [104, 120]])
+    # each output channel is the multi-input correlation with its own kernel
+    for o in range(3):
+        ref = sum(corr2d(direct, X[c], W[o, c]) for c in range(2))
+        np.testing.assert_array_equal(y[o], ref)
+
+
+def test_one_by_one_conv_is_a_matmul_over_channels(kernel):
+    rng = np.random.default_rng(0)
+    x = rng.integers(-3, 4, (2, 3, 4, 5)).astype(np.float64)
+    w = rng.integers(-3, 4, (6, 3, 1, 1)).astype(np.float64)
+    y = kernel.conv2d_forward(x, w, (1, 1), (0, 0, 0, 0), (1, 1), 1)
+    ref = np.einsum("oc,nchw->nohw", w[:, :, 0, 0], x)
+    np.testing.assert_array_equal(y, ref)
+
+
+# ----------------------------------------------------------------------------- shapes
+
+@given(n=st.integers(1, 30), k=st.integers(1, 7), s=st.integers(1, 4), p=st.integers(0, 6),
+       d=st.integers(1, 3))
+def test_conv_output_size_matches_counting_windows(n, k, s, p, d):
+    span = d * (k - 1) + 1
+    starts = [i for i in range(0, n + p - span + 1, s)] if n + p >= span else []
+    if not starts:
+        with pytest.raises(ValueError, match="larger than the padded input"):
+            shapes.conv_output_size(n, k, s, p, d)
+    else:
+        assert shapes.conv_output_size(n, k, s, p, d) == len(starts)
+        assert shapes.conv_output_size(n, k, s, p, d) == (n + p - d * (k - 1) - 1) // s + 1
+
+
+def test_course_formula_examples():
+    # floor((n - k + 2p) / s) + 1
+    assert shapes.conv_output_size(4, 3, 1, 2, 1) == 4
+    assert shapes.conv_output_size(8, 3, 2, 2, 1) == 4
+    assert shapes.conv_output_size(8, 5, 2, 4, 1) == 4
+    assert shapes.conv_output_size(8, 3, 3, 0, 1) == 2
+    assert shapes.conv_output_size(28, 5, 1, 4, 1) == 28     # LeNet conv1
+    assert shapes.conv_output_size(14, 5, 1, 0, 1) == 10     # LeNet conv2
+    assert shapes.conv_output_size(10, 3, 1, 0, 2) == 6      # dilation: effective kernel 5
+
+
+def test_normalize_padding_forms():
+    k, s, d = (3, 5), (1, 1), (1, 1)
+    assert shapes.normalize_padding(1, k, s, d) == (1, 1, 1, 1)
+    assert shapes.normalize_padding((1, 2), k, s, d) == (1, 1, 2, 2)
+    assert shapes.normalize_padding((0, 1, 2, 3), k, s, d) == (0, 1, 2, 3)
+    assert shapes.normalize_padding("valid", k, s, d) == (0, 0, 0, 0)
+    assert shapes.normalize_padding("same", k, s, d) == (1, 1, 2, 2)
+    assert shapes.normalize_padding("SAME", k, s, (2, 1)) == (2, 2, 2, 2)
+    # even total padding -> PyTorch puts the extra pixel at the bottom / right
+    assert shapes.normalize_padding("same", (2, 4), s, d) == (0, 1, 1, 2)
+
+
+@given(cfg=conv_configs(allow_same=True))
+def test_same_padding_keeps_size(cfg):
+    if cfg.padding_arg == "same":
+        assert cfg.out_shape[2:] == (cfg.h, cfg.w)
+
+
+def test_normalize_conv_args_result():
+    a = shapes.normalize_conv_args((128, 6, 14, 14), (16, 6, 5, 5))
+    assert a.stride == (1, 1) and a.dilation == (1, 1) and a.groups == 1
+    assert a.padding == (0, 0, 0, 0) and a.kernel_hw == (5, 5)
+    assert a.out_shape == (128, 16, 10, 10)
+    a = shapes.normalize_conv_args((2, 4, 9, 7), (6, 2, 3, 2), stride=(2, 1), padding=(1, 0),
+                                   dilation=2, groups=2)
+    assert a.out_shape == (2, 6, (9 + 2 - 4 - 1) // 2 + 1, (7 - 2 - 1) // 1 + 1)
+
+
+ERROR_CASES = [
+    (dict(input_shape=(3, 28, 28)), ValueError, r"4-D input.*\(3, 28, 28\)"),
+    (dict(weight_shape=(16, 6, 5)), ValueError, r"4-D weight.*\(16, 6, 5\)"),
+    (dict(input_shape=(128, 3, 14, 14)), ValueError,
+     r"expected input with 6 channels \(weight \(16, 6, 5, 5\), groups=1\), got input of "
+     r"shape \(128, 3, 14, 14\) with 3 channels"),
+    (dict(input_shape=(1, 12, 14, 14), weight_shape=(16, 4, 5, 5), groups=3), ValueError,
+     r"groups=3 must divide the number of output channels 16"),
+    (dict(input_shape=(1, 7, 14, 14), weight_shape=(16, 1, 5, 5), groups=4), ValueError,
+     r"groups=4 must divide the number of input channels 7"),
+    (dict(groups=0), ValueError, r"groups must be positive, got groups=0"),
+    (dict(groups=1.5), TypeError, r"groups must be an int"),
+    (dict(input_shape=(1, 6, 4, 4)), ValueError,
+     r"kernel size \(dilated\) \(5, 5\) is larger than the padded input \(4, 4\)"),
+    (dict(input_shape=(1, 6, 8, 8), dilation=2), ValueError,
+     r"kernel size \(dilated\) \(9, 9\) is larger than the padded input \(8, 8\)"),
+    (dict(stride=0), ValueError, r"stride must be positive, got stride=\(0, 0\)"),
+    (dict(stride=(1, -2)), ValueError, r"stride must be positive, got stride=\(1, -2\)"),
+    (dict(dilation=(0, 1)), ValueError, r"dilation must be positive, got dilation=\(0, 1\)"),
+    (dict(padding=-1), ValueError, r"padding must be non-negative, got padding=-1"),
+    (dict(padding=(0, 1, -1, 0)), ValueError, r"padding must be non-negative"),
+    (dict(padding="same", stride=2), ValueError,
+     r"padding='same' is not supported for strided convolutions \(stride=\(2, 2\)\)"),
+    (dict(padding="full"), ValueError, r"unknown padding 'full'"),
+    (dict(padding=(1, 2, 3)), ValueError, r"padding must be .*\(1, 2, 3\) \(3 values\)"),
+    (dict(padding=1.0), TypeError, r"padding must be an int"),
+    (dict(stride=(1, 2, 3)), ValueError, r"stride must be an int or a pair.*\(1, 2, 3\)"),
+    (dict(stride="2"), TypeError, r"stride must be an int or a pair of ints, got '2'"),
+    (dict(dilation=(1.0, 1)), TypeError, r"dilation must be an int or a pair"),
+]
+
+
+@pytest.mark.parametrize("override,exc,message", ERROR_CASES)
+def test_normalize_conv_args_errors(override, exc, message):
+    kw = dict(input_shape=(128, 6, 14, 14), weight_shape=(16, 6, 5, 5), stride=1, padding=0,
+              dilation=1, groups=1)
+    kw.update(override)
+    with pytest.raises(exc, match=message):
+        shapes.normalize_conv_args(**kw)
+
+
+@pytest.mark.parametrize("override,exc,message", ERROR_CASES)
+def test_every_kernel_validates_the_same_way(kernel, override, exc, message):
+    kw = dict(input_shape=(2, 6, 14, 14), weight_shape=(16, 6, 5, 5), stride=1, padding=0,
+              dilation=1, groups=1)
+    if "input_shape" in override and override["input_shape"][0] == 128:
+        override = dict(override, input_shape=(2,) + override["input_shape"][1:])
+        message = message.replace("128", "2")
+    kw.update(override)
+    x = np.zeros(kw["input_shape"])
+    w = np.zeros(kw["weight_shape"])
+    with pytest.raises(exc, match=message):
+        kernel.conv2d_forward(x, w, kw["stride"], kw["padding"], kw["dilation"], kw["groups"])
+
+
+def test_dtype_rules(kernel):
+    x32 = np.ones((1, 2, 5, 5), np.float32)
+    w32 = np.ones((3, 2, 3, 3), np.float32)
+    y = kernel.conv2d_forward(x32, w32, 1, 0, 1, 1)
+    assert y.dtype == np.float32
+    assert kernel.conv2d_grad_input(y, w32, (5, 5), 1, 0, 1, 1).dtype == np.float32
+    assert kernel.conv2d_grad_weight(x32, y, (3, 3), 1, 0, 1, 1).dtype == np.float32
+    y64 = kernel.conv2d_forward(x32.astype(np.float64), w32.astype(np.float64), 1, 0, 1, 1)
+    assert y64.dtype == np.float64
+    with pytest.raises(TypeError, match="one floating dtype.*x: float32, w: float64"):
+        kernel.conv2d_forward(x32, w32.astype(np.float64), 1, 0, 1, 1)
+    with pytest.raises(TypeError, match="int64"):
+        kernel.conv2d_forward(np.ones((1, 2, 5, 5), np.int64), np.ones((3, 2, 3, 3), np.int64),
+                              1, 0, 1, 1)
+
+
+def test_grad_output_shape_is_checked(kernel):
+    w = np.ones((3, 2, 3, 3))
+    with pytest.raises(ValueError, match=r"grad_output of shape \(1, 3, 4, 4\) does not match"):
+        kernel.conv2d_grad_input(np.ones((1, 3, 4, 4)), w, (5, 5), 1, 0, 1, 1)
+    with pytest.raises(ValueError, match=r"grad_output of shape \(2, 3, 3, 3\) does not match"):
+        kernel.conv2d_grad_weight(np.ones((1, 2, 5, 5)), np.ones((2, 3, 3, 3)), (3, 3),
+                                  1, 0, 1, 1)
+    with pytest.raises(ValueError, match=r"grad_output of shape \(1, 3, 4, 3\) does not match"):
+        kernel.conv2d_grad_weight(np.ones((1, 2, 5, 5)), np.ones((1, 3, 4, 3)), (3, 3),
+                                  1, 0, 1, 1)
+
+
+def test_empty_batch(kernel):
+    x = np.zeros((0, 2, 5, 5))
+    w = np.ones((3, 2, 3, 3))
+    y = kernel.conv2d_forward(x, w, 1, 1, 1, 1)
+    assert y.shape == (0, 3, 5, 5)
+    assert kernel.conv2d_grad_input(y, w, (5, 5), 1, 1, 1, 1).shape == (0, 2, 5, 5)
+    gw = kernel.conv2d_grad_weight(x, y, (3, 3), 1, 1, 1, 1)
+    assert gw.shape == (3, 2, 3, 3) and not gw.any()
+
+
+def test_inputs_are_not_modified(kernel):
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((2, 4, 6, 7))
+    w = rng.standard_normal((4, 2, 3, 2))
+    args = ((2, 1), (1, 0, 2, 1), (1, 2), 2)
+    x0, w0 = x.copy(), w.copy()
+    y = kernel.conv2d_forward(x, w, *args)
+    gy = rng.standard_normal(y.shape)
+    gy0 = gy.copy()
+    kernel.conv2d_grad_input(gy, w, (6, 7), *args)
+    kernel.conv2d_grad_weight(x, gy, (3, 2), *args)
+    np.testing.assert_array_equal(x, x0)
+    np.testing.assert_array_equal(w, w0)
+    np.testing.assert_array_equal(gy, gy0)
+
+
+def test_non_contiguous_inputs(kernel):
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((2, 3, 9, 8)).transpose(0, 1, 3, 2)[:, :, ::1, 1:]
+    w = rng.standard_normal((3, 4, 2, 2)).transpose(1, 0, 2, 3)
+    y = kernel.conv2d_forward(x, w, 1, 1, 1, 1)
+    np.testing.assert_allclose(y, direct.conv2d_forward(np.ascontiguousarray(x),
+                                                        np.ascontiguousarray(w), 1, 1, 1, 1))
+
+
+# ----------------------------------------------------------------------------- agreement
+
+def _all_ops(kernel, cfg, x, w, gy, input_hw=None):
+    args = cfg.kernel_args
+    y = kernel.conv2d_forward(x, w, *args)
+    gx = kernel.conv2d_grad_input(gy, w, input_hw or (cfg.h, cfg.w), *args)
+    gw = kernel.conv2d_grad_weight(x, gy, cfg.kernel, *args)
+    return y, gx, gw
+
+
+def _assert_close(a, b, rtol, what):
+    scale = max(np.abs(b).max(initial=0.0), 1.0)
+    err = np.abs(a - b).max(initial=0.0)
+    assert err <= rtol * scale, f"{what}: max abs error {err:.3g} (scale {scale:.3g})"
+
+
+@settings(deadline=None)
+@given(cfg=conv_configs())
+def test_kernels_agree_float64(cfg):
+    x, w, gy = cfg.arrays(np.float64)
+    ref = _all_ops(direct, cfg, x, w, gy)
+    for mod in (im2col, numba_jit):
+        got = _all_ops(mod, cfg, x, w, gy)
+        for what, a, b in zip(("forward", "grad_input", "grad_weight"), got, ref):
+            assert a.shape == b.shape and a.dtype == np.float64
+            _assert_close(a, b, 1e-10, f"{mod.__name__} {what}")
+
+
+@settings(deadline=None)
+@given(cfg=conv_configs())
+def test_kernels_agree_float32(cfg):
+    x, w, gy = cfg.arrays(np.float32)
+    ref = _all_ops(direct, cfg, x.astype(np.float64), w.astype(np.float64),
+                   gy.astype(np.float64))
+    for mod in (direct, im2col, numba_jit):
+        got = _all_ops(mod, cfg, x, w, gy)
+        for what, a, b in zip(("forward", "grad_input", "grad_weight"), got, ref):
+            assert a.dtype == np.float32
+            _assert_close(a, b, 1e-4, f"{mod.__name__} {what}")
+
+
+@settings(deadline=None)
+@given(cfg=conv_configs(), name=st.sampled_from(KERNEL_NAMES))
+def test_backward_kernels_are_the_adjoint_of_forward(cfg, name):
+    """<conv(x, w), g> = <x, grad_input(g, w)> = <w, grad_weight(x, g)>."""
+    kernel = K.get_kernel(name)
+    x, w, gy = cfg.arrays(np.float64)
+    y, gx, gw = _all_ops(kernel, cfg, x, w, gy)
+    lhs = np.vdot(y, gy)
+    assert np.isclose(lhs, np.vdot(x, gx), rtol=1e-10, atol=1e-10)
+    assert np.isclose(lhs, np.vdot(w, gw), rtol=1e-10, atol=1e-10)
+
+
+@settings(deadline=None)
+@given(cfg=conv_configs(allow_same=False), extra_h=st.integers(0, 2), extra_w=st.integers(0, 2),
+       name=st.sampled_from(KERNEL_NAMES))
+def test_grad_input_for_a_larger_input(cfg, extra_h, extra_w, name):
+    """conv_transpose2d's output_padding: grad_input on an input larger than the minimal
+    one is the adjoint of forward on that input; uncovered rows/columns get zero."""
+    kernel = K.get_kernel(name)
+    (sh, sw), (dh, dw) = cfg.stride, cfg.dilation
+    pt, pb, pl, pr = cfg.padding
+    ho, wo = cfg.out_shape[2:]
+    # smallest input that gives (ho, wo), plus some extra rows/columns
+    h = (ho - 1) * sh + dh * (cfg.kernel[0] - 1) + 1 - pt - pb + extra_h
+    w_ = (wo - 1) * sw + dw * (cfg.kernel[1] - 1) + 1 - pl - pr + extra_w
+    if h < 1 or w_ < 1:
+        return
+    rng = np.random.default_rng(cfg.seed)
+    x = rng.uniform(-1, 1, (cfg.n, cfg.c_in, h, w_))
+    wt = rng.uniform(-1, 1, cfg.w_shape)
+    y_full = kernel.conv2d_forward(x, wt, *cfg.kernel_args)
+    # grad_output with the original (possibly smaller) size, zero-extended for the check
+    gy = rng.uniform(-1, 1, (cfg.n, cfg.c_out, ho, wo))
+    gx = kernel.conv2d_grad_input(gy, wt, (h, w_), *cfg.kernel_args)
+    gw = kernel.conv2d_grad_weight(x, gy, cfg.kernel, *cfg.kernel_args)
+    assert gx.shape == x.shape
+    g_full = np.zeros_like(y_full)
+    g_full[:, :, :ho, :wo] = gy
+    lhs = np.vdot(y_full, g_full)
+    assert np.isclose(lhs, np.vdot(x, gx), rtol=1e-10, atol=1e-10)
+    assert np.isclose(lhs, np.vdot(wt, gw), rtol=1e-10, atol=1e-10)
+    ref = direct.conv2d_grad_input(gy, wt, (h, w_), *cfg.kernel_args)
+    _assert_close(gx, ref, 1e-10, "grad_input on a larger input")
+
+
+def test_lenet_shapes_agree_float32():
+    rng = np.random.default_rng(0)
+    for xs, ws, pad in (((4, 1, 28, 28), (6, 1, 5, 5), 2), ((4, 6, 14, 14), (16, 6, 5, 5), 0)):
+        x = rng.standard_normal(xs, dtype=np.float32)
+        w = rng.standard_normal(ws, dtype=np.float32)
+        args = ((1, 1), (pad,) * 4, (1, 1), 1)
+        y64 = direct.conv2d_forward(x.astype(np.float64), w.astype(np.float64), *args)
+        gy = rng.standard_normal(y64.shape, dtype=np.float32)
+        gx64 = direct.conv2d_grad_input(gy.astype(np.float64), w.astype(np.float64),
+                                        xs[2:], *args)
+        gw64 = direct.conv2d_grad_weight(x.astype(np.float64), gy.astype(np.float64),
+                                         ws[2:], *args)
+        for mod in (direct, im2col, numba_jit):
+            _assert_close(mod.conv2d_forward(x, w, *args), y64, 1e-5, "forward")
+            _assert_close(mod.conv2d_grad_input(gy, w, xs[2:], *args), gx64, 1e-5, "grad_input")
+            _assert_close(mod.conv2d_grad_weight(x, gy, ws[2:], *args), gw64, 1e-5,
+                          "grad_weight")
+
+
+# ----------------------------------------------------------------------------- registry
+
+@pytest.fixture
+def restore_default():
+    before = K.get_default_kernel()
+    yield
+    K.set_default_kernel(before)
+
+
+def test_registry_names():
+    assert set(K.KERNELS) == {"direct", "im2col", "numba"}
+    assert K.available() == ("direct", "im2col", "numba")
+    assert K.get_kernel("direct") is direct
+    assert K.get_kernel("IM2COL") is im2col
+    assert K.get_kernel("numba") is numba_jit
+
+
+def test_unknown_kernel_message():
+    with pytest.raises(ValueError, match=r"unknown conv kernel 'foo'; valid kernels: "
+                                         r"'direct', 'im2col', 'numba'"):
+        K.get_kernel("foo")
+    with pytest.raises(ValueError, match="unknown conv kernel 'foo'"):
+        K.set_default_kernel("foo")
+    with pytest.raises(ValueError, match="unknown conv kernel 'foo'"):
+        with K.use_kernel("foo"):
+            pass
+    with pytest.raises(TypeError, match="must be a string"):
+        K.get_kernel(3)
+
+
+def test_default_selection_and_context(restore_default):
+    K.set_default_kernel("im2col")
+    assert K.get_default_kernel() == "im2col"
+    with K.use_kernel("direct"):
+        assert K.get_default_kernel() == "direct"
+        with K.use_kernel("numba"):
+            assert K.get_default_kernel() == "numba"
+            assert K.choose_kernel((1, 1, 5, 5), (1, 1, 3, 3)) == "numba"
+        assert K.get_default_kernel() == "direct"
+    assert K.get_default_kernel() == "im2col"
+    # an explicit kernel wins over everything
+    with K.use_kernel("direct"):
+        assert K.choose_kernel((1, 1, 5, 5), (1, 1, 3, 3), kernel="im2col") == "im2col"
+    # the block is restored after an exception
+    with pytest.raises(RuntimeError):
+        with K.use_kernel("direct"):
+            raise RuntimeError("boom")
+    assert K.get_default_kernel() == "im2col"
+
+
+def test_use_kernel_is_thread_local(restore_default):
+    K.set_default_kernel("im2col")
+    seen = {}
+    entered, release = threading.Event(), threading.Event()
+
+    def worker():
+        with K.use_kernel("direct"):
+            seen["worker"] = K.get_default_kernel()
+            entered.set()
+            release.wait(5)
+
+    t = threading.Thread(target=worker)
+    t.start()
+    entered.wait(5)
+    seen["main"] = K.get_default_kernel()
+    release.set()
+    t.join()
+    assert seen == {"worker": "direct", "main": "im2col"}
+
+
+def test_auto_rule(restore_default):
+    K.set_default_kernel("auto")
+    if not K.jit_enabled():
+        assert K.choose_kernel((128, 6, 14, 14), (16, 6, 5, 5)) == "im2col"
+        return
+    lenet = [((128, 1, 28, 28), (6, 1, 5, 5)), ((128, 6, 14, 14), (16, 6, 5, 5))]
+    for xs, ws in lenet:
+        for op in ("forward", "grad_input", "grad_weight"):
+            assert K.choose_kernel(xs, ws, 1, 0, 1, 1, op=op) == "numba"
+    assert K.choose_kernel((8, 64, 16, 16), (128, 64, 1, 1), op="forward") == "im2col"
+    assert K.choose_kernel((8, 64, 16, 16), (128, 64, 1, 1), op="grad_input") == "im2col"
+    assert K.choose_kernel((8, 32, 16, 16), (64, 32, 3, 3), 2, op="forward") == "im2col"
+    assert K.choose_kernel((8, 32, 16, 16), (64, 32, 3, 3), op="grad_weight") == "im2col"
+    assert K.choose_kernel((8, 64, 16, 16), (64, 1, 3, 3), groups=64,
+                           op="grad_weight") == "numba"
+    with pytest.raises(ValueError, match="unknown conv op 'backward'"):
+        K.choose_kernel((8, 64, 16, 16), (64, 1, 3, 3), op="backward")
+
+
+def test_auto_dispatcher_matches_direct():
+    auto = K.get_kernel("auto")
+    rng = np.random.default_rng(5)
+    for ws, stride in (((4, 3, 3, 3), 1), ((4, 3, 1, 1), 1), ((4, 3, 3, 3), 2)):
+        x = rng.standard_normal((2, 3, 7, 7))
+        w = rng.standard_normal(ws)
+        args = (stride, 1, 1, 1)
+        y = auto.conv2d_forward(x, w, *args)
+        np.testing.assert_allclose(y, direct.conv2d_forward(x, w, *args), atol=1e-12)
+        gy = rng.standard_normal(y.shape)
+        np.testing.assert_allclose(auto.conv2d_grad_input(gy, w, (7, 7), *args),
+                                   direct.conv2d_grad_input(gy, w, (7, 7), *args), atol=1e-12)
+        np.testing.assert_allclose(auto.conv2d_grad_weight(x, gy, ws[2:], *args),
+                                   direct.conv2d_grad_weight(x, gy, ws[2:], *args), atol=1e-12)
+
+
+def _run(code, **env):
+    full_env = {k: v for k, v in os.environ.items()
+                if k not in ("TINYCONV_KERNEL", "TINYCONV_POOL_KERNEL")}
+    full_env.update(env)
+    full_env["PYTHONPATH"] = str(ROOT) + os.pathsep + full_env.get("PYTHONPATH", "")
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env=full_env, cwd=str(ROOT), timeout=300)
+
+
+def test_env_var_selects_the_default_kernel():
+    r = _run("import tinyconv.kernels as K; print(K.get_default_kernel(), "
+             "K.choose_kernel((1,1,5,5),(1,1,3,3)))", TINYCONV_KERNEL="direct")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == ["direct", "direct"]
+
+
+def test_env_var_is_validated():
+    r = _run("import tinyconv.kernels", TINYCONV_KERNEL="fast")
+    assert r.returncode != 0
+    assert "TINYCONV_KERNEL='fast' is not a valid conv kernel" in r.stderr
+    assert "'direct', 'im2col', 'numba'" in r.stderr
+
+
+def test_numba_kernels_run_without_the_jit():
+    """NUMBA_DISABLE_JIT=1: the numba module still imports and computes the same results
+    (as plain Python), and "auto" falls back to im2col."""
+    code = """
+import numpy as np
+import tinyconv.kernels as K
+from tinyconv.kernels import direct, numba_jit, numba_pooling, pooling
+assert not K.jit_enabled()
+assert K.choose_kernel((2, 4, 7, 6), (6, 2, 3, 2)) == "im2col"
+assert K.choose_pool_kernel() == "numpy"
+rng = np.random.default_rng(0)
+for dt in (np.float64, np.float32):
+    x = rng.standard_normal((2, 4, 7, 6)).astype(dt)
+    w = rng.standard_normal((6, 2, 3, 2)).astype(dt)
+    for args in [((2, 1), (1, 0, 2, 1), (1, 2), 2), ((1, 1), (1, 1, 0, 1), (1, 1), 2)]:
+        y = numba_jit.conv2d_forward(x, w, *args)
+        assert y.dtype == dt
+        np.testing.assert_allclose(y, direct.conv2d_forward(x, w, *args), rtol=1e-4, atol=1e-5)
+        gy = rng.standard_normal(y.shape).astype(dt)
+        np.testing.assert_allclose(numba_jit.conv2d_grad_input(gy, w, (7, 6), *args),
+                                   direct.conv2d_grad_input(gy, w, (7, 6), *args), rtol=1e-4, atol=1e-5)
+        np.testing.assert_allclose(numba_jit.conv2d_grad_weight(x, gy, (3, 2), *args),
+                                   direct.conv2d_grad_weight(x, gy, (3, 2), *args), rtol=1e-4, atol=1e-5)
+    y1, a1 = numba_pooling.max_pool2d_forward(x, 3, 2, 1, 1, True)
+    y2, a2 = pooling.max_pool2d_forward(x, 3, 2, 1, 1, True)
+    np.testing.assert_array_equal(a1, a2)
+    np.testing.assert_allclose(numba_pooling.avg_pool2d_forward(x, 3, 2, 1, True, False),
+                               pooling.avg_pool2d_forward(x, 3, 2, 1, True, False), rtol=1e-6)
+print("ok")
+"""
+    r = _run(code, NUMBA_DISABLE_JIT="1")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "ok"

@@ -1,0 +1,264 @@
+"""Pure-array convolution and pooling kernels, and how one is chosen.
+
+Three convolution algorithms share one contract (x: ``(N, C_in, H, W)``, w:
+``(C_out, C_in/groups, kh, kw)``, stride/dilation pairs, padding 4-tuple
+``(top, bottom, left, right)``, no bias; float32 stays float32, float64 stays float64)::
+
+    conv2d_forward(x, w, stride, padding, dilation, groups) -> y
+    conv2d_grad_input(grad_y, w, input_hw, stride, padding, dilation, groups) -> grad_x
+    conv2d_grad_weight(x, grad_y, kernel_hw, stride, padding, dilation, groups) -> grad_w
+
+========  ==========================  =================================================
+name      module                      what it is
+========  ==========================  =================================================
+direct    :mod:`.direct`              the definition, loops over taps (the reference)
+im2col    :mod:`.im2col`              windows -> columns + one BLAS matmul per group
+numba     :mod:`.numba_jit`           compiled, parallel loop nests (numba)
+========  ==========================  =================================================
+
+Pooling has two implementations with one contract: ``numpy`` (:mod:`.pooling`) and
+``numba`` (:mod:`.numba_pooling`).
+
+Choosing a kernel
+-----------------
+Highest priority first: an explicit ``kernel=`` argument (per call or per layer), the
+innermost ``with use_kernel(name):`` block (thread-local), ``set_default_kernel(name)``,
+the ``TINYCONV_KERNEL`` environment variable (read and validated at import), and finally
+``"auto"``.  Pooling: ``use_pool_kernel`` / ``set_default_pool_kernel`` /
+``TINYCONV_POOL_KERNEL``, default ``"auto"``.
+
+The "auto" rule (``choose_kernel``), decided per operation from measurements on this
+project's 2-core reference machine (float32; see ``benchmarks/`` and the phase-1 report):
+
+* numba JIT disabled (``NUMBA_DISABLE_JIT=1``): ``im2col`` for everything (the numba
+  loops would run as pure Python).
+* forward: ``numba`` when the stride is 1 and the kernel has more than one tap, else
+  ``im2col`` (1x1 convolutions are a plain GEMM; strided ones waste the numba kernel's
+  polyphase passes).  LeNet conv1 / conv2 at batch 128: numba 0.5 / 0.9-1.2 ms vs
+  im2col 1.0 / 1.6 ms.
+* grad_input: ``numba`` unless the kernel is 1x1 (numba 0.7 / 1.0-1.3 ms vs im2col
+  2.6 / 3.9 ms on LeNet; still ahead at stride 2).
+* grad_weight: ``numba`` when the stride is 1 and ``C_in/groups * kh * kw <= 160``
+  (LeNet: 1.0 / 2.1-2.8 ms vs 1.1 / 2.8-3.3 ms; depthwise 3x3: 1.8 vs 4.0 ms), else
+  ``im2col``: numba's grad_weight cannot keep its accumulators in registers without
+  fastmath, so BLAS wins once the reduction per output grows (64->64 3x3: 41 vs 16 ms).
+* pooling: ``numba`` (max pooling forward+backward on LeNet's first layer 1.2 ms vs
+  2.0 ms for NumPy's fast path), ``numpy`` when the JIT is disabled.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import threading
+
+from numba import config as _numba_config
+
+from . import direct, im2col, numba_jit, numba_pooling, pooling, shapes
+from .shapes import pair
+
+__all__ = [
+    "KERNELS", "POOL_KERNELS", "get_kernel", "set_default_kernel", "get_default_kernel",
+    "use_kernel", "choose_kernel", "resolve_kernel", "get_pool_kernel",
+    "set_default_pool_kernel", "get_default_pool_kernel", "use_pool_kernel",
+    "choose_pool_kernel", "jit_enabled", "available", "shapes", "direct", "im2col", "numba_jit",
+    "pooling", "numba_pooling",
+]
+
+KERNELS = {"direct": direct, "im2col": im2col, "numba": numba_jit}
+POOL_KERNELS = {"numpy": pooling, "numba": numba_pooling}
+AUTO = "auto"
+CONV_OPS = ("forward", "grad_input", "grad_weight")
+
+_ENV_CONV = "TINYCONV_KERNEL"
+_ENV_POOL = "TINYCONV_POOL_KERNEL"
+
+
+def available() -> tuple[str, ...]:
+    """Names of the registered conv kernels ("direct", "im2col", "numba")."""
+    return tuple(KERNELS)
+
+
+def jit_enabled() -> bool:
+    """False when numba runs in pure-Python mode (``NUMBA_DISABLE_JIT=1``)."""
+    return not _numba_config.DISABLE_JIT
+
+
+def _valid_list(table) -> str:
+    return ", ".join(repr(k) for k in table)
+
+
+def _check_name(name, table, what, plural):
+    if not isinstance(name, str):
+        raise TypeError(f"{what} name must be a string, got {name!r} "
+                        f"(type {type(name).__name__})")
+    key = name.lower()
+    if key != AUTO and key not in table:
+        raise ValueError(f"unknown {what} {name!r}; valid {plural}: {_valid_list(table)} "
+                         f"(or 'auto')")
+    return key
+
+
+class _Selection(threading.local):
+    def __init__(self):
+        self.conv_stack = []
+        self.pool_stack = []
+
+
+_local = _Selection()
+
+
+def _from_env(var, table, what, plural):
+    value = os.environ.get(var)
+    if value is None or value.strip() == "":
+        return AUTO
+    try:
+        return _check_name(value.strip(), table, what, plural)
+    except ValueError:
+        raise ValueError(f"environment variable {var}={value!r} is not a valid {what}; "
+                         f"valid {plural}: {_valid_list(table)} (or 'auto')") from None
+
+
+_default_conv = _from_env(_ENV_CONV, KERNELS, "conv kernel", "kernels")
+_default_pool = _from_env(_ENV_POOL, POOL_KERNELS, "pool kernel", "pool kernels")
+
+
+# ----------------------------------------------------------------------------- conv
+
+def get_kernel(name):
+    """The kernel module registered under ``name`` ("direct", "im2col", "numba").
+
+    ``"auto"`` returns a dispatcher object with the same three functions that picks the
+    fastest kernel per call (see :func:`choose_kernel`)."""
+    key = _check_name(name, KERNELS, "conv kernel", "kernels")
+    return _AUTO_KERNEL if key == AUTO else KERNELS[key]
+
+
+def set_default_kernel(name) -> None:
+    """Set the process-wide default conv kernel ("direct", "im2col", "numba" or "auto")."""
+    global _default_conv
+    _default_conv = _check_name(name, KERNELS, "conv kernel", "kernels")
+
+
+def get_default_kernel() -> str:
+    """The kernel name in force here: the innermost ``use_kernel`` block of this thread,
+    else the process-wide default."""
+    return _local.conv_stack[-1] if _local.conv_stack else _default_conv
+
+
+@contextlib.contextmanager
+def use_kernel(name):
+    """``with use_kernel("im2col"): ...`` selects a conv kernel for a block (this thread)."""
+    key = _check_name(name, KERNELS, "conv kernel", "kernels")
+    _local.conv_stack.append(key)
+    try:
+        yield key
+    finally:
+        _local.conv_stack.pop()
+
+
+def resolve_kernel(name=None) -> str:
+    """The requested kernel name: ``name`` if given (validated), else the default in force.
+    May be ``"auto"``; layers capture this at forward time and reuse it in backward."""
+    if name is None:
+        return get_default_kernel()
+    return _check_name(name, KERNELS, "conv kernel", "kernels")
+
+
+def _auto_choice(op, w_shape, stride, groups) -> str:
+    if not jit_enabled():
+        return "im2col"
+    _, cg, kh, kw = (int(s) for s in w_shape)
+    unit_stride = tuple(stride) == (1, 1)
+    taps = kh * kw
+    if op == "forward":
+        return "numba" if unit_stride and taps > 1 else "im2col"
+    if op == "grad_input":
+        return "numba" if taps > 1 else "im2col"
+    if op == "grad_weight":
+        return "numba" if unit_stride and cg * taps <= 160 else "im2col"
+    raise ValueError(f"unknown conv op {op!r}; valid ops: {CONV_OPS}")
+
+
+def choose_kernel(x_shape, w_shape, stride=1, padding=0, dilation=1, groups=1, *,
+                  op="forward", kernel=None) -> str:
+    """Name of the concrete kernel that runs ``op`` ("forward", "grad_input" or
+    "grad_weight") for these shapes: ``kernel`` (or the default in force) unless that is
+    ``"auto"``, in which case the rule in this module's docstring decides."""
+    name = resolve_kernel(kernel)
+    if name != AUTO:
+        return name
+    if op not in CONV_OPS:
+        raise ValueError(f"unknown conv op {op!r}; valid ops: {CONV_OPS}")
+    return _auto_choice(op, w_shape, pair(stride, "stride"), groups)
+
+
+class _AutoKernel:
+    """Kernel-shaped dispatcher for ``"auto"``: each call picks the fastest kernel."""
+
+    __name__ = "auto"
+
+    @staticmethod
+    def conv2d_forward(x, w, stride, padding, dilation, groups):
+        name = _auto_choice("forward", w.shape, pair(stride, "stride"), groups)
+        return KERNELS[name].conv2d_forward(x, w, stride, padding, dilation, groups)
+
+    @staticmethod
+    def conv2d_grad_input(grad_y, w, input_hw, stride, padding, dilation, groups):
+        name = _auto_choice("grad_input", w.shape, pair(stride, "stride"), groups)
+        return KERNELS[name].conv2d_grad_input(grad_y, w, input_hw, stride, padding,
+                                               dilation, groups)
+
+    @staticmethod
+    def conv2d_grad_weight(x, grad_y, kernel_hw, stride, padding, dilation, groups):
+        kh, kw = pair(kernel_hw, "kernel_hw")
+        cg = x.shape[1] // groups if isinstance(groups, int) and groups > 0 else 1
+        name = _auto_choice("grad_weight", (grad_y.shape[1], cg, kh, kw),
+                            pair(stride, "stride"), groups)
+        return KERNELS[name].conv2d_grad_weight(x, grad_y, kernel_hw, stride, padding,
+                                                dilation, groups)
+
+
+_AUTO_KERNEL = _AutoKernel()
+
+
+# ----------------------------------------------------------------------------- pooling
+
+def get_pool_kernel(name):
+    """The pooling module registered under ``name`` ("numpy", "numba"; "auto" resolves
+    with :func:`choose_pool_kernel`)."""
+    key = _check_name(name, POOL_KERNELS, "pool kernel", "pool kernels")
+    return POOL_KERNELS[choose_pool_kernel(kernel=key)]
+
+
+def set_default_pool_kernel(name) -> None:
+    """Set the process-wide default pooling kernel ("numpy", "numba" or "auto")."""
+    global _default_pool
+    _default_pool = _check_name(name, POOL_KERNELS, "pool kernel", "pool kernels")
+
+
+def get_default_pool_kernel() -> str:
+    """The pooling kernel name in force here (innermost ``use_pool_kernel`` block first)."""
+    return _local.pool_stack[-1] if _local.pool_stack else _default_pool
+
+
+@contextlib.contextmanager
+def use_pool_kernel(name):
+    """``with use_pool_kernel("numpy"): ...`` selects a pooling kernel for a block."""
+    key = _check_name(name, POOL_KERNELS, "pool kernel", "pool kernels")
+    _local.pool_stack.append(key)
+    try:
+        yield key
+    finally:
+        _local.pool_stack.pop()
+
+
+def choose_pool_kernel(x_shape=None, *, kernel=None) -> str:
+    """Concrete pooling kernel name: ``kernel`` (or the default in force) unless "auto",
+    which means "numba" when the JIT is enabled, else "numpy"."""
+    if kernel is None:
+        name = get_default_pool_kernel()
+    else:
+        name = _check_name(kernel, POOL_KERNELS, "pool kernel", "pool kernels")
+    if name != AUTO:
+        return name
+    return "numba" if jit_enabled() else "numpy"

@@ -1,0 +1,173 @@
+"""Max and average 2-D pooling as compiled loops (numba), PyTorch's CPU loops line by line.
+
+Same functions, arguments and results as :mod:`tinyconv.kernels.pooling` (see there for
+the semantics); parallel over the ``N*C`` planes, so no two threads write the same
+memory.  The Python wrappers validate with :mod:`.shapes` and pass plain ints, so numba
+compiles once per dtype, never per shape.  Runs (slowly) under ``NUMBA_DISABLE_JIT=1``.
+"""
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, prange
+
+from .pooling import _check_float, _check_override
+from .shapes import normalize_pool_args
+
+__all__ = ["max_pool2d_forward", "max_pool2d_backward", "avg_pool2d_forward",
+           "avg_pool2d_backward"]
+
+_JIT = dict(cache=True, fastmath=False)
+
+
+@njit(parallel=True, **_JIT)
+def _max_fwd(x, y, argmax, kh, kw, sh, sw, ph, pw, dh, dw):
+    n_img, n_ch, h, w = x.shape
+    ho, wo = y.shape[2], y.shape[3]
+    for task in prange(n_img * n_ch):
+        n = task // n_ch
+        c = task % n_ch
+        xs = x[n, c]
+        for i in range(ho):
+            hstart = i * sh - ph
+            hend = min(hstart + (kh - 1) * dh + 1, h)
+            while hstart < 0:
+                hstart += dh
+            for j in range(wo):
+                wstart = j * sw - pw
+                wend = min(wstart + (kw - 1) * dw + 1, w)
+                while wstart < 0:
+                    wstart += dw
+                best_idx = min(hstart * w + wstart, h * w - 1)
+                best = -np.inf
+                for ih in range(hstart, hend, dh):
+                    for iw in range(wstart, wend, dw):
+                        v = xs[ih, iw]
+                        if v > best or np.isnan(v):
+                            best = v
+                            best_idx = ih * w + iw
+                y[n, c, i, j] = best
+                argmax[n, c, i, j] = best_idx
+
+
+@njit(parallel=True, **_JIT)
+def _max_bwd(gy, argmax, gx):
+    n_img, n_ch, ho, wo = gy.shape
+    w = gx.shape[3]
+    for task in prange(n_img * n_ch):
+        n = task // n_ch
+        c = task % n_ch
+        gxs = gx[n, c]
+        for i in range(ho):
+            for j in range(wo):
+                k = argmax[n, c, i, j]
+                gxs[k // w, k % w] += gy[n, c, i, j]
+
+
+@njit(**_JIT)
+def _avg_window(i, s, p, k, n_in, count_include_pad):
+    """(start, end, count) of one axis of PyTorch's avg_pool2d window."""
+    start = i * s - p
+    end = min(start + k, n_in + p)
+    size = end - start
+    start = max(start, 0)
+    end = min(end, n_in)
+    if count_include_pad:
+        return start, end, size
+    return start, end, end - start
+
+
+@njit(parallel=True, **_JIT)
+def _avg_fwd(x, y, kh, kw, sh, sw, ph, pw, count_include_pad, divisor_override):
+    n_img, n_ch, h, w = x.shape
+    ho, wo = y.shape[2], y.shape[3]
+    for task in prange(n_img * n_ch):
+        n = task // n_ch
+        c = task % n_ch
+        xs = x[n, c]
+        for i in range(ho):
+            hs, he, hc = _avg_window(i, sh, ph, kh, h, count_include_pad)
+            for j in range(wo):
+                ws, we, wc = _avg_window(j, sw, pw, kw, w, count_include_pad)
+                total = 0.0
+                for ih in range(hs, he):
+                    for iw in range(ws, we):
+                        total += xs[ih, iw]
+                div = divisor_override if divisor_override != 0 else hc * wc
+                y[n, c, i, j] = total / div
+
+
+@njit(parallel=True, **_JIT)
+def _avg_bwd(gy, gx, kh, kw, sh, sw, ph, pw, count_include_pad, divisor_override):
+    n_img, n_ch, h, w = gx.shape
+    ho, wo = gy.shape[2], gy.shape[3]
+    for task in prange(n_img * n_ch):
+        n = task // n_ch
+        c = task % n_ch
+        gxs = gx[n, c]
+        for i in range(ho):
+            hs, he, hc = _avg_window(i, sh, ph, kh, h, count_include_pad)
+            for j in range(wo):
+                ws, we, wc = _avg_window(j, sw, pw, kw, w, count_include_pad)
+                div = divisor_override if divisor_override != 0 else hc * wc
+                g = gy[n, c, i, j] / div
+                for ih in range(hs, he):
+                    for iw in range(ws, we):
+                        gxs[ih, iw] += g
+
+
+def max_pool2d_forward(x, kernel, stride=None, padding=0, dilation=1, ceil_mode=False):
+    """Return ``(y, argmax)``; see :func:`tinyconv.kernels.pooling.max_pool2d_forward`."""
+    _check_float(x)
+    args = normalize_pool_args(x.shape, kernel, stride, padding, dilation, ceil_mode)
+    y = np.empty(args.out_shape, dtype=x.dtype)
+    argmax = np.empty(args.out_shape, dtype=np.int64)
+    if y.size:
+        (kh, kw), (sh, sw), (ph, pw), (dh, dw) = (args.kernel, args.stride, args.padding,
+                                                  args.dilation)
+        _max_fwd(np.ascontiguousarray(x), y, argmax, kh, kw, sh, sw, ph, pw, dh, dw)
+    return y, argmax
+
+
+def max_pool2d_backward(grad_y, argmax, input_shape, *, non_overlapping=False):
+    """grad_x; see :func:`tinyconv.kernels.pooling.max_pool2d_backward`."""
+    _check_float(grad_y, "grad_output")
+    n, c, h, w = (int(s) for s in input_shape)
+    if grad_y.shape != argmax.shape or grad_y.shape[:2] != (n, c):
+        raise ValueError(f"grad_output of shape {grad_y.shape} and argmax of shape "
+                         f"{argmax.shape} do not match the input shape {(n, c, h, w)}")
+    gx = np.zeros((n, c, h, w), dtype=grad_y.dtype)
+    if grad_y.size:
+        _max_bwd(np.ascontiguousarray(grad_y), np.ascontiguousarray(argmax, dtype=np.int64), gx)
+    return gx
+
+
+def avg_pool2d_forward(x, kernel, stride=None, padding=0, ceil_mode=False,
+                       count_include_pad=True, divisor_override=None):
+    """Average pooling; see :func:`tinyconv.kernels.pooling.avg_pool2d_forward`."""
+    _check_float(x)
+    _check_override(divisor_override)
+    args = normalize_pool_args(x.shape, kernel, stride, padding, 1, ceil_mode)
+    y = np.empty(args.out_shape, dtype=x.dtype)
+    if y.size:
+        (kh, kw), (sh, sw), (ph, pw) = args.kernel, args.stride, args.padding
+        _avg_fwd(np.ascontiguousarray(x), y, kh, kw, sh, sw, ph, pw, bool(count_include_pad),
+                 int(divisor_override or 0))
+    return y
+
+
+def avg_pool2d_backward(grad_y, input_shape, kernel, stride=None, padding=0, ceil_mode=False,
+                        count_include_pad=True, divisor_override=None):
+    """grad_x; see :func:`tinyconv.kernels.pooling.avg_pool2d_backward`."""
+    _check_float(grad_y, "grad_output")
+    _check_override(divisor_override)
+    input_shape = tuple(int(s) for s in input_shape)
+    args = normalize_pool_args(input_shape, kernel, stride, padding, 1, ceil_mode)
+    if tuple(grad_y.shape) != args.out_shape:
+        raise ValueError(f"grad_output of shape {grad_y.shape} does not match the pooling "
+                         f"output shape {args.out_shape}")
+    gx = np.zeros(input_shape, dtype=grad_y.dtype)
+    if grad_y.size:
+        (kh, kw), (sh, sw), (ph, pw) = args.kernel, args.stride, args.padding
+        _avg_bwd(np.ascontiguousarray(grad_y), gx, kh, kw, sh, sw, ph, pw,
+                 bool(count_include_pad), int(divisor_override or 0))
+    return gx
