@@ -219,6 +219,93 @@ def measure_conv_memory(configs, kernels, torch, direct_div, rows):
                 r["scratch_mb"] = None if peak is None else max(0.0, peak - out_mb)
 
 
+# ------------------------------------------------------------------------------------- through autograd
+def layer_level(configs, kernel_names, torch, repeats, quick, notes):
+    """The two LeNet convolutions as a training step sees them: ``tinyconv.conv.conv2d`` with bias through the
+    autograd engine vs PyTorch autograd. conv1: the input needs no gradient (forward + weight/bias grads only,
+    torch input with requires_grad=False); conv2: forward + all grads. Also the memory an im2col layer keeps
+    alive between forward and backward (it should be none beyond x and w: no column buffer)."""
+    try:
+        import tinyconv as tc
+        from tinyconv import conv as tconv
+    except Exception as e:
+        notes.append(f"layer-level rows skipped: {type(e).__name__}: {e}")
+        return []
+    rows, jobs = [], []
+    for (name, n, c_in, h, c_out, k, s, p, g) in configs[:2]:
+        x, w, gy = make_inputs(n, c_in, h, c_out, k, s, p, g)
+        b = np.zeros(c_out, dtype=np.float32)
+        need_x = name != "lenet.conv1"
+        phase = "fwd+bwd" if need_x else "fwd+wgrad"
+        flops, _ = conv_flops(n, c_in, h, c_out, k, s, p, g)
+        for kname in kernel_names:
+            xt = tc.tensor(x, requires_grad=need_x)
+            wt, bt = tc.tensor(w, requires_grad=True), tc.tensor(b, requires_grad=True)
+
+            def step(xt=xt, wt=wt, bt=bt, kname=kname, gy=gy, s=s, p=p, g=g):
+                y = tconv.conv2d(xt, wt, bt, stride=s, padding=p, groups=g, kernel=kname)
+                y.backward(gy)
+                xt.grad = wt.grad = bt.grad = None
+            jobs.append((name, kname, phase, flops * (3 if need_x else 2), step))
+        if torch is not None:
+            tx = torch.from_numpy(x).requires_grad_(need_x)
+            tw, tb = torch.from_numpy(w.copy()).requires_grad_(), torch.from_numpy(b.copy()).requires_grad_()
+            tgy = torch.from_numpy(gy)
+
+            def tstep(tx=tx, tw=tw, tb=tb, tgy=tgy, s=s, p=p, g=g):
+                y = torch.nn.functional.conv2d(tx, tw, tb, s, p, 1, g)
+                y.backward(tgy)
+                tx.grad = tw.grad = tb.grad = None
+            jobs.append((name, "torch", phase, flops * (3 if need_x else 2), tstep))
+    timings = common.time_interleaved([j[4] for j in jobs], repeats=repeats, warmup=1,
+                                      min_sample_s=0.0 if quick else 0.005, max_inner=8)
+    for (name, kname, phase, flops, _), t in zip(jobs, timings):
+        rows.append(dict(config=f"{name} (autograd, bias)", kernel=kname, batch=None, phase=phase,
+                         ms=t["median_s"] * 1e3, min_ms=t["min_s"] * 1e3, max_ms=t["max_s"] * 1e3,
+                         ms_full=t["median_s"] * 1e3, gflops=flops / t["median_s"] / 1e9, repeats=t["repeats"],
+                         inner=t["inner"]))
+    add_ratios(rows)
+    return rows
+
+
+def im2col_retention(configs, notes) -> list[dict]:
+    """For each LeNet conv layer with kernel='im2col': bytes allocated by the forward and still alive until
+    backward (beyond the output), the forward's and the backward's peaks, and the dtype of every result."""
+    try:
+        import tracemalloc
+
+        import tinyconv as tc
+        from tinyconv import conv as tconv
+    except Exception:
+        return []
+    out = []
+    for (name, n, c_in, h, c_out, k, s, p, g) in configs[:2]:
+        x, w, gy = make_inputs(n, c_in, h, c_out, k, s, p, g)
+        xt = tc.tensor(x, requires_grad=name != "lenet.conv1")
+        wt = tc.tensor(w, requires_grad=True)
+        tconv.conv2d(xt, wt, stride=s, padding=p, groups=g, kernel="im2col").backward(gy)  # warm
+        xt.grad = wt.grad = None
+        tracemalloc.start()
+        base, _ = tracemalloc.get_traced_memory()
+        tracemalloc.reset_peak()
+        y = tconv.conv2d(xt, wt, stride=s, padding=p, groups=g, kernel="im2col")
+        after_fwd, fwd_peak = tracemalloc.get_traced_memory()
+        tracemalloc.reset_peak()
+        y.backward(gy)
+        _, bwd_peak = tracemalloc.get_traced_memory()
+        tracemalloc.stop()
+        dtypes = {str(y.dtype), str(wt.grad.dtype)} | ({str(xt.grad.dtype)} if xt.grad is not None else set())
+        _, ho = conv_flops(n, c_in, h, c_out, k, s, p, g)
+        col = n * ho * ho * c_in * k * k * 4 / 1e6
+        retained = (after_fwd - base - y.data.nbytes) / 1e6
+        out.append(dict(config=name, column_buffer_mb=col, retained_after_fwd_mb=retained,
+                        fwd_peak_mb=(fwd_peak - base) / 1e6, bwd_peak_mb=(bwd_peak - after_fwd) / 1e6,
+                        bwd_peak_in_buffers=(bwd_peak - after_fwd) / 1e6 / col, dtypes=",".join(sorted(dtypes))))
+        if dtypes != {"float32"}:
+            notes.append(f"im2col {name}: results are {dtypes}, expected float32")
+    return out
+
+
 # ------------------------------------------------------------------------------------------------ pooling
 def pooling_impls(torch):
     """{name: factory(x, gy, op) -> {phase: fn}} for numpy (kernels.pooling), numba (kernels.numba_pooling), torch."""
@@ -459,6 +546,8 @@ CONV_COLUMNS = [("config", "config"), ("phase", "phase"), ("kernel", "kernel"), 
                 ("ms", "ms"), ("min_ms", "min"), ("max_ms", "max"), ("ms_full", "ms@N"), ("gflops", "GFLOP/s"),
                 ("x_fastest", "x fastest"), ("x_torch", "x torch"), ("peak_mb", "peak MB"),
                 ("scratch_mb", "scratch MB")]
+LAYER_COLUMNS = [("config", "config"), ("phase", "phase"), ("kernel", "kernel"), ("ms", "ms"), ("min_ms", "min"),
+                 ("max_ms", "max"), ("gflops", "GFLOP/s"), ("x_fastest", "x fastest"), ("x_torch", "x torch")]
 POOL_COLUMNS = [("config", "config"), ("phase", "phase"), ("kernel", "kernel"), ("ms", "ms"), ("min_ms", "min"),
                 ("max_ms", "max"), ("gbytes", "GB/s"), ("x_fastest", "x fastest"), ("x_torch", "x torch")]
 
@@ -507,8 +596,11 @@ def main(argv=None):
     t_start = time.perf_counter()
     conv_rows, conv_meta = bench_convs(configs, kernels, torch, repeats, args.direct_div, args.quick, notes)
     pool_rows = [] if args.no_pool else bench_pooling(pool_configs, torch, repeats, args.quick, notes)
+    layer_rows = layer_level(configs, [k for k in kernels if k != "direct"], torch, repeats, args.quick, notes)
+    retention = []
     if not args.no_memory:
         measure_conv_memory(configs, kernels, torch, args.direct_div, conv_rows)
+        retention = im2col_retention(configs, notes)
     compile_res = None
     if not args.no_compile and "numba" in kernels:
         compile_res = numba_compile_times(threads["threads"], notes)
@@ -521,6 +613,17 @@ def main(argv=None):
               f"{m['gflop_fwd']:.3f} GFLOP forward; im2col column buffer {m['im2col_buffer_mb']:.1f} MB")
     print(common.format_table(conv_rows, CONV_COLUMNS, title="\nconvolution (float32; ms = median; ms@N: "
                                                                "scaled to the config's batch)"))
+    if layer_rows:
+        print(common.format_table(layer_rows, LAYER_COLUMNS,
+                                  title="\nLeNet conv layers through autograd (tinyconv.conv.conv2d with bias vs torch "
+                                        "autograd; conv1: input needs no grad)"))
+    if retention:
+        print(common.format_table(retention, [("config", "config"), ("column_buffer_mb", "column buffer MB"),
+                                              ("retained_after_fwd_mb", "kept fwd->bwd MB"),
+                                              ("fwd_peak_mb", "fwd peak MB"), ("bwd_peak_mb", "bwd peak MB"),
+                                              ("bwd_peak_in_buffers", "bwd peak / buffer"),
+                                              ("dtypes", "dtypes")],
+                                  title="\nim2col layer memory (tracemalloc; outputs included in peaks)"))
     if pool_rows:
         print(common.format_table(pool_rows, POOL_COLUMNS, title="\npooling 2x2 stride 2 (float32)"))
     if compile_res:
@@ -532,7 +635,7 @@ def main(argv=None):
         print(sweep_table(sweep_rows))
         if args.plot:
             plot_sweep(sweep_rows, args.plot, notes)
-    targets = conv_targets(conv_rows, pool_rows)
+    targets = conv_targets(conv_rows, pool_rows, layer_rows)
     if targets:
         print(common.format_table(targets, [("target", "target"), ("value", "measured"), ("limit", "limit"),
                                             ("ok", "met")], title="\ntargets"))
@@ -544,6 +647,7 @@ def main(argv=None):
     for n in notes:
         print("note:", n)
     payload = dict(machine=info, threads=threads, args=vars(args), conv_configs=conv_meta, conv=conv_rows,
+                   conv_autograd=layer_rows, im2col_memory=retention,
                    pool=pool_rows, numba_compile=compile_res, sweep=sweep_rows, targets=targets,
                    blas_env_compare=blas_cmp, notes=notes, elapsed_s=elapsed,
                    memory_method="peak_mb: tracemalloc peak for tinyconv kernels (numpy + numba NRT arrays), "
@@ -555,7 +659,7 @@ def main(argv=None):
     return payload
 
 
-def conv_targets(conv_rows, pool_rows) -> list[dict]:
+def conv_targets(conv_rows, pool_rows, layer_rows=()) -> list[dict]:
     """The issue's conv/pooling targets, from this run's numbers (only where torch was measured)."""
     out = []
 
@@ -573,6 +677,11 @@ def conv_targets(conv_rows, pool_rows) -> list[dict]:
         if r and r["x_torch"]:
             out.append(dict(target=f"{kname} conv1 fwd+weight-grad (x torch)", value=r["x_torch"], limit=1.0,
                             ok=r["x_torch"] <= 1.0))
+    for r in layer_rows:
+        if r["kernel"] == "auto" and r["x_torch"]:
+            limit = 1.0 if r["phase"] == "fwd+wgrad" else 1.5
+            out.append(dict(target=f"default kernel {r['config']} {r['phase']} (x torch)", value=r["x_torch"],
+                            limit=limit, ok=r["x_torch"] <= limit))
     for r in pool_rows:
         if r["phase"] == "fwd+bwd" and r["kernel"] != "torch" and r["x_torch"]:
             out.append(dict(target=f"{r['kernel']} {r['config']} fwd+bwd (x torch)", value=r["x_torch"],
