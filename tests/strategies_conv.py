@@ -138,3 +138,54 @@ def pool_configs(draw, max_batch=2, max_channels=3, max_kernel=3, max_stride=3,
     seed = draw(st.integers(0, 2**32 - 1))
     return PoolConfig(n, c, h, w, kernel, stride, padding, dilation, ceil_mode,
                       count_include_pad, args.out_shape, seed)
+
+
+@dataclass(frozen=True)
+class ConvTransposeConfig:
+    n: int
+    c_in: int
+    c_out: int
+    groups: int
+    h: int
+    w: int
+    kernel: tuple
+    stride: tuple
+    padding: tuple          # (ph, pw)
+    output_padding: tuple
+    dilation: tuple
+    out_shape: tuple
+    seed: int
+
+    @property
+    def x_shape(self):
+        return (self.n, self.c_in, self.h, self.w)
+
+    @property
+    def w_shape(self):
+        """PyTorch's layout for transposed convolutions: (C_in, C_out / groups, kh, kw)."""
+        return (self.c_in, self.c_out // self.groups) + tuple(self.kernel)
+
+
+@st.composite
+def conv_transpose_configs(draw, max_batch=2, max_group_channels=2, max_groups=2, max_kernel=3,
+                           max_stride=3, max_dilation=2, max_size=5):
+    """A valid conv_transpose2d configuration (output_padding < stride or dilation)."""
+    groups = draw(st.integers(1, max_groups))
+    c_in = groups * draw(st.integers(1, max_group_channels))
+    c_out = groups * draw(st.integers(1, max_group_channels))
+    kernel = (draw(st.integers(1, max_kernel)), draw(st.integers(1, max_kernel)))
+    stride = (draw(st.integers(1, max_stride)), draw(st.integers(1, max_stride)))
+    dilation = (draw(st.integers(1, max_dilation)), draw(st.integers(1, max_dilation)))
+    padding = (draw(st.integers(0, 2)), draw(st.integers(0, 2)))
+    output_padding = tuple(draw(st.integers(0, max(stride[i], dilation[i]) - 1)) for i in range(2))
+    n = draw(st.integers(1, max_batch))
+    h = draw(st.integers(1, max_size))
+    w = draw(st.integers(1, max_size))
+    try:
+        args = shapes.normalize_conv_transpose_args((n, c_in, h, w), (c_in, c_out // groups) + kernel,
+                                                    stride, padding, output_padding, groups, dilation)
+    except ValueError:
+        assume(False)
+    seed = draw(st.integers(0, 2**32 - 1))
+    return ConvTransposeConfig(n, c_in, c_out, groups, h, w, kernel, stride, padding, output_padding,
+                               dilation, args.out_shape, seed)
