@@ -1,0 +1,351 @@
+"""LeNet (modern: ReLU + max-pool) training throughput, per convolution kernel and against PyTorch.
+
+    python benchmarks/bench_lenet.py                     # real MNIST (cached), batch 128, Adam
+    python benchmarks/bench_lenet.py --synthetic --steps 60 --json lenet.json
+    python benchmarks/bench_lenet.py --quick             # smoke test
+
+One process, all variants interleaved: after a warm-up, rounds of ``--round`` steps of each variant in turn
+(tinyconv with each kernel, then PyTorch when installed), so machine noise hits them alike; the step time is the
+median over all timed steps. A step is what a training loop does: take the next batch from the DataLoader,
+forward, cross-entropy, zero_grad, backward, Adam step. Then each tinyconv variant runs ``--profile-steps`` more
+steps under ``tc.profile`` for the split by layer/op, and a few steps with the peak-RSS high-water mark reset to
+measure its memory.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import time
+from collections import OrderedDict
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import common  # noqa: E402  (also puts the repository root on sys.path)
+
+import tinyconv as tc  # noqa: E402
+import tinyconv.data  # noqa: E402,F401
+import tinyconv.optim  # noqa: E402,F401
+from tinyconv import functional as F  # noqa: E402
+from tinyconv.nn.models import LeNet  # noqa: E402
+from tinyconv.profiler import record  # noqa: E402
+
+DEFAULT_KERNELS = "default,direct,im2col,numba"
+
+
+# --------------------------------------------------------------------------------------------------- data
+def load_data(synthetic: bool, batch: int, notes: list, n_synthetic: int = 16):
+    """(images, labels) for a DataLoader: MNIST's training split, or random digits-shaped data."""
+    if not synthetic:
+        try:
+            ds = tc.data.MNIST(train=True, download=True, progress=False)
+            return (ds.data, ds.targets), "MNIST train (60000)"
+        except Exception as e:
+            notes.append(f"MNIST unavailable ({type(e).__name__}: {e}); using synthetic data")
+    rng = np.random.default_rng(0)
+    n = n_synthetic * batch
+    images = rng.integers(0, 256, size=(n, 28, 28), dtype=np.uint8)
+    labels = rng.integers(0, 10, size=n, dtype=np.int64)
+    return (images, labels), f"synthetic ({n} random images)"
+
+
+def batch_stream(dataset, batch: int, seed: int):
+    loader = tc.data.DataLoader(dataset, batch_size=batch, shuffle=True, drop_last=True, seed=seed)
+    while True:
+        yield from loader
+
+
+# ------------------------------------------------------------------------------------------------ variants
+class TinyconvVariant:
+    def __init__(self, kernel: str, dataset, batch: int, lr: float):
+        self.name = f"tinyconv[{kernel}]"
+        self.kernel = kernel
+        tc.manual_seed(0)
+        self.model = LeNet("modern", kernel=None if kernel == "default" else kernel)
+        self.opt = tc.optim.Adam(self.model.parameters(), lr=lr)
+        self.data = batch_stream(dataset, batch, seed=0)
+        self.last_loss = None
+        self.first_loss = None
+
+    def step(self):
+        with record("data loading"):
+            xb, yb = next(self.data)
+            x = tc.tensor(xb)
+        out = self.model(x)
+        with record("loss"):
+            loss = F.cross_entropy(out, yb)
+        with record("zero_grad"):
+            self.opt.zero_grad()
+        loss.backward()
+        with record("optimizer"):
+            self.opt.step()
+        self.last_loss = float(loss.item())
+        if self.first_loss is None:
+            self.first_loss = self.last_loss
+
+    def split_step(self, clock):
+        """One step with a perf_counter split by phase (no profiler): {phase: seconds}."""
+        t0 = clock()
+        xb, yb = next(self.data)
+        x = tc.tensor(xb)
+        t1 = clock()
+        out = self.model(x)
+        t2 = clock()
+        loss = F.cross_entropy(out, yb)
+        t3 = clock()
+        self.opt.zero_grad()
+        loss.backward()
+        t4 = clock()
+        self.opt.step()
+        t5 = clock()
+        return {"data": t1 - t0, "forward": t2 - t1, "loss": t3 - t2, "backward": t4 - t3, "optimizer": t5 - t4}
+
+
+def torch_lenet(torch, tc_model):
+    """The same network in PyTorch, with the tinyconv model's initial weights copied in."""
+    nn = torch.nn
+    model = nn.Sequential(OrderedDict([
+        ("conv1", nn.Conv2d(1, 6, 5, padding=2)), ("act1", nn.ReLU()), ("pool1", nn.MaxPool2d(2, 2)),
+        ("conv2", nn.Conv2d(6, 16, 5)), ("act2", nn.ReLU()), ("pool2", nn.MaxPool2d(2, 2)),
+        ("flatten", nn.Flatten()),
+        ("fc1", nn.Linear(400, 120)), ("act3", nn.ReLU()),
+        ("fc2", nn.Linear(120, 84)), ("act4", nn.ReLU()),
+        ("fc3", nn.Linear(84, 10)),
+    ]))
+    sd = {k: torch.from_numpy(np.array(v.numpy())) for k, v in tc_model.state_dict().items()}
+    model.load_state_dict(sd)
+    return model
+
+
+class TorchVariant:
+    def __init__(self, torch, tc_model, dataset, batch: int, lr: float):
+        self.name = "torch"
+        self.kernel = "torch"
+        self.torch = torch
+        self.model = torch_lenet(torch, tc_model)
+        self.opt = torch.optim.Adam(self.model.parameters(), lr=lr)
+        self.data = batch_stream(dataset, batch, seed=0)
+        self.last_loss = None
+        self.first_loss = None
+
+    def step(self):
+        torch = self.torch
+        xb, yb = next(self.data)
+        x, y = torch.from_numpy(xb), torch.from_numpy(yb)
+        out = self.model(x)
+        loss = torch.nn.functional.cross_entropy(out, y)
+        self.opt.zero_grad()
+        loss.backward()
+        self.opt.step()
+        self.last_loss = float(loss.item())
+        if self.first_loss is None:
+            self.first_loss = self.last_loss
+
+    def split_step(self, clock):
+        torch = self.torch
+        t0 = clock()
+        xb, yb = next(self.data)
+        x, y = torch.from_numpy(xb), torch.from_numpy(yb)
+        t1 = clock()
+        out = self.model(x)
+        t2 = clock()
+        loss = torch.nn.functional.cross_entropy(out, y)
+        t3 = clock()
+        self.opt.zero_grad()
+        loss.backward()
+        t4 = clock()
+        self.opt.step()
+        t5 = clock()
+        return {"data": t1 - t0, "forward": t2 - t1, "loss": t3 - t2, "backward": t4 - t3, "optimizer": t5 - t4}
+
+
+# ---------------------------------------------------------------------------------------------------- run
+def run(args, notes):
+    threads = common.set_threads(args.threads)
+    torch = common.torch_or_none()
+    dataset, data_desc = load_data(args.synthetic, args.batch, notes)
+    kernels = [k for k in args.kernels.split(",") if k]
+    variants = []
+    for k in kernels:
+        try:
+            variants.append(TinyconvVariant(k, dataset, args.batch, args.lr))
+        except Exception as e:
+            notes.append(f"tinyconv kernel {k!r} unavailable: {type(e).__name__}: {e}")
+    if torch is not None and not args.no_torch:
+        ref_model = variants[0].model if variants else LeNet("modern")
+        variants.append(TorchVariant(torch, ref_model, dataset, args.batch, args.lr))
+    elif torch is None:
+        notes.append("torch not installed: no torch row or tinyconv/torch ratio")
+
+    clock = time.perf_counter
+    results = {v.name: dict(variant=v.name, kernel=v.kernel, step_s=[], first_step_s=None) for v in variants}
+    # warm-up: the first step (numba compile / cache load, torch's first-call setup) is reported separately
+    for v in variants:
+        t = clock()
+        v.step()
+        results[v.name]["first_step_s"] = clock() - t
+        for _ in range(args.warmup - 1):
+            v.step()
+    rounds = max(1, -(-args.steps // args.round))
+    for _ in range(rounds):
+        for v in variants:
+            times = results[v.name]["step_s"]
+            for _ in range(args.round):
+                t = clock()
+                v.step()
+                times.append(clock() - t)
+    # split by phase with perf_counter (no profiler), interleaved likewise
+    splits = {v.name: [] for v in variants}
+    for _ in range(args.split_steps):
+        for v in variants:
+            splits[v.name].append(v.split_step(clock))
+    rows = []
+    for v in variants:
+        r = results[v.name]
+        st = r.pop("step_s")
+        med = statistics.median(st)
+        r.update(steps=len(st), step_ms=med * 1e3, min_ms=min(st) * 1e3, max_ms=max(st) * 1e3,
+                 images_per_s=args.batch / med, first_step_ms=r.pop("first_step_s") * 1e3,
+                 first_loss=v.first_loss, last_loss=v.last_loss)
+        for phase in ("data", "forward", "loss", "backward", "optimizer"):
+            vals = [s[phase] for s in splits[v.name]]
+            r[f"{phase}_ms"] = statistics.median(vals) * 1e3 if vals else None
+        rows.append(r)
+    torch_ms = results.get("torch", {}).get("step_ms")
+    fastest = min(r["step_ms"] for r in rows) if rows else None
+    for r in rows:
+        r["x_torch"] = r["step_ms"] / torch_ms if torch_ms else None
+        r["x_fastest"] = r["step_ms"] / fastest
+
+    # profiler pass (tinyconv variants)
+    profiles = {}
+    for v in variants:
+        if isinstance(v, TinyconvVariant) and args.profile_steps > 0:
+            with tc.profile(v.model) as prof:
+                t = clock()
+                for _ in range(args.profile_steps):
+                    v.step()
+                wall = clock() - t
+            profiles[v.name] = dict(steps=args.profile_steps, step_ms_profiled=wall / args.profile_steps * 1e3,
+                                    by_scope=prof.to_dict(group_by="scope"), by_op=prof.to_dict(group_by="op"),
+                                    table_scope=prof.table(sort_by="total", group_by="scope",
+                                                           per=args.profile_steps),
+                                    table_op=prof.table(sort_by="self", group_by="op", per=args.profile_steps))
+    # memory pass: peak RSS rise during a few steps of each variant (high-water mark reset before each)
+    if not args.no_memory:
+        common.prepare_memory_measurement()
+        for v in variants:
+            m = common.peak_memory(lambda: [v.step() for _ in range(2)])
+            r = next(r for r in rows if r["variant"] == v.name)
+            r["step_peak_rss_mb"] = m["rss_mb"]
+            r["step_traced_mb"] = m["traced_mb"] if isinstance(v, TinyconvVariant) else None
+    return dict(threads=threads, data=data_desc, rows=rows, profiles=profiles)
+
+
+def split_table(profile: dict, steps: int) -> list[dict]:
+    """Per-step ms of each (scope, phase) from the profiler's by-scope view, largest first."""
+    out = []
+    for e in profile["by_scope"]["events"]:
+        if e["kind"] == "op":
+            what = f"{e['name']} {e['phase']}"
+            ms = e["total_s"] * 1e3 / steps
+        elif e["kind"] == "engine":
+            what = "autograd engine (self: graph walk, grad accumulation)"
+            ms = e["self_s"] * 1e3 / steps
+        elif e["kind"] == "module":
+            what = f"{e['name']} forward, Python/framework self time"
+            ms = e["self_s"] * 1e3 / steps
+        else:
+            what = f"{e['name']} (self)"
+            ms = e["self_s"] * 1e3 / steps
+        out.append(dict(what=what, ms_per_step=ms, calls_per_step=e["count"] / steps))
+    s = profile["by_scope"]["summary"]
+    out.append(dict(what="untracked (outside every op/region/module)", ms_per_step=s["untracked_s"] * 1e3 / steps,
+                    calls_per_step=None))
+    out.sort(key=lambda r: -r["ms_per_step"])
+    total = sum(r["ms_per_step"] for r in out)
+    for r in out:
+        r["pct"] = 100 * r["ms_per_step"] / total if total else None
+    return out
+
+
+COLUMNS = [("variant", "variant"), ("steps", "steps"), ("step_ms", "step ms"), ("min_ms", "min"),
+           ("max_ms", "max"), ("images_per_s", "images/s"), ("x_torch", "x torch"), ("x_fastest", "x fastest"),
+           ("first_step_ms", "1st step ms"), ("step_peak_rss_mb", "step peak RSS MB"),
+           ("step_traced_mb", "step peak traced MB"),
+           ("first_loss", "loss first"), ("last_loss", "loss last")]
+SPLIT_COLUMNS = [("variant", "variant"), ("data_ms", "data"), ("forward_ms", "forward"), ("loss_ms", "loss"),
+                 ("backward_ms", "backward"), ("optimizer_ms", "optimizer"), ("step_ms", "step (median)")]
+
+
+def parse_args(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--kernels", default=DEFAULT_KERNELS,
+                    help="comma-separated: default (LeNet's default kernel), direct, im2col, numba")
+    ap.add_argument("--steps", type=int, default=40, help="timed steps per variant")
+    ap.add_argument("--round", type=int, default=10, help="steps per variant per interleaved round")
+    ap.add_argument("--warmup", type=int, default=3)
+    ap.add_argument("--split-steps", type=int, default=10, help="steps timed phase by phase")
+    ap.add_argument("--profile-steps", type=int, default=10)
+    ap.add_argument("--batch", type=int, default=128)
+    ap.add_argument("--lr", type=float, default=1e-3)
+    ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--synthetic", action="store_true", help="random data instead of MNIST")
+    ap.add_argument("--no-torch", action="store_true")
+    ap.add_argument("--no-memory", action="store_true")
+    ap.add_argument("--json", metavar="PATH")
+    ap.add_argument("--quick", action="store_true", help="few steps, batch 16, synthetic (smoke test)")
+    args = ap.parse_args(argv)
+    if args.quick:
+        args.steps, args.round, args.warmup, args.split_steps, args.profile_steps = 4, 2, 1, 2, 2
+        args.batch, args.synthetic = 16, True
+    return args
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    notes = []
+    t0 = time.perf_counter()
+    res = run(args, notes)
+    info = common.machine_info()
+    print(common.describe_machine(info, res["threads"]))
+    print(f"data: {res['data']}; batch {args.batch}; Adam lr {args.lr}; {args.steps} timed steps per variant "
+          f"in rounds of {args.round}, after {args.warmup} warm-up steps")
+    rows = res["rows"]
+    print(common.format_table(rows, COLUMNS, title="\nLeNet (modern) training step"))
+    print(common.format_table(rows, SPLIT_COLUMNS,
+                              title=f"\nstep split by phase (ms, median of {args.split_steps} steps, perf_counter)"))
+    split_rows = {}
+    for name, prof in res["profiles"].items():
+        split_rows[name] = split_table(prof, prof["steps"])
+        print(f"\n{name}: profiled step {prof['step_ms_profiled']:.2f} ms (unprofiled "
+              f"{next(r['step_ms'] for r in rows if r['variant'] == name):.2f} ms); split by layer/op per step:")
+        print(common.format_table(split_rows[name], [("what", "scope / phase"), ("ms_per_step", "ms/step"),
+                                                     ("pct", "%"), ("calls_per_step", "calls/step")]))
+        print(f"\n{name}: ops by self time (all layers together)")
+        print(prof["table_op"])
+    targets = []
+    default = next((r for r in rows if r["kernel"] == "default"), None)
+    if default and default["x_torch"]:
+        targets.append(dict(target="LeNet step, default kernels (x torch)", value=default["x_torch"], limit=1.5,
+                            ok=default["x_torch"] <= 1.5))
+    if targets:
+        print(common.format_table(targets, [("target", "target"), ("value", "measured"), ("limit", "limit"),
+                                            ("ok", "met")], title="\ntargets"))
+    elapsed = time.perf_counter() - t0
+    print(f"\nprocess peak RSS {common.peak_rss_mb():.0f} MB (getrusage); benchmark time {elapsed:.1f} s")
+    for n in notes:
+        print("note:", n)
+    payload = dict(machine=info, args=vars(args), data=res["data"], threads=res["threads"], lenet=rows,
+                   split=split_rows, profiles={k: {kk: vv for kk, vv in v.items() if not kk.startswith("table")}
+                                                for k, v in res["profiles"].items()},
+                   targets=targets, peak_rss_mb=common.peak_rss_mb(), notes=notes, elapsed_s=elapsed)
+    if args.json:
+        common.write_json(args.json, payload)
+    return payload
+
+
+if __name__ == "__main__":
+    main()
