@@ -329,60 +329,133 @@ def _grad_input_core(gyf, wt, offs, out, cg, rowpart, colpart, unit_stride, top,
 
 # ------------------------------------------------------------------ grad_weight
 
+@njit(**_JIT)
+def _wsum_1(tmp, gyf, src, o, ci, p0, m, offs):
+    """tmp[t, p] += sum_n gyf[n, o, p0 + p] * src[n, ci, p0 + p + offs[t]] (4 images a pass)."""
+    n_img = src.shape[0]
+    ntap = offs.shape[0]
+    n = 0
+    while n + 4 <= n_img:
+        g0 = gyf[n, o, p0:]
+        g1 = gyf[n + 1, o, p0:]
+        g2 = gyf[n + 2, o, p0:]
+        g3 = gyf[n + 3, o, p0:]
+        s0 = src[n, ci]
+        s1 = src[n + 1, ci]
+        s2 = src[n + 2, ci]
+        s3 = src[n + 3, ci]
+        for t in range(ntap):
+            q = offs[t] + p0
+            x0 = s0[q:]
+            x1 = s1[q:]
+            x2 = s2[q:]
+            x3 = s3[q:]
+            tt = tmp[t]
+            for p in range(m):
+                tt[p] += g0[p] * x0[p] + g1[p] * x1[p] + g2[p] * x2[p] + g3[p] * x3[p]
+        n += 4
+    while n < n_img:
+        g0 = gyf[n, o, p0:]
+        s0 = src[n, ci]
+        for t in range(ntap):
+            x0 = s0[offs[t] + p0:]
+            tt = tmp[t]
+            for p in range(m):
+                tt[p] += g0[p] * x0[p]
+        n += 1
+
+
+@njit(**_JIT)
+def _wsum_2(tmpa, tmpb, gyf, src, o, ci, p0, m, offs):
+    """:func:`_wsum_1` for output channels o (into tmpa) and o + 1 (into tmpb) at once, so
+    that every load of the input feeds both."""
+    n_img = src.shape[0]
+    ntap = offs.shape[0]
+    n = 0
+    while n + 4 <= n_img:
+        a0 = gyf[n, o, p0:]
+        a1 = gyf[n + 1, o, p0:]
+        a2 = gyf[n + 2, o, p0:]
+        a3 = gyf[n + 3, o, p0:]
+        b0 = gyf[n, o + 1, p0:]
+        b1 = gyf[n + 1, o + 1, p0:]
+        b2 = gyf[n + 2, o + 1, p0:]
+        b3 = gyf[n + 3, o + 1, p0:]
+        s0 = src[n, ci]
+        s1 = src[n + 1, ci]
+        s2 = src[n + 2, ci]
+        s3 = src[n + 3, ci]
+        for t in range(ntap):
+            q = offs[t] + p0
+            x0 = s0[q:]
+            x1 = s1[q:]
+            x2 = s2[q:]
+            x3 = s3[q:]
+            ta = tmpa[t]
+            tb = tmpb[t]
+            for p in range(m):
+                v0 = x0[p]
+                v1 = x1[p]
+                v2 = x2[p]
+                v3 = x3[p]
+                ta[p] += a0[p] * v0 + a1[p] * v1 + a2[p] * v2 + a3[p] * v3
+                tb[p] += b0[p] * v0 + b1[p] * v1 + b2[p] * v2 + b3[p] * v3
+        n += 4
+    while n < n_img:
+        a0 = gyf[n, o, p0:]
+        b0 = gyf[n, o + 1, p0:]
+        s0 = src[n, ci]
+        for t in range(ntap):
+            x0 = s0[offs[t] + p0:]
+            ta = tmpa[t]
+            tb = tmpb[t]
+            for p in range(m):
+                v0 = x0[p]
+                ta[p] += a0[p] * v0
+                tb[p] += b0[p] * v0
+        n += 1
+
+
+@njit(**_JIT)
+def _row_sums(tmp, part, o, c, blk):
+    for t in range(tmp.shape[0]):
+        s = 0.0
+        for p in range(tmp.shape[1]):
+            s += tmp[t, p]
+        part[o, c, blk, t] = s
+
+
 @njit(parallel=True, **_JIT)
 def _grad_weight_core(src, gyf, offs, part, cg, og, block):
     """part[o, c, blk, t] = sum_n sum_{p in blk} gyf[n, o, p] * src[n, g*cg + c, p + offs[t]].
 
     src: (N, C_in, L) flat padded input; gyf: (N, C_out, npos) flat grad_output with zero
-    garbage columns.  One task = (output channel, input channel, block of positions)."""
-    n_img = src.shape[0]
+    garbage columns.  One task = (pair of output channels of one group, input channel,
+    block of positions); each task owns its slots of ``part``."""
     c_out = gyf.shape[1]
     npos = gyf.shape[2]
     ntap = offs.shape[0]
     nblk = (npos + block - 1) // block
-    for task in prange(c_out * cg * nblk):
-        o = task // (cg * nblk)
+    groups = c_out // og
+    npairs = (og + 1) // 2
+    for task in prange(groups * npairs * cg * nblk):
+        pair_ = task // (cg * nblk)
         rest = task % (cg * nblk)
         c = rest // nblk
         blk = rest % nblk
-        ci = (o // og) * cg + c
+        g = pair_ // npairs
+        o = g * og + 2 * (pair_ % npairs)
+        ci = g * cg + c
         p0 = blk * block
         m = min(npos, p0 + block) - p0
-        tmp = np.zeros((ntap, m), dtype=src.dtype)
-        n = 0
-        while n + 4 <= n_img:
-            g0 = gyf[n, o, p0:]
-            g1 = gyf[n + 1, o, p0:]
-            g2 = gyf[n + 2, o, p0:]
-            g3 = gyf[n + 3, o, p0:]
-            s0 = src[n, ci]
-            s1 = src[n + 1, ci]
-            s2 = src[n + 2, ci]
-            s3 = src[n + 3, ci]
-            for t in range(ntap):
-                q = offs[t] + p0
-                x0 = s0[q:]
-                x1 = s1[q:]
-                x2 = s2[q:]
-                x3 = s3[q:]
-                tt = tmp[t]
-                for p in range(m):
-                    tt[p] += g0[p] * x0[p] + g1[p] * x1[p] + g2[p] * x2[p] + g3[p] * x3[p]
-            n += 4
-        while n < n_img:
-            g0 = gyf[n, o, p0:]
-            s0 = src[n, ci]
-            for t in range(ntap):
-                x0 = s0[offs[t] + p0:]
-                tt = tmp[t]
-                for p in range(m):
-                    tt[p] += g0[p] * x0[p]
-            n += 1
-        for t in range(ntap):
-            s = 0.0
-            for p in range(m):
-                s += tmp[t, p]
-            part[o, c, blk, t] = s
+        tmpa = np.zeros((ntap, m), dtype=src.dtype)
+        if o + 1 < (g + 1) * og:
+            tmpb = np.zeros((ntap, m), dtype=src.dtype)
+            _wsum_2(tmpa, tmpb, gyf, src, o, ci, p0, m, offs)
+            _row_sums(tmpb, part, o + 1, c, blk)
+        else:
+            _wsum_1(tmpa, gyf, src, o, ci, p0, m, offs)
+        _row_sums(tmpa, part, o, c, blk)
 
 
 # ------------------------------------------------------------------ wrappers
@@ -451,6 +524,9 @@ def conv2d_grad_weight(x, grad_y, kernel_hw, stride, padding, dilation, groups):
     gyf = lay.flat_grad(grad_y)
     ntap = kh * kw
     block = _weight_block(ntap)
+    pair_tasks = args.groups * -(-(c_out // args.groups) // 2) * cg
+    while pair_tasks * -(-gyf.shape[2] // block) < 16 and block > 64:  # keep both cores busy
+        block = _round_up(block // 2)
     nblk = -(-gyf.shape[2] // block)
     part = np.empty((c_out, cg, nblk, ntap), dtype=dtype)
     _grad_weight_core(src, gyf, lay.offs, part, cg, c_out // args.groups, block)
