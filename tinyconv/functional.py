@@ -24,6 +24,12 @@ __all__ = [
     "nll_loss",
     "mse_loss",
     "dropout",
+    "conv2d",
+    "conv1d",
+    "conv_transpose2d",
+    "max_pool2d",
+    "avg_pool2d",
+    "adaptive_avg_pool2d",
 ]
 
 
@@ -241,3 +247,7 @@ def mse_loss(input: Tensor, target, reduction: str = "mean") -> Tensor:
     if reduction == "none":
         return sq
     return sq.sum() if reduction == "sum" else sq.mean()
+
+
+# Convolution and pooling: defined in tinyconv.conv (one autograd Function each, on the kernels of tinyconv.kernels).
+from .conv import adaptive_avg_pool2d, avg_pool2d, conv1d, conv2d, conv_transpose2d, max_pool2d  # noqa: E402
