@@ -564,3 +564,21 @@ print("ok")
     r = _run(code, NUMBA_DISABLE_JIT="1")
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == "ok"
+
+
+def test_thread_pool_start_leaves_the_environment_alone():
+    code = """
+import os
+import numpy as np
+from tinyconv.kernels import numba_jit, threads
+numba_jit.conv2d_forward(np.ones((1, 1, 4, 4)), np.ones((1, 1, 2, 2)), 1, 0, 1, 1)
+assert threads._started
+assert "GOMP_SPINCOUNT" not in os.environ and "OMP_WAIT_POLICY" not in os.environ
+print("ok")
+"""
+    r = _run(code)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "ok"
+    r = _run(code.replace('assert "GOMP', 'assert os.environ["GOMP_SPINCOUNT"] == "5" or "GOMP'),
+             GOMP_SPINCOUNT="5")                  # a user's setting is kept
+    assert r.returncode == 0, r.stderr

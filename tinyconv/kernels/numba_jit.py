@@ -43,6 +43,7 @@ from numba import njit, prange
 
 from .shapes import (check_float_dtypes, check_grad_output_shape, grad_weight_shape,
                      normalize_conv_args, pair)
+from .threads import ensure_thread_pool
 
 __all__ = ["conv2d_forward", "conv2d_grad_input", "conv2d_grad_weight",
            "max_pool2d_forward", "max_pool2d_backward", "avg_pool2d_forward",
@@ -473,6 +474,7 @@ def conv2d_forward(x, w, stride, padding, dilation, groups):
     src = lay.flat_input(x)
     wf = np.ascontiguousarray(w).reshape(c_out, cg, kh * kw)
     npos = lay.npos(y.shape[2])
+    ensure_thread_pool()
     _forward_core(src, wf, lay.offs, y, cg, c_out // args.groups, lay.row, npos)
     return y
 
@@ -497,6 +499,7 @@ def conv2d_grad_input(grad_y, w, input_hw, stride, padding, dilation, groups):
     wt = np.ascontiguousarray(
         np.asarray(w).reshape(args.groups, og, cg, kh * kw).transpose(0, 2, 1, 3)
     ).reshape(args.groups * cg, og, kh * kw)
+    ensure_thread_pool()
     _grad_input_core(gyf, wt, lay.offs, gx, cg, lay.rowpart, lay.colpart, lay.unit_stride,
                      lay.top, lay.left, lay.wp, lay.length, gyf.shape[2])
     return gx
@@ -529,6 +532,7 @@ def conv2d_grad_weight(x, grad_y, kernel_hw, stride, padding, dilation, groups):
         block = _round_up(block // 2)
     nblk = -(-gyf.shape[2] // block)
     part = np.empty((c_out, cg, nblk, ntap), dtype=dtype)
+    ensure_thread_pool()
     _grad_weight_core(src, gyf, lay.offs, part, cg, c_out // args.groups, block)
     gw = part[:, :, 0].copy() if nblk == 1 else part.sum(axis=2)
     return gw.reshape(w_shape)

@@ -12,6 +12,7 @@ from numba import njit, prange
 
 from .pooling import _check_float, _check_override
 from .shapes import normalize_pool_args
+from .threads import ensure_thread_pool
 
 __all__ = ["max_pool2d_forward", "max_pool2d_backward", "avg_pool2d_forward",
            "avg_pool2d_backward"]
@@ -124,6 +125,7 @@ def max_pool2d_forward(x, kernel, stride=None, padding=0, dilation=1, ceil_mode=
     if y.size:
         (kh, kw), (sh, sw), (ph, pw), (dh, dw) = (args.kernel, args.stride, args.padding,
                                                   args.dilation)
+        ensure_thread_pool()
         _max_fwd(np.ascontiguousarray(x), y, argmax, kh, kw, sh, sw, ph, pw, dh, dw)
     return y, argmax
 
@@ -137,6 +139,7 @@ def max_pool2d_backward(grad_y, argmax, input_shape, *, non_overlapping=False):
                          f"{argmax.shape} do not match the input shape {(n, c, h, w)}")
     gx = np.zeros((n, c, h, w), dtype=grad_y.dtype)
     if grad_y.size:
+        ensure_thread_pool()
         _max_bwd(np.ascontiguousarray(grad_y), np.ascontiguousarray(argmax, dtype=np.int64), gx)
     return gx
 
@@ -150,6 +153,7 @@ def avg_pool2d_forward(x, kernel, stride=None, padding=0, ceil_mode=False,
     y = np.empty(args.out_shape, dtype=x.dtype)
     if y.size:
         (kh, kw), (sh, sw), (ph, pw) = args.kernel, args.stride, args.padding
+        ensure_thread_pool()
         _avg_fwd(np.ascontiguousarray(x), y, kh, kw, sh, sw, ph, pw, bool(count_include_pad),
                  int(divisor_override or 0))
     return y
@@ -168,6 +172,7 @@ def avg_pool2d_backward(grad_y, input_shape, kernel, stride=None, padding=0, cei
     gx = np.zeros(input_shape, dtype=grad_y.dtype)
     if grad_y.size:
         (kh, kw), (sh, sw), (ph, pw) = args.kernel, args.stride, args.padding
+        ensure_thread_pool()
         _avg_bwd(np.ascontiguousarray(grad_y), gx, kh, kw, sh, sw, ph, pw,
                  bool(count_include_pad), int(divisor_override or 0))
     return gx
