@@ -18,3 +18,4 @@ from .layers import (
     Tanh,
 )
 from .module import Module, Parameter
+from . import models  # noqa: E402  (LeNet; after the layers it is built from)
