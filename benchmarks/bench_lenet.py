@@ -14,9 +14,12 @@ measure its memory.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
 from collections import OrderedDict
 
@@ -162,86 +165,116 @@ class TorchVariant:
 
 
 # ---------------------------------------------------------------------------------------------------- run
-def run(args, notes):
-    threads = common.set_threads(args.threads)
-    torch = common.torch_or_none()
-    dataset, data_desc = load_data(args.synthetic, args.batch, notes)
-    kernels = [k for k in args.kernels.split(",") if k]
-    variants = []
-    for k in kernels:
-        try:
-            variants.append(TinyconvVariant(k, dataset, args.batch, args.lr))
-        except Exception as e:
-            notes.append(f"tinyconv kernel {k!r} unavailable: {type(e).__name__}: {e}")
-    if torch is not None and not args.no_torch:
-        ref_model = variants[0].model if variants else LeNet("modern")
-        variants.append(TorchVariant(torch, ref_model, dataset, args.batch, args.lr))
-    elif torch is None:
-        notes.append("torch not installed: no torch row or tinyconv/torch ratio")
+def make_variant(name, args, dataset, torch):
+    if name == "torch":
+        tc.manual_seed(0)
+        return TorchVariant(torch, LeNet("modern"), dataset, args.batch, args.lr)  # same initial weights
+    return TinyconvVariant(name, dataset, args.batch, args.lr)
 
+
+def worker(args) -> dict:
+    """One variant in this (fresh) process: warm-up, ``--round`` timed steps, phase split, optional profile and
+    memory pass. Called by the parent through ``--worker NAME``."""
+    name = args.worker
+    torch = common.torch_or_none() if name == "torch" else None
+    threads = common.set_threads(args.threads, numba=name != "torch")
+    notes = []
+    dataset, data_desc = load_data(args.synthetic, args.batch, notes)
+    v = make_variant(name, args, dataset, torch)
     clock = time.perf_counter
-    results = {v.name: dict(variant=v.name, kernel=v.kernel, step_s=[], first_step_s=None) for v in variants}
-    # warm-up: the first step (numba compile / cache load, torch's first-call setup) is reported separately
-    for v in variants:
+    t = clock()
+    v.step()
+    first = clock() - t
+    for _ in range(args.warmup - 1):
+        v.step()
+    steps = []
+    for _ in range(args.round):
         t = clock()
         v.step()
-        results[v.name]["first_step_s"] = clock() - t
-        for _ in range(args.warmup - 1):
-            v.step()
-    rounds = max(1, -(-args.steps // args.round))
-    for _ in range(rounds):
-        for v in variants:
-            times = results[v.name]["step_s"]
-            for _ in range(args.round):
-                t = clock()
+        steps.append(clock() - t)
+    splits = [v.split_step(clock) for _ in range(args.worker_split)]
+    out = dict(variant=v.name, kernel=v.kernel, threads=threads, data=data_desc, first_step_s=first, step_s=steps,
+               splits=splits, first_loss=v.first_loss, last_loss=v.last_loss, notes=notes)
+    if args.worker_profile and isinstance(v, TinyconvVariant) and args.profile_steps > 0:
+        with tc.profile(v.model) as prof:
+            t = clock()
+            for _ in range(args.profile_steps):
                 v.step()
-                times.append(clock() - t)
-    # split by phase with perf_counter (no profiler), interleaved likewise
-    splits = {v.name: [] for v in variants}
-    for _ in range(args.split_steps):
-        for v in variants:
-            splits[v.name].append(v.split_step(clock))
-    rows = []
-    for v in variants:
-        r = results[v.name]
-        st = r.pop("step_s")
+            wall = clock() - t
+        out["profile"] = dict(steps=args.profile_steps, step_ms_profiled=wall / args.profile_steps * 1e3,
+                              by_scope=prof.to_dict(group_by="scope"), by_op=prof.to_dict(group_by="op"),
+                              table_scope=prof.table(sort_by="total", group_by="scope", per=args.profile_steps),
+                              table_op=prof.table(sort_by="self", group_by="op", per=args.profile_steps))
+    if args.worker_profile and not args.no_memory:
+        common.prepare_memory_measurement()
+        m = common.peak_memory(lambda: [v.step() for _ in range(2)])
+        out["step_peak_rss_mb"] = m["rss_mb"]
+        out["step_traced_mb"] = m["traced_mb"] if isinstance(v, TinyconvVariant) else None
+    out["process_peak_rss_mb"] = common.peak_rss_mb()
+    return out
+
+
+def run(args, notes):
+    """Each variant runs in fresh worker processes, ``--rounds`` of them, variants alternating: one framework's
+    thread pools never compete with the other's (see README: mixing numba's OpenMP pool, OpenBLAS and torch in
+    one process slowed both), and load drifts on the machine hit every variant alike."""
+    torch_ok = common.torch_or_none() is not None
+    names = [k for k in args.kernels.split(",") if k]
+    if torch_ok and not args.no_torch:
+        names.append("torch")
+    elif not torch_ok:
+        notes.append("torch not installed: no torch row or tinyconv/torch ratio")
+    per_round_split = -(-args.split_steps // args.rounds)
+    results = {n: [] for n in names}
+    with tempfile.TemporaryDirectory(prefix="bench-lenet-") as tmp:
+        for r in range(args.rounds):
+            last = r == args.rounds - 1
+            for n in names:
+                path = os.path.join(tmp, f"{n}-{r}.json")
+                cmd = [sys.executable, os.path.abspath(__file__), "--worker", n, "--worker-out", path,
+                       "--worker-split", str(per_round_split), "--round", str(args.round), "--warmup",
+                       str(args.warmup), "--batch", str(args.batch), "--lr", str(args.lr),
+                       "--profile-steps", str(args.profile_steps)]
+                cmd += ["--threads", str(args.threads)] if args.threads else []
+                cmd += ["--synthetic"] if args.synthetic else []
+                cmd += ["--no-memory"] if args.no_memory else []
+                cmd += ["--worker-profile"] if last else []
+                env = dict(os.environ)
+                if n != "torch":
+                    env["TINYCONV_BENCH_NO_TORCH"] = "1"
+                p = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=900)
+                if p.returncode:
+                    notes.append(f"variant {n!r} failed: {p.stderr.strip()[-600:]}")
+                    continue
+                results[n].append(json.load(open(path)))
+    rows, profiles, data_desc, threads = [], {}, None, None
+    for n, runs in results.items():
+        if not runs:
+            continue
+        st = [t for w in runs for t in w["step_s"]]
+        splits = [sp for w in runs for sp in w["splits"]]
+        w0, wl = runs[0], runs[-1]
+        data_desc, threads = w0["data"], w0["threads"] if n != "torch" else threads or w0["threads"]
+        notes.extend(x for w in runs for x in w["notes"])
         med = statistics.median(st)
-        r.update(steps=len(st), step_ms=med * 1e3, min_ms=min(st) * 1e3, max_ms=max(st) * 1e3,
-                 images_per_s=args.batch / med, first_step_ms=r.pop("first_step_s") * 1e3,
-                 first_loss=v.first_loss, last_loss=v.last_loss)
+        r = dict(variant=w0["variant"], kernel=w0["kernel"], processes=len(runs), steps=len(st), step_ms=med * 1e3,
+                 min_ms=min(st) * 1e3, max_ms=max(st) * 1e3, images_per_s=args.batch / med,
+                 first_step_ms=statistics.median(w["first_step_s"] for w in runs) * 1e3,
+                 first_loss=w0["first_loss"], last_loss=wl["last_loss"],
+                 step_peak_rss_mb=wl.get("step_peak_rss_mb"), step_traced_mb=wl.get("step_traced_mb"),
+                 process_peak_rss_mb=max(w["process_peak_rss_mb"] for w in runs))
         for phase in ("data", "forward", "loss", "backward", "optimizer"):
-            vals = [s[phase] for s in splits[v.name]]
+            vals = [sp[phase] for sp in splits]
             r[f"{phase}_ms"] = statistics.median(vals) * 1e3 if vals else None
         rows.append(r)
-    torch_ms = results.get("torch", {}).get("step_ms")
+        if "profile" in wl:
+            profiles[w0["variant"]] = wl["profile"]
+    torch_ms = next((r["step_ms"] for r in rows if r["kernel"] == "torch"), None)
     fastest = min(r["step_ms"] for r in rows) if rows else None
     for r in rows:
         r["x_torch"] = r["step_ms"] / torch_ms if torch_ms else None
         r["x_fastest"] = r["step_ms"] / fastest
-
-    # profiler pass (tinyconv variants)
-    profiles = {}
-    for v in variants:
-        if isinstance(v, TinyconvVariant) and args.profile_steps > 0:
-            with tc.profile(v.model) as prof:
-                t = clock()
-                for _ in range(args.profile_steps):
-                    v.step()
-                wall = clock() - t
-            profiles[v.name] = dict(steps=args.profile_steps, step_ms_profiled=wall / args.profile_steps * 1e3,
-                                    by_scope=prof.to_dict(group_by="scope"), by_op=prof.to_dict(group_by="op"),
-                                    table_scope=prof.table(sort_by="total", group_by="scope",
-                                                           per=args.profile_steps),
-                                    table_op=prof.table(sort_by="self", group_by="op", per=args.profile_steps))
-    # memory pass: peak RSS rise during a few steps of each variant (high-water mark reset before each)
-    if not args.no_memory:
-        common.prepare_memory_measurement()
-        for v in variants:
-            m = common.peak_memory(lambda: [v.step() for _ in range(2)])
-            r = next(r for r in rows if r["variant"] == v.name)
-            r["step_peak_rss_mb"] = m["rss_mb"]
-            r["step_traced_mb"] = m["traced_mb"] if isinstance(v, TinyconvVariant) else None
-    return dict(threads=threads, data=data_desc, rows=rows, profiles=profiles)
+    return dict(threads=threads or common.set_threads(args.threads), data=data_desc, rows=rows, profiles=profiles)
 
 
 def split_table(profile: dict, steps: int) -> list[dict]:
@@ -271,10 +304,10 @@ def split_table(profile: dict, steps: int) -> list[dict]:
     return out
 
 
-COLUMNS = [("variant", "variant"), ("steps", "steps"), ("step_ms", "step ms"), ("min_ms", "min"),
+COLUMNS = [("variant", "variant"), ("processes", "procs"), ("steps", "steps"), ("step_ms", "step ms"), ("min_ms", "min"),
            ("max_ms", "max"), ("images_per_s", "images/s"), ("x_torch", "x torch"), ("x_fastest", "x fastest"),
-           ("first_step_ms", "1st step ms"), ("step_peak_rss_mb", "step peak RSS MB"),
-           ("step_traced_mb", "step peak traced MB"),
+           ("first_step_ms", "1st step ms"), ("step_traced_mb", "step peak traced MB"),
+           ("process_peak_rss_mb", "process peak RSS MB"),
            ("first_loss", "loss first"), ("last_loss", "loss last")]
 SPLIT_COLUMNS = [("variant", "variant"), ("data_ms", "data"), ("forward_ms", "forward"), ("loss_ms", "loss"),
                  ("backward_ms", "backward"), ("optimizer_ms", "optimizer"), ("step_ms", "step (median)")]
@@ -284,9 +317,9 @@ def parse_args(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--kernels", default=DEFAULT_KERNELS,
                     help="comma-separated: default (LeNet's default kernel), direct, im2col, numba")
-    ap.add_argument("--steps", type=int, default=40, help="timed steps per variant")
-    ap.add_argument("--round", type=int, default=10, help="steps per variant per interleaved round")
-    ap.add_argument("--warmup", type=int, default=3)
+    ap.add_argument("--rounds", type=int, default=4, help="worker processes per variant (variants alternate)")
+    ap.add_argument("--round", type=int, default=10, help="timed steps per worker process")
+    ap.add_argument("--warmup", type=int, default=3, help="untimed steps at the start of each worker process")
     ap.add_argument("--split-steps", type=int, default=10, help="steps timed phase by phase")
     ap.add_argument("--profile-steps", type=int, default=10)
     ap.add_argument("--batch", type=int, default=128)
@@ -297,22 +330,29 @@ def parse_args(argv=None):
     ap.add_argument("--no-memory", action="store_true")
     ap.add_argument("--json", metavar="PATH")
     ap.add_argument("--quick", action="store_true", help="few steps, batch 16, synthetic (smoke test)")
+    ap.add_argument("--worker", help=argparse.SUPPRESS)
+    ap.add_argument("--worker-out", help=argparse.SUPPRESS)
+    ap.add_argument("--worker-split", type=int, default=0, help=argparse.SUPPRESS)
+    ap.add_argument("--worker-profile", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.quick:
-        args.steps, args.round, args.warmup, args.split_steps, args.profile_steps = 4, 2, 1, 2, 2
+        args.rounds, args.round, args.warmup, args.split_steps, args.profile_steps = 1, 3, 1, 2, 2
         args.batch, args.synthetic = 16, True
     return args
 
 
 def main(argv=None):
     args = parse_args(argv)
+    if args.worker:
+        common.write_json(args.worker_out, worker(args))
+        return None
     notes = []
     t0 = time.perf_counter()
     res = run(args, notes)
     info = common.machine_info()
     print(common.describe_machine(info, res["threads"]))
-    print(f"data: {res['data']}; batch {args.batch}; Adam lr {args.lr}; {args.steps} timed steps per variant "
-          f"in rounds of {args.round}, after {args.warmup} warm-up steps")
+    print(f"data: {res['data']}; batch {args.batch}; Adam lr {args.lr}; per variant {args.rounds} fresh processes "
+          f"(variants alternating) x {args.round} timed steps, each after {args.warmup} warm-up steps")
     rows = res["rows"]
     print(common.format_table(rows, COLUMNS, title="\nLeNet (modern) training step"))
     print(common.format_table(rows, SPLIT_COLUMNS,
@@ -335,7 +375,7 @@ def main(argv=None):
         print(common.format_table(targets, [("target", "target"), ("value", "measured"), ("limit", "limit"),
                                             ("ok", "met")], title="\ntargets"))
     elapsed = time.perf_counter() - t0
-    print(f"\nprocess peak RSS {common.peak_rss_mb():.0f} MB (getrusage); benchmark time {elapsed:.1f} s")
+    print(f"\nbenchmark time {elapsed:.1f} s (process peak RSS: per variant above, getrusage in its worker)")
     for n in notes:
         print("note:", n)
     payload = dict(machine=info, args=vars(args), data=res["data"], threads=res["threads"], lenet=rows,

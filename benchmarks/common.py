@@ -136,10 +136,27 @@ def set_blas_threads(n: int) -> bool:
         return False
 
 
-def set_threads(n: int | None) -> dict:
+def set_threads(n: int | None, numba: bool = True) -> dict:
     """Use ``n`` threads everywhere (numba, numpy's BLAS, torch intra-op): the same count for all. Returns what was set."""
     n = int(n or default_threads())
     out = {"threads": n}
+    if numba:  # False in a torch-only process: do not start numba's OpenMP pool there
+        _set_numba_threads(n, out)
+    out["blas"] = n if set_blas_threads(n) else "unchanged"
+    torch = torch_or_none()
+    if torch is not None:
+        torch.set_num_threads(n)
+        out["torch"] = torch.get_num_threads()
+    return out
+
+
+def _set_numba_threads(n: int, out: dict) -> None:
+    try:  # start numba's pool the way tinyconv does (short OpenMP spin-wait), not with numba's defaults
+        from tinyconv.kernels import threads as _tc_threads
+
+        _tc_threads.ensure_thread_pool()
+    except Exception:
+        pass
     try:
         import numba
 
@@ -149,12 +166,6 @@ def set_threads(n: int | None) -> dict:
         out["numba_threading_layer"] = numba.config.THREADING_LAYER
     except Exception as e:
         out["numba"] = repr(e)
-    out["blas"] = n if set_blas_threads(n) else "unchanged"
-    torch = torch_or_none()
-    if torch is not None:
-        torch.set_num_threads(n)
-        out["torch"] = torch.get_num_threads()
-    return out
 
 
 # ---------------------------------------------------------------------------------------------- machine
