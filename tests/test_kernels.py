@@ -582,3 +582,36 @@ print("ok")
     r = _run(code.replace('assert "GOMP', 'assert os.environ["GOMP_SPINCOUNT"] == "5" or "GOMP'),
              GOMP_SPINCOUNT="5")                  # a user's setting is kept
     assert r.returncode == 0, r.stderr
+
+
+@settings(deadline=None, max_examples=20)
+@given(cfg=conv_configs(), dtype=st.sampled_from([np.float64, np.float32]))
+def test_numba_batch_last_path(cfg, dtype):
+    """The numba kernel's batch-last path (used for big batches) on every configuration."""
+    saved = numba_jit.BATCH_LAST_MIN_N, numba_jit.BATCH_LAST_MIN_GARBAGE
+    numba_jit.BATCH_LAST_MIN_N, numba_jit.BATCH_LAST_MIN_GARBAGE = 1, -1.0
+    try:
+        x, w, gy = cfg.arrays(dtype)
+        got = _all_ops(numba_jit, cfg, x, w, gy)
+    finally:
+        numba_jit.BATCH_LAST_MIN_N, numba_jit.BATCH_LAST_MIN_GARBAGE = saved
+    ref = _all_ops(direct, cfg, x.astype(np.float64), w.astype(np.float64), gy.astype(np.float64))
+    tol = 1e-10 if dtype == np.float64 else 1e-4
+    for what, a, b in zip(("forward", "grad_input", "grad_weight"), got, ref):
+        assert a.dtype == dtype
+        _assert_close(a, b, tol, f"batch-last {what}")
+
+
+def test_numba_batch_last_lenet_batch():
+    rng = np.random.default_rng(7)
+    for xs, ws, pad in (((40, 1, 12, 12), (6, 1, 5, 5), 2), ((40, 6, 9, 9), (16, 6, 5, 5), 0),
+                        ((33, 4, 9, 8), (6, 2, 3, 2), 1)):
+        groups = xs[1] // ws[1]
+        x = rng.standard_normal(xs)
+        w = rng.standard_normal(ws)
+        args = ((1, 1), (pad,) * 4, (1, 1), groups)
+        y = numba_jit.conv2d_forward(x, w, *args)
+        np.testing.assert_allclose(y, direct.conv2d_forward(x, w, *args), atol=1e-10)
+        gy = rng.standard_normal(y.shape)
+        np.testing.assert_allclose(numba_jit.conv2d_grad_weight(x, gy, ws[2:], *args),
+                                   direct.conv2d_grad_weight(x, gy, ws[2:], *args), atol=1e-9)
