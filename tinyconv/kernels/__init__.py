@@ -28,22 +28,37 @@ the ``TINYCONV_KERNEL`` environment variable (read and validated at import), and
 ``TINYCONV_POOL_KERNEL``, default ``"auto"``.
 
 The "auto" rule (``choose_kernel``), decided per operation from measurements on this
-project's 2-core reference machine (float32; see ``benchmarks/`` and the phase-1 report):
+project's 2-core reference machine (AMD EPYC, AVX-512, numba 0.68, float32, batch 128):
+
+==========================  ======================  ======================
+median ms (fwd / gi / gw)   LeNet conv1 (1->6, 5x5,  LeNet conv2 (6->16,
+                            pad 2, 28x28)            5x5, 14x14)
+==========================  ======================  ======================
+direct                      11.1 / 3.3 / 3.8         8.1 / 13.1 / 7.7
+im2col                      1.3 / 2.5 / 1.1          1.6 / 3.7 / 2.7
+numba                       0.62 / 0.71 / 0.87       0.80 / 0.93 / 1.30
+PyTorch 2.13 CPU (ATen)     0.65 / 7.8 / 1.8         0.41 / 0.86 / 0.59
+==========================  ======================  ======================
+
+(same process, round-robin over kernels and layers, idle machine; PyTorch in its own
+process with 2 threads.  On a loaded machine every multi-threaded implementation, numba,
+OpenBLAS and PyTorch alike, shows stalls of whole scheduler slices, 8 ms and more.)
 
 * numba JIT disabled (``NUMBA_DISABLE_JIT=1``): ``im2col`` for everything (the numba
   loops would run as pure Python).
 * forward: ``numba`` when the stride is 1 and the kernel has more than one tap, else
-  ``im2col`` (1x1 convolutions are a plain GEMM; strided ones waste the numba kernel's
-  polyphase passes).  LeNet conv1 / conv2 at batch 128: numba 0.5 / 0.9-1.2 ms vs
-  im2col 1.0 / 1.6 ms.
-* grad_input: ``numba`` unless the kernel is 1x1 (numba 0.7 / 1.0-1.3 ms vs im2col
-  2.6 / 3.9 ms on LeNet; still ahead at stride 2).
+  ``im2col`` (1x1 convolutions are a plain GEMM: 64->128 1x1 on 16x16, batch 32: numba
+  7.5 ms vs im2col 1.4 ms; strided ones waste numba's polyphase passes: 32->64 3x3 stride
+  2: 5.2 vs 2.7 ms).
+* grad_input: ``numba`` unless the kernel is 1x1 (still ahead at stride 2: 3.0 vs 4.3 ms).
 * grad_weight: ``numba`` when the stride is 1 and ``C_in/groups * kh * kw <= 160``
-  (LeNet: 1.0 / 2.1-2.8 ms vs 1.1 / 2.8-3.3 ms; depthwise 3x3: 1.8 vs 4.0 ms), else
-  ``im2col``: numba's grad_weight cannot keep its accumulators in registers without
-  fastmath, so BLAS wins once the reduction per output grows (64->64 3x3: 41 vs 16 ms).
+  (LeNet above; depthwise 64-channel 3x3: 1.8 vs 4.0 ms), else ``im2col``: without
+  fastmath numba cannot keep the reduction's accumulators in registers, so BLAS wins
+  once the reduction per output grows (32->32 3x3 on 32x32: 18 vs 13 ms; 64->64: 41 vs
+  16 ms).
 * pooling: ``numba`` (max pooling forward+backward on LeNet's first layer 1.2 ms vs
-  2.0 ms for NumPy's fast path), ``numpy`` when the JIT is disabled.
+  2.0 ms for NumPy's 2x2 fast path, PyTorch 1.9-2.8 ms), ``numpy`` when the JIT is
+  disabled.
 """
 from __future__ import annotations
 
