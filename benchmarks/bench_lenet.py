@@ -178,6 +178,8 @@ def worker(args) -> dict:
     name = args.worker
     torch = common.torch_or_none() if name == "torch" else None
     threads = common.set_threads(args.threads, numba=name != "torch")
+    if args.blas_threads and name != "torch":
+        threads["blas"] = args.blas_threads if common.set_blas_threads(args.blas_threads) else "unchanged"
     notes = []
     dataset, data_desc = load_data(args.synthetic, args.batch, notes)
     v = make_variant(name, args, dataset, torch)
@@ -236,6 +238,7 @@ def run(args, notes):
                        str(args.warmup), "--batch", str(args.batch), "--lr", str(args.lr),
                        "--profile-steps", str(args.profile_steps)]
                 cmd += ["--threads", str(args.threads)] if args.threads else []
+                cmd += ["--blas-threads", str(args.blas_threads)] if args.blas_threads else []
                 cmd += ["--synthetic"] if args.synthetic else []
                 cmd += ["--no-memory"] if args.no_memory else []
                 cmd += ["--worker-profile"] if last else []
@@ -325,6 +328,8 @@ def parse_args(argv=None):
     ap.add_argument("--batch", type=int, default=128)
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--blas-threads", type=int, default=None,
+                    help="numpy's OpenBLAS threads in the tinyconv workers (default: --threads)")
     ap.add_argument("--synthetic", action="store_true", help="random data instead of MNIST")
     ap.add_argument("--no-torch", action="store_true")
     ap.add_argument("--no-memory", action="store_true")
