@@ -426,6 +426,52 @@ def module_hook_without_input_grad_must_return_none(lib):
     return {"raised": False}, {"raised": True}
 
 
+def _corr2d(X, K):
+    X, K = np.asarray(X, np.float64), np.asarray(K, np.float64)
+    h, w = K.shape
+    return np.array([[(X[i:i + h, j:j + w] * K).sum() for j in range(X.shape[1] - w + 1)]
+                     for i in range(X.shape[0] - h + 1)])
+
+
+KC = [[1.0, -1.0], [2.0, 0.5]]  # Conv2d(1, 1, 2) kernel
+XC = [[1.0, 2.0, 0.0], [-1.0, 3.0, 1.0], [2.0, 0.0, -2.0]]
+GC = [[1.0, 2.0], [-1.0, 0.5]]  # dL/dy, via loss = Σ y * GC
+
+
+@case
+def module_hook_conv2d(lib):
+    conv = lib.nn.Conv2d(1, 1, 2)
+    lib.set_param(conv.weight, [[KC]])
+    lib.set_param(conv.bias, [0.25])
+    log = []
+    conv.register_full_backward_hook(hooks_log(lib, log, "conv"))
+    x = lib.tensor([[XC]], requires_grad=True)
+    (conv(x) * lib.tensor([[GC]])).sum().backward()
+    # grad_input = full correlation of dL/dy with the flipped kernel; dL/dK = corr(x, dL/dy)
+    gin = _corr2d(np.pad(GC, 1), np.asarray(KC)[::-1, ::-1])
+    return ({"log": log, "K.grad": lib.grad(conv.weight), "b.grad": lib.grad(conv.bias)},
+            {"log": [("conv", ([[gin]],), ([[GC]],))], "K.grad": [[_corr2d(XC, GC)]], "b.grad": [np.sum(GC)]})
+
+
+@case
+def module_hook_maxpool_in_sequential(lib):
+    nn = lib.nn
+    conv = nn.Conv2d(1, 1, 2)
+    lib.set_param(conv.weight, [[KC]])
+    lib.set_param(conv.bias, [0.0])
+    pool = nn.MaxPool2d(2)
+    seq = nn.Sequential(conv, pool)
+    log = []
+    pool.register_full_backward_hook(hooks_log(lib, log, "pool"))
+    conv.register_full_backward_hook(hooks_log(lib, log, "conv"))
+    x = lib.tensor([[XC]])  # the data needs no gradient
+    (seq(x) * 3.0).sum().backward()
+    y = _corr2d(XC, KC)  # conv output; the 2x2 max pool picks its largest entry
+    g = np.zeros((2, 2))
+    g[np.unravel_index(np.argmax(y), y.shape)] = 3.0
+    return ({"log": log}, {"log": [("pool", ([[g]],), ([[[[3.0]]]],)), ("conv", (None,), ([[g]],))]})
+
+
 @case
 def forward_hook_sees_input_and_output(lib):
     lin = lib.linear(W, B)
