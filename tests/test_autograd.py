@@ -192,3 +192,24 @@ def test_float32_stays_float32_through_forward_and_backward():
     assert loss.dtype == np.float32
     loss.backward()
     assert x.grad.dtype == np.float32 and w.grad.dtype == np.float32
+
+
+def test_leaf_used_twice_sees_its_hook_once_with_the_summed_gradient():
+    x = tc.tensor([1.0, 2.0], requires_grad=True)
+    seen = []
+    x.register_hook(lambda g: seen.append(g.data.copy()))
+    (x * x).sum().backward()
+    assert len(seen) == 1
+    np.testing.assert_allclose(seen[0], [2.0, 4.0])
+
+
+def test_forward_hook_output_replacement_is_what_backward_hooks_see():
+    from tinyconv import nn
+
+    lin = nn.Linear(2, 2)
+    lin.register_forward_hook(lambda mod, args, out: out * 3)
+    seen = []
+    lin.register_full_backward_hook(lambda mod, gin, gout: seen.append(gout[0].data.copy()))
+    y = lin(tc.ones(1, 2, requires_grad=True))
+    (y * 2).sum().backward()
+    np.testing.assert_allclose(seen[0], [[2.0, 2.0]])

@@ -250,6 +250,7 @@ def backward(tensor, grad=None, retain_graph: bool = False) -> None:
 
     order = _topological_order(tensor.grad_fn)
     grads = {id(tensor.grad_fn): grad_arr}
+    leaf_grads = {}  # id(leaf) -> (leaf, summed gradient), accumulated into .grad after the walk
     for node in order:
         g = grads.pop(id(node), None)
         if g is None:
@@ -287,7 +288,9 @@ def backward(tensor, grad=None, retain_graph: bool = False) -> None:
             if gi.dtype != t.dtype:
                 gi = gi.astype(t.dtype)
             if t.grad_fn is None:
-                _accumulate_leaf(t, gi)
+                # Sum every edge into a leaf first, so its hooks see the total once (as PyTorch's AccumulateGrad).
+                key = id(t)
+                leaf_grads[key] = (t, leaf_grads[key][1] + gi) if key in leaf_grads else (t, gi)
             else:
                 key = id(t.grad_fn)
                 if key in grads:
@@ -296,5 +299,7 @@ def backward(tensor, grad=None, retain_graph: bool = False) -> None:
                     grads[key] = gi
         if not retain_graph:
             node.release()
+    for leaf, g in leaf_grads.values():
+        _accumulate_leaf(leaf, g)
 
 from .graph import print_graph, to_dot  # noqa: E402

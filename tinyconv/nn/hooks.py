@@ -185,14 +185,19 @@ class _HookedCall:
         return new
 
 
-def call_with_backward_hooks(module, args: tuple, kwargs: dict):
+def call_with_backward_hooks(module, args: tuple, kwargs: dict, after_forward=None):
     """Run ``module.forward(*args, **kwargs)`` so that its full backward hooks are called during backward.
 
     Used by :meth:`tinyconv.nn.Module.__call__` when the module has hooks registered with
-    ``register_full_backward_hook``.
+    ``register_full_backward_hook``. ``after_forward(args, result) -> result`` (the forward hooks) runs on the
+    result before the outputs are wrapped, as in PyTorch, so a forward hook that replaces the output is seen by
+    the backward hooks' ``grad_output``.
     """
+    if after_forward is None:
+        def after_forward(_args, result):
+            return result
     if not is_grad_enabled():
-        return module.forward(*args, **kwargs)
+        return after_forward(args, module.forward(*args, **kwargs))
 
     args = tuple(args)
     index = [i for i, a in enumerate(args) if isinstance(a, Tensor) and a.requires_grad]
@@ -208,7 +213,7 @@ def call_with_backward_hooks(module, args: tuple, kwargs: dict):
             arg_list[i] = t
         args = tuple(arg_list)
 
-    result = module.forward(*args, **kwargs)
+    result = after_forward(args, module.forward(*args, **kwargs))
 
     is_tuple = isinstance(result, tuple)
     outs = result if is_tuple else (result,)

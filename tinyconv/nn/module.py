@@ -204,9 +204,10 @@ class Module:
         if self._backward_hooks:
             from .hooks import call_with_backward_hooks
 
-            out = call_with_backward_hooks(self, args, kwargs)
-        else:
-            out = self.forward(*args, **kwargs)
+            return call_with_backward_hooks(self, args, kwargs, after_forward=self._run_forward_hooks)
+        return self._run_forward_hooks(args, self.forward(*args, **kwargs))
+
+    def _run_forward_hooks(self, args, out):
         for hook in list(self._forward_hooks.values()):
             result = hook(self, args, out)
             if result is not None:
