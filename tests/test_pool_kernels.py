@@ -347,3 +347,13 @@ def test_pool_env_var():
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                        env=dict(env, TINYCONV_POOL_KERNEL="cuda"), cwd=str(ROOT), timeout=300)
     assert r.returncode != 0 and "TINYCONV_POOL_KERNEL='cuda' is not a valid pool kernel" in r.stderr
+
+
+@pytest.mark.parametrize("module", [pooling, numba_pooling], ids=["numpy", "numba"])
+def test_window_of_padding_only_sends_its_gradient_nowhere(module):
+    # 1x1 input, columns -1 and 1 of the window are padding / beyond the input: no input pixel at all.
+    x = np.array([[[[5.0]], [[7.0]]]])
+    y, argmax = module.max_pool2d_forward(x, (1, 2), (1, 1), (0, 1), (1, 2), False)
+    assert np.all(np.isneginf(y)) and np.all(argmax == -1)
+    gx = module.max_pool2d_backward(np.ones_like(y), argmax, x.shape)
+    np.testing.assert_array_equal(gx, np.zeros_like(x))

@@ -38,7 +38,11 @@ def _max_fwd(x, y, argmax, kh, kw, sh, sw, ph, pw, dh, dw):
                 wend = min(wstart + (kw - 1) * dw + 1, w)
                 while wstart < 0:
                     wstart += dw
-                best_idx = min(hstart * w + wstart, h * w - 1)
+                # A window of padding only keeps PyTorch's start index when it falls inside the plane (its
+                # gradient lands there, as in PyTorch) and -1 otherwise (its gradient goes nowhere).
+                best_idx = hstart * w + wstart
+                if best_idx >= h * w:
+                    best_idx = -1
                 best = -np.inf
                 for ih in range(hstart, hend, dh):
                     for iw in range(wstart, wend, dw):
@@ -61,7 +65,8 @@ def _max_bwd(gy, argmax, gx):
         for i in range(ho):
             for j in range(wo):
                 k = argmax[n, c, i, j]
-                gxs[k // w, k % w] += gy[n, c, i, j]
+                if k >= 0:
+                    gxs[k // w, k % w] += gy[n, c, i, j]
 
 
 @njit(**_JIT)

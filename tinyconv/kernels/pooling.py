@@ -99,7 +99,10 @@ def max_pool2d_forward(x, kernel, stride=None, padding=0, dilation=1, ceil_mode=
     first_row = _first_inside(np.arange(ho) * sh - ph, dh)
     first_col = _first_inside(np.arange(wo) * sw - pw, dw)
     argmax = np.empty(args.out_shape, dtype=np.int64)
-    argmax[...] = np.minimum(first_row[:, None] * w + first_col[None, :], h * w - 1)
+    # A window of padding only keeps PyTorch's start index when it falls inside the plane (its gradient lands
+    # there, as in PyTorch) and -1 otherwise (its gradient goes nowhere).
+    start = first_row[:, None] * w + first_col[None, :]
+    argmax[...] = np.where(start < h * w, start, -1)
     for a in range(kh):
         rows = np.arange(ho) * sh + a * dh - ph            # input row of this tap
         row_ok = (rows >= 0) & (rows < h)
@@ -132,7 +135,11 @@ def max_pool2d_backward(grad_y, argmax, input_shape, *, non_overlapping=False):
     planes = n * c
     if grad_y.size == 0:
         return np.zeros((n, c, h, w), dtype=grad_y.dtype)
-    idx = (argmax.reshape(planes, -1) + (np.arange(planes, dtype=np.int64) * plane)[:, None])
+    argmax = argmax.reshape(planes, -1)
+    idx = argmax + (np.arange(planes, dtype=np.int64) * plane)[:, None]
+    if (argmax < 0).any():  # windows of padding only send their gradient nowhere
+        keep = argmax >= 0
+        idx, grad_y = idx[keep], grad_y.reshape(planes, -1)[keep]
     if non_overlapping:
         gx = np.zeros(planes * plane, dtype=grad_y.dtype)
         gx[idx.ravel()] = grad_y.ravel()
