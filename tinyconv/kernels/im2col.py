@@ -30,7 +30,7 @@ from __future__ import annotations
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
-from .shapes import (check_float_dtypes, check_grad_output_shape, grad_weight_shape,
+from .shapes import (check_float_dtypes, check_grad_output_shape, grad_weight_args,
                      normalize_conv_args, pair)
 
 __all__ = ["conv2d_forward", "conv2d_grad_input", "conv2d_grad_weight"]
@@ -119,11 +119,8 @@ def conv2d_grad_input(grad_y, w, input_hw, stride, padding, dilation, groups):
 
 def conv2d_grad_weight(x, grad_y, kernel_hw, stride, padding, dilation, groups):
     """grad_w of conv2d: (C_out, C_in/groups, kh, kw)."""
-    c_out = grad_y.shape[1]
-    w_shape = grad_weight_shape(x.shape, c_out, kernel_hw, groups)
-    args = normalize_conv_args(x.shape, w_shape, stride, padding, dilation, groups)
-    check_grad_output_shape(grad_y.shape, args.out_shape)
-    dtype = check_float_dtypes(x=x, grad_y=grad_y)
+    args, w_shape, dtype = grad_weight_args(x, grad_y, kernel_hw, stride, padding, dilation, groups)
+    c_out = w_shape[0]
     G = args.groups
     n = x.shape[0]
     _, cg, kh, kw = w_shape

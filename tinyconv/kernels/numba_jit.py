@@ -41,7 +41,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from .shapes import (check_float_dtypes, check_grad_output_shape, grad_weight_shape,
+from .shapes import (check_float_dtypes, check_grad_output_shape, grad_weight_args,
                      normalize_conv_args, pair)
 from .threads import ensure_thread_pool
 
@@ -744,11 +744,8 @@ def _weight_block(ntap):
 
 def conv2d_grad_weight(x, grad_y, kernel_hw, stride, padding, dilation, groups):
     """grad_w of conv2d: (C_out, C_in/groups, kh, kw)."""
-    c_out = grad_y.shape[1]
-    w_shape = grad_weight_shape(x.shape, c_out, kernel_hw, groups)
-    args = normalize_conv_args(x.shape, w_shape, stride, padding, dilation, groups)
-    check_grad_output_shape(grad_y.shape, args.out_shape)
-    dtype = check_float_dtypes(x=x, grad_y=grad_y)
+    args, w_shape, dtype = grad_weight_args(x, grad_y, kernel_hw, stride, padding, dilation, groups)
+    c_out = w_shape[0]
     _, cg, kh, kw = w_shape
     if x.shape[0] == 0:
         return np.zeros(w_shape, dtype=dtype)

@@ -359,3 +359,13 @@ def grad_weight_shape(x_shape, c_out: int, kernel_hw, groups) -> tuple[int, int,
                          f"of shape {xs}")
     groups = _check_groups(groups, xs[1], c_out, (c_out, "C_in/groups", kh, kw))
     return (int(c_out), xs[1] // groups, kh, kw)
+
+
+def grad_weight_args(x, grad_y, kernel_hw, stride, padding, dilation, groups):
+    """The shared preamble of every kernel's ``conv2d_grad_weight``: validate the call and return
+    ``(args, w_shape, dtype)`` (normalised conv arguments, the weight shape, the common float dtype)."""
+    w_shape = grad_weight_shape(x.shape, grad_y.shape[1], kernel_hw, groups)
+    args = normalize_conv_args(x.shape, w_shape, stride, padding, dilation, groups)
+    check_grad_output_shape(grad_y.shape, args.out_shape)
+    dtype = check_float_dtypes(x=x, grad_y=grad_y)
+    return args, w_shape, dtype
