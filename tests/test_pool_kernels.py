@@ -357,3 +357,20 @@ def test_window_of_padding_only_sends_its_gradient_nowhere(module):
     assert np.all(np.isneginf(y)) and np.all(argmax == -1)
     gx = module.max_pool2d_backward(np.ones_like(y), argmax, x.shape)
     np.testing.assert_array_equal(gx, np.zeros_like(x))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_numba_2x2_fast_path_equals_the_general_loop(dtype):
+    rng = np.random.default_rng(5)
+    x = rng.integers(-2, 3, size=(3, 4, 9, 8)).astype(dtype)  # odd height: last row dropped; many ties
+    x[0, 0, 0, 1] = np.nan
+    x[1, 2, 4, 4] = x[1, 2, 5, 5] = np.nan  # two NaNs in one window: the last one wins, as in PyTorch
+    y, argmax = numba_pooling.max_pool2d_forward(x, 2, 2)
+    y_ref = np.empty_like(y)
+    argmax_ref = np.empty_like(argmax)
+    numba_pooling._max_fwd(x, y_ref, argmax_ref, 2, 2, 2, 2, 0, 0, 1, 1)
+    np.testing.assert_array_equal(y, y_ref)
+    np.testing.assert_array_equal(argmax, argmax_ref)
+    y_np, argmax_np = pooling.max_pool2d_forward(x, 2, 2)
+    np.testing.assert_array_equal(y, y_np)
+    np.testing.assert_array_equal(argmax, argmax_np)
