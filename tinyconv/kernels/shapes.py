@@ -161,6 +161,22 @@ def _check_groups(groups, c_in: int, c_out: int, weight_shape) -> int:
     return groups
 
 
+def _input_and_weight_shapes(input_shape, weight_shape, weight_layout: str):
+    """Both shapes as int tuples, checked to be 4-D (and the weight non-empty); ``weight_layout`` names the
+    weight's first two axes in the message (conv2d and conv_transpose2d lay them out differently)."""
+    xs = _shape_tuple(input_shape, "input")
+    ws = _shape_tuple(weight_shape, "weight")
+    if len(xs) != 4:
+        raise ValueError(f"expected a 4-D input (N, C_in, H, W), got a {len(xs)}-D input "
+                         f"of shape {xs}")
+    if len(ws) != 4:
+        raise ValueError(f"expected a 4-D weight ({weight_layout}, kh, kw), got a "
+                         f"{len(ws)}-D weight of shape {ws}")
+    if min(ws) <= 0:
+        raise ValueError(f"weight shape must be positive in every dimension, got {ws}")
+    return xs, ws
+
+
 def normalize_conv_args(input_shape, weight_shape, stride=1, padding=0, dilation=1,
                         groups=1) -> ConvArgs:
     """Validate a conv2d call and return :class:`ConvArgs` (normalised tuples + output shape).
@@ -169,16 +185,7 @@ def normalize_conv_args(input_shape, weight_shape, stride=1, padding=0, dilation
     ``(C_out, C_in / groups, kh, kw)``.  Raises ``ValueError`` (or ``TypeError`` for a
     wrongly typed argument) with the offending values in the message.
     """
-    xs = _shape_tuple(input_shape, "input")
-    ws = _shape_tuple(weight_shape, "weight")
-    if len(xs) != 4:
-        raise ValueError(f"expected a 4-D input (N, C_in, H, W), got a {len(xs)}-D input "
-                         f"of shape {xs}")
-    if len(ws) != 4:
-        raise ValueError(f"expected a 4-D weight (C_out, C_in/groups, kh, kw), got a "
-                         f"{len(ws)}-D weight of shape {ws}")
-    if min(ws) <= 0:
-        raise ValueError(f"weight shape must be positive in every dimension, got {ws}")
+    xs, ws = _input_and_weight_shapes(input_shape, weight_shape, "C_out, C_in/groups")
     c_out, c_in_g, kh, kw = ws
     groups = _check_groups(groups, xs[1], c_out, ws)
     if xs[1] != c_in_g * groups:
@@ -212,16 +219,7 @@ def normalize_conv_transpose_args(input_shape, weight_shape, stride=1, padding=0
     ``padding`` must be an int or a pair (strings are not allowed, as in PyTorch);
     ``output_padding`` must be smaller than either the stride or the dilation.
     """
-    xs = _shape_tuple(input_shape, "input")
-    ws = _shape_tuple(weight_shape, "weight")
-    if len(xs) != 4:
-        raise ValueError(f"expected a 4-D input (N, C_in, H, W), got a {len(xs)}-D input "
-                         f"of shape {xs}")
-    if len(ws) != 4:
-        raise ValueError(f"expected a 4-D weight (C_in, C_out/groups, kh, kw), got a "
-                         f"{len(ws)}-D weight of shape {ws}")
-    if min(ws) <= 0:
-        raise ValueError(f"weight shape must be positive in every dimension, got {ws}")
+    xs, ws = _input_and_weight_shapes(input_shape, weight_shape, "C_in, C_out/groups")
     c_in, c_out_g, kh, kw = ws
     if not _is_int(groups):
         raise TypeError(f"groups must be an int, got {groups!r} (type {type(groups).__name__})")
