@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from .pooling import _check_float, _check_override
+from .pooling import _avg_backward_args, _check_float, _check_override
 from .shapes import normalize_pool_args
 from .threads import ensure_thread_pool
 
@@ -202,13 +202,8 @@ def avg_pool2d_forward(x, kernel, stride=None, padding=0, ceil_mode=False,
 def avg_pool2d_backward(grad_y, input_shape, kernel, stride=None, padding=0, ceil_mode=False,
                         count_include_pad=True, divisor_override=None):
     """grad_x; see :func:`tinyconv.kernels.pooling.avg_pool2d_backward`."""
-    _check_float(grad_y, "grad_output")
-    _check_override(divisor_override)
-    input_shape = tuple(int(s) for s in input_shape)
-    args = normalize_pool_args(input_shape, kernel, stride, padding, 1, ceil_mode)
-    if tuple(grad_y.shape) != args.out_shape:
-        raise ValueError(f"grad_output of shape {grad_y.shape} does not match the pooling "
-                         f"output shape {args.out_shape}")
+    input_shape, args = _avg_backward_args(grad_y, input_shape, kernel, stride, padding, ceil_mode,
+                                           divisor_override)
     gx = np.zeros(input_shape, dtype=grad_y.dtype)
     if grad_y.size:
         (kh, kw), (sh, sw), (ph, pw) = args.kernel, args.stride, args.padding

@@ -205,9 +205,8 @@ def avg_pool2d_forward(x, kernel, stride=None, padding=0, ceil_mode=False,
     return y
 
 
-def avg_pool2d_backward(grad_y, input_shape, kernel, stride=None, padding=0, ceil_mode=False,
-                        count_include_pad=True, divisor_override=None):
-    """grad_x of :func:`avg_pool2d_forward` (its exact adjoint)."""
+def _avg_backward_args(grad_y, input_shape, kernel, stride, padding, ceil_mode, divisor_override):
+    """Validation shared by both avg_pool2d_backward implementations: ``(input_shape, normalised args)``."""
     _check_float(grad_y, "grad_output")
     _check_override(divisor_override)
     input_shape = tuple(int(s) for s in input_shape)
@@ -215,6 +214,14 @@ def avg_pool2d_backward(grad_y, input_shape, kernel, stride=None, padding=0, cei
     if tuple(grad_y.shape) != args.out_shape:
         raise ValueError(f"grad_output of shape {grad_y.shape} does not match the pooling "
                          f"output shape {args.out_shape}")
+    return input_shape, args
+
+
+def avg_pool2d_backward(grad_y, input_shape, kernel, stride=None, padding=0, ceil_mode=False,
+                        count_include_pad=True, divisor_override=None):
+    """grad_x of :func:`avg_pool2d_forward` (its exact adjoint)."""
+    input_shape, args = _avg_backward_args(grad_y, input_shape, kernel, stride, padding, ceil_mode,
+                                           divisor_override)
     n, c, h, w = input_shape
     ho, wo = args.out_shape[2], args.out_shape[3]
     dtype = grad_y.dtype
