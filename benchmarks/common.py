@@ -50,6 +50,8 @@ def _import_torch_early():
 
 _import_torch_early()
 
+from tinyconv.kernels.blas import openblas  # noqa: E402  (numpy's OpenBLAS, when that is its BLAS)
+
 
 def torch_or_none():
     """The torch module, or None when it is not installed (the torch columns are then left out)."""
@@ -63,30 +65,6 @@ def torch_or_none():
 
 
 # ----------------------------------------------------------------------------------------------------- BLAS
-def _openblas_lib():
-    """The OpenBLAS shared library numpy loaded (ctypes handle + symbol suffix), or None."""
-    try:
-        maps = open("/proc/self/maps").read()
-    except OSError:
-        return None
-    paths = sorted({m for m in re.findall(r"(/\S*openblas\S*\.so\S*)", maps)})
-    for path in paths:
-        if "/torch/lib/" in path:  # torch's own BLAS, not numpy's
-            continue
-        try:
-            lib = ctypes.CDLL(path)
-        except OSError:
-            continue
-        for prefix, suffix in (("scipy_openblas", "64_"), ("openblas", "64_"), ("openblas", ""),
-                               ("scipy_openblas", "")):
-            try:
-                getattr(lib, f"{prefix}_get_num_threads{suffix}")
-            except AttributeError:
-                continue
-            return lib, prefix, suffix, path
-    return None
-
-
 def blas_info() -> dict:
     """numpy's BLAS: build configuration and, for OpenBLAS, the core type it picked at run time and its threads."""
     info = {}
@@ -98,18 +76,17 @@ def blas_info() -> dict:
         info["build_config"] = " ".join(str(blas.get("openblas configuration", "")).split())
     except Exception as e:  # older numpy
         info["error"] = repr(e)
-    found = _openblas_lib()
-    if found:
-        lib, prefix, suffix, path = found
-        info["library"] = os.path.basename(path)
+    lib = openblas()
+    if lib is not None:
+        info["library"] = os.path.basename(lib.path)
         try:
-            f = getattr(lib, f"{prefix}_get_corename{suffix}")
+            f = lib.symbol("get_corename")
             f.restype = ctypes.c_char_p
             info["core"] = f().decode()
-            f = getattr(lib, f"{prefix}_get_config{suffix}")
+            f = lib.symbol("get_config")
             f.restype = ctypes.c_char_p
             info["runtime_config"] = f().decode()
-            info["threads"] = int(getattr(lib, f"{prefix}_get_num_threads{suffix}")())
+            info["threads"] = lib.get_num_threads()
         except Exception as e:
             info["error"] = repr(e)
     try:
@@ -122,10 +99,9 @@ def blas_info() -> dict:
 
 
 def set_blas_threads(n: int) -> bool:
-    found = _openblas_lib()
-    if found:
-        lib, prefix, suffix, _ = found
-        getattr(lib, f"{prefix}_set_num_threads{suffix}")(int(n))
+    lib = openblas()
+    if lib is not None:
+        lib.set_num_threads(n)
         return True
     try:
         import threadpoolctl

@@ -30,6 +30,7 @@ from __future__ import annotations
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
+from . import blas
 from .shapes import (check_float_dtypes, check_grad_output_shape, grad_weight_args,
                      normalize_conv_args, pair)
 
@@ -77,7 +78,7 @@ def conv2d_forward(x, w, stride, padding, dilation, groups):
     wmat = np.ascontiguousarray(w).reshape(c_out, k)
     for g in range(G):
         cols = _columns(win[:, g * cg:(g + 1) * cg], k)          # (N, K, P)
-        np.matmul(wmat[g * og:(g + 1) * og], cols, out=y[:, g * og:(g + 1) * og])
+        blas.matmul(wmat[g * og:(g + 1) * og], cols, out=y[:, g * og:(g + 1) * og])
         del cols
     return y.reshape(args.out_shape)
 
@@ -105,7 +106,7 @@ def conv2d_grad_input(grad_y, w, input_hw, stride, padding, dilation, groups):
     gy = np.ascontiguousarray(grad_y).reshape(n, c_out, ho * wo)
     for g in range(G):
         # dcols[n] = W_g.T @ grad_y_g[n]: the gradient of every column entry
-        dcols = np.matmul(wmat[g * og:(g + 1) * og].T, gy[:, g * og:(g + 1) * og])
+        dcols = blas.matmul(wmat[g * og:(g + 1) * og].T, gy[:, g * og:(g + 1) * og])
         dcols = dcols.reshape(n, cg, kh, kw, ho, wo)
         gxg = grad_x_pad[:, g * cg:(g + 1) * cg]
         for a in range(kh):           # col2im: one strided slice-add per tap
@@ -135,7 +136,7 @@ def conv2d_grad_weight(x, grad_y, kernel_hw, stride, padding, dilation, groups):
     for g in range(G):
         cols = _columns(win[:, g * cg:(g + 1) * cg], k)          # (N, K, P)
         # sum_n grad_y[n] @ cols[n].T
-        grad_w[g * og:(g + 1) * og] = np.matmul(gy[:, g * og:(g + 1) * og],
+        grad_w[g * og:(g + 1) * og] = blas.matmul(gy[:, g * og:(g + 1) * og],
                                                 cols.transpose(0, 2, 1)).sum(axis=0)
         del cols
     return grad_w.reshape(w_shape)

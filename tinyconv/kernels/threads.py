@@ -1,16 +1,17 @@
-"""Start numba's thread pool so that its idle threads do not spin for milliseconds.
+"""Start numba's thread pool with a moderate OpenMP spin-wait.
 
-numba's parallel loops run on an OpenMP pool (GNU libgomp on Linux). By default an idle libgomp thread
-spin-waits for about ``GOMP_SPINCOUNT = 300000`` iterations (several milliseconds) after every parallel loop. In
-a training step the next operation is often a NumPy matmul whose OpenBLAS threads then cannot get a core, and
-OpenBLAS waits for them: measured on the 2-core reference machine, a numba conv followed by a small matmul took
-8 ms instead of 1 ms, and a LeNet training step (batch 128) took 28-43 ms instead of 19-23 ms.
+numba's parallel loops run on an OpenMP pool (GNU libgomp on Linux). After each parallel loop an idle libgomp thread
+spin-waits for ``GOMP_SPINCOUNT`` iterations before it sleeps; waking a sleeping thread for the next loop costs tens
+of microseconds (more in a virtual machine), and a training step runs dozens of parallel loops. Spinning too long
+(libgomp's default, 300000, several milliseconds) takes the core away from anything else the step runs in between,
+such as OpenBLAS's threads. Measured on the 2-core reference machine (LeNet step, batch 128, small matrix products on
+one BLAS thread, see :mod:`.blas`): spin count 1000 -> 11-13 ms per step (threads sleep ~20 times a step), 10000 or
+30000 -> 8.3-9.3 ms, 100000 -> 8.9-10 ms with more CPU time burnt (18-20 ms of CPU per step instead of 15-17).
 
 :func:`ensure_thread_pool` (called by every numba kernel before its first parallel loop) launches the pool with
-``GOMP_SPINCOUNT=1000`` (threads go to sleep after a few microseconds of spinning) and then restores the
-environment, so libraries loaded later (PyTorch's own OpenMP runtime, say) are not affected. A user who sets
-``OMP_WAIT_POLICY`` or ``GOMP_SPINCOUNT`` keeps their setting; a pool already started by other numba code is left
-as it is.
+``GOMP_SPINCOUNT=SPINCOUNT`` and then restores the environment, so libraries loaded later (PyTorch's own OpenMP
+runtime, say) are not affected. A user who sets ``OMP_WAIT_POLICY`` or ``GOMP_SPINCOUNT`` keeps their setting; a
+pool already started by other numba code is left as it is.
 """
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ import threading
 
 __all__ = ["ensure_thread_pool", "SPINCOUNT"]
 
-SPINCOUNT = "1000"
+SPINCOUNT = "30000"
 _started = False
 _lock = threading.Lock()
 
