@@ -374,3 +374,30 @@ def test_numba_2x2_fast_path_equals_the_general_loop(dtype):
     y_np, argmax_np = pooling.max_pool2d_forward(x, 2, 2)
     np.testing.assert_array_equal(y, y_np)
     np.testing.assert_array_equal(argmax, argmax_np)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape", [(3, 4, 8, 8), (2, 3, 9, 8), (2, 3, 7, 9), (1, 2, 2, 3)])
+@pytest.mark.parametrize("ceil_mode", [False, True])
+def test_numba_2x2_fast_paths_equal_the_general_loops(dtype, shape, ceil_mode):
+    """2x2 / stride 2 takes the numba fast paths unless ceil_mode leaves a partial last window (odd sizes):
+    either way the results are those of the general loops (an earlier fast path read past the input there)."""
+    rng = np.random.default_rng(11)
+    x = rng.standard_normal(shape).astype(dtype)
+    y, argmax = numba_pooling.max_pool2d_forward(x, 2, 2, ceil_mode=ceil_mode)
+    y_ref, argmax_ref = np.empty_like(y), np.empty_like(argmax)
+    numba_pooling._max_fwd(x, y_ref, argmax_ref, 2, 2, 2, 2, 0, 0, 1, 1)
+    np.testing.assert_array_equal(y, y_ref)
+    np.testing.assert_array_equal(argmax, argmax_ref)
+    tol = dict(rtol=1e-6, atol=1e-6) if dtype == np.float32 else dict(rtol=1e-13, atol=1e-13)
+    for include_pad in (True, False):
+        y = numba_pooling.avg_pool2d_forward(x, 2, 2, 0, ceil_mode, include_pad)
+        y_ref = np.empty_like(y)
+        numba_pooling._avg_fwd(x, y_ref, 2, 2, 2, 2, 0, 0, include_pad, 0)
+        np.testing.assert_allclose(y, y_ref, **tol)
+        gy = rng.standard_normal(y.shape).astype(dtype)
+        gx = numba_pooling.avg_pool2d_backward(gy, shape, 2, 2, 0, ceil_mode, include_pad)
+        gx_ref = np.zeros(shape, dtype)
+        numba_pooling._avg_bwd(gy, gx_ref, 2, 2, 2, 2, 0, 0, include_pad, 0)
+        np.testing.assert_allclose(gx, gx_ref, **tol)
+        assert y.dtype == gx.dtype == dtype

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from .pooling import _avg_backward_args, _check_float, _check_override
+from .pooling import _avg_backward_args, _check_float, _check_override, _is_fast_2x2
 from .shapes import normalize_pool_args
 from .threads import ensure_thread_pool
 
@@ -135,6 +135,55 @@ def _avg_fwd(x, y, kh, kw, sh, sw, ph, pw, count_include_pad, divisor_override):
 
 
 @njit(parallel=True, **_JIT)
+def _avg_fwd_2x2(x, y):
+    """The common case (2x2 window, stride 2, no padding): every window is inside the input and has 4
+    elements, whatever count_include_pad says. Sums in the input's dtype (the general loop sums in
+    float64), so float32 results may differ from it in the last bit."""
+    n_img, n_ch = x.shape[0], x.shape[1]
+    ho, wo = y.shape[2], y.shape[3]
+    for task in prange(n_img * n_ch):
+        n = task // n_ch
+        c = task % n_ch
+        xs = x[n, c]
+        ys = y[n, c]
+        for i in range(ho):
+            top = xs[2 * i]
+            bottom = xs[2 * i + 1]
+            row = ys[i]
+            for j in range(wo):
+                row[j] = ((top[2 * j] + top[2 * j + 1]) + (bottom[2 * j] + bottom[2 * j + 1])) * 0.25
+
+
+@njit(parallel=True, **_JIT)
+def _avg_bwd_2x2(gy, gx):
+    """Adjoint of :func:`_avg_fwd_2x2`: each input pixel of a window gets a quarter of its gradient; the
+    last row/column of an odd-sized input (in no window) gets zero. gx need not be zeroed."""
+    n_img, n_ch, h, w = gx.shape
+    ho, wo = gy.shape[2], gy.shape[3]
+    for task in prange(n_img * n_ch):
+        n = task // n_ch
+        c = task % n_ch
+        gys = gy[n, c]
+        gxs = gx[n, c]
+        for i in range(ho):
+            g = gys[i]
+            top = gxs[2 * i]
+            bottom = gxs[2 * i + 1]
+            for j in range(wo):
+                v = g[j] * 0.25
+                top[2 * j] = v
+                top[2 * j + 1] = v
+                bottom[2 * j] = v
+                bottom[2 * j + 1] = v
+            for j in range(2 * wo, w):
+                top[j] = 0
+                bottom[j] = 0
+        for i in range(2 * ho, h):
+            for j in range(w):
+                gxs[i, j] = 0
+
+
+@njit(parallel=True, **_JIT)
 def _avg_bwd(gy, gx, kh, kw, sh, sw, ph, pw, count_include_pad, divisor_override):
     n_img, n_ch, h, w = gx.shape
     ho, wo = gy.shape[2], gy.shape[3]
@@ -163,7 +212,7 @@ def max_pool2d_forward(x, kernel, stride=None, padding=0, dilation=1, ceil_mode=
         (kh, kw), (sh, sw), (ph, pw), (dh, dw) = (args.kernel, args.stride, args.padding,
                                                   args.dilation)
         ensure_thread_pool()
-        if (kh, kw, sh, sw, ph, pw, dh, dw) == (2, 2, 2, 2, 0, 0, 1, 1):
+        if _is_fast_2x2(args, x.shape):
             _max_fwd_2x2(np.ascontiguousarray(x), y, argmax)
         else:
             _max_fwd(np.ascontiguousarray(x), y, argmax, kh, kw, sh, sw, ph, pw, dh, dw)
@@ -194,8 +243,11 @@ def avg_pool2d_forward(x, kernel, stride=None, padding=0, ceil_mode=False,
     if y.size:
         (kh, kw), (sh, sw), (ph, pw) = args.kernel, args.stride, args.padding
         ensure_thread_pool()
-        _avg_fwd(np.ascontiguousarray(x), y, kh, kw, sh, sw, ph, pw, bool(count_include_pad),
-                 int(divisor_override or 0))
+        if _is_fast_2x2(args, x.shape) and not divisor_override:
+            _avg_fwd_2x2(np.ascontiguousarray(x), y)
+        else:
+            _avg_fwd(np.ascontiguousarray(x), y, kh, kw, sh, sw, ph, pw, bool(count_include_pad),
+                     int(divisor_override or 0))
     return y
 
 
@@ -204,9 +256,14 @@ def avg_pool2d_backward(grad_y, input_shape, kernel, stride=None, padding=0, cei
     """grad_x; see :func:`tinyconv.kernels.pooling.avg_pool2d_backward`."""
     input_shape, args = _avg_backward_args(grad_y, input_shape, kernel, stride, padding, ceil_mode,
                                            divisor_override)
+    (kh, kw), (sh, sw), (ph, pw) = args.kernel, args.stride, args.padding
+    if grad_y.size and _is_fast_2x2(args, input_shape) and not divisor_override:
+        gx = np.empty(input_shape, dtype=grad_y.dtype)
+        ensure_thread_pool()
+        _avg_bwd_2x2(np.ascontiguousarray(grad_y), gx)
+        return gx
     gx = np.zeros(input_shape, dtype=grad_y.dtype)
     if grad_y.size:
-        (kh, kw), (sh, sw), (ph, pw) = args.kernel, args.stride, args.padding
         ensure_thread_pool()
         _avg_bwd(np.ascontiguousarray(grad_y), gx, kh, kw, sh, sw, ph, pw,
                  bool(count_include_pad), int(divisor_override or 0))
