@@ -462,18 +462,34 @@ def _grad_weight_core(src, gyf, offs, part, cg, og, block):
 # ------------------------------------------------------------------ batch-last layout
 #
 # For a large batch (LeNet trains with 128 images of 14x14), the flat-rows layout wastes
-# the garbage columns (44% of the positions of LeNet's conv2) and its short planes
-# (144 positions) leave little for the vector loops.  The batch-last layout puts the
-# batch innermost: x_t[c, h, w, n].  Then output pixel (i, j) of ALL images is one
-# contiguous vector over n, every tap (c, a, b) is again a constant offset
-# ((c*Hp + a*dh)*Wp + b*dw)*N, strides are just a different position step, and there is
-# no garbage at all.  grad_weight uses it when N >= BATCH_LAST_MIN_N, forward when in
-# addition more than 20% of the flat-rows positions would be garbage (two transposes are
-# the price: LeNet's conv2 gains, conv1 with 12% garbage does not); grad_input keeps the
-# flat-rows scatter.
+# the garbage columns (29% of the positions of LeNet's conv2) and its short planes (144
+# positions) leave little for the vector loops.  The batch-last layout puts the batch
+# innermost: x_t[c, h, w, n].  With a stride of 1 along the width, output row i of ALL
+# images, (j, n) for j < Wo, is then ONE contiguous vector of Wo*N values, and so is the
+# input it reads through tap (a, b): row i*sh + a*dh of x_t[c], starting at column b*dw.
+# Every tap is a constant offset again, with no garbage, and the loops run over 1280
+# (conv2) to 3584 (conv1) contiguous values:
+#
+# * forward:     y_t[o, i, :]  = sum_{c, t} w[o, c, t] * x_t[c].flat[i*sh*Wp*N + off[t]:][:Wo*N]
+#                (4 output channels x 4 taps a pass: 4 loads of x feed 16 multiply-adds)
+# * grad_weight: gw[o, c, a, b] = sum_i dot(gy_t[o, i, :], x_t[c].flat[...row i, tap (a, b)...])
+#                (4 output channels x 4 taps a pass: 8 loads feed 16 dot products)
+#
+# grad_weight uses it when N >= BATCH_LAST_MIN_N and the width stride is 1; forward when in
+# addition more than 20% of the flat-rows positions would be garbage (the transpose of x
+# is the price: LeNet's conv2 gains, conv1 with 12% garbage does not).  grad_input keeps
+# the flat-rows scatter.
+#
+# These kernels let LLVM fuse multiply-adds (fastmath "contract"), and the dot products of
+# grad_weight may be reassociated ("reassoc") so that they vectorise with several partial
+# sums; neither flag assumes anything about NaN or infinity.  Results are deterministic
+# and do not depend on the number of threads (each task owns its outputs).
 
 BATCH_LAST_MIN_N = 32          # batch size from which the batch-last path is used
 BATCH_LAST_MIN_GARBAGE = 0.2   # forward: only if more flat-rows positions are garbage
+
+_JIT_FMA = dict(cache=True, fastmath={"contract"})
+_JIT_DOT = dict(cache=True, fastmath={"contract", "reassoc"})
 
 
 @njit(parallel=True, **_JIT)
@@ -489,150 +505,174 @@ def _to_batch_last(x, xt, top, left):
                 d[n] = x[n, c, i, j]
 
 
-@njit(parallel=True, **_JIT)
-def _from_batch_last(yt, y):
-    """y[n, o, i, j] = yt[o, i, j, n]."""
+@njit(**_JIT_FMA)
+def _taps_4(acc0, acc1, acc2, acc3, xs, w0, w1, w2, w3, offs, m):
+    """acc_k[p] += sum_t w_k[t] * xs[p + offs[t]] for k < 4, p < m (4 taps a pass)."""
+    ntap = offs.shape[0]
+    t = 0
+    while t + 4 <= ntap:
+        x0 = xs[offs[t]:]
+        x1 = xs[offs[t + 1]:]
+        x2 = xs[offs[t + 2]:]
+        x3 = xs[offs[t + 3]:]
+        a0, a1, a2, a3 = w0[t], w0[t + 1], w0[t + 2], w0[t + 3]
+        b0, b1, b2, b3 = w1[t], w1[t + 1], w1[t + 2], w1[t + 3]
+        c0, c1, c2, c3 = w2[t], w2[t + 1], w2[t + 2], w2[t + 3]
+        d0, d1, d2, d3 = w3[t], w3[t + 1], w3[t + 2], w3[t + 3]
+        for p in range(m):
+            v0 = x0[p]
+            v1 = x1[p]
+            v2 = x2[p]
+            v3 = x3[p]
+            acc0[p] += a0 * v0 + a1 * v1 + a2 * v2 + a3 * v3
+            acc1[p] += b0 * v0 + b1 * v1 + b2 * v2 + b3 * v3
+            acc2[p] += c0 * v0 + c1 * v1 + c2 * v2 + c3 * v3
+            acc3[p] += d0 * v0 + d1 * v1 + d2 * v2 + d3 * v3
+        t += 4
+    while t < ntap:
+        x0 = xs[offs[t]:]
+        a0, b0, c0, d0 = w0[t], w1[t], w2[t], w3[t]
+        for p in range(m):
+            v0 = x0[p]
+            acc0[p] += a0 * v0
+            acc1[p] += b0 * v0
+            acc2[p] += c0 * v0
+            acc3[p] += d0 * v0
+        t += 1
+
+
+@njit(parallel=True, **_JIT_FMA)
+def _forward_rows_bl(xf, wf, offs, row_step, y):
+    """y[n, o, i, j] = sum_{c, t} wf[o, c, t] * xf[g*cg + c, i*row_step + offs[t] + j*N + n].
+
+    xf: (C_in, Hp*Wp*N) batch-last padded input; wf: (C_out, cg, T); offs: (T,) tap offsets
+    within a channel; y: (N, C_out, Ho, Wo), written directly (no batch-last output copy).
+    One task = one output row i of up to 4 output channels of one group."""
     n_img, c_out, ho, wo = y.shape
-    for task in prange(n_img * c_out):
-        n = task // c_out
-        o = task % c_out
-        for i in range(ho):
-            for j in range(wo):
-                y[n, o, i, j] = yt[o, i, j, n]
-
-
-@njit(parallel=True, **_JIT)
-def _forward_core_bl(xf, wf, offs, yt, cg, og, sh, sw, wp):
-    """yt[o, i, j, :] = sum_{c, t} wf[o, c*T + t] * xf[chan(g, c) + offs[t] + pos(i, j) :][:N].
-
-    xf: flat batch-last padded input; wf: (C_out, cg*T); offs: (cg*T,) tap offsets
-    relative to the group's first channel; yt: (C_out, Ho, Wo, N).
-    One task = a pair of output channels of one group and one output row."""
-    c_out, ho, wo, n_img = yt.shape
-    groups = c_out // og
-    npairs = (og + 1) // 2
-    gstride = xf.shape[0] // (groups * cg) * cg  # flat size of one group's channels
-    for task in prange(groups * npairs * ho):
-        pr = task // ho
+    m = wo * n_img
+    cg = wf.shape[1]
+    groups = xf.shape[0] // cg
+    og = c_out // groups
+    nblk = (og + 3) // 4
+    for task in prange(groups * nblk * ho):
+        blk = task // ho
         i = task % ho
-        g = pr // npairs
-        o0 = g * og + 2 * (pr % npairs)
-        xg = xf[g * gstride:]
-        two = o0 + 1 < (g + 1) * og
-        for j in range(wo):
-            pos = (i * sh * wp + j * sw) * n_img
-            acc0 = yt[o0, i, j]
-            acc0[:] = 0
-            if two:
-                acc1 = yt[o0 + 1, i, j]
-                acc1[:] = 0
-                _taps_2(acc0, acc1, xg[pos:], wf[o0], wf[o0 + 1], offs, n_img)
+        g = blk // nblk
+        o0 = g * og + 4 * (blk % nblk)
+        nb = min(4, (g + 1) * og - o0)
+        acc = np.zeros((4, m), dtype=y.dtype)
+        for c in range(cg):
+            xs = xf[g * cg + c, i * row_step:]
+            if nb == 4:
+                _taps_4(acc[0], acc[1], acc[2], acc[3], xs, wf[o0, c], wf[o0 + 1, c],
+                        wf[o0 + 2, c], wf[o0 + 3, c], offs, m)
             else:
-                _taps_1(acc0, xg[pos:], wf[o0], offs, n_img)
-
-
-@njit(**_JIT)
-def _wsum_bl_2(tmpa, tmpb, gyt, xc, offs, o, i, j, npos, pos, step):
-    """tmpa[t, :] += sum over npos (<= 4) positions (i, j..) of gyt[o, i, j+k] * x (o, o+1)."""
-    n_img = gyt.shape[3]
-    ntap = offs.shape[0]
-    if npos == 4:
-        a0, a1, a2, a3 = gyt[o, i, j], gyt[o, i, j + 1], gyt[o, i, j + 2], gyt[o, i, j + 3]
-        b0, b1, b2 = gyt[o + 1, i, j], gyt[o + 1, i, j + 1], gyt[o + 1, i, j + 2]
-        b3 = gyt[o + 1, i, j + 3]
-        for t in range(ntap):
-            q = offs[t] + pos
-            x0 = xc[q:]
-            x1 = xc[q + step:]
-            x2 = xc[q + 2 * step:]
-            x3 = xc[q + 3 * step:]
-            ta = tmpa[t]
-            tb = tmpb[t]
+                if nb >= 2:
+                    _taps_2(acc[0], acc[1], xs, wf[o0, c], wf[o0 + 1, c], offs, m)
+                if nb != 2:
+                    _taps_1(acc[nb - 1], xs, wf[o0 + nb - 1, c], offs, m)
+        for k in range(nb):
+            ak = acc[k]
             for n in range(n_img):
-                v0 = x0[n]
-                v1 = x1[n]
-                v2 = x2[n]
-                v3 = x3[n]
-                ta[n] += a0[n] * v0 + a1[n] * v1 + a2[n] * v2 + a3[n] * v3
-                tb[n] += b0[n] * v0 + b1[n] * v1 + b2[n] * v2 + b3[n] * v3
-    else:
-        for k in range(npos):
-            a0 = gyt[o, i, j + k]
-            b0 = gyt[o + 1, i, j + k]
-            for t in range(ntap):
-                x0 = xc[offs[t] + pos + k * step:]
-                ta = tmpa[t]
-                tb = tmpb[t]
-                for n in range(n_img):
-                    v0 = x0[n]
-                    ta[n] += a0[n] * v0
-                    tb[n] += b0[n] * v0
+                yo = y[n, o0 + k, i]
+                for j in range(wo):
+                    yo[j] = ak[j * n_img + n]
 
 
-@njit(**_JIT)
-def _wsum_bl_1(tmpa, gyt, xc, offs, o, i, j, npos, pos, step):
-    """:func:`_wsum_bl_2` for a single output channel."""
-    n_img = gyt.shape[3]
-    ntap = offs.shape[0]
-    if npos == 4:
-        a0, a1, a2, a3 = gyt[o, i, j], gyt[o, i, j + 1], gyt[o, i, j + 2], gyt[o, i, j + 3]
-        for t in range(ntap):
-            q = offs[t] + pos
-            x0 = xc[q:]
-            x1 = xc[q + step:]
-            x2 = xc[q + 2 * step:]
-            x3 = xc[q + 3 * step:]
-            ta = tmpa[t]
-            for n in range(n_img):
-                ta[n] += a0[n] * x0[n] + a1[n] * x1[n] + a2[n] * x2[n] + a3[n] * x3[n]
-    else:
-        for k in range(npos):
-            a0 = gyt[o, i, j + k]
-            for t in range(ntap):
-                x0 = xc[offs[t] + pos + k * step:]
-                ta = tmpa[t]
-                for n in range(n_img):
-                    ta[n] += a0[n] * x0[n]
+@njit(**_JIT_DOT)
+def _dots_4x4(g0, g1, g2, g3, x0, x1, x2, x3, m, zero):
+    """The 16 dot products dot(g_k[:m], x_l[:m]), k, l < 4 (row-major)."""
+    s00 = s01 = s02 = s03 = s10 = s11 = s12 = s13 = zero
+    s20 = s21 = s22 = s23 = s30 = s31 = s32 = s33 = zero
+    for p in range(m):
+        a0 = g0[p]
+        a1 = g1[p]
+        a2 = g2[p]
+        a3 = g3[p]
+        v0 = x0[p]
+        v1 = x1[p]
+        v2 = x2[p]
+        v3 = x3[p]
+        s00 += a0 * v0
+        s01 += a0 * v1
+        s02 += a0 * v2
+        s03 += a0 * v3
+        s10 += a1 * v0
+        s11 += a1 * v1
+        s12 += a1 * v2
+        s13 += a1 * v3
+        s20 += a2 * v0
+        s21 += a2 * v1
+        s22 += a2 * v2
+        s23 += a2 * v3
+        s30 += a3 * v0
+        s31 += a3 * v1
+        s32 += a3 * v2
+        s33 += a3 * v3
+    return (s00, s01, s02, s03, s10, s11, s12, s13, s20, s21, s22, s23, s30, s31, s32, s33)
 
 
-@njit(parallel=True, **_JIT)
-def _grad_weight_core_bl(xf, gyt, offs, part, cg, og, rows, sh, sw, wp):
-    """part[o, c, blk, t] = sum over the output rows of block blk, the columns and the
-    batch of gyt[o, i, j, n] * x_t[g*cg + c, i*sh + a*dh, j*sw + b*dw, n].
+@njit(**_JIT_DOT)
+def _dots_4x1(g0, g1, g2, g3, x0, m, zero):
+    """The 4 dot products dot(g_k[:m], x0[:m]), k < 4."""
+    s0 = s1 = s2 = s3 = zero
+    for p in range(m):
+        v0 = x0[p]
+        s0 += g0[p] * v0
+        s1 += g1[p] * v0
+        s2 += g2[p] * v0
+        s3 += g3[p] * v0
+    return s0, s1, s2, s3
 
-    xf: flat batch-last padded input (channel stride cstride); offs: (T,) tap offsets
-    within a channel.  One task = (pair of output channels, input channel, row block)."""
-    c_out, ho, wo, n_img = gyt.shape
-    ntap = offs.shape[0]
-    groups = c_out // og
-    npairs = (og + 1) // 2
-    nblk = (ho + rows - 1) // rows
-    cstride = xf.shape[0] // (groups * cg)
-    step = sw * n_img
-    for task in prange(groups * npairs * cg * nblk):
-        pr = task // (cg * nblk)
-        rest = task % (cg * nblk)
-        c = rest // nblk
-        blk = rest % nblk
-        g = pr // npairs
-        o = g * og + 2 * (pr % npairs)
-        xc = xf[(g * cg + c) * cstride:]
-        two = o + 1 < (g + 1) * og
-        tmpa = np.zeros((ntap, n_img), dtype=xf.dtype)
-        tmpb = np.zeros((ntap, n_img), dtype=xf.dtype)
-        for i in range(blk * rows, min(ho, (blk + 1) * rows)):
-            j = 0
-            while j < wo:
-                npos = min(4, wo - j)
-                pos = (i * sh * wp + j * sw) * n_img
-                if two:
-                    _wsum_bl_2(tmpa, tmpb, gyt, xc, offs, o, i, j, npos, pos, step)
-                else:
-                    _wsum_bl_1(tmpa, gyt, xc, offs, o, i, j, npos, pos, step)
-                j += npos
-        _row_sums(tmpa, part, o, c, blk)
-        if two:
-            _row_sums(tmpb, part, o + 1, c, blk)
+
+@njit(parallel=True, **_JIT_DOT)
+def _grad_weight_rows_bl(xf, gyf, offs, row_step, gw, zero):
+    """gw[o, c, a, b] = sum_i dot(gyf[o, i, :], xf[g*cg + c, i*row_step + offs[a, b]:][:Wo*N]).
+
+    xf: (C_in, Hp*Wp*N) batch-last padded input; gyf: (C_out, Ho, Wo*N) batch-last
+    grad_output; offs: (kh, kw) tap offsets within a channel; ``zero``: 0 in the dtype.
+    One task = (4 output channels of one group, input channel, kernel row a). A group
+    with fewer than 4 channels left repeats its last one and drops the copies; partial
+    sums are added in float64 across rows."""
+    c_out, ho, m = gyf.shape
+    cg = gw.shape[1]
+    kh, kw = offs.shape
+    groups = xf.shape[0] // cg
+    og = c_out // groups
+    nblk = (og + 3) // 4
+    for task in prange(groups * nblk * cg * kh):
+        blk = task // (cg * kh)
+        rest = task % (cg * kh)
+        c = rest // kh
+        a = rest % kh
+        g = blk // nblk
+        o0 = g * og + 4 * (blk % nblk)
+        last = (g + 1) * og - 1
+        o1 = min(o0 + 1, last)
+        o2 = min(o0 + 2, last)
+        o3 = min(o0 + 3, last)
+        acc = np.zeros((4, kw), dtype=np.float64)
+        for i in range(ho):
+            g0 = gyf[o0, i]
+            g1 = gyf[o1, i]
+            g2 = gyf[o2, i]
+            g3 = gyf[o3, i]
+            xs = xf[g * cg + c, i * row_step:]
+            b = 0
+            while b + 4 <= kw:
+                s = _dots_4x4(g0, g1, g2, g3, xs[offs[a, b]:], xs[offs[a, b + 1]:],
+                              xs[offs[a, b + 2]:], xs[offs[a, b + 3]:], m, zero)
+                for k in range(16):
+                    acc[k // 4, b + k % 4] += s[k]
+                b += 4
+            while b < kw:
+                s1 = _dots_4x1(g0, g1, g2, g3, xs[offs[a, b]:], m, zero)
+                for k in range(4):
+                    acc[k, b] += s1[k]
+                b += 1
+        for k in range(min(4, last - o0 + 1)):
+            for b in range(kw):
+                gw[o0 + k, c, a, b] = acc[k, b]
 
 
 def _batch_last(x, padding):
@@ -644,25 +684,22 @@ def _batch_last(x, padding):
     return xt
 
 
-def _tap_offsets_bl(kernel_hw, dilation, wp, n, channels=1, hp=0):
-    """Offsets of the taps (c, a, b) in the flat batch-last buffer, c < channels."""
+def _tap_offsets_bl(kernel_hw, dilation, wp, n):
+    """Offsets of the taps (a, b) within one channel of the flat batch-last buffer: (kh, kw)."""
     (kh, kw), (dh, dw) = kernel_hw, dilation
-    return np.array([((c * hp + a * dh) * wp + b * dw) * n for c in range(channels)
-                     for a in range(kh) for b in range(kw)], dtype=np.int64)
+    return np.array([[(a * dh * wp + b * dw) * n for b in range(kw)] for a in range(kh)],
+                    dtype=np.int64)
 
 
 def _forward_bl(x, w, args, y):
     c_out, cg, kh, kw = w.shape
     n = x.shape[0]
     xt = _batch_last(x, args.padding)
-    _, hp, wp, _ = xt.shape
-    offs = _tap_offsets_bl(args.kernel_hw, args.dilation, wp, n, cg, hp)
-    wf = np.ascontiguousarray(w).reshape(c_out, cg * kh * kw)
-    yt = np.empty((c_out,) + y.shape[2:] + (n,), dtype=y.dtype)
+    c_in, hp, wp, _ = xt.shape
+    offs = _tap_offsets_bl(args.kernel_hw, args.dilation, wp, n).reshape(-1)
+    wf = np.ascontiguousarray(w).reshape(c_out, cg, kh * kw)
     ensure_thread_pool()
-    _forward_core_bl(xt.reshape(-1), wf, offs, yt, cg, c_out // args.groups, args.stride[0],
-                     args.stride[1], wp)
-    _from_batch_last(yt, y)
+    _forward_rows_bl(xt.reshape(c_in, -1), wf, offs, args.stride[0] * wp * n, y)
     return y
 
 
@@ -670,20 +707,15 @@ def _grad_weight_bl(x, grad_y, args, w_shape):
     c_out, cg, kh, kw = w_shape
     n = x.shape[0]
     xt = _batch_last(x, args.padding)
-    _, hp, wp, _ = xt.shape
+    c_in, hp, wp, _ = xt.shape
     gyt = _batch_last(grad_y, (0, 0, 0, 0))
     ho = gyt.shape[1]
     offs = _tap_offsets_bl(args.kernel_hw, args.dilation, wp, n)
-    pair_tasks = args.groups * -(-(c_out // args.groups) // 2) * cg
-    nblk = max(1, min(ho, -(-16 // pair_tasks)))  # enough tasks for both cores
-    rows = -(-ho // nblk)
-    nblk = -(-ho // rows)
-    part = np.empty((c_out, cg, nblk, kh * kw), dtype=x.dtype)
+    gw = np.empty(w_shape, dtype=x.dtype)
     ensure_thread_pool()
-    _grad_weight_core_bl(xt.reshape(-1), gyt, offs, part, cg, c_out // args.groups, rows,
-                         args.stride[0], args.stride[1], wp)
-    gw = part[:, :, 0].copy() if nblk == 1 else part.sum(axis=2)
-    return gw.reshape(w_shape)
+    _grad_weight_rows_bl(xt.reshape(c_in, -1), gyt.reshape(c_out, ho, -1), offs,
+                         args.stride[0] * wp * n, gw, np.zeros(1, dtype=x.dtype)[0])
+    return gw
 
 
 # ------------------------------------------------------------------ wrappers
@@ -698,9 +730,9 @@ def conv2d_forward(x, w, stride, padding, dilation, groups):
     c_out, cg, kh, kw = w.shape
     lay = _Layout(x.shape[2], x.shape[3], args.padding, args.stride, args.dilation,
                   args.kernel_hw)
-    if x.shape[0] >= BATCH_LAST_MIN_N and (y.shape[2] * y.shape[3] < (
+    if x.shape[0] >= BATCH_LAST_MIN_N and args.stride[1] == 1 and (y.shape[2] * y.shape[3] < (
             1 - BATCH_LAST_MIN_GARBAGE) * lay.npos(y.shape[2])):
-        # a big batch and more than 20% garbage positions in the flat-rows layout
+        # a big batch, unit width stride and more than 20% garbage positions in the flat-rows layout
         return _forward_bl(x, w, args, y)
     src = lay.flat_input(x)
     wf = np.ascontiguousarray(w).reshape(c_out, cg, kh * kw)
@@ -749,7 +781,7 @@ def conv2d_grad_weight(x, grad_y, kernel_hw, stride, padding, dilation, groups):
     _, cg, kh, kw = w_shape
     if x.shape[0] == 0:
         return np.zeros(w_shape, dtype=dtype)
-    if x.shape[0] >= BATCH_LAST_MIN_N:
+    if x.shape[0] >= BATCH_LAST_MIN_N and args.stride[1] == 1:
         return _grad_weight_bl(x, grad_y, args, w_shape)
     lay = _Layout(x.shape[2], x.shape[3], args.padding, args.stride, args.dilation,
                   args.kernel_hw)
