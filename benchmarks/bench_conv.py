@@ -136,6 +136,15 @@ def _flat(r):
     return [r.numpy() if hasattr(r, "numpy") and not isinstance(r, np.ndarray) else np.asarray(r)]
 
 
+def blas_settle(kernel_names, quick: bool) -> list:
+    """Untimed warm-up seconds before each round-robin sample (see common.time_interleaved): 0.12 s when the
+    implementation sampled just before is another one that may run multi-threaded OpenBLAS products (im2col,
+    and auto where it picks im2col), whose threads then spin for ~0.1 s."""
+    blas = ("im2col", "auto")
+    prev = kernel_names[-1:] + kernel_names[:-1]  # round-robin: the last job precedes the first
+    return [0.12 if not quick and p in blas and p != k else 0.0 for k, p in zip(kernel_names, prev)]
+
+
 def bench_convs(configs, kernels, torch, repeats, direct_div, quick, notes):
     rows, meta = [], []
     for (name, n, c_in, h, c_out, k, s, p, g) in configs:
@@ -168,7 +177,8 @@ def bench_convs(configs, kernels, torch, repeats, direct_div, quick, notes):
                   else kernel_phases(mod, x, w, gy, k, s, p, g, wgrad_only))
             jobs.extend((kname, nb, phase, fn) for phase, fn in ph.items())
         timings = common.time_interleaved([j[3] for j in jobs], repeats=repeats, warmup=1,
-                                          min_sample_s=0.0 if quick else 0.005, max_inner=8)
+                                          min_sample_s=0.0 if quick else 0.005, max_inner=8,
+                                          settle_s=blas_settle([j[0] for j in jobs], quick))
         for (kname, nb, phase, _), t in zip(jobs, timings):
             scale = n / nb
             mult = {"fwd": 1, "bwd": 2, "fwd+bwd": 3, "fwd+wgrad": 2}[phase]
@@ -258,7 +268,8 @@ def layer_level(configs, kernel_names, torch, repeats, quick, notes):
                 tx.grad = tw.grad = tb.grad = None
             jobs.append((name, "torch", phase, flops * (3 if need_x else 2), tstep))
     timings = common.time_interleaved([j[4] for j in jobs], repeats=repeats, warmup=1,
-                                      min_sample_s=0.0 if quick else 0.005, max_inner=8)
+                                      min_sample_s=0.0 if quick else 0.005, max_inner=8,
+                                      settle_s=blas_settle([j[1] for j in jobs], quick))
     for (name, kname, phase, flops, _), t in zip(jobs, timings):
         rows.append(dict(config=f"{name} (autograd, bias)", kernel=kname, batch=None, phase=phase,
                          ms=t["median_s"] * 1e3, min_ms=t["min_s"] * 1e3, max_ms=t["max_s"] * 1e3,

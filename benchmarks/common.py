@@ -253,9 +253,17 @@ def time_fn(fn, repeats: int = 5, warmup: int = 1, min_sample_s: float = 0.0, ma
             "repeats": len(samples), "inner": inner}
 
 
-def time_interleaved(fns, repeats: int = 5, warmup: int = 1, min_sample_s: float = 0.0, max_inner: int = 64):
+def time_interleaved(fns, repeats: int = 5, warmup: int = 1, min_sample_s: float = 0.0, max_inner: int = 64,
+                     settle_s=None):
     """Like :func:`time_fn` for several callables at once, sampled round-robin (sample 1 of each, then sample 2
-    of each, ...) so that a burst of load from other processes hits all of them alike. Returns one dict each."""
+    of each, ...) so that a burst of load from other processes hits all of them alike. Returns one dict each.
+
+    ``settle_s`` (one number per callable, or None): before each sample of that callable, call it untimed for
+    that many seconds. OpenBLAS's worker threads busy-wait ~0.1 s after a multi-threaded product; sampled right
+    after one, numba's or PyTorch's threads would lose a core to them and the slowdown would be charged to the
+    wrong column. (Sleeping instead does not work on the reference machine: a vCPU that idles for 0.1 s comes
+    back slowly, and the next sample ran 2-4x slower.)"""
+    settle = list(settle_s) if settle_s is not None else [0.0] * len(fns)
     inners = []
     for fn in fns:
         for _ in range(warmup):
@@ -273,7 +281,10 @@ def time_interleaved(fns, repeats: int = 5, warmup: int = 1, min_sample_s: float
     gc.disable()
     try:
         for _ in range(max(1, repeats)):
-            for fn, inner, out in zip(fns, inners, samples):
+            for fn, inner, out, warm_s in zip(fns, inners, samples, settle):
+                t_warm = time.perf_counter() + warm_s
+                while time.perf_counter() < t_warm:
+                    fn()
                 t0 = time.perf_counter()
                 for _ in range(inner):
                     fn()

@@ -28,34 +28,38 @@ the ``TINYCONV_KERNEL`` environment variable (read and validated at import), and
 ``TINYCONV_POOL_KERNEL``, default ``"auto"``.
 
 The "auto" rule (``choose_kernel``), decided per operation from measurements on this
-project's 2-core reference machine (AMD EPYC, AVX-512, numba 0.68, float32, batch 128):
+project's 2-core reference machine (AMD EPYC, AVX-512, numba 0.68, float32, batch 128;
+each op alone in a fresh process, median):
 
 ==========================  ======================  ======================
 median ms (fwd / gi / gw)   LeNet conv1 (1->6, 5x5,  LeNet conv2 (6->16,
                             pad 2, 28x28)            5x5, 14x14)
 ==========================  ======================  ======================
-direct                      11.1 / 3.3 / 3.8         8.1 / 13.1 / 7.7
-im2col                      1.3 / 2.5 / 1.1          1.6 / 3.7 / 2.7
-numba                       0.62 / 0.71 / 0.87       0.80 / 0.93 / 1.30
-PyTorch 2.13 CPU (ATen)     0.65 / 7.8 / 1.8         0.41 / 0.86 / 0.59
+direct                      10.7 / 3.2 / 3.5         8.1 / 13.7 / 7.8
+im2col                      1.25 / 2.6 / 1.0         1.6 / 3.7 / 3.7
+numba                       0.47 / 0.69 / 0.61       0.53 / 0.96 / 0.60
+PyTorch 2.13 CPU (ATen)     0.65 / 7.8 / 1.8         0.39 / 0.86 / 0.59
 ==========================  ======================  ======================
 
-(same process, round-robin over kernels and layers, idle machine; PyTorch in its own
-process with 2 threads.  On a loaded machine every multi-threaded implementation, numba,
-OpenBLAS and PyTorch alike, shows stalls of whole scheduler slices, 8 ms and more.)
+(On a loaded machine every multi-threaded implementation, numba, OpenBLAS and PyTorch
+alike, shows stalls of whole scheduler slices, 8 ms and more.  Mixing kernels costs too:
+OpenBLAS's threads spin ~0.1 s after a multi-threaded product and slow the numba loops
+that follow, one more reason to stay with numba where it is close.)
 
 * numba JIT disabled (``NUMBA_DISABLE_JIT=1``): ``im2col`` for everything (the numba
   loops would run as pure Python).
 * forward: ``numba`` when the stride is 1 and the kernel has more than one tap, else
-  ``im2col`` (1x1 convolutions are a plain GEMM: 64->128 1x1 on 16x16, batch 32: numba
-  7.5 ms vs im2col 1.4 ms; strided ones waste numba's polyphase passes: 32->64 3x3 stride
-  2: 5.2 vs 2.7 ms).
-* grad_input: ``numba`` unless the kernel is 1x1 (still ahead at stride 2: 3.0 vs 4.3 ms).
-* grad_weight: ``numba`` when the stride is 1 and ``C_in/groups * kh * kw <= 160``
-  (LeNet above; depthwise 64-channel 3x3: 1.8 vs 4.0 ms), else ``im2col``: without
-  fastmath numba cannot keep the reduction's accumulators in registers, so BLAS wins
-  once the reduction per output grows (32->32 3x3 on 32x32: 18 vs 13 ms; 64->64: 41 vs
-  16 ms).
+  ``im2col`` (1x1 convolutions are a plain GEMM: 64->128 1x1 on 16x16, batch 8: numba
+  0.90 ms vs im2col 0.66 ms; small strided ones: 32->64 3x3 stride 2 on 16x16, batch 8:
+  0.40 vs 0.34 ms).
+* grad_input: ``numba`` unless the kernel is 1x1 (still ahead at stride 2: 0.40 vs
+  0.56 ms on the layer above).
+* grad_weight: ``numba`` when the stride is 1 and ``C_in/groups * kh * kw`` is at most
+  160, or at most 600 with a batch of ``numba_jit.BATCH_LAST_MIN_N`` (32) or more (the
+  batch-last dot-product kernel: LeNet above; 32->32 3x3 on 32x32, batch 32: 10.2 vs
+  17.1 ms; 64->64: 34 vs 32 ms; 128->128 on 16x16: 35 vs 28 ms), else ``im2col``
+  (64->64 3x3 at batch 8, flat-rows layout: 29 vs 6.3 ms; 32->64 3x3 stride 2, batch 32:
+  52 vs 22 ms).
 * pooling: ``numba`` (max pooling forward+backward on LeNet's first layer 1.2 ms vs
   2.0 ms for NumPy's 2x2 fast path, PyTorch 1.9-2.8 ms), ``numpy`` when the JIT is
   disabled.
@@ -179,7 +183,7 @@ def resolve_kernel(name=None) -> str:
     return _check_name(name, KERNELS, "conv kernel", "kernels")
 
 
-def _auto_choice(op, w_shape, stride, groups) -> str:
+def _auto_choice(op, w_shape, stride, groups, batch) -> str:
     if not jit_enabled():
         return "im2col"
     _, cg, kh, kw = (int(s) for s in w_shape)
@@ -190,7 +194,8 @@ def _auto_choice(op, w_shape, stride, groups) -> str:
     if op == "grad_input":
         return "numba" if taps > 1 else "im2col"
     if op == "grad_weight":
-        return "numba" if unit_stride and cg * taps <= 160 else "im2col"
+        reduction_limit = 600 if batch >= numba_jit.BATCH_LAST_MIN_N else 160
+        return "numba" if unit_stride and cg * taps <= reduction_limit else "im2col"
     raise ValueError(f"unknown conv op {op!r}; valid ops: {CONV_OPS}")
 
 
@@ -204,7 +209,7 @@ def choose_kernel(x_shape, w_shape, stride=1, padding=0, dilation=1, groups=1, *
         return name
     if op not in CONV_OPS:
         raise ValueError(f"unknown conv op {op!r}; valid ops: {CONV_OPS}")
-    return _auto_choice(op, w_shape, pair(stride, "stride"), groups)
+    return _auto_choice(op, w_shape, pair(stride, "stride"), groups, int(x_shape[0]))
 
 
 class _AutoKernel:
@@ -214,12 +219,12 @@ class _AutoKernel:
 
     @staticmethod
     def conv2d_forward(x, w, stride, padding, dilation, groups):
-        name = _auto_choice("forward", w.shape, pair(stride, "stride"), groups)
+        name = _auto_choice("forward", w.shape, pair(stride, "stride"), groups, x.shape[0])
         return KERNELS[name].conv2d_forward(x, w, stride, padding, dilation, groups)
 
     @staticmethod
     def conv2d_grad_input(grad_y, w, input_hw, stride, padding, dilation, groups):
-        name = _auto_choice("grad_input", w.shape, pair(stride, "stride"), groups)
+        name = _auto_choice("grad_input", w.shape, pair(stride, "stride"), groups, grad_y.shape[0])
         return KERNELS[name].conv2d_grad_input(grad_y, w, input_hw, stride, padding,
                                                dilation, groups)
 
@@ -228,7 +233,7 @@ class _AutoKernel:
         kh, kw = pair(kernel_hw, "kernel_hw")
         cg = x.shape[1] // groups if isinstance(groups, int) and groups > 0 else 1
         name = _auto_choice("grad_weight", (grad_y.shape[1], cg, kh, kw),
-                            pair(stride, "stride"), groups)
+                            pair(stride, "stride"), groups, x.shape[0])
         return KERNELS[name].conv2d_grad_weight(x, grad_y, kernel_hw, stride, padding,
                                                 dilation, groups)
 
