@@ -620,3 +620,30 @@ def test_numba_batch_last_lenet_batch():
         gy = rng.standard_normal(y.shape)
         np.testing.assert_allclose(numba_jit.conv2d_grad_weight(x, gy, ws[2:], *args),
                                    direct.conv2d_grad_weight(x, gy, ws[2:], *args), atol=1e-9)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shapes_", [((3, 4, 9, 8), (6, 2, 3, 2), 2, 1),      # groups, flat-rows path
+                                     ((40, 6, 14, 14), (16, 6, 5, 5), 1, 0),  # batch-last path (N >= 32)
+                                     ((33, 1, 12, 12), (6, 1, 5, 5), 1, 2)])  # 5 output channels per block edge
+def test_forward_bias_is_added_by_every_kernel(kernel, dtype, shapes_):
+    xs, ws, groups, pad = shapes_
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal(xs).astype(dtype)
+    w = rng.standard_normal(ws).astype(dtype)
+    b = rng.standard_normal(ws[0]).astype(dtype)
+    args = ((1, 1), (pad,) * 4, (1, 1), groups)
+    y = kernel.conv2d_forward(x, w, *args)
+    yb = kernel.conv2d_forward(x, w, *args, bias=b)
+    tol = 1e-12 if dtype == np.float64 else 1e-5
+    np.testing.assert_allclose(yb, y + b.reshape(1, -1, 1, 1), rtol=tol, atol=tol)
+    assert yb.dtype == dtype
+
+
+def test_forward_bias_is_checked(kernel):
+    x, w = np.ones((1, 2, 5, 5)), np.ones((3, 2, 3, 3))
+    args = ((1, 1), (0, 0, 0, 0), (1, 1), 1)
+    with pytest.raises(ValueError, match=r"bias of shape \(3,\) and dtype float64.*got shape \(2,\)"):
+        kernel.conv2d_forward(x, w, *args, bias=np.ones(2))
+    with pytest.raises(ValueError, match=r"got shape \(3,\) and dtype float32"):
+        kernel.conv2d_forward(x, w, *args, bias=np.ones(3, np.float32))

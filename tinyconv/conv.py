@@ -6,7 +6,7 @@ values and nothing is computed or mutated before the check passes), then calls a
 
 * ``conv2d``: ``conv2d_forward`` forward; backward ``conv2d_grad_input`` (only if the input needs a gradient,
   so a first layer never computes the images' gradient) and ``conv2d_grad_weight`` (only if the weight needs
-  one). The bias is added once, outside the kernel; its gradient is ``grad_out`` summed over (N, H, W).
+  one). The kernel adds the bias while it writes the output; its gradient is ``grad_out`` summed over (N, H, W).
 * ``conv_transpose2d``: no fourth algorithm. The transposed convolution IS the adjoint of a convolution, so its
   forward is ``conv2d_grad_input`` (on the output size with ``output_padding``), the gradient of its input is
   ``conv2d_forward`` and the gradient of its weight is ``conv2d_grad_weight`` with the roles of the arrays
@@ -106,9 +106,7 @@ class Conv2d(Function):
             x = x[None]
         name = K.choose_kernel(x.shape, w.shape, stride, padding, dilation, groups, op="forward",
                                kernel=kernel)
-        y = K.KERNELS[name].conv2d_forward(x, w, stride, padding, dilation, groups)
-        if b is not None:
-            y += b.reshape(1, -1, 1, 1)
+        y = K.KERNELS[name].conv2d_forward(x, w, stride, padding, dilation, groups, bias=b)
         need_x, need_w, _ = ctx.needs_input_grad
         ctx.save_for_backward(x if need_w else None, w if need_x else None)
         ctx.args = (stride, padding, dilation, groups)

@@ -2,9 +2,10 @@
 
 Three convolution algorithms share one contract (x: ``(N, C_in, H, W)``, w:
 ``(C_out, C_in/groups, kh, kw)``, stride/dilation pairs, padding 4-tuple
-``(top, bottom, left, right)``, no bias; float32 stays float32, float64 stays float64)::
+``(top, bottom, left, right)``, optional bias ``(C_out,)`` added by the forward; float32 stays
+float32, float64 stays float64)::
 
-    conv2d_forward(x, w, stride, padding, dilation, groups) -> y
+    conv2d_forward(x, w, stride, padding, dilation, groups, bias=None) -> y
     conv2d_grad_input(grad_y, w, input_hw, stride, padding, dilation, groups) -> grad_x
     conv2d_grad_weight(x, grad_y, kernel_hw, stride, padding, dilation, groups) -> grad_w
 
@@ -218,9 +219,9 @@ class _AutoKernel:
     __name__ = "auto"
 
     @staticmethod
-    def conv2d_forward(x, w, stride, padding, dilation, groups):
+    def conv2d_forward(x, w, stride, padding, dilation, groups, bias=None):
         name = _auto_choice("forward", w.shape, pair(stride, "stride"), groups, x.shape[0])
-        return KERNELS[name].conv2d_forward(x, w, stride, padding, dilation, groups)
+        return KERNELS[name].conv2d_forward(x, w, stride, padding, dilation, groups, bias)
 
     @staticmethod
     def conv2d_grad_input(grad_y, w, input_hw, stride, padding, dilation, groups):

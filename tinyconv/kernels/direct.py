@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .shapes import (check_float_dtypes, check_grad_output_shape, grad_weight_args,
+from .shapes import (check_bias, check_float_dtypes, check_grad_output_shape, grad_weight_args,
                      normalize_conv_args, pair)
 
 __all__ = ["conv2d_forward", "conv2d_grad_input", "conv2d_grad_weight"]
@@ -47,10 +47,11 @@ def _tap(a, d, s, n_out):
     return slice(a * d, a * d + s * (n_out - 1) + 1, s)
 
 
-def conv2d_forward(x, w, stride, padding, dilation, groups):
-    """y = conv2d(x, w) (no bias).  x: (N, C_in, H, W), w: (C_out, C_in/groups, kh, kw)."""
+def conv2d_forward(x, w, stride, padding, dilation, groups, bias=None):
+    """y = conv2d(x, w) + bias.  x: (N, C_in, H, W), w: (C_out, C_in/groups, kh, kw), bias: (C_out,) or None."""
     args = normalize_conv_args(x.shape, w.shape, stride, padding, dilation, groups)
     dtype = check_float_dtypes(x=x, w=w)
+    bias = check_bias(bias, w.shape[0], dtype)
     (sh, sw), (dh, dw), G = args.stride, args.dilation, args.groups
     kh, kw = args.kernel_hw
     n, c_out, ho, wo = args.out_shape
@@ -66,6 +67,8 @@ def conv2d_forward(x, w, stride, padding, dilation, groups):
                 patch = x_pad[:, ins, _tap(a, dh, sh, ho), _tap(b, dw, sw, wo)]
                 # sum over the group's input channels c, weighted by w[o, c, a, b]
                 y[:, outs] += np.einsum("nchw,oc->nohw", patch, w[outs, :, a, b])
+    if bias is not None:
+        y += bias.reshape(1, -1, 1, 1)
     return y
 
 

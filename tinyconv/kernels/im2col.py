@@ -31,7 +31,7 @@ import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
 from . import blas
-from .shapes import (check_float_dtypes, check_grad_output_shape, grad_weight_args,
+from .shapes import (check_bias, check_float_dtypes, check_grad_output_shape, grad_weight_args,
                      normalize_conv_args, pair)
 
 __all__ = ["conv2d_forward", "conv2d_grad_input", "conv2d_grad_weight"]
@@ -63,10 +63,11 @@ def _columns(windows, k):
     return np.ascontiguousarray(windows).reshape(n, k, -1)
 
 
-def conv2d_forward(x, w, stride, padding, dilation, groups):
-    """y = conv2d(x, w) (no bias).  x: (N, C_in, H, W), w: (C_out, C_in/groups, kh, kw)."""
+def conv2d_forward(x, w, stride, padding, dilation, groups, bias=None):
+    """y = conv2d(x, w) + bias.  x: (N, C_in, H, W), w: (C_out, C_in/groups, kh, kw), bias: (C_out,) or None."""
     args = normalize_conv_args(x.shape, w.shape, stride, padding, dilation, groups)
     dtype = check_float_dtypes(x=x, w=w)
+    bias = check_bias(bias, w.shape[0], dtype)
     n, c_out, ho, wo = args.out_shape
     G = args.groups
     cg, og = w.shape[1], c_out // G
@@ -80,6 +81,8 @@ def conv2d_forward(x, w, stride, padding, dilation, groups):
         cols = _columns(win[:, g * cg:(g + 1) * cg], k)          # (N, K, P)
         blas.matmul(wmat[g * og:(g + 1) * og], cols, out=y[:, g * og:(g + 1) * og])
         del cols
+    if bias is not None:
+        y += bias.reshape(1, -1, 1)
     return y.reshape(args.out_shape)
 
 

@@ -41,7 +41,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from .shapes import (check_float_dtypes, check_grad_output_shape, grad_weight_args,
+from .shapes import (check_bias, check_float_dtypes, check_grad_output_shape, grad_weight_args,
                      normalize_conv_args, pair)
 from .threads import ensure_thread_pool
 
@@ -187,8 +187,8 @@ def _taps_1(acc0, xc, w0, offs, npos):
 
 
 @njit(parallel=True, **_JIT)
-def _forward_core(src, wf, offs, out, cg, og, row, npos):
-    """out[n, o, i, j] = sum_c sum_t wf[o, c, t] * src[n, g*cg + c, i*row + j + offs[t]].
+def _forward_core(src, wf, bias, offs, out, cg, og, row, npos):
+    """out[n, o, i, j] = bias[o] + sum_c sum_t wf[o, c, t] * src[n, g*cg + c, i*row + j + offs[t]].
 
     src: (N, C_in, L) flat padded input; wf: (C_out, cg, T); out: (N, C_out, Ho, Wo).
     One task = one image and a pair of output channels of one group."""
@@ -205,16 +205,18 @@ def _forward_core(src, wf, offs, out, cg, og, row, npos):
             acc1 = np.zeros(npos, dtype=src.dtype)
             for c in range(cg):
                 _taps_2(acc0, acc1, src[n, g * cg + c], wf[o0, c], wf[o0 + 1, c], offs, npos)
+            b0, b1 = bias[o0], bias[o0 + 1]
             for i in range(ho):
                 for j in range(wo):
-                    out[n, o0, i, j] = acc0[i * row + j]
-                    out[n, o0 + 1, i, j] = acc1[i * row + j]
+                    out[n, o0, i, j] = acc0[i * row + j] + b0
+                    out[n, o0 + 1, i, j] = acc1[i * row + j] + b1
         else:
             for c in range(cg):
                 _taps_1(acc0, src[n, g * cg + c], wf[o0, c], offs, npos)
+            b0 = bias[o0]
             for i in range(ho):
                 for j in range(wo):
-                    out[n, o0, i, j] = acc0[i * row + j]
+                    out[n, o0, i, j] = acc0[i * row + j] + b0
 
 
 # ------------------------------------------------------------------ grad_input
@@ -542,8 +544,8 @@ def _taps_4(acc0, acc1, acc2, acc3, xs, w0, w1, w2, w3, offs, m):
 
 
 @njit(parallel=True, **_JIT_FMA)
-def _forward_rows_bl(xf, wf, offs, row_step, y):
-    """y[n, o, i, j] = sum_{c, t} wf[o, c, t] * xf[g*cg + c, i*row_step + offs[t] + j*N + n].
+def _forward_rows_bl(xf, wf, bias, offs, row_step, y):
+    """y[n, o, i, j] = bias[o] + sum_{c, t} wf[o, c, t] * xf[g*cg + c, i*row_step + offs[t] + j*N + n].
 
     xf: (C_in, Hp*Wp*N) batch-last padded input; wf: (C_out, cg, T); offs: (T,) tap offsets
     within a channel; y: (N, C_out, Ho, Wo), written directly (no batch-last output copy).
@@ -573,10 +575,11 @@ def _forward_rows_bl(xf, wf, offs, row_step, y):
                     _taps_1(acc[nb - 1], xs, wf[o0 + nb - 1, c], offs, m)
         for k in range(nb):
             ak = acc[k]
+            bk = bias[o0 + k]
             for n in range(n_img):
                 yo = y[n, o0 + k, i]
                 for j in range(wo):
-                    yo[j] = ak[j * n_img + n]
+                    yo[j] = ak[j * n_img + n] + bk
 
 
 @njit(**_JIT_DOT)
@@ -691,7 +694,7 @@ def _tap_offsets_bl(kernel_hw, dilation, wp, n):
                     dtype=np.int64)
 
 
-def _forward_bl(x, w, args, y):
+def _forward_bl(x, w, bias, args, y):
     c_out, cg, kh, kw = w.shape
     n = x.shape[0]
     xt = _batch_last(x, args.padding)
@@ -699,7 +702,7 @@ def _forward_bl(x, w, args, y):
     offs = _tap_offsets_bl(args.kernel_hw, args.dilation, wp, n).reshape(-1)
     wf = np.ascontiguousarray(w).reshape(c_out, cg, kh * kw)
     ensure_thread_pool()
-    _forward_rows_bl(xt.reshape(c_in, -1), wf, offs, args.stride[0] * wp * n, y)
+    _forward_rows_bl(xt.reshape(c_in, -1), wf, bias, offs, args.stride[0] * wp * n, y)
     return y
 
 
@@ -720,25 +723,28 @@ def _grad_weight_bl(x, grad_y, args, w_shape):
 
 # ------------------------------------------------------------------ wrappers
 
-def conv2d_forward(x, w, stride, padding, dilation, groups):
-    """y = conv2d(x, w) (no bias).  x: (N, C_in, H, W), w: (C_out, C_in/groups, kh, kw)."""
+def conv2d_forward(x, w, stride, padding, dilation, groups, bias=None):
+    """y = conv2d(x, w) + bias.  x: (N, C_in, H, W), w: (C_out, C_in/groups, kh, kw), bias: (C_out,)
+    or None.  The bias is added where the output is written (no extra pass over y)."""
     args = normalize_conv_args(x.shape, w.shape, stride, padding, dilation, groups)
     dtype = check_float_dtypes(x=x, w=w)
+    bias = check_bias(bias, w.shape[0], dtype)
     y = np.empty(args.out_shape, dtype=dtype)
     if y.size == 0:
         return y
     c_out, cg, kh, kw = w.shape
+    bias = np.zeros(c_out, dtype=dtype) if bias is None else np.ascontiguousarray(bias)
     lay = _Layout(x.shape[2], x.shape[3], args.padding, args.stride, args.dilation,
                   args.kernel_hw)
     if x.shape[0] >= BATCH_LAST_MIN_N and args.stride[1] == 1 and (y.shape[2] * y.shape[3] < (
             1 - BATCH_LAST_MIN_GARBAGE) * lay.npos(y.shape[2])):
         # a big batch, unit width stride and more than 20% garbage positions in the flat-rows layout
-        return _forward_bl(x, w, args, y)
+        return _forward_bl(x, w, bias, args, y)
     src = lay.flat_input(x)
     wf = np.ascontiguousarray(w).reshape(c_out, cg, kh * kw)
     npos = lay.npos(y.shape[2])
     ensure_thread_pool()
-    _forward_core(src, wf, lay.offs, y, cg, c_out // args.groups, lay.row, npos)
+    _forward_core(src, wf, bias, lay.offs, y, cg, c_out // args.groups, lay.row, npos)
     return y
 
 

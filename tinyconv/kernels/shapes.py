@@ -333,6 +333,16 @@ def check_float_dtypes(**arrays):
     return first
 
 
+def check_bias(bias, c_out: int, dtype):
+    """``bias`` (or None) for a kernel's forward: shape ``(C_out,)`` and the kernel's dtype."""
+    if bias is None:
+        return None
+    if tuple(bias.shape) != (c_out,) or bias.dtype != dtype:
+        raise ValueError(f"conv kernels need a bias of shape ({c_out},) and dtype {dtype} (one value per "
+                         f"output channel), got shape {tuple(bias.shape)} and dtype {bias.dtype}")
+    return bias
+
+
 def check_grad_output_shape(grad_shape, out_shape) -> None:
     """Check ``grad_y``'s shape against the forward output shape ``out_shape``.
 
