@@ -189,6 +189,11 @@ def test_numpy_and_numba_max_pool_agree(cfg):
     g1 = pooling.max_pool2d_backward(gy, i1, x.shape)
     g2 = numba_pooling.max_pool2d_backward(gy, i2, x.shape)
     np.testing.assert_allclose(g1, g2, rtol=1e-12, atol=1e-12)
+    non_overlapping = all(s >= d * (k - 1) + 1 for k, s, d in zip(cfg.kernel, cfg.stride, cfg.dilation))
+    if non_overlapping:  # the faster paths each implementation takes then
+        for pk in (pooling, numba_pooling):
+            np.testing.assert_allclose(pk.max_pool2d_backward(gy, i1, x.shape, non_overlapping=True), g1,
+                                       rtol=1e-12, atol=1e-12)
     # every picked value is the maximum of the real pixels of its window
     picked = np.take_along_axis(x.reshape(cfg.n * cfg.c, -1), i1.reshape(cfg.n * cfg.c, -1), 1)
     finite = np.isfinite(y1.reshape(cfg.n * cfg.c, -1))
@@ -401,3 +406,4 @@ def test_numba_2x2_fast_paths_equal_the_general_loops(dtype, shape, ceil_mode):
         numba_pooling._avg_bwd(gy, gx_ref, 2, 2, 2, 2, 0, 0, include_pad, 0)
         np.testing.assert_allclose(gx, gx_ref, **tol)
         assert y.dtype == gx.dtype == dtype
+
