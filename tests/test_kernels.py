@@ -647,3 +647,32 @@ def test_forward_bias_is_checked(kernel):
         kernel.conv2d_forward(x, w, *args, bias=np.ones(2))
     with pytest.raises(ValueError, match=r"got shape \(3,\) and dtype float32"):
         kernel.conv2d_forward(x, w, *args, bias=np.ones(3, np.float32))
+
+
+def test_numba_scratch_buffers_keep_their_padding_zero():
+    """The batch-last copies live in reused scratch buffers: an input of another size with the same
+    padded shape must not leave values where a later call expects padding."""
+    rng = np.random.default_rng(4)
+    w = rng.standard_normal((4, 3, 3, 3))
+    calls = [((40, 3, 10, 10), (2, 2, 2, 2)),   # padded 14x14
+             ((40, 3, 12, 12), (2, 0, 2, 0)),   # also padded 14x14, different interior
+             ((40, 3, 10, 10), (2, 2, 2, 2))]   # the first again: its padding must be zero
+    for xs, pad in calls:
+        x = rng.standard_normal(xs)
+        args = ((1, 1), pad, (1, 1), 1)
+        y = numba_jit.conv2d_forward(x, w, *args)
+        np.testing.assert_allclose(y, direct.conv2d_forward(x, w, *args), rtol=1e-10, atol=1e-10)
+        gy = rng.standard_normal(y.shape)
+        np.testing.assert_allclose(numba_jit.conv2d_grad_weight(x, gy, (3, 3), *args),
+                                   direct.conv2d_grad_weight(x, gy, (3, 3), *args), rtol=1e-10, atol=1e-10)
+    numba_jit.clear_workspace()
+
+
+def test_numba_workspace_is_bounded(monkeypatch):
+    monkeypatch.setattr(numba_jit, "WORKSPACE_MAX_BYTES", 1)
+    numba_jit.clear_workspace()
+    x, w = np.ones((40, 1, 8, 8), np.float32), np.ones((2, 1, 3, 3), np.float32)
+    for pad in (0, 1, 2):
+        numba_jit.conv2d_forward(x, w, (1, 1), (pad,) * 4, (1, 1), 1)
+    assert len(numba_jit._workspace.buffers) == 1  # only the most recent one is kept
+    numba_jit.clear_workspace()
