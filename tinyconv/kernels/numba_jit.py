@@ -32,6 +32,10 @@ The backward kernels reuse the layout:
   small ``(T, block)`` buffer (vectorised over ``p``, 4 images per pass) and sums it once at
   the end; partial sums per block are added in the wrapper.  Race-free, deterministic.
 
+For big batches (``N >= BATCH_LAST_MIN_N``) with a unit width stride, the forward (when the
+flat-rows layout would waste many garbage positions) and grad_weight use a second layout,
+batch-last, with register-blocked kernels: see the "batch-last layout" section below.
+
 All loops use plain ints; shapes are runtime values, so numba compiles once per dtype
 (float32 / float64), never per shape.  Everything also runs with ``NUMBA_DISABLE_JIT=1``
 (``prange`` becomes ``range``), slowly.
