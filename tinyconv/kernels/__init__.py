@@ -55,12 +55,13 @@ that follow, one more reason to stay with numba where it is close.)
   0.40 vs 0.34 ms).
 * grad_input: ``numba`` unless the kernel is 1x1 (still ahead at stride 2: 0.40 vs
   0.56 ms on the layer above).
-* grad_weight: ``numba`` when the stride is 1 and ``C_in/groups * kh * kw`` is at most
-  160, or at most 600 with a batch of ``numba_jit.BATCH_LAST_MIN_N`` (32) or more (the
-  batch-last dot-product kernel: LeNet above; 32->32 3x3 on 32x32, batch 32: 10.2 vs
-  17.1 ms; 64->64: 34 vs 32 ms; 128->128 on 16x16: 35 vs 28 ms), else ``im2col``
-  (64->64 3x3 at batch 8, flat-rows layout: 29 vs 6.3 ms; 32->64 3x3 stride 2, batch 32:
-  52 vs 22 ms).
+* grad_weight: ``numba`` when the stride is 1 and either the batch is at least
+  ``numba_jit.BATCH_LAST_MIN_N`` (32: the batch-last dot-product kernel; LeNet above;
+  3x3 at batch 32: 32->32 on 32x32 6.4 vs 17 ms for im2col, 64->64 21 vs 32 ms,
+  128->128 on 16x16 20 vs 30 ms, 256->256 on 8x8 23 vs 32 ms; 64->64 5x5 on 16x16 12 vs
+  30 ms) or ``C_in/groups * kh * kw <= 160`` (the flat-rows kernel, which keeps its
+  accumulators in memory), else ``im2col`` (64->64 3x3 at batch 8: 29 vs 6.3 ms;
+  32->64 3x3 stride 2, batch 32: 52 vs 22 ms).
 * pooling: ``numba`` (max pooling forward+backward on LeNet's first layer 1.2 ms vs
   2.0 ms for NumPy's 2x2 fast path, PyTorch 1.9-2.8 ms), ``numpy`` when the JIT is
   disabled.
@@ -195,8 +196,8 @@ def _auto_choice(op, w_shape, stride, groups, batch) -> str:
     if op == "grad_input":
         return "numba" if taps > 1 else "im2col"
     if op == "grad_weight":
-        reduction_limit = 600 if batch >= numba_jit.BATCH_LAST_MIN_N else 160
-        return "numba" if unit_stride and cg * taps <= reduction_limit else "im2col"
+        batch_last = batch >= numba_jit.BATCH_LAST_MIN_N
+        return "numba" if unit_stride and (batch_last or cg * taps <= 160) else "im2col"
     raise ValueError(f"unknown conv op {op!r}; valid ops: {CONV_OPS}")
 
 

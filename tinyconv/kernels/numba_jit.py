@@ -636,53 +636,54 @@ def _dots_4x1(g0, g1, g2, g3, x0, m, zero):
 
 
 @njit(parallel=True, **_JIT_DOT)
-def _grad_weight_rows_bl(xf, gyf, offs, row_step, gw, zero):
-    """gw[o, c, a, b] = sum_i dot(gyf[o, i, :], xf[g*cg + c, i*row_step + offs[a, b]:][:Wo*N]).
+def _grad_weight_rows_bl(xf, gyf, offs, row_step, rows, part, zero):
+    """part[k, o, c, t] = sum over the output rows i of chunk k of
+    dot(gyf[o, i, :], xf[g*cg + c, i*row_step + offs[t]:][:Wo*N]).
 
     xf: (C_in, Hp*Wp*N) batch-last padded input; gyf: (C_out, Ho, Wo*N) batch-last
-    grad_output; offs: (kh, kw) tap offsets within a channel; ``zero``: 0 in the dtype.
-    One task = (4 output channels of one group, input channel, kernel row a). A group
-    with fewer than 4 channels left repeats its last one and drops the copies; partial
-    sums are added in float64 across rows."""
+    grad_output; offs: (T,) tap offsets within a channel; ``rows``: output rows per chunk;
+    part: (chunks, C_out, cg, T); ``zero``: 0 in the dtype.
+    One task = (4 output channels of one group, input channel, chunk of rows): 16 dot
+    products (4 channels x 4 taps) a pass. A group with fewer than 4 channels left repeats
+    its last one and drops the copies; partial sums are added in float64 across rows."""
     c_out, ho, m = gyf.shape
-    cg = gw.shape[1]
-    kh, kw = offs.shape
+    nchunk, _, cg, ntap = part.shape
     groups = xf.shape[0] // cg
     og = c_out // groups
     nblk = (og + 3) // 4
-    for task in prange(groups * nblk * cg * kh):
-        blk = task // (cg * kh)
-        rest = task % (cg * kh)
-        c = rest // kh
-        a = rest % kh
+    for task in prange(groups * nblk * cg * nchunk):
+        blk = task // (cg * nchunk)
+        rest = task % (cg * nchunk)
+        c = rest // nchunk
+        chunk = rest % nchunk
         g = blk // nblk
         o0 = g * og + 4 * (blk % nblk)
         last = (g + 1) * og - 1
         o1 = min(o0 + 1, last)
         o2 = min(o0 + 2, last)
         o3 = min(o0 + 3, last)
-        acc = np.zeros((4, kw), dtype=np.float64)
-        for i in range(ho):
+        acc = np.zeros((4, ntap), dtype=np.float64)
+        for i in range(chunk * rows, min(ho, (chunk + 1) * rows)):
             g0 = gyf[o0, i]
             g1 = gyf[o1, i]
             g2 = gyf[o2, i]
             g3 = gyf[o3, i]
             xs = xf[g * cg + c, i * row_step:]
-            b = 0
-            while b + 4 <= kw:
-                s = _dots_4x4(g0, g1, g2, g3, xs[offs[a, b]:], xs[offs[a, b + 1]:],
-                              xs[offs[a, b + 2]:], xs[offs[a, b + 3]:], m, zero)
+            t = 0
+            while t + 4 <= ntap:
+                s = _dots_4x4(g0, g1, g2, g3, xs[offs[t]:], xs[offs[t + 1]:],
+                              xs[offs[t + 2]:], xs[offs[t + 3]:], m, zero)
                 for k in range(16):
-                    acc[k // 4, b + k % 4] += s[k]
-                b += 4
-            while b < kw:
-                s1 = _dots_4x1(g0, g1, g2, g3, xs[offs[a, b]:], m, zero)
+                    acc[k // 4, t + k % 4] += s[k]
+                t += 4
+            while t < ntap:
+                s1 = _dots_4x1(g0, g1, g2, g3, xs[offs[t]:], m, zero)
                 for k in range(4):
-                    acc[k, b] += s1[k]
-                b += 1
+                    acc[k, t] += s1[k]
+                t += 1
         for k in range(min(4, last - o0 + 1)):
-            for b in range(kw):
-                gw[o0 + k, c, a, b] = acc[k, b]
+            for t in range(ntap):
+                part[chunk, o0 + k, c, t] = acc[k, t]
 
 
 # Scratch buffers of the batch-last copies, kept between calls. Why: a fresh multi-megabyte
@@ -755,12 +756,19 @@ def _grad_weight_bl(x, grad_y, args, w_shape):
     c_in, hp, wp, _ = xt.shape
     gyt = _batch_last(grad_y, (0, 0, 0, 0), "grad_y")
     ho = gyt.shape[1]
-    offs = _tap_offsets_bl(args.kernel_hw, args.dilation, wp, n)
-    gw = np.empty(w_shape, dtype=x.dtype)
+    offs = _tap_offsets_bl(args.kernel_hw, args.dilation, wp, n).reshape(-1)
+    # enough tasks for every thread: split the output rows into chunks when there are few
+    # (channel block, input channel) pairs; a fixed split, so results do not depend on threads
+    pairs = args.groups * -(-(c_out // args.groups) // 4) * cg
+    nchunk = max(1, min(ho, -(-16 // pairs)))
+    rows = -(-ho // nchunk)
+    nchunk = -(-ho // rows)
+    part = np.empty((nchunk, c_out, cg, kh * kw), dtype=x.dtype)
     ensure_thread_pool()
     _grad_weight_rows_bl(xt.reshape(c_in, -1), gyt.reshape(c_out, ho, -1), offs,
-                         args.stride[0] * wp * n, gw, np.zeros(1, dtype=x.dtype)[0])
-    return gw
+                         args.stride[0] * wp * n, rows, part, np.zeros(1, dtype=x.dtype)[0])
+    gw = part[0] if nchunk == 1 else part.sum(axis=0)
+    return gw.reshape(w_shape)
 
 
 # ------------------------------------------------------------------ wrappers
