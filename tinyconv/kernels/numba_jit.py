@@ -435,6 +435,17 @@ def _row_sums(tmp, part, o, c, blk):
         part[o, c, blk, t] = s
 
 
+@njit(**_JIT)
+def _weight_task(task, cg, nsplit, nblk, og, width):
+    """Decode a grad_weight task index. Tasks run over (block of ``width`` output channels of
+    a group, input channel of the group, split of the positions); ``nblk`` blocks per group of
+    ``og`` channels. Returns (group, first output channel, input channel, split)."""
+    blk = task // (cg * nsplit)
+    rest = task % (cg * nsplit)
+    g = blk // nblk
+    return g, g * og + width * (blk % nblk), rest // nsplit, rest % nsplit
+
+
 @njit(parallel=True, **_JIT)
 def _grad_weight_core(src, gyf, offs, part, cg, og, block):
     """part[o, c, blk, t] = sum_n sum_{p in blk} gyf[n, o, p] * src[n, g*cg + c, p + offs[t]].
@@ -449,12 +460,7 @@ def _grad_weight_core(src, gyf, offs, part, cg, og, block):
     groups = c_out // og
     npairs = (og + 1) // 2
     for task in prange(groups * npairs * cg * nblk):
-        pair_ = task // (cg * nblk)
-        rest = task % (cg * nblk)
-        c = rest // nblk
-        blk = rest % nblk
-        g = pair_ // npairs
-        o = g * og + 2 * (pair_ % npairs)
+        g, o, c, blk = _weight_task(task, cg, nblk, npairs, og, 2)
         ci = g * cg + c
         p0 = blk * block
         m = min(npos, p0 + block) - p0
@@ -652,12 +658,7 @@ def _grad_weight_rows_bl(xf, gyf, offs, row_step, rows, part, zero):
     og = c_out // groups
     nblk = (og + 3) // 4
     for task in prange(groups * nblk * cg * nchunk):
-        blk = task // (cg * nchunk)
-        rest = task % (cg * nchunk)
-        c = rest // nchunk
-        chunk = rest % nchunk
-        g = blk // nblk
-        o0 = g * og + 4 * (blk % nblk)
+        g, o0, c, chunk = _weight_task(task, cg, nchunk, nblk, og, 4)
         last = (g + 1) * og - 1
         o1 = min(o0 + 1, last)
         o2 = min(o0 + 2, last)
