@@ -96,7 +96,34 @@ def _check_bias(bias, c_out: int, fn: str):
 
 
 # ------------------------------------------------------------------------------------------------ conv2d
-class Conv2d(Function):
+class _KernelFunction(Function):
+    """A Function whose forward runs a selectable kernel: the grad_output its backward hands to the
+    kernels, and the kernel shown in the graph (``Conv2dBackward(kernel=numba)``)."""
+
+    @staticmethod
+    def _grad_output(ctx, g):
+        """grad_output batched (for an unbatched input) and C-contiguous, as the kernels expect."""
+        return np.ascontiguousarray(g[None] if ctx.unbatched else g)
+
+    def extra_repr(self) -> str:
+        used = getattr(self, "kernel_used", None)
+        return f"kernel={used}" if used else ""
+
+
+class _ConvFunction(_KernelFunction):
+    """What Conv2d and ConvTranspose2d also share: what the forward keeps for the backward (only what
+    a requested gradient needs)."""
+
+    @staticmethod
+    def _keep(ctx, x, w, args, kernel, name, unbatched):
+        need_x, need_w, _ = ctx.needs_input_grad
+        ctx.save_for_backward(x if need_w else None, w if need_x else None)
+        ctx.args = args
+        ctx.x_shape, ctx.w_shape = x.shape, w.shape
+        ctx.kernel, ctx.kernel_used, ctx.unbatched = kernel, name, unbatched
+
+
+class Conv2d(_ConvFunction):
     """y = conv2d(x, w) + b with kernel-selectable forward/backward (graph name ``Conv2dBackward``)."""
 
     @staticmethod
@@ -107,20 +134,14 @@ class Conv2d(Function):
         name = K.choose_kernel(x.shape, w.shape, stride, padding, dilation, groups, op="forward",
                                kernel=kernel)
         y = K.KERNELS[name].conv2d_forward(x, w, stride, padding, dilation, groups, bias=b)
-        need_x, need_w, _ = ctx.needs_input_grad
-        ctx.save_for_backward(x if need_w else None, w if need_x else None)
-        ctx.args = (stride, padding, dilation, groups)
-        ctx.x_shape, ctx.w_shape = x.shape, w.shape
-        ctx.kernel, ctx.kernel_used, ctx.unbatched = kernel, name, unbatched
+        Conv2d._keep(ctx, x, w, (stride, padding, dilation, groups), kernel, name, unbatched)
         return y[0] if unbatched else y
 
     @staticmethod
     def backward(ctx, g):
         x, w = ctx.saved_tensors
         need_x, need_w, need_b = ctx.needs_input_grad
-        if ctx.unbatched:
-            g = g[None]
-        g = np.ascontiguousarray(g)
+        g = Conv2d._grad_output(ctx, g)
         stride, padding, dilation, groups = ctx.args
         gx = gw = gb = None
         if need_x:
@@ -136,10 +157,6 @@ class Conv2d(Function):
         if need_b:
             gb = _bias_grad(g)
         return gx, gw, gb
-
-    def extra_repr(self) -> str:
-        used = getattr(self, "kernel_used", None)
-        return f"kernel={used}" if used else ""
 
 
 def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, kernel=None) -> Tensor:
@@ -202,7 +219,7 @@ def conv1d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, 
 
 
 # ------------------------------------------------------------------------------------------------ conv_transpose2d
-class ConvTranspose2d(Function):
+class ConvTranspose2d(_ConvFunction):
     """y = conv_transpose2d(x, w) + b: the adjoint of conv2d, built from the same three kernels."""
 
     @staticmethod
@@ -218,20 +235,15 @@ class ConvTranspose2d(Function):
         y = K.KERNELS[name].conv2d_grad_input(x, w, out_hw, stride, padding, dilation, groups)
         if b is not None:
             y += b.reshape(1, -1, 1, 1)
-        need_x, need_w, _ = ctx.needs_input_grad
-        ctx.save_for_backward(x if need_w else None, w if need_x else None)
-        ctx.args = (stride, padding, dilation, groups)
-        ctx.x_shape, ctx.w_shape, ctx.conv_x_shape = x.shape, w.shape, conv_x_shape
-        ctx.kernel, ctx.kernel_used, ctx.unbatched = kernel, name, unbatched
+        ConvTranspose2d._keep(ctx, x, w, (stride, padding, dilation, groups), kernel, name, unbatched)
+        ctx.conv_x_shape = conv_x_shape
         return y[0] if unbatched else y
 
     @staticmethod
     def backward(ctx, g):
         x, w = ctx.saved_tensors
         need_x, need_w, need_b = ctx.needs_input_grad
-        if ctx.unbatched:
-            g = g[None]
-        g = np.ascontiguousarray(g)
+        g = ConvTranspose2d._grad_output(ctx, g)
         stride, padding, dilation, groups = ctx.args
         gx = gw = gb = None
         if need_x:
@@ -250,10 +262,6 @@ class ConvTranspose2d(Function):
         if need_b:
             gb = _bias_grad(g)
         return gx, gw, gb
-
-    def extra_repr(self) -> str:
-        used = getattr(self, "kernel_used", None)
-        return f"kernel={used}" if used else ""
 
 
 def conv_transpose2d(input, weight, bias=None, stride=1, padding=0, output_padding=0, groups=1, dilation=1,
@@ -289,7 +297,7 @@ def _pool_input(input, fn):
     return input, unbatched
 
 
-class MaxPool2d(Function):
+class MaxPool2d(_KernelFunction):
     """Max pooling; the node keeps the argmax of every window (graph name ``MaxPool2dBackward``)."""
 
     @staticmethod
@@ -311,16 +319,11 @@ class MaxPool2d(Function):
     @staticmethod
     def backward(ctx, g):
         ctx.saved_tensors  # raises the usual error if the graph was already freed
-        if ctx.unbatched:
-            g = g[None]
+        g = MaxPool2d._grad_output(ctx, g)
         name = K.choose_pool_kernel(ctx.x_shape, kernel=ctx.kernel)
-        gx = K.POOL_KERNELS[name].max_pool2d_backward(np.ascontiguousarray(g), ctx.saved_argmax,
-                                                      ctx.x_shape, non_overlapping=ctx.non_overlapping)
+        gx = K.POOL_KERNELS[name].max_pool2d_backward(g, ctx.saved_argmax, ctx.x_shape,
+                                                      non_overlapping=ctx.non_overlapping)
         return (gx[0] if ctx.unbatched else gx,)
-
-    def extra_repr(self) -> str:
-        used = getattr(self, "kernel_used", None)
-        return f"kernel={used}" if used else ""
 
 
 def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False, return_indices=False,
@@ -342,7 +345,7 @@ def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode
     return (out, Tensor(indices[0])) if return_indices else out
 
 
-class AvgPool2d(Function):
+class AvgPool2d(_KernelFunction):
     """Average pooling (graph name ``AvgPool2dBackward``)."""
 
     @staticmethod
@@ -359,15 +362,10 @@ class AvgPool2d(Function):
 
     @staticmethod
     def backward(ctx, g):
-        if ctx.unbatched:
-            g = g[None]
+        g = AvgPool2d._grad_output(ctx, g)
         name = K.choose_pool_kernel(ctx.x_shape, kernel=ctx.kernel)
-        gx = K.POOL_KERNELS[name].avg_pool2d_backward(np.ascontiguousarray(g), ctx.x_shape, *ctx.args)
+        gx = K.POOL_KERNELS[name].avg_pool2d_backward(g, ctx.x_shape, *ctx.args)
         return (gx[0] if ctx.unbatched else gx,)
-
-    def extra_repr(self) -> str:
-        used = getattr(self, "kernel_used", None)
-        return f"kernel={used}" if used else ""
 
 
 def avg_pool2d(input, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True,
