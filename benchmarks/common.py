@@ -226,31 +226,10 @@ def time_fn(fn, repeats: int = 5, warmup: int = 1, min_sample_s: float = 0.0, ma
     """Median/min/max seconds of ``fn()`` over ``repeats`` samples after ``warmup`` calls.
 
     A sample runs ``fn`` ``inner`` times (chosen so a sample lasts at least ``min_sample_s``, for sub-millisecond
-    calls) and counts the mean; ``gc`` is off while timing.
+    calls) and counts the mean; ``gc`` is off while timing. (:func:`time_interleaved` with one callable.)
     """
-    for _ in range(warmup):
-        fn()
-    inner = 1
-    if min_sample_s > 0:
-        t0 = time.perf_counter()
-        fn()
-        one = time.perf_counter() - t0
-        if one < min_sample_s:
-            inner = int(min(max_inner, max(1, min_sample_s / max(one, 1e-7))))
-    samples = []
-    gc_was = gc.isenabled()
-    gc.disable()
-    try:
-        for _ in range(max(1, repeats)):
-            t0 = time.perf_counter()
-            for _ in range(inner):
-                fn()
-            samples.append((time.perf_counter() - t0) / inner)
-    finally:
-        if gc_was:
-            gc.enable()
-    return {"median_s": statistics.median(samples), "min_s": min(samples), "max_s": max(samples),
-            "repeats": len(samples), "inner": inner}
+    return time_interleaved([fn], repeats=repeats, warmup=warmup, min_sample_s=min_sample_s,
+                            max_inner=max_inner)[0]
 
 
 def time_interleaved(fns, repeats: int = 5, warmup: int = 1, min_sample_s: float = 0.0, max_inner: int = 64,
