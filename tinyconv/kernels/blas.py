@@ -1,11 +1,13 @@
 """numpy's matrix product, run on one BLAS thread when the product is small.
 
 Why: OpenBLAS (numpy's BLAS on Linux wheels) splits even a small product over all its threads, and its worker
-threads then busy-wait for a long time (``OPENBLAS_THREAD_TIMEOUT``, about 2^28 cycles) for the next call. On a
-machine with few cores those spinning threads take the cores that numba's parallel loops need next: measured on the
-2-core reference machine, a LeNet training step (batch 128) ran 13.5-15 ms with numpy's default threading and
-9-11 ms when the fully connected layers' products (at most 6 M multiply-adds each) ran on one thread, which costs
-them nothing measurable.
+threads then busy-wait for a long time (``OPENBLAS_THREAD_TIMEOUT``, about 2^28 cycles; ~0.1 s measured here) for
+the next call. On a machine with few cores those spinning threads take the cores that numba's parallel loops need
+next: measured on the 2-core reference machine, a LeNet training step (batch 128) ran 13.5-16 ms with numpy's
+default threading, 11-14 ms with the fully connected layers' products (at most 6 M multiply-adds each) on one
+thread, and 8.3-11 ms once numba's threads also spun a little longer (see :mod:`.threads`). Alone, such a product
+is slower on one thread (fc1's 128x400 @ 400x120: 127 us vs 70 us on two, about 0.2 ms a step over its three
+products), far less than what the spinning threads cost.
 
 :func:`matmul` is ``np.matmul`` that drops OpenBLAS to one thread around products of fewer than
 :data:`SMALL_MATMUL_MACS` multiply-adds and restores the previous count afterwards. Large products (im2col on wide
@@ -22,7 +24,7 @@ import numpy as np
 
 __all__ = ["matmul", "openblas", "SMALL_MATMUL_MACS"]
 
-SMALL_MATMUL_MACS = 1 << 24  # 16.8 M multiply-adds: about 0.2 ms on one core
+SMALL_MATMUL_MACS = 1 << 24  # 16.8 M multiply-adds: about 0.35 ms on one core here
 
 _lock = threading.Lock()
 _UNSET = object()
