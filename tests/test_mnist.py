@@ -509,3 +509,14 @@ def test_data_package_imports_no_tensor_code():
                 continue
             for name in names:
                 assert not name.startswith("tinyconv") or name.startswith("tinyconv.data"), (path.name, name)
+
+
+def test_import_tinyconv_exposes_data():
+    """The README writes ``import tinyconv as tc; tc.data.MNIST(...)``: a fresh interpreter must find tc.data."""
+    import subprocess
+    import sys
+
+    r = subprocess.run([sys.executable, "-c", "import tinyconv as tc; print(tc.data.MNIST.__name__, "
+                        "tc.data.DataLoader.__name__)"], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == ["MNIST", "DataLoader"]

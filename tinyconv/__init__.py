@@ -7,7 +7,7 @@ Public face::
 
 Tensors are (N, C, H, W) for image batches; see the README for a tour.
 """
-from . import autograd, functional, ops, random
+from . import autograd, data, functional, ops, random
 from .conv import (corr2d, get_default_kernel, get_default_pool_kernel, set_default_kernel,
                    set_default_pool_kernel, use_kernel, use_pool_kernel)
 from .autograd import enable_grad, is_grad_enabled, no_grad, set_grad_enabled

@@ -23,6 +23,8 @@ give unbatched outputs, as in PyTorch. Inputs of different dtypes are computed i
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from . import kernels as K
@@ -82,7 +84,8 @@ def _relabel(err: ValueError, batched_shape, shape) -> ValueError:
 def _bias_grad(g: np.ndarray) -> np.ndarray:
     """grad_out summed over (N, H, W): one value per channel (einsum's single pass is ~3x
     faster than ``g.sum(axis=(0, 2, 3))`` on LeNet's (128, 6, 28, 28))."""
-    return np.einsum("ncp->c", g.reshape(g.shape[0], g.shape[1], -1))
+    # The positions' count is spelled out: reshape cannot infer -1 for an empty batch.
+    return np.einsum("ncp->c", g.reshape(g.shape[0], g.shape[1], math.prod(g.shape[2:])))
 
 
 def _check_bias(bias, c_out: int, fn: str):
