@@ -9,6 +9,7 @@ import numpy as np
 
 from . import ops
 from .autograd import Function
+from .functions.batch_norm import BatchNorm as _BatchNorm
 from .random import default_generator
 from .tensor import ShapeError, Tensor, as_tensor, matmul
 
@@ -24,6 +25,7 @@ __all__ = [
     "nll_loss",
     "mse_loss",
     "dropout",
+    "batch_norm",
     "conv2d",
     "conv1d",
     "conv_transpose2d",
@@ -134,6 +136,59 @@ def dropout(input: Tensor, p: float = 0.5, training: bool = True) -> Tensor:
     keep = default_generator().random(input.shape) >= p
     mask = Tensor((keep / (1.0 - p)).astype(input.dtype))
     return input * mask
+
+
+def batch_norm(input: Tensor, running_mean, running_var, weight: Tensor | None = None, bias: Tensor | None = None,
+               training: bool = False, momentum: float = 0.1, eps: float = 1e-5) -> Tensor:
+    """Batch normalization over the channel dimension 1 of ``input`` (N, C) or (N, C, *spatial), PyTorch's
+    ``F.batch_norm``.
+
+    Training: normalise each channel with the batch's mean and biased variance, and update ``running_mean`` /
+    ``running_var`` (Tensors or arrays of shape (C,), or None) in place as ``(1 - momentum)·running +
+    momentum·batch`` with the *unbiased* batch variance. Eval (``training=False``): normalise with the running
+    statistics. Then scale by ``weight`` γ (C,) and shift by ``bias`` β (C,) when given. One autograd node
+    (``BatchNormBackward``) with a hand-derived backward: :class:`tinyconv.functions.batch_norm.BatchNorm`.
+    """
+    input = as_tensor(input)
+    if input.ndim < 2:
+        raise ShapeError(f"batch_norm: expected input of shape (N, C) or (N, C, *spatial), got shape {input.shape}")
+    if not np.issubdtype(input.dtype, np.floating):
+        raise TypeError(f"batch_norm: input must be floating point, got dtype {input.dtype}")
+    channels = input.shape[1]
+    stats = []
+    for name, value in (("running_mean", running_mean), ("running_var", running_var)):
+        if value is None:
+            stats.append(None)
+            continue
+        arr = value.data if isinstance(value, Tensor) else value
+        if not isinstance(arr, np.ndarray) or arr.shape != (channels,) or arr.dtype.kind != "f":
+            got = f"shape {arr.shape}, dtype {arr.dtype}" if isinstance(arr, np.ndarray) else type(value).__name__
+            raise ShapeError(f"batch_norm: {name} must be a float array or Tensor of shape ({channels},) for "
+                             f"input of shape {input.shape}, got {got}")
+        stats.append(arr)
+    if training:
+        count = input.data.size // channels if channels else 0
+        if count <= 1:
+            raise ValueError(f"batch_norm: expected more than 1 value per channel when training, got input of "
+                             f"shape {input.shape}")
+    elif stats[0] is None or stats[1] is None:
+        raise ValueError("batch_norm: running_mean and running_var must be given in evaluation mode "
+                         "(training=False)")
+    params = []
+    for name, value in (("weight", weight), ("bias", bias)):
+        if value is not None:
+            value = as_tensor(value)
+            if value.shape != (channels,):
+                raise ShapeError(f"batch_norm: {name} must have shape ({channels},) for input of shape "
+                                 f"{input.shape}, got {value.shape}")
+        params.append(value)
+    if isinstance(momentum, bool) or not isinstance(momentum, (int, float, np.floating, np.integer)):
+        raise TypeError(f"batch_norm: momentum must be a number (the module turns momentum=None into a "
+                        f"cumulative-average factor), got {momentum!r}")
+    if not float(eps) >= 0.0:
+        raise ValueError(f"batch_norm: eps must be non-negative, got {eps}")
+    return _BatchNorm.apply(input, params[0], params[1], running_mean=stats[0], running_var=stats[1],
+                            training=bool(training), momentum=float(momentum), eps=float(eps))
 
 
 # ------------------------------------------------------------------------------------------------------ losses

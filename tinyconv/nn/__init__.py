@@ -1,5 +1,6 @@
 """Layers and models (``from tinyconv import nn``), named like ``torch.nn``."""
 from . import init
+from .batchnorm import BatchNorm1d, BatchNorm2d
 from .conv import AdaptiveAvgPool2d, AvgPool2d, Conv1d, Conv2d, ConvTranspose2d, MaxPool2d
 from .layers import (
     CrossEntropyLoss,

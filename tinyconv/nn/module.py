@@ -68,6 +68,10 @@ class Module:
     def __setattr__(self, name, value):
         if "_parameters" not in self.__dict__:
             raise AttributeError(f"cannot assign {name!r} before Module.__init__() is called")
+        if name in self._buffers and (value is None or (isinstance(value, Tensor) and not isinstance(value, Parameter))):
+            self._buffers[name] = value  # assigning to a buffer keeps it a buffer (as in PyTorch)
+            object.__setattr__(self, name, value)
+            return
         for store in (self._parameters, self._modules, self._buffers):
             store.pop(name, None)
         if isinstance(value, Parameter):

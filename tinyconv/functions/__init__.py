@@ -1,0 +1,1 @@
+"""Differentiable functions: subclasses of :class:`tinyconv.autograd.Function`, each with a hand-written backward."""
