@@ -231,13 +231,13 @@ def measure_conv_memory(configs, kernels, torch, direct_div, rows):
 
 # ------------------------------------------------------------------------------------- through autograd
 def layer_level(configs, kernel_names, torch, repeats, quick, notes):
-    """The two LeNet convolutions as a training step sees them: ``tinyconv.conv.conv2d`` with bias through the
+    """The two LeNet convolutions as a training step sees them: ``tinyconv.functional.conv2d`` with bias through the
     autograd engine vs PyTorch autograd. conv1: the input needs no gradient (forward + weight/bias grads only,
     torch input with requires_grad=False); conv2: forward + all grads. Also the memory an im2col layer keeps
     alive between forward and backward (it should be none beyond x and w: no column buffer)."""
     try:
         import tinyconv as tc
-        from tinyconv import conv as tconv
+        from tinyconv import functional as tconv
     except Exception as e:
         notes.append(f"layer-level rows skipped: {type(e).__name__}: {e}")
         return []
@@ -286,7 +286,7 @@ def im2col_retention(configs, notes) -> list[dict]:
         import tracemalloc
 
         import tinyconv as tc
-        from tinyconv import conv as tconv
+        from tinyconv import functional as tconv
     except Exception:
         return []
     out = []
@@ -626,7 +626,7 @@ def main(argv=None):
                                                                "scaled to the config's batch)"))
     if layer_rows:
         print(common.format_table(layer_rows, LAYER_COLUMNS,
-                                  title="\nLeNet conv layers through autograd (tinyconv.conv.conv2d with bias vs torch "
+                                  title="\nLeNet conv layers through autograd (tinyconv.functional.conv2d with bias vs torch "
                                         "autograd; conv1: input needs no grad)"))
     if retention:
         print(common.format_table(retention, [("config", "config"), ("column_buffer_mb", "column buffer MB"),

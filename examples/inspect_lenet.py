@@ -3,7 +3,7 @@
     python examples/inspect_lenet.py [--variant d2l|modern] [--batch 8] [--dot lenet.dot] [--png first.png]
 
 1. tc.summary: output shape, parameters and multiply-adds of every layer (61,706 parameters).
-2. tc.autograd.print_graph: every op from the loss back to the parameters and the input.
+2. tc.print_graph: every op from the loss back to the parameters and the input.
 3. Forward hooks print each layer's output statistics; full backward hooks print the norms of the gradients
    flowing into and out of each layer; a tensor hook shows dL/d(conv1 output).
 4. tinyconv.visualize.grad_norms: the gradient norm of every parameter (what ``tinyconv train --log-grads`` logs).
@@ -39,10 +39,10 @@ def main(argv=None):
     print("\n== 2. the graph of the loss")
     loss = F.cross_entropy(model(images), labels)
     params = dict(model.named_parameters())
-    tc.autograd.print_graph(loss, params={**params, "images": images})
+    tc.print_graph(loss, params={**params, "images": images})
     if args.dot:
         with open(args.dot, "w") as f:
-            f.write(tc.autograd.to_dot(loss, params={**params, "images": images}))
+            f.write(tc.to_dot(loss, params={**params, "images": images}))
         print(f"(DOT written to {args.dot}; render with: dot -Tpng {args.dot} -o graph.png)")
 
     print("\n== 3. hooks")

@@ -1,4 +1,4 @@
-"""Convolution with autograd (tinyconv.conv, tinyconv.nn.conv): gradchecks for every kernel, the seed-notes
+"""Convolution with autograd (tinyconv.functional, tinyconv.nn.conv): gradchecks for every kernel, the seed-notes
 examples through the functional API and the layers, conv_transpose2d / conv1d, dtype and unbatched handling,
 validation without side effects, and every way of selecting a kernel."""
 from __future__ import annotations
@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 import tinyconv as tc
 import tinyconv.kernels as K
-from tinyconv import conv as C
+from tinyconv import functional as C
 from tinyconv.kernels import direct
 from tinyconv.nn.conv import Conv1d, Conv2d, ConvTranspose2d
 
@@ -479,13 +479,13 @@ def _run(code, **env):
 
 
 def test_env_var_kernel_in_a_subprocess():
-    code = ("import tinyconv as tc; from tinyconv import conv as C; "
+    code = ("import tinyconv as tc; from tinyconv import functional as C; "
             "y = C.conv2d(tc.randn(1, 1, 5, 5, requires_grad=True), tc.randn(1, 1, 3, 3)); "
             "print(y.grad_fn.name())")
     r = _run(code, TINYCONV_KERNEL="im2col")
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == "Conv2dBackward(kernel=im2col)"
-    r = _run("import tinyconv.conv", TINYCONV_KERNEL="gpu")
+    r = _run("import tinyconv", TINYCONV_KERNEL="gpu")
     assert r.returncode != 0 and "TINYCONV_KERNEL='gpu' is not a valid conv kernel" in r.stderr
 
 
@@ -494,7 +494,7 @@ def test_numba_disabled_smoke():
     code = """
 import numpy as np
 import tinyconv as tc
-from tinyconv import conv as C
+from tinyconv import functional as C
 from tinyconv.nn.conv import Conv2d, MaxPool2d, AvgPool2d
 import tinyconv.kernels as K
 assert not K.jit_enabled()

@@ -1,4 +1,4 @@
-"""Pooling with autograd (tinyconv.conv / tinyconv.nn.conv): gradchecks for both pooling kernels, layers,
+"""Pooling with autograd (tinyconv.functional / tinyconv.nn.conv): gradchecks for both pooling kernels, layers,
 adaptive average pooling, unbatched inputs, selection and validation."""
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 import tinyconv as tc
 import tinyconv.kernels as K
-from tinyconv import conv as C
+from tinyconv import functional as C
 from tinyconv.nn.conv import AdaptiveAvgPool2d, AvgPool2d, MaxPool2d
 
 from strategies_conv import pool_configs

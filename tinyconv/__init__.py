@@ -7,11 +7,14 @@ Public face::
 
 Tensors are (N, C, H, W) for image batches; see the README for a tour.
 """
-from . import autograd, data, functional, ops, random
-from .conv import (corr2d, get_default_kernel, get_default_pool_kernel, set_default_kernel,
-                   set_default_pool_kernel, use_kernel, use_pool_kernel)
+from . import autograd, data, functional, functions, random
 from .autograd import enable_grad, is_grad_enabled, no_grad, set_grad_enabled
+from .functional import corr2d
+from .functions import ops
 from .gradcheck import GradcheckError, gradcheck
+from .graph import print_graph, to_dot
+from .kernels import (get_default_kernel, get_default_pool_kernel, set_default_kernel, set_default_pool_kernel,
+                      use_kernel, use_pool_kernel)
 from .profiler import profile
 from .random import get_rng_state, manual_seed, set_rng_state
 from . import summary  # a callable module: tc.summary(model, input_shape) is tc.summary.summary(...)

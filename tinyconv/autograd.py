@@ -13,6 +13,15 @@ The whole idea fits on one screen:
 
 ``ctx.needs_input_grad`` tells ``backward`` which inputs want a gradient, so e.g. a first conv layer never computes
 the gradient of the images.
+
+This module is the bottom floor of tinyconv: it imports NumPy only, and knows nothing of ``Tensor``. It works on
+any object that carries the few attributes the engine reads (``data``, ``requires_grad``, ``grad_fn``, ``shape``,
+``dtype``, ``_hooks``, ``_retains_grad``) and three methods the Tensor layer defines for it: ``_op_result(array,
+grad_fn)`` (wrap an op's result), ``_accumulate_grad(array)`` (a leaf's hooks, then ``.grad +=``) and
+``_nonleaf_grad(array) -> array`` (a non-leaf's hooks and ``retain_grad``).
+
+Observers (the profiler is one) watch the engine through :func:`set_observer` / :func:`observe`: an
+:class:`Observer` is handed every ``forward``, every node's ``backward`` and every whole backward pass to run.
 """
 from __future__ import annotations
 
@@ -28,6 +37,11 @@ __all__ = [
     "set_grad_enabled",
     "is_grad_enabled",
     "backward",
+    "as_grad_array",
+    "Observer",
+    "set_observer",
+    "get_observer",
+    "observe",
 ]
 
 
@@ -37,9 +51,52 @@ class _GradMode(threading.local):
 
 _grad_mode = _GradMode()
 
-# The active ``tinyconv.profiler.Profile`` (None when not profiling): Function.apply and backward() test it once
-# per op and, only when it is set, hand the call to the profiler to be timed.
-_profiler = None
+# The active Observer (None when nobody watches): Function.apply and backward() test it once per op and, only
+# when it is set, hand it the call to run.
+_observer = None
+
+
+class Observer:
+    """What watches the engine (e.g. :class:`tinyconv.profiler.Profile`). Install one with :func:`observe`.
+
+    Each method is handed a call to make and must make it and return its result; the defaults just run it.
+    Override any of them to time, count or log the calls.
+    """
+
+    def call_forward(self, fn_cls, ctx, arrays: list, params: dict):
+        """Run one op's forward: ``fn_cls.forward(ctx, *arrays, **params)`` (ctx is the graph node)."""
+        return fn_cls.forward(ctx, *arrays, **params)
+
+    def call_backward(self, node, grad):
+        """Run one node's backward: ``node.backward(node, grad)`` -> one gradient per input."""
+        return node.backward(node, grad)
+
+    def call_backward_pass(self, run, tensor, grad, retain_graph: bool):
+        """Run a whole ``tensor.backward(grad)``: ``run(tensor, grad, retain_graph)`` (sort, walk, accumulate)."""
+        return run(tensor, grad, retain_graph)
+
+
+def set_observer(observer: Observer | None) -> Observer | None:
+    """Make ``observer`` (or None) the engine's observer; returns the previous one (to restore it later)."""
+    global _observer
+    previous = _observer
+    _observer = observer
+    return previous
+
+
+def get_observer() -> Observer | None:
+    """The observer in force, None when nobody watches."""
+    return _observer
+
+
+@contextmanager
+def observe(observer: Observer):
+    """``with observe(obs): ...`` installs ``obs`` for the block and restores the previous observer after."""
+    previous = set_observer(observer)
+    try:
+        yield observer
+    finally:
+        set_observer(previous)
 
 
 def is_grad_enabled() -> bool:
@@ -145,36 +202,46 @@ class Function:
 
     @classmethod
     def apply(cls, *inputs, **params):
-        """Run ``forward`` on the inputs' arrays and, if needed, record the node in the graph."""
-        from .tensor import Tensor, _wrap_output
+        """Run ``forward`` on the inputs' arrays and, if needed, record the node in the graph.
 
+        Positional inputs are tensors (anything with ``requires_grad``, see the module docstring) or plain values
+        (arrays, numbers, None), which are passed through as they are and never get a gradient.
+        """
         ctx = cls()
         arrays = []
         needs = []
+        graph_inputs = []
+        maker = None
         for t in inputs:
-            if isinstance(t, Tensor):
-                arrays.append(t.data)
-                needs.append(t.requires_grad)
-            else:
+            requires_grad = getattr(t, "requires_grad", None)
+            if requires_grad is None:  # a plain value
                 arrays.append(t)
                 needs.append(False)
+                graph_inputs.append(None)
+            else:
+                maker = t
+                arrays.append(t.data)
+                needs.append(requires_grad)
+                graph_inputs.append(t)
+        if maker is None:
+            raise TypeError(f"{cls.__name__}.apply needs at least one Tensor among its positional inputs")
         record = _grad_mode.enabled and any(needs)
         ctx.needs_input_grad = tuple(n and record for n in needs)
-        if _profiler is None:
+        if _observer is None:
             out = cls.forward(ctx, *arrays, **params)
         else:
-            out = _profiler._run_forward(cls, ctx, arrays, params)
+            out = _observer.call_forward(cls, ctx, arrays, params)
         if not record:
-            return _wrap_output(out, None)
-        ctx.inputs = tuple(t if isinstance(t, Tensor) else None for t in inputs)
-        return _wrap_output(out, ctx)
+            return maker._op_result(out, None)
+        ctx.inputs = tuple(graph_inputs)
+        return maker._op_result(out, ctx)
 
 
-def _as_grad_array(grad, like_shape, like_dtype, who: str) -> np.ndarray:
-    """Validate a gradient handed to backward (or returned by a hook) and return it as an array."""
-    from .tensor import Tensor
+def as_grad_array(grad, like_shape, like_dtype, who: str) -> np.ndarray:
+    """Validate a gradient handed to backward (or returned by a hook) and return it as an array of ``like_dtype``.
 
-    arr = grad.data if isinstance(grad, Tensor) else np.asarray(grad)
+    ``grad`` may be an array or a Tensor (read through its ``__array__``)."""
+    arr = np.asarray(grad)
     if arr.shape != tuple(like_shape):
         raise RuntimeError(f"{who}: expected a gradient of shape {tuple(like_shape)}, got shape {arr.shape}")
     if arr.dtype != like_dtype:
@@ -202,33 +269,14 @@ def _topological_order(root_fn) -> list:
     return order
 
 
-def _run_hooks(tensor, grad: np.ndarray) -> np.ndarray:
-    """Apply a tensor's ``register_hook`` functions; a hook may return a replacement gradient."""
-    from .tensor import Tensor
-
-    for hook in list(tensor._hooks.values()):
-        result = hook(Tensor(grad))
-        if result is not None:
-            grad = _as_grad_array(result, grad.shape, grad.dtype, f"hook {hook!r}")
-    return grad
-
-
-def _accumulate_leaf(tensor, grad: np.ndarray) -> None:
-    from .tensor import Tensor
-
-    if tensor._hooks:
-        grad = _run_hooks(tensor, grad)
-    if tensor.grad is None:
-        # Copy: the engine may hand the same array to several leaves, and users may mutate .grad in place.
-        tensor.grad = Tensor(np.array(grad, dtype=tensor.data.dtype, copy=True))
-    else:
-        tensor.grad.data = tensor.grad.data + grad
-
-
 def backward(tensor, grad=None, retain_graph: bool = False) -> None:
     """Back-propagate from ``tensor``: accumulate d(tensor)/d(leaf) (times ``grad``) into every leaf's ``.grad``."""
-    if _profiler is not None and not _profiler._in_engine:
-        return _profiler._run_engine(backward, tensor, grad, retain_graph)
+    if _observer is not None:
+        return _observer.call_backward_pass(_backward_pass, tensor, grad, retain_graph)
+    return _backward_pass(tensor, grad, retain_graph)
+
+
+def _backward_pass(tensor, grad, retain_graph: bool) -> None:
     if not tensor.requires_grad:
         raise RuntimeError(
             "element 0 of tensors does not require grad and does not have a grad_fn: "
@@ -242,10 +290,10 @@ def backward(tensor, grad=None, retain_graph: bool = False) -> None:
             )
         grad_arr = np.ones(tensor.shape, dtype=tensor.dtype)
     else:
-        grad_arr = _as_grad_array(grad, tensor.shape, tensor.dtype, "backward()")
+        grad_arr = as_grad_array(grad, tensor.shape, tensor.dtype, "backward()")
 
     if tensor.grad_fn is None:  # backward on a leaf: d(leaf)/d(leaf) = 1
-        _accumulate_leaf(tensor, grad_arr)
+        tensor._accumulate_grad(grad_arr)
         return
 
     order = _topological_order(tensor.grad_fn)
@@ -256,22 +304,14 @@ def backward(tensor, grad=None, retain_graph: bool = False) -> None:
         if g is None:
             continue  # no gradient flows through this node (e.g. only into inputs that don't need it)
         out = node.output_ref() if node.output_ref is not None else None
-        if out is not None:
-            if out._hooks:
-                g = _run_hooks(out, g)
-            if out._retains_grad:
-                if out.grad is None:
-                    from .tensor import Tensor
-
-                    out.grad = Tensor(np.array(g, copy=True))
-                else:
-                    out.grad.data = out.grad.data + g
+        if out is not None and (out._hooks or out._retains_grad):
+            g = out._nonleaf_grad(g)
         if node._freed:
             node.saved_tensors  # raises the "backward through the graph a second time" error
-        if _profiler is None:
+        if _observer is None:
             input_grads = node.backward(node, g)
         else:
-            input_grads = _profiler._run_backward(node, g)
+            input_grads = _observer.call_backward(node, g)
         if not isinstance(input_grads, tuple):
             input_grads = (input_grads,)
         if len(input_grads) != len(node.inputs):
@@ -300,6 +340,4 @@ def backward(tensor, grad=None, retain_graph: bool = False) -> None:
         if not retain_graph:
             node.release()
     for leaf, g in leaf_grads.values():
-        _accumulate_leaf(leaf, g)
-
-from .graph import print_graph, to_dot  # noqa: E402
+        leaf._accumulate_grad(g)

@@ -1,17 +1,30 @@
 """Functional interface (``from tinyconv import functional as F``), named and shaped like ``torch.nn.functional``.
 
-Thin by design: validate the arguments, then call an autograd ``Function`` (see :mod:`tinyconv.ops`) or compose
-a few of them. Convolution and pooling live in :mod:`tinyconv.conv` and are re-exported here.
+The public door of every operation: it checks the arguments once (shapes, dtypes, conv arguments, kernel names),
+normalises them, then calls an autograd ``Function`` of :mod:`tinyconv.functions` (which trusts them) or composes
+a few of them.
+
+Convolution: ``conv2d``, ``conv1d`` (``conv2d`` on ``H = 1``), ``conv_transpose2d``; pooling: ``max_pool2d``,
+``avg_pool2d``, ``adaptive_avg_pool2d``; and the textbook ``corr2d``. The convolution algorithm is chosen per call
+(``kernel=``), per block (``with tc.use_kernel(...)``), per process (``tc.set_default_kernel`` or
+``TINYCONV_KERNEL``), default ``"auto"`` (see :mod:`tinyconv.kernels`). The choice in force when the forward runs
+is recorded in the graph node and reused by its backward, even if the backward runs outside the ``use_kernel``
+block. Unbatched inputs ``(C, H, W)`` (``(C, L)`` for conv1d) are accepted and give unbatched outputs, as in
+PyTorch. Inputs of different dtypes are computed in the wider floating dtype (integer tensors count as float32);
+each gradient comes back in its input's dtype.
 """
 from __future__ import annotations
 
 import numpy as np
 
-from . import ops
-from .autograd import Function
+from . import kernels
+from .functions import conv as conv_fn
+from .functions import ops
+from .functions import pooling as pool_fn
 from .functions.batch_norm import BatchNorm as _BatchNorm
+from .kernels import shapes
 from .random import default_generator
-from .tensor import ShapeError, Tensor, as_tensor, matmul
+from .tensor import DEFAULT_DTYPE, ShapeError, Tensor, as_tensor, matmul
 
 __all__ = [
     "relu",
@@ -32,6 +45,7 @@ __all__ = [
     "max_pool2d",
     "avg_pool2d",
     "adaptive_avg_pool2d",
+    "corr2d",
 ]
 
 
@@ -55,53 +69,16 @@ def tanh(input: Tensor) -> Tensor:
     return ops.Tanh.apply(as_tensor(input))
 
 
-class _Softmax(Function):
-    @staticmethod
-    def forward(ctx, x, dim=-1):
-        shifted = x - x.max(axis=dim, keepdims=True)  # subtracting the max keeps exp() from overflowing
-        e = np.exp(shifted)
-        out = e / e.sum(axis=dim, keepdims=True)
-        ctx.save_for_backward(out)
-        ctx.dim = dim
-        return out
-
-    @staticmethod
-    def backward(ctx, g):
-        (out,) = ctx.saved_tensors
-        return (out * (g - (g * out).sum(axis=ctx.dim, keepdims=True)),)
-
-
-class _LogSoftmax(Function):
-    @staticmethod
-    def forward(ctx, x, dim=-1):
-        shifted = x - x.max(axis=dim, keepdims=True)
-        out = shifted - np.log(np.exp(shifted).sum(axis=dim, keepdims=True))
-        ctx.save_for_backward(out)
-        ctx.dim = dim
-        return out
-
-    @staticmethod
-    def backward(ctx, g):
-        (out,) = ctx.saved_tensors
-        return (g - np.exp(out) * g.sum(axis=ctx.dim, keepdims=True),)
-
-
-def _one_dim(dim, ndim, fn):
-    if dim is None:
-        raise TypeError(f"{fn}() needs an explicit dim (implicit dim choice is deprecated in PyTorch too)")
-    return ops._normalize_dims(dim, ndim)[0]
-
-
 def softmax(input: Tensor, dim: int) -> Tensor:
     """exp(x) / sum(exp(x)) along ``dim`` (numerically stable)."""
     input = as_tensor(input)
-    return _Softmax.apply(input, dim=_one_dim(dim, input.ndim, "softmax"))
+    return ops.Softmax.apply(input, dim=ops.one_dim(dim, input.ndim, "softmax"))
 
 
 def log_softmax(input: Tensor, dim: int) -> Tensor:
     """log(softmax(x)) along ``dim``, computed as x - max - log(sum(exp(x - max))) so it never overflows."""
     input = as_tensor(input)
-    return _LogSoftmax.apply(input, dim=_one_dim(dim, input.ndim, "log_softmax"))
+    return ops.LogSoftmax.apply(input, dim=ops.one_dim(dim, input.ndim, "log_softmax"))
 
 
 # ------------------------------------------------------------------------------------------------------ layers
@@ -304,5 +281,201 @@ def mse_loss(input: Tensor, target, reduction: str = "mean") -> Tensor:
     return sq.sum() if reduction == "sum" else sq.mean()
 
 
-# Convolution and pooling: defined in tinyconv.conv (one autograd Function each, on the kernels of tinyconv.kernels).
-from .conv import adaptive_avg_pool2d, avg_pool2d, conv1d, conv2d, conv_transpose2d, max_pool2d  # noqa: E402
+# ------------------------------------------------------------------------------------------------ convolution
+def _compute_dtype(*tensors) -> np.dtype:
+    """The floating dtype the op runs in: the widest floating input dtype, float32 if none is floating."""
+    floats = [t.dtype for t in tensors if t is not None and t.dtype.kind == "f"]
+    return np.result_type(*floats) if floats else np.dtype(DEFAULT_DTYPE)
+
+
+def _batched(input: Tensor, fn: str, spatial: int = 2) -> bool:
+    """True if ``input`` is unbatched (one dim fewer), after checking its rank."""
+    batched_dims = 2 + spatial
+    if input.ndim == batched_dims:
+        return False
+    if input.ndim == batched_dims - 1:
+        return True
+    names = "(C, H, W)" if spatial == 2 else "(C, L)"
+    bnames = "(N, C, H, W)" if spatial == 2 else "(N, C, L)"
+    raise ShapeError(f"{fn}: expected a {batched_dims - 1}-D (unbatched {names}) or {batched_dims}-D "
+                     f"(batched {bnames}) input, got input of shape {input.shape}")
+
+
+def _relabel(err: ValueError, batched_shape, shape) -> ValueError:
+    """Re-word a shapes.* message about the batched view of an unbatched input."""
+    msg = str(err).replace(str(tuple(batched_shape)), f"{tuple(shape)} (unbatched)")
+    return type(err)(msg)
+
+
+def _check_bias(bias, c_out: int, fn: str):
+    if bias is None:
+        return None
+    bias = as_tensor(bias)
+    if bias.shape != (c_out,):
+        raise ShapeError(f"{fn}: bias must have shape ({c_out},) (one value per output channel), "
+                         f"got shape {bias.shape}")
+    return bias
+
+
+def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, kernel=None) -> Tensor:
+    """2-D convolution (cross-correlation), PyTorch's ``F.conv2d``.
+
+    input ``(N, C_in, H, W)`` or unbatched ``(C_in, H, W)``; weight ``(C_out, C_in/groups, kh, kw)``; bias
+    ``(C_out,)`` or None. ``padding``: int, ``(ph, pw)``, ``(top, bottom, left, right)``, ``'valid'`` or
+    ``'same'`` (stride 1; odd total padding puts the extra pixel at the bottom/right). ``kernel``: "direct",
+    "im2col", "numba" or "auto" (None: the default in force).
+    """
+    input, weight = as_tensor(input), as_tensor(weight)
+    unbatched = _batched(input, "conv2d")
+    shape4 = (1,) + input.shape if unbatched else input.shape
+    try:
+        args = shapes.normalize_conv_args(shape4, weight.shape, stride, padding, dilation, groups)
+    except ValueError as e:
+        raise (_relabel(e, shape4, input.shape) if unbatched else e) from None
+    bias = _check_bias(bias, weight.shape[0], "conv2d")
+    kernel = kernels.resolve_kernel(kernel)
+    dtype = _compute_dtype(input, weight, bias)
+    return conv_fn.Conv2d.apply(input, weight, bias, stride=args.stride, padding=args.padding,
+                        dilation=args.dilation, groups=args.groups, kernel=kernel,
+                        unbatched=unbatched, dtype=dtype)
+
+
+# ------------------------------------------------------------------------------------------------ conv1d
+def _conv1d_padding(padding):
+    if isinstance(padding, str):
+        return padding
+    if isinstance(padding, (tuple, list)):
+        if len(padding) == 1:
+            return (0, padding[0])
+        raise ValueError(f"conv1d: padding must be an int, a 1-tuple, 'same' or 'valid', got {tuple(padding)!r}")
+    return (0, padding)
+
+
+def conv1d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, kernel=None) -> Tensor:
+    """1-D convolution, PyTorch's ``F.conv1d``: input ``(N, C_in, L)`` or ``(C_in, L)``, weight
+    ``(C_out, C_in/groups, k)``. Computed as :func:`conv2d` on images of height 1."""
+    input, weight = as_tensor(input), as_tensor(weight)
+    unbatched = _batched(input, "conv1d", spatial=1)
+    if weight.ndim != 3:
+        raise ShapeError(f"conv1d: expected a 3-D weight (C_out, C_in/groups, k), got a {weight.ndim}-D "
+                         f"weight of shape {weight.shape}")
+    x = input if not unbatched else input.reshape((1,) + input.shape)
+    n, c, length = x.shape
+    y = conv2d(x.reshape(n, c, 1, length), weight.reshape(weight.shape[:2] + (1, weight.shape[2])), bias,
+               stride=(1, shapes.single(stride, "stride")), padding=_conv1d_padding(padding),
+               dilation=(1, shapes.single(dilation, "dilation")), groups=groups, kernel=kernel)
+    y = y.reshape(y.shape[0], y.shape[1], y.shape[3])
+    return y.reshape(y.shape[1:]) if unbatched else y
+
+
+# ------------------------------------------------------------------------------------------------ conv_transpose2d
+def conv_transpose2d(input, weight, bias=None, stride=1, padding=0, output_padding=0, groups=1, dilation=1,
+                     kernel=None) -> Tensor:
+    """Transposed 2-D convolution, PyTorch's ``F.conv_transpose2d``.
+
+    input ``(N, C_in, H, W)`` or ``(C_in, H, W)``; weight ``(C_in, C_out/groups, kh, kw)``; output size
+    ``(H - 1)·s - 2p + d·(k - 1) + output_padding + 1``. ``padding`` is an int, a pair or a 4-tuple (the padding
+    of the convolution it is the adjoint of); ``output_padding`` must be smaller than the stride or the dilation.
+    """
+    input, weight = as_tensor(input), as_tensor(weight)
+    unbatched = _batched(input, "conv_transpose2d")
+    shape4 = (1,) + input.shape if unbatched else input.shape
+    try:
+        args = shapes.normalize_conv_transpose_args(shape4, weight.shape, stride, padding, output_padding,
+                                                    groups, dilation)
+    except ValueError as e:
+        raise (_relabel(e, shape4, input.shape) if unbatched else e) from None
+    bias = _check_bias(bias, args.out_shape[1], "conv_transpose2d")
+    kernel = kernels.resolve_kernel(kernel)
+    dtype = _compute_dtype(input, weight, bias)
+    return conv_fn.ConvTranspose2d.apply(input, weight, bias, stride=args.stride, padding=args.padding,
+                                 dilation=args.dilation, groups=args.groups, out_hw=args.out_shape[2:],
+                                 kernel=kernel, unbatched=unbatched, dtype=dtype)
+
+
+# ------------------------------------------------------------------------------------------------ pooling
+def _pool_input(input, fn):
+    input = as_tensor(input)
+    unbatched = _batched(input, fn)
+    if input.dtype.kind != "f":
+        raise TypeError(f"{fn}: expected a floating-point input (float32 or float64), got {input.dtype}")
+    return input, unbatched
+
+
+def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False, return_indices=False,
+               kernel=None):
+    """2-D max pooling, PyTorch's ``F.max_pool2d`` (padding counts as -inf; ties go to the first maximum).
+
+    With ``return_indices=True`` also returns the int64 flat indices ``h * W + w`` of the maxima."""
+    input, unbatched = _pool_input(input, "max_pool2d")
+    shape4 = (1,) + input.shape if unbatched else input.shape
+    try:
+        args = shapes.normalize_pool_args(shape4, kernel_size, stride, padding, dilation, ceil_mode)
+    except ValueError as e:
+        raise (_relabel(e, shape4, input.shape) if unbatched else e) from None
+    kernel = _pool_kernel_name(kernel)
+    indices = [] if return_indices else None
+    out = pool_fn.MaxPool2d.apply(input, kernel_size=args.kernel, stride=args.stride, padding=args.padding,
+                          dilation=args.dilation, ceil_mode=args.ceil_mode, kernel=kernel, unbatched=unbatched,
+                          indices_out=indices)
+    return (out, Tensor(indices[0])) if return_indices else out
+
+
+def avg_pool2d(input, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True,
+               divisor_override=None, kernel=None) -> Tensor:
+    """2-D average pooling, PyTorch's ``F.avg_pool2d`` (divisor rules: see :mod:`tinyconv.kernels.pooling`)."""
+    input, unbatched = _pool_input(input, "avg_pool2d")
+    shape4 = (1,) + input.shape if unbatched else input.shape
+    try:
+        args = shapes.normalize_pool_args(shape4, kernel_size, stride, padding, 1, ceil_mode)
+    except ValueError as e:
+        raise (_relabel(e, shape4, input.shape) if unbatched else e) from None
+    if divisor_override is not None:
+        if isinstance(divisor_override, bool) or not isinstance(divisor_override, (int, np.integer)):
+            raise TypeError(f"avg_pool2d: divisor_override must be an int, got {divisor_override!r}")
+        if divisor_override == 0:
+            raise ValueError("avg_pool2d: divisor_override must be non-zero, got 0")
+        divisor_override = int(divisor_override)
+    kernel = _pool_kernel_name(kernel)
+    return pool_fn.AvgPool2d.apply(input, kernel_size=args.kernel, stride=args.stride, padding=args.padding,
+                           ceil_mode=args.ceil_mode, count_include_pad=bool(count_include_pad),
+                           divisor_override=divisor_override, kernel=kernel, unbatched=unbatched)
+
+
+def _pool_kernel_name(kernel):
+    if kernel is None:
+        return kernels.get_default_pool_kernel()
+    kernels.get_pool_kernel(kernel)  # validates, with the list of valid names
+    return kernel.lower()
+
+
+# ------------------------------------------------------------------------------------------------ adaptive
+def adaptive_avg_pool2d(input, output_size) -> Tensor:
+    """Average pooling to ``output_size`` (int or pair; None keeps that input size), PyTorch's windows."""
+    input, unbatched = _pool_input(input, "adaptive_avg_pool2d")
+    h, w = input.shape[-2:]
+    if isinstance(output_size, (tuple, list)) and len(output_size) == 2:
+        size = tuple(h if s is None and k == 0 else w if s is None else s for k, s in enumerate(output_size))
+    else:
+        size = output_size
+    oh, ow = shapes.pair(size, "output_size")
+    if oh <= 0 or ow <= 0:
+        raise ValueError(f"adaptive_avg_pool2d: output_size must be positive, got {(oh, ow)}")
+    if h == 0 or w == 0:
+        raise ValueError(f"adaptive_avg_pool2d: input of shape {input.shape} has an empty spatial dimension")
+    return pool_fn.AdaptiveAvgPool2d.apply(input, output_size=(oh, ow), unbatched=unbatched)
+
+
+# ------------------------------------------------------------------------------------------------ corr2d
+def corr2d(X, K, kernel=None) -> Tensor:
+    """The textbook 2-D cross-correlation of a 2-D array ``X`` (H, W) with a 2-D kernel ``K`` (kh, kw):
+    ``Y[i, j] = Σ_a Σ_b X[i + a, j + b] · K[a, b]``, shape ``(H - kh + 1, W - kw + 1)``.
+
+    Accepts arrays or tensors and returns a Tensor, differentiable with respect to both."""
+    X, K = as_tensor(X), as_tensor(K)
+    if X.ndim != 2 or K.ndim != 2:
+        raise ShapeError(f"corr2d: expected a 2-D input and a 2-D kernel, got shapes {X.shape} and {K.shape}")
+    if K.shape[0] > X.shape[0] or K.shape[1] > X.shape[1]:
+        raise ShapeError(f"corr2d: kernel of shape {K.shape} is larger than the input of shape {X.shape}")
+    y = conv2d(X.reshape(1, 1, *X.shape), K.reshape(1, 1, *K.shape), kernel=kernel)
+    return y.reshape(y.shape[2:])

@@ -9,7 +9,7 @@ inputs. The two functions here walk that graph from a result back to the leaves:
     >>> w = tc.tensor([[1.0, 2.0]], requires_grad=True)
     >>> x = tc.tensor([[3.0], [4.0]])
     >>> loss = (w @ x).sum()
-    >>> tc.autograd.print_graph(loss, params={"w": w, "x": x})
+    >>> tc.print_graph(loss, params={"w": w, "x": x})
     SumBackward -> () float32
     `-- MatMulBackward -> (1, 1) float32
         |-- w: leaf (1, 2) float32, requires_grad
@@ -27,6 +27,9 @@ is installed, or paste it into any online viewer.
 from __future__ import annotations
 
 import sys
+
+from .nn.module import Parameter
+from .tensor import Tensor
 
 __all__ = ["print_graph", "format_graph", "to_dot", "graph_nodes"]
 
@@ -55,11 +58,7 @@ def _names_by_id(params) -> dict:
 
 
 def _leaf_kind(t) -> str:
-    try:
-        from .nn.module import Parameter
-    except ImportError:  # pragma: no cover - nn always exists in a full install
-        Parameter = ()
-    if Parameter and isinstance(t, Parameter):
+    if isinstance(t, Parameter):
         return "parameter"
     if t.requires_grad:
         return "leaf"
@@ -75,8 +74,6 @@ def _leaf_label(t, names: dict) -> str:
 
 
 def _root_node(t):
-    from .tensor import Tensor
-
     if isinstance(t, Tensor):
         return t.grad_fn, t
     if hasattr(t, "inputs") and hasattr(t, "name"):  # a Function node itself

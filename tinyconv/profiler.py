@@ -34,8 +34,9 @@ Their ``self`` time excludes those, so e.g. a module's self time is the Python o
 checks, Tensor wrapping, graph recording) and the sum of all self times is the profiled wall time, minus
 whatever ran outside every op and region ("untracked").
 
-When no profiler is active the only cost is one ``is None`` test per op and per backward node (see
-``tinyconv.autograd._profiler``); nothing else is installed. Profiling itself adds a few microseconds per op.
+A ``Profile`` is an :class:`~tinyconv.autograd.Observer` of the engine, installed with
+``tinyconv.autograd.set_observer`` while it is active; when no profiler is active the only cost is one ``is None``
+test per op and per backward node; nothing else is installed. Profiling itself adds a few microseconds per op.
 The profiler follows the thread that runs the graph; it is not meant for several threads at once.
 """
 from __future__ import annotations
@@ -55,7 +56,7 @@ ENGINE_NAME = "autograd engine"
 TOP_SCOPE = "(top level)"
 
 
-class Profile:
+class Profile(autograd.Observer):
     """Collects timings while active (use :func:`profile`); aggregates them per (kind, scope, name, phase).
 
     Parameters
@@ -85,18 +86,18 @@ class Profile:
     def __enter__(self) -> "Profile":
         if self._active:
             raise RuntimeError("this Profile is already active")
-        self._previous = autograd._profiler
+        self._previous = autograd.get_observer()
         self._stack, self._scopes, self._in_engine = [], [TOP_SCOPE], False
         if self.model is not None:
             self._install_module_hooks(self.model)
         self._active = True
-        autograd._profiler = self
+        autograd.set_observer(self)
         self._t0 = _perf()
         return self
 
     def __exit__(self, *exc) -> None:
         self.wall_s += _perf() - self._t0
-        autograd._profiler = self._previous
+        autograd.set_observer(self._previous)
         self._previous = None
         self._active = False
         for h in self._handles:
@@ -151,8 +152,9 @@ class Profile:
                 stack[-1][0] += dt
         return out, dt, frame[0]
 
-    def _run_forward(self, cls, ctx, arrays, params):
-        """Called by ``Function.apply`` instead of ``cls.forward(ctx, *arrays, **params)``."""
+    # ------------------------------------------------------------------------ the engine's Observer callbacks
+    def call_forward(self, cls, ctx, arrays, params):
+        """Times ``cls.forward(ctx, *arrays, **params)`` for ``Function.apply``."""
         out, dt, child = self._timed(lambda: cls.forward(ctx, *arrays, **params))
         scope = self._scopes[-1]
         name = self._op_name(ctx)
@@ -164,20 +166,23 @@ class Profile:
         self._add((OP, scope, name, "forward"), dt, dt - child)
         return out
 
-    def _run_backward(self, node, grad):
-        """Called by the backward loop instead of ``node.backward(node, grad)``."""
+    def call_backward(self, node, grad):
+        """Times ``node.backward(node, grad)`` for the backward loop."""
         out, dt, child = self._timed(node.backward, node, grad)
         scope = getattr(node, "_profile_scope", TOP_SCOPE)
         name = getattr(node, "_profile_name", None) or type(node).__name__
         self._add((OP, scope, name, "backward"), dt, dt - child)
         return out
 
-    def _run_engine(self, backward_fn, tensor, grad, retain_graph):
-        """Called by ``autograd.backward``: times the whole call, then runs it with the profiler still active."""
+    def call_backward_pass(self, run, tensor, grad, retain_graph):
+        """Times a whole ``backward()`` call as the engine entry (a backward started inside it, e.g. by a hook,
+        is part of it)."""
+        if self._in_engine:
+            return run(tensor, grad, retain_graph)
         self._in_engine = True
         try:
             with self._frame(ENGINE, ENGINE_NAME, "backward", scope_name=ENGINE_NAME):
-                return backward_fn(tensor, grad, retain_graph)
+                return run(tensor, grad, retain_graph)
         finally:
             self._in_engine = False
 
@@ -360,7 +365,7 @@ def record(name: str):
 
     Ops run inside the block are scoped to it (see ``Profile.table(group_by="scope")``).
     """
-    prof = autograd._profiler
-    if prof is None:
+    prof = autograd.get_observer()
+    if not isinstance(prof, Profile):
         return _NULL
     return _record(prof, str(name))

@@ -31,9 +31,13 @@ What is counted (per example, i.e. for one element of the batch):
 """
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass, field
 
 import numpy as np
+
+from .autograd import no_grad
+from .tensor import DEFAULT_DTYPE, Tensor, zeros
 
 __all__ = ["summary", "ModelSummary", "LayerRow", "layer_mult_adds"]
 
@@ -115,14 +119,10 @@ def layer_mult_adds(module, input_shape, output_shape) -> int | None:
 
 
 def _shape_of(x):
-    from .tensor import Tensor
-
     return tuple(x.shape) if isinstance(x, Tensor) else None
 
 
 def _bytes_of(x) -> int:
-    from .tensor import Tensor
-
     if isinstance(x, Tensor):
         return int(x.data.nbytes)
     if isinstance(x, (tuple, list)):
@@ -143,9 +143,6 @@ def summary(model, input_shape, dtype=None, print_fn=print, depth: int | None = 
 
     Returns a :class:`ModelSummary`; ``total_mult_adds`` is per example, ``batch_mult_adds`` for the batch.
     """
-    from .autograd import no_grad
-    from .tensor import DEFAULT_DTYPE, zeros
-
     dt = np.dtype(dtype or DEFAULT_DTYPE)
     input_shape = tuple(int(n) for n in input_shape)
     names = {id(m): n for n, m in model.named_modules()}
@@ -280,6 +277,4 @@ class _CallableModule(type(np)):
         return summary(*args, **kwargs)
 
 
-import sys as _sys  # noqa: E402
-
-_sys.modules[__name__].__class__ = _CallableModule
+sys.modules[__name__].__class__ = _CallableModule

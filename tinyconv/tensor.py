@@ -11,7 +11,9 @@ import weakref
 
 import numpy as np
 
-from . import autograd, ops
+from . import autograd
+from .functions import ops
+from .random import default_generator
 
 float32 = np.dtype(np.float32)
 float64 = np.dtype(np.float64)
@@ -211,6 +213,39 @@ class Tensor:
     def retains_grad(self) -> bool:
         return self._retains_grad
 
+    # ------------------------------------------------------------------- what the autograd engine calls
+    # (the engine does not import Tensor: it wraps results and hands gradients over through these three)
+    _op_result = staticmethod(_wrap_output)
+
+    def _run_hooks(self, grad: np.ndarray) -> np.ndarray:
+        """Apply this tensor's ``register_hook`` functions; a hook may return a replacement gradient."""
+        for hook in list(self._hooks.values()):
+            result = hook(Tensor(grad))
+            if result is not None:
+                grad = autograd.as_grad_array(result, grad.shape, grad.dtype, f"hook {hook!r}")
+        return grad
+
+    def _accumulate_grad(self, grad: np.ndarray) -> None:
+        """A leaf receives its summed gradient: run its hooks, then add it into ``.grad``."""
+        if self._hooks:
+            grad = self._run_hooks(grad)
+        if self.grad is None:
+            # Copy: the engine may hand the same array to several leaves, and users may mutate .grad in place.
+            self.grad = Tensor(np.array(grad, dtype=self.data.dtype, copy=True))
+        else:
+            self.grad.data = self.grad.data + grad
+
+    def _nonleaf_grad(self, grad: np.ndarray) -> np.ndarray:
+        """A non-leaf with hooks or ``retain_grad()`` receives its gradient; returns the (hooked) gradient."""
+        if self._hooks:
+            grad = self._run_hooks(grad)
+        if self._retains_grad:
+            if self.grad is None:
+                self.grad = Tensor(np.array(grad, copy=True))
+            else:
+                self.grad.data = self.grad.data + grad
+        return grad
+
     def register_hook(self, hook):
         """Call ``hook(grad)`` when the gradient wrt this tensor is computed; a returned Tensor replaces it.
 
@@ -330,31 +365,27 @@ class Tensor:
         return ops.Tanh.apply(self)
 
     def softmax(self, dim):
-        from . import functional
-
-        return functional.softmax(self, dim)
+        return ops.Softmax.apply(self, dim=ops.one_dim(dim, self.ndim, "softmax"))
 
     def log_softmax(self, dim):
-        from . import functional
-
-        return functional.log_softmax(self, dim)
+        return ops.LogSoftmax.apply(self, dim=ops.one_dim(dim, self.ndim, "log_softmax"))
 
     # ----------------------------------------------------------------------------------------- reductions
     def sum(self, dim=None, keepdim: bool = False):
-        return ops.Sum.apply(self, dim=ops._normalize_dims(dim, self.ndim), keepdim=keepdim)
+        return ops.Sum.apply(self, dim=ops.normalize_dims(dim, self.ndim), keepdim=keepdim)
 
     def mean(self, dim=None, keepdim: bool = False):
         if not np.issubdtype(self.dtype, np.floating):
             raise TypeError(f"mean() needs a floating point tensor, got dtype {self.dtype.name}")
-        return ops.Mean.apply(self, dim=ops._normalize_dims(dim, self.ndim), keepdim=keepdim)
+        return ops.Mean.apply(self, dim=ops.normalize_dims(dim, self.ndim), keepdim=keepdim)
 
     def amax(self, dim=None, keepdim: bool = False):
         self._check_nonempty("amax")
-        return ops.Amax.apply(self, dim=ops._normalize_dims(dim, self.ndim), keepdim=keepdim)
+        return ops.Amax.apply(self, dim=ops.normalize_dims(dim, self.ndim), keepdim=keepdim)
 
     def amin(self, dim=None, keepdim: bool = False):
         self._check_nonempty("amin")
-        return ops.Amax.apply(self, dim=ops._normalize_dims(dim, self.ndim), keepdim=keepdim, minimum=True)
+        return ops.Amax.apply(self, dim=ops.normalize_dims(dim, self.ndim), keepdim=keepdim, minimum=True)
 
     def max(self, dim=None, keepdim: bool = False):
         """Maximum over ``dim`` (or all elements); with ``dim`` it returns the values, like ``amax``."""
@@ -390,8 +421,8 @@ class Tensor:
     def flatten(self, start_dim: int = 0, end_dim: int = -1):
         if self.ndim == 0:
             return self.reshape(1)
-        start = ops._normalize_dims(start_dim, self.ndim)[0]
-        end = ops._normalize_dims(end_dim, self.ndim)[0]
+        start = ops.normalize_dims(start_dim, self.ndim)[0]
+        end = ops.normalize_dims(end_dim, self.ndim)[0]
         if start > end:
             raise ValueError(f"flatten: start_dim ({start_dim}) cannot come after end_dim ({end_dim})")
         shape = self.shape[:start] + (int(np.prod(self.shape[start:end + 1])),) + self.shape[end + 1:]
@@ -401,10 +432,10 @@ class Tensor:
         dims = tuple(dims[0]) if len(dims) == 1 and isinstance(dims[0], (tuple, list)) else dims
         if len(dims) != self.ndim:
             raise ValueError(f"permute: got {len(dims)} dims {dims} for a tensor with {self.ndim} dimensions")
-        return ops.Permute.apply(self, dims=ops._normalize_dims(dims, self.ndim))
+        return ops.Permute.apply(self, dims=ops.normalize_dims(dims, self.ndim))
 
     def transpose(self, dim0: int, dim1: int):
-        d0, d1 = (ops._normalize_dims(d, self.ndim)[0] for d in (dim0, dim1))
+        d0, d1 = (ops.normalize_dims(d, self.ndim)[0] for d in (dim0, dim1))
         dims = list(range(self.ndim))
         dims[d0], dims[d1] = dims[d1], dims[d0]
         return ops.Permute.apply(self, dims=tuple(dims))
@@ -422,12 +453,12 @@ class Tensor:
         if dim is None:
             shape = tuple(n for n in self.shape if n != 1)
         else:
-            dims = ops._normalize_dims(dim, self.ndim)
+            dims = ops.normalize_dims(dim, self.ndim)
             shape = tuple(n for i, n in enumerate(self.shape) if not (i in dims and n == 1))
         return ops.Reshape.apply(self, shape=shape)
 
     def unsqueeze(self, dim: int):
-        d = ops._normalize_dims(dim, self.ndim + 1)[0]
+        d = ops.normalize_dims(dim, self.ndim + 1)[0]
         return ops.Reshape.apply(self, shape=self.shape[:d] + (1,) + self.shape[d:])
 
     def __getitem__(self, index):
@@ -533,7 +564,7 @@ def cat(tensors, dim: int = 0) -> Tensor:
     if not tensors:
         raise ValueError("cat: expected a non-empty sequence of tensors")
     ref = tensors[0]
-    d = ops._normalize_dims(dim, ref.ndim)[0]
+    d = ops.normalize_dims(dim, ref.ndim)[0]
     for i, t in enumerate(tensors):
         if t.ndim != ref.ndim or t.shape[:d] + t.shape[d + 1:] != ref.shape[:d] + ref.shape[d + 1:]:
             raise ShapeError(
@@ -554,7 +585,7 @@ def stack(tensors, dim: int = 0) -> Tensor:
                 f"stack expects each tensor to be equal size, but got {tensors[0].shape} at entry 0 and "
                 f"{t.shape} at entry {i}"
             )
-    d = ops._normalize_dims(dim, tensors[0].ndim + 1)[0]
+    d = ops.normalize_dims(dim, tensors[0].ndim + 1)[0]
     return ops.Stack.apply(*tensors, dim=d)
 
 
@@ -617,14 +648,10 @@ def arange(start, end=None, step=1, dtype=None) -> Tensor:
 
 
 def randn(*shape, dtype=None, requires_grad: bool = False) -> Tensor:
-    from .random import default_generator
-
     data = default_generator().standard_normal(_shape_arg(shape)).astype(_check_dtype(dtype or DEFAULT_DTYPE))
     return Tensor(data, requires_grad)
 
 
 def rand(*shape, dtype=None, requires_grad: bool = False) -> Tensor:
-    from .random import default_generator
-
     data = default_generator().random(_shape_arg(shape)).astype(_check_dtype(dtype or DEFAULT_DTYPE))
     return Tensor(data, requires_grad)

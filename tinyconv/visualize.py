@@ -18,6 +18,9 @@ import os
 
 import numpy as np
 
+from .autograd import no_grad
+from .tensor import Tensor
+
 __all__ = ["grad_norms", "first_conv", "plot_filters", "plot_feature_maps", "plot_first_conv", "plot_grad_norms"]
 
 
@@ -124,9 +127,6 @@ def _filters(module):
 
 
 def _feature_maps(model, module, image):
-    from .autograd import no_grad
-    from .tensor import Tensor
-
     captured = []
     handle = module.register_forward_hook(lambda m, args, out: captured.append(np.array(out.data, copy=True)))
     training = {id(m): m.training for m in model.modules()}

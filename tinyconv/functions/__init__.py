@@ -1,1 +1,10 @@
-"""Differentiable functions: subclasses of :class:`tinyconv.autograd.Function`, each with a hand-written backward."""
+"""The differentiable functions: every operation as an autograd :class:`~tinyconv.autograd.Function` on arrays,
+each with a hand-written backward.
+
+``ops`` (elementwise, reductions, shape ops, softmax), ``conv`` (convolutions), ``pooling``, ``batch_norm``. They
+import only the engine (:mod:`tinyconv.autograd`) and the kernels; ``Tensor`` and :mod:`tinyconv.functional` stand
+above them.
+"""
+from . import batch_norm, conv, ops, pooling
+
+__all__ = ["ops", "conv", "pooling", "batch_norm"]

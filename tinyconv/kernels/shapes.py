@@ -25,6 +25,7 @@ from typing import NamedTuple
 
 __all__ = [
     "pair",
+    "single",
     "conv_output_size",
     "conv_transpose_output_size",
     "normalize_padding",
@@ -58,6 +59,15 @@ def pair(v, name: str = "value") -> tuple[int, int]:
         return (int(v[0]), int(v[1]))
     raise TypeError(f"{name} must be an int or a pair of ints, got {v!r} "
                     f"(type {type(v).__name__})")
+
+
+def single(v, name: str, fn: str = "conv1d"):
+    """The one value of a 1-D argument given as ``v`` or ``(v,)`` (conv1d's stride, padding, ...)."""
+    if isinstance(v, (tuple, list)):
+        if len(v) != 1:
+            raise ValueError(f"{fn}: {name} must be an int or a 1-tuple, got {tuple(v)!r}")
+        return v[0]
+    return v
 
 
 def conv_output_size(n: int, k: int, s: int, p_total: int, d: int) -> int:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .. import conv as C
+from .. import functional as F
 from .. import kernels as K
 from ..kernels import shapes
 from ..tensor import DEFAULT_DTYPE, Tensor
@@ -116,7 +116,7 @@ class Conv2d(_ConvNd):
         super().__init__(in_channels, out_channels, ks, st, pad, dl, groups, bias, kernel, False, dtype)
 
     def forward(self, input: Tensor) -> Tensor:
-        return C.conv2d(input, self.weight, self.bias, self.stride, self.padding, self.dilation, self.groups,
+        return F.conv2d(input, self.weight, self.bias, self.stride, self.padding, self.dilation, self.groups,
                         kernel=self.kernel)
 
 
@@ -129,16 +129,16 @@ class Conv1d(_ConvNd):
 
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, dilation=1, groups=1,
                  bias=True, kernel=None, *, dtype=None):
-        ks = (C._one(kernel_size, "kernel_size"),)
-        st = (C._one(stride, "stride"),)
-        dl = (C._one(dilation, "dilation"),)
+        ks = (shapes.single(kernel_size, "kernel_size"),)
+        st = (shapes.single(stride, "stride"),)
+        dl = (shapes.single(dilation, "dilation"),)
         for name, v in (("kernel_size", ks[0]), ("stride", st[0]), ("dilation", dl[0])):
             _positive_int(v, name, "Conv1d")
         if isinstance(padding, str):
             shapes.normalize_padding(padding, (1,) + ks, (1,) + st, (1,) + dl)
             pad = padding.lower()
         else:
-            p = C._one(padding, "padding")
+            p = shapes.single(padding, "padding")
             if isinstance(p, bool) or not isinstance(p, (int, np.integer)) or p < 0:
                 raise ValueError(f"Conv1d: padding must be a non-negative int, 'same' or 'valid', got {padding!r}")
             pad = (int(p),)
@@ -146,7 +146,7 @@ class Conv1d(_ConvNd):
 
     def forward(self, input: Tensor) -> Tensor:
         padding = self.padding if isinstance(self.padding, str) else self.padding[0]
-        return C.conv1d(input, self.weight, self.bias, self.stride[0], padding, self.dilation[0], self.groups,
+        return F.conv1d(input, self.weight, self.bias, self.stride[0], padding, self.dilation[0], self.groups,
                         kernel=self.kernel)
 
 
@@ -173,7 +173,7 @@ class ConvTranspose2d(_ConvNd):
         self.output_padding = op
 
     def forward(self, input: Tensor) -> Tensor:
-        return C.conv_transpose2d(input, self.weight, self.bias, self.stride, self.padding, self.output_padding,
+        return F.conv_transpose2d(input, self.weight, self.bias, self.stride, self.padding, self.output_padding,
                                   self.groups, self.dilation, kernel=self.kernel)
 
 
@@ -198,7 +198,7 @@ class MaxPool2d(Module):
                              f"kernel_size={k}")
 
     def forward(self, input: Tensor):
-        return C.max_pool2d(input, self.kernel_size, self.stride, self.padding, self.dilation, self.ceil_mode,
+        return F.max_pool2d(input, self.kernel_size, self.stride, self.padding, self.dilation, self.ceil_mode,
                             self.return_indices, kernel=self.kernel)
 
     def extra_repr(self) -> str:
@@ -227,7 +227,7 @@ class AvgPool2d(Module):
                              f"kernel_size={k}")
 
     def forward(self, input: Tensor) -> Tensor:
-        return C.avg_pool2d(input, self.kernel_size, self.stride, self.padding, self.ceil_mode,
+        return F.avg_pool2d(input, self.kernel_size, self.stride, self.padding, self.ceil_mode,
                             self.count_include_pad, self.divisor_override, kernel=self.kernel)
 
     def extra_repr(self) -> str:
@@ -243,7 +243,7 @@ class AdaptiveAvgPool2d(Module):
         self.output_size = output_size
 
     def forward(self, input: Tensor) -> Tensor:
-        return C.adaptive_avg_pool2d(input, self.output_size)
+        return F.adaptive_avg_pool2d(input, self.output_size)
 
     def extra_repr(self) -> str:
         return f"output_size={self.output_size}"

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..autograd import Function, _as_grad_array, is_grad_enabled
+from ..autograd import Function, as_grad_array, is_grad_enabled
 from ..tensor import Tensor
 
 __all__ = ["call_with_backward_hooks", "BackwardHookFunction", "BackwardHookSelect"]
@@ -180,7 +180,7 @@ class _HookedCall:
             if g is None:
                 new.append(None)
             else:
-                new.append(_as_grad_array(g, self.in_shapes[k], self.in_dtypes[k],
+                new.append(as_grad_array(g, self.in_shapes[k], self.in_dtypes[k],
                                           f"backward hook of {type(self.module).__name__}, grad_input[{pos}]"))
         return new
 

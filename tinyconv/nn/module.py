@@ -11,6 +11,7 @@ from collections import OrderedDict, namedtuple
 import numpy as np
 
 from ..tensor import Tensor
+from .hooks import call_with_backward_hooks
 
 __all__ = ["Module", "Parameter"]
 
@@ -206,8 +207,6 @@ class Module:
             if result is not None:
                 args = result if isinstance(result, tuple) else (result,)
         if self._backward_hooks:
-            from .hooks import call_with_backward_hooks
-
             return call_with_backward_hooks(self, args, kwargs, after_forward=self._run_forward_hooks)
         return self._run_forward_hooks(args, self.forward(*args, **kwargs))
 

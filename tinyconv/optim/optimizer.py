@@ -23,6 +23,7 @@ import math
 
 import numpy as np
 
+from ..autograd import enable_grad
 from ..tensor import Tensor
 
 __all__ = ["Optimizer", "SGD", "Adam", "AdamW", "required"]
@@ -230,8 +231,6 @@ def _from_plain(name: str, v, default):
 def _closure_loss(closure):
     if closure is None:
         return None
-    from ..autograd import enable_grad
-
     with enable_grad():
         return closure()
 

@@ -1,5 +1,8 @@
 """The differentiable tensor operations, each a :class:`~tinyconv.autograd.Function` on NumPy arrays.
 
+Elementwise arithmetic and activations, reductions, shape ops and softmax. The callers (``Tensor``'s methods and
+:mod:`tinyconv.functional`) check the arguments; these trust them.
+
 Every ``backward`` returns one gradient per positional input (``None`` where ``ctx.needs_input_grad`` says nobody
 asked for it). Broadcasting is undone by :func:`unbroadcast`, which sums the gradient back to the input's shape.
 """
@@ -7,8 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .autograd import Function
-from .kernels import blas
+from ..autograd import Function
+from ..kernels import blas
 
 
 def unbroadcast(grad: np.ndarray, shape: tuple) -> np.ndarray:
@@ -24,7 +27,7 @@ def unbroadcast(grad: np.ndarray, shape: tuple) -> np.ndarray:
     return grad
 
 
-def _normalize_dims(dim, ndim: int) -> tuple | None:
+def normalize_dims(dim, ndim: int) -> tuple | None:
     """``dim`` (None, int or tuple) as a tuple of non-negative axes, with PyTorch's range check."""
     if dim is None:
         return None
@@ -38,6 +41,13 @@ def _normalize_dims(dim, ndim: int) -> tuple | None:
     if len(set(out)) != len(out):
         raise ValueError(f"dim {dims} contains a repeated dimension")
     return tuple(out)
+
+
+def one_dim(dim, ndim: int, fn: str) -> int:
+    """The one axis ``dim`` names (softmax and friends need it given explicitly), as a non-negative int."""
+    if dim is None:
+        raise TypeError(f"{fn}() needs an explicit dim (implicit dim choice is deprecated in PyTorch too)")
+    return normalize_dims(dim, ndim)[0]
 
 
 def _expand_reduced(grad: np.ndarray, shape: tuple, dims, keepdim: bool) -> np.ndarray:
@@ -315,6 +325,37 @@ class Where(Function):
         ga = unbroadcast(np.where(ctx.condition, g, zero), sa) if na else None
         gb = unbroadcast(np.where(ctx.condition, zero, g), sb) if nb else None
         return ga, gb
+
+
+class Softmax(Function):
+    @staticmethod
+    def forward(ctx, x, dim=-1):
+        shifted = x - x.max(axis=dim, keepdims=True)  # subtracting the max keeps exp() from overflowing
+        e = np.exp(shifted)
+        out = e / e.sum(axis=dim, keepdims=True)
+        ctx.save_for_backward(out)
+        ctx.dim = dim
+        return out
+
+    @staticmethod
+    def backward(ctx, g):
+        (out,) = ctx.saved_tensors
+        return (out * (g - (g * out).sum(axis=ctx.dim, keepdims=True)),)
+
+
+class LogSoftmax(Function):
+    @staticmethod
+    def forward(ctx, x, dim=-1):
+        shifted = x - x.max(axis=dim, keepdims=True)
+        out = shifted - np.log(np.exp(shifted).sum(axis=dim, keepdims=True))
+        ctx.save_for_backward(out)
+        ctx.dim = dim
+        return out
+
+    @staticmethod
+    def backward(ctx, g):
+        (out,) = ctx.saved_tensors
+        return (g - np.exp(out) * g.sum(axis=ctx.dim, keepdims=True),)
 
 
 # ------------------------------------------------------------------------------------------------ reductions
