@@ -115,11 +115,17 @@ def test_reductions(name, data):
     shape = data.draw(shapes)
     x = data.draw(distinct_values(shape)) if name in ("amax", "amin", "max", "min") else data.draw(leaf(shape))
     dim = data.draw(dims_for(len(shape)))
+    if name in ("max", "min") and isinstance(dim, tuple):
+        dim = dim[0]  # max(dim)/min(dim) take one dim and give (values, indices), as in PyTorch
     keepdim = data.draw(st.booleans())
-    out = getattr(x, name)(dim=dim, keepdim=keepdim)
+
+    def reduce(t):
+        out = getattr(t, name)(dim=dim, keepdim=keepdim)
+        return out.values if name in ("max", "min") and dim is not None else out
+
     reference = {"sum": np.sum, "mean": np.mean, "amax": np.amax, "max": np.amax, "amin": np.amin, "min": np.amin}
-    np.testing.assert_allclose(out.data, reference[name](x.data, axis=dim, keepdims=keepdim))
-    check(lambda t: getattr(t, name)(dim=dim, keepdim=keepdim), x)
+    np.testing.assert_allclose(reduce(x).data, reference[name](x.data, axis=dim, keepdims=keepdim))
+    check(reduce, x)
 
 
 def test_amax_shares_gradient_between_ties_like_pytorch():
@@ -128,11 +134,21 @@ def test_amax_shares_gradient_between_ties_like_pytorch():
     np.testing.assert_array_equal(x.grad.data, [[0, 0.5, 0.5], [0.5, 0, 0.5]])
 
 
-def test_max_with_dim_returns_values():
+def test_max_with_dim_returns_values_and_indices_like_pytorch():
     x = tc.tensor([[1.0, 5.0], [7.0, 2.0]])
-    np.testing.assert_array_equal(x.max(dim=1).data, [5.0, 7.0])
-    np.testing.assert_array_equal(x.min(dim=0, keepdim=True).data, [[1.0, 2.0]])
+    values, indices = x.max(dim=1)
+    np.testing.assert_array_equal(values.data, [5.0, 7.0])
+    assert indices.data.tolist() == [1, 0] and indices.dtype == np.int64
+    np.testing.assert_array_equal(x.min(dim=0, keepdim=True).values.data, [[1.0, 2.0]])
+    np.testing.assert_array_equal(x.min(axis=0, keepdims=True).indices.data, [[0, 1]])
     assert x.max().item() == 7.0
+
+
+def test_max_with_dim_sends_the_gradient_to_the_chosen_index_only():
+    # Unlike amax (which shares it between ties), max(dim).values is a gather at the argmax, as in PyTorch.
+    x = tc.tensor([[1.0, 3.0, 3.0], [2.0, 0.0, 2.0]], requires_grad=True)
+    x.max(dim=1).values.sum().backward()
+    np.testing.assert_array_equal(x.grad.data, [[0, 1, 0], [1, 0, 0]])
 
 
 # ------------------------------------------------------------------------------------------------ reshaping

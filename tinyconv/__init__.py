@@ -7,7 +7,7 @@ Public face::
 
 Tensors are (N, C, H, W) for image batches; see the README for a tour.
 """
-from . import autograd, data, functional, functions, random
+from . import autograd, cuda, data, functional, functions, random
 from .autograd import enable_grad, is_grad_enabled, no_grad, set_grad_enabled
 from .functional import corr2d
 from .functions import ops
@@ -18,6 +18,7 @@ from .kernels import (get_default_kernel, get_default_pool_kernel, set_default_k
 from .profiler import profile
 from .random import get_rng_state, manual_seed, set_rng_state
 from . import summary  # a callable module: tc.summary(model, input_shape) is tc.summary.summary(...)
+from .device import device
 from .tensor import (
     ShapeError,
     Tensor,
@@ -25,16 +26,25 @@ from .tensor import (
     as_tensor,
     bool_,
     cat,
+    empty,
+    empty_like,
+    eye,
     float32,
     float64,
+    from_numpy,
     full,
+    full_like,
     int32,
     int64,
+    linspace,
     matmul,
+    normal,
     ones,
     ones_like,
     rand,
+    rand_like,
     randn,
+    randn_like,
     stack,
     tensor,
     uint8,
@@ -42,8 +52,17 @@ from .tensor import (
     zeros,
     zeros_like,
 )
+from .methods import *  # noqa: E402,F403  (tc.abs, tc.sum, tc.argmax, ...: the Tensor methods as functions)
 
-from . import nn, optim  # noqa: E402  (after the tensor names: nn and optim import them)
+from . import nn, optim, utils  # noqa: E402  (after the tensor names: nn and optim import them)
 from .serialization import load, save  # noqa: E402
+
+# PyTorch's dtype aliases (torch.float, torch.long, ...), after every import that needs the builtins' names.
+float, double, long, int, bool, uint8 = float32, float64, int64, int32, bool_, uint8  # noqa: A001
+
+
+def get_default_dtype():
+    """float32, the dtype of tensors made from Python floats (not settable in tinyconv)."""
+    return float32
 
 __version__ = "0.1.0"

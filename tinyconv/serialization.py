@@ -101,12 +101,11 @@ def _encode(obj, path: tuple, arrays: dict):
 def save(obj, path) -> Path:
     """Write ``obj`` (a state dict, or a nested dict/list of Tensors, arrays and plain values) to ``path``.
 
-    ``path`` must end in ``.npz``. The write is atomic: a temporary file in the same folder is renamed into
-    place once complete. Returns the path written.
+    The content is always the pickle-free ``.npz`` format; the name is the caller's (``'mlp.params'`` works as
+    in PyTorch, and nothing is appended to it). The write is atomic: a temporary file in the same folder is
+    renamed into place once complete. Returns the path written.
     """
     path = Path(path)
-    if path.suffix != ".npz":
-        raise ValueError(f"tc.save writes .npz files; expected a path ending in '.npz', got '{path}'")
     arrays: dict[str, np.ndarray] = {}
     tree = _encode(obj, (), arrays)
     meta = json.dumps({"format": FORMAT, "version": VERSION, "tree": tree}, allow_nan=False)

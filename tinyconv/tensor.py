@@ -7,11 +7,15 @@ broadcasting; a Python number takes the tensor's dtype (``float32 tensor * 2.0``
 from __future__ import annotations
 
 import numbers
+import operator
 import weakref
+from collections import namedtuple
 
 import numpy as np
 
 from . import autograd
+from .device import CPU, check_device
+from .device import device as _device
 from .functions import ops
 from .random import default_generator
 
@@ -160,14 +164,38 @@ class Tensor:
 
     def __bool__(self) -> bool:
         if self.data.size != 1:
-            raise RuntimeError(f"Boolean value of Tensor with {self.data.size} values is ambiguous")
+            raise RuntimeError(f"Boolean value of Tensor with {'more than one value' if self.data.size else 'no values'}"
+                               " is ambiguous")
         return bool(self.data.reshape(()).item())
 
+    def _scalar(self):
+        if self.data.size != 1:
+            raise ValueError("only one element tensors can be converted to Python scalars")
+        return self.data.reshape(()).item()
+
     def __float__(self) -> float:
-        return float(self.item())
+        return float(self._scalar())
 
     def __int__(self) -> int:
-        return int(self.item())
+        return int(self._scalar())
+
+    def __index__(self) -> int:
+        if self.data.size != 1 or self.dtype.kind not in "iu":
+            raise TypeError("only integer tensors of a single element can be converted to an index")
+        return int(self._scalar())
+
+    def __format__(self, spec: str) -> str:
+        """``f'{loss:.3f}'`` formats a 0-d tensor's value, as PyTorch does; other tensors accept only ``''``."""
+        if self.ndim == 0:
+            return format(self.data.item(), spec)
+        if spec:
+            raise TypeError("unsupported format string passed to Tensor.__format__")
+        return str(self)
+
+    def __iter__(self):
+        if self.ndim == 0:
+            raise TypeError("iteration over a 0-d tensor")
+        return (self[i] for i in range(self.shape[0]))
 
     def __repr__(self) -> str:
         body = np.array2string(self.data, separator=", ", prefix="tensor(")
@@ -303,6 +331,8 @@ class Tensor:
     def __neg__(self):
         return ops.Neg.apply(self)
 
+    neg = __neg__
+
     def __matmul__(self, other):
         return matmul(self, self._coerce(other))
 
@@ -371,35 +401,80 @@ class Tensor:
         return ops.LogSoftmax.apply(self, dim=ops.one_dim(dim, self.ndim, "log_softmax"))
 
     # ----------------------------------------------------------------------------------------- reductions
-    def sum(self, dim=None, keepdim: bool = False):
-        return ops.Sum.apply(self, dim=ops.normalize_dims(dim, self.ndim), keepdim=keepdim)
+    # ``axis=`` and ``keepdims=`` are accepted for ``dim=`` and ``keepdim=``, as PyTorch accepts them.
+    def sum(self, dim=None, keepdim: bool = False, *, axis=None, keepdims=None, dtype=None):
+        dim, keepdim = _dim_alias(dim, axis, keepdim, keepdims)
+        if dtype is None and self.dtype.kind in "biu":
+            dtype = int64  # sums of bool and integer tensors are int64, as in PyTorch
+        x = self if dtype is None else self.to(dtype)
+        return ops.Sum.apply(x, dim=ops.normalize_dims(dim, x.ndim), keepdim=keepdim)
 
-    def mean(self, dim=None, keepdim: bool = False):
-        if not np.issubdtype(self.dtype, np.floating):
-            raise TypeError(f"mean() needs a floating point tensor, got dtype {self.dtype.name}")
-        return ops.Mean.apply(self, dim=ops.normalize_dims(dim, self.ndim), keepdim=keepdim)
+    def mean(self, dim=None, keepdim: bool = False, *, axis=None, keepdims=None, dtype=None):
+        dim, keepdim = _dim_alias(dim, axis, keepdim, keepdims)
+        x = self if dtype is None else self.to(dtype)
+        if not np.issubdtype(x.dtype, np.floating):
+            raise TypeError(f"mean() needs a floating point tensor, got dtype {x.dtype.name} "
+                            "(convert it first, e.g. x.float().mean(), or pass dtype=)")
+        return ops.Mean.apply(x, dim=ops.normalize_dims(dim, x.ndim), keepdim=keepdim)
 
-    def amax(self, dim=None, keepdim: bool = False):
+    def amax(self, dim=None, keepdim: bool = False, *, axis=None, keepdims=None):
+        dim, keepdim = _dim_alias(dim, axis, keepdim, keepdims)
         self._check_nonempty("amax")
         return ops.Amax.apply(self, dim=ops.normalize_dims(dim, self.ndim), keepdim=keepdim)
 
-    def amin(self, dim=None, keepdim: bool = False):
+    def amin(self, dim=None, keepdim: bool = False, *, axis=None, keepdims=None):
+        dim, keepdim = _dim_alias(dim, axis, keepdim, keepdims)
         self._check_nonempty("amin")
         return ops.Amax.apply(self, dim=ops.normalize_dims(dim, self.ndim), keepdim=keepdim, minimum=True)
 
-    def max(self, dim=None, keepdim: bool = False):
-        """Maximum over ``dim`` (or all elements); with ``dim`` it returns the values, like ``amax``."""
-        return self.amax(dim, keepdim)
+    def max(self, dim=None, keepdim: bool = False, *, axis=None, keepdims=None):
+        """The maximum of all elements; with ``dim``, the named tuple ``(values, indices)`` along it (PyTorch's)."""
+        dim, keepdim = _dim_alias(dim, axis, keepdim, keepdims)
+        if dim is None:
+            return self.amax()
+        return self._values_and_indices(self.argmax(dim, keepdim=True), dim, keepdim)
 
-    def min(self, dim=None, keepdim: bool = False):
-        """Minimum over ``dim`` (or all elements); with ``dim`` it returns the values, like ``amin``."""
-        return self.amin(dim, keepdim)
+    def min(self, dim=None, keepdim: bool = False, *, axis=None, keepdims=None):
+        """The minimum of all elements; with ``dim``, the named tuple ``(values, indices)`` along it (PyTorch's)."""
+        dim, keepdim = _dim_alias(dim, axis, keepdim, keepdims)
+        if dim is None:
+            return self.amin()
+        return self._values_and_indices(self.argmin(dim, keepdim=True), dim, keepdim)
 
-    def argmax(self, dim=None, keepdim: bool = False):
-        return Tensor(np.argmax(self.data, axis=dim, keepdims=keepdim).astype(np.int64))
+    def _values_and_indices(self, indices: "Tensor", dim, keepdim: bool):
+        """(values, indices) of max/min along ``dim``: the values are gathered at the indices, so the gradient
+        reaches the chosen element only (PyTorch's rule for max(dim), unlike amax's sharing between ties)."""
+        if self.ndim == 0:
+            return _MinMax(self, indices)
+        d = ops.normalize_dims(dim, self.ndim)[0]
+        where = list(np.indices(indices.shape, sparse=True))
+        where[d] = indices.data
+        values = self[tuple(where)]
+        if not keepdim:
+            values, indices = values.squeeze(d), indices.squeeze(d)
+        return _MinMax(values, indices)
 
-    def argmin(self, dim=None, keepdim: bool = False):
-        return Tensor(np.argmin(self.data, axis=dim, keepdims=keepdim).astype(np.int64))
+    def argmax(self, dim=None, keepdim: bool = False, *, axis=None, keepdims=None):
+        """Index of the (first) largest element along ``dim``, int64; over the flattened tensor without ``dim``."""
+        dim, keepdim = _dim_alias(dim, axis, keepdim, keepdims)
+        return self._arg_extreme(np.argmax, "argmax", dim, keepdim)
+
+    def argmin(self, dim=None, keepdim: bool = False, *, axis=None, keepdims=None):
+        dim, keepdim = _dim_alias(dim, axis, keepdim, keepdims)
+        return self._arg_extreme(np.argmin, "argmin", dim, keepdim)
+
+    def _arg_extreme(self, fn, name, dim, keepdim):
+        self._check_nonempty(name)
+        if dim is None:
+            out = np.asarray(fn(self.data))
+            if keepdim:
+                out = out.reshape((1,) * self.ndim)
+        else:
+            d = ops.normalize_dims(dim, self.ndim)
+            if len(d) != 1:
+                raise TypeError(f"{name}(): dim must be a single int, got {dim!r}")
+            out = fn(self.data, axis=d[0], keepdims=keepdim) if self.ndim else np.asarray(fn(self.data))
+        return _wrap_output(np.asarray(out, dtype=np.int64), None)
 
     def _check_nonempty(self, op):
         if self.data.size == 0:
@@ -465,22 +540,104 @@ class Tensor:
         index = _index_to_numpy(index)
         return ops.GetItem.apply(self, index=index)
 
-    # ------------------------------------------------------------------------------------------- dtypes
-    def to(self, dtype):
-        dt = _check_dtype(dtype)
+    # ------------------------------------------------------------------------------------ dtypes, devices
+    @property
+    def device(self):
+        """Always ``device(type='cpu')``: tinyconv computes on the CPU."""
+        return CPU
+
+    @property
+    def is_cuda(self) -> bool:
+        return False
+
+    def to(self, *args, **kwargs) -> "Tensor":
+        """``to(dtype)``, ``to(device)``, ``to(device, dtype)``, ``to(other_tensor)`` or ``to(device=, dtype=)``.
+
+        Returns ``self`` when nothing changes (as PyTorch does) or ``copy=True`` is not given. Only the CPU exists.
+        """
+        dtype, dev, copy = parse_to_args(args, kwargs)
+        check_device(dev)
+        out = self if dtype is None else self._cast(_check_dtype(dtype))
+        if copy and out is self:
+            out = ops.Cast.apply(self, dtype=self.dtype) if self.requires_grad else _wrap_output(self.data.copy(), None)
+        return out
+
+    def _cast(self, dt: np.dtype) -> "Tensor":
         if dt == self.dtype:
             return self
+        if dt.kind != "f":  # an integer or bool copy has no gradient (PyTorch's rule as well)
+            return _wrap_output(self.data.astype(dt), None)
         return ops.Cast.apply(self, dtype=dt)
 
+    def type(self, dtype=None, non_blocking: bool = False):
+        """With ``dtype``: this tensor as that dtype (``y_hat.type(y.dtype)``); without: its type name."""
+        if dtype is None:
+            return _TYPE_NAMES.get(self.dtype, f"tinyconv.{self.dtype.name}")
+        if isinstance(dtype, str) and dtype in _TYPE_NAMES.values():
+            dtype = next(k for k, v in _TYPE_NAMES.items() if v == dtype)
+        return self._cast(_check_dtype(dtype))
+
     def float(self):
-        return self.to(float32)
+        return self._cast(float32)
 
     def double(self):
-        return self.to(float64)
+        return self._cast(float64)
 
     def long(self):
-        return self.to(int64)
+        return self._cast(int64)
 
+    def int(self):
+        return self._cast(int32)
+
+    def bool(self):
+        return self._cast(bool_)
+
+    def cpu(self) -> "Tensor":
+        return self
+
+    def cuda(self, device=None, non_blocking: bool = False):
+        check_device("cuda" if device is None else device if isinstance(device, str) else f"cuda:{device}")
+
+
+_MinMax = namedtuple("_MinMax", ["values", "indices"])
+_TYPE_NAMES = {float32: "torch.FloatTensor", float64: "torch.DoubleTensor", int64: "torch.LongTensor",
+               int32: "torch.IntTensor", uint8: "torch.ByteTensor", bool_: "torch.BoolTensor"}
+
+
+def _dim_alias(dim, axis, keepdim, keepdims):
+    """PyTorch's NumPy-style aliases: ``axis=`` for ``dim=``, ``keepdims=`` for ``keepdim=``."""
+    if axis is not None:
+        if dim is not None:
+            raise TypeError("got both dim and its alias axis; pass one of them")
+        dim = axis
+    if keepdims is not None:
+        keepdim = keepdims
+    return dim, bool(keepdim)
+
+
+def parse_to_args(args, kwargs):
+    """(dtype, device, copy) from the ways PyTorch's ``Tensor.to`` / ``Module.to`` can be called."""
+    dtype, dev = kwargs.pop("dtype", None), kwargs.pop("device", None)
+    copy = bool(kwargs.pop("copy", False))
+    kwargs.pop("non_blocking", None)
+    kwargs.pop("memory_format", None)
+    if kwargs:
+        raise TypeError(f"to() got unexpected keyword argument(s) {sorted(kwargs)}")
+    for a in args:
+        if isinstance(a, Tensor):
+            dtype = a.dtype
+        elif isinstance(a, (str, _device)):
+            if isinstance(a, str) and a in np.sctypeDict:
+                dtype = a  # a dtype name such as 'float64'
+            else:
+                dev = a
+        elif a is None:
+            continue
+        elif isinstance(a, bool):
+            continue  # the positional non_blocking / copy flags
+        else:
+            dtype = a
+    return dtype, dev, copy
 
 def _index_to_numpy(index):
     """Tensors inside an index become arrays (integer or boolean), so NumPy's indexing rules apply."""
@@ -521,14 +678,17 @@ class _HookHandle:
 
 
 # ----------------------------------------------------------------------------------------- free functions
-def tensor(data, requires_grad: bool = False, dtype=None) -> Tensor:
+def tensor(data, requires_grad: bool = False, dtype=None, *, device=None) -> Tensor:
     """Make a leaf tensor (a copy of ``data``). Python numbers become float32; NumPy arrays keep their dtype."""
+    check_device(device)
     arr = _to_array(data, dtype)
     return Tensor(np.array(arr, copy=True), requires_grad=requires_grad)
 
 
-def as_tensor(data, dtype=None) -> Tensor:
+def as_tensor(data, dtype=None, device=None) -> Tensor:
     """Like :func:`tensor` but shares memory with ``data`` when it is already an array (or returns a Tensor as is)."""
+    if device is not None:
+        check_device(device)
     if isinstance(data, Tensor) and (dtype is None or np.dtype(dtype) == data.dtype):
         return data
     return Tensor(data, dtype=dtype)
@@ -612,46 +772,180 @@ def where(condition, input, other) -> Tensor:
 
 
 # ---------------------------------------------------------------------------------------------- factories
-def _shape_arg(shape) -> tuple:
-    return tuple(shape[0]) if len(shape) == 1 and isinstance(shape[0], (tuple, list)) else tuple(shape)
+# PyTorch's signatures: sizes as ints, one tuple/list, or ``size=``; ``dtype=``, ``device=`` and ``requires_grad=``.
+def _size_arg(size: tuple, size_kw, fn: str) -> tuple:
+    if size_kw is not None:
+        if size:
+            raise TypeError(f"{fn}() got sizes both positionally {size} and as size={size_kw!r}")
+        size = (size_kw,)
+    if len(size) == 1 and isinstance(size[0], (tuple, list)):
+        size = tuple(size[0])
+    try:
+        dims = tuple(operator.index(n) for n in size)
+    except TypeError:
+        raise TypeError(f"{fn}(): size must be ints or one tuple of ints, got {size!r}") from None
+    if any(n < 0 for n in dims):
+        raise RuntimeError(f"Trying to create tensor with negative dimension: size {list(dims)}")
+    return dims
 
 
-def zeros(*shape, dtype=None, requires_grad: bool = False) -> Tensor:
-    return Tensor(np.zeros(_shape_arg(shape), dtype=_check_dtype(dtype or DEFAULT_DTYPE)), requires_grad)
+def _factory_dtype(dtype, device) -> np.dtype:
+    check_device(device)
+    return _check_dtype(DEFAULT_DTYPE if dtype is None else dtype)
 
 
-def ones(*shape, dtype=None, requires_grad: bool = False) -> Tensor:
-    return Tensor(np.ones(_shape_arg(shape), dtype=_check_dtype(dtype or DEFAULT_DTYPE)), requires_grad)
+def _new(data: np.ndarray, requires_grad: bool) -> Tensor:
+    t = _wrap_output(data, None)
+    if requires_grad:
+        t.requires_grad_(True)
+    return t
 
 
-def full(shape, fill_value, dtype=None, requires_grad: bool = False) -> Tensor:
-    return Tensor(np.full(tuple(shape), fill_value, dtype=_check_dtype(dtype or DEFAULT_DTYPE)), requires_grad)
+def zeros(*size, dtype=None, device=None, requires_grad: bool = False, **kw) -> Tensor:
+    shape = _size_arg(size, kw.pop("size", None), "zeros")
+    _no_extra(kw, "zeros")
+    return _new(np.zeros(shape, dtype=_factory_dtype(dtype, device)), requires_grad)
 
 
-def zeros_like(t, dtype=None, requires_grad: bool = False) -> Tensor:
-    return zeros(np.shape(t.data if isinstance(t, Tensor) else t), dtype=dtype or getattr(t, "dtype", None),
-                 requires_grad=requires_grad)
+def ones(*size, dtype=None, device=None, requires_grad: bool = False, **kw) -> Tensor:
+    shape = _size_arg(size, kw.pop("size", None), "ones")
+    _no_extra(kw, "ones")
+    return _new(np.ones(shape, dtype=_factory_dtype(dtype, device)), requires_grad)
 
 
-def ones_like(t, dtype=None, requires_grad: bool = False) -> Tensor:
-    return ones(np.shape(t.data if isinstance(t, Tensor) else t), dtype=dtype or getattr(t, "dtype", None),
-                requires_grad=requires_grad)
+def empty(*size, dtype=None, device=None, requires_grad: bool = False, **kw) -> Tensor:
+    """Uninitialised in PyTorch; here zero-filled, so a forgotten write shows up as zeros, not garbage."""
+    shape = _size_arg(size, kw.pop("size", None), "empty")
+    _no_extra(kw, "empty")
+    return _new(np.zeros(shape, dtype=_factory_dtype(dtype, device)), requires_grad)
 
 
-def arange(start, end=None, step=1, dtype=None) -> Tensor:
+def full(size, fill_value, *, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
+    """A tensor of ``size`` filled with ``fill_value``; the dtype follows the value (int64, bool or float32)."""
+    shape = _size_arg((size,), None, "full")
+    if dtype is None:
+        dtype = _scalar_dtype(fill_value)
+    return _new(np.full(shape, fill_value, dtype=_factory_dtype(dtype, device)), requires_grad)
+
+
+def _like(t, dtype):
+    arr = t.data if isinstance(t, Tensor) else np.asarray(t)
+    return arr.shape, (arr.dtype if dtype is None else dtype)
+
+
+def zeros_like(input, *, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
+    shape, dt = _like(input, dtype)
+    return zeros(shape, dtype=dt, device=device, requires_grad=requires_grad)
+
+
+def ones_like(input, *, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
+    shape, dt = _like(input, dtype)
+    return ones(shape, dtype=dt, device=device, requires_grad=requires_grad)
+
+
+def empty_like(input, *, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
+    shape, dt = _like(input, dtype)
+    return empty(shape, dtype=dt, device=device, requires_grad=requires_grad)
+
+
+def full_like(input, fill_value, *, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
+    shape, dt = _like(input, dtype)
+    return full(shape, fill_value, dtype=dt, device=device, requires_grad=requires_grad)
+
+
+def rand_like(input, *, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
+    shape, dt = _like(input, dtype)
+    return rand(shape, dtype=dt, device=device, requires_grad=requires_grad)
+
+
+def randn_like(input, *, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
+    shape, dt = _like(input, dtype)
+    return randn(shape, dtype=dt, device=device, requires_grad=requires_grad)
+
+
+def _no_extra(kw: dict, fn: str) -> None:
+    if kw:
+        raise TypeError(f"{fn}() got unexpected keyword argument(s) {sorted(kw)}")
+
+
+def _scalar_dtype(value) -> np.dtype:
+    """PyTorch's dtype for a Python scalar: bool → bool, int → int64, float → the default float32."""
+    if isinstance(value, (bool, np.bool_)):
+        return bool_
+    if isinstance(value, (int, np.integer)):
+        return int64
+    return DEFAULT_DTYPE
+
+
+def arange(start, end=None, step=1, *, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
+    """``[start, end)`` in steps of ``step``; int64 when all three are integers, else float32."""
     if end is None:
         start, end = 0, start
-    values = np.arange(start, end, step)
+    if step == 0:
+        raise RuntimeError("arange: step must be nonzero")
     if dtype is None:
-        dtype = int64 if values.dtype.kind in "iu" else DEFAULT_DTYPE
-    return Tensor(values, dtype=dtype)
+        ints = all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in (start, end, step))
+        dtype = int64 if ints else DEFAULT_DTYPE
+    values = np.arange(start, end, step, dtype=np.float64 if np.dtype(dtype).kind == "f" else None)
+    return _new(values.astype(_factory_dtype(dtype, device)), requires_grad)
 
 
-def randn(*shape, dtype=None, requires_grad: bool = False) -> Tensor:
-    data = default_generator().standard_normal(_shape_arg(shape)).astype(_check_dtype(dtype or DEFAULT_DTYPE))
-    return Tensor(data, requires_grad)
+def linspace(start, end, steps: int, *, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
+    """``steps`` evenly spaced values from ``start`` to ``end`` inclusive (float32 by default)."""
+    steps = operator.index(steps)
+    if steps < 0:
+        raise RuntimeError(f"linspace: number of steps must be non-negative, got {steps}")
+    return _new(np.linspace(start, end, steps).astype(_factory_dtype(dtype, device)), requires_grad)
 
 
-def rand(*shape, dtype=None, requires_grad: bool = False) -> Tensor:
-    data = default_generator().random(_shape_arg(shape)).astype(_check_dtype(dtype or DEFAULT_DTYPE))
-    return Tensor(data, requires_grad)
+def eye(n: int, m: int | None = None, *, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
+    """The ``n`` × ``m`` (default ``n`` × ``n``) matrix with ones on the diagonal."""
+    n = operator.index(n)
+    m = n if m is None else operator.index(m)
+    if n < 0 or m < 0:
+        raise RuntimeError(f"eye: n and m must be non-negative, got n={n}, m={m}")
+    return _new(np.eye(n, m, dtype=_factory_dtype(dtype, device)), requires_grad)
+
+
+def randn(*size, dtype=None, device=None, requires_grad: bool = False, generator=None, **kw) -> Tensor:
+    """Standard normal samples from tinyconv's generator (``tc.manual_seed`` makes them repeatable)."""
+    shape = _size_arg(size, kw.pop("size", None), "randn")
+    _no_extra(kw, "randn")
+    dt = _factory_dtype(dtype, device)
+    return _new((generator or default_generator()).standard_normal(shape).astype(dt), requires_grad)
+
+
+def rand(*size, dtype=None, device=None, requires_grad: bool = False, generator=None, **kw) -> Tensor:
+    """Uniform samples in [0, 1) from tinyconv's generator."""
+    shape = _size_arg(size, kw.pop("size", None), "rand")
+    _no_extra(kw, "rand")
+    dt = _factory_dtype(dtype, device)
+    return _new((generator or default_generator()).random(shape).astype(dt), requires_grad)
+
+
+def normal(mean=0.0, std=1.0, size=None, *, dtype=None, device=None, requires_grad: bool = False,
+           generator=None) -> Tensor:
+    """Normal samples: ``normal(0, 1, (3, 3))`` (numbers and a size), or elementwise for tensor ``mean``/``std``."""
+    m = mean.data if isinstance(mean, Tensor) else np.asarray(mean)
+    s = std.data if isinstance(std, Tensor) else np.asarray(std)
+    if size is not None:
+        shape = _size_arg((size,), None, "normal")
+    else:
+        if m.ndim == 0 and s.ndim == 0 and not (isinstance(mean, Tensor) or isinstance(std, Tensor)):
+            raise TypeError("normal(): with numbers for mean and std, give a size, e.g. normal(0, 1, (3, 3))")
+        shape = np.broadcast_shapes(m.shape, s.shape)
+    if np.any(s < 0):
+        raise RuntimeError(f"normal expects std >= 0.0, but found std {s.min()}")
+    if dtype is None:
+        dtype = next((t.dtype for t in (mean, std) if isinstance(t, Tensor) and t.dtype.kind == "f"), DEFAULT_DTYPE)
+    dt = _factory_dtype(dtype, device)
+    draw = (generator or default_generator()).standard_normal(shape)
+    return _new((m + s * draw).astype(dt), requires_grad)
+
+
+def from_numpy(array: np.ndarray) -> Tensor:
+    """A tensor sharing memory with ``array`` (writes to one show in the other); the dtype is kept."""
+    if not isinstance(array, np.ndarray):
+        raise TypeError(f"expected np.ndarray (got {type(array).__name__})")
+    _check_dtype(array.dtype)
+    return _wrap_output(array, None)

@@ -20,3 +20,10 @@ from .layers import (
 )
 from .module import Module, Parameter
 from . import models  # noqa: E402  (LeNet; after the layers it is built from)
+
+# ``import tinyconv.nn.functional as F`` (PyTorch's path) is the same module as ``tinyconv.functional``.
+import sys as _sys  # noqa: E402
+
+from .. import functional  # noqa: E402
+
+_sys.modules[__name__ + ".functional"] = functional

@@ -10,7 +10,8 @@ from collections import OrderedDict, namedtuple
 
 import numpy as np
 
-from ..tensor import Tensor
+from ..device import check_device
+from ..tensor import Tensor, parse_to_args
 from .hooks import call_with_backward_hooks
 
 __all__ = ["Module", "Parameter"]
@@ -172,13 +173,26 @@ class Module:
                 p.grad.data[...] = 0
 
     def apply(self, fn) -> "Module":
-        for m in list(self.modules())[::-1]:
-            fn(m)
+        """Call ``fn`` on every submodule and then on this module, in PyTorch's order: each child's subtree
+        (depth first, children in registration order) before its parent; e.g. ``net.apply(init_weights)``."""
+        for child in self.children():
+            child.apply(fn)
+        fn(self)
         return self
 
-    def to(self, dtype) -> "Module":
-        """Cast every floating parameter and buffer to ``dtype`` in place (e.g. float64 for gradient checks)."""
+    def to(self, *args, **kwargs) -> "Module":
+        """``to(dtype)``, ``to(device)``, ``to(device, dtype)`` or ``to(tensor)``, in place, like PyTorch's.
+
+        A dtype casts every floating parameter and buffer (e.g. float64 for gradient checks); the device must
+        be the CPU, the only one tinyconv has.
+        """
+        dtype, dev, _ = parse_to_args(args, kwargs)
+        check_device(dev)
+        if dtype is None:
+            return self
         dt = np.dtype(dtype)
+        if dt.kind != "f":
+            raise TypeError(f"nn.Module.to only accepts floating point dtypes, but got desired dtype={dt.name}")
         for _, p in self.named_parameters():
             p.data = p.data.astype(dt)
             if p.grad is not None:
@@ -190,6 +204,12 @@ class Module:
 
     def float(self) -> "Module":
         return self.to(np.float32)
+
+    def cpu(self) -> "Module":
+        return self
+
+    def cuda(self, device=None) -> "Module":
+        check_device("cuda")
 
     def double(self) -> "Module":
         return self.to(np.float64)

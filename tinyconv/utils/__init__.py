@@ -1,0 +1,4 @@
+"""``tinyconv.utils``: PyTorch's ``torch.utils`` paths (``from torch.utils import data``)."""
+from . import data
+
+__all__ = ["data"]
