@@ -17,6 +17,7 @@ from . import autograd
 from .device import CPU, check_device
 from .device import device as _device
 from .functions import ops
+from .printing import tensor_body
 from .random import default_generator
 
 float32 = np.dtype(np.float32)
@@ -198,10 +199,12 @@ class Tensor:
         return (self[i] for i in range(self.shape[0]))
 
     def __repr__(self) -> str:
-        body = np.array2string(self.data, separator=", ", prefix="tensor(")
+        body = tensor_body(self.data)
         extras = []
+        if self.data.size == 0 and self.ndim != 1:
+            extras.append(f"size={self.shape}")
         if self.dtype not in (float32, int64, bool_):
-            extras.append(f"dtype={self.dtype.name}")
+            extras.append(f"dtype=tinyconv.{self.dtype.name}")
         if self.grad_fn is not None:
             extras.append(f"grad_fn=<{self.grad_fn.name()}>")
         elif self.requires_grad:
