@@ -240,3 +240,17 @@ def test_double_keeps_the_counter_an_integer_and_assigning_a_buffer_keeps_it_a_b
     bn.running_mean = tc.tensor([1.0, 2.0], dtype="float64")
     assert "running_mean" in dict(bn.named_buffers())
     np.testing.assert_array_equal(bn.state_dict()["running_mean"].data, [1.0, 2.0])
+
+
+@pytest.mark.parametrize("training", [True, False])
+def test_empty_batch_like_pytorch(training):
+    bn = nn.BatchNorm2d(3).train(training)
+    x = tc.randn(0, 3, 4, 4, requires_grad=True)
+    y = bn(x)
+    assert y.shape == (0, 3, 4, 4)
+    y.sum().backward()
+    assert x.grad.shape == x.shape
+    np.testing.assert_array_equal(bn.weight.grad.data, 0)
+    np.testing.assert_array_equal(bn.bias.grad.data, 0)
+    np.testing.assert_array_equal(bn.running_mean.data, 0)
+    np.testing.assert_array_equal(bn.running_var.data, 1)

@@ -145,7 +145,7 @@ def batch_norm(input: Tensor, running_mean, running_var, weight: Tensor | None =
         stats.append(arr)
     if training:
         count = input.data.size // channels if channels else 0
-        if count <= 1:
+        if count == 1:
             raise ValueError(f"batch_norm: expected more than 1 value per channel when training, got input of "
                              f"shape {input.shape}")
     elif stats[0] is None or stats[1] is None:

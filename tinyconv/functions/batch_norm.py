@@ -28,7 +28,7 @@ __all__ = ["BatchNorm"]
 
 def _channels_view(a: np.ndarray) -> np.ndarray:
     """(N, C, *spatial) as (N, C, L) (a view when ``a`` is contiguous)."""
-    return a.reshape(a.shape[0], a.shape[1], -1)
+    return a.reshape(a.shape[0], a.shape[1], int(np.prod(a.shape[2:], dtype=np.int64)))
 
 
 def _channel_sum(a3: np.ndarray) -> np.ndarray:
@@ -62,6 +62,10 @@ class BatchNorm(Function):
         dtype = x.dtype
         x3 = _channels_view(x)
         count = x3.shape[0] * x3.shape[2]  # M: values per channel
+        ctx.training, ctx.shape = training, x.shape
+        if count == 0:  # an empty batch: empty output, zero parameter gradients, statistics untouched
+            ctx.save_for_backward(None, None)
+            return np.empty(x.shape, dtype=dtype)
         if training:
             mean = _channel_sum(x3) / count
             x_hat = x3 - _per_channel(mean.astype(dtype, copy=False))
@@ -96,13 +100,16 @@ class BatchNorm(Function):
             ctx.save_for_backward(x3 if ctx.needs_input_grad[1] else None, scale)
             ctx.inv_std = inv_std
             ctx.eval_mean = running_mean.astype(dtype, copy=True)
-        ctx.training, ctx.shape = training, x.shape
         return y.reshape(x.shape)
 
     @staticmethod
     def backward(ctx, grad_output):
         need_x, need_w, need_b = ctx.needs_input_grad
         g3 = _channels_view(grad_output)
+        if g3.size == 0:
+            zeros = np.zeros(g3.shape[1], dtype=g3.dtype)
+            return (np.empty(ctx.shape, dtype=g3.dtype) if need_x else None, zeros if need_w else None,
+                    zeros if need_b else None)
         grad_bias = _channel_sum(g3) if (need_b or (ctx.training and need_x)) else None
         grad_x = grad_weight = None
         if ctx.training:
