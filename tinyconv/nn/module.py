@@ -252,12 +252,17 @@ class Module:
 
     # ------------------------------------------------------------------------------------------- state dict
     def state_dict(self, prefix: str = "") -> "OrderedDict[str, Tensor]":
-        """Parameters and buffers by dotted name (``conv1.weight``), as detached Tensors sharing memory."""
+        """Parameters and buffers by dotted name (``conv1.weight``), as detached Tensors sharing memory, in
+        PyTorch's order: module by module, each one's parameters then its buffers (``bn1.weight``, ``bn1.bias``,
+        ``bn1.running_mean`` ...)."""
+        tensors = dict(self.named_parameters(prefix))
+        tensors.update(self.named_buffers(prefix))
         out = OrderedDict()
-        for name, p in self.named_parameters(prefix):
-            out[name] = p.detach()
-        for name, b in self.named_buffers(prefix):
-            out[name] = b.detach()
+        for mod_name, m in self.named_modules(prefix):
+            for name in list(m._parameters) + list(m._buffers):
+                key = f"{mod_name}.{name}" if mod_name else name
+                if key in tensors:
+                    out[key] = tensors[key].detach()
         return out
 
     def load_state_dict(self, state_dict, strict: bool = True) -> IncompatibleKeys:
