@@ -104,7 +104,7 @@ def test_residual_add_is_a_join_in_print_graph():
     model = ResNet(channels=(2, 3), blocks=(1, 1), strides=(1, 2))
     loss = F.cross_entropy(model(tc.randn(2, 1, 8, 8)), np.array([1, 2]))
     buf = io.StringIO()
-    tc.autograd.print_graph(loss, dict(model.named_parameters()), file=buf)
+    tc.print_graph(loss, dict(model.named_parameters()), file=buf)
     text = buf.getvalue()
     lines = text.splitlines()
     # one residual add per block (the third AddBackward is fc's bias)
