@@ -12,7 +12,6 @@ so neither side pays for its autograd; see benchmarks/README.md for what each co
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
 import os
 import subprocess
@@ -25,7 +24,6 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import common  # noqa: E402  (also puts the repository root on sys.path)
 
-KERNEL_MODULES = {"direct": "direct", "im2col": "im2col", "numba": "numba_jit"}
 DEFAULT_KERNELS = "direct,im2col,numba,auto"
 
 # name, N, C_in, H=W, C_out, k, stride, padding, groups
@@ -47,19 +45,16 @@ QUICK_POOL_CONFIGS = [("lenet.pool1", 4, 3, 8)]
 
 
 def load_kernels(names):
-    """{name: kernel} for the kernels that exist (a missing one is reported and skipped). "auto" is the
-    library's default: a dispatcher that picks a kernel per operation and shape."""
+    """{name: backend} for the backends that exist (a missing one is reported and skipped), called through their
+    checked doors. "auto" is the library's default: a backend that picks another per operation and shape."""
+    from tinyconv import kernels as registry
+
     out, missing = {}, {}
     for name in names:
         try:
-            from tinyconv import kernels as registry
-
             out[name] = registry.get_kernel(name)
         except Exception as e:
-            try:
-                out[name] = importlib.import_module(f"tinyconv.kernels.{KERNEL_MODULES[name]}")
-            except Exception:
-                missing[name] = f"{type(e).__name__}: {e}"
+            missing[name] = f"{type(e).__name__}: {e}"
     return out, missing
 
 
@@ -319,13 +314,13 @@ def im2col_retention(configs, notes) -> list[dict]:
 
 # ------------------------------------------------------------------------------------------------ pooling
 def pooling_impls(torch):
-    """{name: factory(x, gy, op) -> {phase: fn}} for numpy (kernels.pooling), numba (kernels.numba_pooling), torch."""
+    """{name: factory(x, gy, op) -> {phase: fn}} for numpy (kernels.pooling), numba (kernels.numba_pooling), torch,
+    through the backends' checked pooling doors."""
+    from tinyconv import kernels as registry
+
     impls = {}
-    for name, module in (("numpy", "pooling"), ("numba", "numba_pooling")):
-        try:
-            mod = importlib.import_module(f"tinyconv.kernels.{module}")
-        except Exception:
-            continue
+    for name in ("numpy", "numba"):
+        mod = registry.get_pool_kernel(name)
         impls[name] = lambda x, gy, op, mod=mod: _kernel_pool_phases(mod, x, gy, op)
     if torch is not None:
         impls["torch"] = lambda x, gy, op: _torch_pool_phases(torch, x, gy, op)
@@ -426,7 +421,8 @@ import json, sys, time
 t0 = time.perf_counter()
 import numpy as np
 sys.path.insert(0, {root!r})
-from tinyconv.kernels import numba_jit as k
+from tinyconv.kernels import numba_jit
+k = numba_jit.backend
 t_import = time.perf_counter() - t0
 rng = np.random.default_rng(0)
 x = rng.standard_normal((8, 1, 28, 28), dtype=np.float32)

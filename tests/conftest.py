@@ -1,11 +1,17 @@
-"""Shared test configuration: hypothesis profiles.
+"""Shared test configuration: hypothesis profiles, and a fourth conv backend (tests/einsum_backend.py), registered
+so that every test that runs "all registered backends" runs it too.
 
 ``ci`` (selected by CI via HYPOTHESIS_PROFILE=ci, and whenever the CI variable is set) is deterministic and
 bounded; ``dev`` is the default for local runs; ``thorough`` explores more examples.
 """
 import os
 
+from einsum_backend import EinsumBackend
 from hypothesis import HealthCheck, settings
+
+import tinyconv.kernels
+
+tinyconv.kernels.register(EinsumBackend())
 
 settings.register_profile(
     "ci",

@@ -1,6 +1,6 @@
-"""Convolution kernels (tinyconv.kernels: direct, im2col, numba): seed-notes examples, shape
-arithmetic and validation, cross-kernel agreement, adjointness of the backward kernels, and
-the kernel registry / selection."""
+"""Convolution backends (tinyconv.kernels: direct, im2col, numba, and every registered one, such as the einsum
+backend of conftest.py): seed-notes examples, shape arithmetic and validation, cross-backend agreement, adjointness
+of the backward kernels, and the registry / selection."""
 from __future__ import annotations
 
 import os
@@ -15,11 +15,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import tinyconv.kernels as K
-from tinyconv.kernels import direct, im2col, numba_jit, shapes
+from tinyconv.kernels import numba_jit, shapes  # numba_jit: the numba backend's module (its tuning constants)
+
+# the backend objects, called through their checked doors (conv2d_forward, ...)
+direct, im2col, numba = K.get_kernel("direct"), K.get_kernel("im2col"), K.get_kernel("numba")
 
 from strategies_conv import conv_configs
 
-KERNEL_NAMES = ["direct", "im2col", "numba"]
+KERNEL_NAMES = list(K.available())  # every registered backend
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -319,11 +322,11 @@ def _assert_close(a, b, rtol, what):
 def test_kernels_agree_float64(cfg):
     x, w, gy = cfg.arrays(np.float64)
     ref = _all_ops(direct, cfg, x, w, gy)
-    for mod in (im2col, numba_jit):
+    for mod in (K.get_kernel(name) for name in KERNEL_NAMES if name != "direct"):
         got = _all_ops(mod, cfg, x, w, gy)
         for what, a, b in zip(("forward", "grad_input", "grad_weight"), got, ref):
             assert a.shape == b.shape and a.dtype == np.float64
-            _assert_close(a, b, 1e-10, f"{mod.__name__} {what}")
+            _assert_close(a, b, 1e-10, f"{mod.name} {what}")
 
 
 @settings(deadline=None)
@@ -332,11 +335,11 @@ def test_kernels_agree_float32(cfg):
     x, w, gy = cfg.arrays(np.float32)
     ref = _all_ops(direct, cfg, x.astype(np.float64), w.astype(np.float64),
                    gy.astype(np.float64))
-    for mod in (direct, im2col, numba_jit):
+    for mod in map(K.get_kernel, KERNEL_NAMES):
         got = _all_ops(mod, cfg, x, w, gy)
         for what, a, b in zip(("forward", "grad_input", "grad_weight"), got, ref):
             assert a.dtype == np.float32
-            _assert_close(a, b, 1e-4, f"{mod.__name__} {what}")
+            _assert_close(a, b, 1e-4, f"{mod.name} {what}")
 
 
 @settings(deadline=None)
@@ -396,7 +399,7 @@ def test_lenet_shapes_agree_float32():
                                         xs[2:], *args)
         gw64 = direct.conv2d_grad_weight(x.astype(np.float64), gy.astype(np.float64),
                                          ws[2:], *args)
-        for mod in (direct, im2col, numba_jit):
+        for mod in map(K.get_kernel, KERNEL_NAMES):
             _assert_close(mod.conv2d_forward(x, w, *args), y64, 1e-5, "forward")
             _assert_close(mod.conv2d_grad_input(gy, w, xs[2:], *args), gx64, 1e-5, "grad_input")
             _assert_close(mod.conv2d_grad_weight(x, gy, ws[2:], *args), gw64, 1e-5,
@@ -413,11 +416,12 @@ def restore_default():
 
 
 def test_registry_names():
-    assert set(K.KERNELS) == {"direct", "im2col", "numba"}
-    assert K.available() == ("direct", "im2col", "numba")
+    # the three built-in backends, then the einsum backend that conftest.py registered
+    assert set(K.KERNELS) == {"direct", "im2col", "numba", "einsum"}
+    assert K.available() == ("direct", "im2col", "numba", "einsum")
     assert K.get_kernel("direct") is direct
     assert K.get_kernel("IM2COL") is im2col
-    assert K.get_kernel("numba") is numba_jit
+    assert K.get_kernel("numba") is numba_jit.backend
 
 
 def test_unknown_kernel_message():
@@ -542,7 +546,8 @@ def test_numba_kernels_run_without_the_jit():
     code = """
 import numpy as np
 import tinyconv.kernels as K
-from tinyconv.kernels import direct, numba_jit, numba_pooling, pooling
+direct, numba_jit = K.get_kernel("direct"), K.get_kernel("numba")
+pooling, numba_pooling = K.get_pool_kernel("numpy"), K.get_pool_kernel("numba")
 assert not K.jit_enabled()
 assert K.choose_kernel((2, 4, 7, 6), (6, 2, 3, 2)) == "im2col"
 assert K.choose_pool_kernel() == "numpy"
@@ -575,8 +580,9 @@ def test_thread_pool_start_leaves_the_environment_alone():
     code = """
 import os
 import numpy as np
-from tinyconv.kernels import numba_jit, threads
-numba_jit.conv2d_forward(np.ones((1, 1, 4, 4)), np.ones((1, 1, 2, 2)), 1, 0, 1, 1)
+import tinyconv.kernels as K
+from tinyconv.kernels import threads
+K.get_kernel("numba").conv2d_forward(np.ones((1, 1, 4, 4)), np.ones((1, 1, 2, 2)), 1, 0, 1, 1)
 assert threads._started
 assert "GOMP_SPINCOUNT" not in os.environ and "OMP_WAIT_POLICY" not in os.environ
 print("ok")
@@ -597,7 +603,7 @@ def test_numba_batch_last_path(cfg, dtype):
     numba_jit.BATCH_LAST_MIN_N, numba_jit.BATCH_LAST_MIN_GARBAGE = 1, -1.0
     try:
         x, w, gy = cfg.arrays(dtype)
-        got = _all_ops(numba_jit, cfg, x, w, gy)
+        got = _all_ops(numba, cfg, x, w, gy)
     finally:
         numba_jit.BATCH_LAST_MIN_N, numba_jit.BATCH_LAST_MIN_GARBAGE = saved
     ref = _all_ops(direct, cfg, x.astype(np.float64), w.astype(np.float64), gy.astype(np.float64))
@@ -615,10 +621,10 @@ def test_numba_batch_last_lenet_batch():
         x = rng.standard_normal(xs)
         w = rng.standard_normal(ws)
         args = ((1, 1), (pad,) * 4, (1, 1), groups)
-        y = numba_jit.conv2d_forward(x, w, *args)
+        y = numba.conv2d_forward(x, w, *args)
         np.testing.assert_allclose(y, direct.conv2d_forward(x, w, *args), atol=1e-10)
         gy = rng.standard_normal(y.shape)
-        np.testing.assert_allclose(numba_jit.conv2d_grad_weight(x, gy, ws[2:], *args),
+        np.testing.assert_allclose(numba.conv2d_grad_weight(x, gy, ws[2:], *args),
                                    direct.conv2d_grad_weight(x, gy, ws[2:], *args), atol=1e-9)
 
 
@@ -660,10 +666,10 @@ def test_numba_scratch_buffers_keep_their_padding_zero():
     for xs, pad in calls:
         x = rng.standard_normal(xs)
         args = ((1, 1), pad, (1, 1), 1)
-        y = numba_jit.conv2d_forward(x, w, *args)
+        y = numba.conv2d_forward(x, w, *args)
         np.testing.assert_allclose(y, direct.conv2d_forward(x, w, *args), rtol=1e-10, atol=1e-10)
         gy = rng.standard_normal(y.shape)
-        np.testing.assert_allclose(numba_jit.conv2d_grad_weight(x, gy, (3, 3), *args),
+        np.testing.assert_allclose(numba.conv2d_grad_weight(x, gy, (3, 3), *args),
                                    direct.conv2d_grad_weight(x, gy, (3, 3), *args), rtol=1e-10, atol=1e-10)
     numba_jit.clear_workspace()
 
@@ -673,6 +679,6 @@ def test_numba_workspace_is_bounded(monkeypatch):
     numba_jit.clear_workspace()
     x, w = np.ones((40, 1, 8, 8), np.float32), np.ones((2, 1, 3, 3), np.float32)
     for pad in (0, 1, 2):
-        numba_jit.conv2d_forward(x, w, (1, 1), (pad,) * 4, (1, 1), 1)
+        numba.conv2d_forward(x, w, (1, 1), (pad,) * 4, (1, 1), 1)
     assert len(numba_jit._workspace.buffers) == 1  # only the most recent one is kept
     numba_jit.clear_workspace()

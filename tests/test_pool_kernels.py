@@ -1,4 +1,5 @@
-"""Pooling kernels (tinyconv.kernels.pooling = "numpy", numba_pooling = "numba"): PyTorch's
+"""Pooling kernels (tinyconv.kernels.pooling = "numpy", numba_pooling = "numba", run through the backends'
+checked doors max_pool2d_forward ...): PyTorch's
 semantics checked on hand-computed cases, the two implementations against each other,
 adjointness, gradient routing, output-size arithmetic, validation and selection."""
 from __future__ import annotations
@@ -14,7 +15,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import tinyconv.kernels as K
-from tinyconv.kernels import numba_pooling, pooling, shapes
+from tinyconv.kernels import numba_pooling as numba_loops  # the compiled loops themselves
+from tinyconv.kernels import shapes
+
+pooling, numba_pooling = K.get_pool_kernel("numpy"), K.get_pool_kernel("numba")  # the backends that run them
 
 from strategies_conv import pool_configs
 
@@ -320,8 +324,8 @@ def test_pool_kernels_validate(pk):
 
 def test_pool_selection():
     assert set(K.POOL_KERNELS) == {"numpy", "numba"}
-    assert K.get_pool_kernel("numpy") is pooling
-    assert K.get_pool_kernel("numba") is numba_pooling
+    assert K.get_pool_kernel("numpy") is K.get_kernel("direct")  # NumPy pooling, run by the reference backend
+    assert K.get_pool_kernel("numba") is K.get_kernel("numba")
     expected_auto = "numba" if K.jit_enabled() else "numpy"
     assert K.choose_pool_kernel(kernel="auto") == expected_auto
     before = K.get_default_pool_kernel()
@@ -373,7 +377,7 @@ def test_numba_2x2_fast_path_equals_the_general_loop(dtype):
     y, argmax = numba_pooling.max_pool2d_forward(x, 2, 2)
     y_ref = np.empty_like(y)
     argmax_ref = np.empty_like(argmax)
-    numba_pooling._max_fwd(x, y_ref, argmax_ref, 2, 2, 2, 2, 0, 0, 1, 1)
+    numba_loops._max_fwd(x, y_ref, argmax_ref, 2, 2, 2, 2, 0, 0, 1, 1)
     np.testing.assert_array_equal(y, y_ref)
     np.testing.assert_array_equal(argmax, argmax_ref)
     y_np, argmax_np = pooling.max_pool2d_forward(x, 2, 2)
@@ -391,19 +395,19 @@ def test_numba_2x2_fast_paths_equal_the_general_loops(dtype, shape, ceil_mode):
     x = rng.standard_normal(shape).astype(dtype)
     y, argmax = numba_pooling.max_pool2d_forward(x, 2, 2, ceil_mode=ceil_mode)
     y_ref, argmax_ref = np.empty_like(y), np.empty_like(argmax)
-    numba_pooling._max_fwd(x, y_ref, argmax_ref, 2, 2, 2, 2, 0, 0, 1, 1)
+    numba_loops._max_fwd(x, y_ref, argmax_ref, 2, 2, 2, 2, 0, 0, 1, 1)
     np.testing.assert_array_equal(y, y_ref)
     np.testing.assert_array_equal(argmax, argmax_ref)
     tol = dict(rtol=1e-6, atol=1e-6) if dtype == np.float32 else dict(rtol=1e-13, atol=1e-13)
     for include_pad in (True, False):
         y = numba_pooling.avg_pool2d_forward(x, 2, 2, 0, ceil_mode, include_pad)
         y_ref = np.empty_like(y)
-        numba_pooling._avg_fwd(x, y_ref, 2, 2, 2, 2, 0, 0, include_pad, 0)
+        numba_loops._avg_fwd(x, y_ref, 2, 2, 2, 2, 0, 0, include_pad, 0)
         np.testing.assert_allclose(y, y_ref, **tol)
         gy = rng.standard_normal(y.shape).astype(dtype)
         gx = numba_pooling.avg_pool2d_backward(gy, shape, 2, 2, 0, ceil_mode, include_pad)
         gx_ref = np.zeros(shape, dtype)
-        numba_pooling._avg_bwd(gy, gx_ref, 2, 2, 2, 2, 0, 0, include_pad, 0)
+        numba_loops._avg_bwd(gy, gx_ref, 2, 2, 2, 2, 0, 0, include_pad, 0)
         np.testing.assert_allclose(gx, gx_ref, **tol)
         assert y.dtype == gx.dtype == dtype
 

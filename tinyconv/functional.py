@@ -333,11 +333,9 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, 
     except ValueError as e:
         raise (_relabel(e, shape4, input.shape) if unbatched else e) from None
     bias = _check_bias(bias, weight.shape[0], "conv2d")
-    kernel = kernels.resolve_kernel(kernel)
+    backend = kernels.resolve_backend(kernel)
     dtype = _compute_dtype(input, weight, bias)
-    return conv_fn.Conv2d.apply(input, weight, bias, stride=args.stride, padding=args.padding,
-                        dilation=args.dilation, groups=args.groups, kernel=kernel,
-                        unbatched=unbatched, dtype=dtype)
+    return conv_fn.Conv2d.apply(input, weight, bias, args=args, backend=backend, unbatched=unbatched, dtype=dtype)
 
 
 # ------------------------------------------------------------------------------------------------ conv1d
@@ -386,11 +384,10 @@ def conv_transpose2d(input, weight, bias=None, stride=1, padding=0, output_paddi
     except ValueError as e:
         raise (_relabel(e, shape4, input.shape) if unbatched else e) from None
     bias = _check_bias(bias, args.out_shape[1], "conv_transpose2d")
-    kernel = kernels.resolve_kernel(kernel)
+    backend = kernels.resolve_backend(kernel)
     dtype = _compute_dtype(input, weight, bias)
-    return conv_fn.ConvTranspose2d.apply(input, weight, bias, stride=args.stride, padding=args.padding,
-                                 dilation=args.dilation, groups=args.groups, out_hw=args.out_shape[2:],
-                                 kernel=kernel, unbatched=unbatched, dtype=dtype)
+    return conv_fn.ConvTranspose2d.apply(input, weight, bias, args=args, backend=backend, unbatched=unbatched,
+                                         dtype=dtype)
 
 
 # ------------------------------------------------------------------------------------------------ pooling
@@ -413,11 +410,9 @@ def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode
         args = shapes.normalize_pool_args(shape4, kernel_size, stride, padding, dilation, ceil_mode)
     except ValueError as e:
         raise (_relabel(e, shape4, input.shape) if unbatched else e) from None
-    kernel = _pool_kernel_name(kernel)
+    backend = kernels.resolve_pool_backend(kernel)
     indices = [] if return_indices else None
-    out = pool_fn.MaxPool2d.apply(input, kernel_size=args.kernel, stride=args.stride, padding=args.padding,
-                          dilation=args.dilation, ceil_mode=args.ceil_mode, kernel=kernel, unbatched=unbatched,
-                          indices_out=indices)
+    out = pool_fn.MaxPool2d.apply(input, args=args, backend=backend, unbatched=unbatched, indices_out=indices)
     return (out, Tensor(indices[0])) if return_indices else out
 
 
@@ -436,17 +431,9 @@ def avg_pool2d(input, kernel_size, stride=None, padding=0, ceil_mode=False, coun
         if divisor_override == 0:
             raise ValueError("avg_pool2d: divisor_override must be non-zero, got 0")
         divisor_override = int(divisor_override)
-    kernel = _pool_kernel_name(kernel)
-    return pool_fn.AvgPool2d.apply(input, kernel_size=args.kernel, stride=args.stride, padding=args.padding,
-                           ceil_mode=args.ceil_mode, count_include_pad=bool(count_include_pad),
-                           divisor_override=divisor_override, kernel=kernel, unbatched=unbatched)
-
-
-def _pool_kernel_name(kernel):
-    if kernel is None:
-        return kernels.get_default_pool_kernel()
-    kernels.get_pool_kernel(kernel)  # validates, with the list of valid names
-    return kernel.lower()
+    backend = kernels.resolve_pool_backend(kernel)
+    return pool_fn.AvgPool2d.apply(input, args=args, count_include_pad=bool(count_include_pad),
+                                   divisor_override=divisor_override, backend=backend, unbatched=unbatched)
 
 
 # ------------------------------------------------------------------------------------------------ adaptive

@@ -9,7 +9,8 @@
   ``conv2d_forward`` and the gradient of its weight is ``conv2d_grad_weight`` with the roles of the arrays
   swapped.
 
-The arguments arrive normalised and checked by :mod:`tinyconv.functional`; nothing is checked again here.
+The arguments arrive normalised and checked by :mod:`tinyconv.functional` (a ``ConvArgs`` and a backend object);
+nothing is checked again here or in the backends.
 """
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ import math
 
 import numpy as np
 
-from .. import kernels as K
+from ..kernels.shapes import conv_args
 from .base import KernelFunction
 
 __all__ = ["Conv2d", "ConvTranspose2d"]
@@ -34,31 +35,27 @@ def _bias_grad(g: np.ndarray) -> np.ndarray:
     return np.einsum("ncp->c", g.reshape(g.shape[0], g.shape[1], math.prod(g.shape[2:])))
 
 
-class _ConvFunction(KernelFunction):
-    """What Conv2d and ConvTranspose2d also share: what the forward keeps for the backward (only what
-    a requested gradient needs)."""
+class Conv2d(KernelFunction):
+    """y = conv2d(x, w) + b on a chosen backend (graph name ``Conv2dBackward``).
+
+    ``args`` are the normalised :class:`~tinyconv.kernels.shapes.ConvArgs` of the batched call, ``backend`` a
+    :class:`~tinyconv.kernels.Backend` (``auto`` included): the backends that run the forward and the gradients
+    are chosen here, once, and the node keeps them for the backward."""
 
     @staticmethod
-    def _keep(ctx, x, w, args, kernel, name, unbatched):
-        need_x, need_w, _ = ctx.needs_input_grad
-        ctx.save_for_backward(x if need_w else None, w if need_x else None)
-        ctx.args = args
-        ctx.x_shape, ctx.w_shape = x.shape, w.shape
-        ctx.kernel, ctx.kernel_used, ctx.unbatched = kernel, name, unbatched
-
-
-class Conv2d(_ConvFunction):
-    """y = conv2d(x, w) + b with kernel-selectable forward/backward (graph name ``Conv2dBackward``)."""
-
-    @staticmethod
-    def forward(ctx, x, w, b, stride, padding, dilation, groups, kernel, unbatched, dtype):
+    def forward(ctx, x, w, b, args, backend, unbatched, dtype):
         x, w, b = _cast(x, dtype), _cast(w, dtype), _cast(b, dtype)
         if unbatched:
             x = x[None]
-        name = K.choose_kernel(x.shape, w.shape, stride, padding, dilation, groups, op="forward",
-                               kernel=kernel)
-        y = K.KERNELS[name].conv2d_forward(x, w, stride, padding, dilation, groups, bias=b)
-        Conv2d._keep(ctx, x, w, (stride, padding, dilation, groups), kernel, name, unbatched)
+        run = backend.choose("forward", x.shape, w.shape, args.stride)
+        y = run.forward(x, w, args, b)
+        need_x, need_w, _ = ctx.needs_input_grad
+        ctx.save_for_backward(x if need_w else None, w if need_x else None)  # only what a gradient needs
+        ctx.args, ctx.x_shape, ctx.unbatched, ctx.kernel_used = args, x.shape, unbatched, run.name
+        if need_x:
+            ctx.grad_input_backend = backend.choose("grad_input", x.shape, w.shape, args.stride)
+        if need_w:
+            ctx.grad_weight_backend = backend.choose("grad_weight", x.shape, w.shape, args.stride)
         return y[0] if unbatched else y
 
     @staticmethod
@@ -66,41 +63,45 @@ class Conv2d(_ConvFunction):
         x, w = ctx.saved_tensors
         need_x, need_w, need_b = ctx.needs_input_grad
         g = Conv2d._grad_output(ctx, g)
-        stride, padding, dilation, groups = ctx.args
         gx = gw = gb = None
         if need_x:
-            name = K.choose_kernel(ctx.x_shape, ctx.w_shape, stride, padding, dilation, groups,
-                                   op="grad_input", kernel=ctx.kernel)
-            gx = K.KERNELS[name].conv2d_grad_input(g, w, ctx.x_shape[2:], *ctx.args)
+            gx = ctx.grad_input_backend.grad_input(g, w, ctx.x_shape[2:], ctx.args)
             if ctx.unbatched:
                 gx = gx[0]
         if need_w:
-            name = K.choose_kernel(ctx.x_shape, ctx.w_shape, stride, padding, dilation, groups,
-                                   op="grad_weight", kernel=ctx.kernel)
-            gw = K.KERNELS[name].conv2d_grad_weight(x, g, ctx.w_shape[2:], *ctx.args)
+            gw = ctx.grad_weight_backend.grad_weight(x, g, ctx.args)
         if need_b:
             gb = _bias_grad(g)
         return gx, gw, gb
 
 
-class ConvTranspose2d(_ConvFunction):
-    """y = conv_transpose2d(x, w) + b: the adjoint of conv2d, built from the same three kernels."""
+class ConvTranspose2d(KernelFunction):
+    """y = conv_transpose2d(x, w) + b: the adjoint of conv2d, built from the same three backend methods.
+
+    ``args`` are the :class:`~tinyconv.kernels.shapes.ConvArgs` of :func:`normalize_conv_transpose_args`: the
+    stride, padding, dilation and groups of the convolution it is the adjoint of, and the output shape."""
 
     @staticmethod
-    def forward(ctx, x, w, b, stride, padding, dilation, groups, out_hw, kernel, unbatched, dtype):
+    def forward(ctx, x, w, b, args, backend, unbatched, dtype):
         x, w, b = _cast(x, dtype), _cast(w, dtype), _cast(b, dtype)
         if unbatched:
             x = x[None]
         x = np.ascontiguousarray(x)
-        # the equivalent conv2d maps an image of out_hw (C_out channels) to x (C_in channels); w is its weight
-        conv_x_shape = (x.shape[0], w.shape[1] * groups) + tuple(out_hw)
-        name = K.choose_kernel(conv_x_shape, w.shape, stride, padding, dilation, groups, op="grad_input",
-                               kernel=kernel)
-        y = K.KERNELS[name].conv2d_grad_input(x, w, out_hw, stride, padding, dilation, groups)
+        # the equivalent conv2d maps an image of the output's shape (C_out channels) to x (C_in channels);
+        # w is its weight
+        conv_x_shape = args.out_shape
+        run = backend.choose("grad_input", conv_x_shape, w.shape, args.stride)
+        y = run.grad_input(x, w, conv_x_shape[2:], args)
         if b is not None:
             y += b.reshape(1, -1, 1, 1)
-        ConvTranspose2d._keep(ctx, x, w, (stride, padding, dilation, groups), kernel, name, unbatched)
-        ctx.conv_x_shape = conv_x_shape
+        need_x, need_w, _ = ctx.needs_input_grad
+        ctx.save_for_backward(x if need_w else None, w if need_x else None)
+        ctx.x_shape, ctx.unbatched, ctx.kernel_used = x.shape, unbatched, run.name
+        ctx.conv_args = conv_args(conv_x_shape, w.shape, args.stride, args.padding, args.dilation, args.groups)
+        if need_x:
+            ctx.grad_input_backend = backend.choose("forward", conv_x_shape, w.shape, args.stride)
+        if need_w:
+            ctx.grad_weight_backend = backend.choose("grad_weight", conv_x_shape, w.shape, args.stride)
         return y[0] if unbatched else y
 
     @staticmethod
@@ -108,21 +109,16 @@ class ConvTranspose2d(_ConvFunction):
         x, w = ctx.saved_tensors
         need_x, need_w, need_b = ctx.needs_input_grad
         g = ConvTranspose2d._grad_output(ctx, g)
-        stride, padding, dilation, groups = ctx.args
         gx = gw = gb = None
         if need_x:
-            name = K.choose_kernel(ctx.conv_x_shape, ctx.w_shape, stride, padding, dilation, groups,
-                                   op="forward", kernel=ctx.kernel)
-            gx = K.KERNELS[name].conv2d_forward(g, w, *ctx.args)
+            gx = ctx.grad_input_backend.forward(g, w, ctx.conv_args)
             h, w_ = ctx.x_shape[2:]
             if gx.shape[2:] != (h, w_):  # output_padding >= stride: rows no input pixel reached
                 gx = np.ascontiguousarray(gx[:, :, :h, :w_])
             if ctx.unbatched:
                 gx = gx[0]
         if need_w:
-            name = K.choose_kernel(ctx.conv_x_shape, ctx.w_shape, stride, padding, dilation, groups,
-                                   op="grad_weight", kernel=ctx.kernel)
-            gw = K.KERNELS[name].conv2d_grad_weight(g, x, ctx.w_shape[2:], *ctx.args)
+            gw = ctx.grad_weight_backend.grad_weight(g, x, ctx.conv_args)
         if need_b:
             gb = _bias_grad(g)
         return gx, gw, gb

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from .. import kernels as K
 from ..autograd import Function
 from .base import KernelFunction
 
@@ -14,31 +13,32 @@ __all__ = ["MaxPool2d", "AvgPool2d", "AdaptiveAvgPool2d"]
 
 
 class MaxPool2d(KernelFunction):
-    """Max pooling; the node keeps the argmax of every window (graph name ``MaxPool2dBackward``)."""
+    """Max pooling; the node keeps the argmax of every window (graph name ``MaxPool2dBackward``).
+
+    ``args``: normalised :class:`~tinyconv.kernels.shapes.PoolArgs`; ``backend``: the one whose pooling runs
+    (``auto`` chooses here, once)."""
 
     @staticmethod
-    def forward(ctx, x, kernel_size, stride, padding, dilation, ceil_mode, kernel, unbatched, indices_out=None):
+    def forward(ctx, x, args, backend, unbatched, indices_out=None):
         if unbatched:
             x = x[None]
-        name = K.choose_pool_kernel(x.shape, kernel=kernel)
-        y, argmax = K.POOL_KERNELS[name].max_pool2d_forward(x, kernel_size, stride, padding, dilation,
-                                                            ceil_mode)
+        pool = backend.choose_pool()
+        y, argmax = pool.max_pool(x, args)
         if indices_out is not None:
             indices_out.append(argmax[0] if unbatched else argmax)
         if ctx.needs_input_grad[0]:
             ctx.saved_argmax = argmax  # "saved_*" attributes are freed by the engine after backward
-        ctx.x_shape, ctx.unbatched, ctx.kernel, ctx.kernel_used = x.shape, unbatched, kernel, name
+        ctx.x_shape, ctx.unbatched, ctx.pool, ctx.kernel_used = x.shape, unbatched, pool, pool.pool_name
         # non-overlapping windows: every input pixel is in at most one window -> a plain scatter
-        ctx.non_overlapping = all(s >= d * (k - 1) + 1 for k, s, d in zip(kernel_size, stride, dilation))
+        ctx.non_overlapping = all(s >= d * (k - 1) + 1
+                                  for k, s, d in zip(args.kernel_size, args.stride, args.dilation))
         return y[0] if unbatched else y
 
     @staticmethod
     def backward(ctx, g):
         ctx.saved_tensors  # raises the usual error if the graph was already freed
         g = MaxPool2d._grad_output(ctx, g)
-        name = K.choose_pool_kernel(ctx.x_shape, kernel=ctx.kernel)
-        gx = K.POOL_KERNELS[name].max_pool2d_backward(g, ctx.saved_argmax, ctx.x_shape,
-                                                      non_overlapping=ctx.non_overlapping)
+        gx = ctx.pool.max_pool_backward(g, ctx.saved_argmax, ctx.x_shape, ctx.non_overlapping)
         return (gx[0] if ctx.unbatched else gx,)
 
 
@@ -46,22 +46,19 @@ class AvgPool2d(KernelFunction):
     """Average pooling (graph name ``AvgPool2dBackward``)."""
 
     @staticmethod
-    def forward(ctx, x, kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override, kernel,
-                unbatched):
+    def forward(ctx, x, args, count_include_pad, divisor_override, backend, unbatched):
         if unbatched:
             x = x[None]
-        name = K.choose_pool_kernel(x.shape, kernel=kernel)
-        y = K.POOL_KERNELS[name].avg_pool2d_forward(x, kernel_size, stride, padding, ceil_mode,
-                                                    count_include_pad, divisor_override)
-        ctx.args = (kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override)
-        ctx.x_shape, ctx.unbatched, ctx.kernel, ctx.kernel_used = x.shape, unbatched, kernel, name
+        pool = backend.choose_pool()
+        y = pool.avg_pool(x, args, count_include_pad, divisor_override)
+        ctx.args, ctx.count_include_pad, ctx.divisor_override = args, count_include_pad, divisor_override
+        ctx.x_shape, ctx.unbatched, ctx.pool, ctx.kernel_used = x.shape, unbatched, pool, pool.pool_name
         return y[0] if unbatched else y
 
     @staticmethod
     def backward(ctx, g):
         g = AvgPool2d._grad_output(ctx, g)
-        name = K.choose_pool_kernel(ctx.x_shape, kernel=ctx.kernel)
-        gx = K.POOL_KERNELS[name].avg_pool2d_backward(g, ctx.x_shape, *ctx.args)
+        gx = ctx.pool.avg_pool_backward(g, ctx.x_shape, ctx.args, ctx.count_include_pad, ctx.divisor_override)
         return (gx[0] if ctx.unbatched else gx,)
 
 

@@ -1,13 +1,9 @@
-"""Pure-array convolution and pooling kernels, and how one is chosen.
+"""Pure-array convolution and pooling backends, and how one is chosen (this module is the one place for that).
 
-Three convolution algorithms share one contract (x: ``(N, C_in, H, W)``, w:
-``(C_out, C_in/groups, kh, kw)``, stride/dilation pairs, padding 4-tuple
-``(top, bottom, left, right)``, optional bias ``(C_out,)`` added by the forward; float32 stays
-float32, float64 stays float64)::
-
-    conv2d_forward(x, w, stride, padding, dilation, groups, bias=None) -> y
-    conv2d_grad_input(grad_y, w, input_hw, stride, padding, dilation, groups) -> grad_x
-    conv2d_grad_weight(x, grad_y, kernel_hw, stride, padding, dilation, groups) -> grad_w
+A *backend* is one object with one interface, :class:`~.backend.Backend` (x: ``(N, C_in, H, W)``, w:
+``(C_out, C_in/groups, kh, kw)``; conv ``forward`` / ``grad_input`` / ``grad_weight`` and pooling, on arrays,
+trusting arguments normalised by :mod:`tinyconv.functional`; plus checked doors ``conv2d_forward`` ... for direct
+use; float32 stays float32, float64 stays float64):
 
 ========  ==========================  =================================================
 name      module                      what it is
@@ -15,10 +11,12 @@ name      module                      what it is
 direct    :mod:`.direct`              the definition, loops over taps (the reference)
 im2col    :mod:`.im2col`              windows -> columns + one BLAS matmul per group
 numba     :mod:`.numba_jit`           compiled, parallel loop nests (numba)
+auto      :mod:`.auto`                hands each op to the fastest of the others (below)
 ========  ==========================  =================================================
 
-Pooling has two implementations with one contract: ``numpy`` (:mod:`.pooling`) and
-``numba`` (:mod:`.numba_pooling`).
+Pooling has two implementations: NumPy's (:mod:`.pooling`, what every backend inherits; selected as ``numpy``)
+and numba's (:mod:`.numba_pooling`, the ``numba`` backend's; selected as ``numba``). A new backend is one file
+with a :class:`~.backend.Backend` subclass and one :func:`register` call (docs/architecture.md).
 
 Choosing a kernel
 -----------------
@@ -28,7 +26,7 @@ the ``TINYCONV_KERNEL`` environment variable (read and validated at import), and
 ``"auto"``.  Pooling: ``use_pool_kernel`` / ``set_default_pool_kernel`` /
 ``TINYCONV_POOL_KERNEL``, default ``"auto"``.
 
-The "auto" rule (``choose_kernel``), decided per operation from measurements on this
+The "auto" rule (:class:`.auto.AutoBackend`, ``choose_kernel``), decided per operation from measurements on this
 project's 2-core reference machine (AMD EPYC, AVX-512, numba 0.68, float32, batch 128;
 each op alone in a fresh process, median):
 
@@ -72,36 +70,53 @@ import contextlib
 import os
 import threading
 
-from numba import config as _numba_config
-
-from . import direct, im2col, numba_jit, numba_pooling, pooling, shapes
+from . import auto, direct, im2col, numba_jit, numba_pooling, pooling, shapes, windows
+from .backend import Backend
+from .numba_jit import jit_enabled
 from .shapes import pair
 
 __all__ = [
-    "KERNELS", "POOL_KERNELS", "get_kernel", "set_default_kernel", "get_default_kernel",
-    "use_kernel", "choose_kernel", "resolve_kernel", "get_pool_kernel",
-    "set_default_pool_kernel", "get_default_pool_kernel", "use_pool_kernel",
-    "choose_pool_kernel", "jit_enabled", "available", "shapes", "direct", "im2col", "numba_jit",
-    "pooling", "numba_pooling",
+    "Backend", "register", "KERNELS", "POOL_KERNELS", "get_kernel", "set_default_kernel", "get_default_kernel",
+    "use_kernel", "choose_kernel", "resolve_kernel", "resolve_backend", "get_pool_kernel",
+    "set_default_pool_kernel", "get_default_pool_kernel", "use_pool_kernel", "choose_pool_kernel",
+    "resolve_pool_backend", "jit_enabled", "available", "shapes", "windows", "direct", "im2col", "numba_jit",
+    "auto", "pooling", "numba_pooling",
 ]
 
-KERNELS = {"direct": direct, "im2col": im2col, "numba": numba_jit}
-POOL_KERNELS = {"numpy": pooling, "numba": numba_pooling}
+KERNELS: dict[str, Backend] = {}  # name -> backend, the concrete ones ("auto" delegates to them)
+POOL_KERNELS: dict[str, Backend] = {}  # pooling name ("numpy", "numba") -> the backend whose pooling runs
 AUTO = "auto"
-CONV_OPS = ("forward", "grad_input", "grad_weight")
+CONV_OPS = auto.CONV_OPS
 
 _ENV_CONV = "TINYCONV_KERNEL"
 _ENV_POOL = "TINYCONV_POOL_KERNEL"
 
 
+def register(backend: Backend) -> Backend:
+    """Make ``backend`` selectable as ``kernel=backend.name`` (in ``F.conv2d``, ``nn.Conv2d``, ``use_kernel``...).
+
+    Its pooling becomes selectable as ``backend.pool_name`` unless a backend registered earlier already runs
+    that pooling. Returns the backend."""
+    if not isinstance(backend, Backend):
+        raise TypeError(f"register() expects a tinyconv.kernels.Backend instance, got {type(backend).__name__}")
+    name = backend.name
+    if not isinstance(name, str) or not name or name != name.lower() or name == AUTO:
+        raise ValueError(f"a backend needs a lower-case name other than 'auto', got {name!r}")
+    if KERNELS.get(name, backend) is not backend:
+        raise ValueError(f"a different backend is already registered as {name!r}")
+    KERNELS[name] = backend
+    POOL_KERNELS.setdefault(backend.pool_name, backend)
+    return backend
+
+
+register(direct.backend)
+register(im2col.backend)
+register(numba_jit.backend)
+
+
 def available() -> tuple[str, ...]:
-    """Names of the registered conv kernels ("direct", "im2col", "numba")."""
+    """Names of the registered conv backends ("direct", "im2col", "numba", and any registered since)."""
     return tuple(KERNELS)
-
-
-def jit_enabled() -> bool:
-    """False when numba runs in pure-Python mode (``NUMBA_DISABLE_JIT=1``)."""
-    return not _numba_config.DISABLE_JIT
 
 
 def _valid_list(table) -> str:
@@ -145,13 +160,11 @@ _default_pool = _from_env(_ENV_POOL, POOL_KERNELS, "pool kernel", "pool kernels"
 
 # ----------------------------------------------------------------------------- conv
 
-def get_kernel(name):
-    """The kernel module registered under ``name`` ("direct", "im2col", "numba").
-
-    ``"auto"`` returns a dispatcher object with the same three functions that picks the
-    fastest kernel per call (see :func:`choose_kernel`)."""
+def get_kernel(name) -> Backend:
+    """The backend registered under ``name`` ("direct", "im2col", "numba"); ``"auto"`` gives the auto backend,
+    which hands each call to the fastest of them (see :func:`choose_kernel`)."""
     key = _check_name(name, KERNELS, "conv kernel", "kernels")
-    return _AUTO_KERNEL if key == AUTO else KERNELS[key]
+    return auto.backend if key == AUTO else KERNELS[key]
 
 
 def set_default_kernel(name) -> None:
@@ -178,27 +191,16 @@ def use_kernel(name):
 
 
 def resolve_kernel(name=None) -> str:
-    """The requested kernel name: ``name`` if given (validated), else the default in force.
-    May be ``"auto"``; layers capture this at forward time and reuse it in backward."""
+    """The requested kernel name: ``name`` if given (validated), else the default in force (may be "auto")."""
     if name is None:
         return get_default_kernel()
     return _check_name(name, KERNELS, "conv kernel", "kernels")
 
 
-def _auto_choice(op, w_shape, stride, groups, batch) -> str:
-    if not jit_enabled():
-        return "im2col"
-    _, cg, kh, kw = (int(s) for s in w_shape)
-    unit_stride = tuple(stride) == (1, 1)
-    taps = kh * kw
-    if op == "forward":
-        return "numba" if unit_stride and taps > 1 else "im2col"
-    if op == "grad_input":
-        return "numba" if taps > 1 else "im2col"
-    if op == "grad_weight":
-        batch_last = batch >= numba_jit.BATCH_LAST_MIN_N
-        return "numba" if unit_stride and (batch_last or cg * taps <= 160) else "im2col"
-    raise ValueError(f"unknown conv op {op!r}; valid ops: {CONV_OPS}")
+def resolve_backend(name=None) -> Backend:
+    """The backend object for ``name`` (validated), or for the default in force when ``name`` is None."""
+    key = get_default_kernel() if name is None else _check_name(name, KERNELS, "conv kernel", "kernels")
+    return auto.backend if key == AUTO else KERNELS[key]
 
 
 def choose_kernel(x_shape, w_shape, stride=1, padding=0, dilation=1, groups=1, *,
@@ -206,50 +208,16 @@ def choose_kernel(x_shape, w_shape, stride=1, padding=0, dilation=1, groups=1, *
     """Name of the concrete kernel that runs ``op`` ("forward", "grad_input" or
     "grad_weight") for these shapes: ``kernel`` (or the default in force) unless that is
     ``"auto"``, in which case the rule in this module's docstring decides."""
-    name = resolve_kernel(kernel)
-    if name != AUTO:
-        return name
-    if op not in CONV_OPS:
-        raise ValueError(f"unknown conv op {op!r}; valid ops: {CONV_OPS}")
-    return _auto_choice(op, w_shape, pair(stride, "stride"), groups, int(x_shape[0]))
-
-
-class _AutoKernel:
-    """Kernel-shaped dispatcher for ``"auto"``: each call picks the fastest kernel."""
-
-    __name__ = "auto"
-
-    @staticmethod
-    def conv2d_forward(x, w, stride, padding, dilation, groups, bias=None):
-        name = _auto_choice("forward", w.shape, pair(stride, "stride"), groups, x.shape[0])
-        return KERNELS[name].conv2d_forward(x, w, stride, padding, dilation, groups, bias)
-
-    @staticmethod
-    def conv2d_grad_input(grad_y, w, input_hw, stride, padding, dilation, groups):
-        name = _auto_choice("grad_input", w.shape, pair(stride, "stride"), groups, grad_y.shape[0])
-        return KERNELS[name].conv2d_grad_input(grad_y, w, input_hw, stride, padding,
-                                               dilation, groups)
-
-    @staticmethod
-    def conv2d_grad_weight(x, grad_y, kernel_hw, stride, padding, dilation, groups):
-        kh, kw = pair(kernel_hw, "kernel_hw")
-        cg = x.shape[1] // groups if isinstance(groups, int) and groups > 0 else 1
-        name = _auto_choice("grad_weight", (grad_y.shape[1], cg, kh, kw),
-                            pair(stride, "stride"), groups, x.shape[0])
-        return KERNELS[name].conv2d_grad_weight(x, grad_y, kernel_hw, stride, padding,
-                                                dilation, groups)
-
-
-_AUTO_KERNEL = _AutoKernel()
+    backend = resolve_backend(kernel)
+    return backend.choose(op, tuple(x_shape), tuple(w_shape), pair(stride, "stride")).name
 
 
 # ----------------------------------------------------------------------------- pooling
 
-def get_pool_kernel(name):
-    """The pooling module registered under ``name`` ("numpy", "numba"; "auto" resolves
+def get_pool_kernel(name) -> Backend:
+    """The backend whose pooling runs under ``name`` ("numpy", "numba"; "auto" resolves
     with :func:`choose_pool_kernel`)."""
-    key = _check_name(name, POOL_KERNELS, "pool kernel", "pool kernels")
-    return POOL_KERNELS[choose_pool_kernel(kernel=key)]
+    return resolve_pool_backend(name).choose_pool()
 
 
 def set_default_pool_kernel(name) -> None:
@@ -274,13 +242,15 @@ def use_pool_kernel(name):
         _local.pool_stack.pop()
 
 
+def resolve_pool_backend(name=None) -> Backend:
+    """The backend for pooling name ``name`` (validated; "auto" gives the auto backend), or for the default in
+    force when ``name`` is None."""
+    key = get_default_pool_kernel() if name is None else _check_name(name, POOL_KERNELS, "pool kernel",
+                                                                     "pool kernels")
+    return auto.backend if key == AUTO else POOL_KERNELS[key]
+
+
 def choose_pool_kernel(x_shape=None, *, kernel=None) -> str:
     """Concrete pooling kernel name: ``kernel`` (or the default in force) unless "auto",
     which means "numba" when the JIT is enabled, else "numpy"."""
-    if kernel is None:
-        name = get_default_pool_kernel()
-    else:
-        name = _check_name(kernel, POOL_KERNELS, "pool kernel", "pool kernels")
-    if name != AUTO:
-        return name
-    return "numba" if jit_enabled() else "numpy"
+    return resolve_pool_backend(kernel).choose_pool().pool_name

@@ -19,52 +19,34 @@ The backward pass is the same loop read the other way:
 
 This kernel is the reference the others are tested against: it is correct for every
 stride / padding / dilation / groups and fast enough for tests, not for training.
+Pooling: NumPy's (:mod:`.pooling`), inherited from :class:`~.backend.Backend`.
 """
 from __future__ import annotations
 
 import numpy as np
 
-from .shapes import (check_bias, check_float_dtypes, check_grad_output_shape, grad_weight_args,
-                     normalize_conv_args, pair)
+from .backend import Backend
+from .windows import pad, tap
 
-__all__ = ["conv2d_forward", "conv2d_grad_input", "conv2d_grad_weight"]
-
-
-def _pad(x, padding):
-    """Zero-pad the two spatial axes by ``(top, bottom, left, right)``."""
-    top, bottom, left, right = padding
-    if top == bottom == left == right == 0:
-        return x
-    n, c, h, w = x.shape
-    xp = np.zeros((n, c, h + top + bottom, w + left + right), dtype=x.dtype)
-    xp[:, :, top:top + h, left:left + w] = x
-    return xp
+__all__ = ["forward", "grad_input", "grad_weight", "DirectBackend", "backend"]
 
 
-def _tap(a, d, s, n_out):
-    """Rows (or columns) of the padded input that kernel tap ``a`` touches for the
-    output positions ``0 .. n_out-1``: ``a*d, a*d + s, ..., a*d + s*(n_out-1)``."""
-    return slice(a * d, a * d + s * (n_out - 1) + 1, s)
-
-
-def conv2d_forward(x, w, stride, padding, dilation, groups, bias=None):
+def forward(x, w, args, bias=None):
     """y = conv2d(x, w) + bias.  x: (N, C_in, H, W), w: (C_out, C_in/groups, kh, kw), bias: (C_out,) or None."""
-    args = normalize_conv_args(x.shape, w.shape, stride, padding, dilation, groups)
-    dtype = check_float_dtypes(x=x, w=w)
-    bias = check_bias(bias, w.shape[0], dtype)
+    dtype = x.dtype
     (sh, sw), (dh, dw), G = args.stride, args.dilation, args.groups
     kh, kw = args.kernel_hw
     n, c_out, ho, wo = args.out_shape
     cg, og = x.shape[1] // G, c_out // G
 
-    x_pad = _pad(x, args.padding)
+    x_pad = pad(x, args.padding)
     y = np.zeros(args.out_shape, dtype=dtype)
     for g in range(G):
         ins, outs = slice(g * cg, (g + 1) * cg), slice(g * og, (g + 1) * og)
         for a in range(kh):
             for b in range(kw):
                 # x_pad[n, c, i*sh + a*dh, j*sw + b*dw] for every n, c in group g, i, j
-                patch = x_pad[:, ins, _tap(a, dh, sh, ho), _tap(b, dw, sw, wo)]
+                patch = x_pad[:, ins, tap(a, dh, sh, ho), tap(b, dw, sw, wo)]
                 # sum over the group's input channels c, weighted by w[o, c, a, b]
                 y[:, outs] += np.einsum("nchw,oc->nohw", patch, w[outs, :, a, b])
     if bias is not None:
@@ -72,16 +54,13 @@ def conv2d_forward(x, w, stride, padding, dilation, groups, bias=None):
     return y
 
 
-def conv2d_grad_input(grad_y, w, input_hw, stride, padding, dilation, groups):
-    """grad_x of conv2d (the adjoint of :func:`conv2d_forward` for an input of size
+def grad_input(grad_y, w, input_hw, args):
+    """grad_x of conv2d (the adjoint of :func:`forward` for an input of size
     ``input_hw``).  ``input_hw`` may be larger than the smallest input giving grad_y's
     size (transposed convolution with output_padding): rows no window covers get 0."""
-    h, w_in = pair(input_hw, "input_hw")
+    h, w_in = input_hw
     n, c_out = grad_y.shape[0], grad_y.shape[1]
-    args = normalize_conv_args((n, w.shape[1] * groups, h, w_in), w.shape, stride, padding,
-                               dilation, groups)
-    check_grad_output_shape(grad_y.shape, args.out_shape)
-    dtype = check_float_dtypes(grad_y=grad_y, w=w)
+    dtype = grad_y.dtype
     (sh, sw), (dh, dw), G = args.stride, args.dilation, args.groups
     top, bottom, left, right = args.padding
     kh, kw = args.kernel_hw
@@ -96,27 +75,40 @@ def conv2d_grad_input(grad_y, w, input_hw, stride, padding, dilation, groups):
             for b in range(kw):
                 # every output position (i, j) sends grad_y * w[o, c, a, b] back to the
                 # input pixel that tap (a, b) read: x_pad[n, c, i*sh + a*dh, j*sw + b*dw]
-                grad_x_pad[:, ins, _tap(a, dh, sh, ho), _tap(b, dw, sw, wo)] += np.einsum(
+                grad_x_pad[:, ins, tap(a, dh, sh, ho), tap(b, dw, sw, wo)] += np.einsum(
                     "nohw,oc->nchw", grad_y[:, outs], w[outs, :, a, b])
     return np.ascontiguousarray(grad_x_pad[:, :, top:top + h, left:left + w_in])
 
 
-def conv2d_grad_weight(x, grad_y, kernel_hw, stride, padding, dilation, groups):
+def grad_weight(x, grad_y, args):
     """grad_w of conv2d: (C_out, C_in/groups, kh, kw)."""
-    args, w_shape, dtype = grad_weight_args(x, grad_y, kernel_hw, stride, padding, dilation, groups)
-    c_out = w_shape[0]
+    c_out = grad_y.shape[1]
+    w_shape = (c_out, x.shape[1] // args.groups) + args.kernel_hw
+    dtype = x.dtype
     (sh, sw), (dh, dw), G = args.stride, args.dilation, args.groups
     kh, kw = args.kernel_hw
     ho, wo = grad_y.shape[2], grad_y.shape[3]
     cg, og = x.shape[1] // G, c_out // G
 
-    x_pad = _pad(x, args.padding)
+    x_pad = pad(x, args.padding)
     grad_w = np.zeros(w_shape, dtype=dtype)
     for g in range(G):
         ins, outs = slice(g * cg, (g + 1) * cg), slice(g * og, (g + 1) * og)
         for a in range(kh):
             for b in range(kw):
-                patch = x_pad[:, ins, _tap(a, dh, sh, ho), _tap(b, dw, sw, wo)]
+                patch = x_pad[:, ins, tap(a, dh, sh, ho), tap(b, dw, sw, wo)]
                 # sum over the batch and the output positions
                 grad_w[outs, :, a, b] = np.einsum("nohw,nchw->oc", grad_y[:, outs], patch)
     return grad_w
+
+
+class DirectBackend(Backend):
+    """The reference: loops over the kernel taps, NumPy for everything else."""
+
+    name = "direct"
+    forward = staticmethod(forward)
+    grad_input = staticmethod(grad_input)
+    grad_weight = staticmethod(grad_weight)
+
+
+backend = DirectBackend()

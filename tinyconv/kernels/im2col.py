@@ -24,6 +24,7 @@ Layout choice (measured on LeNet's layers, float32, 2 cores): batch-major column
 (no transpose copy) and were the fastest of batch-major, channel-major ``(K, N*P)`` and
 pixel-major ``(N*P, K)`` for the forward and grad_weight passes.  At most one column
 buffer is alive at a time (one group at a time).  dtype is kept end to end.
+Pooling: NumPy's (:mod:`.pooling`), inherited from :class:`~.backend.Backend`.
 """
 from __future__ import annotations
 
@@ -31,20 +32,10 @@ import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
 from . import blas
-from .shapes import (check_bias, check_float_dtypes, check_grad_output_shape, grad_weight_args,
-                     normalize_conv_args, pair)
+from .backend import Backend
+from .windows import pad, tap
 
-__all__ = ["conv2d_forward", "conv2d_grad_input", "conv2d_grad_weight"]
-
-
-def _pad(x, padding):
-    top, bottom, left, right = padding
-    if top == bottom == left == right == 0:
-        return np.ascontiguousarray(x)
-    n, c, h, w = x.shape
-    xp = np.zeros((n, c, h + top + bottom, w + left + right), dtype=x.dtype)
-    xp[:, :, top:top + h, left:left + w] = x
-    return xp
+__all__ = ["forward", "grad_input", "grad_weight", "Im2colBackend", "backend"]
 
 
 def _windows(x_pad, kernel_hw, out_hw, stride, dilation):
@@ -63,11 +54,9 @@ def _columns(windows, k):
     return np.ascontiguousarray(windows).reshape(n, k, -1)
 
 
-def conv2d_forward(x, w, stride, padding, dilation, groups, bias=None):
+def forward(x, w, args, bias=None):
     """y = conv2d(x, w) + bias.  x: (N, C_in, H, W), w: (C_out, C_in/groups, kh, kw), bias: (C_out,) or None."""
-    args = normalize_conv_args(x.shape, w.shape, stride, padding, dilation, groups)
-    dtype = check_float_dtypes(x=x, w=w)
-    bias = check_bias(bias, w.shape[0], dtype)
+    dtype = x.dtype
     n, c_out, ho, wo = args.out_shape
     G = args.groups
     cg, og = w.shape[1], c_out // G
@@ -75,7 +64,8 @@ def conv2d_forward(x, w, stride, padding, dilation, groups, bias=None):
     y = np.empty((n, c_out, ho * wo), dtype=dtype)
     if y.size == 0:
         return y.reshape(args.out_shape)
-    win = _windows(_pad(x, args.padding), args.kernel_hw, (ho, wo), args.stride, args.dilation)
+    win = _windows(np.ascontiguousarray(pad(x, args.padding)), args.kernel_hw, (ho, wo), args.stride,
+                   args.dilation)
     wmat = np.ascontiguousarray(w).reshape(c_out, k)
     for g in range(G):
         cols = _columns(win[:, g * cg:(g + 1) * cg], k)          # (N, K, P)
@@ -86,15 +76,12 @@ def conv2d_forward(x, w, stride, padding, dilation, groups, bias=None):
     return y.reshape(args.out_shape)
 
 
-def conv2d_grad_input(grad_y, w, input_hw, stride, padding, dilation, groups):
-    """grad_x of conv2d (the adjoint of :func:`conv2d_forward` for an input of size
+def grad_input(grad_y, w, input_hw, args):
+    """grad_x of conv2d (the adjoint of :func:`forward` for an input of size
     ``input_hw``, which may exceed the smallest one, as for output_padding)."""
-    h, w_in = pair(input_hw, "input_hw")
+    h, w_in = input_hw
     n, c_out = grad_y.shape[0], grad_y.shape[1]
-    args = normalize_conv_args((n, w.shape[1] * groups, h, w_in), w.shape, stride, padding,
-                               dilation, groups)
-    check_grad_output_shape(grad_y.shape, args.out_shape)
-    dtype = check_float_dtypes(grad_y=grad_y, w=w)
+    dtype = grad_y.dtype
     G = args.groups
     cg, og = w.shape[1], c_out // G
     kh, kw = args.kernel_hw
@@ -113,18 +100,17 @@ def conv2d_grad_input(grad_y, w, input_hw, stride, padding, dilation, groups):
         dcols = dcols.reshape(n, cg, kh, kw, ho, wo)
         gxg = grad_x_pad[:, g * cg:(g + 1) * cg]
         for a in range(kh):           # col2im: one strided slice-add per tap
-            rows = slice(a * dh, a * dh + sh * (ho - 1) + 1, sh)
             for b in range(kw):
-                cols_ = slice(b * dw, b * dw + sw * (wo - 1) + 1, sw)
-                gxg[:, :, rows, cols_] += dcols[:, :, a, b]
+                gxg[:, :, tap(a, dh, sh, ho), tap(b, dw, sw, wo)] += dcols[:, :, a, b]
         del dcols
     return np.ascontiguousarray(grad_x_pad[:, :, top:top + h, left:left + w_in])
 
 
-def conv2d_grad_weight(x, grad_y, kernel_hw, stride, padding, dilation, groups):
+def grad_weight(x, grad_y, args):
     """grad_w of conv2d: (C_out, C_in/groups, kh, kw)."""
-    args, w_shape, dtype = grad_weight_args(x, grad_y, kernel_hw, stride, padding, dilation, groups)
-    c_out = w_shape[0]
+    c_out = grad_y.shape[1]
+    w_shape = (c_out, x.shape[1] // args.groups) + args.kernel_hw
+    dtype = x.dtype
     G = args.groups
     n = x.shape[0]
     _, cg, kh, kw = w_shape
@@ -134,7 +120,8 @@ def conv2d_grad_weight(x, grad_y, kernel_hw, stride, padding, dilation, groups):
     grad_w = np.zeros((c_out, k), dtype=dtype)
     if n == 0:
         return grad_w.reshape(w_shape)
-    win = _windows(_pad(x, args.padding), args.kernel_hw, (ho, wo), args.stride, args.dilation)
+    win = _windows(np.ascontiguousarray(pad(x, args.padding)), args.kernel_hw, (ho, wo), args.stride,
+                   args.dilation)
     gy = np.ascontiguousarray(grad_y).reshape(n, c_out, ho * wo)
     for g in range(G):
         cols = _columns(win[:, g * cg:(g + 1) * cg], k)          # (N, K, P)
@@ -143,3 +130,15 @@ def conv2d_grad_weight(x, grad_y, kernel_hw, stride, padding, dilation, groups):
                                                 cols.transpose(0, 2, 1)).sum(axis=0)
         del cols
     return grad_w.reshape(w_shape)
+
+
+class Im2colBackend(Backend):
+    """Windows unfolded into columns, one BLAS product per group; NumPy pooling."""
+
+    name = "im2col"
+    forward = staticmethod(forward)
+    grad_input = staticmethod(grad_input)
+    grad_weight = staticmethod(grad_weight)
+
+
+backend = Im2colBackend()

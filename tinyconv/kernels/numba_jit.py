@@ -46,15 +46,14 @@ import threading
 from collections import OrderedDict
 
 import numpy as np
+from numba import config as _numba_config
 from numba import njit, prange
 
-from .shapes import (check_bias, check_float_dtypes, check_grad_output_shape, grad_weight_args,
-                     normalize_conv_args, pair)
+from . import numba_pooling
+from .backend import Backend
 from .threads import ensure_thread_pool
 
-__all__ = ["conv2d_forward", "conv2d_grad_input", "conv2d_grad_weight",
-           "max_pool2d_forward", "max_pool2d_backward", "avg_pool2d_forward",
-           "avg_pool2d_backward"]
+__all__ = ["forward", "grad_input", "grad_weight", "NumbaBackend", "backend", "jit_enabled"]
 
 _JIT = dict(cache=True, fastmath=False)
 
@@ -774,12 +773,10 @@ def _grad_weight_bl(x, grad_y, args, w_shape):
 
 # ------------------------------------------------------------------ wrappers
 
-def conv2d_forward(x, w, stride, padding, dilation, groups, bias=None):
+def forward(x, w, args, bias=None):
     """y = conv2d(x, w) + bias.  x: (N, C_in, H, W), w: (C_out, C_in/groups, kh, kw), bias: (C_out,)
     or None.  The bias is added where the output is written (no extra pass over y)."""
-    args = normalize_conv_args(x.shape, w.shape, stride, padding, dilation, groups)
-    dtype = check_float_dtypes(x=x, w=w)
-    bias = check_bias(bias, w.shape[0], dtype)
+    dtype = x.dtype
     y = np.empty(args.out_shape, dtype=dtype)
     if y.size == 0:
         return y
@@ -799,16 +796,13 @@ def conv2d_forward(x, w, stride, padding, dilation, groups, bias=None):
     return y
 
 
-def conv2d_grad_input(grad_y, w, input_hw, stride, padding, dilation, groups):
-    """grad_x of conv2d: the exact adjoint of :func:`conv2d_forward` for an input of size
+def grad_input(grad_y, w, input_hw, args):
+    """grad_x of conv2d: the exact adjoint of :func:`forward` for an input of size
     ``input_hw`` (which may exceed the smallest one, as for output_padding)."""
-    h, w_in = pair(input_hw, "input_hw")
+    h, w_in = input_hw
     n, c_out = grad_y.shape[0], grad_y.shape[1]
     c_out_w, cg, kh, kw = w.shape
-    args = normalize_conv_args((n, cg * groups, h, w_in), w.shape, stride, padding,
-                               dilation, groups)
-    check_grad_output_shape(grad_y.shape, args.out_shape)
-    dtype = check_float_dtypes(grad_y=grad_y, w=w)
+    dtype = grad_y.dtype
     gx = np.empty((n, cg * args.groups, h, w_in), dtype=dtype)
     if gx.size == 0:
         return gx
@@ -831,10 +825,11 @@ def _weight_block(ntap):
     return _round_up(max(64, min(512, 8192 // max(ntap, 1))))
 
 
-def conv2d_grad_weight(x, grad_y, kernel_hw, stride, padding, dilation, groups):
+def grad_weight(x, grad_y, args):
     """grad_w of conv2d: (C_out, C_in/groups, kh, kw)."""
-    args, w_shape, dtype = grad_weight_args(x, grad_y, kernel_hw, stride, padding, dilation, groups)
-    c_out = w_shape[0]
+    c_out = grad_y.shape[1]
+    w_shape = (c_out, x.shape[1] // args.groups) + args.kernel_hw
+    dtype = x.dtype
     _, cg, kh, kw = w_shape
     if x.shape[0] == 0:
         return np.zeros(w_shape, dtype=dtype)
@@ -857,7 +852,23 @@ def conv2d_grad_weight(x, grad_y, kernel_hw, stride, padding, dilation, groups):
     return gw.reshape(w_shape)
 
 
-# The numba pooling kernels live in numba_pooling.py; re-exported so that "the numba
-# module" offers both convolution and pooling.
-from .numba_pooling import (avg_pool2d_backward, avg_pool2d_forward,  # noqa: E402,F401
-                            max_pool2d_backward, max_pool2d_forward)
+def jit_enabled() -> bool:
+    """False when numba runs in pure-Python mode (``NUMBA_DISABLE_JIT=1``)."""
+    return not _numba_config.DISABLE_JIT
+
+
+class NumbaBackend(Backend):
+    """Compiled, parallel loop nests for convolution and pooling (:mod:`.numba_pooling`)."""
+
+    name = "numba"
+    pool_name = "numba"
+    forward = staticmethod(forward)
+    grad_input = staticmethod(grad_input)
+    grad_weight = staticmethod(grad_weight)
+    max_pool = staticmethod(numba_pooling.max_pool)
+    max_pool_backward = staticmethod(numba_pooling.max_pool_backward)
+    avg_pool = staticmethod(numba_pooling.avg_pool)
+    avg_pool_backward = staticmethod(numba_pooling.avg_pool_backward)
+
+
+backend = NumbaBackend()

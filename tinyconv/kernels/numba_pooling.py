@@ -2,20 +2,18 @@
 
 Same functions, arguments and results as :mod:`tinyconv.kernels.pooling` (see there for
 the semantics); parallel over the ``N*C`` planes, so no two threads write the same
-memory.  The Python wrappers validate with :mod:`.shapes` and pass plain ints, so numba
-compiles once per dtype, never per shape.  Runs (slowly) under ``NUMBA_DISABLE_JIT=1``.
+memory.  The Python wrappers take the normalised :class:`~.shapes.PoolArgs` (checked at the
+public door) and pass plain ints, so numba compiles once per dtype, never per shape.  Runs (slowly) under ``NUMBA_DISABLE_JIT=1``.
 """
 from __future__ import annotations
 
 import numpy as np
 from numba import njit, prange
 
-from .pooling import _avg_backward_args, _check_float, _check_override, _is_fast_2x2
-from .shapes import normalize_pool_args
+from .pooling import is_fast_2x2
 from .threads import ensure_thread_pool
 
-__all__ = ["max_pool2d_forward", "max_pool2d_backward", "avg_pool2d_forward",
-           "avg_pool2d_backward"]
+__all__ = ["max_pool", "max_pool_backward", "avg_pool", "avg_pool_backward"]
 
 _JIT = dict(cache=True, fastmath=False)
 
@@ -202,48 +200,37 @@ def _avg_bwd(gy, gx, kh, kw, sh, sw, ph, pw, count_include_pad, divisor_override
                         gxs[ih, iw] += g
 
 
-def max_pool2d_forward(x, kernel, stride=None, padding=0, dilation=1, ceil_mode=False):
-    """Return ``(y, argmax)``; see :func:`tinyconv.kernels.pooling.max_pool2d_forward`."""
-    _check_float(x)
-    args = normalize_pool_args(x.shape, kernel, stride, padding, dilation, ceil_mode)
+def max_pool(x, args):
+    """Return ``(y, argmax)``; see :func:`tinyconv.kernels.pooling.max_pool`."""
     y = np.empty(args.out_shape, dtype=x.dtype)
     argmax = np.empty(args.out_shape, dtype=np.int64)
     if y.size:
-        (kh, kw), (sh, sw), (ph, pw), (dh, dw) = (args.kernel, args.stride, args.padding,
+        (kh, kw), (sh, sw), (ph, pw), (dh, dw) = (args.kernel_size, args.stride, args.padding,
                                                   args.dilation)
         ensure_thread_pool()
-        if _is_fast_2x2(args, x.shape):
+        if is_fast_2x2(args, x.shape):
             _max_fwd_2x2(np.ascontiguousarray(x), y, argmax)
         else:
             _max_fwd(np.ascontiguousarray(x), y, argmax, kh, kw, sh, sw, ph, pw, dh, dw)
     return y, argmax
 
 
-def max_pool2d_backward(grad_y, argmax, input_shape, *, non_overlapping=False):
-    """grad_x; see :func:`tinyconv.kernels.pooling.max_pool2d_backward`."""
-    _check_float(grad_y, "grad_output")
-    n, c, h, w = (int(s) for s in input_shape)
-    if grad_y.shape != argmax.shape or grad_y.shape[:2] != (n, c):
-        raise ValueError(f"grad_output of shape {grad_y.shape} and argmax of shape "
-                         f"{argmax.shape} do not match the input shape {(n, c, h, w)}")
-    gx = np.zeros((n, c, h, w), dtype=grad_y.dtype)
+def max_pool_backward(grad_y, argmax, input_shape, non_overlapping=False):
+    """grad_x; see :func:`tinyconv.kernels.pooling.max_pool_backward`."""
+    gx = np.zeros(input_shape, dtype=grad_y.dtype)
     if grad_y.size:
         ensure_thread_pool()
         _max_bwd(np.ascontiguousarray(grad_y), np.ascontiguousarray(argmax, dtype=np.int64), gx)
     return gx
 
 
-def avg_pool2d_forward(x, kernel, stride=None, padding=0, ceil_mode=False,
-                       count_include_pad=True, divisor_override=None):
-    """Average pooling; see :func:`tinyconv.kernels.pooling.avg_pool2d_forward`."""
-    _check_float(x)
-    _check_override(divisor_override)
-    args = normalize_pool_args(x.shape, kernel, stride, padding, 1, ceil_mode)
+def avg_pool(x, args, count_include_pad=True, divisor_override=None):
+    """Average pooling; see :func:`tinyconv.kernels.pooling.avg_pool`."""
     y = np.empty(args.out_shape, dtype=x.dtype)
     if y.size:
-        (kh, kw), (sh, sw), (ph, pw) = args.kernel, args.stride, args.padding
+        (kh, kw), (sh, sw), (ph, pw) = args.kernel_size, args.stride, args.padding
         ensure_thread_pool()
-        if _is_fast_2x2(args, x.shape) and not divisor_override:
+        if is_fast_2x2(args, x.shape) and not divisor_override:
             _avg_fwd_2x2(np.ascontiguousarray(x), y)
         else:
             _avg_fwd(np.ascontiguousarray(x), y, kh, kw, sh, sw, ph, pw, bool(count_include_pad),
@@ -251,13 +238,10 @@ def avg_pool2d_forward(x, kernel, stride=None, padding=0, ceil_mode=False,
     return y
 
 
-def avg_pool2d_backward(grad_y, input_shape, kernel, stride=None, padding=0, ceil_mode=False,
-                        count_include_pad=True, divisor_override=None):
-    """grad_x; see :func:`tinyconv.kernels.pooling.avg_pool2d_backward`."""
-    input_shape, args = _avg_backward_args(grad_y, input_shape, kernel, stride, padding, ceil_mode,
-                                           divisor_override)
-    (kh, kw), (sh, sw), (ph, pw) = args.kernel, args.stride, args.padding
-    if grad_y.size and _is_fast_2x2(args, input_shape) and not divisor_override:
+def avg_pool_backward(grad_y, input_shape, args, count_include_pad=True, divisor_override=None):
+    """grad_x; see :func:`tinyconv.kernels.pooling.avg_pool_backward`."""
+    (kh, kw), (sh, sw), (ph, pw) = args.kernel_size, args.stride, args.padding
+    if grad_y.size and is_fast_2x2(args, input_shape) and not divisor_override:
         gx = np.empty(input_shape, dtype=grad_y.dtype)
         ensure_thread_pool()
         _avg_bwd_2x2(np.ascontiguousarray(grad_y), gx)

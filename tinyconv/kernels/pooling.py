@@ -19,26 +19,23 @@ Average pooling
     padded input (``ceil_mode`` windows that hang off the end do not count the part beyond
     it), ``divisor`` = that clipped size when ``count_include_pad`` is true, else the number
     of real input pixels in the window; ``divisor_override`` replaces both.
+
+The functions trust their arguments (normalised :class:`~.shapes.PoolArgs`, float arrays): they are checked at the
+public door (:mod:`tinyconv.functional`, or a backend's checked ``max_pool2d_forward``...).
 """
 from __future__ import annotations
 
 import numpy as np
 
-from .shapes import normalize_pool_args
+from .windows import pad, tap
 
-__all__ = ["max_pool2d_forward", "max_pool2d_backward", "avg_pool2d_forward",
-           "avg_pool2d_backward", "avg_pool_divisor"]
-
-
-def _check_float(x, name="input"):
-    if x.dtype.kind != "f":
-        raise TypeError(f"pooling kernels need a floating {name} (float32 or float64), "
-                        f"got {x.dtype}")
+__all__ = ["max_pool", "max_pool_backward", "avg_pool", "avg_pool_backward", "avg_pool_divisor",
+           "is_fast_2x2"]
 
 
-def _is_fast_2x2(args, shape) -> bool:
+def is_fast_2x2(args, shape) -> bool:
     """2x2 windows, stride 2, no padding, no dilation, no window hanging off the end."""
-    return (args.kernel == (2, 2) and args.stride == (2, 2) and args.padding == (0, 0)
+    return (args.kernel_size == (2, 2) and args.stride == (2, 2) and args.padding == (0, 0)
             and args.dilation == (1, 1)
             and 2 * args.out_shape[2] <= shape[2] and 2 * args.out_shape[3] <= shape[3])
 
@@ -46,16 +43,14 @@ def _is_fast_2x2(args, shape) -> bool:
 def _padded(x, args, fill):
     """x padded with ``fill``: ``padding`` on the top/left, and on the bottom/right as much
     as the last (ceil_mode) window needs.  Returns (x_pad, (top, left))."""
-    n, c, h, w = x.shape
-    (kh, kw), (sh, sw), (ph, pw), (dh, dw) = args.kernel, args.stride, args.padding, args.dilation
+    h, w = x.shape[2], x.shape[3]
+    (kh, kw), (sh, sw), (ph, pw), (dh, dw) = args.kernel_size, args.stride, args.padding, args.dilation
     ho, wo = args.out_shape[2], args.out_shape[3]
     hp = max(h + 2 * ph, (ho - 1) * sh + dh * (kh - 1) + 1)
     wp = max(w + 2 * pw, (wo - 1) * sw + dw * (kw - 1) + 1)
     if hp == h and wp == w:
         return x, (0, 0)
-    xp = np.full((n, c, hp, wp), fill, dtype=x.dtype)
-    xp[:, :, ph:ph + h, pw:pw + w] = x
-    return xp, (ph, pw)
+    return pad(x, (ph, hp - h - ph, pw, wp - w - pw), fill), (ph, pw)
 
 
 def _first_inside(start, d):
@@ -63,19 +58,13 @@ def _first_inside(start, d):
     return np.where(start < 0, start + (-start + d - 1) // d * d, start)
 
 
-def _tap(a, d, s, n_out):
-    return slice(a * d, a * d + s * (n_out - 1) + 1, s)
-
-
 # ----------------------------------------------------------------------------- max
 
-def max_pool2d_forward(x, kernel, stride=None, padding=0, dilation=1, ceil_mode=False):
+def max_pool(x, args):
     """Return ``(y, argmax)``; ``argmax`` (int64) indexes the flattened H*W input plane."""
-    _check_float(x)
-    args = normalize_pool_args(x.shape, kernel, stride, padding, dilation, ceil_mode)
     n, c, ho, wo = args.out_shape
     h, w = x.shape[2], x.shape[3]
-    if _is_fast_2x2(args, x.shape):
+    if is_fast_2x2(args, x.shape):
         x6 = x[:, :, :2 * ho, :2 * wo].reshape(n, c, ho, 2, wo, 2)
         v00, v01 = x6[:, :, :, 0, :, 0], x6[:, :, :, 0, :, 1]
         v10, v11 = x6[:, :, :, 1, :, 0], x6[:, :, :, 1, :, 1]
@@ -90,7 +79,7 @@ def max_pool2d_forward(x, kernel, stride=None, padding=0, dilation=1, ceil_mode=
         base = (2 * np.arange(ho) * w)[:, None] + (2 * np.arange(wo))[None, :]
         return y, (off + base).astype(np.int64, copy=False)
 
-    (kh, kw), (sh, sw), (dh, dw) = args.kernel, args.stride, args.dilation
+    (kh, kw), (sh, sw), (dh, dw) = args.kernel_size, args.stride, args.dilation
     xp, (ph, pw) = _padded(x, args, -np.inf)
     y = np.full(args.out_shape, -np.inf, dtype=x.dtype)
     # PyTorch starts from the first window position inside the input (stepping the
@@ -113,7 +102,7 @@ def max_pool2d_forward(x, kernel, stride=None, padding=0, dilation=1, ceil_mode=
             if not valid.any():
                 continue
             flat = rows[:, None] * w + cols[None, :]
-            v = xp[:, :, _tap(a, dh, sh, ho), _tap(b, dw, sw, wo)]
+            v = xp[:, :, tap(a, dh, sh, ho), tap(b, dw, sw, wo)]
             # PyTorch's rule: a later tap wins only if strictly larger, or NaN
             better = valid & ((v > y) | np.isnan(v))
             np.copyto(y, v, where=better)
@@ -121,16 +110,12 @@ def max_pool2d_forward(x, kernel, stride=None, padding=0, dilation=1, ceil_mode=
     return y, argmax
 
 
-def max_pool2d_backward(grad_y, argmax, input_shape, *, non_overlapping=False):
+def max_pool_backward(grad_y, argmax, input_shape, non_overlapping=False):
     """grad_x: each output's gradient added to the input pixel its argmax names.
 
     ``non_overlapping=True`` promises that no input pixel is in two windows (stride >=
     dilated kernel), so the indices are unique and a plain scatter is used."""
-    _check_float(grad_y, "grad_output")
-    n, c, h, w = (int(s) for s in input_shape)
-    if grad_y.shape != argmax.shape or grad_y.shape[:2] != (n, c):
-        raise ValueError(f"grad_output of shape {grad_y.shape} and argmax of shape "
-                         f"{argmax.shape} do not match the input shape {(n, c, h, w)}")
+    n, c, h, w = input_shape
     plane = h * w
     planes = n * c
     if grad_y.size == 0:
@@ -166,66 +151,39 @@ def avg_pool_divisor(input_hw, args, count_include_pad, divisor_override=None, d
     if divisor_override is not None:
         return np.asarray(divisor_override, dtype=dtype)
     h, w = input_hw
-    (kh, kw), (sh, sw), (ph, pw) = args.kernel, args.stride, args.padding
+    (kh, kw), (sh, sw), (ph, pw) = args.kernel_size, args.stride, args.padding
     ho, wo = args.out_shape[2], args.out_shape[3]
     rh = _window_counts(h, ho, kh, sh, ph, count_include_pad)
     rw = _window_counts(w, wo, kw, sw, pw, count_include_pad)
     return (rh[:, None] * rw[None, :]).astype(dtype)
 
 
-def _check_override(divisor_override):
-    if divisor_override is not None:
-        if isinstance(divisor_override, bool) or not isinstance(divisor_override, (int, np.integer)):
-            raise TypeError(f"divisor_override must be an int, got {divisor_override!r}")
-        if divisor_override == 0:
-            raise ValueError("divisor_override must be non-zero, got 0")
-
-
-def avg_pool2d_forward(x, kernel, stride=None, padding=0, ceil_mode=False,
-                       count_include_pad=True, divisor_override=None):
+def avg_pool(x, args, count_include_pad=True, divisor_override=None):
     """Average pooling (no dilation, as in PyTorch)."""
-    _check_float(x)
-    _check_override(divisor_override)
-    args = normalize_pool_args(x.shape, kernel, stride, padding, 1, ceil_mode)
     n, c, ho, wo = args.out_shape
-    if _is_fast_2x2(args, x.shape) and divisor_override is None:
+    if is_fast_2x2(args, x.shape) and divisor_override is None:
         x6 = x[:, :, :2 * ho, :2 * wo].reshape(n, c, ho, 2, wo, 2)
         s = x6[:, :, :, 0, :, 0] + x6[:, :, :, 0, :, 1]
         s += x6[:, :, :, 1, :, 0]
         s += x6[:, :, :, 1, :, 1]
         s /= x.dtype.type(4)
         return s
-    (kh, kw), (sh, sw) = args.kernel, args.stride
+    (kh, kw), (sh, sw) = args.kernel_size, args.stride
     xp, _ = _padded(x, args, 0)
     y = np.zeros(args.out_shape, dtype=x.dtype)
     for a in range(kh):
         for b in range(kw):
-            y += xp[:, :, _tap(a, 1, sh, ho), _tap(b, 1, sw, wo)]
+            y += xp[:, :, tap(a, 1, sh, ho), tap(b, 1, sw, wo)]
     y /= avg_pool_divisor(x.shape[2:], args, count_include_pad, divisor_override, x.dtype)
     return y
 
 
-def _avg_backward_args(grad_y, input_shape, kernel, stride, padding, ceil_mode, divisor_override):
-    """Validation shared by both avg_pool2d_backward implementations: ``(input_shape, normalised args)``."""
-    _check_float(grad_y, "grad_output")
-    _check_override(divisor_override)
-    input_shape = tuple(int(s) for s in input_shape)
-    args = normalize_pool_args(input_shape, kernel, stride, padding, 1, ceil_mode)
-    if tuple(grad_y.shape) != args.out_shape:
-        raise ValueError(f"grad_output of shape {grad_y.shape} does not match the pooling "
-                         f"output shape {args.out_shape}")
-    return input_shape, args
-
-
-def avg_pool2d_backward(grad_y, input_shape, kernel, stride=None, padding=0, ceil_mode=False,
-                        count_include_pad=True, divisor_override=None):
-    """grad_x of :func:`avg_pool2d_forward` (its exact adjoint)."""
-    input_shape, args = _avg_backward_args(grad_y, input_shape, kernel, stride, padding, ceil_mode,
-                                           divisor_override)
+def avg_pool_backward(grad_y, input_shape, args, count_include_pad=True, divisor_override=None):
+    """grad_x of :func:`avg_pool` (its exact adjoint)."""
     n, c, h, w = input_shape
     ho, wo = args.out_shape[2], args.out_shape[3]
     dtype = grad_y.dtype
-    if _is_fast_2x2(args, input_shape) and divisor_override is None:
+    if is_fast_2x2(args, input_shape) and divisor_override is None:
         g = grad_y / dtype.type(4)
         g6 = np.broadcast_to(g[:, :, :, None, :, None], (n, c, ho, 2, wo, 2))
         if (2 * ho, 2 * wo) == (h, w):
@@ -233,12 +191,12 @@ def avg_pool2d_backward(grad_y, input_shape, kernel, stride=None, padding=0, cei
         gx = np.zeros(input_shape, dtype=dtype)
         gx[:, :, :2 * ho, :2 * wo] = g6.reshape(n, c, 2 * ho, 2 * wo)
         return gx
-    (kh, kw), (sh, sw), (ph, pw) = args.kernel, args.stride, args.padding
+    (kh, kw), (sh, sw), (ph, pw) = args.kernel_size, args.stride, args.padding
     g = grad_y / avg_pool_divisor((h, w), args, count_include_pad, divisor_override, dtype)
     hp = max(h + 2 * ph, (ho - 1) * sh + kh)
     wp = max(w + 2 * pw, (wo - 1) * sw + kw)
     gxp = np.zeros((n, c, hp, wp), dtype=dtype)
     for a in range(kh):
         for b in range(kw):
-            gxp[:, :, _tap(a, 1, sh, ho), _tap(b, 1, sw, wo)] += g
+            gxp[:, :, tap(a, 1, sh, ho), tap(b, 1, sw, wo)] += g
     return np.ascontiguousarray(gxp[:, :, ph:ph + h, pw:pw + w])

@@ -31,6 +31,7 @@ __all__ = [
     "normalize_padding",
     "normalize_conv_args",
     "normalize_conv_transpose_args",
+    "conv_args",
     "pool_output_size",
     "normalize_pool_args",
     "ConvArgs",
@@ -219,6 +220,16 @@ def normalize_conv_args(input_shape, weight_shape, stride=1, padding=0, dilation
     return ConvArgs(stride, pad, dilation, groups, (kh, kw), (n, c_out, ho, wo))
 
 
+def conv_args(x_shape, w_shape, stride, padding, dilation, groups) -> ConvArgs:
+    """:class:`ConvArgs` of a conv2d whose arguments are already normalised (pairs, a 4-tuple padding) and valid:
+    only the output shape is computed, nothing is checked."""
+    n, _, h, w = x_shape
+    kh, kw = w_shape[2], w_shape[3]
+    ho = (h + padding[0] + padding[1] - dilation[0] * (kh - 1) - 1) // stride[0] + 1
+    wo = (w + padding[2] + padding[3] - dilation[1] * (kw - 1) - 1) // stride[1] + 1
+    return ConvArgs(stride, padding, dilation, groups, (kh, kw), (n, w_shape[0], ho, wo))
+
+
 def normalize_conv_transpose_args(input_shape, weight_shape, stride=1, padding=0,
                                   output_padding=0, groups=1, dilation=1) -> ConvArgs:
     """Validate a conv_transpose2d call (PyTorch layout: weight ``(C_in, C_out/groups, kh, kw)``).
@@ -283,7 +294,7 @@ def pool_output_size(n: int, k: int, s: int, p: int, d: int = 1, ceil_mode: bool
 
 class PoolArgs(NamedTuple):
     """Normalised pooling arguments and the resulting output shape."""
-    kernel: tuple[int, int]
+    kernel_size: tuple[int, int]
     stride: tuple[int, int]
     padding: tuple[int, int]
     dilation: tuple[int, int]
@@ -379,11 +390,37 @@ def grad_weight_shape(x_shape, c_out: int, kernel_hw, groups) -> tuple[int, int,
     return (int(c_out), xs[1] // groups, kh, kw)
 
 
-def grad_weight_args(x, grad_y, kernel_hw, stride, padding, dilation, groups):
-    """The shared preamble of every kernel's ``conv2d_grad_weight``: validate the call and return
-    ``(args, w_shape, dtype)`` (normalised conv arguments, the weight shape, the common float dtype)."""
-    w_shape = grad_weight_shape(x.shape, grad_y.shape[1], kernel_hw, groups)
-    args = normalize_conv_args(x.shape, w_shape, stride, padding, dilation, groups)
-    check_grad_output_shape(grad_y.shape, args.out_shape)
-    dtype = check_float_dtypes(x=x, grad_y=grad_y)
-    return args, w_shape, dtype
+def check_pool_float(x, name: str = "input") -> None:
+    """Pooling runs on float32 or float64 arrays only."""
+    if x.dtype.kind != "f":
+        raise TypeError(f"pooling kernels need a floating {name} (float32 or float64), got {x.dtype}")
+
+
+def check_divisor_override(divisor_override) -> None:
+    """avg_pool2d's ``divisor_override``: None or a non-zero int."""
+    if divisor_override is not None:
+        if isinstance(divisor_override, bool) or not isinstance(divisor_override, numbers.Integral):
+            raise TypeError(f"divisor_override must be an int, got {divisor_override!r}")
+        if divisor_override == 0:
+            raise ValueError("divisor_override must be non-zero, got 0")
+
+
+def check_max_pool_grad(grad_y, argmax, input_shape) -> tuple[int, int, int, int]:
+    """Check a max-pooling backward call; return the input shape as ints."""
+    check_pool_float(grad_y, "grad_output")
+    n, c, h, w = (int(s) for s in input_shape)
+    if grad_y.shape != argmax.shape or grad_y.shape[:2] != (n, c):
+        raise ValueError(f"grad_output of shape {grad_y.shape} and argmax of shape "
+                         f"{argmax.shape} do not match the input shape {(n, c, h, w)}")
+    return (n, c, h, w)
+
+
+def check_avg_pool_grad(grad_y, input_shape, kernel_size, stride, padding, ceil_mode):
+    """Check an average-pooling backward call; return ``(input_shape, PoolArgs)``."""
+    check_pool_float(grad_y, "grad_output")
+    input_shape = tuple(int(s) for s in input_shape)
+    args = normalize_pool_args(input_shape, kernel_size, stride, padding, 1, ceil_mode)
+    if tuple(grad_y.shape) != args.out_shape:
+        raise ValueError(f"grad_output of shape {grad_y.shape} does not match the pooling "
+                         f"output shape {args.out_shape}")
+    return input_shape, args

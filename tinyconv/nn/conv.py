@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import functional as F
-from .. import kernels as K
+from .. import kernels
 from ..kernels import shapes
 from ..tensor import DEFAULT_DTYPE, Tensor
 from . import init
@@ -28,9 +28,9 @@ def _check_kernel_name(kernel, pool=False):
     if kernel is None:
         return None
     if pool:
-        K.get_pool_kernel(kernel)
+        kernels.get_pool_kernel(kernel)
     else:
-        K.get_kernel(kernel)
+        kernels.get_kernel(kernel)
     return kernel.lower()
 
 
