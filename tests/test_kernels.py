@@ -675,10 +675,10 @@ def test_numba_scratch_buffers_keep_their_padding_zero():
 
 
 def test_numba_workspace_is_bounded(monkeypatch):
-    monkeypatch.setattr(numba_jit, "WORKSPACE_MAX_BYTES", 1)
+    monkeypatch.setattr(numba_jit.workspace, "WORKSPACE_MAX_BYTES", 1)
     numba_jit.clear_workspace()
     x, w = np.ones((40, 1, 8, 8), np.float32), np.ones((2, 1, 3, 3), np.float32)
     for pad in (0, 1, 2):
         numba.conv2d_forward(x, w, (1, 1), (pad,) * 4, (1, 1), 1)
-    assert len(numba_jit._workspace.buffers) == 1  # only the most recent one is kept
+    assert len(numba_jit.workspace._workspace.buffers) == 1  # only the most recent one is kept
     numba_jit.clear_workspace()

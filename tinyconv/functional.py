@@ -288,7 +288,7 @@ def _compute_dtype(*tensors) -> np.dtype:
     return np.result_type(*floats) if floats else np.dtype(DEFAULT_DTYPE)
 
 
-def _batched(input: Tensor, fn: str, spatial: int = 2) -> bool:
+def _is_unbatched(input: Tensor, fn: str, spatial: int = 2) -> bool:
     """True if ``input`` is unbatched (one dim fewer), after checking its rank."""
     batched_dims = 2 + spatial
     if input.ndim == batched_dims:
@@ -326,7 +326,7 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, 
     "im2col", "numba" or "auto" (None: the default in force).
     """
     input, weight = as_tensor(input), as_tensor(weight)
-    unbatched = _batched(input, "conv2d")
+    unbatched = _is_unbatched(input, "conv2d")
     shape4 = (1,) + input.shape if unbatched else input.shape
     try:
         args = shapes.normalize_conv_args(shape4, weight.shape, stride, padding, dilation, groups)
@@ -353,7 +353,7 @@ def conv1d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, 
     """1-D convolution, PyTorch's ``F.conv1d``: input ``(N, C_in, L)`` or ``(C_in, L)``, weight
     ``(C_out, C_in/groups, k)``. Computed as :func:`conv2d` on images of height 1."""
     input, weight = as_tensor(input), as_tensor(weight)
-    unbatched = _batched(input, "conv1d", spatial=1)
+    unbatched = _is_unbatched(input, "conv1d", spatial=1)
     if weight.ndim != 3:
         raise ShapeError(f"conv1d: expected a 3-D weight (C_out, C_in/groups, k), got a {weight.ndim}-D "
                          f"weight of shape {weight.shape}")
@@ -376,7 +376,7 @@ def conv_transpose2d(input, weight, bias=None, stride=1, padding=0, output_paddi
     of the convolution it is the adjoint of); ``output_padding`` must be smaller than the stride or the dilation.
     """
     input, weight = as_tensor(input), as_tensor(weight)
-    unbatched = _batched(input, "conv_transpose2d")
+    unbatched = _is_unbatched(input, "conv_transpose2d")
     shape4 = (1,) + input.shape if unbatched else input.shape
     try:
         args = shapes.normalize_conv_transpose_args(shape4, weight.shape, stride, padding, output_padding,
@@ -393,7 +393,7 @@ def conv_transpose2d(input, weight, bias=None, stride=1, padding=0, output_paddi
 # ------------------------------------------------------------------------------------------------ pooling
 def _pool_input(input, fn):
     input = as_tensor(input)
-    unbatched = _batched(input, fn)
+    unbatched = _is_unbatched(input, fn)
     if input.dtype.kind != "f":
         raise TypeError(f"{fn}: expected a floating-point input (float32 or float64), got {input.dtype}")
     return input, unbatched

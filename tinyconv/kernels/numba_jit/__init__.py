@@ -1,0 +1,153 @@
+"""The ``numba`` backend: convolution (and, from :mod:`..numba_pooling`, pooling) as compiled loop nests
+(numba ``@njit(parallel=True)``), in two layouts, one module each: :mod:`.flat_rows` and :mod:`.batch_last`
+(with its scratch buffers in :mod:`.workspace`).
+
+Layout trick: "flat padded rows" (a.k.a. implicit GEMM on the padded width)
+---------------------------------------------------------------------------
+The padded input plane of one channel, ``x_pad[c]`` of shape ``(Hp, Wp)``, is stored as a
+flat vector.  For stride 1, output pixel ``(i, j)`` and kernel tap ``(a, b)`` read
+``x_pad[c].flat[i*Wp + j + (a*dh*Wp + b*dw)]``: every tap is a *constant offset*
+``off[t]`` into the flat plane.  So with ``p = i*Wp + j`` the whole output plane is::
+
+    acc[p] = sum_c sum_t w[o, c, t] * x_flat[c, p + off[t]]      for p in 0 .. (Ho-1)*Wp + Wo - 1
+
+one long contiguous loop per tap, which the compiler vectorises.  The positions with
+``j >= Wo`` are garbage that is simply not copied out (a waste of ``Wp/Wo``).
+Several taps (4) and two output channels are handled per pass over ``acc`` so that each
+load of ``x`` feeds 8 multiply-adds and ``acc`` is loaded/stored once per 4 taps.
+
+Strides are handled by the *polyphase* decomposition: the padded input is split into
+``sh*sw`` phase planes ``x_ph[r, s][i', j'] = x_pad[i'*sh + r, j'*sw + s]`` laid one after
+another.  A tap ``(a, b)`` with ``a*dh = qa*sh + r``, ``b*dw = qb*sw + s`` reads phase
+``(r, s)`` at ``(i + qa, j + qb)``, again a constant offset into the flat buffer (with the
+phase width ``Wph = ceil(Wp / sw)`` as the row stride).  Stride 1 is the one-phase case.
+
+The backward kernels reuse the layout:
+
+* ``grad_input``: the adjoint, scattered: ``gx_flat[c, p + off[t]] += w[o, c, t] * gy_flat[o, p]``
+  (``gy_flat`` has the phase row stride and zeros in the garbage columns), parallel over
+  (image, pair of input channels) so that no two threads write the same plane; the result
+  is then read back through the phase map and cropped.
+* ``grad_weight``: ``gw[o, c, t] = sum_n sum_p gy_flat[n, o, p] * x_flat[n, c, p + off[t]]``.
+  Without ``fastmath`` the compiler may not reorder a dot product, so each task (output
+  channel, input channel, block of positions) accumulates the *elementwise* products in a
+  small ``(T, block)`` buffer (vectorised over ``p``, 4 images per pass) and sums it once at
+  the end; partial sums per block are added in the wrapper.  Race-free, deterministic.
+
+For big batches (``N >= BATCH_LAST_MIN_N``) with a unit width stride, the forward (when the
+flat-rows layout would waste many garbage positions) and grad_weight use a second layout,
+batch-last, with register-blocked kernels: see :mod:`.batch_last`.
+
+All loops use plain ints; shapes are runtime values, so numba compiles once per dtype
+(float32 / float64), never per shape.  Everything also runs with ``NUMBA_DISABLE_JIT=1``
+(``prange`` becomes ``range``), slowly.
+"""
+from __future__ import annotations
+
+import numpy as np
+from numba import config as _numba_config
+
+from .. import numba_pooling
+from ..backend import Backend
+from ..threads import ensure_thread_pool
+from . import batch_last, flat_rows
+from .workspace import clear_workspace
+
+__all__ = ["forward", "grad_input", "grad_weight", "NumbaBackend", "backend", "jit_enabled", "clear_workspace",
+           "BATCH_LAST_MIN_N", "BATCH_LAST_MIN_GARBAGE"]
+
+BATCH_LAST_MIN_N = 32          # batch size from which the batch-last path is used
+BATCH_LAST_MIN_GARBAGE = 0.2   # forward: only if more flat-rows positions are garbage
+
+
+def forward(x, w, args, bias=None):
+    """y = conv2d(x, w) + bias.  x: (N, C_in, H, W), w: (C_out, C_in/groups, kh, kw), bias: (C_out,)
+    or None.  The bias is added where the output is written (no extra pass over y)."""
+    dtype = x.dtype
+    y = np.empty(args.out_shape, dtype=dtype)
+    if y.size == 0:
+        return y
+    c_out, cg, kh, kw = w.shape
+    bias = np.zeros(c_out, dtype=dtype) if bias is None else np.ascontiguousarray(bias)
+    lay = flat_rows.Layout(x.shape[2], x.shape[3], args.padding, args.stride, args.dilation, args.kernel_hw)
+    if x.shape[0] >= BATCH_LAST_MIN_N and args.stride[1] == 1 and (y.shape[2] * y.shape[3] < (
+            1 - BATCH_LAST_MIN_GARBAGE) * lay.npos(y.shape[2])):
+        # a big batch, unit width stride and more than 20% garbage positions in the flat-rows layout
+        return batch_last.forward(x, w, bias, args, y)
+    src = lay.flat_input(x)
+    wf = np.ascontiguousarray(w).reshape(c_out, cg, kh * kw)
+    npos = lay.npos(y.shape[2])
+    ensure_thread_pool()
+    flat_rows.forward_core(src, wf, bias, lay.offs, y, cg, c_out // args.groups, lay.row, npos)
+    return y
+
+
+def grad_input(grad_y, w, input_hw, args):
+    """grad_x of conv2d: the exact adjoint of :func:`forward` for an input of size
+    ``input_hw`` (which may exceed the smallest one, as for output_padding)."""
+    h, w_in = input_hw
+    n, c_out = grad_y.shape[0], grad_y.shape[1]
+    c_out_w, cg, kh, kw = w.shape
+    dtype = grad_y.dtype
+    gx = np.empty((n, cg * args.groups, h, w_in), dtype=dtype)
+    if gx.size == 0:
+        return gx
+    lay = flat_rows.Layout(h, w_in, args.padding, args.stride, args.dilation, args.kernel_hw)
+    gyf = lay.flat_grad(grad_y)
+    og = c_out // args.groups
+    # wt[g*cg + c, o, t] = w[g*og + o, c, t]
+    wt = np.ascontiguousarray(
+        np.asarray(w).reshape(args.groups, og, cg, kh * kw).transpose(0, 2, 1, 3)
+    ).reshape(args.groups * cg, og, kh * kw)
+    ensure_thread_pool()
+    flat_rows.grad_input_core(gyf, wt, lay.offs, gx, cg, lay.rowpart, lay.colpart, lay.unit_stride,
+                              lay.top, lay.left, lay.wp, lay.length, gyf.shape[2])
+    return gx
+
+
+def grad_weight(x, grad_y, args):
+    """grad_w of conv2d: (C_out, C_in/groups, kh, kw)."""
+    c_out = grad_y.shape[1]
+    w_shape = (c_out, x.shape[1] // args.groups) + args.kernel_hw
+    dtype = x.dtype
+    _, cg, kh, kw = w_shape
+    if x.shape[0] == 0:
+        return np.zeros(w_shape, dtype=dtype)
+    if x.shape[0] >= BATCH_LAST_MIN_N and args.stride[1] == 1:
+        return batch_last.grad_weight(x, grad_y, args, w_shape)
+    lay = flat_rows.Layout(x.shape[2], x.shape[3], args.padding, args.stride, args.dilation, args.kernel_hw)
+    src = lay.flat_input(x)
+    gyf = lay.flat_grad(grad_y)
+    ntap = kh * kw
+    block = flat_rows.weight_block(ntap)
+    pair_tasks = args.groups * -(-(c_out // args.groups) // 2) * cg
+    while pair_tasks * -(-gyf.shape[2] // block) < 16 and block > 64:  # keep both cores busy
+        block = flat_rows.round_up(block // 2)
+    nblk = -(-gyf.shape[2] // block)
+    part = np.empty((c_out, cg, nblk, ntap), dtype=dtype)
+    ensure_thread_pool()
+    flat_rows.grad_weight_core(src, gyf, lay.offs, part, cg, c_out // args.groups, block)
+    gw = part[:, :, 0].copy() if nblk == 1 else part.sum(axis=2)
+    return gw.reshape(w_shape)
+
+
+def jit_enabled() -> bool:
+    """False when numba runs in pure-Python mode (``NUMBA_DISABLE_JIT=1``)."""
+    return not _numba_config.DISABLE_JIT
+
+
+class NumbaBackend(Backend):
+    """Compiled, parallel loop nests for convolution and pooling (:mod:`.numba_pooling`)."""
+
+    name = "numba"
+    pool_name = "numba"
+    forward = staticmethod(forward)
+    grad_input = staticmethod(grad_input)
+    grad_weight = staticmethod(grad_weight)
+    max_pool = staticmethod(numba_pooling.max_pool)
+    max_pool_backward = staticmethod(numba_pooling.max_pool_backward)
+    avg_pool = staticmethod(numba_pooling.avg_pool)
+    avg_pool_backward = staticmethod(numba_pooling.avg_pool_backward)
+
+
+backend = NumbaBackend()

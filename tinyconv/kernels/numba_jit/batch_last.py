@@ -1,0 +1,274 @@
+"""The numba backend's second layout: batch-last (forward and grad_weight for big batches).
+
+For a large batch (LeNet trains with 128 images of 14x14), the flat-rows layout wastes
+the garbage columns (29% of the positions of LeNet's conv2) and its short planes (144
+positions) leave little for the vector loops.  The batch-last layout puts the batch
+innermost: x_t[c, h, w, n].  With a stride of 1 along the width, output row i of ALL
+images, (j, n) for j < Wo, is then ONE contiguous vector of Wo*N values, and so is the
+input it reads through tap (a, b): row i*sh + a*dh of x_t[c], starting at column b*dw.
+Every tap is a constant offset again, with no garbage, and the loops run over 1280
+(conv2) to 3584 (conv1) contiguous values:
+
+* forward:     y_t[o, i, :]  = sum_{c, t} w[o, c, t] * x_t[c].flat[i*sh*Wp*N + off[t]:][:Wo*N]
+               (4 output channels x 4 taps a pass: 4 loads of x feed 16 multiply-adds)
+* grad_weight: gw[o, c, a, b] = sum_i dot(gy_t[o, i, :], x_t[c].flat[...row i, tap (a, b)...])
+               (4 output channels x 4 taps a pass: 8 loads feed 16 dot products)
+
+grad_weight uses it when N >= BATCH_LAST_MIN_N and the width stride is 1; forward when in
+addition more than 20% of the flat-rows positions would be garbage (the transpose of x
+is the price: LeNet's conv2 gains, conv1 with 12% garbage does not).  grad_input keeps
+the flat-rows scatter.
+
+These kernels let LLVM fuse multiply-adds (fastmath "contract"), and the dot products of
+grad_weight may be reassociated ("reassoc") so that they vectorise with several partial
+sums; neither flag assumes anything about NaN or infinity.  Results are deterministic
+and do not depend on the number of threads (each task owns its outputs).
+"""
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, prange
+
+from ..threads import ensure_thread_pool
+from .flat_rows import taps_1, taps_2, weight_task  # (numba's cache does not see edits in there: clear it)
+from .workspace import scratch_zeros
+
+__all__ = ["forward", "grad_weight"]
+
+_JIT = dict(cache=True, fastmath=False)
+_JIT_FMA = dict(cache=True, fastmath={"contract"})
+_JIT_DOT = dict(cache=True, fastmath={"contract", "reassoc"})
+
+
+@njit(parallel=True, **_JIT)
+def _to_batch_last(x, xt, top, left):
+    """xt[c, h + top, w + left, n] = x[n, c, h, w]  (xt pre-zeroed: the padding)."""
+    n_img, c_in, h, w = x.shape
+    for task in prange(c_in * h):
+        c = task // h
+        i = task % h
+        for j in range(w):
+            d = xt[c, i + top, j + left]
+            for n in range(n_img):
+                d[n] = x[n, c, i, j]
+
+
+@njit(**_JIT_FMA)
+def _taps_4(acc0, acc1, acc2, acc3, xs, w0, w1, w2, w3, offs, m):
+    """acc_k[p] += sum_t w_k[t] * xs[p + offs[t]] for k < 4, p < m (4 taps a pass)."""
+    ntap = offs.shape[0]
+    t = 0
+    while t + 4 <= ntap:
+        x0 = xs[offs[t]:]
+        x1 = xs[offs[t + 1]:]
+        x2 = xs[offs[t + 2]:]
+        x3 = xs[offs[t + 3]:]
+        a0, a1, a2, a3 = w0[t], w0[t + 1], w0[t + 2], w0[t + 3]
+        b0, b1, b2, b3 = w1[t], w1[t + 1], w1[t + 2], w1[t + 3]
+        c0, c1, c2, c3 = w2[t], w2[t + 1], w2[t + 2], w2[t + 3]
+        d0, d1, d2, d3 = w3[t], w3[t + 1], w3[t + 2], w3[t + 3]
+        for p in range(m):
+            v0 = x0[p]
+            v1 = x1[p]
+            v2 = x2[p]
+            v3 = x3[p]
+            acc0[p] += a0 * v0 + a1 * v1 + a2 * v2 + a3 * v3
+            acc1[p] += b0 * v0 + b1 * v1 + b2 * v2 + b3 * v3
+            acc2[p] += c0 * v0 + c1 * v1 + c2 * v2 + c3 * v3
+            acc3[p] += d0 * v0 + d1 * v1 + d2 * v2 + d3 * v3
+        t += 4
+    while t < ntap:
+        x0 = xs[offs[t]:]
+        a0, b0, c0, d0 = w0[t], w1[t], w2[t], w3[t]
+        for p in range(m):
+            v0 = x0[p]
+            acc0[p] += a0 * v0
+            acc1[p] += b0 * v0
+            acc2[p] += c0 * v0
+            acc3[p] += d0 * v0
+        t += 1
+
+
+@njit(parallel=True, **_JIT_FMA)
+def _forward_rows_bl(xf, wf, bias, offs, row_step, y):
+    """y[n, o, i, j] = bias[o] + sum_{c, t} wf[o, c, t] * xf[g*cg + c, i*row_step + offs[t] + j*N + n].
+
+    xf: (C_in, Hp*Wp*N) batch-last padded input; wf: (C_out, cg, T); offs: (T,) tap offsets
+    within a channel; y: (N, C_out, Ho, Wo), written directly (no batch-last output copy).
+    One task = one output row i of up to 4 output channels of one group."""
+    n_img, c_out, ho, wo = y.shape
+    m = wo * n_img
+    cg = wf.shape[1]
+    groups = xf.shape[0] // cg
+    og = c_out // groups
+    nblk = (og + 3) // 4
+    for task in prange(groups * nblk * ho):
+        blk = task // ho
+        i = task % ho
+        g = blk // nblk
+        o0 = g * og + 4 * (blk % nblk)
+        nb = min(4, (g + 1) * og - o0)
+        acc = np.zeros((4, m), dtype=y.dtype)
+        for c in range(cg):
+            xs = xf[g * cg + c, i * row_step:]
+            if nb == 4:
+                _taps_4(acc[0], acc[1], acc[2], acc[3], xs, wf[o0, c], wf[o0 + 1, c],
+                        wf[o0 + 2, c], wf[o0 + 3, c], offs, m)
+            else:
+                if nb >= 2:
+                    taps_2(acc[0], acc[1], xs, wf[o0, c], wf[o0 + 1, c], offs, m)
+                if nb != 2:
+                    taps_1(acc[nb - 1], xs, wf[o0 + nb - 1, c], offs, m)
+        for k in range(nb):
+            ak = acc[k]
+            bk = bias[o0 + k]
+            for n in range(n_img):
+                yo = y[n, o0 + k, i]
+                for j in range(wo):
+                    yo[j] = ak[j * n_img + n] + bk
+
+
+@njit(**_JIT_DOT)
+def _dots_4x4(g0, g1, g2, g3, x0, x1, x2, x3, m, zero):
+    """The 16 dot products dot(g_k[:m], x_l[:m]), k, l < 4 (row-major)."""
+    s00 = s01 = s02 = s03 = s10 = s11 = s12 = s13 = zero
+    s20 = s21 = s22 = s23 = s30 = s31 = s32 = s33 = zero
+    for p in range(m):
+        a0 = g0[p]
+        a1 = g1[p]
+        a2 = g2[p]
+        a3 = g3[p]
+        v0 = x0[p]
+        v1 = x1[p]
+        v2 = x2[p]
+        v3 = x3[p]
+        s00 += a0 * v0
+        s01 += a0 * v1
+        s02 += a0 * v2
+        s03 += a0 * v3
+        s10 += a1 * v0
+        s11 += a1 * v1
+        s12 += a1 * v2
+        s13 += a1 * v3
+        s20 += a2 * v0
+        s21 += a2 * v1
+        s22 += a2 * v2
+        s23 += a2 * v3
+        s30 += a3 * v0
+        s31 += a3 * v1
+        s32 += a3 * v2
+        s33 += a3 * v3
+    return (s00, s01, s02, s03, s10, s11, s12, s13, s20, s21, s22, s23, s30, s31, s32, s33)
+
+
+@njit(**_JIT_DOT)
+def _dots_4x1(g0, g1, g2, g3, x0, m, zero):
+    """The 4 dot products dot(g_k[:m], x0[:m]), k < 4."""
+    s0 = s1 = s2 = s3 = zero
+    for p in range(m):
+        v0 = x0[p]
+        s0 += g0[p] * v0
+        s1 += g1[p] * v0
+        s2 += g2[p] * v0
+        s3 += g3[p] * v0
+    return s0, s1, s2, s3
+
+
+@njit(parallel=True, **_JIT_DOT)
+def _grad_weight_rows_bl(xf, gyf, offs, row_step, rows, part, zero):
+    """part[k, o, c, t] = sum over the output rows i of chunk k of
+    dot(gyf[o, i, :], xf[g*cg + c, i*row_step + offs[t]:][:Wo*N]).
+
+    xf: (C_in, Hp*Wp*N) batch-last padded input; gyf: (C_out, Ho, Wo*N) batch-last
+    grad_output; offs: (T,) tap offsets within a channel; ``rows``: output rows per chunk;
+    part: (chunks, C_out, cg, T); ``zero``: 0 in the dtype.
+    One task = (4 output channels of one group, input channel, chunk of rows): 16 dot
+    products (4 channels x 4 taps) a pass. A group with fewer than 4 channels left repeats
+    its last one and drops the copies; partial sums are added in float64 across rows."""
+    c_out, ho, m = gyf.shape
+    nchunk, _, cg, ntap = part.shape
+    groups = xf.shape[0] // cg
+    og = c_out // groups
+    nblk = (og + 3) // 4
+    for task in prange(groups * nblk * cg * nchunk):
+        g, o0, c, chunk = weight_task(task, cg, nchunk, nblk, og, 4)
+        last = (g + 1) * og - 1
+        o1 = min(o0 + 1, last)
+        o2 = min(o0 + 2, last)
+        o3 = min(o0 + 3, last)
+        acc = np.zeros((4, ntap), dtype=np.float64)
+        for i in range(chunk * rows, min(ho, (chunk + 1) * rows)):
+            g0 = gyf[o0, i]
+            g1 = gyf[o1, i]
+            g2 = gyf[o2, i]
+            g3 = gyf[o3, i]
+            xs = xf[g * cg + c, i * row_step:]
+            t = 0
+            while t + 4 <= ntap:
+                s = _dots_4x4(g0, g1, g2, g3, xs[offs[t]:], xs[offs[t + 1]:],
+                              xs[offs[t + 2]:], xs[offs[t + 3]:], m, zero)
+                for k in range(16):
+                    acc[k // 4, t + k % 4] += s[k]
+                t += 4
+            while t < ntap:
+                s1 = _dots_4x1(g0, g1, g2, g3, xs[offs[t]:], m, zero)
+                for k in range(4):
+                    acc[k, t] += s1[k]
+                t += 1
+        for k in range(min(4, last - o0 + 1)):
+            for t in range(ntap):
+                part[chunk, o0 + k, c, t] = acc[k, t]
+
+
+def _batch_last(x, padding, role):
+    """x (N, C, H, W) -> zero-padded batch-last copy (C, Hp, Wp, N) in a scratch buffer
+    (``role`` tells apart two copies alive at once)."""
+    n, c, h, w = x.shape
+    top, bottom, left, right = padding
+    # the key holds everything that decides which elements are padding (two inputs of different
+    # sizes can have the same padded shape)
+    xt = scratch_zeros((c, h + top + bottom, w + left + right, n), x.dtype,
+                        (role, x.shape, tuple(padding)))
+    _to_batch_last(np.ascontiguousarray(x), xt, top, left)
+    return xt
+
+
+def _tap_offsets_bl(kernel_hw, dilation, wp, n):
+    """Offsets of the taps (a, b) within one channel of the flat batch-last buffer: (kh, kw)."""
+    (kh, kw), (dh, dw) = kernel_hw, dilation
+    return np.array([[(a * dh * wp + b * dw) * n for b in range(kw)] for a in range(kh)],
+                    dtype=np.int64)
+
+
+def forward(x, w, bias, args, y):
+    c_out, cg, kh, kw = w.shape
+    n = x.shape[0]
+    xt = _batch_last(x, args.padding, "x")
+    c_in, hp, wp, _ = xt.shape
+    offs = _tap_offsets_bl(args.kernel_hw, args.dilation, wp, n).reshape(-1)
+    wf = np.ascontiguousarray(w).reshape(c_out, cg, kh * kw)
+    ensure_thread_pool()
+    _forward_rows_bl(xt.reshape(c_in, -1), wf, bias, offs, args.stride[0] * wp * n, y)
+    return y
+
+
+def grad_weight(x, grad_y, args, w_shape):
+    c_out, cg, kh, kw = w_shape
+    n = x.shape[0]
+    xt = _batch_last(x, args.padding, "x")
+    c_in, hp, wp, _ = xt.shape
+    gyt = _batch_last(grad_y, (0, 0, 0, 0), "grad_y")
+    ho = gyt.shape[1]
+    offs = _tap_offsets_bl(args.kernel_hw, args.dilation, wp, n).reshape(-1)
+    # enough tasks for every thread: split the output rows into chunks when there are few
+    # (channel block, input channel) pairs; a fixed split, so results do not depend on threads
+    pairs = args.groups * -(-(c_out // args.groups) // 4) * cg
+    nchunk = max(1, min(ho, -(-16 // pairs)))
+    rows = -(-ho // nchunk)
+    nchunk = -(-ho // rows)
+    part = np.empty((nchunk, c_out, cg, kh * kw), dtype=x.dtype)
+    ensure_thread_pool()
+    _grad_weight_rows_bl(xt.reshape(c_in, -1), gyt.reshape(c_out, ho, -1), offs,
+                         args.stride[0] * wp * n, rows, part, np.zeros(1, dtype=x.dtype)[0])
+    gw = part[0] if nchunk == 1 else part.sum(axis=0)
+    return gw.reshape(w_shape)
