@@ -157,7 +157,7 @@ def bench_convs(configs, kernels, torch, repeats, direct_div, quick, notes):
         # correctness cross-check on a small batch
         xs, ws, gys = make_inputs(min(n, 2), c_in, h, c_out, k, s, p, g)
         outs = {}
-        for kname, (nb, mod) in impls.items():
+        for kname, (_nb, mod) in impls.items():
             ph = (torch_phases(torch, xs, ws, gys, k, s, p, g) if mod is None
                   else kernel_phases(mod, xs, ws, gys, k, s, p, g))
             outs[kname] = ph["fwd+bwd"]()

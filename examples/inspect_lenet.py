@@ -15,7 +15,8 @@ import argparse
 import numpy as np
 
 import tinyconv as tc
-from tinyconv import functional as F, nn
+from tinyconv import functional as F
+from tinyconv import nn
 from tinyconv.visualize import grad_norms
 
 
@@ -63,7 +64,7 @@ def main(argv=None):
     out = model.conv1(images)
     out.register_hook(lambda g: print(f"tensor hook: dL/d(conv1 output) has shape {g.shape}, "
                                       f"norm {np.linalg.norm(g.numpy()):.3e}"))
-    for name, layer in list(model.named_children())[1:]:
+    for _name, layer in list(model.named_children())[1:]:
         out = layer(out)
     loss = F.cross_entropy(out, labels)
     print(f"loss {loss.item():.4f}")

@@ -12,7 +12,8 @@ import sys
 import numpy as np
 
 import tinyconv as tc
-from tinyconv import functional as F, nn
+from tinyconv import functional as F
+from tinyconv import nn
 
 
 def main(argv=None):

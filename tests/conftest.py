@@ -6,10 +6,11 @@ bounded; ``dev`` is the default for local runs; ``thorough`` explores more examp
 """
 import os
 
-from einsum_backend import EinsumBackend
 from hypothesis import HealthCheck, settings
 
 import tinyconv.kernels
+
+from einsum_backend import EinsumBackend
 
 tinyconv.kernels.register(EinsumBackend())
 

@@ -12,7 +12,6 @@ from tinyconv import functional as F
 from tinyconv import nn
 
 
-
 @st.composite
 def bn_inputs(draw, max_batch=5):
     """(shape, seed) of a batch-norm input: (N, C) or (N, C, H, W) with at least 2 values per channel."""

@@ -11,7 +11,6 @@ import tinyconv as tc
 from tinyconv import autograd, nn
 from tinyconv.graph import format_graph, graph_nodes, print_graph, to_dot
 
-
 # ------------------------------------------------------------------------------------------- a DOT checker
 _TOKEN = re.compile(r'\s*(?:(?P<str>"(?:[^"\\\n]|\\.)*")|(?P<arrow>->|--)|(?P<punct>[{}\[\];=,])|(?P<id>[A-Za-z_0-9.#]+))')
 
@@ -269,7 +268,7 @@ def test_lenet_loss_graph_shows_every_op_back_to_the_input():
     params = dict(model.named_parameters())
     text = format_graph(loss, params={**params, "images": x})
     assert len(params) == 10
-    for name, p in params.items():
+    for name in params:
         assert f"{name}: parameter " in text, name
     assert "images: input (2, 1, 28, 28) float32" in text
     assert text.count("Conv2d") >= 2 and "Pool" in text

@@ -17,10 +17,10 @@ from hypothesis import strategies as st
 import tinyconv.kernels as K
 from tinyconv.kernels import numba_jit, shapes  # numba_jit: the numba backend's module (its tuning constants)
 
+from strategies_conv import conv_configs
+
 # the backend objects, called through their checked doors (conv2d_forward, ...)
 direct, im2col, numba = K.get_kernel("direct"), K.get_kernel("im2col"), K.get_kernel("numba")
-
-from strategies_conv import conv_configs
 
 KERNEL_NAMES = list(K.available())  # every registered backend
 ROOT = Path(__file__).resolve().parents[1]

@@ -24,7 +24,7 @@ import numpy as np
 import pytest
 
 from tinyconv.data import mnist
-from tinyconv.data.idx import write_idx, read_idx
+from tinyconv.data.idx import read_idx, write_idx
 from tinyconv.data.mnist import FILES, MNIST, MNISTUnavailable, restricted_load
 
 SMALL = {"train": 40, "test": 10}

@@ -5,7 +5,6 @@ import numpy as np
 import pytest
 
 import tinyconv as tc
-from tinyconv import nn
 from tinyconv.nn.models import LeNet
 
 KEYS = ["conv1.weight", "conv1.bias", "conv2.weight", "conv2.bias", "fc1.weight", "fc1.bias",

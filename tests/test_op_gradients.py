@@ -191,7 +191,8 @@ def test_basic_indexing(data):
     shape = data.draw(nonscalar_shapes)
     x = data.draw(leaf(shape))
     index = tuple(
-        data.draw(st.one_of(st.integers(-n, n - 1), st.slices(n).filter(lambda s: len(range(*s.indices(n))) > 0)))
+        data.draw(st.one_of(st.integers(-n, n - 1),
+                            st.slices(n).filter(lambda s, n=n: len(range(*s.indices(n))) > 0)))
         for n in shape
     )
     np.testing.assert_array_equal(x[index].data, x.data[index])
@@ -305,7 +306,7 @@ def test_mse_loss(data):
     a, b = data.draw(leaf(shape)), data.draw(leaf(shape))
     np.testing.assert_allclose(F.mse_loss(a, b).data, np.mean((a.data - b.data) ** 2))
     for reduction in ("mean", "sum", "none"):
-        check(lambda x, y: F.mse_loss(x, y, reduction=reduction), a, b)
+        check(lambda x, y: F.mse_loss(x, y, reduction=reduction), a, b)  # noqa: B023 (called at once)
 
 
 def test_dropout_scales_and_is_reproducible():

@@ -18,9 +18,9 @@ import tinyconv.kernels as K
 from tinyconv.kernels import numba_pooling as numba_loops  # the compiled loops themselves
 from tinyconv.kernels import shapes
 
-pooling, numba_pooling = K.get_pool_kernel("numpy"), K.get_pool_kernel("numba")  # the backends that run them
-
 from strategies_conv import pool_configs
+
+pooling, numba_pooling = K.get_pool_kernel("numpy"), K.get_pool_kernel("numba")  # the backends that run them
 
 ROOT = Path(__file__).resolve().parents[1]
 POOL_NAMES = ["numpy", "numba"]

@@ -24,7 +24,7 @@ def test_state_dict_round_trip(tmp_path):
     assert all(isinstance(v, tc.Tensor) for v in loaded.values())
     other = nn.Sequential(nn.Linear(4, 3), nn.ReLU(), nn.Linear(3, 2))
     other.load_state_dict(loaded)
-    for (k, a), (_, b) in zip(model.state_dict().items(), other.state_dict().items()):
+    for (_k, a), (_, b) in zip(model.state_dict().items(), other.state_dict().items()):
         np.testing.assert_array_equal(a.data, b.data)
         assert a.dtype == b.dtype == np.float32
     # Plain NumPy can read it too, member names are the keys.

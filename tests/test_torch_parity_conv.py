@@ -12,7 +12,7 @@ from hypothesis import assume, given
 torch = pytest.importorskip("torch")  # before numba starts its OpenMP pool: the two runtimes must not clash
 
 import tinyconv as tc  # noqa: E402
-from tinyconv import functional as F
+from tinyconv import functional as F  # noqa: E402
 
 from strategies_conv import conv_configs, conv_transpose_configs, pool_configs  # noqa: E402
 

@@ -9,8 +9,7 @@ import pytest
 
 import tinyconv as tc
 from tinyconv import nn
-from tinyconv.visualize import first_conv, grad_norms, plot_feature_maps, plot_filters, plot_first_conv, \
-    plot_grad_norms
+from tinyconv.visualize import first_conv, grad_norms, plot_feature_maps, plot_filters, plot_first_conv, plot_grad_norms
 
 
 def mlp_with_grads():

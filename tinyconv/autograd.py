@@ -307,7 +307,7 @@ def _backward_pass(tensor, grad, retain_graph: bool) -> None:
         if out is not None and (out._hooks or out._retains_grad):
             g = out._nonleaf_grad(g)
         if node._freed:
-            node.saved_tensors  # raises the "backward through the graph a second time" error
+            _ = node.saved_tensors  # raises the "backward through the graph a second time" error
         if _observer is None:
             input_grads = node.backward(node, g)
         else:

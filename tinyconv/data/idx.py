@@ -28,8 +28,9 @@ import gzip
 import os
 import tempfile
 import zlib
+from collections.abc import Iterator
 from pathlib import Path
-from typing import BinaryIO, Iterator
+from typing import BinaryIO
 
 import numpy as np
 import numpy.typing as npt

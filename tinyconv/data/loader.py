@@ -11,7 +11,7 @@ augmentation included, with no pickled Generator objects.
 from __future__ import annotations
 
 import operator
-from typing import Callable, Iterator
+from collections.abc import Callable, Iterator
 
 import numpy as np
 

@@ -45,7 +45,6 @@ import io
 import operator
 import os
 import pickle
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -53,8 +52,8 @@ import urllib.error
 import urllib.request
 import warnings
 import zipfile
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Callable, Mapping, Sequence
 
 import numpy as np
 

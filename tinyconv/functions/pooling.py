@@ -36,7 +36,7 @@ class MaxPool2d(KernelFunction):
 
     @staticmethod
     def backward(ctx, g):
-        ctx.saved_tensors  # raises the usual error if the graph was already freed
+        _ = ctx.saved_tensors  # raises the usual error if the graph was already freed
         g = MaxPool2d._grad_output(ctx, g)
         gx = ctx.pool.max_pool_backward(g, ctx.saved_argmax, ctx.x_shape, ctx.non_overlapping)
         return (gx[0] if ctx.unbatched else gx,)

@@ -41,9 +41,20 @@ from __future__ import annotations
 import numpy as np
 
 from . import pooling
-from .shapes import (ConvArgs, check_avg_pool_grad, check_bias, check_divisor_override,
-                     check_float_dtypes, check_grad_output_shape, check_max_pool_grad, check_pool_float,
-                     grad_weight_shape, normalize_conv_args, normalize_pool_args, pair)
+from .shapes import (
+    ConvArgs,
+    check_avg_pool_grad,
+    check_bias,
+    check_divisor_override,
+    check_float_dtypes,
+    check_grad_output_shape,
+    check_max_pool_grad,
+    check_pool_float,
+    grad_weight_shape,
+    normalize_conv_args,
+    normalize_pool_args,
+    pair,
+)
 
 __all__ = ["Backend"]
 

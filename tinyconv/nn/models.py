@@ -13,7 +13,6 @@ from __future__ import annotations
 
 from collections import OrderedDict
 
-from .. import functional as F
 from . import init
 from .batchnorm import BatchNorm1d, BatchNorm2d
 from .conv import AdaptiveAvgPool2d, AvgPool2d, Conv2d, MaxPool2d

@@ -12,7 +12,7 @@ with augmentation and exactly resumable epochs, :class:`tinyconv.data.DataLoader
 from __future__ import annotations
 
 import operator
-from typing import Callable, Iterator
+from collections.abc import Callable, Iterator
 
 import numpy as np
 
