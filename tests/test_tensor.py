@@ -8,9 +8,11 @@ import tinyconv as tc
 from tinyconv import functional as F
 
 
-def test_python_data_defaults_to_float32_and_arrays_keep_dtype():
-    assert tc.tensor([[1, 2], [3, 4]]).dtype == np.float32
+def test_python_data_follows_pytorchs_dtype_rules_and_arrays_keep_dtype():
+    assert tc.tensor([[1, 2], [3, 4]]).dtype == np.int64  # Python ints: int64, as torch.tensor
+    assert tc.tensor([1, 2.5]).dtype == np.float32 and tc.tensor(3).dtype == np.int64
     assert tc.tensor(1.5).dtype == np.float32
+    assert tc.Tensor([1, 2]).dtype == np.float32  # the constructor, like torch.Tensor, makes floats
     assert tc.tensor(np.zeros(3, dtype=np.float64)).dtype == np.float64
     assert tc.tensor(np.zeros(3, dtype=np.int64)).dtype == np.int64
     assert tc.tensor([True, False]).dtype == np.bool_

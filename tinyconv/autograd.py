@@ -16,9 +16,15 @@ the gradient of the images.
 
 This module is the bottom floor of tinyconv: it imports NumPy only, and knows nothing of ``Tensor``. It works on
 any object that carries the few attributes the engine reads (``data``, ``requires_grad``, ``grad_fn``, ``shape``,
-``dtype``, ``_hooks``, ``_retains_grad``) and three methods the Tensor layer defines for it: ``_op_result(array,
-grad_fn)`` (wrap an op's result), ``_accumulate_grad(array)`` (a leaf's hooks, then ``.grad +=``) and
+``dtype``, ``_hooks``, ``_retains_grad``, ``_version``) and three methods the Tensor layer defines for it:
+``_op_result(array, grad_fn)`` (wrap an op's result), ``_accumulate_grad(array)`` (a leaf's hooks, then ``.grad +=``) and
 ``_nonleaf_grad(array) -> array`` (a non-leaf's hooks and ``retain_grad``).
+
+In-place operations: a node remembers its inputs' ``grad_fn`` as they were when it ran (``input_fns``), so a tensor
+whose ``grad_fn`` an in-place operation later replaces still routes this node's gradient to its earlier history.
+For every input whose array ``forward`` saved (and for a saved output) the node keeps the tensor's ``_version``
+then (``saved_versions``); ``backward`` refuses to run a node whose saved tensors were modified in place since,
+as PyTorch does, instead of computing a wrong gradient.
 
 Observers (the profiler is one) watch the engine through :func:`set_observer` / :func:`observe`: an
 :class:`Observer` is handed every ``forward``, every node's ``backward`` and every whole backward pass to run.
@@ -139,6 +145,10 @@ class Function:
     ``needs_input_grad``, ``saved_tensors`` (see ``save_for_backward``) and any attribute ``forward`` sets.
     """
 
+    # Set by apply() on recorded nodes only (class defaults keep unrecorded ones cheap).
+    input_fns: tuple = ()  # each input's grad_fn when this node ran (None for leaves and plain values)
+    saved_versions: tuple = ()  # (tensor, version) for each input whose array forward saved; (None, 0): the output
+
     def __init__(self):
         self.needs_input_grad: tuple[bool, ...] = ()
         self.inputs: tuple = ()  # the input Tensors (None for non-tensor positions), for the graph walk
@@ -187,9 +197,7 @@ class Function:
     @property
     def next_functions(self) -> tuple:
         """``(grad_fn or None, input)`` for every input, like PyTorch's ``grad_fn.next_functions``."""
-        return tuple(
-            (None if t is None else t.grad_fn, t) for t in self.inputs
-        )
+        return tuple(zip(self.input_fns, self.inputs))
 
     # --- running ------------------------------------------------------------------------------------------
     @staticmethod
@@ -234,7 +242,46 @@ class Function:
         if not record:
             return maker._op_result(out, None)
         ctx.inputs = tuple(graph_inputs)
+        ctx.input_fns = tuple(None if t is None else t.grad_fn for t in graph_inputs)
+        if ctx._saved:
+            ctx.saved_versions = _saved_versions(ctx._saved, graph_inputs, out)
         return maker._op_result(out, ctx)
+
+
+def _saved_versions(saved: tuple, inputs: list, out) -> tuple:
+    """(tensor, its version now) for each input whose array (or a view of it) is among ``saved``; (None, 0) when
+    the output itself is saved. Arrays forward computed for itself need no watching."""
+    found = []
+    for s in saved:
+        if s is out:
+            found.append((None, 0))
+            continue
+        if not isinstance(s, np.ndarray):
+            continue
+        for t in inputs:
+            if t is not None and (s is t.data or (s.base is not None and np.may_share_memory(s, t.data))):
+                found.append((t, t._version))
+                break
+    return tuple(found)
+
+
+def _check_versions(node) -> None:
+    """Raise PyTorch's error if a tensor ``node`` saved was modified in place after it was saved."""
+    for t, expected in node.saved_versions:
+        if t is None:
+            t = node.output_ref() if node.output_ref is not None else None
+            if t is None:
+                continue  # the output is gone, so nothing can have modified it
+        if t._version != expected:
+            kind = {"float32": "Float", "float64": "Double", "int64": "Long", "int32": "Int", "bool": "Bool",
+                    "uint8": "Byte"}.get(t.dtype.name, t.dtype.name)
+            made_by = f", which is output 0 of {t.grad_fn.name()}," if t.grad_fn is not None else ""
+            raise RuntimeError(
+                f"one of the variables needed for gradient computation has been modified by an inplace operation: "
+                f"[torch.{kind}Tensor {list(t.shape)}]{made_by} is at version {t._version}; expected version "
+                f"{expected} instead. Hint: the node that needed it is {node.name()}; compute on a copy (.clone()) "
+                f"or do the in-place operation after backward()."
+            )
 
 
 def as_grad_array(grad, like_shape, like_dtype, who: str) -> np.ndarray:
@@ -253,14 +300,14 @@ def _topological_order(root_fn) -> list:
     """Nodes reachable from ``root_fn``, each after every node that consumes its output (iterative DFS)."""
     order = []
     visited = {id(root_fn)}
-    stack = [(root_fn, iter(root_fn.inputs))]
+    stack = [(root_fn, iter(root_fn.input_fns))]
     while stack:
         node, children = stack[-1]
-        for t in children:
-            if t is None or t.grad_fn is None or id(t.grad_fn) in visited:
+        for fn in children:
+            if fn is None or id(fn) in visited:
                 continue
-            visited.add(id(t.grad_fn))
-            stack.append((t.grad_fn, iter(t.grad_fn.inputs)))
+            visited.add(id(fn))
+            stack.append((fn, iter(fn.input_fns)))
             break
         else:
             stack.pop()
@@ -304,10 +351,12 @@ def _backward_pass(tensor, grad, retain_graph: bool) -> None:
         if g is None:
             continue  # no gradient flows through this node (e.g. only into inputs that don't need it)
         out = node.output_ref() if node.output_ref is not None else None
-        if out is not None and (out._hooks or out._retains_grad):
+        if out is not None and (out._hooks or out._retains_grad) and out.grad_fn is node:
             g = out._nonleaf_grad(g)
         if node._freed:
             _ = node.saved_tensors  # raises the "backward through the graph a second time" error
+        if node.saved_versions:
+            _check_versions(node)
         if _observer is None:
             input_grads = node.backward(node, g)
         else:
@@ -318,7 +367,7 @@ def _backward_pass(tensor, grad, retain_graph: bool) -> None:
             raise RuntimeError(
                 f"{node.name()} returned {len(input_grads)} gradients for {len(node.inputs)} inputs"
             )
-        for t, gi, needed in zip(node.inputs, input_grads, node.needs_input_grad):
+        for t, fn, gi, needed in zip(node.inputs, node.input_fns, input_grads, node.needs_input_grad):
             if t is None or gi is None or not needed:
                 continue
             if gi.shape != t.shape:
@@ -327,12 +376,12 @@ def _backward_pass(tensor, grad, retain_graph: bool) -> None:
                 )
             if gi.dtype != t.dtype:
                 gi = gi.astype(t.dtype)
-            if t.grad_fn is None:
+            if fn is None:
                 # Sum every edge into a leaf first, so its hooks see the total once (as PyTorch's AccumulateGrad).
                 key = id(t)
                 leaf_grads[key] = (t, leaf_grads[key][1] + gi) if key in leaf_grads else (t, gi)
             else:
-                key = id(t.grad_fn)
+                key = id(fn)
                 if key in grads:
                     grads[key] = grads[key] + gi
                 else:

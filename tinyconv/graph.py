@@ -90,7 +90,7 @@ def graph_nodes(t) -> list:
     while stack:
         fn = stack.pop()
         order.append(fn)
-        children = [x.grad_fn for x in fn.inputs if x is not None and x.grad_fn is not None]
+        children = [f for f in fn.input_fns if f is not None]  # the inputs' grad_fn when fn ran
         for child in reversed(children):
             if id(child) not in seen:
                 seen.add(id(child))
@@ -110,9 +110,9 @@ def format_graph(t, params=None, *, max_depth: int | None = None, show_inputs: b
     # Nodes whose output feeds several consumers get a number, so later mentions can point back to them.
     uses: dict = {}
     for fn in graph_nodes(root):
-        for x in fn.inputs:
-            if x is not None and x.grad_fn is not None:
-                uses[id(x.grad_fn)] = uses.get(id(x.grad_fn), 0) + 1
+        for f in fn.input_fns:
+            if f is not None:
+                uses[id(f)] = uses.get(id(f), 0) + 1
     numbers: dict = {}
     lines: list[str] = []
 
@@ -137,11 +137,11 @@ def format_graph(t, params=None, *, max_depth: int | None = None, show_inputs: b
             line += f"  [#{numbers[id(item)]}]"
         lines.append(line)
         children = []
-        for x in item.inputs:
+        for x, f in zip(item.inputs, item.input_fns):
             if x is None:
                 continue
-            if x.grad_fn is not None:
-                children.append(("fn", x.grad_fn))
+            if f is not None:
+                children.append(("fn", f))
             elif show_inputs or x.requires_grad:
                 children.append(("leaf", x))
         if max_depth is not None and depth >= max_depth and children:
@@ -203,11 +203,11 @@ def to_dot(t, params=None, *, name: str = "tinyconv", show_inputs: bool = True, 
         label = f"{fn.name()}\n{shape} {dtype}"
         style = ', style=filled, fillcolor="#fde9a9"' if fn is root else ""
         lines.append(f"  {fn_ids[id(fn)]} [shape=box, label={_dot_quote(label)}{style}];")
-        for x in fn.inputs:
+        for x, f in zip(fn.inputs, fn.input_fns):
             if x is None:
                 continue
-            if x.grad_fn is not None:
-                src = fn_ids[id(x.grad_fn)]
+            if f is not None:
+                src = fn_ids[id(f)]
             else:
                 if not (show_inputs or x.requires_grad):
                     continue

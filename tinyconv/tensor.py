@@ -46,8 +46,10 @@ def _check_dtype(dtype) -> np.dtype:
     return dt
 
 
-def _to_array(data, dtype=None) -> np.ndarray:
-    """The ndarray a Tensor wraps: arrays keep their dtype, Python numbers become float32 (bools stay bool)."""
+def _to_array(data, dtype=None, infer: bool = False) -> np.ndarray:
+    """The ndarray a Tensor wraps. Arrays keep their dtype. Python data: with ``infer`` (``tc.tensor``,
+    ``tc.as_tensor``) PyTorch's rule, ints → int64, bools → bool, floats → float32; without it (the
+    ``Tensor(...)`` constructor, like ``torch.Tensor``) numbers become float32 and bools stay bool."""
     if isinstance(data, Tensor):
         arr = data.data
     elif isinstance(data, (np.ndarray, np.generic)):
@@ -57,7 +59,7 @@ def _to_array(data, dtype=None) -> np.ndarray:
         if dtype is None and arr.dtype != np.bool_:
             if arr.dtype.kind not in "biuf":
                 raise TypeError(f"cannot make a tensor from {type(data).__name__} data of dtype {arr.dtype}")
-            arr = arr.astype(DEFAULT_DTYPE)
+            arr = arr.astype(int64 if infer and arr.dtype.kind in "iu" else DEFAULT_DTYPE)
     if dtype is not None:
         arr = arr.astype(_check_dtype(dtype), copy=False)
     else:
@@ -74,6 +76,8 @@ def _wrap_output(out, ctx) -> "Tensor":
     t.requires_grad = ctx is not None
     t._hooks = {}
     t._retains_grad = False
+    t._ver = 0
+    t._base = None
     if ctx is not None:
         ctx.output_ref = weakref.ref(t)
         ctx.output_meta = (t.data.shape, t.data.dtype)
@@ -112,6 +116,8 @@ class Tensor:
         self.grad_fn = None
         self._hooks = {}
         self._retains_grad = False
+        self._ver = 0  # in-place modifications of the storage (read through ``_version``)
+        self._base = None  # the tensor whose storage this one views (it keeps the version count), or None
         self.requires_grad = False
         if requires_grad:
             self.requires_grad_(True)
@@ -165,8 +171,8 @@ class Tensor:
 
     def __bool__(self) -> bool:
         if self.data.size != 1:
-            raise RuntimeError(f"Boolean value of Tensor with {'more than one value' if self.data.size else 'no values'}"
-                               " is ambiguous")
+            many = "more than one value" if self.data.size else "no values"
+            raise RuntimeError(f"Boolean value of Tensor with {many} is ambiguous")
         return bool(self.data.reshape(()).item())
 
     def _scalar(self):
@@ -223,8 +229,134 @@ class Tensor:
         return self
 
     def detach(self) -> "Tensor":
-        """A new leaf sharing this tensor's data, cut off from the graph."""
-        return _wrap_output(self.data, None)
+        """A new leaf sharing this tensor's data (and its version count), cut off from the graph."""
+        return self._view(_wrap_output(self.data, None))
+
+    def clone(self) -> "Tensor":
+        """A copy with its own storage; gradients flow back to this tensor."""
+        return ops.Clone.apply(self)
+
+    # ------------------------------------------------------------------------ versions and in-place writes
+    @property
+    def _version(self) -> int:
+        """How often the storage was modified in place (shared by the views of one tensor), as PyTorch's."""
+        return (self if self._base is None else self._base)._ver
+
+    def _view(self, out: "Tensor") -> "Tensor":
+        """Mark ``out`` as a view of this tensor's storage when it is one, so both count versions together."""
+        if out.data is self.data or (out.data.base is not None and np.may_share_memory(out.data, self.data)):
+            out._base = self if self._base is None else self._base
+        return out
+
+    def _check_inplace(self, value=None, *, indexing: bool = False) -> None:
+        """Refuse, with PyTorch's words, an in-place write autograd could not account for."""
+        if not autograd.is_grad_enabled():
+            return
+        if self.requires_grad and self.grad_fn is None:
+            view = "a view of " if indexing else ""
+            raise RuntimeError(f"{view}a leaf Variable that requires grad is being used in an in-place operation.")
+        if self._base is not None and (self.requires_grad or getattr(value, "requires_grad", False)):
+            if self._base.requires_grad and self._base.grad_fn is None:
+                raise RuntimeError("a view of a leaf Variable that requires grad is being used in an in-place "
+                                   "operation.")
+            raise RuntimeError("tinyconv does not track in-place operations on a view (a tensor made by indexing, "
+                               "reshape, transpose, ...) that takes part in autograd: assign into the tensor it "
+                               "views (t[idx] = value) or modify a .clone()")
+
+    def _commit_inplace(self, result: "Tensor") -> "Tensor":
+        """Make ``result`` (computed out of place, same shape) this tensor's new value and autograd history."""
+        if result.shape != self.shape:
+            raise ShapeError(f"output with shape {list(self.shape)} doesn't match the broadcast shape "
+                             f"{list(result.shape)}")
+        node = result.grad_fn
+        if result.data is not self.data:
+            if _KIND_RANK[result.dtype.kind] > _KIND_RANK[self.dtype.kind]:
+                raise RuntimeError(f"result type {_type_word(result.dtype)} can't be cast to the desired output "
+                                   f"type {_type_word(self.dtype)}")
+            if node is not None and node._saved:
+                # The node kept arrays that alias the storage about to be overwritten: it gets its own copies.
+                mine = self.data
+                node._saved = tuple(a.copy() if isinstance(a, np.ndarray) and np.may_share_memory(a, mine) else a
+                                    for a in node._saved)
+                # Watched entries for those copies, and for the saved output (``result``, now private), go.
+                node.saved_versions = tuple(e for e in node.saved_versions
+                                            if e[0] is not None and not np.may_share_memory(e[0].data, mine))
+            np.copyto(self.data, result.data, casting="unsafe")
+        if node is not None:
+            self.grad_fn, self.requires_grad = node, True
+            node.output_ref = weakref.ref(self)
+            node.output_meta = (self.shape, self.dtype)
+        (self if self._base is None else self._base)._ver += 1
+        return self
+
+    def _inplace(self, compute, value=None) -> "Tensor":
+        self._check_inplace(value)
+        return self._commit_inplace(compute())
+
+    def __setitem__(self, index, value) -> None:
+        """``t[index] = value`` for basic, advanced and boolean indices; ``value`` (a Tensor or numbers)
+        broadcasts to the selected shape. Under autograd the gradient reaches ``value`` at the assigned
+        positions and ``t``'s earlier history everywhere else (PyTorch's CopySlices)."""
+        self._assign(_index_to_numpy(index), value, indexing=True)
+
+    def _assign(self, index, value, indexing: bool) -> "Tensor":
+        self._check_inplace(value, indexing=indexing)
+        if not isinstance(value, Tensor):
+            value = np.asarray(value)
+            if value.dtype.kind not in "biuf":
+                raise TypeError(f"can't assign a {type(value).__name__} of dtype {value.dtype} to a tensor")
+        elif value.dtype.kind == "f" and self.dtype.kind != "f" and value.requires_grad:
+            raise RuntimeError(f"assigning a {value.dtype.name} tensor that requires grad into a "
+                               f"{self.dtype.name} tensor would drop its gradient")
+        try:
+            out = ops.SetItem.apply(self, value, index=index)
+        except ValueError as e:  # NumPy checks shapes before writing anything
+            target = np.empty(self.shape, dtype=np.bool_)[index].shape
+            raise ShapeError(f"shape mismatch: value tensor of shape {list(np.shape(value))} cannot be broadcast "
+                             f"to indexing result of shape {list(target)}") from e
+        return self._commit_inplace(out)
+
+    def __iadd__(self, other):
+        return self._inplace(lambda: self + other, other)
+
+    def __isub__(self, other):
+        return self._inplace(lambda: self - other, other)
+
+    def __imul__(self, other):
+        return self._inplace(lambda: self * other, other)
+
+    def __itruediv__(self, other):
+        return self._inplace(lambda: self / other, other)
+
+    def add_(self, other, *, alpha=1):
+        return self._inplace(lambda: self + (other if alpha == 1 else other * alpha), other)
+
+    def sub_(self, other, *, alpha=1):
+        return self._inplace(lambda: self - (other if alpha == 1 else other * alpha), other)
+
+    def mul_(self, other):
+        return self._inplace(lambda: self * other, other)
+
+    def div_(self, other):
+        return self._inplace(lambda: self / other, other)
+
+    def clamp_(self, min=None, max=None):
+        return self._inplace(lambda: self.clamp(min, max))
+
+    clip_ = clamp_
+
+    def relu_(self):
+        return self._inplace(self.relu)
+
+    def fill_(self, value):
+        return self._assign(Ellipsis, value, indexing=False)
+
+    def zero_(self):
+        return self._assign(Ellipsis, 0, indexing=False)
+
+    def copy_(self, src, non_blocking: bool = False):
+        """Copy ``src`` (broadcast to this shape, cast to this dtype) into this tensor; gradients reach ``src``."""
+        return self._assign(Ellipsis, src, indexing=False)
 
     def backward(self, gradient=None, retain_graph: bool = False) -> None:
         """Accumulate the gradient of this tensor wrt every leaf that requires one into the leaves' ``.grad``."""
@@ -288,17 +420,28 @@ class Tensor:
 
     # ----------------------------------------------------------------------------------------- arithmetic
     def _coerce(self, other) -> "Tensor":
+        """``other`` as a Tensor; a Python number takes this tensor's dtype unless its kind is higher (an int
+        with a bool tensor → int64, a float with an integer tensor → float32), as PyTorch's scalars do."""
         if isinstance(other, Tensor):
             return other
-        if isinstance(other, numbers.Number) and not isinstance(other, bool):
-            dt = self.dtype if np.issubdtype(self.dtype, np.floating) else None
-            return Tensor(np.asarray(other, dtype=dt) if dt is not None else np.asarray(other))
-        return Tensor(other)
+        if isinstance(other, numbers.Number):
+            kind = "b" if isinstance(other, bool) else "i" if isinstance(other, numbers.Integral) else "f"
+            if _KIND_RANK[kind] <= _KIND_RANK[self.dtype.kind]:
+                dt = self.dtype
+            else:
+                dt = {"i": int64, "f": DEFAULT_DTYPE}.get(kind, bool_)
+            return _wrap_output(np.asarray(other, dtype=dt), None)
+        return as_tensor(other)
 
-    def _binary(self, fn, other, op, reverse=False):
+    def _binary(self, fn, other, op, reverse=False, floating=False):
         other = self._coerce(other)
         a, b = (other, self) if reverse else (self, other)
         _broadcast_check(a, b, op)
+        if (a.dtype is not b.dtype and a.dtype != b.dtype) or (floating and a.dtype.kind != "f"):
+            dt = result_type(a, b)
+            if floating and dt.kind != "f":
+                dt = DEFAULT_DTYPE  # true division of integers gives the default float dtype, as in PyTorch
+            a, b = a._cast(dt), b._cast(dt)
         return fn.apply(a, b)
 
     def __add__(self, other):
@@ -320,10 +463,10 @@ class Tensor:
         return self._binary(ops.Mul, other, "mul", reverse=True)
 
     def __truediv__(self, other):
-        return self._binary(ops.Div, other, "div")
+        return self._binary(ops.Div, other, "div", floating=True)
 
     def __rtruediv__(self, other):
-        return self._binary(ops.Div, other, "div", reverse=True)
+        return self._binary(ops.Div, other, "div", reverse=True, floating=True)
 
     def __pow__(self, other):
         return self._binary(ops.Pow, other, "pow")
@@ -492,7 +635,7 @@ class Tensor:
             raise ShapeError(
                 f"shape {tuple(shape)} is invalid for input of size {self.data.size} (shape {self.shape})"
             ) from None
-        return ops.Reshape.apply(self, shape=shape)
+        return self._view(ops.Reshape.apply(self, shape=shape))
 
     view = reshape
 
@@ -504,19 +647,19 @@ class Tensor:
         if start > end:
             raise ValueError(f"flatten: start_dim ({start_dim}) cannot come after end_dim ({end_dim})")
         shape = self.shape[:start] + (int(np.prod(self.shape[start:end + 1])),) + self.shape[end + 1:]
-        return ops.Reshape.apply(self, shape=shape)
+        return self._view(ops.Reshape.apply(self, shape=shape))
 
     def permute(self, *dims):
         dims = tuple(dims[0]) if len(dims) == 1 and isinstance(dims[0], (tuple, list)) else dims
         if len(dims) != self.ndim:
             raise ValueError(f"permute: got {len(dims)} dims {dims} for a tensor with {self.ndim} dimensions")
-        return ops.Permute.apply(self, dims=ops.normalize_dims(dims, self.ndim))
+        return self._view(ops.Permute.apply(self, dims=ops.normalize_dims(dims, self.ndim)))
 
     def transpose(self, dim0: int, dim1: int):
         d0, d1 = (ops.normalize_dims(d, self.ndim)[0] for d in (dim0, dim1))
         dims = list(range(self.ndim))
         dims[d0], dims[d1] = dims[d1], dims[d0]
-        return ops.Permute.apply(self, dims=tuple(dims))
+        return self._view(ops.Permute.apply(self, dims=tuple(dims)))
 
     def t(self):
         if self.ndim > 2:
@@ -533,15 +676,15 @@ class Tensor:
         else:
             dims = ops.normalize_dims(dim, self.ndim)
             shape = tuple(n for i, n in enumerate(self.shape) if not (i in dims and n == 1))
-        return ops.Reshape.apply(self, shape=shape)
+        return self._view(ops.Reshape.apply(self, shape=shape))
 
     def unsqueeze(self, dim: int):
         d = ops.normalize_dims(dim, self.ndim + 1)[0]
-        return ops.Reshape.apply(self, shape=self.shape[:d] + (1,) + self.shape[d:])
+        return self._view(ops.Reshape.apply(self, shape=self.shape[:d] + (1,) + self.shape[d:]))
 
     def __getitem__(self, index):
         index = _index_to_numpy(index)
-        return ops.GetItem.apply(self, index=index)
+        return self._view(ops.GetItem.apply(self, index=index))
 
     # ------------------------------------------------------------------------------------ dtypes, devices
     @property
@@ -600,6 +743,27 @@ class Tensor:
 
     def cuda(self, device=None, non_blocking: bool = False):
         check_device("cuda" if device is None else device if isinstance(device, str) else f"cuda:{device}")
+
+
+_KIND_RANK = {"b": 0, "u": 1, "i": 1, "f": 2}
+
+
+def _type_word(dt: np.dtype) -> str:
+    """PyTorch's name for a dtype in its messages (Float, Double, Long, ...)."""
+    return {"float32": "Float", "float64": "Double", "int64": "Long", "int32": "Int", "uint8": "Byte",
+            "bool": "Bool"}.get(dt.name, dt.name)
+
+
+def result_type(a: Tensor, b: Tensor) -> np.dtype:
+    """PyTorch's type promotion for two tensors: the higher kind wins (bool < integer < float) and keeps its own
+    dtype (int64 * float32 → float32); within one kind the wider dtype wins, except that a 0-d tensor does not
+    widen a tensor with dimensions (float32 * 0-d float64 → float32)."""
+    ra, rb = _KIND_RANK[a.dtype.kind], _KIND_RANK[b.dtype.kind]
+    if ra != rb:
+        return a.dtype if ra > rb else b.dtype
+    if (a.ndim == 0) != (b.ndim == 0):
+        return b.dtype if a.ndim == 0 else a.dtype
+    return np.promote_types(a.dtype, b.dtype)
 
 
 _MinMax = namedtuple("_MinMax", ["values", "indices"])
@@ -682,9 +846,10 @@ class _HookHandle:
 
 # ----------------------------------------------------------------------------------------- free functions
 def tensor(data, requires_grad: bool = False, dtype=None, *, device=None) -> Tensor:
-    """Make a leaf tensor (a copy of ``data``). Python numbers become float32; NumPy arrays keep their dtype."""
+    """Make a leaf tensor (a copy of ``data``) with PyTorch's dtype rules: Python ints → int64, bools → bool,
+    floats → float32 (also when mixed with ints); NumPy arrays keep their dtype."""
     check_device(device)
-    arr = _to_array(data, dtype)
+    arr = _to_array(data, dtype, infer=True)
     return Tensor(np.array(arr, copy=True), requires_grad=requires_grad)
 
 
@@ -694,7 +859,7 @@ def as_tensor(data, dtype=None, device=None) -> Tensor:
         check_device(device)
     if isinstance(data, Tensor) and (dtype is None or np.dtype(dtype) == data.dtype):
         return data
-    return Tensor(data, dtype=dtype)
+    return _wrap_output(_to_array(data, dtype, infer=True), None)
 
 
 def matmul(a: Tensor, b: Tensor) -> Tensor:

@@ -446,6 +446,55 @@ class GetItem(Function):
         return (out,)
 
 
+class SetItem(Function):
+    """``a[index] = value`` written into ``a`` itself (the in-place ``Tensor.__setitem__``, PyTorch's CopySlices).
+
+    ``forward`` modifies its first input and returns that same array. The gradient of the result reaches ``a``'s
+    earlier history everywhere except at the assigned positions, and ``value`` at those positions (summed back
+    over broadcasting; an element assigned twice by a repeated index passes its gradient to both sources).
+    """
+
+    def name(self) -> str:
+        return "CopySlices"  # PyTorch's name for this node
+
+    @staticmethod
+    def forward(ctx, a, value, index=None):
+        ctx.index, ctx.value_shape = index, np.shape(value)
+        a[index] = value
+        return a
+
+    @staticmethod
+    def backward(ctx, g):
+        na, nv = ctx.needs_input_grad
+        ga = gv = None
+        if na:
+            ga = g.copy()
+            ga[ctx.index] = 0
+        if nv:
+            gv = _sum_to(g[ctx.index], ctx.value_shape)
+        return ga, gv
+
+
+def _sum_to(grad: np.ndarray, shape: tuple) -> np.ndarray:
+    """``unbroadcast`` that also allows ``shape`` to carry more leading 1s than ``grad`` has axes (NumPy lets
+    ``x[0] = v`` take a (1, 3) value for a (3,) slot)."""
+    lead = len(shape) - grad.ndim
+    core = shape[lead:] if lead > 0 else shape
+    return unbroadcast(grad, core).reshape(shape)
+
+
+class Clone(Function):
+    """A copy with its own storage; the gradient passes through unchanged."""
+
+    @staticmethod
+    def forward(ctx, a):
+        return a.copy()
+
+    @staticmethod
+    def backward(ctx, g):
+        return (g,)
+
+
 class Cat(Function):
     @staticmethod
     def forward(ctx, *arrays, dim=0):
