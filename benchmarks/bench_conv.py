@@ -8,6 +8,12 @@
 Each kernel is called directly on float32 NumPy arrays (``conv2d_forward``, ``conv2d_grad_input`` +
 ``conv2d_grad_weight``), and PyTorch through the matching ATen ops (``convolution``, ``convolution_backward``)
 so neither side pays for its autograd; see benchmarks/README.md for what each column means.
+
+tinyconv's kernels are timed against each other in this one process (their samples interleaved). PyTorch's
+columns come from separate worker processes (this script with ``--torch-worker`` under PyTorch's interpreter,
+``--torch-python`` / ``$TINYCONV_BENCH_TORCH_PYTHON``; one before and one after tinyconv's timings), which
+import neither tinyconv nor numba; this process never imports torch. The worker's small-batch outputs come back
+to be checked against tinyconv's.
 """
 from __future__ import annotations
 
@@ -128,6 +134,8 @@ def _flat(r):
         for v in r:
             out.extend(_flat(v))
         return out
+    if r is None:  # torch's convolution_backward: the bias gradient it was not asked for
+        return []
     return [r.numpy() if hasattr(r, "numpy") and not isinstance(r, np.ndarray) else np.asarray(r)]
 
 
@@ -140,7 +148,10 @@ def blas_settle(kernel_names, quick: bool) -> list:
     return [0.12 if not quick and p in blas and p != k else 0.0 for k, p in zip(kernel_names, prev)]
 
 
-def bench_convs(configs, kernels, torch, repeats, direct_div, quick, notes):
+def bench_convs(configs, kernels, torch, repeats, direct_div, quick, notes, checks=None):
+    """Time every kernel (and torch, in a torch worker) on every config; ``checks`` collects each config's
+    small-batch outputs, to compare across processes."""
+    checks = {} if checks is None else checks
     rows, meta = [], []
     for (name, n, c_in, h, c_out, k, s, p, g) in configs:
         flops_full, ho = conv_flops(n, c_in, h, c_out, k, s, p, g)
@@ -162,6 +173,7 @@ def bench_convs(configs, kernels, torch, repeats, direct_div, quick, notes):
                   else kernel_phases(mod, xs, ws, gys, k, s, p, g))
             outs[kname] = ph["fwd+bwd"]()
         notes.extend(f"{name}: {b}" for b in check_agree(outs))
+        checks[name] = outs
         inputs_cache = {}
         jobs = []  # (kernel, batch, phase, fn), timed round-robin below
         for kname, (nb, mod) in impls.items():
@@ -230,12 +242,13 @@ def layer_level(configs, kernel_names, torch, repeats, quick, notes):
     autograd engine vs PyTorch autograd. conv1: the input needs no gradient (forward + weight/bias grads only,
     torch input with requires_grad=False); conv2: forward + all grads. Also the memory an im2col layer keeps
     alive between forward and backward (it should be none beyond x and w: no column buffer)."""
-    try:
-        import tinyconv as tc
-        from tinyconv import functional as tconv
-    except Exception as e:
-        notes.append(f"layer-level rows skipped: {type(e).__name__}: {e}")
-        return []
+    if kernel_names:
+        try:
+            import tinyconv as tc
+            from tinyconv import functional as tconv
+        except Exception as e:
+            notes.append(f"layer-level rows skipped: {type(e).__name__}: {e}")
+            return []
     rows, jobs = [], []
     for (name, n, c_in, h, c_out, k, s, p, g) in configs[:2]:
         x, w, gy = make_inputs(n, c_in, h, c_out, k, s, p, g)
@@ -315,13 +328,14 @@ def im2col_retention(configs, notes) -> list[dict]:
 # ------------------------------------------------------------------------------------------------ pooling
 def pooling_impls(torch):
     """{name: factory(x, gy, op) -> {phase: fn}} for numpy (kernels.pooling), numba (kernels.numba_pooling), torch,
-    through the backends' checked pooling doors."""
-    from tinyconv import kernels as registry
-
+    through the backends' checked pooling doors (only torch in a torch worker: no tinyconv import there)."""
     impls = {}
-    for name in ("numpy", "numba"):
-        mod = registry.get_pool_kernel(name)
-        impls[name] = lambda x, gy, op, mod=mod: _kernel_pool_phases(mod, x, gy, op)
+    if not common.in_torch_worker():
+        from tinyconv import kernels as registry
+
+        for name in ("numpy", "numba"):
+            mod = registry.get_pool_kernel(name)
+            impls[name] = lambda x, gy, op, mod=mod: _kernel_pool_phases(mod, x, gy, op)
     if torch is not None:
         impls["torch"] = lambda x, gy, op: _torch_pool_phases(torch, x, gy, op)
     return impls
@@ -384,7 +398,8 @@ def _torch_pool_phases(torch, x, gy, op):
     return {"fwd": fwd, "bwd": bwd, "fwd+bwd": lambda: (fwd(), bwd())}
 
 
-def bench_pooling(configs, torch, repeats, quick, notes):
+def bench_pooling(configs, torch, repeats, quick, notes, checks=None):
+    checks = {} if checks is None else checks
     impls = pooling_impls(torch)
     rows = []
     if not impls:
@@ -401,7 +416,9 @@ def bench_pooling(configs, torch, repeats, quick, notes):
                     built[iname] = factory(x, gy, op)
                 except Exception as e:
                     notes.append(f"pooling {op} {iname}: {type(e).__name__}: {e}")
-            notes.extend(f"{name} {op}: {b}" for b in check_agree({k: ph["fwd+bwd"]() for k, ph in built.items()}))
+            outs = {k: ph["fwd+bwd"]() for k, ph in built.items()}
+            notes.extend(f"{name} {op}: {b}" for b in check_agree(outs))
+            checks[f"pool:{name}.{op}"] = outs
             jobs = [(iname, phase, fn) for iname, ph in built.items() for phase, fn in ph.items()]
             timings = common.time_interleaved([j[2] for j in jobs], repeats=repeats, warmup=1,
                                               min_sample_s=0.0 if quick else 0.01, max_inner=64)
@@ -577,18 +594,104 @@ def parse_args(argv=None):
     ap.add_argument("--blas-env-compare", action="store_true",
                     help=f"also run once without {' and '.join(common.BLAS_TUNING_VARS)} (in a subprocess)")
     ap.add_argument("--quick", action="store_true", help="tiny sizes, 2 repeats (smoke test)")
+    ap.add_argument("--no-torch", action="store_true", help="no torch columns")
+    ap.add_argument("--torch-python", metavar="PYTHON",
+                    help="interpreter with PyTorch for the torch worker processes (default: "
+                         "$TINYCONV_BENCH_TORCH_PYTHON, else this one)")
+    ap.add_argument("--torch-runs", type=int, default=2,
+                    help="torch worker processes: 1 = before tinyconv's timings, 2 = before and after (default)")
+    ap.add_argument("--torch-worker", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--worker-out", help=argparse.SUPPRESS)
+    ap.add_argument("--worker-checks", help=argparse.SUPPRESS)
     return ap.parse_args(argv)
+
+
+def torch_worker(args) -> dict:
+    """The torch columns, in a process of their own (PyTorch's interpreter; no tinyconv, no numba)."""
+    import torch
+
+    threads = common.set_threads(args.threads, numba=False)
+    notes = []
+    repeats = 2 if args.quick and args.repeats == 7 else args.repeats
+    configs = QUICK_CONFIGS if args.quick else (CONFIGS[:2] if args.configs == "lenet" else CONFIGS)
+    pool_configs = QUICK_POOL_CONFIGS if args.quick else POOL_CONFIGS
+    checks = {}
+    conv_rows, _ = bench_convs(configs, {}, torch, repeats, args.direct_div, args.quick, notes, checks)
+    pool_rows = [] if args.no_pool else bench_pooling(pool_configs, torch, repeats, args.quick, notes, checks)
+    layer_rows = layer_level(configs, [], torch, repeats, args.quick, notes)
+    if not args.no_memory:
+        measure_conv_memory(configs, {}, torch, args.direct_div, conv_rows)
+    sweep_rows = sweep({}, torch, max(1, repeats // 2), args.quick, args.direct_div) if args.sweep else []
+    np.savez(args.worker_checks, **{f"{key}|{i}": a for key, outs in checks.items()
+                                    for i, a in enumerate(_flat(outs["torch"])) if a.dtype != object})
+    return dict(threads=threads, conv=conv_rows, pool=pool_rows, layer=layer_rows, sweep=sweep_rows, notes=notes,
+                torch=torch.__version__)
+
+
+def run_torch_workers(argv, args, torch_py, notes, when):
+    """Run the torch worker once (``when``: 'before' or 'after' tinyconv's timings); its result, or None."""
+    with tempfile.TemporaryDirectory(prefix="bench-conv-torch-") as d:
+        out, chk = os.path.join(d, "torch.json"), os.path.join(d, "checks.npz")
+        clean, skip = [], False
+        for a in (argv if argv is not None else sys.argv[1:]):  # drop this run's output targets
+            if skip:
+                skip = False
+                continue
+            if a in ("--json", "--csv", "--plot", "--torch-python"):
+                skip = True
+                continue
+            clean.append(a)
+        cmd = [torch_py, os.path.abspath(__file__), *clean, "--torch-worker", "--worker-out", out,
+               "--worker-checks", chk]
+        p = subprocess.run(cmd, env=common.peer_env(), capture_output=True, text=True, timeout=1800)
+        if p.returncode:
+            notes.append(f"torch worker ({when}) failed: {p.stderr.strip()[-600:]}")
+            return None
+        res = json.load(open(out))
+        with np.load(chk, allow_pickle=False) as f:
+            checks = {}
+            for k in f.files:
+                key, i = k.rsplit("|", 1)
+                checks.setdefault(key, {})[int(i)] = np.array(f[k])
+        res["checks"] = {k: [v[i] for i in sorted(v)] for k, v in checks.items()}
+        return res
+
+
+def merge_torch(rows: list[dict], worker_rows: list[list[dict]], key_fields) -> list[dict]:
+    """The torch rows of several worker processes as one row per key: median of their medians, min of mins, max
+    of maxes."""
+    groups = {}
+    for wr in worker_rows:
+        for r in wr:
+            groups.setdefault(tuple(r[k] for k in key_fields), []).append(r)
+    out = []
+    for rs in groups.values():
+        m = dict(rs[0])
+        for k in ("ms", "ms_full", "gflops", "gbytes", "peak_mb", "scratch_mb", "traced_mb", "rss_mb"):
+            vals = [r[k] for r in rs if r.get(k) is not None]
+            if vals:
+                m[k] = float(np.median(vals))
+        m["min_ms"], m["max_ms"] = min(r["min_ms"] for r in rs), max(r["max_ms"] for r in rs)
+        m["processes"] = len(rs)
+        out.append(m)
+    return rows + out
 
 
 def main(argv=None):
     args = parse_args(argv)
-    threads = common.set_threads(args.threads)
-    torch = common.torch_or_none()
-    if torch is not None:
-        torch.set_num_threads(threads["threads"])
-    info = common.machine_info()
-    print(common.describe_machine(info, threads))
+    if args.torch_worker:
+        common.write_json(args.worker_out, torch_worker(args))
+        return None
     notes = []
+    torch_py, torch_version = (None, "--no-torch") if args.no_torch else common.peer_python("torch", args.torch_python)
+    if torch_py is None:
+        if not args.no_torch:
+            notes.append(f"no torch rows or x torch ratios: {torch_version}")
+        torch_version = None
+    torch = None  # this process never imports torch: its columns come from worker processes
+    threads = common.set_threads(args.threads)
+    info = common.machine_info(torch_version)
+    print(common.describe_machine(info, threads))
     repeats = 2 if args.quick and args.repeats == 7 else args.repeats
     if args.quick:  # tiny sizes: full batch for every kernel; the compile subprocesses alone take ~15 s
         args.direct_div, args.no_compile = 1, True
@@ -597,12 +700,14 @@ def main(argv=None):
     kernels, missing = load_kernels([k for k in args.kernels.split(",") if k])
     for k, why in missing.items():
         notes.append(f"kernel {k} unavailable: {why}")
-    if torch is None:
-        notes.append("torch not installed: no torch rows or x torch ratios")
 
     t_start = time.perf_counter()
-    conv_rows, conv_meta = bench_convs(configs, kernels, torch, repeats, args.direct_div, args.quick, notes)
-    pool_rows = [] if args.no_pool else bench_pooling(pool_configs, torch, repeats, args.quick, notes)
+    torch_runs = []
+    if torch_py:  # alternate: torch processes before and after this one's timings
+        torch_runs.append(run_torch_workers(argv, args, torch_py, notes, "before"))
+    checks = {}
+    conv_rows, conv_meta = bench_convs(configs, kernels, torch, repeats, args.direct_div, args.quick, notes, checks)
+    pool_rows = [] if args.no_pool else bench_pooling(pool_configs, torch, repeats, args.quick, notes, checks)
     layer_rows = layer_level(configs, [k for k in kernels if k != "direct"], torch, repeats, args.quick, notes)
     retention = []
     if not args.no_memory:
@@ -612,6 +717,24 @@ def main(argv=None):
     if not args.no_compile and "numba" in kernels:
         compile_res = numba_compile_times(threads["threads"], notes)
     sweep_rows = sweep(kernels, torch, max(1, repeats // 2), args.quick, args.direct_div) if args.sweep else []
+    if torch_py and args.torch_runs > 1:
+        torch_runs.append(run_torch_workers(argv, args, torch_py, notes, "after"))
+    torch_runs = [t for t in torch_runs if t]
+    if torch_runs:
+        conv_rows = merge_torch(conv_rows, [t["conv"] for t in torch_runs], ("config", "phase"))
+        pool_rows = merge_torch(pool_rows, [t["pool"] for t in torch_runs], ("config", "phase"))
+        layer_rows = merge_torch(layer_rows, [t["layer"] for t in torch_runs], ("config", "phase"))
+        sweep_rows = sweep_rows + [r for r in torch_runs[-1]["sweep"]]
+        for rs in (conv_rows, pool_rows, layer_rows):
+            add_ratios(rs)
+        for key, torch_out in torch_runs[0]["checks"].items():
+            mine = checks.get(key)
+            if mine:
+                ref = next(iter(mine))
+                what = key[5:] if key.startswith("pool:") else key
+                notes.extend(f"{what}: {b}" for b in check_agree({ref: mine[ref], "torch": torch_out}))
+        notes.extend(n for t in torch_runs for n in t["notes"])
+        threads["torch"] = torch_runs[0]["threads"].get("torch")
 
     print()
     for m in conv_meta:

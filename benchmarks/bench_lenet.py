@@ -4,28 +4,33 @@
     python benchmarks/bench_lenet.py --synthetic --steps 60 --json lenet.json
     python benchmarks/bench_lenet.py --quick             # smoke test
 
-One process, all variants interleaved: after a warm-up, rounds of ``--round`` steps of each variant in turn
-(tinyconv with each kernel, then PyTorch when installed), so machine noise hits them alike; the step time is the
-median over all timed steps. A step is what a training loop does: take the next batch from the DataLoader,
-forward, cross-entropy, zero_grad, backward, Adam step. Then each tinyconv variant runs ``--profile-steps`` more
-steps under ``tc.profile`` for the split by layer/op, and a few steps with the peak-RSS high-water mark reset to
-measure its memory.
+Every variant runs in its own fresh processes, ``--rounds`` of them, variants alternating (tinyconv with each
+kernel, then PyTorch), so machine noise hits them alike; a process runs ``--warmup`` untimed steps and then
+``--round`` timed ones, and the step time is the median over all timed steps of all its processes. tinyconv's
+workers never import torch; PyTorch's worker is ``torch_lenet.py --step-worker`` run by PyTorch's interpreter
+(``--torch-python`` / ``$TINYCONV_BENCH_TORCH_PYTHON``), which imports neither tinyconv nor numba, and starts
+from the same initial weights. A step is what a training loop does: take the next batch from the data loader,
+forward, cross-entropy, zero_grad, backward, Adam step. ``minor faults/step`` (getrusage) does not depend on the
+machine's load: it counts fresh memory pages a step had mapped in. In the last round each tinyconv variant also
+runs ``--profile-steps`` steps under ``tc.profile`` for the split by layer/op, and a few steps with the peak-RSS
+high-water mark reset to measure its memory.
 """
 from __future__ import annotations
 
 import argparse
 import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from collections import OrderedDict
 
 import numpy as np
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
 import common  # noqa: E402  (also puts the repository root on sys.path)
 
 import tinyconv as tc  # noqa: E402
@@ -106,83 +111,17 @@ class TinyconvVariant:
         return {"data": t1 - t0, "forward": t2 - t1, "loss": t3 - t2, "backward": t4 - t3, "optimizer": t5 - t4}
 
 
-def torch_lenet(torch, tc_model):
-    """The same network in PyTorch, with the tinyconv model's initial weights copied in."""
-    nn = torch.nn
-    model = nn.Sequential(OrderedDict([
-        ("conv1", nn.Conv2d(1, 6, 5, padding=2)), ("act1", nn.ReLU()), ("pool1", nn.MaxPool2d(2, 2)),
-        ("conv2", nn.Conv2d(6, 16, 5)), ("act2", nn.ReLU()), ("pool2", nn.MaxPool2d(2, 2)),
-        ("flatten", nn.Flatten()),
-        ("fc1", nn.Linear(400, 120)), ("act3", nn.ReLU()),
-        ("fc2", nn.Linear(120, 84)), ("act4", nn.ReLU()),
-        ("fc3", nn.Linear(84, 10)),
-    ]))
-    sd = {k: torch.from_numpy(np.array(v.numpy())) for k, v in tc_model.state_dict().items()}
-    model.load_state_dict(sd)
-    return model
-
-
-class TorchVariant:
-    def __init__(self, torch, tc_model, dataset, batch: int, lr: float):
-        self.name = "torch"
-        self.kernel = "torch"
-        self.torch = torch
-        self.model = torch_lenet(torch, tc_model)
-        self.opt = torch.optim.Adam(self.model.parameters(), lr=lr)
-        self.data = batch_stream(dataset, batch, seed=0)
-        self.last_loss = None
-        self.first_loss = None
-
-    def step(self):
-        torch = self.torch
-        xb, yb = next(self.data)
-        x, y = torch.from_numpy(xb), torch.from_numpy(yb)
-        out = self.model(x)
-        loss = torch.nn.functional.cross_entropy(out, y)
-        self.opt.zero_grad()
-        loss.backward()
-        self.opt.step()
-        self.last_loss = float(loss.item())
-        if self.first_loss is None:
-            self.first_loss = self.last_loss
-
-    def split_step(self, clock):
-        torch = self.torch
-        t0 = clock()
-        xb, yb = next(self.data)
-        x, y = torch.from_numpy(xb), torch.from_numpy(yb)
-        t1 = clock()
-        out = self.model(x)
-        t2 = clock()
-        loss = torch.nn.functional.cross_entropy(out, y)
-        t3 = clock()
-        self.opt.zero_grad()
-        loss.backward()
-        t4 = clock()
-        self.opt.step()
-        t5 = clock()
-        return {"data": t1 - t0, "forward": t2 - t1, "loss": t3 - t2, "backward": t4 - t3, "optimizer": t5 - t4}
-
-
 # ---------------------------------------------------------------------------------------------------- run
-def make_variant(name, args, dataset, torch):
-    if name == "torch":
-        tc.manual_seed(0)
-        return TorchVariant(torch, LeNet("modern"), dataset, args.batch, args.lr)  # same initial weights
-    return TinyconvVariant(name, dataset, args.batch, args.lr)
-
-
 def worker(args) -> dict:
-    """One variant in this (fresh) process: warm-up, ``--round`` timed steps, phase split, optional profile and
-    memory pass. Called by the parent through ``--worker NAME``."""
+    """One tinyconv variant in this (fresh) process, which never imports torch: warm-up, ``--round`` timed steps,
+    phase split, optional profile and memory pass. Called by the parent through ``--worker NAME``."""
     name = args.worker
-    torch = common.torch_or_none() if name == "torch" else None
-    threads = common.set_threads(args.threads, numba=name != "torch")
-    if args.blas_threads and name != "torch":
+    threads = common.set_threads(args.threads)
+    if args.blas_threads:
         threads["blas"] = args.blas_threads if common.set_blas_threads(args.blas_threads) else "unchanged"
     notes = []
     dataset, data_desc = load_data(args.synthetic, args.batch, notes)
-    v = make_variant(name, args, dataset, torch)
+    v = TinyconvVariant(name, dataset, args.batch, args.lr)
     clock = time.perf_counter
     t = clock()
     v.step()
@@ -190,13 +129,15 @@ def worker(args) -> dict:
     for _ in range(args.warmup - 1):
         v.step()
     steps = []
+    f0 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
     for _ in range(args.round):
         t = clock()
         v.step()
         steps.append(clock() - t)
+    minflt = (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - f0) / max(1, args.round)
     splits = [v.split_step(clock) for _ in range(args.worker_split)]
     out = dict(variant=v.name, kernel=v.kernel, threads=threads, data=data_desc, first_step_s=first, step_s=steps,
-               splits=splits, first_loss=v.first_loss, last_loss=v.last_loss, notes=notes)
+               splits=splits, first_loss=v.first_loss, last_loss=v.last_loss, minflt_per_step=minflt, notes=notes)
     if args.worker_profile and isinstance(v, TinyconvVariant) and args.profile_steps > 0:
         with tc.profile(v.model) as prof:
             t = clock()
@@ -213,26 +154,49 @@ def worker(args) -> dict:
         out["step_peak_rss_mb"] = m["rss_mb"]
         out["step_traced_mb"] = m["traced_mb"] if isinstance(v, TinyconvVariant) else None
     out["process_peak_rss_mb"] = common.peak_rss_mb()
+    out["torch_imported"] = "torch" in sys.modules  # must stay False: see run()
     return out
 
 
+def torch_worker_cmd(torch_py, args, path, split, init_npz):
+    """benchmarks/torch_lenet.py's step worker: a process with PyTorch only (no tinyconv, no numba)."""
+    cmd = [torch_py, os.path.join(HERE, "torch_lenet.py"), "--step-worker", "--json", path, "--round",
+           str(args.round), "--warmup", str(args.warmup), "--split", str(split), "--batch-size", str(args.batch),
+           "--lr", str(args.lr), "--threads", str(args.threads or common.default_threads()), "--init-from", init_npz]
+    return cmd + (["--synthetic"] if args.synthetic else [])
+
+
 def run(args, notes):
-    """Each variant runs in fresh worker processes, ``--rounds`` of them, variants alternating: one framework's
-    thread pools never compete with the other's (see README: mixing numba's OpenMP pool, OpenBLAS and torch in
-    one process slowed both), and load drifts on the machine hit every variant alike."""
-    torch_ok = common.torch_or_none() is not None
+    """Each variant runs in fresh worker processes, ``--rounds`` of them, variants alternating: tinyconv workers
+    never import torch and the torch worker (benchmarks/torch_lenet.py, PyTorch's interpreter) never imports
+    tinyconv or numba, so no process has another framework's thread pools or allocator in it, and load drifts
+    on the machine hit every variant alike."""
+    torch_py, torch_version = (None, "--no-torch") if args.no_torch else common.peer_python("torch", args.torch_python)
     names = [k for k in args.kernels.split(",") if k]
-    if torch_ok and not args.no_torch:
+    if torch_py:
         names.append("torch")
-    elif not torch_ok:
-        notes.append("torch not installed: no torch row or tinyconv/torch ratio")
+    elif not args.no_torch:
+        notes.append(f"no torch row or tinyconv/torch ratio: {torch_version}")
     per_round_split = -(-args.split_steps // args.rounds)
     results = {n: [] for n in names}
     with tempfile.TemporaryDirectory(prefix="bench-lenet-") as tmp:
+        init_npz = os.path.join(tmp, "lenet-init.npz")  # the tinyconv workers' initial weights, for torch's
+        tc.manual_seed(0)
+        np.savez(init_npz, **{k: np.array(v.numpy()) for k, v in LeNet("modern").state_dict().items()})
         for r in range(args.rounds):
             last = r == args.rounds - 1
             for n in names:
                 path = os.path.join(tmp, f"{n}-{r}.json")
+                if n == "torch":
+                    p = subprocess.run(torch_worker_cmd(torch_py, args, path, per_round_split, init_npz),
+                                       capture_output=True, text=True, env=common.peer_env(), timeout=900)
+                    if p.returncode:
+                        notes.append(f"variant 'torch' failed: {p.stderr.strip()[-600:]}")
+                        continue
+                    w = json.load(open(path))
+                    w["torch_version"] = torch_version
+                    results[n].append(w)
+                    continue
                 cmd = [sys.executable, os.path.abspath(__file__), "--worker", n, "--worker-out", path,
                        "--worker-split", str(per_round_split), "--round", str(args.round), "--warmup",
                        str(args.warmup), "--batch", str(args.batch), "--lr", str(args.lr),
@@ -242,10 +206,7 @@ def run(args, notes):
                 cmd += ["--synthetic"] if args.synthetic else []
                 cmd += ["--no-memory"] if args.no_memory else []
                 cmd += ["--worker-profile"] if last else []
-                env = dict(os.environ)
-                if n != "torch":
-                    env["TINYCONV_BENCH_NO_TORCH"] = "1"
-                p = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=900)
+                p = subprocess.run(cmd, capture_output=True, text=True, env=common.tinyconv_env(), timeout=900)
                 if p.returncode:
                     notes.append(f"variant {n!r} failed: {p.stderr.strip()[-600:]}")
                     continue
@@ -264,8 +225,10 @@ def run(args, notes):
                  min_ms=min(st) * 1e3, max_ms=max(st) * 1e3, images_per_s=args.batch / med,
                  first_step_ms=statistics.median(w["first_step_s"] for w in runs) * 1e3,
                  first_loss=w0["first_loss"], last_loss=wl["last_loss"],
+                 minflt_per_step=statistics.median(w["minflt_per_step"] for w in runs),
                  step_peak_rss_mb=wl.get("step_peak_rss_mb"), step_traced_mb=wl.get("step_traced_mb"),
-                 process_peak_rss_mb=max(w["process_peak_rss_mb"] for w in runs))
+                 process_peak_rss_mb=max(w["process_peak_rss_mb"] for w in runs),
+                 torch_in_process=any(w.get("torch_imported") for w in runs) if n != "torch" else None)
         for phase in ("data", "forward", "loss", "backward", "optimizer"):
             vals = [sp[phase] for sp in splits]
             r[f"{phase}_ms"] = statistics.median(vals) * 1e3 if vals else None
@@ -277,7 +240,9 @@ def run(args, notes):
     for r in rows:
         r["x_torch"] = r["step_ms"] / torch_ms if torch_ms else None
         r["x_fastest"] = r["step_ms"] / fastest
-    return dict(threads=threads or common.set_threads(args.threads), data=data_desc, rows=rows, profiles=profiles)
+    torch_version = next((w["torch_version"] for w in results.get("torch", [])), None)
+    return dict(threads=threads or {"threads": args.threads or common.default_threads()}, data=data_desc, rows=rows,
+                profiles=profiles, torch_version=torch_version)
 
 
 def split_table(profile: dict, steps: int) -> list[dict]:
@@ -309,7 +274,8 @@ def split_table(profile: dict, steps: int) -> list[dict]:
 
 COLUMNS = [("variant", "variant"), ("processes", "procs"), ("steps", "steps"), ("step_ms", "step ms"), ("min_ms", "min"),
            ("max_ms", "max"), ("images_per_s", "images/s"), ("x_torch", "x torch"), ("x_fastest", "x fastest"),
-           ("first_step_ms", "1st step ms"), ("step_traced_mb", "step peak traced MB"),
+           ("first_step_ms", "1st step ms"), ("minflt_per_step", "minor faults/step"),
+           ("step_traced_mb", "step peak traced MB"),
            ("process_peak_rss_mb", "process peak RSS MB"),
            ("first_loss", "loss first"), ("last_loss", "loss last")]
 SPLIT_COLUMNS = [("variant", "variant"), ("data_ms", "data"), ("forward_ms", "forward"), ("loss_ms", "loss"),
@@ -332,6 +298,9 @@ def parse_args(argv=None):
                     help="numpy's OpenBLAS threads in the tinyconv workers (default: --threads)")
     ap.add_argument("--synthetic", action="store_true", help="random data instead of MNIST")
     ap.add_argument("--no-torch", action="store_true")
+    ap.add_argument("--torch-python", metavar="PYTHON",
+                    help="interpreter with PyTorch for the torch worker (default: $TINYCONV_BENCH_TORCH_PYTHON, "
+                         "else this one)")
     ap.add_argument("--no-memory", action="store_true")
     ap.add_argument("--json", metavar="PATH")
     ap.add_argument("--quick", action="store_true", help="few steps, batch 16, synthetic (smoke test)")
@@ -354,7 +323,7 @@ def main(argv=None):
     notes = []
     t0 = time.perf_counter()
     res = run(args, notes)
-    info = common.machine_info()
+    info = common.machine_info(res.get("torch_version"))
     print(common.describe_machine(info, res["threads"]))
     print(f"data: {res['data']}; batch {args.batch}; Adam lr {args.lr}; per variant {args.rounds} fresh processes "
           f"(variants alternating) x {args.round} timed steps, each after {args.warmup} warm-up steps")

@@ -1,6 +1,8 @@
 """Shared helpers of the benchmark scripts: timing, thread control, memory peaks, machine description, tables.
 
-Everything here works without PyTorch (``torch_or_none()`` returns None) and without threadpoolctl/matplotlib.
+Everything here works without PyTorch and without threadpoolctl/matplotlib. Importing this module imports
+neither torch nor tinyconv/numba: processes that time tinyconv never hold PyTorch, and PyTorch worker processes
+(``$TINYCONV_BENCH_TORCH_WORKER`` set) never hold tinyconv or numba.
 """
 from __future__ import annotations
 
@@ -36,32 +38,118 @@ def default_threads() -> int:
         return os.cpu_count() or 1
 
 
-def _import_torch_early():
-    """Import torch (when installed) before numba starts its OpenMP thread pool: with numba's 'omp' threading
-    layer started first, PyTorch's CPU ops were measured 2-10x slower in the same process on this machine
-    (Adam's step 0.8 -> 9 ms). Importing torch first avoids it; see benchmarks/README.md."""
-    if os.environ.get("TINYCONV_BENCH_NO_TORCH"):
-        return
+#: Set in the PyTorch worker processes: there ``common`` never imports tinyconv or numba (lazy imports below).
+TORCH_WORKER_ENV = "TINYCONV_BENCH_TORCH_WORKER"
+#: Python interpreters that have the peers installed (each in its own environment); see benchmarks/README.md.
+PEER_PYTHON_ENV = {"torch": "TINYCONV_BENCH_TORCH_PYTHON", "jax": "TINYCONV_BENCH_JAX_PYTHON",
+                   "chainer": "TINYCONV_BENCH_CHAINER_PYTHON", "tinygrad": "TINYCONV_BENCH_TINYGRAD_PYTHON"}
+#: The module each peer's interpreter must import.
+PEER_MODULE = {"torch": "torch", "jax": "jax", "chainer": "chainer", "tinygrad": "tinygrad"}
+
+
+def in_torch_worker() -> bool:
+    return bool(os.environ.get(TORCH_WORKER_ENV))
+
+
+def openblas():
+    """numpy's OpenBLAS handle (tinyconv.kernels.blas), or None; None in a PyTorch worker (no tinyconv there)."""
+    if in_torch_worker():
+        return None
     try:
-        import torch  # noqa: F401
+        from tinyconv.kernels.blas import openblas as _openblas
     except Exception:
-        pass
-
-
-_import_torch_early()
-
-from tinyconv.kernels.blas import openblas  # noqa: E402  (numpy's OpenBLAS, when that is its BLAS)
+        return None
+    return _openblas()
 
 
 def torch_or_none():
-    """The torch module, or None when it is not installed (the torch columns are then left out)."""
-    if os.environ.get("TINYCONV_BENCH_NO_TORCH"):
-        return None
-    try:
-        import torch  # noqa: F401
-    except Exception:
-        return None
-    return torch
+    """The torch module if this process imported it (only PyTorch worker processes do), else None.
+
+    The benchmarks never import torch into a process that times tinyconv: with both in one process, numba's
+    OpenMP threads, OpenBLAS's and PyTorch's compete, and PyTorch's allocations raise glibc's malloc thresholds,
+    which made tinyconv look faster than any user sees it (issue 11)."""
+    return sys.modules.get("torch")
+
+
+_peer_cache: dict = {}
+
+
+def peer_python(peer: str, explicit: str | None = None) -> tuple[str | None, str]:
+    """(interpreter, version) of a peer framework, or (None, why not).
+
+    Looked up in order: ``explicit`` (a command-line flag), ``$TINYCONV_BENCH_<PEER>_PYTHON``, this interpreter.
+    The check runs in a subprocess, so this process never imports the peer."""
+    candidates = [c for c in (explicit, os.environ.get(PEER_PYTHON_ENV[peer])) if c] or [sys.executable]
+    py = candidates[0]
+    key = (peer, py)
+    if key not in _peer_cache:
+        mod = PEER_MODULE[peer]
+        try:
+            p = subprocess.run([py, "-c", f"import {mod}; print({mod}.__version__)"], capture_output=True,
+                               text=True, timeout=120, env=peer_env())
+            if p.returncode == 0:
+                _peer_cache[key] = (py, p.stdout.strip().splitlines()[-1])
+            else:
+                why = (p.stderr.strip().splitlines() or ["?"])[-1]
+                _peer_cache[key] = (None, f"{mod} not importable with {py} ({why}); set "
+                                          f"{PEER_PYTHON_ENV[peer]} or pass --{peer}-python")
+        except Exception as e:
+            _peer_cache[key] = (None, f"{py}: {type(e).__name__}: {e}")
+    return _peer_cache[key]
+
+
+def peer_env(**extra) -> dict:
+    """Environment of a peer worker: no tinyconv on the path, marked as a torch/peer worker."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env[TORCH_WORKER_ENV] = "1"
+    env.update(extra)
+    return env
+
+
+def tinyconv_env(**extra) -> dict:
+    """Environment of a tinyconv worker: this checkout first on the path, never marked as a torch worker."""
+    env = {k: v for k, v in os.environ.items() if k != TORCH_WORKER_ENV}
+    env["PYTHONPATH"] = os.pathsep.join([REPO_ROOT] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
+    env.update(extra)
+    return env
+
+
+def run_process(cmd, env=None, cwd=None, timeout: float | None = None) -> dict:
+    """Run ``cmd`` to its end and measure it from outside: wall seconds, and from ``wait4`` the child's own CPU
+    seconds (user, sys), peak RSS and page faults. Minor page faults do not depend on the machine's load: they
+    count fresh pages the process had the kernel map in (glibc returning freed memory costs them again)."""
+    import tempfile
+    import threading
+
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        t0 = time.perf_counter()
+        proc = subprocess.Popen(cmd, stdout=out, stderr=err, env=env, cwd=cwd)
+        timer = None
+        if timeout:
+            timer = threading.Timer(timeout, proc.kill)
+            timer.start()
+        try:
+            _, status, ru = os.wait4(proc.pid, 0)
+        finally:
+            if timer is not None:
+                timer.cancel()
+        wall = time.perf_counter() - t0
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        out.seek(0)
+        err.seek(0)
+        stdout, stderr = out.read().decode(errors="replace"), err.read().decode(errors="replace")
+    scale = 1024 if sys.platform != "darwin" else 1
+    return {"rc": proc.returncode, "stdout": stdout, "stderr": stderr, "wall_s": wall, "user_s": ru.ru_utime,
+            "sys_s": ru.ru_stime, "peak_rss_mb": ru.ru_maxrss * scale / 2**20, "minflt": ru.ru_minflt,
+            "majflt": ru.ru_majflt, "timed_out": timeout is not None and proc.returncode == -9 and wall >= timeout}
+
+
+def spread(values) -> dict:
+    """median, min, max and count of a list of numbers (None when empty)."""
+    vals = [v for v in values if v is not None]
+    if not vals:
+        return {"median": None, "min": None, "max": None, "n": 0}
+    return {"median": statistics.median(vals), "min": min(vals), "max": max(vals), "n": len(vals)}
 
 
 # ----------------------------------------------------------------------------------------------------- BLAS
@@ -92,7 +180,7 @@ def blas_info() -> dict:
     try:
         import threadpoolctl
 
-        info["threadpoolctl"] = threadpoolctl.threadpool_info()
+        info["threadpoolctl"] = threadpoolctl.threadpool_info() if not in_torch_worker() else None
     except Exception:
         pass
     return info
@@ -164,8 +252,9 @@ def git_commit() -> str | None:
         return None
 
 
-def machine_info() -> dict:
-    """Everything that shapes the numbers: CPU, cores, library versions, BLAS, env vars that change BLAS/numba."""
+def machine_info(torch_version: str | None = None) -> dict:
+    """Everything that shapes the numbers: CPU, cores, library versions, BLAS, env vars that change BLAS/numba.
+    ``torch_version``: PyTorch's version as its worker interpreter reported it (this process has no torch)."""
     info = {
         "cpu": cpu_model(),
         "logical_cpus": os.cpu_count(),
@@ -183,26 +272,42 @@ def machine_info() -> dict:
         info["memory_gib"] = round(int(mem[1]) / 2**20, 1)
     except Exception:
         pass
-    try:
-        import numba
-
-        info["numba"] = numba.__version__
-    except Exception:
+    if in_torch_worker():
         info["numba"] = None
+    else:
+        try:
+            import numba
+
+            info["numba"] = numba.__version__
+        except Exception:
+            info["numba"] = None
     torch = torch_or_none()
-    info["torch"] = None if torch is None else torch.__version__
+    info["torch"] = torch.__version__ if torch is not None else torch_version
     if torch is not None:
         try:
             info["torch_parallel"] = torch.__config__.parallel_info().splitlines()[:6]
         except Exception:
             pass
-    try:
-        import tinyconv
-
-        info["tinyconv"] = getattr(tinyconv, "__version__", "?")
-    except Exception:
+    if in_torch_worker():
         info["tinyconv"] = None
+    else:
+        try:
+            import tinyconv
+
+            info["tinyconv"] = getattr(tinyconv, "__version__", "?")
+            info["malloc"] = _malloc_tuning()
+        except Exception:
+            info["tinyconv"] = None
     return info
+
+
+def _malloc_tuning():
+    try:
+        from tinyconv import memory
+
+        return memory.malloc_tuning()
+    except Exception:  # a tinyconv without the module
+        return None
 
 
 def describe_machine(info: dict, threads: dict) -> str:

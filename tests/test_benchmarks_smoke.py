@@ -1,27 +1,36 @@
 """The benchmark scripts run end to end (``--quick``: tiny sizes, 1-2 repeats) and write the fields they promise.
 
-Each runs in a subprocess with this interpreter, as a user would run it; with or without PyTorch installed.
+Each runs in a subprocess with this interpreter, as a user would run it. PyTorch columns appear when this
+interpreter can import torch (the benchmarks then use it for their separate torch processes); the tests never
+import torch themselves. ``TINYCONV_BENCH_TORCH_PYTHON`` is removed from their environment, except in the
+``torch``-marked test, which runs only when it names an interpreter with PyTorch.
 """
+import importlib.util
 import json
 import os
 import subprocess
 import sys
 
+import numpy as np
+import pytest
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BENCH = os.path.join(ROOT, "benchmarks")
-
-try:
-    import torch  # noqa: F401
-
-    HAVE_TORCH = True
-except Exception:
-    HAVE_TORCH = False
+HAVE_TORCH = importlib.util.find_spec("torch") is not None
+TORCH_PYTHON = os.environ.get("TINYCONV_BENCH_TORCH_PYTHON")
 
 
-def _run(script, tmp_path, *extra):
+def _env(torch_python=None):
+    env = {k: v for k, v in os.environ.items() if k != "TINYCONV_BENCH_TORCH_PYTHON"}
+    if torch_python:
+        env["TINYCONV_BENCH_TORCH_PYTHON"] = torch_python
+    return env
+
+
+def _run(script, tmp_path, *extra, torch_python=None, timeout=120):
     out = tmp_path / "out.json"
     p = subprocess.run([sys.executable, os.path.join(BENCH, script), "--quick", "--json", str(out), *extra],
-                       capture_output=True, text=True, timeout=120, cwd=str(tmp_path))
+                       capture_output=True, text=True, timeout=timeout, cwd=str(tmp_path), env=_env(torch_python))
     assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
     return p.stdout, json.loads(out.read_text())
 
@@ -68,6 +77,10 @@ def test_bench_lenet_quick(tmp_path):
                     "optimizer_ms", "data_ms", "last_loss"):
             assert key in r, key
         assert r["step_ms"] > 0 and r["images_per_s"] > 0
+    for name, r in rows.items():
+        if name != "torch":
+            assert r["torch_in_process"] is False, name  # tinyconv is never timed with torch in its process
+            assert r["minflt_per_step"] >= 0
     split = d["split"]["tinyconv[default]"]
     what = " ".join(s["what"] for s in split)
     for scope in ("conv1 (Conv2d) backward", "conv2 (Conv2d) forward", "pool1", "fc1", "loss", "optimizer",
@@ -83,3 +96,57 @@ def test_bench_startup_quick(tmp_path):
     for r in modes.values():
         assert 0 < r["imported_s"] <= r["model_ready_s"] <= r["first_step_s"] <= r["second_step_s"]
     assert "1st step done s" in stdout
+
+
+def test_bench_epoch_quick(tmp_path):
+    """tinyconv train (and the PyTorch script, when torch is importable) on generated MNIST-sized data."""
+    stdout, d = _run("bench_epoch.py", tmp_path, "--markdown", str(tmp_path / "epoch.md"))
+    assert "train s/epoch" in stdout and "| tinyconv | PyTorch |" in stdout
+    assert not [n for n in d["notes"] if "exited" in n or "could not read" in n], d["notes"]
+    tc_runs = [r for r in d["runs"]["tinyconv"] if r["ok"]]
+    assert len(tc_runs) == 1 and len(tc_runs[0]["history"]) == 1
+    run = tc_runs[0]
+    assert run["history"][0]["train_seconds"] > 0 and run["peak_rss_mb"] > 0 and run["minflt"] > 0
+    assert 0 < run["user_s"] + run["sys_s"]
+    rows = {r["metric"]: r for r in d["epoch"]}
+    assert rows["epoch_s"]["tinyconv"] == run["history"][0]["train_seconds"]
+    assert (rows["epoch_s"]["torch"] is not None) == HAVE_TORCH
+    assert (rows["epoch_s"].get("ratio") is not None) == HAVE_TORCH
+    md = (tmp_path / "epoch.md").read_text()
+    assert md.startswith("`tinyconv train --epochs 1 --augment 0`") and "Reproduce: `python benchmarks/bench_epoch.py" in md
+
+
+def test_torch_lenet_reads_the_same_batches_as_tinyconv(tmp_path):
+    """The PyTorch script's NumPy batches are tinyconv.data.DataLoader's, bit for bit (without importing torch)."""
+    sys.path.insert(0, BENCH)
+    try:
+        import torch_lenet
+    finally:
+        sys.path.remove(BENCH)
+    from tinyconv.data import DataLoader
+
+    rng = np.random.default_rng(3)
+    images = rng.integers(0, 256, size=(300, 28, 28), dtype=np.uint8)
+    labels = rng.integers(0, 10, size=300, dtype=np.uint8)
+    loader = DataLoader((images, labels), batch_size=128, shuffle=True, seed=5)
+    for epoch in range(2):
+        ours = list(torch_lenet.batches(images, labels, 128, 5, epoch))
+        theirs = list(loader)
+        assert len(ours) == len(theirs) == 3
+        for (x1, y1), (x2, y2) in zip(ours, theirs):
+            assert x1.dtype == x2.dtype == np.float32 and y1.dtype == y2.dtype == np.int64
+            np.testing.assert_array_equal(x1, x2)
+            np.testing.assert_array_equal(y1, y2)
+    assert "torch" not in sys.modules or HAVE_TORCH
+
+
+@pytest.mark.torch
+@pytest.mark.skipif(not TORCH_PYTHON, reason="TINYCONV_BENCH_TORCH_PYTHON does not name an interpreter with PyTorch")
+def test_bench_lenet_quick_with_torch_worker(tmp_path):
+    """The torch row comes from torch_lenet.py in PyTorch's interpreter, from the same initial weights and data."""
+    _, d = _run("bench_lenet.py", tmp_path, "--kernels", "default", "--no-memory", torch_python=TORCH_PYTHON)
+    rows = {r["variant"]: r for r in d["lenet"]}
+    assert set(rows) == {"tinyconv[default]", "torch"}, d["notes"]
+    assert d["machine"]["torch"]
+    assert abs(rows["torch"]["first_loss"] - rows["tinyconv[default]"]["first_loss"]) < 1e-4
+    assert rows["tinyconv[default]"]["torch_in_process"] is False
