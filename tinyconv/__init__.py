@@ -6,8 +6,15 @@ Public face::
     from tinyconv import nn, functional as F
 
 Tensors are (N, C, H, W) for image batches; see the README for a tour.
+
+Importing tinyconv fixes glibc's malloc thresholds so a training step's large arrays are reused instead of
+page-faulted in again every step; ``TINYCONV_MALLOC=0`` turns that off (see ``tinyconv.memory``).
 """
-from . import autograd, cuda, data, functional, functions, random
+from . import memory
+
+memory.tune_malloc()  # first: before anything allocates (process-wide; opt out with TINYCONV_MALLOC=0)
+
+from . import autograd, cuda, data, functional, functions, random  # noqa: E402
 from .autograd import enable_grad, is_grad_enabled, no_grad, set_grad_enabled
 from .functional import corr2d
 from .functions import ops
