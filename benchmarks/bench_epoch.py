@@ -230,8 +230,9 @@ def main(argv=None):
     args = parse_args(argv)
     notes = []
     torch_py, torch_version = (None, "--no-torch") if args.no_torch else common.peer_python("torch", args.torch_python)
-    if torch_py is None and not args.no_torch:
-        notes.append(f"no PyTorch column: {torch_version}")
+    if torch_py is None:
+        if not args.no_torch:
+            notes.append(f"no PyTorch column: {torch_version}")
         torch_version = None
     t0 = time.perf_counter()
     runs = {"tinyconv": [], "torch": [], "cold": []}
