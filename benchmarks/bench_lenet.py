@@ -166,6 +166,17 @@ def torch_worker_cmd(torch_py, args, path, split, init_npz):
     return cmd + (["--synthetic"] if args.synthetic else [])
 
 
+PEERS = ("jax", "chainer", "tinygrad")
+
+
+def peer_worker_cmd(py, peer, args, path, init_npz):
+    """benchmarks/peer_lenet.py: a JAX / Chainer / tinygrad step worker, in that framework's interpreter."""
+    cmd = [py, os.path.join(HERE, "peer_lenet.py"), "--framework", peer, "--json", path, "--round", str(args.round),
+           "--warmup", str(args.warmup), "--batch-size", str(args.batch), "--lr", str(args.lr), "--init-from",
+           init_npz, "--threads", str(args.threads or common.default_threads())]
+    return cmd + (["--synthetic"] if args.synthetic else [])
+
+
 def run(args, notes):
     """Each variant runs in fresh worker processes, ``--rounds`` of them, variants alternating: tinyconv workers
     never import torch and the torch worker (benchmarks/torch_lenet.py, PyTorch's interpreter) never imports
@@ -177,6 +188,16 @@ def run(args, notes):
         names.append("torch")
     elif not args.no_torch:
         notes.append(f"no torch row or tinyconv/torch ratio: {torch_version}")
+    peers = {}  # optional, only when asked for: --jax-python etc. or $TINYCONV_BENCH_JAX_PYTHON etc.
+    for peer in PEERS:
+        explicit = getattr(args, f"{peer}_python") or os.environ.get(common.PEER_PYTHON_ENV[peer])
+        if explicit:
+            py, why = common.peer_python(peer, explicit)
+            if py:
+                peers[peer] = py
+                names.append(peer)
+            else:
+                notes.append(f"no {peer} row: {why}")
     per_round_split = -(-args.split_steps // args.rounds)
     results = {n: [] for n in names}
     with tempfile.TemporaryDirectory(prefix="bench-lenet-") as tmp:
@@ -187,14 +208,15 @@ def run(args, notes):
             last = r == args.rounds - 1
             for n in names:
                 path = os.path.join(tmp, f"{n}-{r}.json")
-                if n == "torch":
-                    p = subprocess.run(torch_worker_cmd(torch_py, args, path, per_round_split, init_npz),
-                                       capture_output=True, text=True, env=common.peer_env(), timeout=900)
+                if n == "torch" or n in peers:
+                    cmd = (torch_worker_cmd(torch_py, args, path, per_round_split, init_npz) if n == "torch"
+                           else peer_worker_cmd(peers[n], n, args, path, init_npz))
+                    p = subprocess.run(cmd, capture_output=True, text=True, env=common.peer_env(), timeout=900)
                     if p.returncode:
-                        notes.append(f"variant 'torch' failed: {p.stderr.strip()[-600:]}")
+                        notes.append(f"variant {n!r} failed: {p.stderr.strip()[-600:]}")
                         continue
                     w = json.load(open(path))
-                    w["torch_version"] = torch_version
+                    w["torch_version"] = torch_version if n == "torch" else None
                     results[n].append(w)
                     continue
                 cmd = [sys.executable, os.path.abspath(__file__), "--worker", n, "--worker-out", path,
@@ -221,14 +243,14 @@ def run(args, notes):
         data_desc, threads = w0["data"], w0["threads"] if n != "torch" else threads or w0["threads"]
         notes.extend(x for w in runs for x in w["notes"])
         med = statistics.median(st)
-        r = dict(variant=w0["variant"], kernel=w0["kernel"], processes=len(runs), steps=len(st), step_ms=med * 1e3,
+        r = dict(variant=w0.get("version") or w0["variant"], kernel=w0["kernel"], processes=len(runs), steps=len(st), step_ms=med * 1e3,
                  min_ms=min(st) * 1e3, max_ms=max(st) * 1e3, images_per_s=args.batch / med,
                  first_step_ms=statistics.median(w["first_step_s"] for w in runs) * 1e3,
                  first_loss=w0["first_loss"], last_loss=wl["last_loss"],
                  minflt_per_step=statistics.median(w["minflt_per_step"] for w in runs),
                  step_peak_rss_mb=wl.get("step_peak_rss_mb"), step_traced_mb=wl.get("step_traced_mb"),
                  process_peak_rss_mb=max(w["process_peak_rss_mb"] for w in runs),
-                 torch_in_process=any(w.get("torch_imported") for w in runs) if n != "torch" else None)
+                 torch_in_process=any(w.get("torch_imported") for w in runs) if n != "torch" and n not in peers else None)
         for phase in ("data", "forward", "loss", "backward", "optimizer"):
             vals = [sp[phase] for sp in splits]
             r[f"{phase}_ms"] = statistics.median(vals) * 1e3 if vals else None
@@ -298,6 +320,10 @@ def parse_args(argv=None):
                     help="numpy's OpenBLAS threads in the tinyconv workers (default: --threads)")
     ap.add_argument("--synthetic", action="store_true", help="random data instead of MNIST")
     ap.add_argument("--no-torch", action="store_true")
+    for peer in PEERS:
+        ap.add_argument(f"--{peer}-python", metavar="PYTHON",
+                        help=f"interpreter with {peer}: adds a {peer} row (peer_lenet.py; default: "
+                             f"${common.PEER_PYTHON_ENV[peer]}, else no row)")
     ap.add_argument("--torch-python", metavar="PYTHON",
                     help="interpreter with PyTorch for the torch worker (default: $TINYCONV_BENCH_TORCH_PYTHON, "
                          "else this one)")
