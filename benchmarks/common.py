@@ -85,7 +85,9 @@ def peer_python(peer: str, explicit: str | None = None) -> tuple[str | None, str
     if key not in _peer_cache:
         mod = PEER_MODULE[peer]
         try:
-            p = subprocess.run([py, "-c", f"import {mod}; print({mod}.__version__)"], capture_output=True,
+            check = (f"import {mod}, importlib.metadata as m; "
+                     f"print(getattr({mod}, '__version__', None) or m.version({mod!r}))")
+            p = subprocess.run([py, "-c", check], capture_output=True,
                                text=True, timeout=120, env=peer_env())
             if p.returncode == 0:
                 _peer_cache[key] = (py, p.stdout.strip().splitlines()[-1])
