@@ -150,3 +150,15 @@ def test_bench_lenet_quick_with_torch_worker(tmp_path):
     assert d["machine"]["torch"]
     assert abs(rows["torch"]["first_loss"] - rows["tinyconv[default]"]["first_loss"]) < 1e-4
     assert rows["tinyconv[default]"]["torch_in_process"] is False
+
+
+@pytest.mark.torch
+@pytest.mark.skipif(not TORCH_PYTHON, reason="TINYCONV_BENCH_TORCH_PYTHON does not name an interpreter with PyTorch")
+def test_bench_conv_quick_torch_columns_from_worker_processes(tmp_path):
+    """bench_conv's torch rows come from two worker processes, and their outputs agree with tinyconv's."""
+    _, d = _run("bench_conv.py", tmp_path, "--kernels", "numba", "--no-memory", torch_python=TORCH_PYTHON)
+    torch_rows = [r for r in d["conv"] if r["kernel"] == "torch"]
+    assert torch_rows and all(r["processes"] == 2 for r in torch_rows)
+    assert all(r["x_torch"] is not None for r in d["conv"])
+    assert not [n for n in d["notes"] if "rel. error" in n or "failed" in n], d["notes"]
+    assert d["machine"]["torch"] and d["threads"].get("torch")
