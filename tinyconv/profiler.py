@@ -42,6 +42,7 @@ The profiler follows the thread that runs the graph; it is not meant for several
 from __future__ import annotations
 
 import time
+import weakref
 from contextlib import contextmanager
 
 from . import autograd
@@ -81,6 +82,9 @@ class Profile(autograd.Observer):
         self._handles: list = []
         self._t0 = None
         self._active = False
+        # (scope, name) of every node whose forward this profile timed, for its backward: kept here rather than
+        # written onto the engine's nodes
+        self._node_tags: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
     # ------------------------------------------------------------------------------------------ lifetime
     def __enter__(self) -> "Profile":
@@ -159,9 +163,8 @@ class Profile(autograd.Observer):
         scope = self._scopes[-1]
         name = self._op_name(ctx)
         try:
-            ctx._profile_scope = scope
-            ctx._profile_name = name
-        except AttributeError:  # a Function with __slots__: its backward is reported at top level
+            self._node_tags[ctx] = (scope, name)
+        except TypeError:  # a Function with __slots__ and no weakref: its backward is reported at top level
             pass
         self._add((OP, scope, name, "forward"), dt, dt - child)
         return out
@@ -169,8 +172,7 @@ class Profile(autograd.Observer):
     def call_backward(self, node, grad):
         """Times ``node.backward(node, grad)`` for the backward loop."""
         out, dt, child = self._timed(node.backward, node, grad)
-        scope = getattr(node, "_profile_scope", TOP_SCOPE)
-        name = getattr(node, "_profile_name", None) or type(node).__name__
+        scope, name = self._node_tags.get(node, (TOP_SCOPE, type(node).__name__))
         self._add((OP, scope, name, "backward"), dt, dt - child)
         return out
 
