@@ -243,7 +243,8 @@ def run(args, notes):
         data_desc, threads = w0["data"], w0["threads"] if n != "torch" else threads or w0["threads"]
         notes.extend(x for w in runs for x in w["notes"])
         med = statistics.median(st)
-        r = dict(variant=w0.get("version") or w0["variant"], kernel=w0["kernel"], processes=len(runs), steps=len(st), step_ms=med * 1e3,
+        r = dict(variant=w0.get("version") or w0["variant"], kernel=w0["kernel"], processes=len(runs), steps=len(st),
+                 step_ms=med * 1e3,
                  min_ms=min(st) * 1e3, max_ms=max(st) * 1e3, images_per_s=args.batch / med,
                  first_step_ms=statistics.median(w["first_step_s"] for w in runs) * 1e3,
                  first_loss=w0["first_loss"], last_loss=wl["last_loss"],
