@@ -134,3 +134,37 @@ def test_state_dicts_move_between_tinyconv_and_pytorch():
     back = torch.nn.BatchNorm2d(3)
     back.load_state_dict({k: torch.from_numpy(np.array(v.data)) for k, v in ours.state_dict().items()})
     assert int(back.num_batches_tracked) == 2
+
+
+def test_resnet_matches_the_same_network_in_pytorch():
+    """The whole small ResNet (benchmarks/torch_resnet.py is the same network in PyTorch, same state_dict keys):
+    two SGD training steps then eval, float64: loss, every parameter gradient, running statistics, eval output."""
+    import os
+    import sys
+
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "benchmarks"))
+    from torch_resnet import ResNet as TorchResNet
+    from torch_resnet import load_arrays
+
+    tc.manual_seed(0)
+    ours = nn.models.ResNet(channels=(4, 6, 8), blocks=(1, 2, 1)).double()
+    theirs = TorchResNet(channels=(4, 6, 8), blocks=(1, 2, 1)).double()
+    load_arrays(theirs, {k: np.array(v.data) for k, v in ours.state_dict().items()})
+    opt, topt = tc.optim.SGD(ours.parameters(), lr=0.1), torch.optim.SGD(theirs.parameters(), lr=0.1)
+    rng = np.random.default_rng(0)
+    for step in range(2):
+        x, y = rng.standard_normal((6, 1, 28, 28)), rng.integers(0, 10, 6)
+        loss = F.cross_entropy(ours(tc.tensor(x)), y)
+        tloss = torch.nn.functional.cross_entropy(theirs(torch.tensor(x)), torch.tensor(y))
+        np.testing.assert_allclose(loss.item(), tloss.item(), **TOL)
+        opt.zero_grad(), topt.zero_grad()
+        loss.backward(), tloss.backward()
+        tparams = dict(theirs.named_parameters())
+        for name, p in ours.named_parameters():
+            np.testing.assert_allclose(p.grad.data, tparams[name].grad.numpy(), err_msg=f"{name}, step {step}",
+                                       **TOL)
+        opt.step(), topt.step()
+    assert_same_state(ours, theirs)
+    ours.eval(), theirs.eval()
+    x = rng.standard_normal((3, 1, 28, 28))
+    np.testing.assert_allclose(ours(tc.tensor(x)).data, theirs(torch.tensor(x)).detach().numpy(), **TOL)
