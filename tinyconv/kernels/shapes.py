@@ -33,6 +33,7 @@ __all__ = [
     "normalize_conv_transpose_args",
     "conv_args",
     "pool_output_size",
+    "normalize_pool_window",
     "normalize_pool_args",
     "ConvArgs",
     "PoolArgs",
@@ -302,17 +303,11 @@ class PoolArgs(NamedTuple):
     out_shape: tuple[int, int, int, int]
 
 
-def normalize_pool_args(input_shape, kernel_size, stride=None, padding=0, dilation=1,
-                        ceil_mode=False) -> PoolArgs:
-    """Validate a 2-D pooling call on a 4-D ``(N, C, H, W)`` input.
+def normalize_pool_window(kernel_size, stride=None, padding=0, dilation=1):
+    """``(kernel_size, stride, padding, dilation)`` of a 2-D pooling window as checked pairs.
 
     ``stride=None`` (or an empty sequence) means ``stride = kernel_size``.  Padding is
-    symmetric (int or pair) and must be at most half the kernel size.
-    """
-    xs = _shape_tuple(input_shape, "input")
-    if len(xs) != 4:
-        raise ValueError(f"expected a 4-D input (N, C, H, W), got a {len(xs)}-D input "
-                         f"of shape {xs}")
+    symmetric (int or pair) and must be at most half the kernel size."""
     k = pair(kernel_size, "kernel_size")
     _check_positive(k, "kernel_size")
     s = k if stride is None or (isinstance(stride, (tuple, list)) and len(stride) == 0) \
@@ -328,6 +323,21 @@ def normalize_pool_args(input_shape, kernel_size, stride=None, padding=0, dilati
     if p[0] > k[0] // 2 or p[1] > k[1] // 2:
         raise ValueError(f"padding should be at most half of the kernel size, got "
                          f"padding={p}, kernel_size={k}")
+    return k, s, p, d
+
+
+def normalize_pool_args(input_shape, kernel_size, stride=None, padding=0, dilation=1,
+                        ceil_mode=False) -> PoolArgs:
+    """Validate a 2-D pooling call on a 4-D ``(N, C, H, W)`` input.
+
+    ``stride=None`` (or an empty sequence) means ``stride = kernel_size``.  Padding is
+    symmetric (int or pair) and must be at most half the kernel size.
+    """
+    xs = _shape_tuple(input_shape, "input")
+    if len(xs) != 4:
+        raise ValueError(f"expected a 4-D input (N, C, H, W), got a {len(xs)}-D input "
+                         f"of shape {xs}")
+    k, s, p, d = normalize_pool_window(kernel_size, stride, padding, dilation)
     n, c, h, w = xs
     ho = pool_output_size(h, k[0], s[0], p[0], d[0], bool(ceil_mode))
     wo = pool_output_size(w, k[1], s[1], p[1], d[1], bool(ceil_mode))

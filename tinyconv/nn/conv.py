@@ -178,6 +178,14 @@ class ConvTranspose2d(_ConvNd):
 
 
 # ------------------------------------------------------------------------------------------------ pooling
+def _check_pool_window(layer, kernel_size, stride, padding, dilation):
+    """The window arguments, checked at construction by the one pooling check of :mod:`tinyconv.kernels.shapes`."""
+    try:
+        shapes.normalize_pool_window(kernel_size, stride, padding, dilation)
+    except ValueError as e:
+        raise ValueError(f"{layer}: {e}") from None
+
+
 class MaxPool2d(Module):
     """2-D max pooling (no parameters). ``return_indices=True`` makes it return ``(output, indices)``."""
 
@@ -189,13 +197,7 @@ class MaxPool2d(Module):
         self.padding, self.dilation = padding, dilation
         self.return_indices, self.ceil_mode = bool(return_indices), bool(ceil_mode)
         self.kernel = _check_kernel_name(kernel, pool=True)
-        k = shapes.pair(kernel_size, "kernel_size")
-        p = shapes.pair(padding, "padding")
-        shapes.pair(self.stride, "stride")
-        shapes.pair(dilation, "dilation")
-        if p[0] > k[0] // 2 or p[1] > k[1] // 2:
-            raise ValueError(f"MaxPool2d: padding should be at most half of the kernel size, got padding={p}, "
-                             f"kernel_size={k}")
+        _check_pool_window("MaxPool2d", kernel_size, self.stride, padding, dilation)
 
     def forward(self, input: Tensor):
         return F.max_pool2d(input, self.kernel_size, self.stride, self.padding, self.dilation, self.ceil_mode,
@@ -219,12 +221,7 @@ class AvgPool2d(Module):
         self.ceil_mode, self.count_include_pad = bool(ceil_mode), bool(count_include_pad)
         self.divisor_override = divisor_override
         self.kernel = _check_kernel_name(kernel, pool=True)
-        k = shapes.pair(kernel_size, "kernel_size")
-        p = shapes.pair(padding, "padding")
-        shapes.pair(self.stride, "stride")
-        if p[0] > k[0] // 2 or p[1] > k[1] // 2:
-            raise ValueError(f"AvgPool2d: padding should be at most half of the kernel size, got padding={p}, "
-                             f"kernel_size={k}")
+        _check_pool_window("AvgPool2d", kernel_size, self.stride, padding, 1)
 
     def forward(self, input: Tensor) -> Tensor:
         return F.avg_pool2d(input, self.kernel_size, self.stride, self.padding, self.ceil_mode,
