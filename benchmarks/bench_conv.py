@@ -586,6 +586,7 @@ def parse_args(argv=None):
     ap.add_argument("--direct-div", type=int, default=8, help="run the direct kernel on batch N // this")
     ap.add_argument("--json", metavar="PATH")
     ap.add_argument("--csv", metavar="PATH")
+    ap.add_argument("--markdown", metavar="PATH", help="write the markdown tables here (they are also printed)")
     ap.add_argument("--sweep", action="store_true", help="also time fwd+bwd over batch, spatial size, channels")
     ap.add_argument("--plot", metavar="PATH", help="with --sweep: log-log PNG (needs matplotlib)")
     ap.add_argument("--no-pool", action="store_true")
@@ -603,7 +604,9 @@ def parse_args(argv=None):
     ap.add_argument("--torch-worker", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--worker-out", help=argparse.SUPPRESS)
     ap.add_argument("--worker-checks", help=argparse.SUPPRESS)
-    return ap.parse_args(argv)
+    args = ap.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)
+    return args
 
 
 def torch_worker(args) -> dict:
@@ -637,7 +640,7 @@ def run_torch_workers(argv, args, torch_py, notes, when):
             if skip:
                 skip = False
                 continue
-            if a in ("--json", "--csv", "--plot", "--torch-python"):
+            if a in ("--json", "--csv", "--plot", "--torch-python", "--markdown"):
                 skip = True
                 continue
             clean.append(a)
@@ -769,6 +772,11 @@ def main(argv=None):
     if targets:
         print(common.format_table(targets, [("target", "target"), ("value", "measured"), ("limit", "limit"),
                                             ("ok", "met")], title="\ntargets"))
+    md = markdown(conv_rows, conv_meta, pool_rows, layer_rows, args, info)
+    print("\nmarkdown (benchmarks/README.md):\n\n" + md)
+    if args.markdown:
+        with open(args.markdown, "w") as f:
+            f.write(md + "\n")
     blas_cmp = None
     if args.blas_env_compare:
         blas_cmp = blas_env_compare(argv, conv_rows, notes)
@@ -787,6 +795,46 @@ def main(argv=None):
     if args.csv:
         common.write_csv(args.csv, conv_rows + pool_rows)
     return payload
+
+
+def markdown(conv_rows, conv_meta, pool_rows, layer_rows, args, info) -> str:
+    """The README tables: fwd+bwd per configuration and kernel (ms at the config's batch, median (min–max)), the
+    LeNet layers through autograd, pooling; ratios of the default kernel ('auto') to torch."""
+    shapes = {m["config"]: (f"{m['N']}x{m['C_in']}x{m['H']}x{m['H']} -> {m['C_out']}, {m['k']}x{m['k']}"
+                            + (f" s{m['stride']}" if m["stride"] > 1 else "") + (f" p{m['padding']}" if m["padding"] else "")
+                            + (f" g{m['groups']}" if m["groups"] > 1 else "")) for m in conv_meta}
+
+    def cell(r):
+        if r is None:
+            return None
+        scale = r["ms_full"] / r["ms"] if r["ms"] else 1.0
+        return common.with_spread(r["ms_full"], r["min_ms"] * scale, r["max_ms"] * scale)
+
+    def table(rows, group, phases, label):
+        kernels = [k for k in dict.fromkeys(r["kernel"] for r in rows) if k != "torch"] + ["torch"]
+        out = []
+        for (config, phase) in dict.fromkeys((r[group], r["phase"]) for r in rows if r["phase"] in phases):
+            sel = {r["kernel"]: r for r in rows if r[group] == config and r["phase"] == phase}
+            line = {"config": shapes.get(config, config), "phase": phase}
+            for k in kernels:
+                line[k] = cell(sel.get(k))
+            ref = sel.get("auto") or sel.get("numba")
+            line["ratio"] = f"{ref['x_torch']:.2f}×" if ref and ref.get("x_torch") else None
+            out.append(line)
+        present = [k for k in kernels if any(x.get(k) for x in out)]
+        cols = [("config", label), ("phase", "phase")] + [(k, k) for k in present] + [("ratio", "default x torch")]
+        return common.markdown_table(out, cols)
+
+    head = (f"Kernel level, float32, ms (median (min–max)); tinyconv's kernels timed in one process, torch in "
+            f"{args.torch_runs} separate worker processes; commit {info.get('tinyconv_commit') or '?'}; {info['cpu']}.")
+    parts = [head, "", table(conv_rows, "config", ("fwd+bwd", "fwd+wgrad"), "convolution")]
+    if layer_rows:
+        parts += ["", "Through autograd, with bias (`F.conv2d` + `backward` vs torch autograd):", "",
+                  table(layer_rows, "config", ("fwd+bwd", "fwd+wgrad"), "layer")]
+    if pool_rows:
+        parts += ["", "Pooling 2x2 stride 2:", "", table(pool_rows, "config", ("fwd+bwd",), "pooling")]
+    cmd = " ".join(["python benchmarks/bench_conv.py", *args.argv])
+    return "\n".join(parts + ["", f"Reproduce: `{cmd}`"])
 
 
 def conv_targets(conv_rows, pool_rows, layer_rows=()) -> list[dict]:

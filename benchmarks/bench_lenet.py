@@ -243,9 +243,11 @@ def run(args, notes):
         data_desc, threads = w0["data"], w0["threads"] if n != "torch" else threads or w0["threads"]
         notes.extend(x for w in runs for x in w["notes"])
         med = statistics.median(st)
+        per_proc = [statistics.median(w["step_s"]) * 1e3 for w in runs]
         r = dict(variant=w0.get("version") or w0["variant"], kernel=w0["kernel"], processes=len(runs), steps=len(st),
                  step_ms=med * 1e3,
                  min_ms=min(st) * 1e3, max_ms=max(st) * 1e3, images_per_s=args.batch / med,
+                 proc_min_ms=min(per_proc), proc_max_ms=max(per_proc),
                  first_step_ms=statistics.median(w["first_step_s"] for w in runs) * 1e3,
                  first_loss=w0["first_loss"], last_loss=wl["last_loss"],
                  minflt_per_step=statistics.median(w["minflt_per_step"] for w in runs),
@@ -305,6 +307,29 @@ SPLIT_COLUMNS = [("variant", "variant"), ("data_ms", "data"), ("forward_ms", "fo
                  ("backward_ms", "backward"), ("optimizer_ms", "optimizer"), ("step_ms", "step (median)")]
 
 
+def markdown(rows, args, info, res) -> str:
+    """The step table for the README: medians with the spread of the per-process medians, ratios to torch."""
+    table = []
+    torch_row = next((r for r in rows if r["kernel"] == "torch"), None)
+    for r in rows:
+        ratio = None
+        if torch_row is not None:
+            ratio = common.with_spread(r["step_ms"] / torch_row["step_ms"], r["proc_min_ms"] / torch_row["proc_max_ms"],
+                                       r["proc_max_ms"] / torch_row["proc_min_ms"], "×")
+        table.append(dict(variant=r["variant"], step=common.with_spread(r["step_ms"], r["proc_min_ms"],
+                                                                         r["proc_max_ms"]),
+                          images_per_s=r["images_per_s"], x_torch=ratio, faults=r.get("minflt_per_step"),
+                          first=r["first_step_ms"], rss=r["process_peak_rss_mb"]))
+    cols = [("variant", "variant"), ("step", "step ms, median (per-process medians)"),
+            ("images_per_s", "images/s"), ("x_torch", "x torch (range: fastest vs slowest process)"),
+            ("faults", "minor page faults/step"), ("first", "1st step ms"), ("rss", "peak RSS MB")]
+    head = (f"LeNet (modern) training step, batch {args.batch}, Adam, {res['data']}; each variant {args.rounds} fresh "
+            f"processes x {args.round} steps, alternating; commit {info.get('tinyconv_commit') or '?'}; "
+            f"{info['cpu']}, {res['threads'].get('threads')} threads.")
+    cmd = " ".join(["python benchmarks/bench_lenet.py", *(args.argv or [])])
+    return common.markdown_table(table, cols, head) + f"\n\nReproduce: `{cmd}`"
+
+
 def parse_args(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--kernels", default=DEFAULT_KERNELS,
@@ -330,12 +355,14 @@ def parse_args(argv=None):
                          "else this one)")
     ap.add_argument("--no-memory", action="store_true")
     ap.add_argument("--json", metavar="PATH")
+    ap.add_argument("--markdown", metavar="PATH", help="write the markdown step table here (it is also printed)")
     ap.add_argument("--quick", action="store_true", help="few steps, batch 16, synthetic (smoke test)")
     ap.add_argument("--worker", help=argparse.SUPPRESS)
     ap.add_argument("--worker-out", help=argparse.SUPPRESS)
     ap.add_argument("--worker-split", type=int, default=0, help=argparse.SUPPRESS)
     ap.add_argument("--worker-profile", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
+    args.argv = [] if args.worker else list(sys.argv[1:] if argv is None else argv)
     if args.quick:
         args.rounds, args.round, args.warmup, args.split_steps, args.profile_steps = 1, 3, 1, 2, 2
         args.batch, args.synthetic = 16, True
@@ -379,6 +406,11 @@ def main(argv=None):
     print(f"\nbenchmark time {elapsed:.1f} s (process peak RSS: per variant above, getrusage in its worker)")
     for n in notes:
         print("note:", n)
+    md = markdown(rows, args, info, res)
+    print("\nmarkdown (benchmarks/README.md):\n\n" + md)
+    if args.markdown:
+        with open(args.markdown, "w") as f:
+            f.write(md + "\n")
     payload = dict(machine=info, args=vars(args), data=res["data"], threads=res["threads"], lenet=rows,
                    split=split_rows, profiles={k: {kk: vv for kk, vv in v.items() if not kk.startswith("table")}
                                                 for k, v in res["profiles"].items()},

@@ -484,6 +484,36 @@ def format_table(rows: list[dict], columns: list[tuple[str, str]], title: str | 
     return "\n".join(out)
 
 
+def markdown_table(rows: list[dict], columns: list[tuple[str, str]], title: str | None = None) -> str:
+    """A GitHub-markdown table (numbers right-aligned, ``fmt_num``; missing values '-'), for the READMEs.
+    A cell may be a ready string (e.g. "1.23 (1.20–1.31)")."""
+    def num(v):
+        return _is_num(v) or isinstance(v, str) and re.match(r"^-?[\d.]+(×)?( \(.*\))?$", v) is not None
+
+    numeric = [all(num(r.get(k)) for r in rows if r.get(k) is not None) and any(r.get(k) is not None for r in rows)
+               for k, _ in columns]
+    out = [title, ""] if title else []
+    out.append("| " + " | ".join(h for _, h in columns) + " |")
+    out.append("| " + " | ".join("---:" if n else "---" for n in numeric) + " |")
+    for r in rows:
+        cells = []
+        for k, _ in columns:
+            v = r.get(k)
+            cells.append("-" if v is None else fmt_num(v) if isinstance(v, float) else str(v))
+        out.append("| " + " | ".join(cells) + " |")
+    return "\n".join(out)
+
+
+def with_spread(median, lo, hi, suffix: str = "") -> str | None:
+    """'median (lo–hi)' with fmt_num, or just the median when there is no spread."""
+    if median is None:
+        return None
+    s = fmt_num(median) + suffix
+    if lo is not None and hi is not None and (lo != median or hi != median):
+        s += f" ({fmt_num(lo)}–{fmt_num(hi)}{suffix})"
+    return s
+
+
 def _is_num(v) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool)
 

@@ -43,7 +43,8 @@ def _machine_ok(d):
 
 
 def test_bench_conv_quick(tmp_path):
-    stdout, d = _run("bench_conv.py", tmp_path, "--csv", str(tmp_path / "conv.csv"))
+    stdout, d = _run("bench_conv.py", tmp_path, "--csv", str(tmp_path / "conv.csv"), "--markdown",
+                     str(tmp_path / "conv.md"))
     _machine_ok(d)
     assert "convolution" in stdout and "GFLOP/s" in stdout and "x fastest" in stdout
     assert d["threads"]["threads"] >= 1
@@ -63,10 +64,12 @@ def test_bench_conv_quick(tmp_path):
     assert {"numpy", "numba"} <= {r["kernel"] for r in pool}
     assert not [n for n in d["notes"] if "rel. error" in n or "unavailable" in n], d["notes"]
     assert (tmp_path / "conv.csv").read_text().startswith("config,")
+    md = (tmp_path / "conv.md").read_text()
+    assert "| convolution | phase |" in md and "| 4x1x12x12 -> 3, 5x5 p2 | fwd+bwd |" in md and "Reproduce:" in md
 
 
 def test_bench_lenet_quick(tmp_path):
-    stdout, d = _run("bench_lenet.py", tmp_path)
+    stdout, d = _run("bench_lenet.py", tmp_path, "--markdown", str(tmp_path / "lenet.md"))
     _machine_ok(d)
     assert "images/s" in stdout and "split by layer/op" in stdout
     rows = {r["variant"]: r for r in d["lenet"]}
@@ -87,6 +90,8 @@ def test_bench_lenet_quick(tmp_path):
                   "data loading", "autograd engine"):
         assert scope in what, scope
     assert d["peak_rss_mb"] > 0
+    md = (tmp_path / "lenet.md").read_text()
+    assert "| tinyconv[default] |" in md and "minor page faults/step" in md
 
 
 def test_bench_startup_quick(tmp_path):
