@@ -97,3 +97,12 @@ def test_promotion_table_matches_pytorch():
             a = np.array(samples[d], dtype=d)
             theirs, ours = torch.from_numpy(a) * scalar, tc.from_numpy(a) * scalar
             assert ours.dtype.name == str(theirs.dtype).replace("torch.", ""), (d, scalar)
+
+
+def test_remainder_and_floor_division_like_pytorch():
+    x = tc.tensor([-3, 5, 7])
+    assert (x % 3).tolist() == [0, 2, 1] and (x % 3).dtype == np.int64  # Python's sign rule, as torch.remainder
+    assert (x // 2).tolist() == [-2, 2, 3] and (10 // x).tolist() == [-4, 2, 1]
+    assert (tc.tensor([5.5]) % 2).tolist() == [1.5] and (tc.tensor([5.5]) % 2).dtype == np.float32
+    with pytest.raises(RuntimeError, match="remainder has no gradient"):
+        tc.tensor([1.0], requires_grad=True) % 2

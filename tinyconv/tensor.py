@@ -468,6 +468,28 @@ class Tensor:
     def __rtruediv__(self, other):
         return self._binary(ops.Div, other, "div", reverse=True, floating=True)
 
+    def _integer_op(self, fn, other, op, reverse=False):
+        """``%`` and ``//``: computed with PyTorch's dtype promotion, without a gradient (refused if one is needed)."""
+        other = self._coerce(other)
+        a, b = (other, self) if reverse else (self, other)
+        _broadcast_check(a, b, op)
+        if autograd.is_grad_enabled() and (a.requires_grad or b.requires_grad):
+            raise RuntimeError(f"{op} has no gradient in tinyconv; apply it to .detach()ed tensors")
+        dt = result_type(a, b)
+        return _wrap_output(np.asarray(fn(a.data.astype(dt, copy=False), b.data.astype(dt, copy=False))), None)
+
+    def __mod__(self, other):
+        return self._integer_op(np.remainder, other, "remainder")
+
+    def __rmod__(self, other):
+        return self._integer_op(np.remainder, other, "remainder", reverse=True)
+
+    def __floordiv__(self, other):
+        return self._integer_op(np.floor_divide, other, "floor_divide")
+
+    def __rfloordiv__(self, other):
+        return self._integer_op(np.floor_divide, other, "floor_divide", reverse=True)
+
     def __pow__(self, other):
         return self._binary(ops.Pow, other, "pow")
 
