@@ -685,7 +685,7 @@ def main(argv=None):
     if args.torch_worker:
         common.write_json(args.worker_out, torch_worker(args))
         return None
-    notes = []
+    notes = [n for n in [common.load_note()] if n]
     torch_py, torch_version = (None, "--no-torch") if args.no_torch else common.peer_python("torch", args.torch_python)
     if torch_py is None:
         if not args.no_torch:

@@ -228,7 +228,7 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
-    notes = []
+    notes = [n for n in [common.load_note()] if n]
     torch_py, torch_version = (None, "--no-torch") if args.no_torch else common.peer_python("torch", args.torch_python)
     if torch_py is None:
         if not args.no_torch:

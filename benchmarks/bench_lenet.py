@@ -374,7 +374,7 @@ def main(argv=None):
     if args.worker:
         common.write_json(args.worker_out, worker(args))
         return None
-    notes = []
+    notes = [n for n in [common.load_note()] if n]
     t0 = time.perf_counter()
     res = run(args, notes)
     info = common.machine_info(res.get("torch_version"))

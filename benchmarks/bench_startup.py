@@ -96,7 +96,7 @@ def main(argv=None):
     print(common.describe_machine(info, {"threads": threads}))
     base = {k: v for k, v in os.environ.items() if k != "NUMBA_DISABLE_JIT"}
     nojit = dict(base, NUMBA_DISABLE_JIT="1")
-    notes = []
+    notes = [n for n in [common.load_note()] if n]
     t_start = time.perf_counter()
     prime = run_child(args.kernel, args.batch, base, threads, args.timeout)  # fills the on-disk cache
     if "error" in prime:

@@ -146,6 +146,20 @@ def run_process(cmd, env=None, cwd=None, timeout: float | None = None) -> dict:
             "majflt": ru.ru_majflt, "timed_out": timeout is not None and proc.returncode == -9 and wall >= timeout}
 
 
+def load_note() -> str | None:
+    """A warning when other processes keep the CPUs busy (1-minute load average above half the usable CPUs):
+    wall-clock timings taken now say more about the neighbours than about the code."""
+    try:
+        load = os.getloadavg()[0]
+    except (AttributeError, OSError):
+        return None
+    cpus = default_threads()
+    if load > 0.5 * cpus:
+        return (f"load average {load:.1f} on {cpus} usable CPUs at the start: other processes are running, so the "
+                f"timings are not representative (page faults, peak RSS and losses still are)")
+    return None
+
+
 def spread(values) -> dict:
     """median, min, max and count of a list of numbers (None when empty)."""
     vals = [v for v in values if v is not None]

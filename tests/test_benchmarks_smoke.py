@@ -167,3 +167,14 @@ def test_bench_conv_quick_torch_columns_from_worker_processes(tmp_path):
     assert all(r["x_torch"] is not None for r in d["conv"])
     assert not [n for n in d["notes"] if "rel. error" in n or "failed" in n], d["notes"]
     assert d["machine"]["torch"] and d["threads"].get("torch")
+
+
+@pytest.mark.torch
+@pytest.mark.skipif(not TORCH_PYTHON, reason="TINYCONV_BENCH_TORCH_PYTHON does not name an interpreter with PyTorch")
+def test_bench_epoch_quick_with_torch(tmp_path):
+    """Both training processes run on the same generated data and the table carries their ratio."""
+    _, d = _run("bench_epoch.py", tmp_path, torch_python=TORCH_PYTHON, timeout=300)
+    assert [r["ok"] for r in d["runs"]["tinyconv"]] == [True] and [r["ok"] for r in d["runs"]["torch"]] == [True]
+    rows = {r["metric"]: r for r in d["epoch"]}
+    assert rows["epoch_s"]["ratio"] > 0 and rows["peak_rss_mb"]["torch"] > 0
+    assert d["machine"]["torch"] and "PyTorch 2" in d["markdown"]
