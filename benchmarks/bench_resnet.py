@@ -23,8 +23,8 @@ medians over all timed samples of all rounds, with min and max; the ratio column
 PyTorch's. The first-step losses of both frameworks are compared (same weights, same batch) as a check that the
 two networks are the same.
 
-The PyTorch worker runs under ``--torch-python`` (default: this interpreter, when it can import torch); it imports
-torch and NumPy only, never tinyconv.
+The PyTorch worker runs under ``--torch-python`` (default: ``$TINYCONV_BENCH_TORCH_PYTHON``, else this interpreter,
+when it can import torch); it imports torch and NumPy only, never tinyconv.
 """
 from __future__ import annotations
 
@@ -170,7 +170,7 @@ def _torch_python(args) -> str | None:
     """An interpreter that can import torch, or None (then the torch rows are left out)."""
     if os.environ.get("TINYCONV_BENCH_NO_TORCH"):
         return None
-    candidate = args.torch_python or sys.executable
+    candidate = args.torch_python or os.environ.get("TINYCONV_BENCH_TORCH_PYTHON") or sys.executable
     ok = subprocess.run([candidate, "-c", "import torch"], capture_output=True).returncode == 0
     return candidate if ok else None
 
