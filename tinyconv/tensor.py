@@ -2,7 +2,15 @@
 
 A Tensor made by the user is a *leaf* (``grad_fn is None``); a Tensor made by an operation on tensors that require
 a gradient remembers that operation in ``grad_fn`` (see :mod:`tinyconv.autograd`). Operators follow NumPy's
-broadcasting; a Python number takes the tensor's dtype (``float32 tensor * 2.0`` stays float32, like PyTorch).
+broadcasting and PyTorch's dtype rules: ``tc.tensor`` makes Python ints int64, bools bool and floats float32; a
+Python number takes the tensor's dtype unless its kind is higher (``float32 * 2.0`` stays float32, ``int64 * 0.5``
+is float32); between tensors the higher kind wins and keeps its dtype (``int64 * float32`` → float32), and a 0-d
+tensor does not widen one with dimensions.
+
+Item assignment and the in-place methods (``t[idx] = v``, ``+=``, ``add_``, ``zero_`` ...) write into the storage
+and take part in autograd as in PyTorch; ``_version`` counts those writes (shared with views) so the engine can
+refuse a backward through a tensor modified after it was saved. ``t.data`` is the NumPy array itself: writes
+through it are not tracked, PyTorch's ``.data`` escape hatch.
 """
 from __future__ import annotations
 
