@@ -20,7 +20,7 @@ from tinyconv.nn.conv import Conv1d, Conv2d, ConvTranspose2d
 
 from strategies_conv import conv_configs, conv_transpose_configs
 
-KERNEL_NAMES = ["direct", "im2col", "numba"]
+KERNEL_NAMES = list(K.available())  # every registered backend (conftest.py adds the einsum one)
 direct = K.get_kernel("direct")  # the reference backend, through its checked doors
 ROOT = Path(__file__).resolve().parents[1]
 
