@@ -96,6 +96,9 @@ def test_free_functions_are_the_methods():
     assert tc.matmul(tc.eye(2), x).tolist() == x.tolist()
     assert tc.is_tensor(x) and not tc.is_tensor(x.data)
     assert tc.add(x, 1).tolist() == (x + 1).tolist() and tc.square(x).tolist() == (x * x).tolist()
+    c = tc.clone(x)
+    assert c.tolist() == x.tolist() and not np.shares_memory(c.data, x.data)
+    assert np.shares_memory(tc.detach(x).data, x.data)
 
 
 def test_axis_and_keepdims_aliases_on_the_methods():

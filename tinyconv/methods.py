@@ -11,7 +11,7 @@ from .tensor import Tensor, as_tensor
 _NAMES = (
     "abs", "exp", "log", "log1p", "sqrt", "relu", "sigmoid", "tanh", "clamp", "clip",
     "sum", "mean", "amax", "amin", "max", "min", "argmax", "argmin", "softmax", "log_softmax",
-    "reshape", "flatten", "permute", "transpose", "squeeze", "unsqueeze", "t", "numel", "neg",
+    "reshape", "flatten", "permute", "transpose", "squeeze", "unsqueeze", "t", "numel", "neg", "clone", "detach",
 )
 __all__ = list(_NAMES) + ["negative", "is_tensor", "add", "sub", "mul", "div", "pow", "eq", "ne", "lt", "le", "gt",
                           "ge", "square"]
