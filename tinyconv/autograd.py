@@ -219,6 +219,7 @@ class Function:
         arrays = []
         needs = []
         graph_inputs = []
+        fns = []  # each input's grad_fn now (a later in-place write may replace it)
         maker = None
         for t in inputs:
             requires_grad = getattr(t, "requires_grad", None)
@@ -226,11 +227,13 @@ class Function:
                 arrays.append(t)
                 needs.append(False)
                 graph_inputs.append(None)
+                fns.append(None)
             else:
                 maker = t
                 arrays.append(t.data)
                 needs.append(requires_grad)
                 graph_inputs.append(t)
+                fns.append(t.grad_fn)
         if maker is None:
             raise TypeError(f"{cls.__name__}.apply needs at least one Tensor among its positional inputs")
         record = _grad_mode.enabled and any(needs)
@@ -242,7 +245,7 @@ class Function:
         if not record:
             return maker._op_result(out, None)
         ctx.inputs = tuple(graph_inputs)
-        ctx.input_fns = tuple(None if t is None else t.grad_fn for t in graph_inputs)
+        ctx.input_fns = tuple(fns)
         if ctx._saved:
             ctx.saved_versions = _saved_versions(ctx._saved, graph_inputs, out)
         return maker._op_result(out, ctx)
