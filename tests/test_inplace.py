@@ -299,3 +299,15 @@ def test_sgd_step_spelled_with_inplace_ops_under_no_grad():
         w.grad.zero_()
     np.testing.assert_allclose(w.data, [0.8, 1.6], rtol=1e-6)
     assert w.grad.tolist() == [0.0, 0.0] and w.is_leaf
+
+
+@pytest.mark.parametrize("make", [lambda ps: tc.optim.SGD(ps, lr=0.1), lambda ps: tc.optim.Adam(ps, lr=0.1)])
+def test_an_optimizer_step_counts_as_an_inplace_write(make):
+    w = tc.tensor([1.0, 2.0], requires_grad=True)
+    optimizer = make([w])
+    loss = (w * w).sum()  # Mul saved w
+    loss.backward(retain_graph=True)
+    optimizer.step()
+    assert w._version == 1
+    with pytest.raises(RuntimeError, match=r"\[torch.FloatTensor \[2\]\] is at version 1; expected version 0"):
+        loss.backward()  # PyTorch refuses this too: the saved w is no longer the w the loss was computed from

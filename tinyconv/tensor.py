@@ -250,6 +250,10 @@ class Tensor:
         """How often the storage was modified in place (shared by the views of one tensor), as PyTorch's."""
         return (self if self._base is None else self._base)._ver
 
+    def _bump_version(self) -> None:
+        """Count one in-place write of the storage (optimizers call it after updating ``p.data``)."""
+        (self if self._base is None else self._base)._ver += 1
+
     def _view(self, out: "Tensor") -> "Tensor":
         """Mark ``out`` as a view of this tensor's storage when it is one, so both count versions together."""
         if out.data is self.data or (out.data.base is not None and np.may_share_memory(out.data, self.data)):
@@ -294,7 +298,7 @@ class Tensor:
             self.grad_fn, self.requires_grad = node, True
             node.output_ref = weakref.ref(self)
             node.output_meta = (self.shape, self.dtype)
-        (self if self._base is None else self._base)._ver += 1
+        self._bump_version()
         return self
 
     def _inplace(self, compute, value=None) -> "Tensor":

@@ -286,6 +286,7 @@ class SGD(Optimizer):
                         buf += (1.0 - tau) * g
                     g = g + mu * buf if nesterov else buf
                 p.data -= lr * g
+                p._bump_version()  # a graph that saved p now refuses backward, as in PyTorch
         return loss
 
 
@@ -360,6 +361,7 @@ class Adam(Optimizer):
                 else:
                     denom = np.sqrt(v) / bias_correction2_sqrt + eps
                 p.data -= (lr / bias_correction1) * (m / denom)
+                p._bump_version()
         return loss
 
 
