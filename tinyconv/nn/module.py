@@ -222,6 +222,8 @@ class Module:
         raise NotImplementedError(f"{type(self).__name__} must define forward()")
 
     def __call__(self, *args, **kwargs):
+        if not (self._forward_pre_hooks or self._forward_hooks or self._backward_hooks):
+            return self.forward(*args, **kwargs)  # no hooks: skip their machinery (most calls)
         for hook in list(self._forward_pre_hooks.values()):
             result = hook(self, args)
             if result is not None:
