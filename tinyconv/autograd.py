@@ -31,6 +31,7 @@ Observers (the profiler is one) watch the engine through :func:`set_observer` / 
 """
 from __future__ import annotations
 
+import sys
 import threading
 from contextlib import contextmanager
 
@@ -148,6 +149,9 @@ class Function:
     # Set by apply() on recorded nodes only (class defaults keep unrecorded ones cheap).
     input_fns: tuple = ()  # each input's grad_fn when this node ran (None for leaves and plain values)
     saved_versions: tuple = ()  # (tensor, version) for each input whose array forward saved; (None, 0): the output
+    # Set by the backward walk before each backward(): True when the incoming gradient is an array nobody else holds
+    # (no other edge, hook, retained .grad or view of it), so backward may write its result into it.
+    owns_grad: bool = False
 
     def __init__(self):
         self.needs_input_grad: tuple[bool, ...] = ()
@@ -319,6 +323,15 @@ def _topological_order(root_fn) -> list:
     return order
 
 
+def _sole_local_refcount() -> int:
+    a = np.empty(0)
+    return sys.getrefcount(a)
+
+
+# What sys.getrefcount reports for an array held by one local variable only (2 in CPython 3.11).
+_SOLE_REFS = _sole_local_refcount()
+
+
 def backward(tensor, grad=None, retain_graph: bool = False) -> None:
     """Back-propagate from ``tensor``: accumulate d(tensor)/d(leaf) (times ``grad``) into every leaf's ``.grad``."""
     if _observer is not None:
@@ -348,6 +361,7 @@ def _backward_pass(tensor, grad, retain_graph: bool) -> None:
 
     order = _topological_order(tensor.grad_fn)
     grads = {id(tensor.grad_fn): grad_arr}
+    input_grads = gi = None
     leaf_grads = {}  # id(leaf) -> (leaf, summed gradient), accumulated into .grad after the walk
     for node in order:
         g = grads.pop(id(node), None)
@@ -360,6 +374,10 @@ def _backward_pass(tensor, grad, retain_graph: bool) -> None:
             _ = node.saved_tensors  # raises the "backward through the graph a second time" error
         if node.saved_versions:
             _check_versions(node)
+        # Drop the previous node's references to its results first, so that only g itself (and getrefcount's
+        # argument) refers to an array no one else holds.
+        input_grads = gi = None
+        node.owns_grad = type(g) is np.ndarray and g.base is None and sys.getrefcount(g) <= _SOLE_REFS
         if _observer is None:
             input_grads = node.backward(node, g)
         else:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..autograd import Function
-from ..kernels import blas
+from ..kernels import activations, blas
 
 
 def unbroadcast(grad: np.ndarray, shape: tuple) -> np.ndarray:
@@ -255,16 +255,18 @@ class Clamp(Function):
 
 
 class Relu(Function):
+    # One pass over memory each way (kernels/activations.py); the backward writes into g when the engine says
+    # nobody else holds it (ctx.owns_grad), which saves a tensor-sized temporary per ReLU.
     @staticmethod
     def forward(ctx, a):
-        out = np.maximum(a, 0)
+        out = activations.relu_forward(a)
         ctx.save_for_backward(out)
         return out
 
     @staticmethod
     def backward(ctx, g):
         (out,) = ctx.saved_tensors
-        return (g * (out > 0),)
+        return (activations.relu_backward(g, out, overwrite_grad=ctx.owns_grad),)
 
 
 class LeakyRelu(Function):
