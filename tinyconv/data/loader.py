@@ -6,11 +6,18 @@ augmentation generator of batch ``b`` of that epoch from ``spawn_key=(e, 1, b)``
 whole random state of a loader is three integers, ``(seed, epoch, batch)``: saving them
 mid-epoch and loading them into a new loader reproduces the remaining batches bit for bit,
 augmentation included, with no pickled Generator objects.
+
+Because a batch is a pure function of ``(seed, epoch, batch)``, it can be made ahead of time: with ``prefetch=1``
+(the default) a background thread builds the next batch (indexing, scaling, augmentation, normalisation: NumPy
+work that mostly runs without the GIL) while the caller trains on the current one. The batches, their order and
+the resumable position are exactly those of ``prefetch=0``, which builds each batch when it is asked for.
 """
 
 from __future__ import annotations
 
 import operator
+import queue
+import threading
 from collections.abc import Callable, Iterator
 
 import numpy as np
@@ -96,6 +103,9 @@ class DataLoader:
         transform: optional ``transform(x, rng) -> x`` on the float32 (B, C, H, W) batch in
             [0, 1], before normalisation; ``rng`` is a Generator specific to this batch of
             this epoch (see ``random_shift``).
+        prefetch: how many batches a background thread builds ahead of the caller (0: none, each batch is
+            built in the caller's thread when asked for). Batches are identical either way; only where and
+            when ``transform`` runs differs (in that thread, one batch at a time, in order).
 
     Yields:
         x: float32 (B, C, H, W), C = 1 for (N, H, W) input, C-contiguous.
@@ -110,7 +120,7 @@ class DataLoader:
 
     def __init__(self, dataset, batch_size: int = 1, shuffle: bool = False, drop_last: bool = False,
                  seed: int | None = None, normalize: tuple[float, float] | None = (0.1307, 0.3081),
-                 transform: Transform | None = None):
+                 transform: Transform | None = None, prefetch: int = 1):
         self.images, self.labels = _as_arrays(dataset)
         self.batch_size = operator.index(batch_size)
         if self.batch_size < 1:
@@ -126,6 +136,9 @@ class DataLoader:
         if transform is not None and not callable(transform):
             raise TypeError(f"transform must be callable(x, rng), given {type(transform).__name__}")
         self.transform = transform
+        if isinstance(prefetch, bool) or operator.index(prefetch) < 0:
+            raise ValueError(f"prefetch must be an int >= 0 (batches built ahead), given {prefetch!r}")
+        self.prefetch = operator.index(prefetch)
         self._seed = self._check_seed(np.random.SeedSequence().entropy if seed is None else seed)
         self._epoch = 0          # the epoch in progress, or the next one to start
         self._batch = 0          # batches of self._epoch already handed out
@@ -234,15 +247,71 @@ class DataLoader:
 
     def _run(self, epoch: int, start: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         order, bs = self.order(epoch), self.batch_size
-        for b in range(start, len(self)):
-            x, y = self._make_batch(order[b * bs:(b + 1) * bs], epoch, b)
-            # Count the batch as handed out before yielding, so a state_dict() taken while
-            # the caller works on it resumes at the batch after it.
-            self._batch = b + 1
-            yield x, y
+        batches = range(start, len(self))
+        made = ((self._make_batch(order[b * bs:(b + 1) * bs], epoch, b) for b in batches) if self.prefetch == 0
+                else _made_ahead(self, order, epoch, batches, self.prefetch))
+        try:
+            for b, (x, y) in zip(batches, made):
+                # Count the batch as handed out before yielding, so a state_dict() taken while
+                # the caller works on it resumes at the batch after it.
+                self._batch = b + 1
+                yield x, y
+        finally:
+            made.close()  # stops the prefetch thread now, at the epoch's end or when the caller stops early
         self._epoch, self._batch = epoch + 1, 0
 
     def __repr__(self) -> str:
         return (f"DataLoader(num_samples={self.num_samples}, batch_size={self.batch_size}, "
                 f"shuffle={self.shuffle}, drop_last={self.drop_last}, seed={self._seed}, "
                 f"epoch={self._epoch})")
+
+
+_DONE = object()
+
+
+def _made_ahead(loader: DataLoader, order: np.ndarray, epoch: int, batches: range, depth: int):
+    """Yield ``loader._make_batch`` of each batch in ``batches``, built by a thread up to ``depth`` batches ahead.
+
+    The thread stops when the epoch ends, when the consumer stops early (this generator is closed or collected)
+    and at the first exception, which is raised here, at the batch it belongs to."""
+    slots: queue.Queue = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+    bs = loader.batch_size
+
+    def put(item) -> bool:
+        while not stop.is_set():
+            try:
+                slots.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def produce() -> None:
+        try:
+            for b in batches:
+                if not put((True, loader._make_batch(order[b * bs:(b + 1) * bs], epoch, b))):
+                    return
+        except BaseException as e:  # handed to the consumer, raised at this batch
+            put((False, e))
+            return
+        put((True, _DONE))
+
+    worker = threading.Thread(target=produce, name="tinyconv-DataLoader-prefetch", daemon=True)
+    worker.start()
+    try:
+        while True:
+            ok, item = slots.get()
+            if not ok:
+                raise item
+            if item is _DONE:
+                return
+            yield item
+    finally:
+        stop.set()
+        while worker.is_alive():  # empty the queue so a blocked put() returns, then wait for the thread
+            try:
+                slots.get_nowait()
+            except queue.Empty:
+                pass
+            worker.join(timeout=0.01)
