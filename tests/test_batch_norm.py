@@ -57,8 +57,19 @@ def make_case(shape, seed, affine):
 AFFINE = st.sampled_from(["both", "weight", "bias", "none"])
 
 
+@pytest.fixture(scope="module", params=["numba", "numpy"])
+def implementation(request):
+    """Run a test with each implementation of the same formulas (compiled passes and vectorised NumPy).
+    Module-scoped so that hypothesis may use it; the default (None: numba unless the JIT is off) is restored."""
+    from tinyconv.functions.batch_norm import BatchNorm
+
+    BatchNorm.implementation = request.param
+    yield request.param
+    BatchNorm.implementation = None
+
+
 @given(shape=bn_inputs(), seed=st.integers(0, 2**32 - 1), training=st.booleans(), affine=AFFINE)
-def test_batch_norm_gradcheck(shape, seed, training, affine):
+def test_batch_norm_gradcheck(shape, seed, training, affine, implementation):
     x, w, b, rm, rv = make_case(shape, seed, affine)
     inputs = [t for t in (x, w, b) if t is not None]
 
@@ -74,7 +85,7 @@ def test_batch_norm_gradcheck(shape, seed, training, affine):
 
 
 @given(shape=bn_inputs(), seed=st.integers(0, 2**32 - 1), training=st.booleans(), affine=AFFINE)
-def test_hand_derived_backward_agrees_with_composite_ops(shape, seed, training, affine):
+def test_hand_derived_backward_agrees_with_composite_ops(shape, seed, training, affine, implementation):
     x, w, b, rm, rv = make_case(shape, seed, affine)
     x2, w2, b2 = (None if t is None else tc.tensor(t.data.copy(), requires_grad=True) for t in (x, w, b))
     y = F.batch_norm(x, rm.copy(), rv.copy(), w, b, training=training)
@@ -89,7 +100,7 @@ def test_hand_derived_backward_agrees_with_composite_ops(shape, seed, training, 
             np.testing.assert_allclose(mine.grad.data, ref.grad.data, rtol=1e-9, atol=1e-10)
 
 
-def test_only_requested_gradients_are_computed():
+def test_only_requested_gradients_are_computed(implementation):
     x, w, b, rm, rv = make_case((4, 3, 2, 2), 0, "both")
     w.requires_grad_(False)
     y = F.batch_norm(x.detach(), rm, rv, w, b, training=True)  # only the bias needs a gradient
@@ -98,7 +109,7 @@ def test_only_requested_gradients_are_computed():
     assert w.grad is None
 
 
-def test_float32_matches_float64():
+def test_float32_matches_float64(implementation):
     rng = np.random.default_rng(3)
     x = rng.standard_normal((16, 7, 6, 6)) * 3 + 2
     outs = {}
@@ -114,7 +125,7 @@ def test_float32_matches_float64():
 
 
 # ---------------------------------------------------------------------------------------- running statistics
-def test_training_updates_running_stats_with_unbiased_variance():
+def test_training_updates_running_stats_with_unbiased_variance(implementation):
     rng = np.random.default_rng(1)
     x = rng.standard_normal((5, 3, 4, 2))
     rm, rv = np.array([0.5, -1.0, 2.0]), np.array([1.0, 2.0, 0.5])
@@ -128,7 +139,7 @@ def test_training_updates_running_stats_with_unbiased_variance():
     np.testing.assert_allclose(y.data, expected, rtol=1e-10, atol=1e-12)
 
 
-def test_eval_mode_uses_running_stats_and_leaves_them_alone():
+def test_eval_mode_uses_running_stats_and_leaves_them_alone(implementation):
     rng = np.random.default_rng(2)
     x = rng.standard_normal((3, 2, 5))
     rm, rv = np.array([0.2, -0.4]), np.array([1.5, 0.7])
@@ -242,7 +253,7 @@ def test_double_keeps_the_counter_an_integer_and_assigning_a_buffer_keeps_it_a_b
 
 
 @pytest.mark.parametrize("training", [True, False])
-def test_empty_batch_like_pytorch(training):
+def test_empty_batch_like_pytorch(training, implementation):
     bn = nn.BatchNorm2d(3).train(training)
     x = tc.randn(0, 3, 4, 4, requires_grad=True)
     y = bn(x)
@@ -253,3 +264,36 @@ def test_empty_batch_like_pytorch(training):
     np.testing.assert_array_equal(bn.bias.grad.data, 0)
     np.testing.assert_array_equal(bn.running_mean.data, 0)
     np.testing.assert_array_equal(bn.running_var.data, 1)
+
+
+@pytest.mark.parametrize("training", [True, False])
+def test_the_two_implementations_agree_in_float32_with_a_large_mean(training):
+    """Centred inputs far from zero (mean 50, std 0.5): both implementations stay accurate in float32."""
+    from tinyconv.functions.batch_norm import BatchNorm
+
+    rng = np.random.default_rng(4)
+    x = (rng.standard_normal((32, 5, 7, 7)) * 0.5 + 50).astype(np.float32)
+    g = rng.standard_normal(x.shape).astype(np.float32)
+    rm, rv = np.full(5, 50.0), np.full(5, 0.25)
+    results = {}
+    for impl in ("numba", "numpy", None):
+        BatchNorm.implementation = impl
+        try:
+            xt = tc.tensor(x, requires_grad=True)
+            w = tc.tensor(np.linspace(0.5, 2, 5).astype(np.float32), requires_grad=True)
+            b = tc.tensor(np.zeros(5, np.float32), requires_grad=True)
+            y = F.batch_norm(xt, rm.copy(), rv.copy(), w, b, training=training)
+            y.backward(g)
+            results[impl] = (y.data, xt.grad.data, w.grad.data, b.grad.data)
+        finally:
+            BatchNorm.implementation = None
+    x64 = tc.tensor(x.astype(np.float64), requires_grad=True)
+    w64 = tc.tensor(np.linspace(0.5, 2, 5), requires_grad=True)
+    b64 = tc.tensor(np.zeros(5), requires_grad=True)
+    y64 = composite_batch_norm(x64, rm, rv, w64, b64, training, 1e-5)
+    y64.backward(g.astype(np.float64))
+    reference = (y64.data, x64.grad.data, w64.grad.data, b64.grad.data)
+    for impl, got in results.items():
+        for name, a, ref in zip(("y", "dx", "dw", "db"), got, reference):
+            scale = np.abs(ref).max()
+            np.testing.assert_allclose(a, ref, rtol=0, atol=1e-4 * scale, err_msg=f"{impl} {name}")

@@ -36,6 +36,16 @@ SHAPES = {  # class name -> input shapes it takes
 }
 
 
+@pytest.fixture(scope="module", params=["numba", "numpy"])
+def implementation(request):
+    """Each implementation of batch norm (compiled passes, vectorised NumPy); module-scoped for hypothesis."""
+    from tinyconv.functions.batch_norm import BatchNorm
+
+    BatchNorm.implementation = request.param
+    yield request.param
+    BatchNorm.implementation = None
+
+
 def pair(cls_name, channels, **options):
     ours = getattr(nn, cls_name)(channels, **options).double()
     theirs = getattr(torch.nn, cls_name)(channels, **options).double()
@@ -59,7 +69,7 @@ def assert_same_state(ours, theirs):
 @pytest.mark.parametrize("options", OPTIONS, ids=lambda o: ",".join(f"{k}={v}" for k, v in o.items()) or "default")
 @pytest.mark.parametrize("cls_name", sorted(SHAPES))
 @given(seed=st.integers(0, 2**32 - 1), shape_index=st.integers(0, 1))
-def test_training_steps_then_eval_match_pytorch(cls_name, options, seed, shape_index):
+def test_training_steps_then_eval_match_pytorch(cls_name, options, seed, shape_index, implementation):
     shape = SHAPES[cls_name][shape_index]
     ours, theirs = pair(cls_name, shape[1], **options)
     rng = np.random.default_rng(seed)
@@ -98,7 +108,7 @@ def test_training_steps_then_eval_match_pytorch(cls_name, options, seed, shape_i
 
 
 @pytest.mark.parametrize("training", [True, False])
-def test_functional_matches_pytorch(training):
+def test_functional_matches_pytorch(training, implementation):
     rng = np.random.default_rng(7)
     x, g = rng.standard_normal((5, 4, 3, 2)), rng.standard_normal((5, 4, 3, 2))
     w, bias = rng.uniform(0.5, 2, 4), rng.standard_normal(4)
