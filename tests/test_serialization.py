@@ -165,3 +165,49 @@ def test_tmp_files_live_next_to_the_target(tmp_path):
     tc.save({"a": 1}, sub / "x.npz")  # creates folders
     assert tc.load(sub / "x.npz") == {"a": 1}
     assert os.listdir(sub) == ["x.npz"]
+
+
+def test_a_write_killed_midway_leaves_a_temporary_that_the_next_save_removes(tmp_path):
+    """SIGKILL during tc.save (no ``finally`` runs): the old checkpoint survives; the stale temporary file is
+    removed by the next save to the same path, while another live process's temporary is left alone."""
+    import os
+    import subprocess
+    import sys
+
+    path = tmp_path / "checkpoint.npz"
+    tc.save({"v": np.ones(3)}, path)
+    script = (
+        "import os, signal, numpy as np, tinyconv as tc\n"
+        "real = np.savez\n"
+        "def dying(f, **kw):\n"
+        "    f.write(b'PK' + bytes(1000)); f.flush(); os.kill(os.getpid(), signal.SIGKILL)\n"
+        "np.savez = dying\n"
+        f"tc.save({{'v': np.zeros(3)}}, {str(path)!r})\n")
+    r = subprocess.run([sys.executable, "-c", script], capture_output=True)
+    assert r.returncode == -9
+    stale = [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+    assert len(stale) == 1 and stale[0].startswith(".checkpoint.npz.")
+    np.testing.assert_array_equal(tc.load(path)["v"], np.ones(3))  # the old file is intact
+    live = tmp_path / f".checkpoint.npz.{os.getppid()}-abcdef12.tmp"  # a writer that still runs
+    live.write_bytes(b"")
+    tc.save({"v": np.full(3, 2.0)}, path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["checkpoint.npz", live.name])
+    np.testing.assert_array_equal(tc.load(path)["v"], np.full(3, 2.0))
+
+
+def test_every_load_failure_is_one_error_type(tmp_path):
+    assert issubclass(tc.CheckpointError, ValueError) and tc.CheckpointError is SerializationError
+    with pytest.raises(tc.CheckpointError, match="nope.npz"):
+        tc.load(tmp_path / "nope.npz")
+    with pytest.raises(tc.CheckpointError, match="is a folder"):
+        tc.load(tmp_path)
+    for tree in ({"t": "dict", "k": ["a"], "v": []}, {"t": "dict", "k": [["x"]], "v": [{"t": "v", "v": 1}]},
+                 {"t": "list", "v": 3}, {"t": "float", "v": "abc"}, {"t": "v", "v": {"x": 1}}, [1, 2], 7,
+                 {"t": "tensor", "a": 5}):
+        meta = json.dumps({"format": "tinyconv", "version": 1, "tree": tree}).encode()
+        np.savez(tmp_path / "t.npz", **{META_KEY: np.frombuffer(meta, dtype=np.uint8)})
+        with pytest.raises(tc.CheckpointError, match="t.npz"):
+            tc.load(tmp_path / "t.npz")
+    np.savez(tmp_path / "m.npz", **{META_KEY: np.frombuffer(b'{"format": "tinyconv"}', dtype=np.uint8)})
+    with pytest.raises(tc.CheckpointError, match="m.npz"):
+        tc.load(tmp_path / "m.npz")

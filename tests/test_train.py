@@ -228,11 +228,47 @@ def test_resume_of_a_finished_run_does_nothing(tmp_path):
 
 def test_bad_checkpoints_are_refused(tmp_path):
     t = make_trainer(tmp_path, epochs=1)
-    with pytest.raises(ValueError, match="not a tinyconv training checkpoint"):
+    with pytest.raises(tc.CheckpointError, match="not a usable training checkpoint"):
         t.load_state_dict({"model": {}})
     state = make_trainer(epochs=1).state_dict()
     state["scheduler"] = None
-    with pytest.raises(ValueError, match="has no scheduler state"):
+    with pytest.raises(tc.CheckpointError, match="has no scheduler state"):
         t.load_state_dict(state)
     with pytest.raises(ValueError, match="scheduler_interval"):
         Trainer(t.model, t.optimizer, t.train_loader, epochs=1, scheduler_interval="week")
+
+
+def test_divergence_stops_keeps_the_last_good_checkpoint_and_never_saves_nan(tmp_path):
+    from tinyconv.train import TrainingDiverged
+
+    t = make_trainer(tmp_path, epochs=3)
+    before = None
+
+    def poison(trainer, epoch, batch):
+        nonlocal before
+        if (epoch, batch) == (1, 2):
+            before = (tmp_path / "checkpoint.npz").read_bytes()
+            next(iter(trainer.model.parameters())).data[0, 0] = np.nan
+
+    t.callback = poison
+    with pytest.raises(TrainingDiverged, match=r"diverged in epoch 2, batch 3/5: the training loss is nan") as e:
+        t.fit()
+    assert e.value.checkpoint == tmp_path / "checkpoint.npz" and "kept the last good checkpoint" in str(e.value)
+    assert (tmp_path / "checkpoint.npz").read_bytes() == before  # epoch 1's, untouched
+    assert tc.load(tmp_path / "checkpoint.npz")["epoch"] == 1
+    with pytest.raises(TrainingDiverged, match="refusing to write .*other.npz: model/1.weight holds NaN"):
+        t.save_checkpoint(tmp_path / "other.npz")
+    assert not (tmp_path / "other.npz").exists()
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")  # overflow in matmul: the point of the test
+def test_a_huge_learning_rate_diverges_in_the_first_epoch_without_writing_anything(tmp_path):
+    from tinyconv.train import TrainingDiverged
+
+    t = make_trainer(tmp_path, epochs=2)
+    for g in t.optimizer.param_groups:
+        g["lr"] = 1e30
+    t.scheduler = None
+    with pytest.raises(TrainingDiverged, match="in epoch 1.*learning rate 1e\\+30.*no checkpoint had been written"):
+        t.fit()
+    assert not (tmp_path / "checkpoint.npz").exists()

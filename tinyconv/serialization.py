@@ -13,32 +13,40 @@ path joined with ``/`` (``model/conv1.weight``, ``optimizer/state/0/exp_avg``). 
 lists vs tuples, Tensors vs arrays, and the plain values inline. ``tc.load`` rebuilds the object exactly.
 A plain ``.npz`` without that member (e.g. from ``np.savez``) loads as a flat ``{name: Tensor}`` dict.
 
-Files are written to a temporary file in the same folder and renamed into place (``os.replace``), so a crash
-mid-write never leaves a truncated file under the final name. Everything is read with ``allow_pickle=False``.
+Files are written atomically (``tinyconv.files.atomic_write``: a temporary file in the same folder, renamed into
+place), so a crash mid-write never leaves a truncated file under the final name. Everything is read with ``allow_pickle=False``.
 """
 from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
 import zipfile
 from pathlib import Path
 
 import numpy as np
 
+from .files import atomic_write
 from .tensor import Tensor
 
-__all__ = ["save", "load", "SerializationError", "FORMAT", "VERSION"]
+__all__ = ["save", "load", "CheckpointError", "CheckpointNotFoundError", "SerializationError", "FORMAT", "VERSION"]
 
 FORMAT = "tinyconv"
 VERSION = 1
 META_KEY = "__tinyconv__"
 
 
-class SerializationError(ValueError):
-    """A file that ``tc.load`` cannot read (not an .npz, corrupt, or inconsistent), or an object ``tc.save``
-    cannot store. The message names the file and, where it applies, the key."""
+class CheckpointError(ValueError):
+    """tinyconv's one error for a file it cannot use: ``tc.load`` of a missing, unreadable, corrupt or tampered
+    file, a training checkpoint whose contents do not fit its schema, or an object ``tc.save`` cannot store.
+    The message names the file and the problem (and, where it applies, the key)."""
+
+
+class CheckpointNotFoundError(CheckpointError, FileNotFoundError):
+    """``tc.load`` of a path that does not exist (also a ``FileNotFoundError``)."""
+
+
+#: The former name of :class:`CheckpointError`.
+SerializationError = CheckpointError
 
 
 # ----------------------------------------------------------------------------------------------------- save
@@ -111,81 +119,107 @@ def save(obj, path) -> Path:
     meta = json.dumps({"format": FORMAT, "version": VERSION, "tree": tree}, allow_nan=False)
     members = dict(arrays)
     members[META_KEY] = np.frombuffer(meta.encode("utf-8"), dtype=np.uint8)
-    folder = path.parent
-    folder.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **members)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
+    with atomic_write(path) as f:
+        np.savez(f, **members)
     return path
 
 
 # ----------------------------------------------------------------------------------------------------- load
 def _decode(node, arrays, path: str, file: Path):
-    try:
-        t = node["t"]
-    except (TypeError, KeyError):
-        raise SerializationError(f"{file}: bad structure description at {path or '<root>'}") from None
+    where = path or "<root>"
+
+    def bad(what: str):
+        return CheckpointError(f"{file}: damaged structure description at {where}: {what}")
+
+    if not isinstance(node, dict) or not isinstance(node.get("t"), str):
+        raise bad(f"expected a node object, found {node!r:.60}")
+    t = node["t"]
     if t in ("tensor", "ndarray", "npscalar"):
         name = node.get("a")
-        if name not in arrays:
-            raise SerializationError(f"{file}: array member {name!r} (for {path or '<root>'}) is missing")
+        if not isinstance(name, str) or name not in arrays:
+            raise CheckpointError(f"{file}: array member {name!r} (for {where}) is missing")
         arr = arrays[name]
         if t == "tensor":
+            if arr.dtype.kind not in "biufc":
+                raise bad(f"a tensor of dtype {arr.dtype}")
             return Tensor(arr)
         return arr if t == "ndarray" else arr[()]
     if t == "v":
-        return node["v"]
+        v = node.get("v")
+        if not (v is None or isinstance(v, (bool, int, float, str))):
+            raise bad(f"a plain value expected, found {type(v).__name__}")
+        return v
     if t == "float":
-        return float(node["v"])
+        try:
+            return float(node.get("v"))
+        except (TypeError, ValueError):
+            raise bad(f"not a float: {node.get('v')!r:.60}") from None
     if t == "dict":
-        return {k: _decode(v, arrays, f"{path}/{k}" if path else str(k), file) for k, v in zip(node["k"], node["v"])}
+        keys, values = node.get("k"), node.get("v")
+        if not isinstance(keys, list) or not isinstance(values, list) or len(keys) != len(values) or \
+                not all(isinstance(k, (str, int)) and not isinstance(k, bool) for k in keys) or \
+                len(set(keys)) != len(keys):
+            raise bad("dict keys and values do not match")
+        return {k: _decode(v, arrays, f"{path}/{k}" if path else str(k), file) for k, v in zip(keys, values)}
     if t in ("list", "tuple"):
+        if not isinstance(node.get("v"), list):
+            raise bad(f"a {t} without items")
         items = [_decode(v, arrays, f"{path}/{i}" if path else str(i), file) for i, v in enumerate(node["v"])]
         return items if t == "list" else tuple(items)
-    raise SerializationError(f"{file}: unknown node type {t!r} at {path or '<root>'}")
+    raise CheckpointError(f"{file}: unknown node type {t!r} at {where}")
 
 
 def load(path):
     """Read a file written by :func:`save` and return the object, rebuilt exactly (Tensors as Tensors).
 
-    Raises ``FileNotFoundError`` for a missing file and :class:`SerializationError` (naming the file) for one
-    that is not a readable ``.npz``, is corrupt, or whose structure description is damaged.
+    Raises :class:`CheckpointError` (naming the file and the problem) for a file that is missing
+    (:class:`CheckpointNotFoundError`, also a ``FileNotFoundError``), unreadable, not an ``.npz``, corrupt, or whose
+    structure description is damaged. Nothing else: any other failure of a damaged file is reported the same way.
     """
     path = Path(path)
     if not path.exists():
-        raise FileNotFoundError(f"no such file: '{path}'")
-    if not zipfile.is_zipfile(path):
-        raise SerializationError(f"'{path}' is not an .npz file (not a zip archive; corrupt, truncated, or "
-                                 "another format?)")
+        raise CheckpointNotFoundError(f"no such file: '{path}'")
+    if path.is_dir():
+        raise CheckpointError(f"'{path}' is a folder, not a checkpoint file")
+    try:
+        is_zip = zipfile.is_zipfile(path)
+        with open(path, "rb"):
+            pass
+    except OSError as e:
+        raise CheckpointError(f"cannot read '{path}': {e.strerror or e}") from e
+    if not is_zip:
+        raise CheckpointError(f"'{path}' is not an .npz file (not a zip archive; corrupt, truncated, or "
+                              "another format?)")
     try:
         with np.load(path, allow_pickle=False) as npz:
             arrays = {name: npz[name] for name in npz.files}
     except ValueError as e:  # e.g. an object array, which would need pickle
-        raise SerializationError(f"'{path}' cannot be read without pickle, which tinyconv refuses: {e}") from e
-    except Exception as e:  # BadZipFile, CRC errors, truncated members, bad .npy headers ...
-        raise SerializationError(f"'{path}' is not a readable .npz file (corrupt or truncated?): "
-                                 f"{type(e).__name__}: {e}") from e
+        raise CheckpointError(f"'{path}' cannot be read without pickle, which tinyconv refuses: {e}") from e
+    except Exception as e:  # BadZipFile, CRC errors, truncated members, bad .npy headers, MemoryError ...
+        raise CheckpointError(f"'{path}' is not a readable .npz file (corrupt or truncated?): "
+                              f"{type(e).__name__}: {e}") from e
     if META_KEY not in arrays:
         # A plain .npz of named arrays (np.savez(..., **state_dict)): a flat state dict.
+        bad = [name for name, arr in arrays.items() if arr.dtype.kind not in "biufc"]
+        if bad:
+            raise CheckpointError(f"'{path}': member {bad[0]!r} is not numeric ({arrays[bad[0]].dtype})")
         return {name: Tensor(arr) for name, arr in arrays.items()}
     raw = arrays.pop(META_KEY)
     try:
+        if raw.dtype != np.uint8 or raw.ndim != 1:
+            raise ValueError(f"expected uint8 bytes, found {raw.dtype} {raw.shape}")
         meta = json.loads(raw.tobytes().decode("utf-8"))
-        if meta.get("format") != FORMAT:
-            raise ValueError(f"format {meta.get('format')!r}")
-    except (ValueError, AttributeError, UnicodeDecodeError) as e:
-        raise SerializationError(f"'{path}': its {META_KEY} member is damaged ({e})") from e
-    if meta.get("version", 0) > VERSION:
-        raise SerializationError(f"'{path}' was written by a newer tinyconv (format version {meta['version']}, "
-                                 f"this one reads up to {VERSION})")
-    return _decode(meta["tree"], arrays, "", path)
+        if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+            raise ValueError(f"format {meta.get('format') if isinstance(meta, dict) else meta!r:.60}")
+        version = meta.get("version", 0)
+        if not isinstance(version, int) or isinstance(version, bool) or "tree" not in meta:
+            raise ValueError("no version or no tree")
+    except (ValueError, UnicodeDecodeError, RecursionError) as e:
+        raise CheckpointError(f"'{path}': its {META_KEY} member is damaged ({e})") from e
+    if version > VERSION:
+        raise CheckpointError(f"'{path}' was written by a newer tinyconv (format version {version}, "
+                              f"this one reads up to {VERSION})")
+    try:
+        return _decode(meta["tree"], arrays, "", path)
+    except RecursionError:
+        raise CheckpointError(f"'{path}': its {META_KEY} member is nested too deeply") from None

@@ -17,23 +17,20 @@ without the suffix is read too.
 
 Reading is strict: anything that is not exactly one well-formed IDX array raises
 ``IDXError`` (a ``ValueError``) whose message names the file, what was expected and what
-was found. Writing is atomic: the bytes go to a temporary file in the same folder, which
-is then renamed over the target with ``os.replace``, so a reader never sees half a file.
+was found. Writing is atomic (``tinyconv.files.atomic_write``): a reader never sees half a file.
 """
 
 from __future__ import annotations
 
-import contextlib
 import gzip
 import os
-import tempfile
 import zlib
-from collections.abc import Iterator
 from pathlib import Path
-from typing import BinaryIO
 
 import numpy as np
 import numpy.typing as npt
+
+from ..files import atomic_write
 
 __all__ = ["IDXError", "DTYPE_CODES", "read_idx", "write_idx", "atomic_write"]
 
@@ -145,33 +142,6 @@ def read_idx(path: str | os.PathLike, *, ndim: int | None = None,
     data = np.frombuffer(buf, dtype=stored, count=expected // stored.itemsize, offset=header_len)
     # astype copies: the result owns its memory, is writable, and is in native byte order.
     return data.astype(stored.newbyteorder("="), copy=True).reshape(shape)
-
-
-@contextlib.contextmanager
-def atomic_write(path: str | os.PathLike) -> Iterator[BinaryIO]:
-    """Open a temporary file next to ``path`` for binary writing; on success rename it over ``path``.
-
-    The temporary file lives in the same folder (so ``os.replace`` is an atomic rename on one
-    filesystem) and is named ``.<name>.<random>.tmp``. If the ``with`` body raises, the
-    temporary file is deleted and ``path`` is left exactly as it was.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            yield f
-            f.flush()
-            os.fsync(f.fileno())
-        # mkstemp creates the file with mode 0600; give it the permissions a plain open() would.
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
 
 
 def _idx_header(array: np.ndarray, path: Path) -> tuple[bytes, np.dtype]:

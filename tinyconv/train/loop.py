@@ -1,62 +1,41 @@
-"""Training and evaluation loops: metrics history, checkpoints, exact resume, Ctrl-C handling.
-
-The pieces::
-
-    trainer = Trainer(model, optimizer, train_loader, test_loader, epochs=8, scheduler=sched,
-                      scheduler_interval="batch", out_dir="runs/lenet")
-    history = trainer.fit()            # list of per-epoch dicts (see METRICS)
-    evaluate(model, test_loader)       # {'loss', 'acc', 'n', 'confusion' (C, C) int64}
-
-Each epoch: one pass over ``train_loader`` (cross-entropy, ``optimizer.step()`` per batch, the scheduler stepped
-per batch or per epoch), then ``evaluate`` on ``test_loader``, a one-line summary, and (with ``out_dir``) the
-files ``checkpoint.npz``, ``metrics.csv`` and ``curves.png`` (when matplotlib is installed).
-
-**Exact resume.** A checkpoint holds everything that decides the next numbers: model, optimizer and scheduler
-state, the DataLoader position (seed, epoch, batch), tinyconv's global RNG state, the metrics history and the
-running sums of an unfinished epoch. Loading it into freshly built objects and calling ``fit`` again continues
-with bit-identical losses, from an epoch boundary or from the middle of an epoch.
-
-**Ctrl-C.** The first SIGINT asks the loop to stop after the batch in progress: it saves a mid-epoch checkpoint
-at that clean point and raises :class:`TrainingInterrupted` (a ``KeyboardInterrupt``). A second Ctrl-C raises
-``KeyboardInterrupt`` at once; the loop still saves a mid-epoch checkpoint if the interrupt arrived outside the
-parameter update (the batch in progress is then simply redone on resume), and otherwise leaves the checkpoint of
-the last completed epoch in place.
-"""
+"""The training loop: ``Trainer`` (fit, exact resume, Ctrl-C, divergence) and ``evaluate``."""
 from __future__ import annotations
 
-import csv
-import io
+import copy
 import math
-import os
 import signal
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
 
 import numpy as np
 
-from . import functional as F
-from .autograd import no_grad
-from .random import get_rng_state, set_rng_state
-from .serialization import load, save
-from .tensor import Tensor
+from .. import functional as F
+from ..autograd import no_grad
+from ..random import get_rng_state, set_rng_state
+from ..serialization import CheckpointError
+from ..tensor import Tensor
+from .checkpoint import (CHECKPOINT_FORMAT, CHECKPOINT_VERSION, NonFiniteState, conforms, load_checkpoint,
+                         save_checkpoint, validate_checkpoint)
+from .reporting import format_row, grad_norms, plot_curves, write_metrics_csv
 
-__all__ = [
-    "Trainer", "TrainingInterrupted", "evaluate", "format_confusion", "write_metrics_csv", "plot_curves",
-    "grad_norms", "METRICS", "CHECKPOINT_FORMAT",
-]
-
-CHECKPOINT_FORMAT = "tinyconv-checkpoint"
-#: Columns of ``metrics.csv`` (followed by ``grad_norm_<layer>`` columns with ``log_grads``).
-METRICS = ("epoch", "train_loss", "train_acc", "test_loss", "test_acc", "lr", "train_seconds", "eval_seconds",
-           "images_per_s")
+__all__ = ["Trainer", "TrainingInterrupted", "TrainingDiverged", "evaluate"]
 
 
 class TrainingInterrupted(KeyboardInterrupt):
     """Raised by ``Trainer.fit`` after Ctrl-C (or ``request_stop()``); ``.checkpoint`` is the file written
     (None if none could be written safely), ``.epoch``/``.batch`` where training stopped."""
+
+    def __init__(self, message: str, checkpoint: Path | None, epoch: int, batch: int):
+        super().__init__(message)
+        self.checkpoint, self.epoch, self.batch = checkpoint, epoch, batch
+
+
+class TrainingDiverged(RuntimeError):
+    """Raised by ``Trainer.fit`` when the loss or the weights stop being finite. Nothing non-finite is saved:
+    ``.checkpoint`` is the last good checkpoint on disk (None if there is none), ``.epoch``/``.batch`` where the
+    divergence was seen."""
 
     def __init__(self, message: str, checkpoint: Path | None, epoch: int, batch: int):
         super().__init__(message)
@@ -95,103 +74,6 @@ def evaluate(model, loader, num_classes: int | None = None) -> dict:
     if n == 0:
         raise ValueError("evaluate: the loader yielded no samples")
     return {"loss": loss_sum / n, "acc": float(np.trace(confusion)) / n, "n": n, "confusion": confusion}
-
-
-def format_confusion(confusion: np.ndarray, labels=None) -> str:
-    """The confusion matrix as aligned text: rows = true class, columns = predicted, plus per-class accuracy."""
-    confusion = np.asarray(confusion)
-    c = confusion.shape[0]
-    labels = [str(i) for i in range(c)] if labels is None else [str(s) for s in labels]
-    width = max(max(len(str(v)) for v in confusion.flat), max(len(s) for s in labels), 4)
-    head = "true\\pred".ljust(10) + " ".join(s.rjust(width) for s in labels) + "   acc"
-    rows = [head]
-    for i in range(c):
-        total = confusion[i].sum()
-        acc = f"{100.0 * confusion[i, i] / total:6.2f}%" if total else "     -"
-        rows.append(labels[i].ljust(10) + " ".join(str(v).rjust(width) for v in confusion[i]) + " " + acc)
-    return "\n".join(rows)
-
-
-def grad_norms(model) -> dict[str, float]:
-    """L2 norm of each layer's gradient (a module's own parameters together), by module name, e.g. ``conv1``.
-
-    ``tinyconv.visualize.grad_norms(model, by="module")``; parameters without a gradient are left out.
-    """
-    from .visualize import grad_norms as _grad_norms
-
-    return _grad_norms(model, by="module")
-
-
-# ------------------------------------------------------------------------------------------------ files
-def _atomic_text(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", newline="") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def write_metrics_csv(history: list[dict], path) -> Path:
-    """Write the history as CSV (one row per epoch; columns ``METRICS`` then any extra keys, e.g. grad norms)."""
-    path = Path(path)
-    extra = []
-    for row in history:
-        extra += [k for k in row if k not in METRICS and k not in extra]
-    columns = list(METRICS) + extra
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n")
-    writer.writeheader()
-    for row in history:
-        writer.writerow({k: (repr(v) if isinstance(v, float) else v) for k, v in row.items()})
-    _atomic_text(path, buf.getvalue())
-    return path
-
-
-def plot_curves(history: list[dict], path) -> bool:
-    """Draw loss, accuracy (and gradient norms, when recorded) per epoch into a PNG.
-
-    Returns False (and draws nothing) when matplotlib is not installed. Uses the Agg canvas directly, so it never
-    touches pyplot's global backend.
-    """
-    try:
-        from matplotlib.backends.backend_agg import FigureCanvasAgg
-        from matplotlib.figure import Figure
-    except ImportError:
-        return False
-    epochs = [r["epoch"] for r in history]
-    grad_keys = [k for k in (history[0] if history else {}) if k.startswith("grad_norm_")]
-    panels = 3 if grad_keys else 2
-    fig = Figure(figsize=(4.2 * panels, 3.4), layout="constrained")
-    FigureCanvasAgg(fig)
-    ax = fig.add_subplot(1, panels, 1)
-    ax.plot(epochs, [r["train_loss"] for r in history], "o-", label="train")
-    ax.plot(epochs, [r["test_loss"] for r in history], "s-", label="test")
-    ax.set(xlabel="epoch", ylabel="cross-entropy", title="loss")
-    ax.legend()
-    ax = fig.add_subplot(1, panels, 2)
-    ax.plot(epochs, [100 * r["train_acc"] for r in history], "o-", label="train")
-    ax.plot(epochs, [100 * r["test_acc"] for r in history], "s-", label="test")
-    ax.set(xlabel="epoch", ylabel="accuracy (%)", title="accuracy")
-    ax.legend()
-    if grad_keys:
-        ax = fig.add_subplot(1, panels, 3)
-        for k in grad_keys:
-            ax.plot(epochs, [r.get(k, float("nan")) for r in history], "o-", label=k[len("grad_norm_"):])
-        ax.set(xlabel="epoch", ylabel="mean per-batch L2 norm", title="gradient norm per layer", yscale="log")
-        ax.legend(fontsize="small")
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".png", dir=path.parent)
-    os.close(fd)
-    try:
-        fig.savefig(tmp, dpi=110)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return True
 
 
 # ---------------------------------------------------------------------------------------------------- trainer
@@ -252,7 +134,8 @@ class Trainer:
         return {"loss_sum": 0.0, "correct": 0, "seen": 0, "seconds": 0.0, "lr": float("nan"), "grad_sums": {},
                 "grad_batches": 0}
 
-    def _print(self, line: str) -> None:
+    def log(self, line: str) -> None:
+        """Print one line to ``out`` (through tqdm when a progress bar may be showing)."""
         stream = self.out if self.out is not None else sys.stdout
         if self.progress:
             from tqdm import tqdm
@@ -276,7 +159,7 @@ class Trainer:
             partial = dict(self._partial, grad_sums=dict(self._partial["grad_sums"]))
         return {
             "format": CHECKPOINT_FORMAT,
-            "version": 1,
+            "version": CHECKPOINT_VERSION,
             "config": self.config,
             "epochs": self.epochs,
             "epoch": self.epoch,
@@ -292,23 +175,54 @@ class Trainer:
             "history": [dict(r) for r in self.history],
         }
 
-    def load_state_dict(self, state: dict) -> None:
-        """Restore a checkpoint made by ``state_dict()`` into this trainer's (freshly built) objects."""
-        if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
-            raise ValueError("not a tinyconv training checkpoint (expected format "
-                             f"{CHECKPOINT_FORMAT!r}, got {state.get('format') if isinstance(state, dict) else state!r})")
-        if (state["scheduler"] is None) != (self.scheduler is None):
-            raise ValueError("checkpoint " + ("has no" if state["scheduler"] is None else "has a")
-                             + " scheduler state but this trainer " + ("has one" if self.scheduler else "has none"))
-        if state.get("scheduler_interval", self.scheduler_interval) != self.scheduler_interval:
-            raise ValueError(f"checkpoint steps its scheduler per {state['scheduler_interval']}, this trainer per "
-                             f"{self.scheduler_interval}")
-        self.model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        if self.scheduler is not None:
-            self.scheduler.load_state_dict(state["scheduler"])
-        self.train_loader.load_state_dict(state["loader"])
-        set_rng_state(state["rng"])
+    def load_state_dict(self, state: dict, path="<state>") -> None:
+        """Restore a checkpoint made by ``state_dict()`` into this trainer's (freshly built) objects.
+
+        All or nothing: the state is checked against the checkpoint schema and against this trainer's own
+        model, optimizer, scheduler and loader first; if anything still fails while loading, every object is put
+        back as it was. Raises :class:`tinyconv.CheckpointError` naming ``path`` and the problem.
+        """
+        validate_checkpoint(state, path)
+        mine = self.state_dict()
+        try:
+            if (state["scheduler"] is None) != (self.scheduler is None):
+                raise ValueError("the checkpoint " + ("has no" if state["scheduler"] is None else "has a")
+                                 + " scheduler state but this trainer " + ("has one" if self.scheduler else "has none"))
+            if state["scheduler_interval"] != self.scheduler_interval:
+                raise ValueError(f"the checkpoint steps its scheduler per {state['scheduler_interval']}, this "
+                                 f"trainer per {self.scheduler_interval}")
+            if self.scheduler is not None:
+                conforms(mine["scheduler"], state["scheduler"], "scheduler")
+            conforms({k: mine["loader"][k] for k in ("seed", "batch_size", "num_samples")},
+                     {k: state["loader"][k] for k in ("seed", "batch_size", "num_samples")}, "loader")
+            groups = state["optimizer"].get("param_groups")
+            if not isinstance(groups, list) or len(groups) != len(mine["optimizer"]["param_groups"]):
+                raise ValueError("optimizer/param_groups: not the optimizer's groups")
+            for i, (g_mine, g_saved) in enumerate(zip(mine["optimizer"]["param_groups"], groups)):
+                conforms({k: v for k, v in g_mine.items() if k != "params"},
+                         {k: v for k, v in g_saved.items() if k != "params"} if isinstance(g_saved, dict) else g_saved,
+                         f"optimizer/param_groups/{i}")
+        except ValueError as e:
+            raise CheckpointError(f"{path}: does not fit this run: {e}") from None
+        snapshot = copy.deepcopy({"model": {k: v.data for k, v in self.model.state_dict().items()},
+                                  "optimizer": self.optimizer.state_dict(),
+                                  "scheduler": None if self.scheduler is None else self.scheduler.state_dict(),
+                                  "loader": self.train_loader.state_dict(), "rng": get_rng_state()})
+        try:
+            self.model.load_state_dict(state["model"])
+            self.optimizer.load_state_dict(state["optimizer"])
+            if self.scheduler is not None:
+                self.scheduler.load_state_dict(state["scheduler"])
+            self.train_loader.load_state_dict(state["loader"])
+            set_rng_state(state["rng"])
+        except Exception as e:  # tampered contents that passed the checks above: put everything back
+            self.model.load_state_dict(snapshot["model"])
+            self.optimizer.load_state_dict(snapshot["optimizer"])
+            if self.scheduler is not None:
+                self.scheduler.load_state_dict(snapshot["scheduler"])
+            self.train_loader.load_state_dict(snapshot["loader"])
+            set_rng_state(snapshot["rng"])
+            raise CheckpointError(f"{path}: does not fit this run: {type(e).__name__}: {e}") from None
         self._rng_at_batch_start = state["rng"]
         self.epoch, self._batch = int(state["epoch"]), int(state["batch"])
         self.history = [dict(r) for r in state["history"]]
@@ -321,14 +235,17 @@ class Trainer:
         path = Path(path) if path is not None else self.checkpoint_path
         if path is None:
             raise ValueError("save_checkpoint: no path given and the trainer has no out_dir")
-        return save(self.state_dict(), path)
+        try:
+            return save_checkpoint(self.state_dict(), path)
+        except NonFiniteState as e:  # e.g. an optimizer buffer overflowed while the weights stayed finite
+            raise self._diverged(str(e), self._lr()) from None
 
     def resume(self, path=None) -> None:
         """Load ``path`` (default ``out_dir/checkpoint.npz``) into this trainer."""
         path = Path(path) if path is not None else self.checkpoint_path
         if path is None:
             raise ValueError("resume: no path given and the trainer has no out_dir")
-        self.load_state_dict(load(path))
+        self.load_state_dict(load_checkpoint(path), path)
 
     # -------------------------------------------------------------------------------------------- loop
     def fit(self) -> list[dict]:
@@ -353,7 +270,7 @@ class Trainer:
         if self._stop:  # second Ctrl-C: stop right now
             raise KeyboardInterrupt
         self._stop = True
-        self._print("\nCtrl-C: stopping after this batch and saving a checkpoint (press again to abort at once)")
+        self.log("\nCtrl-C: stopping after this batch and saving a checkpoint (press again to abort at once)")
 
     def _lr(self) -> float:  # group 0's: the one the summary line shows
         return float(self.optimizer.param_groups[0]["lr"])
@@ -379,6 +296,9 @@ class Trainer:
                 self._rng_at_batch_start = get_rng_state()
                 scores = model(Tensor(x))
                 loss = F.cross_entropy(scores, y)
+                loss_value = float(loss.item())
+                if not math.isfinite(loss_value):
+                    raise self._diverged(f"the training loss is {loss_value}", self._lr())
                 opt.zero_grad()
                 loss.backward()
                 norms = grad_norms(model) if self.log_grads else None
@@ -389,8 +309,11 @@ class Trainer:
                 opt.step()
                 if self.scheduler is not None and self.scheduler_interval == "batch":
                     self.scheduler.step()
+                bad = self._non_finite_weight()
+                if bad is not None:
+                    raise self._diverged(f"{bad} is no longer finite after the optimizer step", part["lr"])
                 n = len(y)
-                part["loss_sum"] += float(loss.item()) * n
+                part["loss_sum"] += loss_value * n
                 part["correct"] += int((scores.data.argmax(axis=1) == y).sum())
                 part["seen"] += n
                 if norms is not None:
@@ -470,18 +393,29 @@ class Trainer:
         self._batch = 0
         self._partial = self._fresh_partial()
         self._rng_at_batch_start = get_rng_state()
-        self._print(self.format_row(row))
-        if self.out_dir is not None:
+        if self.out_dir is not None:  # saved before the line is printed: a closed stdout cannot lose the epoch
             self.save_checkpoint()
             write_metrics_csv(self.history, self.out_dir / "metrics.csv")
             plot_curves(self.history, self.out_dir / "curves.png")
+        self.log(self.format_row(row))
 
     def format_row(self, row: dict) -> str:
-        """``epoch  3/8  train loss 0.0412  acc 98.71%  test loss 0.0301  acc 99.02%  lr 5.0e-04  41.3 s  1452 img/s``"""
-        width = len(str(self.epochs))
-        test = ("" if math.isnan(row["test_acc"]) else
-                f"  test loss {row['test_loss']:.4f}  acc {100 * row['test_acc']:.2f}%")
-        return (f"epoch {row['epoch']:>{width}}/{self.epochs}  train loss {row['train_loss']:.4f}  "
-                f"acc {100 * row['train_acc']:.2f}%{test}  lr {row['lr']:.2e}  "
-                f"{row['train_seconds']:.1f} s (+{row['eval_seconds']:.1f} s eval)  "
-                f"{row['images_per_s']:.0f} img/s")
+        """The epoch's summary line (see :func:`tinyconv.train.reporting.format_row`)."""
+        return format_row(row, self.epochs)
+
+    def _non_finite_weight(self) -> str | None:
+        for name, p in self.model.named_parameters():
+            if not np.isfinite(p.data).all():
+                return name
+        return None
+
+    def _diverged(self, what: str, lr: float) -> TrainingDiverged:
+        where = f"in epoch {self.epoch + 1}, batch {self._batch + 1}/{len(self.train_loader)}"
+        ckpt = self.checkpoint_path
+        if ckpt is not None and ckpt.exists():
+            kept = f"kept the last good checkpoint, {ckpt} (nothing non-finite is ever saved)"
+        else:
+            ckpt = None
+            kept = "no checkpoint had been written yet (nothing non-finite is ever saved)"
+        return TrainingDiverged(f"training diverged {where}: {what} (learning rate {lr:.3g}: probably too high); "
+                                f"{kept}", ckpt, self.epoch, self._batch)
