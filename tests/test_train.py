@@ -272,3 +272,44 @@ def test_a_huge_learning_rate_diverges_in_the_first_epoch_without_writing_anythi
     with pytest.raises(TrainingDiverged, match="in epoch 1.*learning rate 1e\\+30.*no checkpoint had been written"):
         t.fit()
     assert not (tmp_path / "checkpoint.npz").exists()
+
+
+def test_compile_notice_says_when_numba_compiles_and_how_long_it_took():
+    """First run on a cold numba cache: 'compiling kernels (once, cached afterwards)' and the time, not silence.
+    A function defined here has no on-disk cache, so calling it compiles; calling it again does not."""
+    numba = pytest.importorskip("numba")
+    from tinyconv.train import CompileNotice
+
+    if not numba.config.DISABLE_JIT:
+        @numba.njit(cache=False)
+        def add(a, b):
+            return a + b
+
+        said = []
+        with CompileNotice(said.append) as notice:
+            assert add(1, 2) == 3
+            assert add(3, 4) == 7  # compiled already: no second notice
+        assert said == ["compiling kernels (once, cached afterwards) ..."]
+        assert notice.count == 1 and notice.seconds > 0
+        assert notice.summary().startswith("compiled 1 kernel in ")
+    said = []
+    with CompileNotice(said.append) as notice:
+        pass
+    assert said == [] and notice.summary() is None
+
+
+@pytest.mark.slow
+def test_the_cli_reports_compilation_on_a_cold_numba_cache(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "numba-cache"),
+               PYTHONPATH=str(Path(__file__).resolve().parents[1]))
+    r = subprocess.run([sys.executable, "-m", "tinyconv", "summary", "--kernel", "numba"], capture_output=True,
+                       text=True, env=env, timeout=600)
+    assert r.returncode == 0, r.stderr
+    assert "compiling kernels (once, cached afterwards)" in r.stderr and "compiled" in r.stderr
+    r = subprocess.run([sys.executable, "-m", "tinyconv", "summary", "--kernel", "numba"], capture_output=True,
+                       text=True, env=env, timeout=600)
+    assert "compiling" not in r.stderr  # the second process loads them from the cache

@@ -2,22 +2,32 @@
 
     tinyconv train                      # modern LeNet on MNIST, the default recipe (>= 99% test accuracy)
     tinyconv train --recipe d2l         # d2l's sigmoid LeNet: SGD lr 0.9, batch 256, 10 epochs
-    tinyconv train --out runs/lenet --resume
+    tinyconv train --resume             # continue the run the other options name (here: runs/lenet)
+    tinyconv train --force              # start over in a folder that holds a run
     tinyconv eval runs/lenet/checkpoint.npz
     tinyconv summary --variant d2l
 
 Every option of ``train`` that changes the numbers is kept in the checkpoint's ``config``; ``--resume`` rebuilds
 the run from it, so a resumed run gives the same numbers as an uninterrupted one.
+
+A user's mistake ends in one line, never a traceback, and never costs a finished run: options are checked
+before any data is loaded (exit status 2, like argparse), a folder that holds a run is only continued
+(``--resume``) or replaced on request (``--force``), damaged checkpoints, missing data and a run that diverges
+end with exit status 1, Ctrl-C with 130 and a word on what was kept.
 """
 from __future__ import annotations
 
 import argparse
+import math
+import os
 import resource
 import sys
+import tempfile
 import time
 from pathlib import Path
 
-__all__ = ["main", "build_parser", "resolve_config", "build_run", "TRAIN_DEFAULTS", "RECIPES"]
+__all__ = ["main", "build_parser", "resolve_config", "build_model", "build_run", "default_out_dir", "check_config",
+           "TRAIN_DEFAULTS", "RECIPES"]
 
 #: The default recipe: reaches >= 99.0% MNIST test accuracy (see the README for measured runs).
 TRAIN_DEFAULTS = {
@@ -48,52 +58,129 @@ RECIPES = {
 RUNTIME_KEYS = ("kernel",)
 SCHEDULES = ("cosine", "onecycle", "step", "none")
 OPTIMIZERS = ("adam", "adamw", "sgd")
+VARIANTS = ("modern", "d2l")
+#: MNIST's image side: a shift of this many pixels or more would leave nothing of the image.
+IMAGE_SIDE = 28
+#: The files a run writes into its folder.
+RUN_FILES = ("checkpoint.npz", "metrics.csv", "curves.png")
 
 
 class UsageError(Exception):
-    """Options that contradict each other or the saved run (exit status 2, like argparse)."""
+    """Options that contradict each other, the saved run or the file system (exit status 2, like argparse)."""
 
 
-class CheckpointMismatch(Exception):
-    """A checkpoint that does not fit the model or optimizer built from its own config."""
+#: Kept for code that caught it: a checkpoint that does not fit is now a ``tinyconv.CheckpointError``.
+def __getattr__(name):
+    if name == "CheckpointMismatch":
+        from .serialization import CheckpointError
+
+        return CheckpointError
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+# ----------------------------------------------------------------------------------------------- validation
+# One check per option, used twice: by argparse for the command line and by check_config for a checkpoint's
+# saved config. Each returns the value or raises ValueError with what was expected and what was given.
+def _int(text, lo: int, hi: int | None = None) -> int:
+    try:
+        v = int(text) if not isinstance(text, bool) else None
+    except (TypeError, ValueError):
+        v = None
+    if v is None or isinstance(text, float) and text != v:
+        raise ValueError(f"expected an integer, got {text!r}")
+    if v < lo or (hi is not None and v > hi):
+        raise ValueError(f"expected an integer in {lo}..{hi}, got {v}" if hi is not None else
+                         f"expected {'a positive' if lo == 1 else 'a non-negative'} integer, got {v}")
+    return v
+
+
+def _float(text, lo: float, hi: float, *, lo_open: bool = False, hi_open: bool = False) -> float:
+    try:
+        v = float(text) if not isinstance(text, bool) else None
+    except (TypeError, ValueError):
+        v = None
+    if v is None:
+        raise ValueError(f"expected a number, got {text!r}")
+    if not math.isfinite(v):
+        raise ValueError(f"expected a finite number, got {text}")
+    if (v <= lo if lo_open else v < lo) or (v >= hi if hi_open else v > hi):
+        raise ValueError(f"expected a number in {'(' if lo_open else '['}{lo:g}, {hi:g}{')' if hi_open else ']'}, "
+                         f"got {text}")
+    return v
+
+
+def _kernel(name) -> str | None:
+    if name is None:
+        return None
+    from .kernels import resolve_kernel
+
+    resolve_kernel(name)  # raises ValueError naming the valid kernels
+    return name
+
+
+def _choice(choices):
+    def check(v):
+        if v not in choices:
+            raise ValueError(f"expected one of {', '.join(choices)}, got {v!r}")
+        return v
+    return check
+
+
+#: option -> check(value) -> value. The ranges: finite and large enough to be useful, small enough that a typo
+#: (1e30, 1e9) is caught here rather than after an epoch of NaN losses.
+CHECKS = {
+    "variant": _choice(VARIANTS),
+    "epochs": lambda v: _int(v, 1, 100_000),
+    "batch_size": lambda v: _int(v, 1, 60_000),
+    "lr": lambda v: _float(v, 0.0, 10.0, lo_open=True),
+    "optimizer": _choice(OPTIMIZERS),
+    "momentum": lambda v: _float(v, 0.0, 1.0, hi_open=True),
+    "weight_decay": lambda v: _float(v, 0.0, 1.0),
+    "schedule": _choice(SCHEDULES),
+    "augment": lambda v: _int(v, 0, IMAGE_SIDE - 1),
+    "kernel": _kernel,
+    "seed": lambda v: _int(v, 0, 2**32 - 1),
+    "limit": lambda v: None if v is None else _int(v, 1),
+    "test_limit": lambda v: None if v is None else _int(v, 1),
+}
+
+
+def _arg(key: str):
+    """An argparse ``type=`` from ``CHECKS[key]`` (its ValueError becomes argparse's usage error, exit 2)."""
+    def parse(text):
+        try:
+            return CHECKS[key](text)
+        except ValueError as e:
+            raise argparse.ArgumentTypeError(str(e)) from None
+    parse.__name__ = key.replace("_", "-")
+    return parse
+
+
+def check_config(config: dict, where: str) -> dict:
+    """Check a run's config (a checkpoint's, or one built from options); raise CheckpointError naming ``where``."""
+    from .serialization import CheckpointError
+
+    if not isinstance(config, dict):
+        raise CheckpointError(f"{where}: the saved config is not a dict")
+    for key, check in CHECKS.items():
+        if key not in config:
+            raise CheckpointError(f"{where}: the saved config has no {key!r}")
+        try:
+            check(config[key])
+        except (ValueError, TypeError) as e:
+            raise CheckpointError(f"{where}: the saved config's {key} is not valid: {e}") from None
+    if config.get("recipe", "default") not in RECIPES:
+        raise CheckpointError(f"{where}: the saved config's recipe {config.get('recipe')!r} is unknown")
+    return config
 
 
 # --------------------------------------------------------------------------------------------------- parser
-def _positive_int(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if v <= 0:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {v}")
-    return v
-
-
-def _nonneg_int(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text!r}") from None
-    if v < 0:
-        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {v}")
-    return v
-
-
-def _nonneg_float(text: str) -> float:
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not v >= 0:
-        raise argparse.ArgumentTypeError(f"expected a non-negative number, got {text}")
-    return v
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="tinyconv",
         description="tinyconv: train and inspect small convolutional networks (LeNet on MNIST).",
-        epilog="Run 'tinyconv COMMAND --help' for the options of one command.",
+        epilog="Run 'tinyconv COMMAND --help' for the options of one command. Exit status: 0 done, 1 failed "
+               "(damaged checkpoint, missing data, diverged run), 2 usage error, 130 interrupted.",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
@@ -108,45 +195,54 @@ def build_parser() -> argparse.ArgumentParser:
             f"{d['epochs']} epochs,\ncosine learning-rate decay per batch, random shifts of up to {d['augment']} "
             "pixels, seed 0:\nabout 99.1-99.2% test accuracy. '--recipe d2l' is d2l's sigmoid LeNet (SGD lr 0.9, "
             "batch 256,\n10 epochs, no schedule, no augmentation).\n\n"
-            "Options given explicitly override the recipe. Each epoch prints one line (train loss and\n"
-            "accuracy, test loss and accuracy, learning rate, seconds, images/s) and writes\n"
-            "OUT/checkpoint.npz, OUT/metrics.csv and, with matplotlib installed, OUT/curves.png.\n"
-            "Ctrl-C saves a checkpoint at the end of the batch in progress; '--resume' continues it\n"
-            "and gives the same numbers as an uninterrupted run."),
+            "Options given explicitly override the recipe. Each epoch writes OUT/checkpoint.npz,\n"
+            "OUT/metrics.csv and, with matplotlib installed, OUT/curves.png, then prints one line\n"
+            "(train loss and accuracy, test loss and accuracy, learning rate, seconds, images/s).\n"
+            "A folder that holds a run is never overwritten by accident: continue it with --resume,\n"
+            "or start over with --force. A run whose loss or weights stop being finite stops (exit 1)\n"
+            "and keeps its last good checkpoint. Ctrl-C saves a checkpoint at the end of the batch in\n"
+            "progress; '--resume' continues it and gives the same numbers as an uninterrupted run."),
     )
     g = t.add_argument_group("recipe")
     g.add_argument("--recipe", choices=sorted(RECIPES), default="default",
                    help="a named set of defaults (default: %(default)s)")
-    g.add_argument("--variant", choices=("modern", "d2l"),
+    g.add_argument("--variant", choices=VARIANTS,
                    help=f"LeNet variant: 'modern' (ReLU, max pool) or 'd2l' (sigmoid, avg pool) "
                         f"(default: {d['variant']})")
-    g.add_argument("--epochs", type=_positive_int, help=f"number of epochs (default: {d['epochs']})")
-    g.add_argument("--batch-size", type=_positive_int, help=f"training batch size (default: {d['batch_size']})")
-    g.add_argument("--lr", type=_nonneg_float, help=f"(peak) learning rate (default: {d['lr']:g})")
+    g.add_argument("--epochs", type=_arg("epochs"), help=f"number of epochs (default: {d['epochs']})")
+    g.add_argument("--batch-size", type=_arg("batch_size"),
+                   help=f"training batch size, 1..60000 (default: {d['batch_size']})")
+    g.add_argument("--lr", type=_arg("lr"), help=f"(peak) learning rate, in (0, 10] (default: {d['lr']:g})")
     g.add_argument("--optimizer", choices=OPTIMIZERS, help=f"optimizer (default: {d['optimizer']})")
-    g.add_argument("--momentum", type=_nonneg_float, help="SGD momentum (default: 0)")
-    g.add_argument("--weight-decay", type=_nonneg_float,
-                   help="weight decay (L2 for adam/sgd, decoupled for adamw; default: 0, adamw: 0.01)")
+    g.add_argument("--momentum", type=_arg("momentum"), help="SGD momentum, in [0, 1) (default: 0)")
+    g.add_argument("--weight-decay", type=_arg("weight_decay"),
+                   help="weight decay, in [0, 1] (L2 for adam/sgd, decoupled for adamw; default: 0, adamw: 0.01)")
     g.add_argument("--schedule", choices=SCHEDULES,
                    help="learning-rate schedule: cosine decay to 0 over all batches, onecycle (warm-up then "
                         "cosine, peak --lr), step (x0.1 every third of the epochs), or none "
                         f"(default: {d['schedule']})")
-    g.add_argument("--augment", type=_nonneg_int, metavar="PIXELS",
-                   help=f"random shifts of up to PIXELS pixels per training image, 0 = off "
-                        f"(default: {d['augment']})")
-    g.add_argument("--kernel", help="convolution algorithm for the conv layers (default: tinyconv's default)")
-    g.add_argument("--seed", type=_nonneg_int,
+    g.add_argument("--augment", type=_arg("augment"), metavar="PIXELS",
+                   help=f"random shifts of up to PIXELS pixels per training image, 0 = off, at most "
+                        f"{IMAGE_SIDE - 1} (default: {d['augment']})")
+    g.add_argument("--kernel", type=_arg("kernel"),
+                   help="convolution algorithm for the conv layers: auto, direct, im2col or numba "
+                        "(default: tinyconv's default)")
+    g.add_argument("--seed", type=_arg("seed"),
                    help=f"seed for initialisation, shuffling and augmentation (default: {d['seed']})")
-    g.add_argument("--limit", type=_positive_int, metavar="N", help="train on the first N training images only")
-    g.add_argument("--test-limit", type=_positive_int, metavar="N", help="evaluate on the first N test images only")
+    g.add_argument("--limit", type=_arg("limit"), metavar="N", help="train on the first N training images only")
+    g.add_argument("--test-limit", type=_arg("test_limit"), metavar="N",
+                   help="evaluate on the first N test images only")
     g = t.add_argument_group("run")
     g.add_argument("--out", type=Path, metavar="DIR",
                    help="output folder (default: runs/lenet, or runs/lenet-d2l for the d2l variant)")
-    g.add_argument("--resume", action="store_true",
-                   help="continue the run saved in OUT/checkpoint.npz (its recipe and options are reused)")
-    g.add_argument("--data", type=Path, metavar="DIR",
-                   help="MNIST root: IDX files in DIR/mnist/, fetched there if missing "
-                        "(default: $TINYCONV_DATA or ~/.cache/tinyconv)")
+    how = g.add_mutually_exclusive_group()
+    how.add_argument("--resume", action="store_true",
+                     help="continue the run in OUT (the folder the other options name); its recipe and options "
+                          "are reused. A complete run is left as it is.")
+    how.add_argument("--force", action="store_true",
+                     help="start a new run even though OUT holds one: its checkpoint, metrics and curves are "
+                          "deleted first")
+    _data_options(g)
     g.add_argument("--log-grads", action="store_true",
                    help="record each layer's gradient L2 norm (mean per epoch) in metrics.csv and the plot")
     g.add_argument("--no-progress", action="store_true", help="no progress bars (the epoch lines remain)")
@@ -157,22 +253,34 @@ def build_parser() -> argparse.ArgumentParser:
                                    "print the loss, the accuracy and the 10x10 confusion matrix "
                                    "(rows: true digit, columns: predicted digit).")
     e.add_argument("checkpoint", type=Path, help="a checkpoint.npz written by 'tinyconv train'")
-    e.add_argument("--data", type=Path, metavar="DIR", help="MNIST root (default: $TINYCONV_DATA or ~/.cache/tinyconv)")
-    e.add_argument("--batch-size", type=_positive_int, default=1000, help="evaluation batch size (default: 1000)")
-    e.add_argument("--test-limit", type=_positive_int, metavar="N", help="evaluate on the first N test images only")
-    e.add_argument("--kernel", help="convolution algorithm to evaluate with (default: the checkpoint's)")
+    _data_options(e)
+    e.add_argument("--batch-size", type=_arg("batch_size"), default=1000,
+                   help="evaluation batch size (default: 1000)")
+    e.add_argument("--test-limit", type=_arg("test_limit"), metavar="N",
+                   help="evaluate on the first N test images only")
+    e.add_argument("--kernel", type=_arg("kernel"), help="convolution algorithm to evaluate with "
+                                                         "(default: the checkpoint's)")
     e.set_defaults(func=cmd_eval)
 
     s = sub.add_parser("summary", help="layer-by-layer summary of LeNet (shapes, parameters)",
                        description="Print tinyconv.summary.summary(model, (1, 1, 28, 28)) for a LeNet variant.")
-    s.add_argument("--variant", choices=("modern", "d2l"), default="modern", help="LeNet variant (default: modern)")
-    s.add_argument("--kernel", help="convolution algorithm (default: tinyconv's default)")
+    s.add_argument("--variant", choices=VARIANTS, default="modern", help="LeNet variant (default: modern)")
+    s.add_argument("--kernel", type=_arg("kernel"), help="convolution algorithm (default: tinyconv's default)")
     s.set_defaults(func=cmd_summary)
     return parser
 
 
+def _data_options(group) -> None:
+    group.add_argument("--data", type=Path, metavar="DIR",
+                       help="MNIST root: IDX files in DIR/mnist/, fetched there if missing or not MNIST "
+                            "(default: $TINYCONV_DATA or ~/.cache/tinyconv)")
+    group.add_argument("--custom-data", action="store_true",
+                       help="the IDX files in DIR/mnist/ are your own data set in MNIST's format: use them "
+                            "without checking them against MNIST's checksums, and never fetch or replace them")
+
+
 # --------------------------------------------------------------------------------------------------- config
-_CONFIG_ARGS = [k for k in TRAIN_DEFAULTS]
+_CONFIG_ARGS = list(TRAIN_DEFAULTS)
 
 
 def resolve_config(args: argparse.Namespace) -> dict:
@@ -187,6 +295,11 @@ def resolve_config(args: argparse.Namespace) -> dict:
             config[k] = v
     config["recipe"] = args.recipe
     return config
+
+
+def default_out_dir(config: dict) -> Path:
+    """The folder a run with this config writes to when --out is not given (and --resume looks in)."""
+    return Path("runs/lenet-d2l" if config["variant"] == "d2l" else "runs/lenet")
 
 
 def _explicit(args: argparse.Namespace) -> dict:
@@ -210,26 +323,80 @@ def _check_resume_options(args: argparse.Namespace, saved: dict) -> dict:
     return config
 
 
-def _load_split(root, train: bool, limit: int | None):
+# ---------------------------------------------------------------------------------------------- file checks
+def _check_data_dir(data) -> None:
+    """--data must be a folder (or not exist yet), and so must its mnist/ subfolder."""
+    if data is None:
+        return
+    for path in (data, data / "mnist"):
+        if path.exists() and not path.is_dir():
+            raise UsageError(f"--data {data}: {path} is a file, not a folder")
+
+
+def _prepare_out_dir(out_dir: Path) -> None:
+    """Create OUT and prove it writable, before any data is loaded or any batch is trained."""
+    if out_dir.exists() and not out_dir.is_dir():
+        raise UsageError(f"--out {out_dir} is a file, not a folder; give a folder for the run's files")
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=out_dir):
+            pass
+    except OSError as e:
+        raise UsageError(f"--out {out_dir}: cannot write there ({e.strerror or e})") from None
+
+
+def _describe_run(state: dict) -> str:
+    history = state.get("history") or []
+    done = f"{state['epoch']}/{state['epochs']} epochs" + (f" and {state['batch']} batches" if state["batch"] else "")
+    if history and isinstance(history[-1], dict) and isinstance(history[-1].get("test_acc"), float) \
+            and not math.isnan(history[-1]["test_acc"]):
+        done += f", test accuracy {100 * history[-1]['test_acc']:.2f}%"
+    return ("a complete run" if state.get("complete") else "an unfinished run") + f" ({done})"
+
+
+def _existing_run(out_dir: Path) -> str | None:
+    """How the run in ``out_dir`` looks, or None when the folder holds none."""
+    from .train import load_checkpoint
+
+    ckpt = out_dir / "checkpoint.npz"
+    if ckpt.exists():
+        try:
+            return _describe_run(load_checkpoint(ckpt))
+        except Exception:  # a damaged checkpoint is still a run the user may care about
+            return "a run whose checkpoint cannot be read"
+    if (out_dir / "metrics.csv").exists():
+        return "the metrics of a run"
+    return None
+
+
+# --------------------------------------------------------------------------------------------------- build
+def _load_split(root, train: bool, limit: int | None, custom: bool = False):
     from .data import MNIST
 
-    ds = MNIST(root, train=train)
+    ds = MNIST(root, train=train, verify=not custom, download=not custom)
     x, y = ds.data, ds.targets
     if limit is not None:
         x, y = x[:limit], y[:limit]
     return x, y
 
 
+def build_model(config: dict):
+    """The network a config names (the one place that maps options to a model)."""
+    from . import nn
+
+    return nn.models.LeNet(config["variant"], kernel=config.get("kernel"))
+
+
 def build_run(config: dict, data_root=None, *, out_dir=None, log_grads=False, progress=True, out=None,
-              callback=None):
+              callback=None, custom_data=False):
     """Build model, optimizer, scheduler, loaders and ``Trainer`` from a config, seeded, as ``train`` does."""
-    from . import nn, optim
+    from . import optim
     from .data import DataLoader, random_shift
     from .random import manual_seed
     from .train import Trainer
 
     manual_seed(int(config["seed"]))
-    model = nn.models.LeNet(config["variant"], kernel=config["kernel"])
+    model = build_model(config)
     lr, wd = float(config["lr"]), float(config["weight_decay"])
     if config["optimizer"] == "adam":
         opt = optim.Adam(model.parameters(), lr=lr, weight_decay=wd)
@@ -239,8 +406,8 @@ def build_run(config: dict, data_root=None, *, out_dir=None, log_grads=False, pr
         opt = optim.SGD(model.parameters(), lr=lr, momentum=float(config["momentum"]), weight_decay=wd)
     else:
         raise ValueError(f"unknown optimizer {config['optimizer']!r}; valid: {', '.join(OPTIMIZERS)}")
-    x, y = _load_split(data_root, True, config["limit"])
-    xt, yt = _load_split(data_root, False, config["test_limit"])
+    x, y = _load_split(data_root, True, config["limit"], custom_data)
+    xt, yt = _load_split(data_root, False, config["test_limit"], custom_data)
     augment = int(config["augment"])
     train_loader = DataLoader((x, y), batch_size=int(config["batch_size"]), shuffle=True, seed=int(config["seed"]),
                               transform=random_shift(augment) if augment else None)
@@ -265,41 +432,72 @@ def _peak_memory_mib() -> float:
     return rss / 1024 / 1024 if sys.platform == "darwin" else rss / 1024  # bytes on macOS, KiB on Linux
 
 
+def _stderr(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
 # ------------------------------------------------------------------------------------------------- commands
 def cmd_train(args: argparse.Namespace, callback=None) -> int:
-    from .serialization import load
-    from .train import TrainingInterrupted
+    import numpy as np
 
+    from .train import CompileNotice, TrainingDiverged, TrainingInterrupted, load_checkpoint
+
+    _check_data_dir(args.data)
+    named = resolve_config(args)
+    out_dir = args.out if args.out is not None else default_out_dir(named)
+    ckpt_path = out_dir / "checkpoint.npz"
+    state = None
     if args.resume:
-        out_dir = args.out or Path("runs/lenet")
-        ckpt_path = out_dir / "checkpoint.npz"
+        if out_dir.exists() and not out_dir.is_dir():
+            raise UsageError(f"--out {out_dir} is a file, not a folder")
         if not ckpt_path.exists():
-            print(f"tinyconv train: error: --resume: no checkpoint at {ckpt_path} (use --out DIR to point at "
-                  "the run's folder)", file=sys.stderr)
-            return 2
-        state = load(ckpt_path)
-        if not isinstance(state, dict) or not isinstance(state.get("config"), dict):
-            raise CheckpointMismatch(f"{ckpt_path} is not a checkpoint written by 'tinyconv train'")
-        config = _check_resume_options(args, state["config"])
+            hint = "" if args.out is not None else " (the folder these options name; use --out DIR for another)"
+            raise UsageError(f"--resume: no run to resume in {out_dir}{hint}: there is no {ckpt_path.name}")
+        state = load_checkpoint(ckpt_path)
+        config = _check_resume_options(args, check_config(state["config"], str(ckpt_path)))
+        if state["complete"] and int(config["epochs"]) <= int(state["epochs"]):
+            _check_weights(state, config, ckpt_path)
+            print(f"{out_dir} holds {_describe_run(state)}: nothing to resume, nothing changed. "
+                  f"Evaluate it with 'tinyconv eval {ckpt_path}', or start over with --force (without --resume).")
+            return 0
+        _prepare_out_dir(out_dir)
     else:
-        config = resolve_config(args)
-        default_out = "runs/lenet-d2l" if config["variant"] == "d2l" else "runs/lenet"
-        out_dir = args.out or Path(default_out)
-        state = None
+        config = named
+        existing = _existing_run(out_dir) if out_dir.is_dir() else None
+        if existing is not None and not args.force:
+            raise UsageError(f"{out_dir} already holds {existing}. Use --resume to continue it, --force to delete "
+                             "it and start over, or --out DIR to train into another folder.")
+        _prepare_out_dir(out_dir)
     log_grads = bool(args.log_grads or config.get("log_grads", False))
     config["log_grads"] = log_grads
-    trainer = build_run(config, args.data, out_dir=out_dir, log_grads=log_grads, progress=not args.no_progress,
-                        callback=callback)
+    progress = not args.no_progress
+
+    def say(line: str) -> None:  # notices go to stderr, beside the progress bars; stdout keeps the epoch lines
+        if progress:
+            from tqdm import tqdm
+
+            tqdm.write(line, file=sys.stderr)
+        else:
+            _stderr(line)
+
+    try:
+        trainer = build_run(config, args.data, out_dir=out_dir, log_grads=log_grads, progress=progress,
+                            callback=callback, custom_data=args.custom_data)
+        if state is not None:
+            trainer.load_state_dict(state, ckpt_path)
+    except KeyboardInterrupt:
+        _stderr("interrupted before training started: nothing was written")
+        return 130
     if state is not None:
-        try:
-            trainer.load_state_dict(state)
-        except (ValueError, RuntimeError, KeyError) as e:
-            raise CheckpointMismatch(f"cannot resume from {out_dir / 'checkpoint.npz'}: {e}") from e
         where = (f"epoch {trainer.epoch + 1}, batch {trainer.batch}" if trainer.batch
                  else f"the end of epoch {trainer.epoch}")
-        print(f"resuming {out_dir / 'checkpoint.npz'} from {where}")
-    elif (out_dir / "checkpoint.npz").exists():
-        print(f"note: overwriting the run in {out_dir} (use --resume to continue it instead)")
+        print(f"resuming {ckpt_path} from {where}")
+    elif args.force:
+        removed = [name for name in RUN_FILES if (out_dir / name).exists()]
+        for name in removed:
+            (out_dir / name).unlink()
+        if removed:
+            print(f"--force: deleted the previous run's {', '.join(removed)} in {out_dir}")
     model = trainer.model
     shown = ", ".join(f"{k}={config[k]}" for k in ("recipe", "variant", "optimizer", "lr", "batch_size",
                                                    "epochs", "schedule", "augment", "seed"))
@@ -307,17 +505,33 @@ def cmd_train(args: argparse.Namespace, callback=None) -> int:
                     if config[k] not in (None, 0, 0.0))
     print(f"LeNet ({config['variant']}, {model.num_parameters():,} parameters): {shown}{extra}")
     print(f"data: {trainer.train_loader.num_samples} training images, {trainer.test_loader.num_samples} test "
-          f"images; output: {out_dir}")
+          f"images; output: {out_dir}", flush=True)
     t0 = time.perf_counter()
+    notice = CompileNotice(say)
     try:
-        history = trainer.fit()
+        # Overflow warnings are what divergence looks like from inside numpy; the loop reports it in one line.
+        with notice, np.errstate(over="ignore", invalid="ignore"):
+            history = trainer.fit()
     except TrainingInterrupted as e:
-        print(str(e), file=sys.stderr)
+        _stderr(str(e))
         if e.checkpoint is not None:
             data = f" --data {args.data}" if args.data is not None else ""
-            print(f"resume with: tinyconv train --out {out_dir} --resume{data}", file=sys.stderr)
-        print(f"peak memory: {_peak_memory_mib():.1f} MiB (ru_maxrss)")
+            _stderr(f"resume with: tinyconv train --out {out_dir} --resume{data}")
         return 130
+    except KeyboardInterrupt:
+        _stderr(f"interrupted: {out_dir / 'checkpoint.npz'} is "
+                + ("the last completed epoch's" if ckpt_path.exists() else "not written yet"))
+        return 130
+    except TrainingDiverged as e:
+        _stderr(f"tinyconv train: error: {e}")
+        if e.checkpoint is None:
+            _stderr("try a smaller --lr")
+        else:
+            _stderr(f"try a smaller --lr (--force to start over in {out_dir}, or --out DIR for a new folder)")
+        return 1
+    finally:
+        if notice.summary():
+            say(notice.summary())
     if history:
         last = history[-1]
         best = max(history, key=lambda r: r["test_acc"])
@@ -331,29 +545,37 @@ def cmd_train(args: argparse.Namespace, callback=None) -> int:
     return 0
 
 
-def cmd_eval(args: argparse.Namespace) -> int:
-    from . import nn
-    from .data import DataLoader
-    from .serialization import load
-    from .train import evaluate, format_confusion
+def _check_weights(state: dict, config: dict, path) -> object:
+    """The model the config names, with the checkpoint's weights loaded (CheckpointError if they do not fit)."""
+    from .serialization import CheckpointError
+    from .train.checkpoint import one_line
 
-    state = load(args.checkpoint)
-    if not isinstance(state, dict) or "model" not in state or "config" not in state:
-        print(f"tinyconv eval: error: {args.checkpoint} is not a checkpoint written by 'tinyconv train' "
-              "(expected 'model' and 'config' entries)", file=sys.stderr)
-        return 2
-    config = state["config"]
-    model = nn.models.LeNet(config["variant"], kernel=args.kernel or config.get("kernel"))
+    model = build_model(config)
     try:
         model.load_state_dict(state["model"])
     except RuntimeError as e:
-        raise CheckpointMismatch(f"{args.checkpoint}: {e}") from e
-    xt, yt = _load_split(args.data, False, args.test_limit)
+        raise CheckpointError(f"{path}: the weights do not fit LeNet ({config['variant']}): {one_line(e)}") from None
+    return model
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from .data import DataLoader
+    from .train import CompileNotice, evaluate, format_confusion, load_checkpoint
+
+    _check_data_dir(args.data)
+    state = load_checkpoint(args.checkpoint)
+    config = check_config(state["config"], str(args.checkpoint))
+    model = _check_weights(state, dict(config, kernel=args.kernel or config.get("kernel")), args.checkpoint)
+    xt, yt = _load_split(args.data, False, args.test_limit, args.custom_data)
     t0 = time.perf_counter()
-    res = evaluate(model, DataLoader((xt, yt), batch_size=args.batch_size), num_classes=10)
+    with CompileNotice(_stderr) as notice:
+        res = evaluate(model, DataLoader((xt, yt), batch_size=args.batch_size), num_classes=10)
+    if notice.summary():
+        _stderr(notice.summary())
     seconds = time.perf_counter() - t0
     correct = int(res["confusion"].trace())
-    print(f"{args.checkpoint}: LeNet ({config['variant']}) after {state.get('epoch', '?')} epoch(s)")
+    print(f"{args.checkpoint}: LeNet ({config['variant']}) after {state['epoch']} epoch(s)"
+          + (f" and {state['batch']} batches" if state["batch"] else ""))
     print(f"test accuracy: {100 * res['acc']:.2f}% ({correct}/{res['n']}), loss {res['loss']:.4f}, "
           f"{seconds:.1f} s ({res['n'] / seconds:.0f} img/s)")
     print("confusion matrix (rows: true digit, columns: predicted digit):")
@@ -363,40 +585,57 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_summary(args: argparse.Namespace) -> int:
-    from . import nn
+    from .summary import summary
+    from .train import CompileNotice
 
-    try:
-        from .summary import summary
-    except ImportError as e:
-        if e.name in ("tinyconv.summary",):
-            print("tinyconv summary: tinyconv.summary is not available in this version (the model-summary module "
-                  "has not been added yet); as a stand-in, the model is:", file=sys.stderr)
-            print(nn.models.LeNet(args.variant, kernel=args.kernel))
-            return 1
-        raise
-    model = nn.models.LeNet(args.variant, kernel=args.kernel)
-    summary(model, (1, 1, 28, 28))  # prints the table itself
+    model = build_model({"variant": args.variant, "kernel": args.kernel})
+    with CompileNotice(_stderr) as notice:
+        summary(model, (1, 1, 28, 28))  # prints the table itself
+    if notice.summary():
+        _stderr(notice.summary())
     return 0
 
 
+def _quiet_broken_pipe() -> None:
+    """stdout/stderr went away (``tinyconv train | head``): point them at /dev/null so that Python's final flush
+    does not print 'Exception ignored ... BrokenPipeError'."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            os.dup2(devnull, stream.fileno())
+        except (OSError, ValueError):
+            pass
+
+
 def main(argv=None) -> int:
-    """Entry point of the ``tinyconv`` command; returns the exit status."""
+    """Entry point of the ``tinyconv`` command; returns the exit status (0 done, 1 failed, 2 usage, 130 Ctrl-C)."""
     from .data import MNISTUnavailable
-    from .serialization import SerializationError
+    from .serialization import CheckpointError
 
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except BrokenPipeError:  # --help into a closed pipe
+        _quiet_broken_pipe()
+        return 1
+    prefix = f"tinyconv {args.command}: error:"
     try:
         return args.func(args)
     except UsageError as e:
-        print(f"tinyconv {args.command}: error: {e}", file=sys.stderr)
+        _stderr(f"{prefix} {e}")
         return 2
+    except BrokenPipeError:
+        _quiet_broken_pipe()
+        return 1
     except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
+        _stderr("interrupted")
         return 130
-    except (FileNotFoundError, SerializationError, MNISTUnavailable, CheckpointMismatch) as e:
+    except (CheckpointError, MNISTUnavailable) as e:
         # Problems with the user's files or data: a message, not a traceback.
-        print(f"tinyconv {args.command}: error: {e}", file=sys.stderr)
+        _stderr(f"{prefix} {e}")
+        return 1
+    except OSError as e:  # a disk that filled up, a folder that became read-only mid-run
+        _stderr(f"{prefix} {e.filename + ': ' if e.filename else ''}{e.strerror or e}")
         return 1
 
 

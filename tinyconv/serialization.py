@@ -140,9 +140,10 @@ def _decode(node, arrays, path: str, file: Path):
             raise CheckpointError(f"{file}: array member {name!r} (for {where}) is missing")
         arr = arrays[name]
         if t == "tensor":
-            if arr.dtype.kind not in "biufc":
-                raise bad(f"a tensor of dtype {arr.dtype}")
-            return Tensor(arr)
+            try:
+                return Tensor(arr)
+            except (TypeError, ValueError) as e:  # a dtype tensors do not support (int8, strings, ...)
+                raise bad(f"member {name!r}: {e}") from None
         return arr if t == "ndarray" else arr[()]
     if t == "v":
         v = node.get("v")
@@ -200,10 +201,10 @@ def load(path):
                               f"{type(e).__name__}: {e}") from e
     if META_KEY not in arrays:
         # A plain .npz of named arrays (np.savez(..., **state_dict)): a flat state dict.
-        bad = [name for name, arr in arrays.items() if arr.dtype.kind not in "biufc"]
-        if bad:
-            raise CheckpointError(f"'{path}': member {bad[0]!r} is not numeric ({arrays[bad[0]].dtype})")
-        return {name: Tensor(arr) for name, arr in arrays.items()}
+        try:
+            return {name: Tensor(arr) for name, arr in arrays.items()}
+        except (TypeError, ValueError) as e:
+            raise CheckpointError(f"'{path}': not a state dict of tensors: {e}") from None
     raw = arrays.pop(META_KEY)
     try:
         if raw.dtype != np.uint8 or raw.ndim != 1:

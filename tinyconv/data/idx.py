@@ -32,7 +32,7 @@ import numpy.typing as npt
 
 from ..files import atomic_write
 
-__all__ = ["IDXError", "DTYPE_CODES", "read_idx", "write_idx", "atomic_write"]
+__all__ = ["IDXError", "DTYPE_CODES", "read_idx", "read_idx_bytes", "parse_idx", "write_idx", "atomic_write"]
 
 #: IDX dtype code -> NumPy dtype of the payload as stored on disk (big-endian).
 DTYPE_CODES: dict[int, np.dtype] = {
@@ -96,6 +96,19 @@ def read_idx(path: str | os.PathLike, *, ndim: int | None = None,
     """
     path = Path(path)
     buf, was_gzip = _read_bytes(path)
+    return parse_idx(buf, path, ndim=ndim, dtype=dtype, was_gzip=was_gzip)
+
+
+def read_idx_bytes(path: str | os.PathLike) -> bytes:
+    """The IDX bytes of ``path``, decompressed when the file is gzip (by its content): the payload that
+    ``tinyconv.data.mnist`` checksums, the same for a mirror's ``.gz`` and a file written here."""
+    return _read_bytes(Path(path))[0]
+
+
+def parse_idx(buf: bytes, path: str | os.PathLike, *, ndim: int | None = None,
+              dtype: npt.DTypeLike | None = None, was_gzip: bool = True) -> np.ndarray:
+    """``read_idx`` on bytes already read (and decompressed); ``path`` only names the file in errors."""
+    path = Path(path)
     # When the name promises gzip but the content is plain, say so in every error below:
     # "not gzip" is useful context when the plain content then fails to parse too.
     hint = ""

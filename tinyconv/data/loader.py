@@ -33,7 +33,8 @@ def random_shift(max_shift: int = 2) -> Transform:
 
     Each sample gets its own (dy, dx), drawn uniformly from ``-max_shift..max_shift`` with
     the loader's per-batch generator, so the augmentation is reproducible from the seed.
-    Zero fill is background because transforms run before normalisation.
+    Zero fill is background because transforms run before normalisation. A shift as large as the image
+    (``max_shift >= H or W``) leaves a blank image; the CLI refuses such values up front.
 
     Returns:
         ``shift(x, rng)`` mapping float32 (B, C, H, W) to a new array of the same shape.
@@ -50,6 +51,8 @@ def random_shift(max_shift: int = 2) -> Transform:
         # assignment instead of looping over samples.
         for dy, dx in np.unique(d, axis=0):
             sel = np.flatnonzero((d[:, 0] == dy) & (d[:, 1] == dx))
+            if abs(dy) >= h or abs(dx) >= w:  # shifted out of the frame: nothing but background
+                continue
             dst_y, src_y = slice(max(dy, 0), h + min(dy, 0)), slice(max(-dy, 0), h - max(dy, 0))
             dst_x, src_x = slice(max(dx, 0), w + min(dx, 0)), slice(max(-dx, 0), w - max(dx, 0))
             out[sel, ..., dst_y, dst_x] = x[sel, ..., src_y, src_x]

