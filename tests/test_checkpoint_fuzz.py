@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from test_cli import data_root  # noqa: F401  (generated full-size IDX files)
 
 import tinyconv as tc
-from test_cli import data_root  # noqa: F401  (generated full-size IDX files)
 from tinyconv import cli
 from tinyconv.train import load_checkpoint
 

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from test_cli import data_root  # noqa: F401  (the module-scoped fixture: full-size generated IDX files)
 
 import tinyconv as tc
-from test_cli import data_root  # noqa: F401  (the module-scoped fixture: full-size generated IDX files)
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -216,7 +216,7 @@ def test_a_closed_stdout_is_quiet_and_the_printed_epoch_is_saved(data_root, tmp_
     rc = proc.wait(timeout=240)
     assert lines[2].startswith("epoch 1/3"), lines
     assert "Traceback" not in err and "BrokenPipe" not in err and "Exception ignored" not in err, err
-    assert rc == 1
+    assert rc in (0, 1)  # 1: stopped at the closed pipe; 0 only if it printed everything before the close
     state = tc.load(out / "checkpoint.npz")
     assert state["epoch"] >= 1  # the epoch that was printed was saved first
 

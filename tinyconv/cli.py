@@ -169,6 +169,8 @@ def check_config(config: dict, where: str) -> dict:
             check(config[key])
         except (ValueError, TypeError) as e:
             raise CheckpointError(f"{where}: the saved config's {key} is not valid: {e}") from None
+    if not isinstance(config.get("log_grads", False), bool):
+        raise CheckpointError(f"{where}: the saved config's log_grads is not a bool")
     if config.get("recipe", "default") not in RECIPES:
         raise CheckpointError(f"{where}: the saved config's recipe {config.get('recipe')!r} is unknown")
     return config

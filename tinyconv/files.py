@@ -17,8 +17,8 @@ import glob
 import os
 import re
 import tempfile
-from pathlib import Path
 from collections.abc import Iterator
+from pathlib import Path
 from typing import IO
 
 __all__ = ["atomic_write", "remove_stale_temporaries"]

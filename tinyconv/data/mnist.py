@@ -232,7 +232,8 @@ def _from_cache(folder: Path, split: str, sizes: Mapping[str, int], sha256: Mapp
                 if isinstance(exc, _NotMNIST):
                     aside = path.with_name(path.name + ".rejected")
                     os.replace(path, aside)
-                    action = f"moved aside to {aside.name} (if it is your own data set, pass verify=False)"
+                    action = (f"moved aside to {aside.name} (if it is your own data set, pass verify=False, or "
+                              "--custom-data to tinyconv)")
                 else:
                     path.unlink(missing_ok=True)
                     action = "deleted"

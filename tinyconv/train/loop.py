@@ -16,8 +16,16 @@ from ..autograd import no_grad
 from ..random import get_rng_state, set_rng_state
 from ..serialization import CheckpointError
 from ..tensor import Tensor
-from .checkpoint import (CHECKPOINT_FORMAT, CHECKPOINT_VERSION, NonFiniteState, conforms, load_checkpoint,
-                         one_line, save_checkpoint, validate_checkpoint)
+from .checkpoint import (
+    CHECKPOINT_FORMAT,
+    CHECKPOINT_VERSION,
+    NonFiniteState,
+    conforms,
+    load_checkpoint,
+    one_line,
+    save_checkpoint,
+    validate_checkpoint,
+)
 from .reporting import format_row, grad_norms, plot_curves, write_metrics_csv
 
 __all__ = ["Trainer", "TrainingInterrupted", "TrainingDiverged", "evaluate"]
