@@ -38,6 +38,9 @@ OPS = {
     "cross_entropy none": ((10,), lambda x: F.cross_entropy(x, np.zeros(0, dtype=np.int64), reduction="none")),
     "nll_loss sum": ((10,), lambda x: F.nll_loss(x, np.zeros(0, dtype=np.int64), reduction="sum")),
     "mse_loss sum": ((4,), lambda x: F.mse_loss(x, np.zeros((0, 4), dtype=np.float32), reduction="sum")),
+    "batch_norm2d train": ((3, 4, 4), lambda x: nn.BatchNorm2d(3)(x)),
+    "batch_norm2d eval": ((3, 4, 4), lambda x: nn.BatchNorm2d(3).eval()(x)),
+    "batch_norm1d train": ((3,), lambda x: nn.BatchNorm1d(3)(x)),
 }
 
 
@@ -91,10 +94,10 @@ def test_conv_weight_and_bias_grads_are_zero_on_an_empty_batch(kernel):
                                   np.zeros(6))
 
 
-@pytest.mark.parametrize("variant", ["modern", "d2l"])
+@pytest.mark.parametrize("variant", ["modern", "d2l", "resnet"])
 def test_lenet_and_every_layer_on_an_empty_batch(variant):
     tc.manual_seed(0)
-    model = nn.models.LeNet(variant)
+    model = nn.models.ResNet() if variant == "resnet" else nn.models.LeNet(variant)
     x = tc.zeros(0, 1, 28, 28, requires_grad=True)
     scores = model(x)
     assert scores.shape == (0, 10)
