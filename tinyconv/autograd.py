@@ -153,13 +153,14 @@ class Function:
     # (no other edge, hook, retained .grad or view of it), so backward may write its result into it.
     owns_grad: bool = False
 
-    def __init__(self):
-        self.needs_input_grad: tuple[bool, ...] = ()
-        self.inputs: tuple = ()  # the input Tensors (None for non-tensor positions), for the graph walk
-        self._saved: tuple | None = ()
-        self._freed = False
-        self.output_ref = None  # weakref to the output Tensor (for hooks and retain_grad)
-        self.output_meta: tuple = ()  # (shape, dtype) of the output, kept even after it is gone
+    # A node's own state starts as these class-level defaults (immutable, so nothing is shared by accident) and
+    # becomes instance attributes as it is set: creating a node is then one allocation, not six stores.
+    needs_input_grad: tuple = ()  # one bool per positional input
+    inputs: tuple = ()  # the input Tensors (None for non-tensor positions), for the graph walk
+    _saved: tuple | None = ()
+    _freed: bool = False
+    output_ref = None  # weakref to the output Tensor (for hooks and retain_grad)
+    output_meta: tuple = ()  # (shape, dtype) of the output, kept even after it is gone
 
     # --- what forward uses -------------------------------------------------------------------------------
     def save_for_backward(self, *arrays) -> None:
@@ -181,9 +182,9 @@ class Function:
         """Drop everything saved for backward (called by the engine unless ``retain_graph=True``)."""
         self._saved = None
         self._freed = True
-        for key in list(vars(self)):
-            if key.startswith("saved_"):
-                delattr(self, key)
+        attrs = self.__dict__
+        for key in [k for k in attrs if k[:6] == "saved_"]:
+            del attrs[key]
 
     # --- naming, for graph inspection -----------------------------------------------------------------
     def extra_repr(self) -> str:
@@ -240,8 +241,8 @@ class Function:
                 fns.append(t.grad_fn)
         if maker is None:
             raise TypeError(f"{cls.__name__}.apply needs at least one Tensor among its positional inputs")
-        record = _grad_mode.enabled and any(needs)
-        ctx.needs_input_grad = tuple(n and record for n in needs)
+        record = _grad_mode.enabled and True in needs
+        ctx.needs_input_grad = tuple(needs) if record else (False,) * len(needs)
         if _observer is None:
             out = cls.forward(ctx, *arrays, **params)
         else:
