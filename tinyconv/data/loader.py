@@ -108,7 +108,9 @@ class DataLoader:
             this epoch (see ``random_shift``).
         prefetch: how many batches a background thread builds ahead of the caller (0: none, each batch is
             built in the caller's thread when asked for). Batches are identical either way; only where and
-            when ``transform`` runs differs (in that thread, one batch at a time, in order).
+            when ``transform`` runs differs (in that thread, one batch at a time, in order). A transform that
+            runs numba parallel code while the model does needs a thread-safe numba threading layer (omp or
+            tbb, the usual ones; not workqueue), or ``prefetch=0``.
 
     Yields:
         x: float32 (B, C, H, W), C = 1 for (N, H, W) input, C-contiguous.
