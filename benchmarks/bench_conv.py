@@ -41,6 +41,19 @@ CONFIGS = [
     ("c3-64.224px.7x7.s2", 8, 3, 224, 64, 7, 2, 3, 1),
     ("depthwise.c64.32px", 32, 64, 32, 64, 3, 1, 1, 64),
 ]
+# the convolutions of tinyconv.nn.models.ResNet() (defaults, batch 128; no bias there, with bias here)
+RESNET_CONFIGS = [
+    ("resnet.conv1", 128, 1, 28, 16, 3, 1, 1, 1),
+    ("resnet.layer1.3x3", 128, 16, 14, 16, 3, 1, 1, 1),
+    ("resnet.layer2.3x3.s2", 128, 16, 14, 32, 3, 2, 1, 1),
+    ("resnet.layer2.3x3", 128, 32, 7, 32, 3, 1, 1, 1),
+    ("resnet.layer2.1x1.s2", 128, 16, 14, 32, 1, 2, 0, 1),
+    ("resnet.layer3.3x3.s2", 128, 32, 7, 64, 3, 2, 1, 1),
+    ("resnet.layer3.3x3", 128, 64, 4, 64, 3, 1, 1, 1),
+    ("resnet.layer3.1x1.s2", 128, 32, 7, 64, 1, 2, 0, 1),
+]
+CONFIG_SETS = {"lenet": CONFIGS[:2], "shapes": CONFIGS, "resnet": RESNET_CONFIGS,
+               "all": CONFIGS + RESNET_CONFIGS}
 QUICK_CONFIGS = [
     ("lenet.conv1", 4, 1, 12, 3, 5, 1, 2, 1),
     ("lenet.conv2", 4, 3, 8, 4, 3, 1, 0, 1),
@@ -578,7 +591,9 @@ POOL_COLUMNS = [("config", "config"), ("phase", "phase"), ("kernel", "kernel"), 
 
 def parse_args(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--configs", choices=["lenet", "all"], default="all")
+    ap.add_argument("--configs", choices=sorted(CONFIG_SETS), default="all",
+                    help="lenet: LeNet's two convs; shapes: those and four wider ones; resnet: the convs of "
+                         "nn.models.ResNet(); all: shapes + resnet")
     ap.add_argument("--kernels", default=DEFAULT_KERNELS,
                     help="comma-separated subset; auto = the library default (picks per operation)")
     ap.add_argument("--repeats", type=int, default=7)
@@ -616,7 +631,7 @@ def torch_worker(args) -> dict:
     threads = common.set_threads(args.threads, numba=False)
     notes = []
     repeats = 2 if args.quick and args.repeats == 7 else args.repeats
-    configs = QUICK_CONFIGS if args.quick else (CONFIGS[:2] if args.configs == "lenet" else CONFIGS)
+    configs = QUICK_CONFIGS if args.quick else CONFIG_SETS[args.configs]
     pool_configs = QUICK_POOL_CONFIGS if args.quick else POOL_CONFIGS
     checks = {}
     conv_rows, _ = bench_convs(configs, {}, torch, repeats, args.direct_div, args.quick, notes, checks)
@@ -698,7 +713,7 @@ def main(argv=None):
     repeats = 2 if args.quick and args.repeats == 7 else args.repeats
     if args.quick:  # tiny sizes: full batch for every kernel; the compile subprocesses alone take ~15 s
         args.direct_div, args.no_compile = 1, True
-    configs = QUICK_CONFIGS if args.quick else (CONFIGS[:2] if args.configs == "lenet" else CONFIGS)
+    configs = QUICK_CONFIGS if args.quick else CONFIG_SETS[args.configs]
     pool_configs = QUICK_POOL_CONFIGS if args.quick else POOL_CONFIGS
     kernels, missing = load_kernels([k for k in args.kernels.split(",") if k])
     for k, why in missing.items():

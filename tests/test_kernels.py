@@ -387,6 +387,51 @@ def test_grad_input_for_a_larger_input(cfg, extra_h, extra_w, name):
     _assert_close(gx, ref, 1e-10, "grad_input on a larger input")
 
 
+@settings(deadline=None, max_examples=40)
+@given(cfg=conv_configs(max_batch=6, max_group_channels=5), column_bytes=st.sampled_from([1, 300, 1 << 23]),
+       dtype=st.sampled_from([np.float64, np.float32]))
+def test_im2col_chunks_of_images_agree_with_direct(cfg, column_bytes, dtype):
+    """im2col's channel-major columns, one chunk of images at a time: a chunk of one image (1 byte), a few, the
+    whole batch; batches up to 6 and odd channel counts."""
+    x, w, gy = cfg.arrays(np.float64)
+    ref = _all_ops(direct, cfg, x, w, gy)
+    before = K.im2col.COLUMN_BYTES
+    K.im2col.COLUMN_BYTES = column_bytes
+    try:
+        got = _all_ops(im2col, cfg, x.astype(dtype), w.astype(dtype), gy.astype(dtype))
+    finally:
+        K.im2col.COLUMN_BYTES = before
+    for what, a, b in zip(("forward", "grad_input", "grad_weight"), got, ref):
+        assert a.shape == b.shape and a.dtype == dtype
+        _assert_close(a, b, 1e-10 if dtype == np.float64 else 1e-4, f"im2col {what}")
+
+
+@pytest.mark.parametrize("x_shape, w_shape, stride, padding, groups", [
+    ((5, 64, 5, 5), (33, 64, 3, 3), 1, 1, 1),     # K = 576: forward and grad_input by im2col
+    ((4, 32, 7, 7), (32, 32, 3, 3), 1, 1, 1),     # forward numba, grad_input im2col
+    ((4, 17, 9, 9), (64, 17, 3, 3), 2, 1, 1),     # stride 2, odd channels
+    ((6, 32, 7, 7), (64, 32, 1, 1), 2, 0, 1),     # 1x1 projection
+    ((4, 64, 6, 6), (64, 1, 3, 3), 1, 1, 64),     # depthwise
+    ((3, 6, 9, 9), (96, 2, 3, 3), 1, 1, 3),       # 32 outputs per group, 3 groups
+])
+@pytest.mark.parametrize("dtype, tol", [(np.float64, 1e-10), (np.float32, 1e-4)])
+def test_auto_on_wide_layers_agrees_with_direct(x_shape, w_shape, stride, padding, groups, dtype, tol):
+    rng = np.random.default_rng(3)
+    x = rng.uniform(-1, 1, x_shape)
+    w = rng.uniform(-1, 1, w_shape)
+    b = rng.uniform(-1, 1, w_shape[0])
+    args = (stride, padding, 1, groups)
+    y = direct.conv2d_forward(x, w, *args, bias=b)
+    gy = rng.uniform(-1, 1, y.shape)
+    auto = K.get_kernel("auto")
+    xd, wd, bd, gyd = (a.astype(dtype) for a in (x, w, b, gy))
+    _assert_close(auto.conv2d_forward(xd, wd, *args, bias=bd), y, tol, "forward")
+    _assert_close(auto.conv2d_grad_input(gyd, wd, x_shape[2:], *args),
+                  direct.conv2d_grad_input(gy, w, x_shape[2:], *args), tol, "grad_input")
+    _assert_close(auto.conv2d_grad_weight(xd, gyd, w_shape[2:], *args),
+                  direct.conv2d_grad_weight(x, gy, w_shape[2:], *args), tol, "grad_weight")
+
+
 def test_lenet_shapes_agree_float32():
     rng = np.random.default_rng(0)
     for xs, ws, pad in (((4, 1, 28, 28), (6, 1, 5, 5), 2), ((4, 6, 14, 14), (16, 6, 5, 5), 0)):
@@ -497,6 +542,13 @@ def test_auto_rule(restore_default):
     assert K.choose_kernel((32, 32, 16, 16), (64, 32, 3, 3), 2, op="grad_weight") == "im2col"
     assert K.choose_kernel((8, 64, 16, 16), (64, 1, 3, 3), groups=64,
                            op="grad_weight") == "numba"
+    # wide layers: one big product (im2col) for the forward from K = 512, grad_input from 32 output channels
+    assert K.choose_kernel((32, 64, 32, 32), (64, 64, 3, 3), 1, 1, op="forward") == "im2col"
+    assert K.choose_kernel((128, 32, 7, 7), (32, 32, 3, 3), 1, 1, op="forward") == "numba"
+    assert K.choose_kernel((128, 32, 7, 7), (32, 32, 3, 3), 1, 1, op="grad_input") == "im2col"
+    assert K.choose_kernel((128, 16, 14, 14), (16, 16, 3, 3), 1, 1, op="grad_input") == "numba"
+    assert K.choose_kernel((32, 64, 32, 32), (64, 1, 3, 3), 1, 1, groups=64, op="grad_input") == "numba"
+    assert K.choose_kernel((8, 3, 224, 224), (64, 3, 7, 7), 2, 3, op="grad_input") == "im2col"
     with pytest.raises(ValueError, match="unknown conv op 'backward'"):
         K.choose_kernel((8, 64, 16, 16), (64, 1, 3, 3), op="backward")
 
@@ -563,6 +615,17 @@ for dt in (np.float64, np.float32):
         np.testing.assert_allclose(numba_jit.conv2d_grad_input(gy, w, (7, 6), *args),
                                    direct.conv2d_grad_input(gy, w, (7, 6), *args), rtol=1e-4, atol=1e-5)
         np.testing.assert_allclose(numba_jit.conv2d_grad_weight(x, gy, (3, 2), *args),
+                                   direct.conv2d_grad_weight(x, gy, (3, 2), *args), rtol=1e-4, atol=1e-5)
+    im2col = K.get_kernel("im2col")
+    for column_bytes in (1, 1 << 23):  # a chunk of one image, the whole batch
+        K.im2col.COLUMN_BYTES = column_bytes
+        args = ((2, 1), (1, 0, 2, 1), (1, 2), 2)
+        y = im2col.conv2d_forward(x, w, *args)
+        np.testing.assert_allclose(y, direct.conv2d_forward(x, w, *args), rtol=1e-4, atol=1e-5)
+        gy = rng.standard_normal(y.shape).astype(dt)
+        np.testing.assert_allclose(im2col.conv2d_grad_input(gy, w, (8, 6), *args),
+                                   direct.conv2d_grad_input(gy, w, (8, 6), *args), rtol=1e-4, atol=1e-5)
+        np.testing.assert_allclose(im2col.conv2d_grad_weight(x, gy, (3, 2), *args),
                                    direct.conv2d_grad_weight(x, gy, (3, 2), *args), rtol=1e-4, atol=1e-5)
     y1, a1 = numba_pooling.max_pool2d_forward(x, 3, 2, 1, 1, True)
     y2, a2 = pooling.max_pool2d_forward(x, 3, 2, 1, 1, True)

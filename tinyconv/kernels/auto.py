@@ -9,9 +9,11 @@ from __future__ import annotations
 from . import direct, im2col, numba_jit
 from .backend import Backend
 
-__all__ = ["AutoBackend", "backend", "CONV_OPS"]
+__all__ = ["AutoBackend", "backend", "CONV_OPS", "IM2COL_MIN_K", "IM2COL_MIN_OG"]
 
 CONV_OPS = ("forward", "grad_input", "grad_weight")
+IM2COL_MIN_K = 512   # forward: im2col from this many multiply-adds per output (C_in/groups * kh * kw)
+IM2COL_MIN_OG = 32   # grad_input: im2col from this many output channels per group
 
 
 class AutoBackend(Backend):
@@ -24,13 +26,14 @@ class AutoBackend(Backend):
             if op not in CONV_OPS:
                 raise ValueError(f"unknown conv op {op!r}; valid ops: {CONV_OPS}")
             return im2col.backend
-        _, cg, kh, kw = w_shape
+        c_out, cg, kh, kw = w_shape
         unit_stride = stride[0] == 1 and stride[1] == 1
         taps = kh * kw
+        og = c_out * cg // max(1, x_shape[1])  # output channels per group
         if op == "forward":
-            fast = unit_stride and taps > 1
+            fast = unit_stride and taps > 1 and cg * taps < IM2COL_MIN_K
         elif op == "grad_input":
-            fast = taps > 1
+            fast = taps > 1 and og < IM2COL_MIN_OG
         elif op == "grad_weight":
             batch_last = x_shape[0] >= numba_jit.BATCH_LAST_MIN_N
             fast = unit_stride and (batch_last or cg * taps <= 160)

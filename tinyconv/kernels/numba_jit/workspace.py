@@ -12,7 +12,7 @@ from collections import OrderedDict
 
 import numpy as np
 
-__all__ = ["WORKSPACE_MAX_BYTES", "scratch_zeros", "clear_workspace"]
+__all__ = ["WORKSPACE_MAX_BYTES", "scratch_zeros", "scratch_empty", "clear_workspace"]
 
 WORKSPACE_MAX_BYTES = 256 * 2**20
 _workspace = threading.local()
@@ -29,6 +29,22 @@ def scratch_zeros(shape, dtype, key):
     buf = cache.pop(key, None)
     if buf is None:
         buf = np.zeros(shape, dtype=dtype)
+    cache[key] = buf
+    while sum(b.nbytes for b in cache.values()) > WORKSPACE_MAX_BYTES and len(cache) > 1:
+        cache.popitem(last=False)
+    return buf
+
+
+def scratch_empty(shape, dtype, key):
+    """An array of ``shape`` that later calls with the same ``key`` get back, with whatever the last caller left
+    in it (for buffers that are overwritten in full before they are read, such as im2col's columns)."""
+    cache = getattr(_workspace, "buffers", None)
+    if cache is None:
+        cache = _workspace.buffers = OrderedDict()
+    key = (tuple(shape), np.dtype(dtype).str, "empty", key)
+    buf = cache.pop(key, None)
+    if buf is None:
+        buf = np.empty(shape, dtype=dtype)
     cache[key] = buf
     while sum(b.nbytes for b in cache.values()) > WORKSPACE_MAX_BYTES and len(cache) > 1:
         cache.popitem(last=False)
