@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 import tinyconv.kernels as K
@@ -430,6 +430,47 @@ def test_auto_on_wide_layers_agrees_with_direct(x_shape, w_shape, stride, paddin
                   direct.conv2d_grad_input(gy, w, x_shape[2:], *args), tol, "grad_input")
     _assert_close(auto.conv2d_grad_weight(xd, gyd, w_shape[2:], *args),
                   direct.conv2d_grad_weight(x, gy, w_shape[2:], *args), tol, "grad_weight")
+
+
+@st.composite
+def depthwise_configs(draw):
+    """groups == C_in == C_out: the numba backend's depthwise loops (any stride, dilation, padding)."""
+    c = draw(st.integers(2, 7))
+    kernel = (draw(st.integers(1, 4)), draw(st.integers(1, 4)))
+    stride = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
+    dilation = (draw(st.integers(1, 2)), draw(st.integers(1, 2)))
+    padding = tuple(draw(st.integers(0, 2)) for _ in range(4))
+    n, h, w = draw(st.integers(1, 5)), draw(st.integers(1, 10)), draw(st.integers(1, 10))
+    try:
+        args = K.shapes.normalize_conv_args((n, c, h, w), (c, 1) + kernel, stride, padding, dilation, c)
+    except ValueError:
+        assume(False)
+    return n, c, h, w, kernel, args, draw(st.integers(0, 2**32 - 1))
+
+
+@settings(deadline=None, max_examples=40)
+@given(case=depthwise_configs(), extra=st.integers(0, 2), dtype=st.sampled_from([np.float64, np.float32]))
+def test_depthwise_kernels_agree_with_direct(case, extra, dtype):
+    n, c, h, w, kernel, args, seed = case
+    rng = np.random.default_rng(seed)
+    x, wt, b = rng.uniform(-1, 1, (n, c, h, w)), rng.uniform(-1, 1, (c, 1) + kernel), rng.uniform(-1, 1, c)
+    gy = rng.uniform(-1, 1, args.out_shape)
+    kargs = (args.stride, args.padding, args.dilation, c)
+    tol = 1e-10 if dtype == np.float64 else 1e-4
+    xd, wd, bd, gyd = (a.astype(dtype) for a in (x, wt, b, gy))
+    big = (h + extra, w + extra)  # grad_input on a larger input (output_padding)
+    for name in ("numba", "auto"):
+        kern = K.get_kernel(name)
+        if K.jit_enabled():
+            for op in ("forward", "grad_input", "grad_weight"):
+                assert kern.choose(op, (n, c, h, w), (c, 1) + kernel, args.stride).name == "numba"
+        y = kern.conv2d_forward(xd, wd, *kargs, bias=bd)
+        assert y.dtype == dtype
+        _assert_close(y, direct.conv2d_forward(x, wt, *kargs, bias=b), tol, f"{name} forward")
+        gx = kern.conv2d_grad_input(gyd, wd, big, *kargs)
+        _assert_close(gx, direct.conv2d_grad_input(gy, wt, big, *kargs), tol, f"{name} grad_input")
+        gw = kern.conv2d_grad_weight(xd, gyd, kernel, *kargs)
+        _assert_close(gw, direct.conv2d_grad_weight(x, gy, kernel, *kargs), tol, f"{name} grad_weight")
 
 
 def test_lenet_shapes_agree_float32():

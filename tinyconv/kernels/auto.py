@@ -30,13 +30,14 @@ class AutoBackend(Backend):
         unit_stride = stride[0] == 1 and stride[1] == 1
         taps = kh * kw
         og = c_out * cg // max(1, x_shape[1])  # output channels per group
+        depthwise = numba_jit.is_depthwise(x_shape[1], c_out, cg, x_shape[1] // max(1, cg))
         if op == "forward":
-            fast = unit_stride and taps > 1 and cg * taps < IM2COL_MIN_K
+            fast = depthwise or (unit_stride and taps > 1 and cg * taps < IM2COL_MIN_K)
         elif op == "grad_input":
-            fast = taps > 1 and og < IM2COL_MIN_OG
+            fast = depthwise or (taps > 1 and og < IM2COL_MIN_OG)
         elif op == "grad_weight":
             batch_last = x_shape[0] >= numba_jit.BATCH_LAST_MIN_N
-            fast = unit_stride and (batch_last or cg * taps <= 160)
+            fast = depthwise or (unit_stride and (batch_last or cg * taps <= 160))
         else:
             raise ValueError(f"unknown conv op {op!r}; valid ops: {CONV_OPS}")
         return numba_jit.backend if fast else im2col.backend

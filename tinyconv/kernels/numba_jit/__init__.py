@@ -34,6 +34,8 @@ The backward kernels reuse the layout:
   small ``(T, block)`` buffer (vectorised over ``p``, 4 images per pass) and sums it once at
   the end; partial sums per block are added in the wrapper.  Race-free, deterministic.
 
+Depthwise convolutions (``groups == C_in == C_out``) have their own per-plane loops: :mod:`.depthwise`.
+
 For big batches (``N >= BATCH_LAST_MIN_N``) with a unit width stride, the forward (when the
 flat-rows layout would waste many garbage positions) and grad_weight use a second layout,
 batch-last, with register-blocked kernels: see :mod:`.batch_last`.
@@ -50,11 +52,11 @@ from numba import config as _numba_config
 from .. import numba_pooling
 from ..backend import Backend
 from ..threads import ensure_thread_pool
-from . import batch_last, flat_rows
+from . import batch_last, depthwise, flat_rows
 from .workspace import clear_workspace
 
 __all__ = ["forward", "grad_input", "grad_weight", "NumbaBackend", "backend", "jit_enabled", "clear_workspace",
-           "BATCH_LAST_MIN_N", "BATCH_LAST_MIN_GARBAGE"]
+           "BATCH_LAST_MIN_N", "BATCH_LAST_MIN_GARBAGE", "is_depthwise"]
 
 BATCH_LAST_MIN_N = 32          # batch size from which the batch-last path is used
 BATCH_LAST_MIN_GARBAGE = 0.2   # forward: only if more flat-rows positions are garbage
@@ -69,6 +71,11 @@ def forward(x, w, args, bias=None):
         return y
     c_out, cg, kh, kw = w.shape
     bias = np.zeros(c_out, dtype=dtype) if bias is None else np.ascontiguousarray(bias)
+    if is_depthwise(x.shape[1], c_out, cg, args.groups):
+        ensure_thread_pool()
+        depthwise.forward(np.ascontiguousarray(x), np.ascontiguousarray(w), bias, y, *_depthwise_args(
+            x.shape[2:], y.shape[2:], args))
+        return y
     lay = flat_rows.Layout(x.shape[2], x.shape[3], args.padding, args.stride, args.dilation, args.kernel_hw)
     if x.shape[0] >= BATCH_LAST_MIN_N and args.stride[1] == 1 and (y.shape[2] * y.shape[3] < (
             1 - BATCH_LAST_MIN_GARBAGE) * lay.npos(y.shape[2])):
@@ -92,6 +99,11 @@ def grad_input(grad_y, w, input_hw, args):
     gx = np.empty((n, cg * args.groups, h, w_in), dtype=dtype)
     if gx.size == 0:
         return gx
+    if is_depthwise(cg * args.groups, c_out, cg, args.groups):
+        ensure_thread_pool()
+        depthwise.grad_input(np.ascontiguousarray(grad_y), np.ascontiguousarray(w), gx,
+                             *_depthwise_args((h, w_in), grad_y.shape[2:], args))
+        return gx
     lay = flat_rows.Layout(h, w_in, args.padding, args.stride, args.dilation, args.kernel_hw)
     gyf = lay.flat_grad(grad_y)
     og = c_out // args.groups
@@ -113,6 +125,12 @@ def grad_weight(x, grad_y, args):
     _, cg, kh, kw = w_shape
     if x.shape[0] == 0:
         return np.zeros(w_shape, dtype=dtype)
+    if is_depthwise(x.shape[1], c_out, cg, args.groups):
+        gw = np.empty(w_shape, dtype=dtype)
+        ensure_thread_pool()
+        depthwise.grad_weight(np.ascontiguousarray(x), np.ascontiguousarray(grad_y), gw,
+                              *_depthwise_args(x.shape[2:], grad_y.shape[2:], args))
+        return gw
     if x.shape[0] >= BATCH_LAST_MIN_N and args.stride[1] == 1:
         return batch_last.grad_weight(x, grad_y, args, w_shape)
     lay = flat_rows.Layout(x.shape[2], x.shape[3], args.padding, args.stride, args.dilation, args.kernel_hw)
@@ -129,6 +147,20 @@ def grad_weight(x, grad_y, args):
     flat_rows.grad_weight_core(src, gyf, lay.offs, part, cg, c_out // args.groups, block)
     gw = part[:, :, 0].copy() if nblk == 1 else part.sum(axis=2)
     return gw.reshape(w_shape)
+
+
+def is_depthwise(c_in, c_out, cg, groups) -> bool:
+    """One filter per channel (groups == C_in == C_out, more than one group): :mod:`.depthwise`'s kernels."""
+    return groups > 1 and cg == 1 and c_out == groups == c_in
+
+
+def _depthwise_args(input_hw, out_hw, args):
+    """(sh, sw, dh, dw, top, left, Hp, Wp) of :mod:`.depthwise`'s kernels."""
+    (sh, sw), (dh, dw), (kh, kw) = args.stride, args.dilation, args.kernel_hw
+    top, _, left, _ = args.padding
+    hp = depthwise.padded_size(input_hw[0], top, out_hw[0], sh, dh, kh)
+    wp = depthwise.padded_size(input_hw[1], left, out_hw[1], sw, dw, kw)
+    return sh, sw, dh, dw, top, left, hp, wp
 
 
 def jit_enabled() -> bool:
