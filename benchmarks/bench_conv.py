@@ -263,7 +263,7 @@ def layer_level(configs, kernel_names, torch, repeats, quick, notes):
             notes.append(f"layer-level rows skipped: {type(e).__name__}: {e}")
             return []
     rows, jobs = [], []
-    for (name, n, c_in, h, c_out, k, s, p, g) in configs[:2]:
+    for (name, n, c_in, h, c_out, k, s, p, g) in [c for c in configs if c[0].startswith("lenet.")]:
         x, w, gy = make_inputs(n, c_in, h, c_out, k, s, p, g)
         b = np.zeros(c_out, dtype=np.float32)
         need_x = name != "lenet.conv1"
@@ -311,7 +311,7 @@ def im2col_retention(configs, notes) -> list[dict]:
     except Exception:
         return []
     out = []
-    for (name, n, c_in, h, c_out, k, s, p, g) in configs[:2]:
+    for (name, n, c_in, h, c_out, k, s, p, g) in [c for c in configs if c[0].startswith("lenet.")]:
         x, w, gy = make_inputs(n, c_in, h, c_out, k, s, p, g)
         xt = tc.tensor(x, requires_grad=name != "lenet.conv1")
         wt = tc.tensor(w, requires_grad=True)
