@@ -51,12 +51,12 @@ that follow, one more reason to stay with numba where it is close.)
   ``C_in/groups * kh * kw < auto.IM2COL_MIN_K`` (512), else ``im2col`` (channel-major
   columns, one BLAS product per chunk of images). CPU time at one thread (numba and
   BLAS), measured on a loaded machine, ms im2col vs numba: 64->64 3x3 on 32x32 batch 32
-  27.8 vs 41.3; 32->64 3x3 stride 2 on 64x64 20.3 vs 30.8; 3->64 7x7 stride 2 on 224x224
+  27.8 vs 41.3; 32->64 3x3 stride 2 on 64x64 15.7 vs 30.8; 3->64 7x7 stride 2 on 224x224
   batch 8 25.4 vs 33.3; a ResNet's 32->32 3x3 on 7x7, batch 128, 2.7 vs 1.8; its strided
   and 1x1 convs 0.3-1.6 vs 1.3-6.1.
 * grad_input: ``numba`` when the kernel has more than one tap and fewer than
   ``auto.IM2COL_MIN_OG`` (32) output channels per group, else ``im2col`` (same
-  measurements: 25.6 vs 41.9, 21.0 vs 22.3, 22.6 vs 42.7; 32->32 on 7x7 1.9 vs 3.4;
+  measurements: 25.6 vs 41.9, 15.6 vs 22.3, 22.6 vs 42.7; 32->32 on 7x7 1.9 vs 3.4;
   16->16 on 14x14 2.7 vs 2.6; depthwise 64 channels 26 vs 3.6).
 * grad_weight: ``numba`` when the stride is 1 and either the batch is at least
   ``numba_jit.BATCH_LAST_MIN_N`` (32: the batch-last dot-product kernel; LeNet above;
