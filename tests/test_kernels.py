@@ -395,12 +395,12 @@ def test_im2col_chunks_of_images_agree_with_direct(cfg, column_bytes, dtype):
     whole batch; batches up to 6 and odd channel counts."""
     x, w, gy = cfg.arrays(np.float64)
     ref = _all_ops(direct, cfg, x, w, gy)
-    before = K.im2col.COLUMN_BYTES, K.blas.SMALL_MATMUL_MACS
-    K.im2col.COLUMN_BYTES, K.blas.SMALL_MATMUL_MACS = column_bytes, 0  # no floor from the product size
+    before = K.im2col.COLUMN_BYTES
+    K.im2col.COLUMN_BYTES = column_bytes
     try:
         got = _all_ops(im2col, cfg, x.astype(dtype), w.astype(dtype), gy.astype(dtype))
     finally:
-        K.im2col.COLUMN_BYTES, K.blas.SMALL_MATMUL_MACS = before
+        K.im2col.COLUMN_BYTES = before
     for what, a, b in zip(("forward", "grad_input", "grad_weight"), got, ref):
         assert a.shape == b.shape and a.dtype == dtype
         _assert_close(a, b, 1e-10 if dtype == np.float64 else 1e-4, f"im2col {what}")
@@ -659,7 +659,7 @@ for dt in (np.float64, np.float32):
                                    direct.conv2d_grad_weight(x, gy, (3, 2), *args), rtol=1e-4, atol=1e-5)
     im2col = K.get_kernel("im2col")
     for column_bytes in (1, 1 << 23):  # a chunk of one image, the whole batch
-        K.im2col.COLUMN_BYTES, K.blas.SMALL_MATMUL_MACS = column_bytes, 0
+        K.im2col.COLUMN_BYTES = column_bytes
         args = ((2, 1), (1, 0, 2, 1), (1, 2), 2)
         y = im2col.conv2d_forward(x, w, *args)
         np.testing.assert_allclose(y, direct.conv2d_forward(x, w, *args), rtol=1e-4, atol=1e-5)

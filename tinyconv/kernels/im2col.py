@@ -20,11 +20,10 @@ ResNet's 7x7 and 4x4 stages, batch 128) still make a large, efficient BLAS call 
 (batch-major columns ``(N, K, P)``, the earlier layout, ran 64->64 3x3 on 4x4 at batch 128 in 3.4 / 5.6 / 6.3 ms
 for forward / grad_input / grad_weight, CPU time at one thread on a loaded machine; this layout 2.7 / 2.2 / 2.8 ms,
 of which the products are 1.2 ms each). A chunk holds as many images as fit :data:`COLUMN_BYTES` of columns (at
-least one; more where the product would be too small for BLAS's threads, :data:`.blas.SMALL_MATMUL_MACS`), so the
-column buffer stays in cache-sized pieces and is reused (:mod:`.numba_jit.workspace`) instead of being fresh
-memory every call.
+least one), so the column buffer stays in cache-sized pieces and is reused (:mod:`.numba_jit.workspace`) instead
+of being fresh memory every call.
 
-The column copies (im2col, col2im, and the transposes between ``(N, C, P)`` arrays and ``(C, nb*P)`` matrices,
+The column copies (serial; im2col, col2im, the transposes between ``(N, C, P)`` arrays and ``(C, nb*P)`` matrices,
 with the bias added on the way out) are compiled loops (:mod:`.numba_jit.columns`) that read the unpadded input
 and test the padding per row; with ``NUMBA_DISABLE_JIT=1`` they are NumPy strided copies of a padded copy
 (windows viewed with ``as_strided``, one slice-add per tap for col2im). dtype is kept end to end.
@@ -52,13 +51,11 @@ def _jit() -> bool:
     return not _numba_config.DISABLE_JIT
 
 
-def _chunks(n, k, npos, itemsize, og):
-    """(first image, images) of each chunk: as many images as fit COLUMN_BYTES (at least one), balanced; but
-    enough for a product of ``blas.SMALL_MATMUL_MACS`` (small images), which BLAS runs on every thread."""
+def _chunks(n, k, npos, itemsize):
+    """(first image, images) of each chunk: as many images as fit COLUMN_BYTES (at least one), balanced."""
     per = max(1, min(n, COLUMN_BYTES // max(1, k * npos * itemsize)))
     count = -(-n // per)
     per = -(-n // count)
-    per = max(per, min(n, -(-blas.SMALL_MATMUL_MACS // max(1, og * k * npos))))
     return [(n0, min(per, n - n0)) for n0 in range(0, n, per)]
 
 
@@ -131,7 +128,7 @@ def forward(x, w, args, bias=None):
     bias = np.zeros(c_out, dtype=dtype) if bias is None else np.ascontiguousarray(bias, dtype=dtype)
     src = _Columns(x, args, cg, (ho, wo))
     wmat = np.ascontiguousarray(w).reshape(c_out, k)
-    for n0, nb in _chunks(n, k, npos, dtype.itemsize, og):
+    for n0, nb in _chunks(n, k, npos, dtype.itemsize):
         cols = scratch_empty((k, nb * npos), dtype, "im2col.cols")
         out = scratch_empty((og, nb * npos), dtype, "im2col.out")
         for g in range(G):
@@ -166,7 +163,7 @@ def grad_input(grad_y, w, input_hw, args):
         ensure_thread_pool()
     wmat = np.ascontiguousarray(w).reshape(c_out, k)
     gy = np.ascontiguousarray(grad_y).reshape(n, c_out, npos)
-    for n0, nb in _chunks(n, k, npos, dtype.itemsize, og):
+    for n0, nb in _chunks(n, k, npos, dtype.itemsize):
         dcols = scratch_empty((k, nb * npos), dtype, "im2col.cols")
         gym = scratch_empty((og, nb * npos), dtype, "im2col.out")
         for g in range(G):
@@ -202,7 +199,7 @@ def grad_weight(x, grad_y, args):
         return grad_w.reshape(w_shape)
     src = _Columns(x, args, cg, (ho, wo))
     gy = np.ascontiguousarray(grad_y).reshape(n, c_out, npos)
-    for n0, nb in _chunks(n, k, npos, dtype.itemsize, og):
+    for n0, nb in _chunks(n, k, npos, dtype.itemsize):
         cols = scratch_empty((k, nb * npos), dtype, "im2col.cols")
         gym = scratch_empty((og, nb * npos), dtype, "im2col.out")
         for g in range(G):

@@ -5,14 +5,16 @@ of columns (no padded copy); the column loops are unit-stride reads when the wid
 compiler vectorises.
 
 Layout: ``cols[(c, a, b), m*P + i*W_out + j] = x[n0 + m, c0 + c, i*sh + a*dh - top, j*sw + b*dw - left]``
-(0 outside the input), ``P = H_out*W_out``. Parallel over column rows or, for col2im, over channels: every task
-writes its own rows/planes, so there are no races and the sums are deterministic.
+(0 outside the input), ``P = H_out*W_out``. Serial loops, on purpose: they run between the (multi-threaded)
+BLAS products of :mod:`..im2col`, and alternating numba's parallel regions with OpenBLAS's threads makes each
+wait for the other's spinning threads (see :mod:`..blas`); on a loaded 2-core machine a ResNet layer's im2col
+fwd+bwd took 0.25-1 s of wall time with parallel copies for ~10 ms of CPU time, 10 ms with serial ones.
 Shapes are runtime values: one compilation per dtype.
 """
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
 __all__ = ["im2col_chunk", "col2im_chunk", "to_matrix", "from_matrix"]
 
@@ -30,7 +32,7 @@ def _col_range(b, dw, sw, left, w, wo):
     return lo, hi, off
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True)
 def im2col_chunk(x, cols, c0, n0, nb, kh, kw, sh, sw, dh, dw, top, left, ho, wo):
     """Fill ``cols`` (cg*kh*kw, nb*ho*wo) from images n0..n0+nb-1, channels c0..c0+cg-1 of x (N, C, H, W)."""
     c_in, h, w = x.shape[1], x.shape[2], x.shape[3]
@@ -39,7 +41,7 @@ def im2col_chunk(x, cols, c0, n0, nb, kh, kw, sh, sw, dh, dw, top, left, ho, wo)
     taps = kh * kw
     npos = ho * wo
     length = cols.shape[1]
-    for r in prange(cols.shape[0]):  # one row per task: the index arithmetic (divisions) once per row
+    for r in range(cols.shape[0]):  # one row per task: the index arithmetic (divisions) once per row
         c = c0 + r // taps
         t = r % taps
         a = t // kw
@@ -67,7 +69,7 @@ def im2col_chunk(x, cols, c0, n0, nb, kh, kw, sh, sw, dh, dw, top, left, ho, wo)
                     cf[o + j] = 0
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True)
 def col2im_chunk(dcols, gx, c0, n0, nb, cg, kh, kw, sh, sw, dh, dw, top, left, ho, wo):
     """gx[n0+m, c0+c] += the column gradient ``dcols`` (cg*kh*kw, nb*ho*wo) added back to the pixels it read."""
     c_in, h, w = gx.shape[1], gx.shape[2], gx.shape[3]
@@ -75,7 +77,7 @@ def col2im_chunk(dcols, gx, c0, n0, nb, cg, kh, kw, sh, sw, dh, dw, top, left, h
     df = dcols.reshape(-1)
     npos = ho * wo
     length = dcols.shape[1]
-    for c in prange(cg):  # each task owns its channel's planes: no races
+    for c in range(cg):  # each task owns its channel's planes: no races
         for m in range(nb):
             plane = ((n0 + m) * c_in + c0 + c) * h * w
             for a in range(kh):
@@ -96,21 +98,21 @@ def col2im_chunk(dcols, gx, c0, n0, nb, cg, kh, kw, sh, sw, dh, dw, top, left, h
                                 gf[np.uint64(dst + j * sw)] += df[np.uint64(o + j)]
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True)
 def to_matrix(a, out, n0, nb, o0):
     """out[o, m*P + p] = a[n0 + m, o0 + o, p] for a (N, C, P) and out (rows, nb*P)."""
     npos = a.shape[2]
-    for o in prange(out.shape[0]):
+    for o in range(out.shape[0]):
         for m in range(nb):
             for p in range(npos):
                 out[o, m * npos + p] = a[n0 + m, o0 + o, p]
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True)
 def from_matrix(mat, y, bias, n0, nb, o0):
     """y[n0 + m, o0 + o, p] = mat[o, m*P + p] + bias[o0 + o] for mat (rows, nb*P) and y (N, C, P)."""
     npos = y.shape[2]
-    for m in prange(nb):
+    for m in range(nb):
         for o in range(mat.shape[0]):
             bv = bias[o0 + o]
             for p in range(npos):
