@@ -2,37 +2,9 @@
 (numba ``@njit(parallel=True)``), in two layouts, one module each: :mod:`.flat_rows` and :mod:`.batch_last`
 (with its scratch buffers in :mod:`.workspace`).
 
-Layout trick: "flat padded rows" (a.k.a. implicit GEMM on the padded width)
----------------------------------------------------------------------------
-The padded input plane of one channel, ``x_pad[c]`` of shape ``(Hp, Wp)``, is stored as a
-flat vector.  For stride 1, output pixel ``(i, j)`` and kernel tap ``(a, b)`` read
-``x_pad[c].flat[i*Wp + j + (a*dh*Wp + b*dw)]``: every tap is a *constant offset*
-``off[t]`` into the flat plane.  So with ``p = i*Wp + j`` the whole output plane is::
-
-    acc[p] = sum_c sum_t w[o, c, t] * x_flat[c, p + off[t]]      for p in 0 .. (Ho-1)*Wp + Wo - 1
-
-one long contiguous loop per tap, which the compiler vectorises.  The positions with
-``j >= Wo`` are garbage that is simply not copied out (a waste of ``Wp/Wo``).
-Several taps (4) and two output channels are handled per pass over ``acc`` so that each
-load of ``x`` feeds 8 multiply-adds and ``acc`` is loaded/stored once per 4 taps.
-
-Strides are handled by the *polyphase* decomposition: the padded input is split into
-``sh*sw`` phase planes ``x_ph[r, s][i', j'] = x_pad[i'*sh + r, j'*sw + s]`` laid one after
-another.  A tap ``(a, b)`` with ``a*dh = qa*sh + r``, ``b*dw = qb*sw + s`` reads phase
-``(r, s)`` at ``(i + qa, j + qb)``, again a constant offset into the flat buffer (with the
-phase width ``Wph = ceil(Wp / sw)`` as the row stride).  Stride 1 is the one-phase case.
-
-The backward kernels reuse the layout:
-
-* ``grad_input``: the adjoint, scattered: ``gx_flat[c, p + off[t]] += w[o, c, t] * gy_flat[o, p]``
-  (``gy_flat`` has the phase row stride and zeros in the garbage columns), parallel over
-  (image, pair of input channels) so that no two threads write the same plane; the result
-  is then read back through the phase map and cropped.
-* ``grad_weight``: ``gw[o, c, t] = sum_n sum_p gy_flat[n, o, p] * x_flat[n, c, p + off[t]]``.
-  Without ``fastmath`` the compiler may not reorder a dot product, so each task (output
-  channel, input channel, block of positions) accumulates the *elementwise* products in a
-  small ``(T, block)`` buffer (vectorised over ``p``, 4 images per pass) and sums it once at
-  the end; partial sums per block are added in the wrapper.  Race-free, deterministic.
+The default layout, "flat padded rows" (every kernel tap a constant offset into a channel's flattened padded
+plane, strides by a polyphase split, the backward kernels on the same layout), is explained where it is
+implemented, at the top of :mod:`.flat_rows`.
 
 Depthwise convolutions (``groups == C_in == C_out``) have their own per-plane loops: :mod:`.depthwise`.
 
