@@ -70,6 +70,17 @@ def _timed(fn, samples: int) -> list[float]:
     return out
 
 
+def _first_then_timed(step, args) -> tuple:
+    """Seconds of the first call (compilation, first touch), then ``args.warmup`` untimed calls, then the timed
+    samples of ``_timed``: the same sequence for every framework."""
+    t = time.perf_counter()
+    step()
+    first = time.perf_counter() - t
+    for _ in range(args.warmup):
+        step()
+    return first, _timed(step, args.steps)
+
+
 def worker_tinyconv(args, data) -> dict:
     sys.path.insert(0, REPO_ROOT)  # this checkout's tinyconv
     import tinyconv as tc
@@ -92,12 +103,7 @@ def worker_tinyconv(args, data) -> dict:
         opt.step()
         state["losses"].append(float(loss.item()))
 
-    t = time.perf_counter()
-    step()
-    first = time.perf_counter() - t
-    for _ in range(args.warmup):
-        step()
-    steps = _timed(step, args.steps)
+    first, steps = _first_then_timed(step, args)
 
     rng = np.random.default_rng(0)
     shape = (xs.shape[1], 16, 28, 28)
@@ -140,12 +146,7 @@ def worker_torch(args, data) -> dict:
         opt.step()
         state["losses"].append(float(loss.item()))
 
-    t = time.perf_counter()
-    step()
-    first = time.perf_counter() - t
-    for _ in range(args.warmup):
-        step()
-    steps = _timed(step, args.steps)
+    first, steps = _first_then_timed(step, args)
 
     rng = np.random.default_rng(0)
     shape = (xs.shape[1], 16, 28, 28)
