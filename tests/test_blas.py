@@ -101,3 +101,18 @@ def test_real_openblas_count_unchanged():
     before = lib.get_num_threads()
     blas.matmul(np.ones((16, 16)), np.ones((16, 16)))
     assert lib.get_num_threads() == before
+
+
+def test_single_thread_sections_nest_and_restore_once(fake_blas):
+    with blas.single_thread():
+        assert fake_blas.threads == 1
+        with blas.single_thread():
+            assert fake_blas.threads == 1
+        assert fake_blas.threads == 1           # the outer section is still open
+    assert fake_blas.threads == 4 and fake_blas.calls == [1, 4]
+
+
+def test_single_thread_restores_when_the_block_raises(fake_blas):
+    with pytest.raises(RuntimeError), blas.single_thread():
+        raise RuntimeError("boom")
+    assert fake_blas.threads == 4

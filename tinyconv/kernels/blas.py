@@ -16,13 +16,14 @@ it is plain ``np.matmul``. Set ``tinyconv.kernels.blas.SMALL_MATMUL_MACS = 0`` t
 """
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import re
 import threading
 
 import numpy as np
 
-__all__ = ["matmul", "openblas", "SMALL_MATMUL_MACS"]
+__all__ = ["matmul", "single_thread", "openblas", "SMALL_MATMUL_MACS"]
 
 SMALL_MATMUL_MACS = 1 << 24  # 16.8 M multiply-adds: about 0.35 ms on one core here
 
@@ -81,22 +82,42 @@ def _find_openblas() -> OpenBLAS | None:
     return None
 
 
+_depth = 0          # how many single_thread() sections are open, in any thread
+_saved_threads = 1  # OpenBLAS's thread count before the first of them
+
+
+@contextlib.contextmanager
+def single_thread():
+    """OpenBLAS on one thread while the block runs (nested and concurrent sections share one count: the first
+    sets it, the last restores it). Products made inside run on the calling thread, so several threads of
+    tinyconv's own (:mod:`.workers`) can each run one, and no OpenBLAS thread is left spinning afterwards."""
+    lib = openblas()
+    if lib is None:
+        yield
+        return
+    global _depth, _saved_threads
+    with _lock:
+        if _depth == 0:
+            _saved_threads = lib.get_num_threads()
+            if _saved_threads != 1:
+                lib.set_num_threads(1)
+        _depth += 1
+    try:
+        yield
+    finally:
+        with _lock:
+            _depth -= 1
+            if _depth == 0 and _saved_threads != 1:
+                lib.set_num_threads(_saved_threads)
+
+
 def matmul(a: np.ndarray, b: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     """``np.matmul(a, b, out=out)`` on one BLAS thread when it is small (see the module docstring)."""
     if a.ndim < 2 or b.ndim < 2:
         return np.matmul(a, b, out=out)
     m, k, n = a.shape[-2], a.shape[-1], b.shape[-1]
     batch = max(a.size // max(m * k, 1), b.size // max(k * n, 1), 1)
-    macs = batch * m * k * n
-    blas = openblas() if macs < SMALL_MATMUL_MACS else None
-    if blas is None:
+    if batch * m * k * n >= SMALL_MATMUL_MACS:
         return np.matmul(a, b, out=out)
-    with _lock:  # the thread count is process-wide: one small product at a time changes it
-        before = blas.get_num_threads()
-        if before == 1:
-            return np.matmul(a, b, out=out)
-        blas.set_num_threads(1)
-        try:
-            return np.matmul(a, b, out=out)
-        finally:
-            blas.set_num_threads(before)
+    with single_thread():
+        return np.matmul(a, b, out=out)

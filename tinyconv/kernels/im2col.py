@@ -23,8 +23,11 @@ of which the products are 1.2 ms each). A chunk holds as many images as fit :dat
 least one), so the column buffer stays in cache-sized pieces and is reused (:mod:`.numba_jit.workspace`) instead
 of being fresh memory every call.
 
-The column copies (serial; im2col, col2im, the transposes between ``(N, C, P)`` arrays and ``(C, nb*P)`` matrices,
-with the bias added on the way out) are compiled loops (:mod:`.numba_jit.columns`) that read the unpadded input
+The chunks are independent (each writes its own images of ``y`` or ``grad_x``, or returns its own part of
+``grad_w``, summed in chunk order), so they run on tinyconv's worker threads (:mod:`.workers`), each product on
+one OpenBLAS thread. The column copies (serial per chunk; im2col, col2im, the transposes between ``(N, C, P)``
+arrays and ``(C, nb*P)`` matrices, with the bias added on the way out) are compiled loops
+(:mod:`.numba_jit.columns`) that read the unpadded input
 and test the padding per row; with ``NUMBA_DISABLE_JIT=1`` they are NumPy strided copies of a padded copy
 (windows viewed with ``as_strided``, one slice-add per tap for col2im). dtype is kept end to end.
 Pooling: NumPy's (:mod:`.pooling`), inherited from :class:`~.backend.Backend`.
@@ -35,11 +38,10 @@ import numpy as np
 from numba import config as _numba_config
 from numpy.lib.stride_tricks import as_strided
 
-from . import blas
+from . import workers
 from .backend import Backend
 from .numba_jit import columns
 from .numba_jit.workspace import scratch_empty
-from .threads import ensure_thread_pool
 from .windows import pad, tap
 
 __all__ = ["forward", "grad_input", "grad_weight", "Im2colBackend", "backend", "COLUMN_BYTES"]
@@ -77,7 +79,6 @@ class _Columns:
         self.cg, self.args, self.out_hw = cg, args, out_hw
         if _jit():
             self.x = np.ascontiguousarray(x)
-            ensure_thread_pool()
         else:
             self.win = _windows(np.ascontiguousarray(pad(x, args.padding)), args.kernel_hw, out_hw, args.stride,
                                 args.dilation)
@@ -128,13 +129,17 @@ def forward(x, w, args, bias=None):
     bias = np.zeros(c_out, dtype=dtype) if bias is None else np.ascontiguousarray(bias, dtype=dtype)
     src = _Columns(x, args, cg, (ho, wo))
     wmat = np.ascontiguousarray(w).reshape(c_out, k)
-    for n0, nb in _chunks(n, k, npos, dtype.itemsize):
+
+    def chunk(c):  # images n0..n0+nb-1 -> y (disjoint per chunk)
+        n0, nb = c
         cols = scratch_empty((k, nb * npos), dtype, "im2col.cols")
         out = scratch_empty((og, nb * npos), dtype, "im2col.out")
         for g in range(G):
             src.build(cols, n0, nb, g)
-            blas.matmul(wmat[g * og:(g + 1) * og], cols, out=out)
+            np.matmul(wmat[g * og:(g + 1) * og], cols, out=out)
             _from_matrix(out, y, bias, n0, nb, g * og)
+
+    workers.map_chunks(chunk, _chunks(n, k, npos, dtype.itemsize))
     return y.reshape(args.out_shape)
 
 
@@ -159,16 +164,16 @@ def grad_input(grad_y, w, input_hw, args):
         gx = np.zeros((n, cg * G, h + top + bottom, w_in + left + right), dtype=dtype)
     if gx.size == 0 or npos == 0:
         return np.ascontiguousarray(gx if jit else gx[:, :, top:top + h, left:left + w_in])
-    if jit:
-        ensure_thread_pool()
     wmat = np.ascontiguousarray(w).reshape(c_out, k)
     gy = np.ascontiguousarray(grad_y).reshape(n, c_out, npos)
-    for n0, nb in _chunks(n, k, npos, dtype.itemsize):
+
+    def chunk(c):  # images n0..n0+nb-1 of gx (disjoint per chunk)
+        n0, nb = c
         dcols = scratch_empty((k, nb * npos), dtype, "im2col.cols")
         gym = scratch_empty((og, nb * npos), dtype, "im2col.out")
         for g in range(G):
             _to_matrix(gy, gym, n0, nb, g * og)
-            blas.matmul(wmat[g * og:(g + 1) * og].T, gym, out=dcols)  # the gradient of every column entry
+            np.matmul(wmat[g * og:(g + 1) * og].T, gym, out=dcols)  # the gradient of every column entry
             if jit:
                 columns.col2im_chunk(dcols, gx, g * cg, n0, nb, cg, kh, kw, sh, sw, dh, dw, top, left, ho, wo)
                 continue
@@ -177,6 +182,8 @@ def grad_input(grad_y, w, input_hw, args):
             for a in range(kh):           # col2im: one strided slice-add per tap
                 for b in range(kw):
                     gxg[:, :, tap(a, dh, sh, ho), tap(b, dw, sw, wo)] += d6[:, a, b].transpose(1, 0, 2, 3)
+
+    workers.map_chunks(chunk, _chunks(n, k, npos, dtype.itemsize))
     if jit:
         return gx
     return np.ascontiguousarray(gx[:, :, top:top + h, left:left + w_in])
@@ -194,18 +201,26 @@ def grad_weight(x, grad_y, args):
     ho, wo = grad_y.shape[2], grad_y.shape[3]
     npos = ho * wo
     k = cg * kh * kw
-    grad_w = np.zeros((c_out, k), dtype=dtype)
     if n == 0 or npos == 0:
-        return grad_w.reshape(w_shape)
+        return np.zeros(w_shape, dtype=dtype)
     src = _Columns(x, args, cg, (ho, wo))
     gy = np.ascontiguousarray(grad_y).reshape(n, c_out, npos)
-    for n0, nb in _chunks(n, k, npos, dtype.itemsize):
+
+    def chunk(c):  # this chunk's share of grad_w
+        n0, nb = c
+        part = np.empty((c_out, k), dtype=dtype)
         cols = scratch_empty((k, nb * npos), dtype, "im2col.cols")
         gym = scratch_empty((og, nb * npos), dtype, "im2col.out")
         for g in range(G):
             src.build(cols, n0, nb, g)
             _to_matrix(gy, gym, n0, nb, g * og)
-            grad_w[g * og:(g + 1) * og] += blas.matmul(gym, cols.T)
+            np.matmul(gym, cols.T, out=part[g * og:(g + 1) * og])
+        return part
+
+    parts = workers.map_chunks(chunk, _chunks(n, k, npos, dtype.itemsize))
+    grad_w = parts[0]
+    for part in parts[1:]:  # in chunk order: the same sum whatever the thread count
+        grad_w += part
     return grad_w.reshape(w_shape)
 
 

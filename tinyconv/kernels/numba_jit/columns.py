@@ -5,10 +5,9 @@ of columns (no padded copy); the column loops are unit-stride reads when the wid
 compiler vectorises.
 
 Layout: ``cols[(c, a, b), m*P + i*W_out + j] = x[n0 + m, c0 + c, i*sh + a*dh - top, j*sw + b*dw - left]``
-(0 outside the input), ``P = H_out*W_out``. Serial loops, on purpose: they run between the (multi-threaded)
-BLAS products of :mod:`..im2col`, and alternating numba's parallel regions with OpenBLAS's threads makes each
-wait for the other's spinning threads (see :mod:`..blas`); on a loaded 2-core machine a ResNet layer's im2col
-fwd+bwd took 0.25-1 s of wall time with parallel copies for ~10 ms of CPU time, 10 ms with serial ones.
+(0 outside the input), ``P = H_out*W_out``. Serial loops that release the GIL: :mod:`..im2col` runs its chunks
+of images on tinyconv's worker threads (:mod:`..workers`), each thread copying its own chunk and making its own
+one-thread product, so the copies are parallel without a numba parallel region between the products.
 Shapes are runtime values: one compilation per dtype.
 """
 from __future__ import annotations
@@ -32,7 +31,7 @@ def _col_range(b, dw, sw, left, w, wo):
     return lo, hi, off
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def im2col_chunk(x, cols, c0, n0, nb, kh, kw, sh, sw, dh, dw, top, left, ho, wo):
     """Fill ``cols`` (cg*kh*kw, nb*ho*wo) from images n0..n0+nb-1, channels c0..c0+cg-1 of x (N, C, H, W)."""
     c_in, h, w = x.shape[1], x.shape[2], x.shape[3]
@@ -69,7 +68,7 @@ def im2col_chunk(x, cols, c0, n0, nb, kh, kw, sh, sw, dh, dw, top, left, ho, wo)
                     cf[o + j] = 0
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def col2im_chunk(dcols, gx, c0, n0, nb, cg, kh, kw, sh, sw, dh, dw, top, left, ho, wo):
     """gx[n0+m, c0+c] += the column gradient ``dcols`` (cg*kh*kw, nb*ho*wo) added back to the pixels it read."""
     c_in, h, w = gx.shape[1], gx.shape[2], gx.shape[3]
@@ -98,7 +97,7 @@ def col2im_chunk(dcols, gx, c0, n0, nb, cg, kh, kw, sh, sw, dh, dw, top, left, h
                                 gf[np.uint64(dst + j * sw)] += df[np.uint64(o + j)]
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def to_matrix(a, out, n0, nb, o0):
     """out[o, m*P + p] = a[n0 + m, o0 + o, p] for a (N, C, P) and out (rows, nb*P)."""
     npos = a.shape[2]
@@ -108,7 +107,7 @@ def to_matrix(a, out, n0, nb, o0):
                 out[o, m * npos + p] = a[n0 + m, o0 + o, p]
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def from_matrix(mat, y, bias, n0, nb, o0):
     """y[n0 + m, o0 + o, p] = mat[o, m*P + p] + bias[o0 + o] for mat (rows, nb*P) and y (N, C, P)."""
     npos = y.shape[2]
