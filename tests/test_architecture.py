@@ -13,6 +13,7 @@ import tinyconv as tc
 import tinyconv.kernels as K
 from tinyconv import autograd
 from tinyconv import functional as F
+from tinyconv.kernels.shapes import normalize_conv_args
 
 PACKAGE = Path(tc.__file__).resolve().parent
 
@@ -190,5 +191,6 @@ def test_auto_is_a_backend_with_the_same_interface():
     for method in ("forward", "grad_input", "grad_weight", "max_pool", "max_pool_backward", "avg_pool",
                    "avg_pool_backward", "conv2d_forward", "max_pool2d_forward", "choose", "choose_pool"):
         assert callable(getattr(auto, method)), method
-    chosen = auto.choose("forward", (8, 64, 16, 16), (128, 64, 1, 1), (1, 1))
+    chosen = auto.choose("forward", (8, 64, 16, 16), (128, 64, 1, 1),
+                         normalize_conv_args((8, 64, 16, 16), (128, 64, 1, 1)))
     assert chosen is K.get_kernel("im2col")  # 1x1 convolutions are a plain GEMM

@@ -463,7 +463,7 @@ def test_depthwise_kernels_agree_with_direct(case, extra, dtype):
         kern = K.get_kernel(name)
         if K.jit_enabled():
             for op in ("forward", "grad_input", "grad_weight"):
-                assert kern.choose(op, (n, c, h, w), (c, 1) + kernel, args.stride).name == "numba"
+                assert kern.choose(op, (n, c, h, w), (c, 1) + kernel, args).name == "numba"
         y = kern.conv2d_forward(xd, wd, *kargs, bias=bd)
         assert y.dtype == dtype
         _assert_close(y, direct.conv2d_forward(x, wt, *kargs, bias=b), tol, f"{name} forward")
@@ -583,15 +583,24 @@ def test_auto_rule(restore_default):
     assert K.choose_kernel((32, 32, 16, 16), (64, 32, 3, 3), 2, op="grad_weight") == "im2col"
     assert K.choose_kernel((8, 64, 16, 16), (64, 1, 3, 3), groups=64,
                            op="grad_weight") == "numba"
-    # wide layers: one big product (im2col) for the forward from K = 512, grad_input from 32 output channels
+    # wide layers: one big product (im2col) for the forward from K = 512, grad_input from 32 output channels...
     assert K.choose_kernel((32, 64, 32, 32), (64, 64, 3, 3), 1, 1, op="forward") == "im2col"
+    assert K.choose_kernel((128, 64, 8, 8), (64, 64, 3, 3), 1, 1, op="forward") == "im2col"
     assert K.choose_kernel((128, 32, 7, 7), (32, 32, 3, 3), 1, 1, op="forward") == "numba"
-    assert K.choose_kernel((128, 32, 7, 7), (32, 32, 3, 3), 1, 1, op="grad_input") == "im2col"
+    assert K.choose_kernel((128, 64, 8, 8), (64, 64, 3, 3), 1, 1, op="grad_input") == "im2col"
+    assert K.choose_kernel((128, 32, 8, 8), (64, 32, 3, 3), 2, 1, op="grad_input") == "im2col"
     assert K.choose_kernel((128, 16, 14, 14), (16, 16, 3, 3), 1, 1, op="grad_input") == "numba"
     assert K.choose_kernel((32, 64, 32, 32), (64, 1, 3, 3), 1, 1, groups=64, op="grad_input") == "numba"
-    assert K.choose_kernel((8, 3, 224, 224), (64, 3, 7, 7), 2, 3, op="grad_input") == "im2col"
+    # ... except where numba's batch-last forward applies (small images, big batch; for grad_input as the
+    # forward conv with flipped filters), and grad_input on large inputs
+    assert K.choose_kernel((128, 64, 4, 4), (64, 64, 3, 3), 1, 1, op="forward") == "numba"
+    assert K.choose_kernel((16, 64, 4, 4), (64, 64, 3, 3), 1, 1, op="forward") == "im2col"
+    assert K.choose_kernel((128, 32, 7, 7), (32, 32, 3, 3), 1, 1, op="grad_input") == "numba"
+    assert K.choose_kernel((128, 32, 7, 7), (32, 32, 3, 3), 1, 3, op="grad_input") == "im2col"  # pad > k-1
+    assert K.choose_kernel((32, 64, 32, 32), (64, 64, 3, 3), 1, 1, op="grad_input") == "numba"
+    assert K.choose_kernel((8, 3, 224, 224), (64, 3, 7, 7), 2, 3, op="grad_input") == "numba"
     with pytest.raises(ValueError, match="unknown conv op 'backward'"):
-        K.choose_kernel((8, 64, 16, 16), (64, 1, 3, 3), op="backward")
+        K.choose_kernel((8, 64, 16, 16), (64, 1, 3, 3), groups=64, op="backward")
 
 
 def test_auto_dispatcher_matches_direct():
@@ -642,7 +651,7 @@ import tinyconv.kernels as K
 direct, numba_jit = K.get_kernel("direct"), K.get_kernel("numba")
 pooling, numba_pooling = K.get_pool_kernel("numpy"), K.get_pool_kernel("numba")
 assert not K.jit_enabled()
-assert K.choose_kernel((2, 4, 7, 6), (6, 2, 3, 2)) == "im2col"
+assert K.choose_kernel((2, 4, 7, 6), (6, 2, 3, 2), groups=2) == "im2col"
 assert K.choose_pool_kernel() == "numpy"
 rng = np.random.default_rng(0)
 for dt in (np.float64, np.float32):
@@ -715,6 +724,34 @@ def test_numba_batch_last_path(cfg, dtype):
     for what, a, b in zip(("forward", "grad_input", "grad_weight"), got, ref):
         assert a.dtype == dtype
         _assert_close(a, b, tol, f"batch-last {what}")
+
+
+@settings(deadline=None, max_examples=25)
+@given(cfg=conv_configs(), extra=st.integers(0, 2), dtype=st.sampled_from([np.float64, np.float32]))
+def test_numba_grad_input_as_flipped_forward(cfg, extra, dtype):
+    """A unit-stride grad_input run as the forward convolution of grad_y with flipped, transposed filters
+    (numba's batch-last path forced): equal to the direct kernel's, on inputs larger than the smallest too."""
+    saved = numba_jit.BATCH_LAST_MIN_N, numba_jit.BATCH_LAST_MIN_GARBAGE
+    args = shapes.normalize_conv_args((cfg.n, cfg.c_in, cfg.h, cfg.w), (cfg.c_out, cfg.c_in // cfg.groups) + cfg.kernel,
+                               *cfg.kernel_args)
+    stride = args.stride
+    big = (cfg.h + extra * stride[0], cfg.w + extra * stride[1]) if stride == (1, 1) else (cfg.h, cfg.w)
+    x, w, gy = cfg.arrays(dtype)
+    numba_jit.BATCH_LAST_MIN_N, numba_jit.BATCH_LAST_MIN_GARBAGE = 1, -1.0
+    try:
+        flipped = numba_jit.grad_input_runs_as_forward(gy.shape, w.shape, big, args)
+        got = numba.conv2d_grad_input(gy, w, big, *cfg.kernel_args)
+    finally:
+        numba_jit.BATCH_LAST_MIN_N, numba_jit.BATCH_LAST_MIN_GARBAGE = saved
+    top, bottom, left, right = args.padding
+    (kh, kw), (dh, dw) = args.kernel_hw, args.dilation
+    reach_h, reach_w = (kh - 1) * dh, (kw - 1) * dw  # the flipped forward pads by reach - padding
+    extra_h, extra_w = big[0] - cfg.h, big[1] - cfg.w
+    assert flipped == (stride == (1, 1) and top <= reach_h and bottom - extra_h <= reach_h
+                       and left <= reach_w and right - extra_w <= reach_w)
+    ref = direct.conv2d_grad_input(gy.astype(np.float64), w.astype(np.float64), big, *cfg.kernel_args)
+    assert got.dtype == dtype and got.shape == ref.shape
+    _assert_close(got, ref, 1e-10 if dtype == np.float64 else 1e-4, "grad_input as a flipped forward")
 
 
 def test_numba_batch_last_lenet_batch():

@@ -47,15 +47,15 @@ class Conv2d(KernelFunction):
         x, w, b = _cast(x, dtype), _cast(w, dtype), _cast(b, dtype)
         if unbatched:
             x = x[None]
-        run = backend.choose("forward", x.shape, w.shape, args.stride)
+        run = backend.choose("forward", x.shape, w.shape, args)
         y = run.forward(x, w, args, b)
         need_x, need_w, _ = ctx.needs_input_grad
         ctx.save_for_backward(x if need_w else None, w if need_x else None)  # only what a gradient needs
         ctx.args, ctx.x_shape, ctx.unbatched, ctx.kernel_used = args, x.shape, unbatched, run.name
         if need_x:
-            ctx.grad_input_backend = backend.choose("grad_input", x.shape, w.shape, args.stride)
+            ctx.grad_input_backend = backend.choose("grad_input", x.shape, w.shape, args)
         if need_w:
-            ctx.grad_weight_backend = backend.choose("grad_weight", x.shape, w.shape, args.stride)
+            ctx.grad_weight_backend = backend.choose("grad_weight", x.shape, w.shape, args)
         return y[0] if unbatched else y
 
     @staticmethod
@@ -90,7 +90,7 @@ class ConvTranspose2d(KernelFunction):
         # the equivalent conv2d maps an image of the output's shape (C_out channels) to x (C_in channels);
         # w is its weight
         conv_x_shape = args.out_shape
-        run = backend.choose("grad_input", conv_x_shape, w.shape, args.stride)
+        run = backend.choose("grad_input", conv_x_shape, w.shape, args)
         y = run.grad_input(x, w, conv_x_shape[2:], args)
         if b is not None:
             y += b.reshape(1, -1, 1, 1)
@@ -99,9 +99,9 @@ class ConvTranspose2d(KernelFunction):
         ctx.x_shape, ctx.unbatched, ctx.kernel_used = x.shape, unbatched, run.name
         ctx.conv_args = conv_args(conv_x_shape, w.shape, args.stride, args.padding, args.dilation, args.groups)
         if need_x:
-            ctx.grad_input_backend = backend.choose("forward", conv_x_shape, w.shape, args.stride)
+            ctx.grad_input_backend = backend.choose("forward", conv_x_shape, w.shape, ctx.conv_args)
         if need_w:
-            ctx.grad_weight_backend = backend.choose("grad_weight", conv_x_shape, w.shape, args.stride)
+            ctx.grad_weight_backend = backend.choose("grad_weight", conv_x_shape, w.shape, ctx.conv_args)
         return y[0] if unbatched else y
 
     @staticmethod

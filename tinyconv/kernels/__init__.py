@@ -81,7 +81,7 @@ import threading
 from . import auto, direct, im2col, numba_jit, numba_pooling, pooling, shapes, windows
 from .backend import Backend
 from .numba_jit import jit_enabled
-from .shapes import pair
+from .shapes import normalize_conv_args
 
 __all__ = [
     "Backend", "register", "KERNELS", "POOL_KERNELS", "get_kernel", "set_default_kernel", "get_default_kernel",
@@ -217,7 +217,8 @@ def choose_kernel(x_shape, w_shape, stride=1, padding=0, dilation=1, groups=1, *
     "grad_weight") for these shapes: ``kernel`` (or the default in force) unless that is
     ``"auto"``, in which case the rule in this module's docstring decides."""
     backend = resolve_backend(kernel)
-    return backend.choose(op, tuple(x_shape), tuple(w_shape), pair(stride, "stride")).name
+    args = normalize_conv_args(x_shape, w_shape, stride, padding, dilation, groups)
+    return backend.choose(op, tuple(x_shape), tuple(w_shape), args).name
 
 
 # ----------------------------------------------------------------------------- pooling

@@ -8,12 +8,14 @@ from __future__ import annotations
 
 from . import direct, im2col, numba_jit
 from .backend import Backend
+from .shapes import conv_output_size
 
-__all__ = ["AutoBackend", "backend", "CONV_OPS", "IM2COL_MIN_K", "IM2COL_MIN_OG"]
+__all__ = ["AutoBackend", "backend", "CONV_OPS", "IM2COL_MIN_K", "IM2COL_MIN_OG", "NUMBA_MIN_IN_POS"]
 
 CONV_OPS = ("forward", "grad_input", "grad_weight")
 IM2COL_MIN_K = 512   # forward: im2col from this many multiply-adds per output (C_in/groups * kh * kw)
 IM2COL_MIN_OG = 32   # grad_input: im2col from this many output channels per group
+NUMBA_MIN_IN_POS = 1024  # grad_input: numba at any channel count from inputs of this many positions
 
 
 class AutoBackend(Backend):
@@ -21,20 +23,28 @@ class AutoBackend(Backend):
 
     name = "auto"
 
-    def choose(self, op, x_shape, w_shape, stride):
+    def choose(self, op, x_shape, w_shape, args):
         if not numba_jit.jit_enabled():
             if op not in CONV_OPS:
                 raise ValueError(f"unknown conv op {op!r}; valid ops: {CONV_OPS}")
             return im2col.backend
         c_out, cg, kh, kw = w_shape
-        unit_stride = stride[0] == 1 and stride[1] == 1
+        unit_stride = args.stride[0] == 1 and args.stride[1] == 1
         taps = kh * kw
         og = c_out * cg // max(1, x_shape[1])  # output channels per group
         depthwise = numba_jit.is_depthwise(x_shape[1], c_out, cg, x_shape[1] // max(1, cg))
+        # the conv's output size (args.out_shape is not it inside a transposed convolution)
+        top, bottom, left, right = args.padding
+        out_hw = (conv_output_size(x_shape[2], kh, args.stride[0], top + bottom, args.dilation[0]),
+                  conv_output_size(x_shape[3], kw, args.stride[1], left + right, args.dilation[1]))
         if op == "forward":
-            fast = depthwise or (unit_stride and taps > 1 and cg * taps < IM2COL_MIN_K)
+            fast = depthwise or (unit_stride and taps > 1 and (
+                cg * taps < IM2COL_MIN_K or numba_jit.uses_batch_last_forward(x_shape, out_hw, args)))
         elif op == "grad_input":
-            fast = depthwise or (taps > 1 and og < IM2COL_MIN_OG)
+            gy_shape = (x_shape[0], c_out) + out_hw
+            fast = depthwise or (taps > 1 and (
+                og < IM2COL_MIN_OG or x_shape[2] * x_shape[3] >= NUMBA_MIN_IN_POS
+                or numba_jit.grad_input_runs_as_forward(gy_shape, w_shape, x_shape[2:], args)))
         elif op == "grad_weight":
             batch_last = x_shape[0] >= numba_jit.BATCH_LAST_MIN_N
             fast = depthwise or (unit_stride and (batch_last or cg * taps <= 160))
@@ -50,15 +60,15 @@ class AutoBackend(Backend):
         return self.choose_pool().pool_name
 
     def forward(self, x, w, args, bias=None):
-        return self.choose("forward", x.shape, w.shape, args.stride).forward(x, w, args, bias)
+        return self.choose("forward", x.shape, w.shape, args).forward(x, w, args, bias)
 
     def grad_input(self, grad_y, w, input_hw, args):
         x_shape = (grad_y.shape[0], w.shape[1] * args.groups) + tuple(input_hw)
-        return self.choose("grad_input", x_shape, w.shape, args.stride).grad_input(grad_y, w, input_hw, args)
+        return self.choose("grad_input", x_shape, w.shape, args).grad_input(grad_y, w, input_hw, args)
 
     def grad_weight(self, x, grad_y, args):
         w_shape = (grad_y.shape[1], x.shape[1] // args.groups) + args.kernel_hw
-        return self.choose("grad_weight", x.shape, w_shape, args.stride).grad_weight(x, grad_y, args)
+        return self.choose("grad_weight", x.shape, w_shape, args).grad_weight(x, grad_y, args)
 
     def max_pool(self, x, args):
         return self.choose_pool().max_pool(x, args)

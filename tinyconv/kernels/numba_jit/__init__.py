@@ -10,7 +10,8 @@ Depthwise convolutions (``groups == C_in == C_out``) have their own per-plane lo
 
 For big batches (``N >= BATCH_LAST_MIN_N``) with a unit width stride, the forward (when the
 flat-rows layout would waste many garbage positions) and grad_weight use a second layout,
-batch-last, with register-blocked kernels: see :mod:`.batch_last`.
+batch-last, with register-blocked kernels: see :mod:`.batch_last`. A unit-stride grad_input that
+would take that path as a forward convolution (flipped filters, padding ``(k-1)*d - p``) runs as one.
 
 All loops use plain ints; shapes are runtime values, so numba compiles once per dtype
 (float32 / float64), never per shape.  Everything also runs with ``NUMBA_DISABLE_JIT=1``
@@ -23,12 +24,14 @@ from numba import config as _numba_config
 
 from .. import numba_pooling
 from ..backend import Backend
+from ..shapes import ConvArgs
 from ..threads import ensure_thread_pool
 from . import batch_last, depthwise, flat_rows
 from .workspace import clear_workspace
 
 __all__ = ["forward", "grad_input", "grad_weight", "NumbaBackend", "backend", "jit_enabled", "clear_workspace",
-           "BATCH_LAST_MIN_N", "BATCH_LAST_MIN_GARBAGE", "is_depthwise"]
+           "BATCH_LAST_MIN_N", "BATCH_LAST_MIN_GARBAGE", "is_depthwise", "uses_batch_last_forward",
+           "grad_input_as_forward_args", "grad_input_runs_as_forward"]
 
 BATCH_LAST_MIN_N = 32          # batch size from which the batch-last path is used
 BATCH_LAST_MIN_GARBAGE = 0.2   # forward: only if more flat-rows positions are garbage
@@ -48,11 +51,9 @@ def forward(x, w, args, bias=None):
         depthwise.forward(np.ascontiguousarray(x), np.ascontiguousarray(w), bias, y, *_depthwise_args(
             x.shape[2:], y.shape[2:], args))
         return y
-    lay = flat_rows.Layout(x.shape[2], x.shape[3], args.padding, args.stride, args.dilation, args.kernel_hw)
-    if x.shape[0] >= BATCH_LAST_MIN_N and args.stride[1] == 1 and (y.shape[2] * y.shape[3] < (
-            1 - BATCH_LAST_MIN_GARBAGE) * lay.npos(y.shape[2])):
-        # a big batch, unit width stride and more than 20% garbage positions in the flat-rows layout
+    if uses_batch_last_forward(x.shape, y.shape[2:], args):
         return batch_last.forward(x, w, bias, args, y)
+    lay = flat_rows.Layout(x.shape[2], x.shape[3], args.padding, args.stride, args.dilation, args.kernel_hw)
     src = lay.flat_input(x)
     wf = np.ascontiguousarray(w).reshape(c_out, cg, kh * kw)
     npos = lay.npos(y.shape[2])
@@ -76,6 +77,9 @@ def grad_input(grad_y, w, input_hw, args):
         depthwise.grad_input(np.ascontiguousarray(grad_y), np.ascontiguousarray(w), gx,
                              *_depthwise_args((h, w_in), grad_y.shape[2:], args))
         return gx
+    flipped = grad_input_as_forward_args(grad_y.shape, w.shape, input_hw, args)
+    if flipped is not None:
+        return forward(np.ascontiguousarray(grad_y), _flipped_weight(w, args.groups), flipped)
     lay = flat_rows.Layout(h, w_in, args.padding, args.stride, args.dilation, args.kernel_hw)
     gyf = lay.flat_grad(grad_y)
     og = c_out // args.groups
@@ -87,6 +91,47 @@ def grad_input(grad_y, w, input_hw, args):
     flat_rows.grad_input_core(gyf, wt, lay.offs, gx, cg, lay.rowpart, lay.colpart, lay.unit_stride,
                               lay.top, lay.left, lay.wp, lay.length, gyf.shape[2])
     return gx
+
+
+def uses_batch_last_forward(x_shape, out_hw, args) -> bool:
+    """Whether :func:`forward` takes the batch-last path: a big batch, unit width stride and more than
+    BATCH_LAST_MIN_GARBAGE of the flat-rows layout's positions garbage."""
+    if x_shape[0] < BATCH_LAST_MIN_N or args.stride[1] != 1:
+        return False
+    lay = flat_rows.Layout(x_shape[2], x_shape[3], args.padding, args.stride, args.dilation, args.kernel_hw)
+    return out_hw[0] * out_hw[1] < (1 - BATCH_LAST_MIN_GARBAGE) * lay.npos(out_hw[0])
+
+
+def grad_input_as_forward_args(gy_shape, w_shape, input_hw, args):
+    """For a unit stride, grad_x is the forward convolution of grad_y with the flipped, transposed filters and
+    padding ``(k-1)*d - p`` on each side. The ConvArgs of that forward when it takes the batch-last path
+    (register-blocked, faster than the flat-rows grad_input on small images: 64->64 3x3 on 4x4, batch 128,
+    2 threads: 1.5 vs 5.7 ms; 32->32 on 7x7 1.1 vs 2.0 ms), else None."""
+    (sh, sw), (dh, dw), (kh, kw) = args.stride, args.dilation, args.kernel_hw
+    if sh != 1 or sw != 1:
+        return None
+    top, bottom, left, right = args.padding
+    t2, l2 = (kh - 1) * dh - top, (kw - 1) * dw - left
+    b2 = input_hw[0] - gy_shape[2] - t2 + (kh - 1) * dh
+    r2 = input_hw[1] - gy_shape[3] - l2 + (kw - 1) * dw
+    if min(t2, b2, l2, r2) < 0:
+        return None
+    out_shape = (gy_shape[0], w_shape[1] * args.groups) + tuple(input_hw)
+    flipped = ConvArgs((1, 1), (t2, b2, l2, r2), (dh, dw), args.groups, (kh, kw), out_shape)
+    return flipped if uses_batch_last_forward(gy_shape, input_hw, flipped) else None
+
+
+def grad_input_runs_as_forward(gy_shape, w_shape, input_hw, args) -> bool:
+    """Whether :func:`grad_input` runs as a batch-last forward convolution (see grad_input_as_forward_args)."""
+    return grad_input_as_forward_args(gy_shape, w_shape, input_hw, args) is not None
+
+
+def _flipped_weight(w, groups):
+    """(G*cg, og, kh, kw): wf[g*cg + c, o] = w[g*og + o, c] rotated by 180 degrees."""
+    c_out, cg, kh, kw = w.shape
+    og = c_out // groups
+    wf = np.asarray(w).reshape(groups, og, cg, kh, kw)[:, :, :, ::-1, ::-1].transpose(0, 2, 1, 3, 4)
+    return np.ascontiguousarray(wf).reshape(groups * cg, og, kh, kw)
 
 
 def grad_weight(x, grad_y, args):
