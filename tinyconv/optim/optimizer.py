@@ -24,6 +24,7 @@ import math
 import numpy as np
 
 from ..autograd import enable_grad
+from ..kernels.adam import adam_update
 from ..tensor import Tensor
 
 __all__ = ["Optimizer", "SGD", "Adam", "AdamW", "required"]
@@ -348,18 +349,19 @@ class Adam(Optimizer):
                     else:
                         g = g + wd * p.data
                 m, v = state["exp_avg"], state["exp_avg_sq"]
-                # Same operation order as PyTorch's single-tensor Adam, so float32 results agree closely.
+                bias_correction1 = 1.0 - beta1**t
+                bias_correction2_sqrt = math.sqrt(1.0 - beta2**t)
+                if not amsgrad:
+                    # PyTorch's single-tensor Adam's operation order (float32 results agree closely), one pass
+                    adam_update(p.data, g, m, v, beta1, beta2, lr / bias_correction1, bias_correction2_sqrt, eps)
+                    p._bump_version()
+                    continue
                 m += (1.0 - beta1) * (g - m)  # lerp towards g: β1·m + (1−β1)·g
                 v *= beta2
                 v += (1.0 - beta2) * g * g
-                bias_correction1 = 1.0 - beta1**t
-                bias_correction2_sqrt = math.sqrt(1.0 - beta2**t)
-                if amsgrad:
-                    vmax = state["max_exp_avg_sq"]
-                    np.maximum(vmax, v, out=vmax)
-                    denom = np.sqrt(vmax) / bias_correction2_sqrt + eps
-                else:
-                    denom = np.sqrt(v) / bias_correction2_sqrt + eps
+                vmax = state["max_exp_avg_sq"]  # amsgrad: the running maximum in the denominator
+                np.maximum(vmax, v, out=vmax)
+                denom = np.sqrt(vmax) / bias_correction2_sqrt + eps
                 p.data -= (lr / bias_correction1) * (m / denom)
                 p._bump_version()
         return loss

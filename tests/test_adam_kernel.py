@@ -1,0 +1,46 @@
+"""tinyconv.kernels.adam: the compiled Adam update gives the same bits as NumPy's reference, step after step."""
+import math
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tinyconv.kernels import adam
+
+
+@settings(deadline=None, max_examples=20)
+@given(size=st.integers(1, 300), dtype=st.sampled_from([np.float32, np.float64]),
+       beta1=st.floats(0.0, 0.99), beta2=st.floats(0.0, 0.9999), lr=st.floats(1e-5, 1.0),
+       eps=st.sampled_from([1e-8, 1e-3, 0.0]), seed=st.integers(0, 2**16))
+def test_same_bits_as_numpy(size, dtype, beta1, beta2, lr, eps, seed):
+    rng = np.random.default_rng(seed)
+    p = rng.standard_normal(size).astype(dtype)
+    m, v = np.zeros_like(p), np.zeros_like(p)
+    ref = [a.copy() for a in (p, m, v)]
+    for t in range(1, 4):
+        g = rng.standard_normal(size).astype(dtype)
+        step, bc2 = lr / (1 - beta1**t), math.sqrt(1 - beta2**t)  # Python floats, as the optimizer passes
+        adam.adam_update(p, g, m, v, beta1, beta2, step, bc2, eps)
+        adam.adam_update_numpy(*ref[:1], g, *ref[1:], beta1, beta2, step, bc2, eps)
+        for got, want in zip((p, m, v), ref):
+            assert got.dtype == dtype
+            np.testing.assert_array_equal(got, want)
+
+
+def test_non_contiguous_falls_back_to_numpy():
+    p = np.arange(12, dtype=np.float32).reshape(3, 4).T  # a transposed view
+    g, m, v = np.ones_like(p), np.zeros_like(p), np.zeros_like(p)
+    want = p.copy()
+    adam.adam_update_numpy(want, g.copy(), m.copy(), v.copy(), 0.9, 0.999, 0.1, 0.1, 1e-8)
+    adam.adam_update(p, g, m, v, 0.9, 0.999, 0.1, 0.1, 1e-8)
+    np.testing.assert_array_equal(p, want)
+    assert not np.array_equal(p, np.arange(12, dtype=np.float32).reshape(3, 4).T)  # it did move
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_a_step_moves_against_the_gradient(dtype):
+    p = np.zeros(5, dtype)
+    adam.adam_update(p, np.array([1, -1, 2, -2, 0], dtype), np.zeros(5, dtype), np.zeros(5, dtype),
+                     0.9, 0.999, 0.01 / (1 - 0.9), np.sqrt(1 - 0.999), 1e-8)
+    np.testing.assert_allclose(p, [-0.01, 0.01, -0.01, 0.01, 0.0], rtol=1e-5)

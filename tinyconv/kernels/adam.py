@@ -1,0 +1,51 @@
+"""Adam's update of one parameter as one compiled pass over its arrays, with NumPy's version as the reference and
+the fallback.
+
+Why: NumPy's update is eight array operations, each a pass over memory and most a fresh temporary; for a small
+model the step is mostly their call overhead (LeNet's ten parameters: about 0.35 ms per step of ~7 ms). The
+compiled loop reads and writes each array once. It does the same float operations in the same order as
+:func:`adam_update_numpy` (which follows PyTorch's single-tensor Adam), with the hyper-parameters rounded to the
+arrays' dtype first as NumPy does with Python floats, and without fused multiply-adds, so both give the same
+bits. Serial: the arrays are small, and waking numba's threads would cost more than it saves.
+"""
+from __future__ import annotations
+
+import numpy as np
+from numba import config, njit
+
+__all__ = ["adam_update", "adam_update_numpy"]
+
+
+@njit(cache=True, nogil=True, fastmath=False)
+def _adam(p, g, m, v, one_minus_beta1, beta2, one_minus_beta2, step_size, bias_correction2_sqrt, eps):
+    for i in range(p.size):
+        gi = g[i]
+        mi = m[i] + one_minus_beta1 * (gi - m[i])
+        vi = v[i] * beta2 + one_minus_beta2 * gi * gi
+        m[i] = mi
+        v[i] = vi
+        denom = np.sqrt(vi) / bias_correction2_sqrt + eps
+        p[i] = p[i] - step_size * (mi / denom)
+
+
+def adam_update_numpy(p, g, m, v, beta1, beta2, step_size, bias_correction2_sqrt, eps) -> None:
+    """In place: ``m``, ``v`` (the moment estimates) and ``p``, given the gradient ``g`` (the reference)."""
+    m += (1.0 - beta1) * (g - m)  # lerp towards g: beta1*m + (1-beta1)*g
+    v *= beta2
+    v += (1.0 - beta2) * g * g
+    denom = np.sqrt(v) / bias_correction2_sqrt + eps
+    p -= step_size * (m / denom)
+
+
+def adam_update(p, g, m, v, beta1, beta2, step_size, bias_correction2_sqrt, eps) -> None:
+    """:func:`adam_update_numpy` in one compiled pass where it can (contiguous float arrays of one dtype and
+    shape, JIT enabled), else NumPy's. ``step_size`` is ``lr / (1 - beta1**t)``."""
+    arrays = (p, g, m, v)
+    if (config.DISABLE_JIT or p.dtype.kind != "f"
+            or not all(a.flags.c_contiguous and a.dtype == p.dtype and a.shape == p.shape for a in arrays)
+            or not p.flags.writeable):
+        adam_update_numpy(p, g, m, v, beta1, beta2, step_size, bias_correction2_sqrt, eps)
+        return
+    cast = p.dtype.type  # NumPy rounds a Python float to the array's dtype before the operation
+    _adam(p.reshape(-1), g.reshape(-1), m.reshape(-1), v.reshape(-1), cast(1.0 - beta1), cast(beta2),
+          cast(1.0 - beta2), cast(step_size), cast(bias_correction2_sqrt), cast(eps))
