@@ -580,7 +580,12 @@ def test_auto_rule(restore_default):
     assert K.choose_kernel((32, 32, 16, 16), (64, 32, 3, 3), op="grad_weight") == "numba"
     assert K.choose_kernel((32, 256, 16, 16), (256, 256, 3, 3), op="grad_weight") == "numba"
     assert K.choose_kernel((31, 256, 16, 16), (256, 256, 3, 3), op="grad_weight") == "im2col"
-    assert K.choose_kernel((32, 32, 16, 16), (64, 32, 3, 3), 2, op="grad_weight") == "im2col"
+    # strided: the batch-last kernel (polyphase columns) for small outputs of big batches, else im2col
+    assert K.choose_kernel((32, 32, 16, 16), (64, 32, 3, 3), 2, op="grad_weight") == "numba"
+    assert K.choose_kernel((31, 32, 16, 16), (64, 32, 3, 3), 2, op="grad_weight") == "im2col"
+    assert K.choose_kernel((32, 32, 64, 64), (64, 32, 3, 3), 2, 1, op="grad_weight") == "im2col"
+    assert K.choose_kernel((128, 16, 14, 14), (32, 16, 3, 3), 2, 1, op="forward") == "numba"
+    assert K.choose_kernel((128, 16, 14, 14), (32, 16, 1, 1), 2, op="forward") == "im2col"
     assert K.choose_kernel((8, 64, 16, 16), (64, 1, 3, 3), groups=64,
                            op="grad_weight") == "numba"
     # wide layers: one big product (im2col) for the forward from K = 512, grad_input from 32 output channels...

@@ -10,12 +10,14 @@ from . import direct, im2col, numba_jit
 from .backend import Backend
 from .shapes import conv_output_size
 
-__all__ = ["AutoBackend", "backend", "CONV_OPS", "IM2COL_MIN_K", "IM2COL_MIN_OG", "NUMBA_MIN_IN_POS"]
+__all__ = ["AutoBackend", "backend", "CONV_OPS", "IM2COL_MIN_K", "IM2COL_MIN_OG", "NUMBA_MIN_IN_POS",
+           "NUMBA_MAX_STRIDED_OUT_POS"]
 
 CONV_OPS = ("forward", "grad_input", "grad_weight")
 IM2COL_MIN_K = 512   # forward: im2col from this many multiply-adds per output (C_in/groups * kh * kw)
 IM2COL_MIN_OG = 32   # grad_input: im2col from this many output channels per group
 NUMBA_MIN_IN_POS = 1024  # grad_input: numba at any channel count from inputs of this many positions
+NUMBA_MAX_STRIDED_OUT_POS = 256  # grad_weight, strided: numba's batch-last kernel up to this many output positions
 
 
 class AutoBackend(Backend):
@@ -38,16 +40,17 @@ class AutoBackend(Backend):
         out_hw = (conv_output_size(x_shape[2], kh, args.stride[0], top + bottom, args.dilation[0]),
                   conv_output_size(x_shape[3], kw, args.stride[1], left + right, args.dilation[1]))
         if op == "forward":
-            fast = depthwise or (unit_stride and taps > 1 and (
-                cg * taps < IM2COL_MIN_K or numba_jit.uses_batch_last_forward(x_shape, out_hw, args)))
+            fast = depthwise or (taps > 1 and ((unit_stride and cg * taps < IM2COL_MIN_K)
+                                               or numba_jit.uses_batch_last_forward(x_shape, out_hw, args)))
         elif op == "grad_input":
             gy_shape = (x_shape[0], c_out) + out_hw
             fast = depthwise or (taps > 1 and (
                 og < IM2COL_MIN_OG or x_shape[2] * x_shape[3] >= NUMBA_MIN_IN_POS
                 or numba_jit.grad_input_runs_as_forward(gy_shape, w_shape, x_shape[2:], args)))
         elif op == "grad_weight":
-            batch_last = x_shape[0] >= numba_jit.BATCH_LAST_MIN_N
-            fast = depthwise or (unit_stride and (batch_last or cg * taps <= 160))
+            batch_last = x_shape[0] >= numba_jit.BATCH_LAST_MIN_N and (
+                unit_stride or out_hw[0] * out_hw[1] <= NUMBA_MAX_STRIDED_OUT_POS)
+            fast = depthwise or (taps > 1 and batch_last) or (unit_stride and cg * taps <= 160)
         else:
             raise ValueError(f"unknown conv op {op!r}; valid ops: {CONV_OPS}")
         return numba_jit.backend if fast else im2col.backend

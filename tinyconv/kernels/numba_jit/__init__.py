@@ -8,7 +8,7 @@ implemented, at the top of :mod:`.flat_rows`.
 
 Depthwise convolutions (``groups == C_in == C_out``) have their own per-plane loops: :mod:`.depthwise`.
 
-For big batches (``N >= BATCH_LAST_MIN_N``) with a unit width stride, the forward (when the
+For big batches (``N >= BATCH_LAST_MIN_N``), the forward (when the
 flat-rows layout would waste many garbage positions) and grad_weight use a second layout,
 batch-last, with register-blocked kernels: see :mod:`.batch_last`. A unit-stride grad_input that
 would take that path as a forward convolution (flipped filters, padding ``(k-1)*d - p``) runs as one.
@@ -94,9 +94,9 @@ def grad_input(grad_y, w, input_hw, args):
 
 
 def uses_batch_last_forward(x_shape, out_hw, args) -> bool:
-    """Whether :func:`forward` takes the batch-last path: a big batch, unit width stride and more than
-    BATCH_LAST_MIN_GARBAGE of the flat-rows layout's positions garbage."""
-    if x_shape[0] < BATCH_LAST_MIN_N or args.stride[1] != 1:
+    """Whether :func:`forward` takes the batch-last path: a big batch and more than BATCH_LAST_MIN_GARBAGE of
+    the flat-rows layout's positions garbage."""
+    if x_shape[0] < BATCH_LAST_MIN_N:
         return False
     lay = flat_rows.Layout(x_shape[2], x_shape[3], args.padding, args.stride, args.dilation, args.kernel_hw)
     return out_hw[0] * out_hw[1] < (1 - BATCH_LAST_MIN_GARBAGE) * lay.npos(out_hw[0])
@@ -148,7 +148,7 @@ def grad_weight(x, grad_y, args):
         depthwise.grad_weight(np.ascontiguousarray(x), np.ascontiguousarray(grad_y), gw,
                               *_depthwise_args(x.shape[2:], grad_y.shape[2:], args))
         return gw
-    if x.shape[0] >= BATCH_LAST_MIN_N and args.stride[1] == 1:
+    if x.shape[0] >= BATCH_LAST_MIN_N:
         return batch_last.grad_weight(x, grad_y, args, w_shape)
     lay = flat_rows.Layout(x.shape[2], x.shape[3], args.padding, args.stride, args.dilation, args.kernel_hw)
     src = lay.flat_input(x)

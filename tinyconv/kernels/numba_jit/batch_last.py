@@ -3,10 +3,12 @@
 For a large batch (LeNet trains with 128 images of 14x14), the flat-rows layout wastes
 the garbage columns (29% of the positions of LeNet's conv2) and its short planes (144
 positions) leave little for the vector loops.  The batch-last layout puts the batch
-innermost: x_t[c, h, w, n].  With a stride of 1 along the width, output row i of ALL
-images, (j, n) for j < Wo, is then ONE contiguous vector of Wo*N values, and so is the
-input it reads through tap (a, b): row i*sh + a*dh of x_t[c], starting at column b*dw.
-Every tap is a constant offset again, with no garbage, and the loops run over 1280
+innermost: x_t[c, h, w, n].  Output row i of ALL images, (j, n) for j < Wo, is then ONE
+contiguous vector of Wo*N values, and with a stride of 1 along the width so is the input it
+reads through tap (a, b): row i*sh + a*dh of x_t[c], starting at column b*dw. A width stride
+sw splits each padded row into sw phases (x_t[c, h, w % sw, w // sw, n]): output column j of
+tap (a, b) reads phase (b*dw) % sw at column j + (b*dw) // sw, contiguous in (j, n) again.
+Every tap is a constant offset, with no garbage, and the loops run over 1280
 (conv2) to 3584 (conv1) contiguous values:
 
 * forward:     y_t[o, i, :]  = sum_{c, t} w[o, c, t] * x_t[c].flat[i*sh*Wp*N + off[t]:][:Wo*N]
@@ -14,8 +16,8 @@ Every tap is a constant offset again, with no garbage, and the loops run over 12
 * grad_weight: gw[o, c, a, b] = sum_i dot(gy_t[o, i, :], x_t[c].flat[...row i, tap (a, b)...])
                (4 output channels x 4 taps a pass: 8 loads feed 16 dot products)
 
-grad_weight uses it when N >= BATCH_LAST_MIN_N and the width stride is 1; forward when in
-addition more than 20% of the flat-rows positions would be garbage (the transpose of x
+grad_weight uses it when N >= BATCH_LAST_MIN_N; forward when in addition more than 20% of
+the flat-rows positions would be garbage (the transpose of x
 is the price: LeNet's conv2 gains, conv1 with 12% garbage does not).  grad_input keeps
 the flat-rows scatter.
 
@@ -42,13 +44,15 @@ _JIT_DOT = dict(cache=True, fastmath={"contract", "reassoc"})
 
 @njit(parallel=True, **_JIT)
 def _to_batch_last(x, xt, top, left):
-    """xt[c, h + top, w + left, n] = x[n, c, h, w]  (xt pre-zeroed: the padding)."""
+    """xt[c, h + top, (w + left) % sw, (w + left) // sw, n] = x[n, c, h, w] for xt (C, Hp, sw, Wq, N), pre-zeroed
+    (the padding)."""
     n_img, c_in, h, w = x.shape
+    sw = xt.shape[2]
     for task in prange(c_in * h):
         c = task // h
         i = task % h
         for j in range(w):
-            d = xt[c, i + top, j + left]
+            d = xt[c, i + top, (j + left) % sw, (j + left) // sw]
             for n in range(n_img):
                 d[n] = x[n, c, i, j]
 
@@ -220,46 +224,51 @@ def _grad_weight_rows_bl(xf, gyf, offs, row_step, rows, part, zero):
                 part[chunk, o0 + k, c, t] = acc[k, t]
 
 
-def _batch_last(x, padding, role):
-    """x (N, C, H, W) -> zero-padded batch-last copy (C, Hp, Wp, N) in a scratch buffer
-    (``role`` tells apart two copies alive at once)."""
+def _batch_last(x, padding, role, sw=1):
+    """x (N, C, H, W) -> zero-padded batch-last copy (C, Hp, sw, Wq, N) in a scratch buffer, its padded
+    columns split into ``sw`` phases of Wq = ceil(Wp / sw) (``role`` tells apart two copies alive at once)."""
     n, c, h, w = x.shape
     top, bottom, left, right = padding
+    wq = -(-(w + left + right) // sw)
     # the key holds everything that decides which elements are padding (two inputs of different
     # sizes can have the same padded shape)
-    xt = scratch_zeros((c, h + top + bottom, w + left + right, n), x.dtype,
-                        (role, x.shape, tuple(padding)))
+    xt = scratch_zeros((c, h + top + bottom, sw, wq, n), x.dtype, (role, x.shape, tuple(padding), sw))
     _to_batch_last(np.ascontiguousarray(x), xt, top, left)
     return xt
 
 
-def _tap_offsets_bl(kernel_hw, dilation, wp, n):
-    """Offsets of the taps (a, b) within one channel of the flat batch-last buffer: (kh, kw)."""
+def _tap_offsets_bl(kernel_hw, dilation, sw, wq, n):
+    """Offsets of the taps (a, b) within one channel of the flat batch-last buffer (C, Hp, sw, Wq, N): (kh, kw).
+    Column j*sw + b*dw of a row is phase (b*dw) % sw, column j + (b*dw) // sw of that phase, so output column j
+    of tap (a, b) is at a constant offset from j*N in the row."""
     (kh, kw), (dh, dw) = kernel_hw, dilation
-    return np.array([[(a * dh * wp + b * dw) * n for b in range(kw)] for a in range(kh)],
-                    dtype=np.int64)
+    row = sw * wq * n
+    return np.array([[a * dh * row + ((b * dw) % sw) * wq * n + ((b * dw) // sw) * n for b in range(kw)]
+                     for a in range(kh)], dtype=np.int64)
 
 
 def forward(x, w, bias, args, y):
     c_out, cg, kh, kw = w.shape
     n = x.shape[0]
-    xt = _batch_last(x, args.padding, "x")
-    c_in, hp, wp, _ = xt.shape
-    offs = _tap_offsets_bl(args.kernel_hw, args.dilation, wp, n).reshape(-1)
+    sw = args.stride[1]
+    xt = _batch_last(x, args.padding, "x", sw)
+    c_in, hp, _, wq, _ = xt.shape
+    offs = _tap_offsets_bl(args.kernel_hw, args.dilation, sw, wq, n).reshape(-1)
     wf = np.ascontiguousarray(w).reshape(c_out, cg, kh * kw)
     ensure_thread_pool()
-    _forward_rows_bl(xt.reshape(c_in, -1), wf, bias, offs, args.stride[0] * wp * n, y)
+    _forward_rows_bl(xt.reshape(c_in, -1), wf, bias, offs, args.stride[0] * sw * wq * n, y)
     return y
 
 
 def grad_weight(x, grad_y, args, w_shape):
     c_out, cg, kh, kw = w_shape
     n = x.shape[0]
-    xt = _batch_last(x, args.padding, "x")
-    c_in, hp, wp, _ = xt.shape
+    sw = args.stride[1]
+    xt = _batch_last(x, args.padding, "x", sw)
+    c_in, hp, _, wq, _ = xt.shape
     gyt = _batch_last(grad_y, (0, 0, 0, 0), "grad_y")
     ho = gyt.shape[1]
-    offs = _tap_offsets_bl(args.kernel_hw, args.dilation, wp, n).reshape(-1)
+    offs = _tap_offsets_bl(args.kernel_hw, args.dilation, sw, wq, n).reshape(-1)
     # enough tasks for every thread: split the output rows into chunks when there are few
     # (channel block, input channel) pairs; a fixed split, so results do not depend on threads
     pairs = args.groups * -(-(c_out // args.groups) // 4) * cg
@@ -269,6 +278,6 @@ def grad_weight(x, grad_y, args, w_shape):
     part = np.empty((nchunk, c_out, cg, kh * kw), dtype=x.dtype)
     ensure_thread_pool()
     _grad_weight_rows_bl(xt.reshape(c_in, -1), gyt.reshape(c_out, ho, -1), offs,
-                         args.stride[0] * wp * n, rows, part, np.zeros(1, dtype=x.dtype)[0])
+                         args.stride[0] * sw * wq * n, rows, part, np.zeros(1, dtype=x.dtype)[0])
     gw = part[0] if nchunk == 1 else part.sum(axis=0)
     return gw.reshape(w_shape)
