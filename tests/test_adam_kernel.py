@@ -1,6 +1,7 @@
 """tinyconv.kernels.adam: the compiled Adam update gives the same bits as NumPy's reference, step after step."""
 import math
 
+import numba
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -26,6 +27,19 @@ def test_same_bits_as_numpy(size, dtype, beta1, beta2, lr, eps, seed):
         for got, want in zip((p, m, v), ref):
             assert got.dtype == dtype
             np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.skipif(numba.config.DISABLE_JIT, reason="the compiled pass needs numba's JIT")
+def test_non_contiguous_gradient_same_bits(monkeypatch):
+    """A transposed gradient (a Linear layer's) is copied and takes the compiled pass, with the same result."""
+    rng = np.random.default_rng(1)
+    p = rng.standard_normal((4, 6)).astype(np.float32)
+    g = rng.standard_normal((6, 4)).astype(np.float32).T
+    want = p.copy()
+    adam.adam_update_numpy(want, g, np.zeros_like(p), np.zeros_like(p), 0.9, 0.999, 0.1, 0.5, 1e-8)
+    monkeypatch.setattr(adam, "adam_update_numpy", None)  # the NumPy path must not be taken
+    adam.adam_update(p, g, np.zeros_like(p), np.zeros_like(p), 0.9, 0.999, 0.1, 0.5, 1e-8)
+    np.testing.assert_array_equal(p, want)
 
 
 def test_non_contiguous_falls_back_to_numpy():

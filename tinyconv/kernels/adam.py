@@ -39,7 +39,9 @@ def adam_update_numpy(p, g, m, v, beta1, beta2, step_size, bias_correction2_sqrt
 
 def adam_update(p, g, m, v, beta1, beta2, step_size, bias_correction2_sqrt, eps) -> None:
     """:func:`adam_update_numpy` in one compiled pass where it can (contiguous float arrays of one dtype and
-    shape, JIT enabled), else NumPy's. ``step_size`` is ``lr / (1 - beta1**t)``."""
+    shape, JIT enabled; a non-contiguous gradient is copied first), else NumPy's. ``step_size`` is ``lr / (1 - beta1**t)``."""
+    if not g.flags.c_contiguous:  # e.g. a Linear layer's weight gradient, a transposed product: copy (small)
+        g = np.ascontiguousarray(g)
     arrays = (p, g, m, v)
     if (config.DISABLE_JIT or p.dtype.kind != "f"
             or not all(a.flags.c_contiguous and a.dtype == p.dtype and a.shape == p.shape for a in arrays)
