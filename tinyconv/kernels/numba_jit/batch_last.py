@@ -93,12 +93,28 @@ def _taps_4(acc0, acc1, acc2, acc3, xs, w0, w1, w2, w3, offs, m):
         t += 1
 
 
+@njit(**_JIT)
+def _real_tap_rows(i, sh, dh, kh, top, h):
+    """The kernel rows [a0, a1) that put output row i on a real input row: (i*sh + a*dh) - top in [0, h).
+    The others read padding only (zeros), so their taps are skipped."""
+    base = i * sh - top
+    a0 = 0 if base >= 0 else (-base + dh - 1) // dh
+    a1 = 0 if h - base <= 0 else (h - 1 - base) // dh + 1
+    if a1 > kh:
+        a1 = kh
+    if a0 > a1:
+        a0 = a1
+    return a0, a1
+
+
 @njit(parallel=True, **_JIT_FMA)
-def _forward_rows_bl(xf, wf, bias, offs, row_step, y):
+def _forward_rows_bl(xf, wf, bias, offs, row_step, y, kh, sh, dh, top, h):
     """y[n, o, i, j] = bias[o] + sum_{c, t} wf[o, c, t] * xf[g*cg + c, i*row_step + offs[t] + j*N + n].
 
     xf: (C_in, Hp*Wp*N) batch-last padded input; wf: (C_out, cg, T); offs: (T,) tap offsets
-    within a channel; y: (N, C_out, Ho, Wo), written directly (no batch-last output copy).
+    within a channel, kernel-row major (kh rows of T/kh taps); y: (N, C_out, Ho, Wo), written directly
+    (no batch-last output copy). Kernel rows that read only padding rows of the input (the first
+    ``top`` and the rows from ``top + h``) are skipped (sh, dh: the height stride and dilation).
     One task = one output row i of up to 4 output channels of one group."""
     n_img, c_out, ho, wo = y.shape
     m = wo * n_img
@@ -106,6 +122,7 @@ def _forward_rows_bl(xf, wf, bias, offs, row_step, y):
     groups = xf.shape[0] // cg
     og = c_out // groups
     nblk = (og + 3) // 4
+    kw = offs.shape[0] // kh
     for task in prange(groups * nblk * ho):
         blk = task // ho
         i = task % ho
@@ -113,16 +130,20 @@ def _forward_rows_bl(xf, wf, bias, offs, row_step, y):
         o0 = g * og + 4 * (blk % nblk)
         nb = min(4, (g + 1) * og - o0)
         acc = np.zeros((4, m), dtype=y.dtype)
+        a0, a1 = _real_tap_rows(i, sh, dh, kh, top, h)
+        t0 = a0 * kw
+        t1 = a1 * kw
+        ro = offs[t0:t1]
         for c in range(cg):
             xs = xf[g * cg + c, i * row_step:]
             if nb == 4:
-                _taps_4(acc[0], acc[1], acc[2], acc[3], xs, wf[o0, c], wf[o0 + 1, c],
-                        wf[o0 + 2, c], wf[o0 + 3, c], offs, m)
+                _taps_4(acc[0], acc[1], acc[2], acc[3], xs, wf[o0, c, t0:t1], wf[o0 + 1, c, t0:t1],
+                        wf[o0 + 2, c, t0:t1], wf[o0 + 3, c, t0:t1], ro, m)
             else:
                 if nb >= 2:
-                    taps_2(acc[0], acc[1], xs, wf[o0, c], wf[o0 + 1, c], offs, m)
+                    taps_2(acc[0], acc[1], xs, wf[o0, c, t0:t1], wf[o0 + 1, c, t0:t1], ro, m)
                 if nb != 2:
-                    taps_1(acc[nb - 1], xs, wf[o0 + nb - 1, c], offs, m)
+                    taps_1(acc[nb - 1], xs, wf[o0 + nb - 1, c, t0:t1], ro, m)
         for k in range(nb):
             ak = acc[k]
             bk = bias[o0 + k]
@@ -179,13 +200,14 @@ def _dots_4x1(g0, g1, g2, g3, x0, m, zero):
 
 
 @njit(parallel=True, **_JIT_DOT)
-def _grad_weight_rows_bl(xf, gyf, offs, row_step, rows, part, zero):
+def _grad_weight_rows_bl(xf, gyf, offs, row_step, rows, part, zero, kh, sh, dh, top, h):
     """part[k, o, c, t] = sum over the output rows i of chunk k of
     dot(gyf[o, i, :], xf[g*cg + c, i*row_step + offs[t]:][:Wo*N]).
 
     xf: (C_in, Hp*Wp*N) batch-last padded input; gyf: (C_out, Ho, Wo*N) batch-last
     grad_output; offs: (T,) tap offsets within a channel; ``rows``: output rows per chunk;
-    part: (chunks, C_out, cg, T); ``zero``: 0 in the dtype.
+    part: (chunks, C_out, cg, T); ``zero``: 0 in the dtype. Kernel rows that read only padding rows
+    for an output row are skipped, as in :func:`_forward_rows_bl`.
     One task = (4 output channels of one group, input channel, chunk of rows): 16 dot
     products (4 channels x 4 taps) a pass. A group with fewer than 4 channels left repeats
     its last one and drops the copies; partial sums are added in float64 across rows."""
@@ -194,6 +216,7 @@ def _grad_weight_rows_bl(xf, gyf, offs, row_step, rows, part, zero):
     groups = xf.shape[0] // cg
     og = c_out // groups
     nblk = (og + 3) // 4
+    kw = ntap // kh
     for task in prange(groups * nblk * cg * nchunk):
         g, o0, c, chunk = weight_task(task, cg, nchunk, nblk, og, 4)
         last = (g + 1) * og - 1
@@ -207,14 +230,16 @@ def _grad_weight_rows_bl(xf, gyf, offs, row_step, rows, part, zero):
             g2 = gyf[o2, i]
             g3 = gyf[o3, i]
             xs = xf[g * cg + c, i * row_step:]
-            t = 0
-            while t + 4 <= ntap:
+            a0, a1 = _real_tap_rows(i, sh, dh, kh, top, h)
+            t = a0 * kw
+            t_end = a1 * kw
+            while t + 4 <= t_end:
                 s = _dots_4x4(g0, g1, g2, g3, xs[offs[t]:], xs[offs[t + 1]:],
                               xs[offs[t + 2]:], xs[offs[t + 3]:], m, zero)
                 for k in range(16):
                     acc[k // 4, t + k % 4] += s[k]
                 t += 4
-            while t < ntap:
+            while t < t_end:
                 s1 = _dots_4x1(g0, g1, g2, g3, xs[offs[t]:], m, zero)
                 for k in range(4):
                     acc[k, t] += s1[k]
@@ -256,7 +281,8 @@ def forward(x, w, bias, args, y):
     offs = _tap_offsets_bl(args.kernel_hw, args.dilation, sw, wq, n).reshape(-1)
     wf = np.ascontiguousarray(w).reshape(c_out, cg, kh * kw)
     ensure_thread_pool()
-    _forward_rows_bl(xt.reshape(c_in, -1), wf, bias, offs, args.stride[0] * sw * wq * n, y)
+    _forward_rows_bl(xt.reshape(c_in, -1), wf, bias, offs, args.stride[0] * sw * wq * n, y, kh, args.stride[0],
+                     args.dilation[0], args.padding[0], x.shape[2])
     return y
 
 
@@ -278,6 +304,7 @@ def grad_weight(x, grad_y, args, w_shape):
     part = np.empty((nchunk, c_out, cg, kh * kw), dtype=x.dtype)
     ensure_thread_pool()
     _grad_weight_rows_bl(xt.reshape(c_in, -1), gyt.reshape(c_out, ho, -1), offs,
-                         args.stride[0] * sw * wq * n, rows, part, np.zeros(1, dtype=x.dtype)[0])
+                         args.stride[0] * sw * wq * n, rows, part, np.zeros(1, dtype=x.dtype)[0], kh,
+                         args.stride[0], args.dilation[0], args.padding[0], x.shape[2])
     gw = part[0] if nchunk == 1 else part.sum(axis=0)
     return gw.reshape(w_shape)
