@@ -603,7 +603,7 @@ def test_auto_rule(restore_default):
     assert K.choose_kernel((128, 64, 8, 8), (64, 64, 3, 3), 1, 1, op="grad_input") == "numba"
     assert K.choose_kernel((16, 64, 4, 4), (64, 64, 3, 3), 1, 1, op="forward") == "im2col"
     assert K.choose_kernel((128, 32, 7, 7), (32, 32, 3, 3), 1, 1, op="grad_input") == "numba"
-    assert K.choose_kernel((128, 32, 7, 7), (32, 32, 3, 3), 1, 3, op="grad_input") == "im2col"  # pad > k-1
+    assert K.choose_kernel((128, 32, 7, 7), (32, 32, 3, 3), 1, 3, op="grad_input") == "numba"  # pad > k-1: crop
     assert K.choose_kernel((32, 64, 32, 32), (64, 64, 3, 3), 1, 1, op="grad_input") == "numba"
     assert K.choose_kernel((8, 3, 224, 224), (64, 3, 7, 7), 2, 3, op="grad_input") == "numba"
     with pytest.raises(ValueError, match="unknown conv op 'backward'"):
@@ -735,30 +735,30 @@ def test_numba_batch_last_path(cfg, dtype):
 
 @settings(deadline=None, max_examples=25)
 @given(cfg=conv_configs(), extra=st.integers(0, 2), dtype=st.sampled_from([np.float64, np.float32]))
-def test_numba_grad_input_as_flipped_forward(cfg, extra, dtype):
-    """A unit-stride grad_input run as the forward convolution of grad_y with flipped, transposed filters
-    (numba's batch-last path forced): equal to the direct kernel's, on inputs larger than the smallest too."""
+def test_numba_grad_input_as_forward_phases(cfg, extra, dtype):
+    """grad_input run as forward convolutions of grad_y, one per phase of the stride (numba's batch-last path
+    forced): equal to the direct kernel's, on inputs larger than the smallest too (as output_padding gives)."""
     saved = numba_jit.BATCH_LAST_MIN_N, numba_jit.BATCH_LAST_MIN_GARBAGE
     args = shapes.normalize_conv_args((cfg.n, cfg.c_in, cfg.h, cfg.w), (cfg.c_out, cfg.c_in // cfg.groups) + cfg.kernel,
-                               *cfg.kernel_args)
-    stride = args.stride
-    big = (cfg.h + extra * stride[0], cfg.w + extra * stride[1]) if stride == (1, 1) else (cfg.h, cfg.w)
+                                      *cfg.kernel_args)
+    (sh, sw) = args.stride
+    # extra rows/columns that leave grad_y's size unchanged: any with stride 1 (as the adjoint on a larger
+    # input), fewer than the stride otherwise
+    big = (cfg.h + (extra if sh == 1 else min(extra, sh - 1)), cfg.w + (extra if sw == 1 else min(extra, sw - 1)))
     x, w, gy = cfg.arrays(dtype)
     numba_jit.BATCH_LAST_MIN_N, numba_jit.BATCH_LAST_MIN_GARBAGE = 1, -1.0
     try:
-        flipped = numba_jit.grad_input_runs_as_forward(gy.shape, w.shape, big, args)
+        phases = numba_jit.grad_input_phases(gy.shape, big, args)
         got = numba.conv2d_grad_input(gy, w, big, *cfg.kernel_args)
     finally:
         numba_jit.BATCH_LAST_MIN_N, numba_jit.BATCH_LAST_MIN_GARBAGE = saved
-    top, bottom, left, right = args.padding
-    (kh, kw), (dh, dw) = args.kernel_hw, args.dilation
-    reach_h, reach_w = (kh - 1) * dh, (kw - 1) * dw  # the flipped forward pads by reach - padding
-    extra_h, extra_w = big[0] - cfg.h, big[1] - cfg.w
-    assert flipped == (stride == (1, 1) and top <= reach_h and bottom - extra_h <= reach_h
-                       and left <= reach_w and right - extra_w <= reach_w)
+    assert phases is not None                      # every configuration runs as forward convolutions here
+    rows, cols = phases
+    assert [p.first for p in rows] == list(range(min(sh, big[0])))
+    assert sum(p.count for p in rows) == big[0] and sum(p.count for p in cols) == big[1]
     ref = direct.conv2d_grad_input(gy.astype(np.float64), w.astype(np.float64), big, *cfg.kernel_args)
     assert got.dtype == dtype and got.shape == ref.shape
-    _assert_close(got, ref, 1e-10 if dtype == np.float64 else 1e-4, "grad_input as a flipped forward")
+    _assert_close(got, ref, 1e-10 if dtype == np.float64 else 1e-4, "grad_input as forward convolutions")
 
 
 def test_numba_batch_last_lenet_batch():

@@ -46,7 +46,7 @@ class AutoBackend(Backend):
             gy_shape = (x_shape[0], c_out) + out_hw
             fast = depthwise or (taps > 1 and (
                 og < IM2COL_MIN_OG or x_shape[2] * x_shape[3] >= NUMBA_MIN_IN_POS
-                or numba_jit.grad_input_runs_as_forward(gy_shape, w_shape, x_shape[2:], args)))
+                or (unit_stride and numba_jit.grad_input_runs_as_forward(gy_shape, x_shape[2:], args))))
         elif op == "grad_weight":
             batch_last = x_shape[0] >= numba_jit.BATCH_LAST_MIN_N and (
                 unit_stride or out_hw[0] * out_hw[1] <= NUMBA_MAX_STRIDED_OUT_POS)

@@ -10,8 +10,8 @@ Depthwise convolutions (``groups == C_in == C_out``) have their own per-plane lo
 
 For big batches (``N >= BATCH_LAST_MIN_N``), the forward (when the
 flat-rows layout would waste many garbage positions) and grad_weight use a second layout,
-batch-last, with register-blocked kernels: see :mod:`.batch_last`. A unit-stride grad_input that
-would take that path as a forward convolution (flipped filters, padding ``(k-1)*d - p``) runs as one.
+batch-last, with register-blocked kernels: see :mod:`.batch_last`. grad_input then runs as forward
+convolutions on that path too, one per phase of the stride (:mod:`.adjoint`).
 
 All loops use plain ints; shapes are runtime values, so numba compiles once per dtype
 (float32 / float64), never per shape.  Everything also runs with ``NUMBA_DISABLE_JIT=1``
@@ -24,14 +24,13 @@ from numba import config as _numba_config
 
 from .. import numba_pooling
 from ..backend import Backend
-from ..shapes import ConvArgs
 from ..threads import ensure_thread_pool
-from . import batch_last, depthwise, flat_rows
+from . import adjoint, batch_last, depthwise, flat_rows
 from .workspace import clear_workspace
 
 __all__ = ["forward", "grad_input", "grad_weight", "NumbaBackend", "backend", "jit_enabled", "clear_workspace",
            "BATCH_LAST_MIN_N", "BATCH_LAST_MIN_GARBAGE", "BATCH_LAST_MAX_POS", "is_depthwise", "uses_batch_last_forward",
-           "grad_input_as_forward_args", "grad_input_runs_as_forward"]
+           "grad_input_phases", "grad_input_runs_as_forward"]
 
 BATCH_LAST_MIN_N = 32          # batch size from which the batch-last path is used
 BATCH_LAST_MIN_GARBAGE = 0.2   # forward on larger outputs: only if more flat-rows positions are garbage
@@ -78,9 +77,9 @@ def grad_input(grad_y, w, input_hw, args):
         depthwise.grad_input(np.ascontiguousarray(grad_y), np.ascontiguousarray(w), gx,
                              *_depthwise_args((h, w_in), grad_y.shape[2:], args))
         return gx
-    flipped = grad_input_as_forward_args(grad_y.shape, w.shape, input_hw, args)
-    if flipped is not None:
-        return forward(np.ascontiguousarray(grad_y), _flipped_weight(w, args.groups), flipped)
+    phases = grad_input_phases(grad_y.shape, input_hw, args)
+    if phases is not None:
+        return _grad_input_by_phases(grad_y, w, input_hw, args, phases)
     lay = flat_rows.Layout(h, w_in, args.padding, args.stride, args.dilation, args.kernel_hw)
     gyf = lay.flat_grad(grad_y)
     og = c_out // args.groups
@@ -107,36 +106,49 @@ def uses_batch_last_forward(x_shape, out_hw, args) -> bool:
     return out_hw[0] * out_hw[1] < (1 - BATCH_LAST_MIN_GARBAGE) * lay.npos(out_hw[0])
 
 
-def grad_input_as_forward_args(gy_shape, w_shape, input_hw, args):
-    """For a unit stride, grad_x is the forward convolution of grad_y with the flipped, transposed filters and
-    padding ``(k-1)*d - p`` on each side. The ConvArgs of that forward when it takes the batch-last path
-    (register-blocked, faster than the flat-rows grad_input on small images: 64->64 3x3 on 4x4, batch 128,
-    2 threads: 1.5 vs 5.7 ms; 32->32 on 7x7 1.1 vs 2.0 ms), else None."""
+def grad_input_phases(gy_shape, input_hw, args):
+    """The phases (:mod:`.adjoint`) in which :func:`grad_input` runs as forward convolutions of grad_y, when
+    each of those takes the batch-last path (register-blocked; 64->64 3x3 on 4x4, batch 128, 2 threads: 1.5 vs
+    5.7 ms for the flat-rows grad_input; 32->32 on 7x7 1.1 vs 2.0 ms), else None."""
+    if gy_shape[0] < BATCH_LAST_MIN_N:
+        return None
     (sh, sw), (dh, dw), (kh, kw) = args.stride, args.dilation, args.kernel_hw
-    if sh != 1 or sw != 1:
-        return None
-    top, bottom, left, right = args.padding
-    t2, l2 = (kh - 1) * dh - top, (kw - 1) * dw - left
-    b2 = input_hw[0] - gy_shape[2] - t2 + (kh - 1) * dh
-    r2 = input_hw[1] - gy_shape[3] - l2 + (kw - 1) * dw
-    if min(t2, b2, l2, r2) < 0:
-        return None
-    out_shape = (gy_shape[0], w_shape[1] * args.groups) + tuple(input_hw)
-    flipped = ConvArgs((1, 1), (t2, b2, l2, r2), (dh, dw), args.groups, (kh, kw), out_shape)
-    return flipped if uses_batch_last_forward(gy_shape, input_hw, flipped) else None
+    top, _, left, _ = args.padding
+    rows = adjoint.axis_phases(input_hw[0], gy_shape[2], kh, sh, dh, top)
+    cols = adjoint.axis_phases(input_hw[1], gy_shape[3], kw, sw, dw, left)
+    for ph in rows:
+        for pw in cols:
+            if ph.taps and pw.taps:
+                a = adjoint.phase_args(ph, pw, gy_shape[0], 1, 1)
+                gy_hw = (gy_shape[2] - ph.crop_lo - ph.crop_hi, gy_shape[3] - pw.crop_lo - pw.crop_hi)
+                if not uses_batch_last_forward((gy_shape[0], 1) + gy_hw, a.out_shape[2:], a):
+                    return None
+    return rows, cols
 
 
-def grad_input_runs_as_forward(gy_shape, w_shape, input_hw, args) -> bool:
-    """Whether :func:`grad_input` runs as a batch-last forward convolution (see grad_input_as_forward_args)."""
-    return grad_input_as_forward_args(gy_shape, w_shape, input_hw, args) is not None
+def grad_input_runs_as_forward(gy_shape, input_hw, args) -> bool:
+    """Whether :func:`grad_input` runs as batch-last forward convolutions (see grad_input_phases)."""
+    return grad_input_phases(gy_shape, input_hw, args) is not None
 
 
-def _flipped_weight(w, groups):
-    """(G*cg, og, kh, kw): wf[g*cg + c, o] = w[g*og + o, c] rotated by 180 degrees."""
-    c_out, cg, kh, kw = w.shape
-    og = c_out // groups
-    wf = np.asarray(w).reshape(groups, og, cg, kh, kw)[:, :, :, ::-1, ::-1].transpose(0, 2, 1, 3, 4)
-    return np.ascontiguousarray(wf).reshape(groups * cg, og, kh, kw)
+def _grad_input_by_phases(grad_y, w, input_hw, args, phases):
+    """grad_x, phase by phase, each a forward convolution of (a crop of) grad_y (:mod:`.adjoint`)."""
+    rows, cols = phases
+    n, groups = grad_y.shape[0], args.groups
+    c_in = w.shape[1] * groups
+    (sh, sw), ho, wo = args.stride, grad_y.shape[2], grad_y.shape[3]
+    gx = None if len(rows) * len(cols) == 1 else np.empty((n, c_in) + tuple(input_hw), dtype=grad_y.dtype)
+    for ph in rows:
+        for pw in cols:
+            if not (ph.taps and pw.taps):
+                gx[:, :, ph.first::sh, pw.first::sw] = 0
+                continue
+            gy = np.ascontiguousarray(grad_y[:, :, ph.crop_lo:ho - ph.crop_hi, pw.crop_lo:wo - pw.crop_hi])
+            part = forward(gy, adjoint.phase_weight(w, ph, pw, groups), adjoint.phase_args(ph, pw, n, c_in, groups))
+            if gx is None:
+                return part
+            gx[:, :, ph.first::sh, pw.first::sw] = part
+    return gx
 
 
 def grad_weight(x, grad_y, args):
