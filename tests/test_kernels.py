@@ -15,6 +15,7 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 import tinyconv.kernels as K
+from tinyconv.kernels import im2col as im2col_module
 from tinyconv.kernels import numba_jit, shapes  # numba_jit: the numba backend's module (its tuning constants)
 
 from strategies_conv import conv_configs
@@ -759,6 +760,23 @@ def test_numba_grad_input_as_forward_phases(cfg, extra, dtype):
     ref = direct.conv2d_grad_input(gy.astype(np.float64), w.astype(np.float64), big, *cfg.kernel_args)
     assert got.dtype == dtype and got.shape == ref.shape
     _assert_close(got, ref, 1e-10 if dtype == np.float64 else 1e-4, "grad_input as forward convolutions")
+
+
+@settings(deadline=None, max_examples=20)
+@given(cfg=conv_configs(), dtype=st.sampled_from([np.float64, np.float32]))
+def test_im2col_batch_last_grad_input(cfg, dtype):
+    """im2col's grad_input for big batches (batch-last columns, one product, col2im by vectors of N), forced on
+    every configuration: equal to the direct kernel's."""
+    saved = im2col_module.BATCH_LAST_MIN_N
+    im2col_module.BATCH_LAST_MIN_N = 1
+    x, w, gy = cfg.arrays(dtype)
+    try:
+        got = im2col.conv2d_grad_input(gy, w, (cfg.h, cfg.w), *cfg.kernel_args)
+    finally:
+        im2col_module.BATCH_LAST_MIN_N = saved
+    ref = direct.conv2d_grad_input(gy.astype(np.float64), w.astype(np.float64), (cfg.h, cfg.w), *cfg.kernel_args)
+    assert got.dtype == dtype
+    _assert_close(got, ref, 1e-10 if dtype == np.float64 else 1e-4, "im2col batch-last grad_input")
 
 
 def test_numba_batch_last_lenet_batch():

@@ -40,13 +40,14 @@ from numpy.lib.stride_tricks import as_strided
 
 from . import workers
 from .backend import Backend
-from .numba_jit import columns
+from .numba_jit import BATCH_LAST_MIN_N, batch_last, columns
 from .numba_jit.workspace import scratch_empty
 from .windows import pad, tap
 
 __all__ = ["forward", "grad_input", "grad_weight", "Im2colBackend", "backend", "COLUMN_BYTES"]
 
 COLUMN_BYTES = 2 * 2**20  # column buffer of one chunk: images per chunk = COLUMN_BYTES // (K*P*itemsize), >= 1
+BATCH_LAST_COLUMN_BYTES = 64 * 2**20  # grad_input of a big batch: batch-last columns of the whole batch up to this
 
 
 def _jit() -> bool:
@@ -165,6 +166,8 @@ def grad_input(grad_y, w, input_hw, args):
     if gx.size == 0 or npos == 0:
         return np.ascontiguousarray(gx if jit else gx[:, :, top:top + h, left:left + w_in])
     wmat = np.ascontiguousarray(w).reshape(c_out, k)
+    if jit and n >= BATCH_LAST_MIN_N and k * npos * n * dtype.itemsize <= BATCH_LAST_COLUMN_BYTES:
+        return _grad_input_batch_last(grad_y, wmat, gx, args, (ho, wo))
     gy = np.ascontiguousarray(grad_y).reshape(n, c_out, npos)
 
     def chunk(c):  # images n0..n0+nb-1 of gx (disjoint per chunk)
@@ -187,6 +190,32 @@ def grad_input(grad_y, w, input_hw, args):
     if jit:
         return gx
     return np.ascontiguousarray(gx[:, :, top:top + h, left:left + w_in])
+
+
+def _grad_input_batch_last(grad_y, wmat, gx, args, out_hw):
+    """grad_input of a big batch in the batch-last column layout (:mod:`.numba_jit.columns`): grad_y made
+    batch-last is the (C_out, H_out*W_out*N) matrix as it is, one product gives every column gradient (its rows
+    split over the worker threads), and col2im adds contiguous vectors of N values (3x3 stride 2 on 7x7, batch
+    128, one thread: col2im 0.3 vs 1.3 ms for the per-image rows of the chunked layout, whose runs are W_out
+    values long)."""
+    n, c_in, h, w_in = gx.shape
+    G, c_out = args.groups, wmat.shape[0]
+    cg, og, k = c_in // G, c_out // G, wmat.shape[1]
+    kh, kw = args.kernel_hw
+    (sh, sw), (dh, dw) = args.stride, args.dilation
+    top, _, left, _ = args.padding
+    gyt = batch_last.batch_last_copy(grad_y, (0, 0, 0, 0), "im2col.grad_y").reshape(c_out, -1)
+    dcols = np.empty((k, gyt.shape[1]), dtype=gx.dtype)
+    gxt = np.zeros((c_in, h, w_in, n), dtype=gx.dtype)
+    rows = -(-k // workers.num_threads())
+    for g in range(G):
+        def product(r0, wt=wmat[g * og:(g + 1) * og].T, gyg=gyt[g * og:(g + 1) * og]):  # rows r0.. of dcols
+            np.matmul(wt[r0:r0 + rows], gyg, out=dcols[r0:r0 + rows])
+
+        workers.map_chunks(product, list(range(0, k, rows)))
+        columns.col2im_batch_last(dcols, gxt, g * cg, kh, kw, sh, sw, dh, dw, top, left, *out_hw)
+    columns.from_batch_last(gxt, gx)
+    return gx
 
 
 def grad_weight(x, grad_y, args):

@@ -35,7 +35,7 @@ from ..threads import ensure_thread_pool
 from .flat_rows import taps_1, taps_2, weight_task  # (numba's cache does not see edits in there: clear it)
 from .workspace import scratch_zeros
 
-__all__ = ["forward", "grad_weight"]
+__all__ = ["forward", "grad_weight", "batch_last_copy"]
 
 _JIT = dict(cache=True, fastmath=False)
 _JIT_FMA = dict(cache=True, fastmath={"contract"})
@@ -249,7 +249,7 @@ def _grad_weight_rows_bl(xf, gyf, offs, row_step, rows, part, zero, kh, sh, dh, 
                 part[chunk, o0 + k, c, t] = acc[k, t]
 
 
-def _batch_last(x, padding, role, sw=1):
+def batch_last_copy(x, padding, role, sw=1):
     """x (N, C, H, W) -> zero-padded batch-last copy (C, Hp, sw, Wq, N) in a scratch buffer, its padded
     columns split into ``sw`` phases of Wq = ceil(Wp / sw) (``role`` tells apart two copies alive at once)."""
     n, c, h, w = x.shape
@@ -276,7 +276,7 @@ def forward(x, w, bias, args, y):
     c_out, cg, kh, kw = w.shape
     n = x.shape[0]
     sw = args.stride[1]
-    xt = _batch_last(x, args.padding, "x", sw)
+    xt = batch_last_copy(x, args.padding, "x", sw)
     c_in, hp, _, wq, _ = xt.shape
     offs = _tap_offsets_bl(args.kernel_hw, args.dilation, sw, wq, n).reshape(-1)
     wf = np.ascontiguousarray(w).reshape(c_out, cg, kh * kw)
@@ -290,9 +290,9 @@ def grad_weight(x, grad_y, args, w_shape):
     c_out, cg, kh, kw = w_shape
     n = x.shape[0]
     sw = args.stride[1]
-    xt = _batch_last(x, args.padding, "x", sw)
+    xt = batch_last_copy(x, args.padding, "x", sw)
     c_in, hp, _, wq, _ = xt.shape
-    gyt = _batch_last(grad_y, (0, 0, 0, 0), "grad_y")
+    gyt = batch_last_copy(grad_y, (0, 0, 0, 0), "grad_y")
     ho = gyt.shape[1]
     offs = _tap_offsets_bl(args.kernel_hw, args.dilation, sw, wq, n).reshape(-1)
     # enough tasks for every thread: split the output rows into chunks when there are few

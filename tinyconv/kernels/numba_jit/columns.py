@@ -9,13 +9,17 @@ Layout: ``cols[(c, a, b), m*P + i*W_out + j] = x[n0 + m, c0 + c, i*sh + a*dh - t
 of images on tinyconv's worker threads (:mod:`..workers`), each thread copying its own chunk and making its own
 one-thread product, so the copies are parallel without a numba parallel region between the products.
 Shapes are runtime values: one compilation per dtype.
+
+For big batches grad_input uses a batch-last column layout instead (:func:`col2im_batch_last`): column
+``(i*W_out + j)*N + n`` holds image n, so adding a column block back to its pixel is a contiguous vector of N
+values into a batch-last grad_x (C, H, W, N), whatever the stride; those two loops are parallel over channels.
 """
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+from numba import njit, prange
 
-__all__ = ["im2col_chunk", "col2im_chunk", "to_matrix", "from_matrix"]
+__all__ = ["im2col_chunk", "col2im_chunk", "to_matrix", "from_matrix", "col2im_batch_last", "from_batch_last"]
 
 
 @njit(cache=True, inline="always")
@@ -116,3 +120,41 @@ def from_matrix(mat, y, bias, n0, nb, o0):
             bv = bias[o0 + o]
             for p in range(npos):
                 y[n0 + m, o0 + o, p] = mat[o, m * npos + p] + bv
+
+
+@njit(parallel=True, cache=True)
+def col2im_batch_last(dcols, gxt, c0, kh, kw, sh, sw, dh, dw, top, left, ho, wo):
+    """gxt[c0 + c, hh, ww, :] += dcols[(c, a, b), (i*wo + j)*N:][:N] for every tap (a, b) and output (i, j)
+    that read pixel (hh, ww) = (i*sh + a*dh - top, j*sw + b*dw - left); dcols (cg*kh*kw, ho*wo*N), gxt
+    (C, H, W, N) batch-last. One task per channel: no two tasks write the same pixel."""
+    h, w, n = gxt.shape[1], gxt.shape[2], gxt.shape[3]
+    cg = dcols.shape[0] // (kh * kw)
+    for c in prange(cg):
+        for a in range(kh):
+            for b in range(kw):
+                r = (c * kh + a) * kw + b
+                for i in range(ho):
+                    hh = i * sh + a * dh - top
+                    if hh < 0 or hh >= h:
+                        continue
+                    for j in range(wo):
+                        ww = j * sw + b * dw - left
+                        if ww < 0 or ww >= w:
+                            continue
+                        src = dcols[r, (i * wo + j) * n:(i * wo + j + 1) * n]
+                        dst = gxt[c0 + c, hh, ww]
+                        for m in range(n):
+                            dst[m] += src[m]
+
+
+@njit(parallel=True, cache=True)
+def from_batch_last(xt, x):
+    """x[n, c, h, w] = xt[c, h, w, n]: a batch-last array back to (N, C, H, W)."""
+    n_img, c_in, h, w = x.shape
+    for task in prange(c_in * h):
+        c = task // h
+        i = task % h
+        for j in range(w):
+            src = xt[c, i, j]
+            for n in range(n_img):
+                x[n, c, i, j] = src[n]
