@@ -413,7 +413,7 @@ def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode
     backend = kernels.resolve_pool_backend(kernel)
     indices = [] if return_indices else None
     out = pool_fn.MaxPool2d.apply(input, args=args, backend=backend, unbatched=unbatched, indices_out=indices)
-    return (out, Tensor(indices[0])) if return_indices else out
+    return (out, Tensor(indices[0].astype(np.int64, copy=False))) if return_indices else out  # int64, as PyTorch
 
 
 def avg_pool2d(input, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True,

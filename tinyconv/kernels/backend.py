@@ -8,7 +8,7 @@ and normalised once, at the public door (:mod:`tinyconv.functional`), into :clas
     forward(x, w, args, bias=None) -> y                   x (N, C_in, H, W), w (C_out, C_in/groups, kh, kw)
     grad_input(grad_y, w, input_hw, args) -> grad_x       the adjoint of forward on an input of input_hw
     grad_weight(x, grad_y, args) -> grad_w                (C_out, C_in/groups, kh, kw)
-    max_pool(x, args) -> (y, argmax)                      argmax: int64 flat index h*W + w per output
+    max_pool(x, args) -> (y, argmax)                      argmax: flat index h*W + w per output (int32/int64)
     max_pool_backward(grad_y, argmax, input_shape, non_overlapping=False) -> grad_x
     avg_pool(x, args, count_include_pad=True, divisor_override=None) -> y
     avg_pool_backward(grad_y, input_shape, args, count_include_pad=True, divisor_override=None) -> grad_x

@@ -55,7 +55,8 @@ def _max_fwd(x, y, argmax, kh, kw, sh, sw, ph, pw, dh, dw):
 @njit(parallel=True, **_JIT)
 def _max_fwd_2x2(x, y, argmax):
     """The common case (2x2 window, stride 2, no padding, no dilation) without any bounds logic: every
-    window is inside the input. Same first-maximum / last-NaN rule as :func:`_max_fwd`."""
+    window is inside the input. Same first-maximum / last-NaN rule as :func:`_max_fwd`, written with
+    selects instead of branches (``v != v`` is the NaN test) so that the row loop vectorises."""
     n_img, n_ch, h, w = x.shape
     ho, wo = y.shape[2], y.shape[3]
     for task in prange(n_img * n_ch):
@@ -63,25 +64,28 @@ def _max_fwd_2x2(x, y, argmax):
         c = task % n_ch
         xs = x[n, c]
         for i in range(ho):
-            r = 2 * i
+            top = xs[2 * i]
+            bottom = xs[2 * i + 1]
+            yrow = y[n, c, i]
+            arow = argmax[n, c, i]
+            r0 = 2 * i * w
             for j in range(wo):
-                q = 2 * j
-                best = xs[r, q]
-                best_idx = r * w + q
-                v = xs[r, q + 1]
-                if v > best or np.isnan(v):
-                    best = v
-                    best_idx = r * w + q + 1
-                v = xs[r + 1, q]
-                if v > best or np.isnan(v):
-                    best = v
-                    best_idx = (r + 1) * w + q
-                v = xs[r + 1, q + 1]
-                if v > best or np.isnan(v):
-                    best = v
-                    best_idx = (r + 1) * w + q + 1
-                y[n, c, i, j] = best
-                argmax[n, c, i, j] = best_idx
+                best = top[2 * j]
+                k = 0
+                v = top[2 * j + 1]
+                take = (v > best) | (v != v)
+                best = v if take else best
+                k = 1 if take else k
+                v = bottom[2 * j]
+                take = (v > best) | (v != v)
+                best = v if take else best
+                k = w if take else k
+                v = bottom[2 * j + 1]
+                take = (v > best) | (v != v)
+                best = v if take else best
+                k = w + 1 if take else k
+                yrow[j] = best
+                arow[j] = r0 + 2 * j + k
 
 
 @njit(parallel=True, **_JIT)
@@ -201,9 +205,12 @@ def _avg_bwd(gy, gx, kh, kw, sh, sw, ph, pw, count_include_pad, divisor_override
 
 
 def max_pool(x, args):
-    """Return ``(y, argmax)``; see :func:`tinyconv.kernels.pooling.max_pool`."""
+    """Return ``(y, argmax)``; see :func:`tinyconv.kernels.pooling.max_pool`. ``argmax`` is int32 when a plane
+    has fewer than 2**31 pixels (always, in practice): with int64 indices next to float32 values the 2x2 loop
+    does not vectorise (LeNet's first pooling, one thread: 0.19 vs 0.79 ms)."""
     y = np.empty(args.out_shape, dtype=x.dtype)
-    argmax = np.empty(args.out_shape, dtype=np.int64)
+    small = x.shape[2] * x.shape[3] < 2**31
+    argmax = np.empty(args.out_shape, dtype=np.int32 if small else np.int64)
     if y.size:
         (kh, kw), (sh, sw), (ph, pw), (dh, dw) = (args.kernel_size, args.stride, args.padding,
                                                   args.dilation)
@@ -220,7 +227,8 @@ def max_pool_backward(grad_y, argmax, input_shape, non_overlapping=False):
     gx = np.zeros(input_shape, dtype=grad_y.dtype)
     if grad_y.size:
         ensure_thread_pool()
-        _max_bwd(np.ascontiguousarray(grad_y), np.ascontiguousarray(argmax, dtype=np.int64), gx)
+        index_type = argmax.dtype if argmax.dtype in (np.int32, np.int64) else np.int64
+        _max_bwd(np.ascontiguousarray(grad_y), np.ascontiguousarray(argmax, dtype=index_type), gx)
     return gx
 
 
