@@ -59,9 +59,38 @@ def _to_batch_last(x, xt, top, left):
 
 @njit(**_JIT_FMA)
 def _taps_4(acc0, acc1, acc2, acc3, xs, w0, w1, w2, w3, offs, m):
-    """acc_k[p] += sum_t w_k[t] * xs[p + offs[t]] for k < 4, p < m (4 taps a pass)."""
+    """acc_k[p] += sum_t w_k[t] * xs[p + offs[t]] for k < 4, p < m (8 taps a pass, then 4, then 1: each pass
+    loads and stores the 4 accumulators once, so more taps a pass means fewer memory operations per
+    multiply-add)."""
     ntap = offs.shape[0]
     t = 0
+    while t + 8 <= ntap:
+        x0 = xs[offs[t]:]
+        x1 = xs[offs[t + 1]:]
+        x2 = xs[offs[t + 2]:]
+        x3 = xs[offs[t + 3]:]
+        x4 = xs[offs[t + 4]:]
+        x5 = xs[offs[t + 5]:]
+        x6 = xs[offs[t + 6]:]
+        x7 = xs[offs[t + 7]:]
+        a0, a1, a2, a3, a4, a5, a6, a7 = w0[t], w0[t + 1], w0[t + 2], w0[t + 3], w0[t + 4], w0[t + 5], w0[t + 6], w0[t + 7]
+        b0, b1, b2, b3, b4, b5, b6, b7 = w1[t], w1[t + 1], w1[t + 2], w1[t + 3], w1[t + 4], w1[t + 5], w1[t + 6], w1[t + 7]
+        c0, c1, c2, c3, c4, c5, c6, c7 = w2[t], w2[t + 1], w2[t + 2], w2[t + 3], w2[t + 4], w2[t + 5], w2[t + 6], w2[t + 7]
+        d0, d1, d2, d3, d4, d5, d6, d7 = w3[t], w3[t + 1], w3[t + 2], w3[t + 3], w3[t + 4], w3[t + 5], w3[t + 6], w3[t + 7]
+        for p in range(m):
+            v0 = x0[p]
+            v1 = x1[p]
+            v2 = x2[p]
+            v3 = x3[p]
+            v4 = x4[p]
+            v5 = x5[p]
+            v6 = x6[p]
+            v7 = x7[p]
+            acc0[p] += (a0 * v0 + a1 * v1 + a2 * v2 + a3 * v3) + (a4 * v4 + a5 * v5 + a6 * v6 + a7 * v7)
+            acc1[p] += (b0 * v0 + b1 * v1 + b2 * v2 + b3 * v3) + (b4 * v4 + b5 * v5 + b6 * v6 + b7 * v7)
+            acc2[p] += (c0 * v0 + c1 * v1 + c2 * v2 + c3 * v3) + (c4 * v4 + c5 * v5 + c6 * v6 + c7 * v7)
+            acc3[p] += (d0 * v0 + d1 * v1 + d2 * v2 + d3 * v3) + (d4 * v4 + d5 * v5 + d6 * v6 + d7 * v7)
+        t += 8
     while t + 4 <= ntap:
         x0 = xs[offs[t]:]
         x1 = xs[offs[t + 1]:]
