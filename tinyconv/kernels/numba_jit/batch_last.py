@@ -152,9 +152,13 @@ def _forward_rows_bl(xf, wf, bias, offs, row_step, y, kh, sh, dh, top, h):
     og = c_out // groups
     nblk = (og + 3) // 4
     kw = offs.shape[0] // kh
-    for task in prange(groups * nblk * ho):
-        blk = task // ho
-        i = task % ho
+    nblocks = groups * nblk
+    for task in prange(nblocks * ho):
+        # blocks vary fastest: numba hands each thread a contiguous range of tasks, and with the rows outside
+        # a 6-channel layer's two blocks (4 + 2 channels) would go one to each thread, two thirds of the work
+        # to one of them
+        blk = task % nblocks
+        i = task // nblocks
         g = blk // nblk
         o0 = g * og + 4 * (blk % nblk)
         nb = min(4, (g + 1) * og - o0)
