@@ -41,30 +41,37 @@ PyTorch 2.13 CPU (ATen)     0.65 / 7.8 / 1.8         0.39 / 0.86 / 0.59
 ==========================  ======================  ======================
 
 (On a loaded machine every multi-threaded implementation, numba, OpenBLAS and PyTorch
-alike, shows stalls of whole scheduler slices, 8 ms and more.  Mixing kernels costs too:
-OpenBLAS's threads spin ~0.1 s after a multi-threaded product and slow the numba loops
-that follow, one more reason to stay with numba where it is close.)
+alike, shows stalls of whole scheduler slices, 8 ms and more. OpenBLAS's own threads are
+not used by the conv kernels: they spin ~0.1 s after a product and slowed the numba loops
+that follow 2-3x; im2col runs its products on tinyconv's worker threads instead, each on one
+BLAS thread, see :mod:`.workers`.)
+
+Rule as of the ResNet work (2 threads, batch 128 unless said, ms, medians on the 2-core
+reference machine, tinyconv's kernels compared in one process; the machine's speed drifts
+by +-30% over minutes, so only large gaps decided):
 
 * numba JIT disabled (``NUMBA_DISABLE_JIT=1``): ``im2col`` for everything (the numba
   loops would run as pure Python).
-* forward: ``numba`` when the stride is 1, the kernel has more than one tap and
-  ``C_in/groups * kh * kw < auto.IM2COL_MIN_K`` (512), else ``im2col`` (channel-major
-  columns, one BLAS product per chunk of images). CPU time at one thread (numba and
-  BLAS), measured on a loaded machine, ms im2col vs numba: 64->64 3x3 on 32x32 batch 32
-  27.8 vs 41.3; 32->64 3x3 stride 2 on 64x64 15.7 vs 30.8; 3->64 7x7 stride 2 on 224x224
-  batch 8 25.4 vs 33.3; a ResNet's 32->32 3x3 on 7x7, batch 128, 2.7 vs 1.8; its strided
-  and 1x1 convs 0.3-1.6 vs 1.3-6.1.
-* grad_input: ``numba`` when the kernel has more than one tap and fewer than
-  ``auto.IM2COL_MIN_OG`` (32) output channels per group, else ``im2col`` (same
-  measurements: 25.6 vs 41.9, 15.6 vs 22.3, 22.6 vs 42.7; 32->32 on 7x7 1.9 vs 3.4;
-  16->16 on 14x14 2.7 vs 2.6; depthwise 64 channels 26 vs 3.6).
-* grad_weight: ``numba`` when the stride is 1 and either the batch is at least
-  ``numba_jit.BATCH_LAST_MIN_N`` (32: the batch-last dot-product kernel; LeNet above;
-  3x3 at batch 32: 32->32 on 32x32 6.4 vs 17 ms for im2col, 64->64 21 vs 32 ms,
-  128->128 on 16x16 20 vs 30 ms, 256->256 on 8x8 23 vs 32 ms; 64->64 5x5 on 16x16 12 vs
-  30 ms) or ``C_in/groups * kh * kw <= 160`` (the flat-rows kernel, which keeps its
-  accumulators in memory), else ``im2col`` (64->64 3x3 at batch 8: 29 vs 6.3 ms;
-  32->64 3x3 stride 2, batch 32: 52 vs 22 ms).
+* forward: ``numba`` when the kernel has more than one tap and either the stride is 1 and
+  ``C_in/groups * kh * kw < auto.IM2COL_MIN_K`` (512), or numba's batch-last kernel applies
+  (batch >= ``numba_jit.BATCH_LAST_MIN_N`` = 32 and an output of at most 28x28 positions, any
+  stride: 64->64 3x3 on 4x4 1.4 vs 2.1-3.1 ms for im2col, on 8x8 4.6 vs 6.2, 16->32 3x3
+  stride 2 on 14x14 0.7 vs 1.0-2.1); else ``im2col`` (channel-major columns, one BLAS
+  product per chunk of images; 64->64 3x3 on 32x32 at batch 32: 14-18 vs 15-17 ms for the
+  flat-rows numba loops, 8x8 at batch 16: im2col).
+* grad_input: ``numba`` when the kernel has more than one tap and either fewer than
+  ``auto.IM2COL_MIN_OG`` (32) output channels per group, or an input of at least
+  ``auto.NUMBA_MIN_IN_POS`` (1024) positions (64->64 3x3 on 32x32 at batch 32: 9.6 vs 14.1;
+  3->64 7x7 stride 2 on 224x224 at batch 8: 16.5 vs 18.3), or a unit stride where numba runs
+  it as the batch-last forward of grad_y with flipped filters (64->64 on 4x4 1.3 vs 2.8-3.4,
+  32->32 on 7x7 0.9-1.1 vs 2.3-3.6); else ``im2col`` (strided 3x3 at batch 128: 1.2-1.6
+  vs 2.0-3.2 ms for numba's phase-by-phase forward, whose phases have 1-2 taps a row; for
+  big batches im2col's grad_input uses batch-last columns, :func:`.im2col.grad_input`).
+* grad_weight: ``numba`` when the kernel has more than one tap and the batch-last kernel
+  applies (batch >= 32; with a stride, at most ``auto.NUMBA_MAX_STRIDED_OUT_POS`` = 256 output
+  positions: ResNet's 3x3 stride 2 0.7 vs 1.3 ms, 32->64 3x3 stride 2 on 64x64 at batch 32
+  23-27 vs 13-15 ms the other way round), or the stride is 1 and
+  ``C_in/groups * kh * kw <= 160`` (the flat-rows kernel), else ``im2col``.
 * depthwise (``groups == C_in == C_out``): ``numba`` for all three ops, any stride (its
   per-plane loops, :mod:`.numba_jit.depthwise`; 64 channels 3x3 on 32x32, batch 32, CPU
   time at one thread: 3.2 / 3.3 / 4.2 ms vs 4.6 / 3.7 / 6.5 for the general numba loops).
