@@ -892,12 +892,14 @@ def blas_env_compare(argv, conv_rows, notes):
         path = os.path.join(d, "unset.json")
         clean = []
         skip = False
-        for a in argv:  # drop the caller's --json/--csv/--plot targets
+        for a in argv:  # drop the caller's output files: the subprocess must not overwrite them
             if skip:
                 skip = False
                 continue
-            if a in ("--json", "--csv", "--plot"):
+            if a in ("--json", "--csv", "--plot", "--markdown"):
                 skip = True
+                continue
+            if a.split("=", 1)[0] in ("--json", "--csv", "--plot", "--markdown"):
                 continue
             clean.append(a)
         cmd = [sys.executable, os.path.abspath(__file__), *clean, "--no-compile", "--no-memory", "--json", path]
