@@ -126,6 +126,30 @@ def test_truncated_gzip_stream(tmp_path):
         read_idx(cut)
 
 
+def test_gzip_members_and_trailers_the_fast_path_cannot_take(tmp_path):
+    """A gzip file of several members (its trailer gives the last member's size only) and one whose trailer
+    size was altered are decompressed whole or refused, never cut short; the one-buffer path gives a
+    writable uint8 array."""
+    a = np.arange(300, dtype=np.uint8).reshape(3, 100) % 7
+    payload = (tmp_path / "a.idx")
+    write_idx(payload, a)
+    body = payload.read_bytes()
+    two = tmp_path / "two.idx.gz"
+    two.write_bytes(gzip.compress(body[:50]) + gzip.compress(body[50:]))
+    np.testing.assert_array_equal(read_idx(two), a)
+    one = tmp_path / "one.idx.gz"
+    one.write_bytes(gzip.compress(body))
+    got = read_idx(one)
+    np.testing.assert_array_equal(got, a)
+    got[0, 0] = 9                       # writable
+    bad = tmp_path / "bad.idx.gz"
+    raw = bytearray(gzip.compress(body))
+    raw[-4:] = (len(body) + 5).to_bytes(4, "little")  # a trailer size that does not match
+    bad.write_bytes(bytes(raw))
+    with pytest.raises(IDXError, match="not a valid gzip stream"):
+        read_idx(bad)
+
+
 def test_plain_file_named_gz_says_so_when_bad(tmp_path):
     p = tmp_path / "x.gz"
     p.write_bytes(b"\x05\x00\x08\x01")
