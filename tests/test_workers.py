@@ -54,6 +54,24 @@ def test_empty_and_errors(two_threads):
     assert workers.map_chunks(lambda c: c + 1, [0, 1]) == [1, 2]   # the pool still works afterwards
 
 
+def test_the_callers_error_waits_for_the_workers(two_threads):
+    """When the caller's own share raises, map_chunks returns only after the workers' chunks are done."""
+    import time
+
+    done = []
+
+    def fn(c):
+        if c == 0:
+            raise RuntimeError("caller's chunk")
+        time.sleep(0.05)
+        done.append(c)
+        return c
+
+    with pytest.raises(RuntimeError, match="caller's chunk"):
+        workers.map_chunks(fn, [0, 1])   # chunk 0 runs in the caller, chunk 1 on the worker
+    assert done == [1]
+
+
 def test_openblas_on_one_thread_inside(two_threads, monkeypatch):
     class Fake:
         threads = 4

@@ -14,7 +14,7 @@ per-thread sums, depends only on the thread count: results are reproducible run 
 from __future__ import annotations
 
 import threading
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 
 import numba
 
@@ -54,7 +54,10 @@ def map_chunks(fn, chunks: list) -> list:
         pool = _executor(threads - 1)
         futures = [pool.submit(_run_every, fn, chunks, t, threads) for t in range(1, threads)]
         results = [None] * len(chunks)
-        _place(results, _run_every(fn, chunks, 0, threads), 0, threads)
+        try:
+            _place(results, _run_every(fn, chunks, 0, threads), 0, threads)
+        finally:  # even when the caller's share raised: no worker may still be running after we return
+            wait(futures)
         for t, fut in enumerate(futures, start=1):
             _place(results, fut.result(), t, threads)
         return results

@@ -137,7 +137,8 @@ def _grad_input_by_phases(grad_y, w, input_hw, args, phases):
     n, groups = grad_y.shape[0], args.groups
     c_in = w.shape[1] * groups
     (sh, sw), ho, wo = args.stride, grad_y.shape[2], grad_y.shape[3]
-    gx = None if len(rows) * len(cols) == 1 else np.empty((n, c_in) + tuple(input_hw), dtype=grad_y.dtype)
+    single = len(rows) * len(cols) == 1 and rows[0].taps and cols[0].taps  # the forward's output is grad_x
+    gx = None if single else np.empty((n, c_in) + tuple(input_hw), dtype=grad_y.dtype)
     for ph in rows:
         for pw in cols:
             if not (ph.taps and pw.taps):
