@@ -42,6 +42,7 @@ from . import workers
 from .backend import Backend
 from .numba_jit import BATCH_LAST_MIN_N, batch_last, columns
 from .numba_jit.workspace import scratch_empty
+from .threads import ensure_thread_pool
 from .windows import pad, tap
 
 __all__ = ["forward", "grad_input", "grad_weight", "Im2colBackend", "backend", "COLUMN_BYTES"]
@@ -204,6 +205,7 @@ def _grad_input_batch_last(grad_y, wmat, gx, args, out_hw):
     kh, kw = args.kernel_hw
     (sh, sw), (dh, dw) = args.stride, args.dilation
     top, _, left, _ = args.padding
+    ensure_thread_pool()  # the copies and col2im below are parallel numba loops
     gyt = batch_last.batch_last_copy(grad_y, (0, 0, 0, 0), "im2col.grad_y").reshape(c_out, -1)
     dcols = np.empty((k, gyt.shape[1]), dtype=gx.dtype)
     gxt = np.zeros((c_in, h, w_in, n), dtype=gx.dtype)

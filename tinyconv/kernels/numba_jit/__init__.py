@@ -8,7 +8,7 @@ implemented, at the top of :mod:`.flat_rows`.
 
 Depthwise convolutions (``groups == C_in == C_out``) have their own per-plane loops: :mod:`.depthwise`.
 
-For big batches (``N >= BATCH_LAST_MIN_N``), the forward (when the
+For big batches (``N >= BATCH_LAST_MIN_N``), the forward (on outputs of up to 28x28 positions, or when the
 flat-rows layout would waste many garbage positions) and grad_weight use a second layout,
 batch-last, with register-blocked kernels: see :mod:`.batch_last`. grad_input then runs as forward
 convolutions on that path too, one per phase of the stride (:mod:`.adjoint`).
