@@ -58,7 +58,7 @@ by +-30% over minutes, so only large gaps decided):
   stride: 64->64 3x3 on 4x4 1.4 vs 2.1-3.1 ms for im2col, on 8x8 4.6 vs 6.2, 16->32 3x3
   stride 2 on 14x14 0.7 vs 1.0-2.1); else ``im2col`` (channel-major columns, one BLAS
   product per chunk of images; 64->64 3x3 on 32x32 at batch 32: 14-18 vs 15-17 ms for the
-  flat-rows numba loops, 8x8 at batch 16: im2col).
+  flat-rows numba loops; below batch 32 the batch-last kernel does not apply).
 * grad_input: ``numba`` when the kernel has more than one tap and either fewer than
   ``auto.IM2COL_MIN_OG`` (32) output channels per group, or an input of at least
   ``auto.NUMBA_MIN_IN_POS`` (1024) positions (64->64 3x3 on 32x32 at batch 32: 9.6 vs 14.1;
