@@ -5,7 +5,8 @@ normalises them, then calls an autograd ``Function`` of :mod:`tinyconv.functions
 a few of them.
 
 Convolution: ``conv2d``, ``conv1d`` (``conv2d`` on ``H = 1``), ``conv_transpose2d``; pooling: ``max_pool2d``,
-``avg_pool2d``, ``adaptive_avg_pool2d``; and the textbook ``corr2d``. The convolution algorithm is chosen per call
+``avg_pool2d``, ``adaptive_avg_pool2d``; ``conv2d_relu_max_pool2d`` (the three in one fused node); and the
+textbook ``corr2d``. The convolution algorithm is chosen per call
 (``kernel=``), per block (``with tc.use_kernel(...)``), per process (``tc.set_default_kernel`` or
 ``TINYCONV_KERNEL``), default ``"auto"`` (see :mod:`tinyconv.kernels`). The choice in force when the forward runs
 is recorded in the graph node and reused by its backward, even if the backward runs outside the ``use_kernel``
@@ -19,6 +20,7 @@ import numpy as np
 
 from . import kernels
 from .functions import conv as conv_fn
+from .functions import fused as fused_fn
 from .functions import ops
 from .functions import pooling as pool_fn
 from .functions.batch_norm import BatchNorm as _BatchNorm
@@ -40,6 +42,7 @@ __all__ = [
     "dropout",
     "batch_norm",
     "conv2d",
+    "conv2d_relu_max_pool2d",
     "conv1d",
     "conv_transpose2d",
     "max_pool2d",
@@ -317,6 +320,20 @@ def _check_bias(bias, c_out: int, fn: str):
     return bias
 
 
+def _conv2d_call(input, weight, bias, stride, padding, dilation, groups, kernel, fn="conv2d"):
+    """conv2d's checks: (input, weight, bias, args, backend, unbatched, dtype) for ``conv_fn.Conv2d``."""
+    input, weight = as_tensor(input), as_tensor(weight)
+    unbatched = _is_unbatched(input, fn)
+    shape4 = (1,) + input.shape if unbatched else input.shape
+    try:
+        args = shapes.normalize_conv_args(shape4, weight.shape, stride, padding, dilation, groups)
+    except ValueError as e:
+        raise (_relabel(e, shape4, input.shape) if unbatched else e) from None
+    bias = _check_bias(bias, weight.shape[0], fn)
+    backend = kernels.resolve_backend(kernel)
+    return input, weight, bias, args, backend, unbatched, _compute_dtype(input, weight, bias)
+
+
 def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, kernel=None) -> Tensor:
     """2-D convolution (cross-correlation), PyTorch's ``F.conv2d``.
 
@@ -325,17 +342,34 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, 
     ``'same'`` (stride 1; odd total padding puts the extra pixel at the bottom/right). ``kernel``: "direct",
     "im2col", "numba" or "auto" (None: the default in force).
     """
-    input, weight = as_tensor(input), as_tensor(weight)
-    unbatched = _is_unbatched(input, "conv2d")
-    shape4 = (1,) + input.shape if unbatched else input.shape
-    try:
-        args = shapes.normalize_conv_args(shape4, weight.shape, stride, padding, dilation, groups)
-    except ValueError as e:
-        raise (_relabel(e, shape4, input.shape) if unbatched else e) from None
-    bias = _check_bias(bias, weight.shape[0], "conv2d")
-    backend = kernels.resolve_backend(kernel)
-    dtype = _compute_dtype(input, weight, bias)
+    input, weight, bias, args, backend, unbatched, dtype = _conv2d_call(input, weight, bias, stride, padding,
+                                                                        dilation, groups, kernel)
     return conv_fn.Conv2d.apply(input, weight, bias, args=args, backend=backend, unbatched=unbatched, dtype=dtype)
+
+
+def conv2d_relu_max_pool2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *,
+                           pool_kernel_size, pool_stride=None, pool_dilation=1, pool_ceil_mode=False,
+                           kernel=None, pool_kernel=None) -> Tensor:
+    """``max_pool2d(relu(conv2d(input, weight, bias, ...)), pool_kernel_size, pool_stride, 0, pool_dilation,
+    pool_ceil_mode)`` as one fused node (a tinyconv extension; PyTorch has no such function).
+
+    Same results, bit for bit, with fewer passes over the conv output (see :mod:`tinyconv.functions.fused`).
+    The conv arguments are :func:`conv2d`'s, the ``pool_*`` ones :func:`max_pool2d`'s (no padding: the fusion
+    relies on every window holding an input pixel). ``nn.Sequential`` calls it for adjacent ``Conv2d, ReLU,
+    MaxPool2d`` layers without hooks. input ``(N, C_in, H, W)`` or ``(C_in, H, W)`` → ``(N, C_out, H_pool,
+    W_pool)``.
+    """
+    input, weight, bias, args, backend, unbatched, dtype = _conv2d_call(input, weight, bias, stride, padding,
+                                                                        dilation, groups, kernel)
+    try:
+        pool_args = shapes.normalize_pool_args(args.out_shape, pool_kernel_size, pool_stride, 0, pool_dilation,
+                                               pool_ceil_mode)
+    except ValueError as e:
+        raise type(e)(f"max_pool2d (on the conv2d output of shape {args.out_shape}): {e}") from None
+    pool_backend = kernels.resolve_pool_backend(pool_kernel)
+    return fused_fn.Conv2dReluMaxPool2d.apply(input, weight, bias, conv_args=args, pool_args=pool_args,
+                                              backend=backend, pool_backend=pool_backend, unbatched=unbatched,
+                                              dtype=dtype)
 
 
 # ------------------------------------------------------------------------------------------------ conv1d

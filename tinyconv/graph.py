@@ -47,6 +47,19 @@ def _node_meta(fn) -> tuple[str, str]:
     return "?", "?"
 
 
+def _stages(fn) -> list:
+    """``[(name, shape text, dtype text)]`` of what a node stands for, its output first: the node itself, or
+    for a fused node (one that has ``stages()``, e.g. ``Conv2dReluMaxPool2dBackward``) each of its layers."""
+    if not hasattr(fn, "stages"):
+        return [(fn.name(), *_node_meta(fn))]
+    return [(name, "?" if shape is None else _fmt_shape(shape), str(getattr(dtype, "name", dtype)))
+            for name, shape, dtype in fn.stages()]
+
+
+def _fused_note(fn, stages) -> str:
+    return f"  [fused: {type(fn).__name__}Backward]" if len(stages) > 1 else ""
+
+
 def _names_by_id(params) -> dict:
     if not params:
         return {}
@@ -127,15 +140,19 @@ def format_graph(t, params=None, *, max_depth: int | None = None, show_inputs: b
         if kind == "more":
             lines.append(own_prefix + "...")
             continue
+        stages = _stages(item)
         if id(item) in numbers:
-            lines.append(f"{own_prefix}{item.name()} (see #{numbers[id(item)]} above)")
+            lines.append(f"{own_prefix}{stages[0][0]} (see #{numbers[id(item)]} above)")
             continue
-        shape, dtype = _node_meta(item)
-        line = f"{own_prefix}{item.name()} -> {shape} {dtype}"
+        name, shape, dtype = stages[0]
+        line = f"{own_prefix}{name} -> {shape} {dtype}"
         if uses.get(id(item), 0) > 1:
             numbers[id(item)] = len(numbers) + 1
             line += f"  [#{numbers[id(item)]}]"
-        lines.append(line)
+        lines.append(line + _fused_note(item, stages))
+        for name, shape, dtype in stages[1:]:  # a fused node's layers, each above the one it consumed
+            lines.append(f"{child_prefix}`-- {name} -> {shape} {dtype}")
+            child_prefix += "    "
         children = []
         for x, f in zip(item.inputs, item.input_fns):
             if x is None:
@@ -160,7 +177,9 @@ def print_graph(t, params=None, *, max_depth: int | None = None, show_inputs: bo
 
     Each node shows its op (``grad_fn.name()``, e.g. ``Conv2dBackward(kernel=im2col)``) and the shape and dtype
     of the tensor it produced; each leaf its name (from ``params``: a mapping name -> Tensor such as
-    ``dict(model.named_parameters())``), kind (parameter / leaf / input), shape and dtype.
+    ``dict(model.named_parameters())``), kind (parameter / leaf / input), shape and dtype. A fused node (a
+    ``Sequential``'s ``Conv2d, ReLU, MaxPool2d``, see :func:`tinyconv.nn.set_fusion`) is printed as its three
+    layers, each with its own output shape, the first marked ``[fused: Conv2dReluMaxPool2dBackward]``.
 
     ``max_depth`` cuts the tree after that many levels (``...``); ``show_inputs=False`` hides leaves that do
     not require a gradient; ``file`` is where to print (default ``sys.stdout``).
@@ -199,10 +218,15 @@ def to_dot(t, params=None, *, name: str = "tinyconv", show_inputs: bool = True, 
     for fn in graph_nodes(root):
         fn_ids[id(fn)] = f"op{len(fn_ids)}"
     for fn in graph_nodes(root):
-        shape, dtype = _node_meta(fn)
-        label = f"{fn.name()}\n{shape} {dtype}"
-        style = ', style=filled, fillcolor="#fde9a9"' if fn is root else ""
-        lines.append(f"  {fn_ids[id(fn)]} [shape=box, label={_dot_quote(label)}{style}];")
+        # a fused node is drawn as a chain of its layers' boxes: op3 (output) <- op3_1 <- op3_2 (inputs)
+        stages = _stages(fn)
+        box_ids = [fn_ids[id(fn)]] + [f"{fn_ids[id(fn)]}_{j}" for j in range(1, len(stages))]
+        for j, (box, (name, shape, dtype)) in enumerate(zip(box_ids, stages)):
+            label = f"{name}\n{shape} {dtype}" + ("\n(fused)" if len(stages) > 1 else "")
+            style = ', style=filled, fillcolor="#fde9a9"' if fn is root and j == 0 else ""
+            lines.append(f"  {box} [shape=box, label={_dot_quote(label)}{style}];")
+            if j:
+                edges.append(f"  {box} -> {box_ids[j - 1]};")
         for x, f in zip(fn.inputs, fn.input_fns):
             if x is None:
                 continue
@@ -217,7 +241,7 @@ def to_dot(t, params=None, *, name: str = "tinyconv", show_inputs: bool = True, 
                     lines.append(f"  {leaf_ids[id(x)]} [shape=ellipse, style=filled, fillcolor=\"{colour}\", "
                                  f"label={_dot_quote(_leaf_label(x, names))}];")
                 src = leaf_ids[id(x)]
-            edges.append(f"  {src} -> {fn_ids[id(fn)]};")
+            edges.append(f"  {src} -> {box_ids[-1]};")
     lines.extend(edges)
     lines.append("}")
     return "\n".join(lines) + "\n"

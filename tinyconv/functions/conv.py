@@ -21,7 +21,7 @@ import numpy as np
 from ..kernels.shapes import conv_args
 from .base import KernelFunction
 
-__all__ = ["Conv2d", "ConvTranspose2d"]
+__all__ = ["Conv2d", "ConvTranspose2d", "conv2d_forward", "conv2d_backward"]
 
 
 def _cast(a, dtype):
@@ -35,6 +35,32 @@ def _bias_grad(g: np.ndarray) -> np.ndarray:
     return np.einsum("ncp->c", g.reshape(g.shape[0], g.shape[1], math.prod(g.shape[2:])))
 
 
+def conv2d_forward(ctx, x, w, b, args, backend):
+    """The batched forward of :class:`Conv2d` (x ``(N, C_in, H, W)``), shared with the fused
+    :class:`~tinyconv.functions.fused.Conv2dReluMaxPool2d`: runs the chosen backend, records on ``ctx`` the
+    backends of the gradients it will need. Returns ``(y, (x or None, w or None))``, the arrays the backward
+    needs (x only for grad_weight, w only for grad_input)."""
+    run = backend.choose("forward", x.shape, w.shape, args)
+    y = run.forward(x, w, args, b)
+    need_x, need_w, _ = ctx.needs_input_grad
+    ctx.args, ctx.x_shape, ctx.kernel_used = args, x.shape, run.name
+    if need_x:
+        ctx.grad_input_backend = backend.choose("grad_input", x.shape, w.shape, args)
+    if need_w:
+        ctx.grad_weight_backend = backend.choose("grad_weight", x.shape, w.shape, args)
+    return y, (x if need_w else None, w if need_x else None)
+
+
+def conv2d_backward(ctx, g, x, w):
+    """``(grad_x, grad_w, grad_b)`` of :func:`conv2d_forward` for a batched, C-contiguous ``g``; None where
+    ``ctx.needs_input_grad`` says no."""
+    need_x, need_w, need_b = ctx.needs_input_grad
+    gx = ctx.grad_input_backend.grad_input(g, w, ctx.x_shape[2:], ctx.args) if need_x else None
+    gw = ctx.grad_weight_backend.grad_weight(x, g, ctx.args) if need_w else None
+    gb = _bias_grad(g) if need_b else None
+    return gx, gw, gb
+
+
 class Conv2d(KernelFunction):
     """y = conv2d(x, w) + b on a chosen backend (graph name ``Conv2dBackward``).
 
@@ -45,33 +71,17 @@ class Conv2d(KernelFunction):
     @staticmethod
     def forward(ctx, x, w, b, args, backend, unbatched, dtype):
         x, w, b = _cast(x, dtype), _cast(w, dtype), _cast(b, dtype)
-        if unbatched:
-            x = x[None]
-        run = backend.choose("forward", x.shape, w.shape, args)
-        y = run.forward(x, w, args, b)
-        need_x, need_w, _ = ctx.needs_input_grad
-        ctx.save_for_backward(x if need_w else None, w if need_x else None)  # only what a gradient needs
-        ctx.args, ctx.x_shape, ctx.unbatched, ctx.kernel_used = args, x.shape, unbatched, run.name
-        if need_x:
-            ctx.grad_input_backend = backend.choose("grad_input", x.shape, w.shape, args)
-        if need_w:
-            ctx.grad_weight_backend = backend.choose("grad_weight", x.shape, w.shape, args)
+        y, saved = conv2d_forward(ctx, x[None] if unbatched else x, w, b, args, backend)
+        ctx.save_for_backward(*saved)  # only what a gradient needs
+        ctx.unbatched = unbatched
         return y[0] if unbatched else y
 
     @staticmethod
     def backward(ctx, g):
         x, w = ctx.saved_tensors
-        need_x, need_w, need_b = ctx.needs_input_grad
-        g = Conv2d._grad_output(ctx, g)
-        gx = gw = gb = None
-        if need_x:
-            gx = ctx.grad_input_backend.grad_input(g, w, ctx.x_shape[2:], ctx.args)
-            if ctx.unbatched:
-                gx = gx[0]
-        if need_w:
-            gw = ctx.grad_weight_backend.grad_weight(x, g, ctx.args)
-        if need_b:
-            gb = _bias_grad(g)
+        gx, gw, gb = conv2d_backward(ctx, Conv2d._grad_output(ctx, g), x, w)
+        if gx is not None and ctx.unbatched:
+            gx = gx[0]
         return gx, gw, gb
 
 

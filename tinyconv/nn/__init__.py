@@ -17,6 +17,8 @@ from .layers import (
     Sigmoid,
     Softmax,
     Tanh,
+    fusion_enabled,
+    set_fusion,
 )
 from .module import Module, Parameter
 from . import models  # noqa: E402  (LeNet; after the layers it is built from)
