@@ -37,6 +37,7 @@ import tinyconv as tc  # noqa: E402
 import tinyconv.data  # noqa: E402,F401
 import tinyconv.optim  # noqa: E402,F401
 from tinyconv import functional as F  # noqa: E402
+from tinyconv import nn  # noqa: E402
 from tinyconv.nn.models import LeNet  # noqa: E402
 from tinyconv.profiler import record  # noqa: E402
 
@@ -70,8 +71,10 @@ class TinyconvVariant:
     def __init__(self, kernel: str, dataset, batch: int, lr: float):
         self.name = f"tinyconv[{kernel}]"
         self.kernel = kernel
+        # 'unfused': the default kernels with Sequential's Conv2d+ReLU+MaxPool2d fusion off (the reference path)
+        nn.set_fusion(kernel != "unfused")
         tc.manual_seed(0)
-        self.model = LeNet("modern", kernel=None if kernel == "default" else kernel)
+        self.model = LeNet("modern", kernel=None if kernel in ("default", "unfused") else kernel)
         self.opt = tc.optim.Adam(self.model.parameters(), lr=lr)
         self.data = batch_stream(dataset, batch, seed=0)
         self.last_loss = None
@@ -333,7 +336,8 @@ def markdown(rows, args, info, res) -> str:
 def parse_args(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--kernels", default=DEFAULT_KERNELS,
-                    help="comma-separated: default (LeNet's default kernel), direct, im2col, numba")
+                    help="comma-separated: default (LeNet's default kernel), unfused (default with the "
+                         "conv+ReLU+pool fusion off), direct, im2col, numba")
     ap.add_argument("--rounds", type=int, default=4, help="worker processes per variant (variants alternate)")
     ap.add_argument("--round", type=int, default=10, help="timed steps per worker process")
     ap.add_argument("--warmup", type=int, default=3, help="untimed steps at the start of each worker process")
