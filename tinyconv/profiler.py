@@ -25,7 +25,9 @@ What is timed (``time.perf_counter``):
   backward pass by layer too.
 * **regions** -- ``with tc.profiler.record(name):`` blocks (cheap no-ops when no profiler is active).
 * **modules** -- with ``profile(model)``, the forward of the model and of every sub-module, via forward
-  (pre-)hooks that are removed again on exit.
+  (pre-)hooks that are removed again on exit. Hooked layers are never fused, so such a profile times a
+  ``Sequential``'s ``Conv2d, ReLU, MaxPool2d`` one by one (the unfused reference path, see
+  :func:`tinyconv.nn.set_fusion`); ``profile()`` without a model sees the fused node as one op.
 * **engine** -- the whole ``backward()`` call; its *self* time (total minus the nodes' ``backward``) is the
   autograd engine's own overhead: graph sort, gradient accumulation, hooks.
 
