@@ -94,6 +94,18 @@ def test_bench_lenet_quick(tmp_path):
     assert "| tinyconv[default] |" in md and "minor page faults/step" in md
 
 
+def test_bench_fusion_quick(tmp_path):
+    out, d = _run("bench_fusion.py", tmp_path)
+    _machine_ok(d)
+    assert [r["layer"] for r in d["results"]] == ["conv1+relu+pool", "conv2+relu+pool"]
+    for r in d["results"]:
+        for key in ("fused_forward_min_ms", "unfused_forward_min_ms", "fused_backward_min_ms",
+                    "unfused_backward_min_ms", "fused_total_median_ms", "unfused_total_median_ms"):
+            assert r[key] > 0, key
+        assert r["fused_over_unfused"] == r["fused_total_median_ms"] / r["unfused_total_median_ms"]
+    assert "fused / unfused" in out
+
+
 def test_bench_startup_quick(tmp_path):
     stdout, d = _run("bench_startup.py", tmp_path)
     modes = {r["mode"]: r for r in d["startup"]}
