@@ -219,7 +219,7 @@ def test_writing_into_the_fused_output_before_backward_is_refused_like_relu(fusi
 
 def test_the_environment_variable_starts_a_process_with_fusion_off():
     code = "from tinyconv import nn; print(nn.fusion_enabled())"
-    for value, want in (("0", "False"), ("1", "True")):
+    for value, want in (("0", "False"), ("off", "False"), ("1", "True"), ("", "True")):
         env = {"TINYCONV_FUSE": value, "PATH": "", "NUMBA_DISABLE_JIT": "1"}
         out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
         assert out.stdout.strip() == want

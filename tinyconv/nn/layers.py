@@ -141,14 +141,14 @@ class Dropout(Module):
         return f"p={self.p}"
 
 
-_fusion = os.environ.get("TINYCONV_FUSE", "1").strip() != "0"
+_fusion = os.environ.get("TINYCONV_FUSE", "").strip().lower() not in ("0", "off", "false", "no")
 
 
 def set_fusion(enabled: bool) -> bool:
     """Let ``Sequential`` run adjacent ``Conv2d, ReLU, MaxPool2d`` layers as one fused node
     (:func:`tinyconv.functional.conv2d_relu_max_pool2d`: the same results, bit for bit, with fewer passes over
-    memory). On by default; ``TINYCONV_FUSE=0`` in the environment starts a process with it off. Returns the
-    previous setting."""
+    memory). On by default; ``TINYCONV_FUSE=0`` (or ``off``) in the environment starts a process with it off.
+    Returns the previous setting."""
     global _fusion
     previous, _fusion = _fusion, bool(enabled)
     return previous
