@@ -320,16 +320,17 @@ def _check_bias(bias, c_out: int, fn: str):
     return bias
 
 
-def _conv2d_call(input, weight, bias, stride, padding, dilation, groups, kernel, fn="conv2d"):
-    """conv2d's checks: (input, weight, bias, args, backend, unbatched, dtype) for ``conv_fn.Conv2d``."""
+def _conv2d_call(input, weight, bias, stride, padding, dilation, groups, kernel):
+    """conv2d's checks: (input, weight, bias, args, backend, unbatched, dtype) for ``conv_fn.Conv2d`` and the fused
+    node (whose errors therefore read like conv2d's)."""
     input, weight = as_tensor(input), as_tensor(weight)
-    unbatched = _is_unbatched(input, fn)
+    unbatched = _is_unbatched(input, "conv2d")
     shape4 = (1,) + input.shape if unbatched else input.shape
     try:
         args = shapes.normalize_conv_args(shape4, weight.shape, stride, padding, dilation, groups)
     except ValueError as e:
         raise (_relabel(e, shape4, input.shape) if unbatched else e) from None
-    bias = _check_bias(bias, weight.shape[0], fn)
+    bias = _check_bias(bias, weight.shape[0], "conv2d")
     backend = kernels.resolve_backend(kernel)
     return input, weight, bias, args, backend, unbatched, _compute_dtype(input, weight, bias)
 
