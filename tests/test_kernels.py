@@ -589,11 +589,13 @@ def test_auto_rule(restore_default):
     assert K.choose_kernel((128, 16, 14, 14), (32, 16, 1, 1), 2, op="forward") == "im2col"
     assert K.choose_kernel((8, 64, 16, 16), (64, 1, 3, 3), groups=64,
                            op="grad_weight") == "numba"
-    # wide layers: one big product (im2col) for the forward from K = 512, grad_input from 32 output channels...
-    assert K.choose_kernel((32, 64, 32, 32), (64, 64, 3, 3), 1, 1, op="forward") == "im2col"
-    assert K.choose_kernel((16, 64, 8, 8), (64, 64, 3, 3), 1, 1, op="forward") == "im2col"
+    # wide layers at stride 1: numba's register-blocked kernels where a plane fills its blocks (8x8 and up)...
+    assert K.choose_kernel((32, 64, 32, 32), (64, 64, 3, 3), 1, 1, op="forward") == "numba"
+    assert K.choose_kernel((16, 64, 8, 8), (64, 64, 3, 3), 1, 1, op="forward") == "numba"
+    assert K.choose_kernel((16, 64, 8, 8), (64, 64, 3, 3), 1, 1, op="grad_input") == "numba"
     assert K.choose_kernel((128, 32, 7, 7), (32, 32, 3, 3), 1, 1, op="forward") == "numba"
-    assert K.choose_kernel((16, 64, 8, 8), (64, 64, 3, 3), 1, 1, op="grad_input") == "im2col"
+    # ... else one big product (im2col) for the forward from K = 512, grad_input from 32 output channels...
+    assert K.choose_kernel((16, 64, 4, 4), (64, 64, 3, 3), 1, 1, op="grad_input") == "im2col"
     assert K.choose_kernel((128, 32, 8, 8), (64, 32, 3, 3), 2, 1, op="grad_input") == "im2col"
     assert K.choose_kernel((128, 16, 14, 14), (16, 16, 3, 3), 1, 1, op="grad_input") == "numba"
     assert K.choose_kernel((32, 64, 32, 32), (64, 1, 3, 3), 1, 1, groups=64, op="grad_input") == "numba"
@@ -674,6 +676,16 @@ for dt in (np.float64, np.float32):
                                    direct.conv2d_grad_input(gy, w, (7, 6), *args), rtol=1e-4, atol=1e-5)
         np.testing.assert_allclose(numba_jit.conv2d_grad_weight(x, gy, (3, 2), *args),
                                    direct.conv2d_grad_weight(x, gy, (3, 2), *args), rtol=1e-4, atol=1e-5)
+    xd = rng.standard_normal((2, 3, 6, 5)).astype(dt)  # depthwise (its vector loads run as NumPy slices here)
+    wd = rng.standard_normal((3, 1, 3, 2)).astype(dt)
+    for args in [(1, (1, 1, 0, 1), (2, 1), 3), (2, 1, 1, 3)]:
+        y = numba_jit.conv2d_forward(xd, wd, *args)
+        np.testing.assert_allclose(y, direct.conv2d_forward(xd, wd, *args), rtol=1e-4, atol=1e-5)
+        gy = rng.standard_normal(y.shape).astype(dt)
+        np.testing.assert_allclose(numba_jit.conv2d_grad_input(gy, wd, (6, 5), *args),
+                                   direct.conv2d_grad_input(gy, wd, (6, 5), *args), rtol=1e-4, atol=1e-5)
+        np.testing.assert_allclose(numba_jit.conv2d_grad_weight(xd, gy, (3, 2), *args),
+                                   direct.conv2d_grad_weight(xd, gy, (3, 2), *args), rtol=1e-4, atol=1e-5)
     im2col = K.get_kernel("im2col")
     for column_bytes in (1, 1 << 23):  # a chunk of one image, the whole batch
         K.im2col.COLUMN_BYTES = column_bytes
@@ -720,13 +732,13 @@ print("ok")
 @given(cfg=conv_configs(), dtype=st.sampled_from([np.float64, np.float32]))
 def test_numba_batch_last_path(cfg, dtype):
     """The numba kernel's batch-last path (used for big batches) on every configuration."""
-    saved = numba_jit.BATCH_LAST_MIN_N, numba_jit.BATCH_LAST_MIN_GARBAGE
-    numba_jit.BATCH_LAST_MIN_N, numba_jit.BATCH_LAST_MIN_GARBAGE = 1, -1.0
+    saved = numba_jit.BATCH_LAST_MIN_N, numba_jit.BATCH_LAST_MIN_GARBAGE, numba_jit.blocked.MIN_BLOCK_USE
+    numba_jit.BATCH_LAST_MIN_N, numba_jit.BATCH_LAST_MIN_GARBAGE, numba_jit.blocked.MIN_BLOCK_USE = 1, -1.0, 2.0
     try:
         x, w, gy = cfg.arrays(dtype)
         got = _all_ops(numba, cfg, x, w, gy)
     finally:
-        numba_jit.BATCH_LAST_MIN_N, numba_jit.BATCH_LAST_MIN_GARBAGE = saved
+        numba_jit.BATCH_LAST_MIN_N, numba_jit.BATCH_LAST_MIN_GARBAGE, numba_jit.blocked.MIN_BLOCK_USE = saved
     ref = _all_ops(direct, cfg, x.astype(np.float64), w.astype(np.float64), gy.astype(np.float64))
     tol = 1e-10 if dtype == np.float64 else 1e-4
     for what, a, b in zip(("forward", "grad_input", "grad_weight"), got, ref):
@@ -739,7 +751,7 @@ def test_numba_batch_last_path(cfg, dtype):
 def test_numba_grad_input_as_forward_phases(cfg, extra, dtype):
     """grad_input run as forward convolutions of grad_y, one per phase of the stride (numba's batch-last path
     forced): equal to the direct kernel's, on inputs larger than the smallest too (as output_padding gives)."""
-    saved = numba_jit.BATCH_LAST_MIN_N, numba_jit.BATCH_LAST_MIN_GARBAGE
+    saved = numba_jit.BATCH_LAST_MIN_N, numba_jit.BATCH_LAST_MIN_GARBAGE, numba_jit.blocked.MIN_BLOCK_USE
     args = shapes.normalize_conv_args((cfg.n, cfg.c_in, cfg.h, cfg.w), (cfg.c_out, cfg.c_in // cfg.groups) + cfg.kernel,
                                       *cfg.kernel_args)
     (sh, sw) = args.stride
@@ -747,12 +759,12 @@ def test_numba_grad_input_as_forward_phases(cfg, extra, dtype):
     # input), fewer than the stride otherwise
     big = (cfg.h + (extra if sh == 1 else min(extra, sh - 1)), cfg.w + (extra if sw == 1 else min(extra, sw - 1)))
     x, w, gy = cfg.arrays(dtype)
-    numba_jit.BATCH_LAST_MIN_N, numba_jit.BATCH_LAST_MIN_GARBAGE = 1, -1.0
+    numba_jit.BATCH_LAST_MIN_N, numba_jit.BATCH_LAST_MIN_GARBAGE, numba_jit.blocked.MIN_BLOCK_USE = 1, -1.0, 2.0
     try:
         phases = numba_jit.grad_input_phases(gy.shape, big, args)
         got = numba.conv2d_grad_input(gy, w, big, *cfg.kernel_args)
     finally:
-        numba_jit.BATCH_LAST_MIN_N, numba_jit.BATCH_LAST_MIN_GARBAGE = saved
+        numba_jit.BATCH_LAST_MIN_N, numba_jit.BATCH_LAST_MIN_GARBAGE, numba_jit.blocked.MIN_BLOCK_USE = saved
     assert phases is not None                      # every configuration runs as forward convolutions here
     rows, cols = phases
     assert [p.first for p in rows] == list(range(min(sh, big[0])))
@@ -760,6 +772,53 @@ def test_numba_grad_input_as_forward_phases(cfg, extra, dtype):
     ref = direct.conv2d_grad_input(gy.astype(np.float64), w.astype(np.float64), big, *cfg.kernel_args)
     assert got.dtype == dtype and got.shape == ref.shape
     _assert_close(got, ref, 1e-10 if dtype == np.float64 else 1e-4, "grad_input as forward convolutions")
+
+
+@pytest.mark.skipif(not K.jit_enabled(), reason="the register-blocked kernels are compiled code only")
+@settings(deadline=None, max_examples=30)
+@given(cfg=conv_configs(max_batch=6, max_group_channels=5, max_kernel=4, max_stride=1, max_size=14),
+       extra=st.integers(0, 3), dtype=st.sampled_from([np.float64, np.float32]))
+def test_numba_blocked_path(cfg, extra, dtype):
+    """The register-blocked stride-1 kernels (numba_jit.blocked), forced on every configuration they take: odd
+    channel counts and groups (tiles of 4 output channels with a remainder), batches past 4, dilation, 'same'
+    (uneven) padding, grad_input on a larger input (as output_padding gives), against the direct kernel."""
+    x, w, gy = cfg.arrays(dtype)
+    big = (cfg.h + extra, cfg.w + extra)
+    args = shapes.normalize_conv_args(cfg.x_shape, cfg.w_shape, *cfg.kernel_args)
+    big_args = shapes.normalize_conv_args((cfg.n, cfg.c_in) + big, cfg.w_shape, *cfg.kernel_args)
+    saved = numba_jit.blocked.MIN_BLOCK_USE
+    numba_jit.blocked.MIN_BLOCK_USE = 0.0
+    try:
+        taken = [numba_jit.uses_blocked("forward", cfg.x_shape, cfg.w_shape, args.out_shape[2:], args),
+                 numba_jit.uses_blocked("grad_input", (cfg.n, cfg.c_in) + big, cfg.w_shape, gy.shape[2:], big_args),
+                 numba_jit.uses_blocked("grad_weight", cfg.x_shape, cfg.w_shape, args.out_shape[2:], args)]
+        got = _all_ops(numba, cfg, x, w, gy, big)
+    finally:
+        numba_jit.blocked.MIN_BLOCK_USE = saved
+    depthwise = numba_jit.is_depthwise(cfg.c_in, cfg.c_out, cfg.c_in // cfg.groups, cfg.groups)
+    (kh, kw), (dh, dw), (top, bottom, left, right) = cfg.kernel, cfg.dilation, cfg.padding
+    reach = max(top, bottom) <= (kh - 1) * dh and max(left, right) <= (kw - 1) * dw
+    assert taken == [not depthwise, not depthwise and reach, not depthwise]
+    ref = _all_ops(direct, cfg, x.astype(np.float64), w.astype(np.float64), gy.astype(np.float64), big)
+    tol = 1e-10 if dtype == np.float64 else 1e-4
+    for what, a, b in zip(("forward", "grad_input", "grad_weight"), got, ref):
+        assert a.dtype == dtype and a.shape == b.shape
+        _assert_close(a, b, tol, f"blocked {what}")
+
+
+def test_blocked_block_use_rule():
+    """The share of a block's positions that are outputs decides (4x4 planes waste 3/4 of a 64-position block)."""
+    assert numba_jit.blocked.block_use((4, 4), 6) == 16 / 64
+    assert numba_jit.blocked.block_use((32, 32), 34) == 1024 / (-(-(31 * 34 + 32) // 64) * 64)
+    assert numba_jit.blocked.block_use((0, 5), 7) == 0.0
+    if K.jit_enabled():
+        a = shapes.normalize_conv_args((2, 8, 4, 4), (8, 8, 3, 3), 1, 1, 1, 1)
+        assert not numba_jit.uses_blocked("forward", (2, 8, 4, 4), (8, 8, 3, 3), (4, 4), a)
+        a = shapes.normalize_conv_args((2, 8, 16, 16), (8, 8, 3, 3), 1, 1, 1, 1)
+        assert numba_jit.uses_blocked("forward", (2, 8, 16, 16), (8, 8, 3, 3), (16, 16), a)
+        assert not numba_jit.uses_blocked("grad_weight", (32, 8, 16, 16), (8, 8, 3, 3), (16, 16), a)
+        a = shapes.normalize_conv_args((2, 8, 16, 16), (8, 8, 3, 3), 2, 1, 1, 1)
+        assert not numba_jit.uses_blocked("forward", (2, 8, 16, 16), (8, 8, 3, 3), (8, 8), a)
 
 
 @settings(deadline=None, max_examples=20)

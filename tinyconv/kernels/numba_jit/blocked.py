@@ -1,0 +1,290 @@
+"""Register-blocked convolution at stride 1 (the numba backend's kernel for wide layers).
+
+The flat-rows layout (:mod:`.flat_rows`) makes every tap ``(a, b)`` of a stride-1 convolution a constant offset
+into an image's zero-padded channel plane, stored flat with row stride ``Wp``: output position ``p = i*Wp + j``
+reads ``x_flat[c, p + off[t]]``. Its loops keep the accumulators in memory, one pass over a plane of outputs per
+few taps, so wide layers (64 channels, 576 multiply-adds per output) spend their time loading and storing them.
+
+Here a task (one image, 4 output channels of one group) walks the plane in blocks of 4 vectors of positions
+(64 float32, 32 float64; :mod:`.simd`) and holds the block's 4 x 4 vector tile in registers while the whole sum
+over input channels and taps runs: per (channel, tap), 4 vector loads of the input and 4 weights broadcast feed
+16 vector multiply-adds, and the tile is stored once, with the bias, at the end. Positions past the last output
+(``j >= Wo`` in a row, the tail of the last block) are computed from the zero slack and dropped.
+
+The same kernel gives grad_input at stride 1: the adjoint of a stride-1 convolution is a stride-1 convolution of
+grad_y, padded by ``(k - 1)*d - padding`` on each side, with the kernel flipped and its channel axes swapped.
+"""
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, prange
+
+from .simd import fma, hsum, lanes, load, splat, store
+from .workspace import scratch_zeros
+
+__all__ = ["forward", "grad_input", "grad_weight", "block_use", "MIN_BLOCK_USE", "TILE_VECTORS"]
+
+_JIT = dict(cache=True)
+TILE_VECTORS = 4  # vectors of positions per block (the tile is 4 output channels x TILE_VECTORS vectors)
+MIN_BLOCK_USE = 0.5  # the numba backend uses these kernels when at least this share of the positions is output
+
+
+def block_use(out_hw, padded_width) -> float:
+    """The share of the computed positions that are outputs: Ho*Wo over the flat positions (row stride Wp,
+    garbage columns included) rounded up to whole float32 blocks (float64's are half as long, so use more).
+    Small planes waste most of a block: 64->64 3x3 on 4x4 (0.25), batch 128, 2.3 vs 1.5 ms for the batch-last
+    kernel; on 7x7 (0.77) 0.74 vs 1.06 ms."""
+    ho, wo = out_hw
+    if ho * wo == 0:
+        return 0.0
+    blk = TILE_VECTORS * 64 // 4
+    npos = (ho - 1) * padded_width + wo
+    return ho * wo / (-(-npos // blk) * blk)
+
+
+@njit(parallel=True, **_JIT)
+def _pad_planes(x, xp, top, left, wp):
+    """xp[n, c, (i + top)*wp + j + left] = x[n, c, i, j]; the rest of xp (pre-zeroed) stays zero."""
+    n_img, c_all, h, w = x.shape
+    for task in prange(n_img * c_all):
+        n = task // c_all
+        c = task % c_all
+        d = xp[n, c]
+        for i in range(h):
+            base = (i + top) * wp + left
+            for j in range(w):
+                d[base + j] = x[n, c, i, j]
+
+
+@njit(parallel=True, fastmath={"contract"}, **_JIT)
+def _forward_tiles(xp, wpack, bias, offs, y, wp, cg):
+    """y[n, o, i, j] = bias[o] + sum_{c, t} w[o, c, t] * xp[n, g*cg + c, i*wp + j + offs[t]].
+
+    xp: (N, C_in, L) padded planes, row stride wp, with at least one block of zero slack past the last position
+    a tap reads; wpack: (groups * blocks of 4, cg * T, 4) the weights of 4 output channels side by side (zero
+    rows past a group's last channel); y: (N, C_out, Ho, Wo)."""
+    n_img, c_out, ho, wo = y.shape
+    ntap = offs.shape[0]
+    groups = xp.shape[1] // cg
+    og = c_out // groups
+    nob = (og + 3) // 4
+    vl = lanes(xp[0, 0])
+    blk = 4 * vl
+    npos = (ho - 1) * wp + wo
+    nblk = (npos + blk - 1) // blk
+    for task in prange(n_img * groups * nob):
+        n = task // (groups * nob)
+        rest = task % (groups * nob)
+        g = rest // nob
+        o0 = g * og + 4 * (rest % nob)
+        nb = min(4, (g + 1) * og - o0)
+        wk = wpack[rest]
+        out = np.empty((4, nblk * blk), dtype=y.dtype)
+        for q in range(nblk):
+            p0 = q * blk
+            z = splat(xp, 0.0)
+            a00, a01, a02, a03 = z, z, z, z
+            a10, a11, a12, a13 = z, z, z, z
+            a20, a21, a22, a23 = z, z, z, z
+            a30, a31, a32, a33 = z, z, z, z
+            for c in range(cg):
+                xc = xp[n, g * cg + c]
+                for t in range(ntap):
+                    i0 = p0 + offs[t]
+                    v0 = load(xc, i0)
+                    v1 = load(xc, i0 + vl)
+                    v2 = load(xc, i0 + 2 * vl)
+                    v3 = load(xc, i0 + 3 * vl)
+                    r = c * ntap + t
+                    w0 = splat(xp, wk[r, 0])
+                    a00 = fma(w0, v0, a00)
+                    a01 = fma(w0, v1, a01)
+                    a02 = fma(w0, v2, a02)
+                    a03 = fma(w0, v3, a03)
+                    w1 = splat(xp, wk[r, 1])
+                    a10 = fma(w1, v0, a10)
+                    a11 = fma(w1, v1, a11)
+                    a12 = fma(w1, v2, a12)
+                    a13 = fma(w1, v3, a13)
+                    w2 = splat(xp, wk[r, 2])
+                    a20 = fma(w2, v0, a20)
+                    a21 = fma(w2, v1, a21)
+                    a22 = fma(w2, v2, a22)
+                    a23 = fma(w2, v3, a23)
+                    w3 = splat(xp, wk[r, 3])
+                    a30 = fma(w3, v0, a30)
+                    a31 = fma(w3, v1, a31)
+                    a32 = fma(w3, v2, a32)
+                    a33 = fma(w3, v3, a33)
+            o = out[0]
+            store(o, p0, a00)
+            store(o, p0 + vl, a01)
+            store(o, p0 + 2 * vl, a02)
+            store(o, p0 + 3 * vl, a03)
+            o = out[1]
+            store(o, p0, a10)
+            store(o, p0 + vl, a11)
+            store(o, p0 + 2 * vl, a12)
+            store(o, p0 + 3 * vl, a13)
+            o = out[2]
+            store(o, p0, a20)
+            store(o, p0 + vl, a21)
+            store(o, p0 + 2 * vl, a22)
+            store(o, p0 + 3 * vl, a23)
+            o = out[3]
+            store(o, p0, a30)
+            store(o, p0 + vl, a31)
+            store(o, p0 + 2 * vl, a32)
+            store(o, p0 + 3 * vl, a33)
+        for k in range(nb):
+            b = bias[o0 + k]
+            for i in range(ho):
+                yo = y[n, o0 + k, i]
+                ok = out[k, i * wp:]
+                for j in range(wo):
+                    yo[j] = ok[j] + b
+
+
+@njit(parallel=True, fastmath={"contract"}, **_JIT)
+def _grad_weight_tiles(xp, gyf, offs, part, cg):
+    """part[n, o, r] = sum_p gyf[n, o, p] * xp[n, g*cg + r // T, p + offs[r % T]] for the pairs r = c*T + t.
+
+    xp: (N, C_in, L) padded planes as in :func:`_forward_tiles`; gyf: (N, C_out, P) grad_y with the same row
+    stride, zero past each row's Wo outputs, P a whole number of vectors; part: (N, C_out, cg*T), one image's
+    share of grad_w per image (summed by the caller, in image order). A task (image, 4 output channels) holds
+    a 4 x 4 tile of vector sums, 4 channels x 4 (input channel, tap) pairs, over the whole plane."""
+    n_img, c_out, npr = gyf.shape
+    ntap = offs.shape[0]
+    groups = xp.shape[1] // cg
+    og = c_out // groups
+    nob = (og + 3) // 4
+    kr = cg * ntap
+    vl = lanes(xp[0, 0])
+    nvec = npr // vl
+    for task in prange(n_img * groups * nob):
+        n = task // (groups * nob)
+        rest = task % (groups * nob)
+        g = rest // nob
+        o0 = g * og + 4 * (rest % nob)
+        last = (g + 1) * og - 1  # past it, a tile repeats the group's last channel and drops the copies
+        g0 = gyf[n, o0]
+        g1 = gyf[n, min(o0 + 1, last)]
+        g2 = gyf[n, min(o0 + 2, last)]
+        g3 = gyf[n, min(o0 + 3, last)]
+        sums = np.empty((4, 4), dtype=part.dtype)
+        for r0 in range(0, kr, 4):
+            r1 = min(r0 + 1, kr - 1)
+            r2 = min(r0 + 2, kr - 1)
+            r3 = min(r0 + 3, kr - 1)
+            x0 = xp[n, g * cg + r0 // ntap, offs[r0 % ntap]:]
+            x1 = xp[n, g * cg + r1 // ntap, offs[r1 % ntap]:]
+            x2 = xp[n, g * cg + r2 // ntap, offs[r2 % ntap]:]
+            x3 = xp[n, g * cg + r3 // ntap, offs[r3 % ntap]:]
+            z = splat(xp, 0.0)
+            a00, a01, a02, a03 = z, z, z, z
+            a10, a11, a12, a13 = z, z, z, z
+            a20, a21, a22, a23 = z, z, z, z
+            a30, a31, a32, a33 = z, z, z, z
+            for v in range(nvec):
+                p = v * vl
+                u0 = load(g0, p)
+                u1 = load(g1, p)
+                u2 = load(g2, p)
+                u3 = load(g3, p)
+                v0 = load(x0, p)
+                a00 = fma(u0, v0, a00)
+                a10 = fma(u1, v0, a10)
+                a20 = fma(u2, v0, a20)
+                a30 = fma(u3, v0, a30)
+                v1 = load(x1, p)
+                a01 = fma(u0, v1, a01)
+                a11 = fma(u1, v1, a11)
+                a21 = fma(u2, v1, a21)
+                a31 = fma(u3, v1, a31)
+                v2 = load(x2, p)
+                a02 = fma(u0, v2, a02)
+                a12 = fma(u1, v2, a12)
+                a22 = fma(u2, v2, a22)
+                a32 = fma(u3, v2, a32)
+                v3 = load(x3, p)
+                a03 = fma(u0, v3, a03)
+                a13 = fma(u1, v3, a13)
+                a23 = fma(u2, v3, a23)
+                a33 = fma(u3, v3, a33)
+            sums[0, 0], sums[0, 1], sums[0, 2], sums[0, 3] = hsum(a00), hsum(a01), hsum(a02), hsum(a03)
+            sums[1, 0], sums[1, 1], sums[1, 2], sums[1, 3] = hsum(a10), hsum(a11), hsum(a12), hsum(a13)
+            sums[2, 0], sums[2, 1], sums[2, 2], sums[2, 3] = hsum(a20), hsum(a21), hsum(a22), hsum(a23)
+            sums[3, 0], sums[3, 1], sums[3, 2], sums[3, 3] = hsum(a30), hsum(a31), hsum(a32), hsum(a33)
+            for k in range(min(4, last - o0 + 1)):
+                for m in range(min(4, kr - r0)):
+                    part[n, o0 + k, r0 + m] = sums[k, m]
+
+
+def _pack_weights(w, groups):
+    """(C_out, cg, kh, kw) -> (groups * ceil(og/4), cg*kh*kw, 4): 4 output channels side by side, zero-filled."""
+    c_out, cg, kh, kw = w.shape
+    og = c_out // groups
+    nob = -(-og // 4)
+    packed = np.zeros((groups, nob * 4, cg * kh * kw), dtype=w.dtype)
+    packed[:, :og] = np.asarray(w).reshape(groups, og, cg * kh * kw)
+    return np.ascontiguousarray(packed.reshape(groups, nob, 4, cg * kh * kw).transpose(0, 1, 3, 2)).reshape(
+        groups * nob, cg * kh * kw, 4)
+
+
+def _padded_planes(x, kernel_hw, padding, dilation, out_hw, role):
+    """(xp, wp, offs): x's zero-padded planes (N, C, Hp*Wp + slack), row stride wp, and the taps' offsets."""
+    n, c_in, h, wd = x.shape
+    (kh, kw), (top, bottom, left, right), (dh, dw) = kernel_hw, padding, dilation
+    hp = max(h + top + bottom, out_hw[0] + (kh - 1) * dh)
+    wp = max(wd + left + right, out_hw[1] + (kw - 1) * dw)
+    slack = TILE_VECTORS * 64 // x.dtype.itemsize  # one block of positions past the last one a tap reads
+    xp = scratch_zeros((n, c_in, hp * wp + slack), x.dtype, ("blocked." + role, x.shape, tuple(padding), wp))
+    _pad_planes(np.ascontiguousarray(x), xp, top, left, wp)
+    offs = np.array([a * dh * wp + b * dw for a in range(kh) for b in range(kw)], dtype=np.int64)
+    return xp, wp, offs
+
+
+def _conv(x, w, bias, padding, dilation, groups, y, role):
+    """y (N, C_out, Ho, Wo) = stride-1 conv of x with w, zero padding (top, bottom, left, right)."""
+    xp, wp, offs = _padded_planes(x, w.shape[2:], padding, dilation, y.shape[2:], role)
+    _forward_tiles(xp, _pack_weights(w, groups), bias, offs, y, wp, w.shape[1])
+    return y
+
+
+def forward(x, w, bias, args, y):
+    """y = conv2d(x, w) + bias at stride 1 (args.stride == (1, 1)); bias: (C_out,)."""
+    return _conv(x, w, bias, args.padding, args.dilation, args.groups, y, "x")
+
+
+def grad_input(grad_y, w, input_hw, args):
+    """grad_x (N, C_in, H, W) of a stride-1 conv2d: grad_y convolved with the flipped, channel-swapped kernel."""
+    c_out, cg, kh, kw = w.shape
+    groups = args.groups
+    og = c_out // groups
+    (dh, dw), (top, _, left, _) = args.dilation, args.padding
+    h, wd = input_hw
+    ho, wo = grad_y.shape[2], grad_y.shape[3]
+    # wt[g*cg + c, o, a, b] = w[g*og + o, c, kh-1-a, kw-1-b]
+    wt = np.asarray(w)[:, :, ::-1, ::-1].reshape(groups, og, cg, kh, kw).transpose(0, 2, 1, 3, 4).reshape(
+        groups * cg, og, kh, kw)
+    pt, pl = (kh - 1) * dh - top, (kw - 1) * dw - left
+    # rows past the output that grad_x reads are zero padding below (and right of) grad_y
+    pb = h + (kh - 1) * dh - ho - pt
+    pr = wd + (kw - 1) * dw - wo - pl
+    gx = np.empty((grad_y.shape[0], cg * groups, h, wd), dtype=grad_y.dtype)
+    return _conv(grad_y, wt, np.zeros(cg * groups, dtype=grad_y.dtype), (pt, pb, pl, pr), (dh, dw), groups, gx,
+                 "grad_y")
+
+
+def grad_weight(x, grad_y, args, w_shape):
+    """grad_w (C_out, C_in/groups, kh, kw) of a stride-1 conv2d."""
+    c_out, cg, kh, kw = w_shape
+    n, ho, wo = grad_y.shape[0], grad_y.shape[2], grad_y.shape[3]
+    xp, wp, offs = _padded_planes(x, (kh, kw), args.padding, args.dilation, (ho, wo), "x")
+    vl = 64 // x.dtype.itemsize
+    npr = -(-((ho - 1) * wp + wo) // vl) * vl
+    gyf = scratch_zeros((n, c_out, npr), x.dtype, ("blocked.grad_y", grad_y.shape, wp))
+    _pad_planes(np.ascontiguousarray(grad_y), gyf, 0, 0, wp)
+    part = np.empty((n, c_out, cg * kh * kw), dtype=x.dtype)
+    _grad_weight_tiles(xp, gyf, offs, part, cg)
+    return part.sum(axis=0).reshape(w_shape)

@@ -1,0 +1,166 @@
+"""Explicit 64-byte vectors (16 float32 or 8 float64 lanes) inside numba kernels: load, store, splat, fma, sum.
+
+Why: numba hands its loops to LLVM's auto-vectoriser, which on Intel's AVX-512 CPUs keeps to 256-bit registers
+("prefer-vector-width=256") and, in a loop nest, keeps accumulators in memory: every pass over a row of outputs
+loads and stores them again. A register-blocked kernel (a tile of outputs held in registers while the sum over
+channels and taps runs) needs the tile to be named values, which these vectors are: LLVM's ``<16 x float>``
+(``<8 x double>``), one 512-bit register with AVX-512, two with AVX2 (the code is the same; LLVM splits it).
+
+These are numba intrinsics, usable only inside ``@njit`` code; with ``NUMBA_DISABLE_JIT=1`` the same names are
+NumPy functions on short arrays (at the end of this file), so the kernels still run, slowly. They do no bounds
+checks: a caller guarantees that ``i .. i + lanes - 1`` is inside the array. Arrays are 1-D and contiguous.
+"""
+from __future__ import annotations
+
+import numpy as np
+from llvmlite import ir
+from numba import config, types
+from numba.core import cgutils
+from numba.extending import intrinsic, models, register_model
+
+__all__ = ["Vector", "lanes", "load", "store", "splat", "fma", "hsum"]
+
+VECTOR_BYTES = 64
+
+
+class Vector(types.Type):
+    """A vector of ``VECTOR_BYTES // itemsize`` lanes of a float dtype (float32: 16, float64: 8)."""
+
+    def __init__(self, dtype):
+        self.dtype = dtype
+        self.lanes = VECTOR_BYTES // (dtype.bitwidth // 8)
+        super().__init__(name=f"Vector({dtype} x {self.lanes})")
+
+
+@register_model(Vector)
+class _VectorModel(models.PrimitiveModel):
+    def __init__(self, dmm, fe_type):
+        super().__init__(dmm, fe_type, ir.VectorType(dmm.lookup(fe_type.dtype).get_value_type(), fe_type.lanes))
+
+
+def _check_array(arr, what):
+    if not (isinstance(arr, types.Array) and arr.ndim == 1 and isinstance(arr.dtype, types.Float)):
+        raise TypeError(f"{what} takes a 1-D float array, got {arr}")
+
+
+def _pointer(context, builder, arrty, arr, idxty, idx):
+    """Address of arr[idx], cast to a pointer to a vector."""
+    ary = context.make_array(arrty)(context, builder, arr)
+    idx = context.cast(builder, idx, idxty, types.intp)
+    vec = context.get_value_type(Vector(arrty.dtype))
+    return builder.bitcast(builder.gep(ary.data, [idx]), vec.as_pointer())
+
+
+@intrinsic
+def lanes(typingctx, arr):
+    """The number of lanes of a vector of ``arr``'s dtype (a compile-time constant)."""
+    _check_array(arr, "lanes")
+
+    def codegen(context, builder, sig, args):
+        return context.get_constant(types.intp, Vector(sig.args[0].dtype).lanes)
+
+    return types.intp(arr), codegen
+
+
+@intrinsic
+def load(typingctx, arr, i):
+    """arr[i : i + lanes] as a vector (unaligned load)."""
+    _check_array(arr, "load")
+
+    def codegen(context, builder, sig, args):
+        ptr = _pointer(context, builder, sig.args[0], args[0], sig.args[1], args[1])
+        return builder.load(ptr, align=sig.args[0].dtype.bitwidth // 8)
+
+    return Vector(arr.dtype)(arr, i), codegen
+
+
+@intrinsic
+def store(typingctx, arr, i, v):
+    """arr[i : i + lanes] = v (unaligned store)."""
+    _check_array(arr, "store")
+    if not isinstance(v, Vector) or v.dtype != arr.dtype:
+        raise TypeError(f"store of {v} into an array of {arr.dtype}")
+
+    def codegen(context, builder, sig, args):
+        ptr = _pointer(context, builder, sig.args[0], args[0], sig.args[1], args[1])
+        builder.store(args[2], ptr, align=sig.args[0].dtype.bitwidth // 8)
+        return context.get_dummy_value()
+
+    return types.none(arr, i, v), codegen
+
+
+@intrinsic
+def splat(typingctx, dtype_of, x):
+    """A vector of ``dtype_of``'s dtype (an array or a scalar of it) with x in every lane."""
+    dtype = dtype_of.dtype if isinstance(dtype_of, types.Array) else dtype_of
+    if not isinstance(dtype, types.Float):
+        raise TypeError(f"splat needs a float dtype, got {dtype}")
+    vt = Vector(dtype)
+
+    def codegen(context, builder, sig, args):
+        val = context.cast(builder, args[1], sig.args[1], dtype)
+        vec = context.get_value_type(vt)
+        one = builder.insert_element(ir.Constant(vec, ir.Undefined), val, ir.Constant(ir.IntType(32), 0))
+        mask = ir.Constant(ir.VectorType(ir.IntType(32), vt.lanes), [0] * vt.lanes)
+        return builder.shuffle_vector(one, ir.Constant(vec, ir.Undefined), mask)
+
+    return vt(dtype_of, x), codegen
+
+
+@intrinsic
+def fma(typingctx, a, b, c):
+    """a * b + c, lane by lane, rounded once (a fused multiply-add)."""
+    if not (isinstance(a, Vector) and a == b == c):
+        raise TypeError(f"fma of {a}, {b}, {c}: three vectors of one type")
+
+    def codegen(context, builder, sig, args):
+        vec = args[0].type
+        name = f"llvm.fma.v{vec.count}f{sig.args[0].dtype.bitwidth}"
+        fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(vec, [vec, vec, vec]), name)
+        return builder.call(fn, args)
+
+    return a(a, b, c), codegen
+
+
+@intrinsic
+def hsum(typingctx, v):
+    """The sum of v's lanes, as a fixed tree: the upper half added to the lower half until one lane is left (the
+    same order on every CPU, so results do not depend on the machine)."""
+    if not isinstance(v, Vector):
+        raise TypeError(f"hsum of {v}: a vector")
+
+    def codegen(context, builder, sig, args):
+        val, n = args[0], sig.args[0].lanes
+        while n > 1:
+            n //= 2
+            lo = builder.shuffle_vector(val, val, ir.Constant(ir.VectorType(ir.IntType(32), n), list(range(n))))
+            hi = builder.shuffle_vector(val, val, ir.Constant(ir.VectorType(ir.IntType(32), n),
+                                                              list(range(n, 2 * n))))
+            val = builder.fadd(lo, hi)
+        return builder.extract_element(val, ir.Constant(ir.IntType(32), 0))
+
+    return v.dtype(v), codegen
+
+
+if config.DISABLE_JIT:  # pure Python: the same operations on NumPy arrays of `lanes` elements
+
+    def lanes(arr):  # noqa: F811
+        return VECTOR_BYTES // arr.itemsize
+
+    def load(arr, i):  # noqa: F811
+        return arr[i:i + lanes(arr)].copy()
+
+    def store(arr, i, v):  # noqa: F811
+        arr[i:i + len(v)] = v
+
+    def splat(dtype_of, x):  # noqa: F811
+        dtype = np.asarray(dtype_of).dtype
+        return np.full(VECTOR_BYTES // dtype.itemsize, x, dtype=dtype)
+
+    def fma(a, b, c):  # noqa: F811
+        return a * b + c
+
+    def hsum(v):  # noqa: F811
+        while len(v) > 1:
+            v = v[:len(v) // 2] + v[len(v) // 2:]
+        return v[0]
