@@ -52,6 +52,11 @@ by +-30% over minutes, so only large gaps decided):
 
 * numba JIT disabled (``NUMBA_DISABLE_JIT=1``): ``im2col`` for everything (the numba
   loops would run as pure Python).
+* stride 1, more than one tap, not depthwise: ``numba``'s register-blocked kernels (:mod:`.numba_jit.blocked`) for
+  the forward and grad_input wherever at least half of the positions of their 64-position blocks are outputs
+  (``numba_jit.uses_blocked``; planes of about 8x8 and up). Intel Xeon (AVX-512), 2 threads, batch 32, 64->64 3x3
+  on 32x32: forward 11.4 vs 15.1 ms for im2col, grad_input 11.3 vs 14.1; LeNet conv1's forward 0.29 vs 0.41 ms
+  for the batch-last loops. Otherwise the rules below.
 * forward: ``numba`` when the kernel has more than one tap and either the stride is 1 and
   ``C_in/groups * kh * kw < auto.IM2COL_MIN_K`` (512), or numba's batch-last kernel applies
   (batch >= ``numba_jit.BATCH_LAST_MIN_N`` = 32 and an output of at most 28x28 positions, any
@@ -61,8 +66,9 @@ by +-30% over minutes, so only large gaps decided):
   flat-rows numba loops; below batch 32 the batch-last kernel does not apply).
 * grad_input: ``numba`` when the kernel has more than one tap and either fewer than
   ``auto.IM2COL_MIN_OG`` (32) output channels per group, or an input of at least
-  ``auto.NUMBA_MIN_IN_POS`` (1024) positions (64->64 3x3 on 32x32 at batch 32: 9.6 vs 14.1;
-  3->64 7x7 stride 2 on 224x224 at batch 8: 16.5 vs 18.3), or a unit stride where numba runs
+  ``auto.NUMBA_MIN_IN_POS`` (1024) positions and ``auto.NUMBA_MIN_IN_POS_CHANNELS`` (8) input channels per group
+  (32->64 3x3 stride 2 on 64x64 at batch 32: 13.9 vs 26.2 on the Xeon; 3->64 7x7 stride 2 on 224x224 at batch
+  8, 3 channels: 16.5 vs 18.3 on the EPYC but 33 vs 13.5 on the Xeon, so im2col), or a unit stride where numba runs
   it as the batch-last forward of grad_y with flipped filters (64->64 on 4x4 1.3 vs 2.8-3.4,
   32->32 on 7x7 0.9-1.1 vs 2.3-3.6); else ``im2col`` (strided 3x3 at batch 128: 1.2-1.6
   vs 2.0-3.2 ms for numba's phase-by-phase forward, whose phases have 1-2 taps a row; for
@@ -73,8 +79,9 @@ by +-30% over minutes, so only large gaps decided):
   23-27 vs 13-15 ms the other way round), or the stride is 1 and
   ``C_in/groups * kh * kw <= 160`` (the flat-rows kernel), else ``im2col``.
 * depthwise (``groups == C_in == C_out``): ``numba`` for all three ops, any stride (its
-  per-plane loops, :mod:`.numba_jit.depthwise`; 64 channels 3x3 on 32x32, batch 32, CPU
-  time at one thread: 3.2 / 3.3 / 4.2 ms vs 4.6 / 3.7 / 6.5 for the general numba loops).
+  per-plane loops, :mod:`.numba_jit.depthwise`, register accumulators at stride 1; 64 channels 3x3 on 32x32,
+  batch 32, CPU time at one thread: 3.2 / 3.3 / 4.2 ms vs 4.6 / 3.7 / 6.5 for the general numba loops, before
+  the register accumulators; with them, 2 threads on the Xeon, 1.1 / 1.1 / 1.2 ms, before 1.6 / 1.5 / 1.9).
 * pooling: ``numba`` (max pooling forward+backward on LeNet's first layer 1.2 ms vs
   2.0 ms for NumPy's 2x2 fast path, PyTorch 1.9-2.8 ms), ``numpy`` when the JIT is
   disabled.

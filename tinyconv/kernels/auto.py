@@ -11,12 +11,14 @@ from .backend import Backend
 from .shapes import conv_output_size
 
 __all__ = ["AutoBackend", "backend", "CONV_OPS", "IM2COL_MIN_K", "IM2COL_MIN_OG", "NUMBA_MIN_IN_POS",
+           "NUMBA_MIN_IN_POS_CHANNELS",
            "NUMBA_MAX_STRIDED_OUT_POS"]
 
 CONV_OPS = ("forward", "grad_input", "grad_weight")
 IM2COL_MIN_K = 512   # forward: im2col from this many multiply-adds per output (C_in/groups * kh * kw)
 IM2COL_MIN_OG = 32   # grad_input: im2col from this many output channels per group
-NUMBA_MIN_IN_POS = 1024  # grad_input: numba at any channel count from inputs of this many positions
+NUMBA_MIN_IN_POS = 1024  # grad_input: numba from inputs of this many positions ...
+NUMBA_MIN_IN_POS_CHANNELS = 8  # ... with at least this many input channels per group
 NUMBA_MAX_STRIDED_OUT_POS = 256  # grad_weight, strided: numba's batch-last kernel up to this many output positions
 
 
@@ -48,7 +50,7 @@ class AutoBackend(Backend):
         elif op == "grad_input":
             gy_shape = (x_shape[0], c_out) + out_hw
             fast = depthwise or blocked or (taps > 1 and (
-                og < IM2COL_MIN_OG or x_shape[2] * x_shape[3] >= NUMBA_MIN_IN_POS
+                og < IM2COL_MIN_OG or (x_shape[2] * x_shape[3] >= NUMBA_MIN_IN_POS and cg >= NUMBA_MIN_IN_POS_CHANNELS)
                 or (unit_stride and numba_jit.grad_input_runs_as_forward(gy_shape, x_shape[2:], args))))
         elif op == "grad_weight":
             batch_last = x_shape[0] >= numba_jit.BATCH_LAST_MIN_N and (

@@ -8,6 +8,11 @@ implemented, at the top of :mod:`.flat_rows`.
 
 Depthwise convolutions (``groups == C_in == C_out``) have their own per-plane loops: :mod:`.depthwise`.
 
+At stride 1, where a plane fills most of a 64-position block (:func:`uses_blocked`), the forward and grad_input
+(and grad_weight below BATCH_LAST_MIN_N images) run on the flat-rows layout with register-blocked tiles:
+:mod:`.blocked`, written with explicit 512-bit vectors (:mod:`.simd`; LLVM's auto-vectoriser keeps to 256-bit
+registers on Intel's AVX-512 CPUs and keeps loop-nest accumulators in memory).
+
 For big batches (``N >= BATCH_LAST_MIN_N``), the forward (on outputs of up to 28x28 positions, or when the
 flat-rows layout would waste many garbage positions) and grad_weight use a second layout,
 batch-last, with register-blocked kernels: see :mod:`.batch_last`. grad_input then runs as forward
