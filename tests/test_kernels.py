@@ -667,39 +667,33 @@ assert not K.jit_enabled()
 assert K.choose_kernel((2, 4, 7, 6), (6, 2, 3, 2), groups=2) == "im2col"
 assert K.choose_pool_kernel() == "numpy"
 rng = np.random.default_rng(0)
+close = dict(rtol=1e-4, atol=1e-5)
+
+
+def agrees(kern, x, w, args, input_hw):
+    # kern's three ops equal direct's on x, w (grad_input for an input of input_hw)
+    y = kern.conv2d_forward(x, w, *args)
+    assert y.dtype == x.dtype
+    np.testing.assert_allclose(y, direct.conv2d_forward(x, w, *args), **close)
+    gy = rng.standard_normal(y.shape).astype(x.dtype)
+    np.testing.assert_allclose(kern.conv2d_grad_input(gy, w, input_hw, *args),
+                               direct.conv2d_grad_input(gy, w, input_hw, *args), **close)
+    np.testing.assert_allclose(kern.conv2d_grad_weight(x, gy, w.shape[2:], *args),
+                               direct.conv2d_grad_weight(x, gy, w.shape[2:], *args), **close)
+
+
 for dt in (np.float64, np.float32):
     x = rng.standard_normal((2, 4, 7, 6)).astype(dt)
     w = rng.standard_normal((6, 2, 3, 2)).astype(dt)
     for args in [((2, 1), (1, 0, 2, 1), (1, 2), 2), ((1, 1), (1, 1, 0, 1), (1, 1), 2)]:
-        y = numba_jit.conv2d_forward(x, w, *args)
-        assert y.dtype == dt
-        np.testing.assert_allclose(y, direct.conv2d_forward(x, w, *args), rtol=1e-4, atol=1e-5)
-        gy = rng.standard_normal(y.shape).astype(dt)
-        np.testing.assert_allclose(numba_jit.conv2d_grad_input(gy, w, (7, 6), *args),
-                                   direct.conv2d_grad_input(gy, w, (7, 6), *args), rtol=1e-4, atol=1e-5)
-        np.testing.assert_allclose(numba_jit.conv2d_grad_weight(x, gy, (3, 2), *args),
-                                   direct.conv2d_grad_weight(x, gy, (3, 2), *args), rtol=1e-4, atol=1e-5)
+        agrees(numba_jit, x, w, args, (7, 6))
     xd = rng.standard_normal((2, 3, 6, 5)).astype(dt)  # depthwise (its vector loads run as NumPy slices here)
     wd = rng.standard_normal((3, 1, 3, 2)).astype(dt)
     for args in [(1, (1, 1, 0, 1), (2, 1), 3), (2, 1, 1, 3)]:
-        y = numba_jit.conv2d_forward(xd, wd, *args)
-        np.testing.assert_allclose(y, direct.conv2d_forward(xd, wd, *args), rtol=1e-4, atol=1e-5)
-        gy = rng.standard_normal(y.shape).astype(dt)
-        np.testing.assert_allclose(numba_jit.conv2d_grad_input(gy, wd, (6, 5), *args),
-                                   direct.conv2d_grad_input(gy, wd, (6, 5), *args), rtol=1e-4, atol=1e-5)
-        np.testing.assert_allclose(numba_jit.conv2d_grad_weight(xd, gy, (3, 2), *args),
-                                   direct.conv2d_grad_weight(xd, gy, (3, 2), *args), rtol=1e-4, atol=1e-5)
-    im2col = K.get_kernel("im2col")
+        agrees(numba_jit, xd, wd, args, (6, 5))
     for column_bytes in (1, 1 << 23):  # a chunk of one image, the whole batch
         K.im2col.COLUMN_BYTES = column_bytes
-        args = ((2, 1), (1, 0, 2, 1), (1, 2), 2)
-        y = im2col.conv2d_forward(x, w, *args)
-        np.testing.assert_allclose(y, direct.conv2d_forward(x, w, *args), rtol=1e-4, atol=1e-5)
-        gy = rng.standard_normal(y.shape).astype(dt)
-        np.testing.assert_allclose(im2col.conv2d_grad_input(gy, w, (8, 6), *args),
-                                   direct.conv2d_grad_input(gy, w, (8, 6), *args), rtol=1e-4, atol=1e-5)
-        np.testing.assert_allclose(im2col.conv2d_grad_weight(x, gy, (3, 2), *args),
-                                   direct.conv2d_grad_weight(x, gy, (3, 2), *args), rtol=1e-4, atol=1e-5)
+        agrees(K.get_kernel("im2col"), x, w, ((2, 1), (1, 0, 2, 1), (1, 2), 2), (8, 6))
     y1, a1 = numba_pooling.max_pool2d_forward(x, 3, 2, 1, 1, True)
     y2, a2 = pooling.max_pool2d_forward(x, 3, 2, 1, 1, True)
     np.testing.assert_array_equal(a1, a2)
