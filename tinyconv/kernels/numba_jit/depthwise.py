@@ -1,14 +1,16 @@
 """Depthwise convolution (``groups == C_in == C_out``: one ``kh x kw`` filter per channel) as compiled loops.
 
 The general kernels see a depthwise layer as ``C`` groups of one channel each: im2col makes one tiny product
-per group, the flat-rows and batch-last loops block over channels that are not there. Here every task owns one
-channel plane: it copies the plane into a flat zero-padded scratch plane (no bounds tests in the inner loops). With
-stride 1 each tap is then a constant offset into that plane, and the whole output plane, kept with the padded row
-stride (the flat-rows trick of :mod:`.flat_rows`), is one long vectorised loop per tap; other strides run tap by
-tap along each output row. Forward and grad_input are parallel over (image, channel) planes, grad_weight over channels (each
-task sums its channel's taps over the batch, products accumulated per row position and added up once at the
-end, so the order of the sums is fixed: deterministic, no races). Any stride, padding and dilation; one
-compilation per dtype.
+per group, the flat-rows and batch-last loops block over channels that are not there. Here each channel plane
+is copied into a flat zero-padded scratch plane (no bounds tests in the inner loops). With
+stride 1 each tap is then a constant offset into that plane, and the output plane, kept with the padded row
+stride (the flat-rows trick of :mod:`.flat_rows`), is computed in blocks of 2 vectors (:mod:`.simd`) held in
+registers while all the taps run; other strides run tap by tap along each output row. grad_input at stride 1 is
+the same forward loop on grad_y (padded by ``(k - 1)*d - padding``, filters flipped), grad_weight at stride 1
+keeps one vector of sums per tap in registers while it sweeps a plane. The forward is parallel over (image, group
+of 8 channels), the strided grad_input over (image, channel) planes, grad_weight over channels (each task sums
+its channel's taps over the batch in a fixed order: deterministic, no races). Any stride, padding and dilation;
+one compilation per dtype.
 """
 from __future__ import annotations
 
@@ -48,7 +50,7 @@ def forward(x, w, bias, y, sh, sw, dh, dw, top, left, hp, wp):
     nblk = (npos + 2 * vl - 1) // (2 * vl)
     # a task: 8 planes (or fewer) of one image, its scratch plane zeroed once (each plane overwrites the interior,
     # the padding stays zero): no allocation per plane
-    per = 8
+    per = 8 if n * c_all >= 64 else 1  # (few planes: one a task, so that every thread gets some)
     chunks = (c_all + per - 1) // per
     for task in prange(n * chunks):
         m = task // chunks
