@@ -135,8 +135,7 @@ def uses_blocked(op, x_shape, w_shape, out_hw, args) -> bool:
         return blocked.block_use(x_shape[2:], x_shape[3] + (kw - 1) * dw) >= blocked.MIN_BLOCK_USE
     if op == "grad_weight" and x_shape[0] >= BATCH_LAST_MIN_N:
         return False
-    wp = max(x_shape[3] + left + right, out_hw[1] + (kw - 1) * dw)
-    return blocked.block_use(out_hw, wp) >= blocked.MIN_BLOCK_USE
+    return blocked.block_use(out_hw, x_shape[3] + left + right) >= blocked.MIN_BLOCK_USE
 
 
 def uses_batch_last_forward(x_shape, out_hw, args) -> bool:

@@ -231,14 +231,14 @@ def _pack_weights(w, groups):
         groups * nob, cg * kh * kw, 4)
 
 
-def _padded_planes(x, kernel_hw, padding, dilation, out_hw, role):
+def _padded_planes(x, kernel_hw, padding, dilation, role):
     """(xp, wp, offs): x's zero-padded planes (N, C, Hp*Wp + slack), row stride wp, and the taps' offsets."""
     n, c_in, h, wd = x.shape
     (kh, kw), (top, bottom, left, right), (dh, dw) = kernel_hw, padding, dilation
-    hp = max(h + top + bottom, out_hw[0] + (kh - 1) * dh)
-    wp = max(wd + left + right, out_hw[1] + (kw - 1) * dw)
+    # at stride 1 the padded size is also the output's plus the kernel's reach (grad_input pads grad_y to make it so)
+    hp, wp = h + top + bottom, wd + left + right
     slack = TILE_VECTORS * 64 // x.dtype.itemsize  # one block of positions past the last one a tap reads
-    xp = scratch_zeros((n, c_in, hp * wp + slack), x.dtype, ("blocked." + role, x.shape, tuple(padding), wp))
+    xp = scratch_zeros((n, c_in, hp * wp + slack), x.dtype, ("blocked." + role, x.shape, tuple(padding)))
     _pad_planes(np.ascontiguousarray(x), xp, top, left, wp)
     offs = np.array([a * dh * wp + b * dw for a in range(kh) for b in range(kw)], dtype=np.int64)
     return xp, wp, offs
@@ -246,7 +246,7 @@ def _padded_planes(x, kernel_hw, padding, dilation, out_hw, role):
 
 def _conv(x, w, bias, padding, dilation, groups, y, role):
     """y (N, C_out, Ho, Wo) = stride-1 conv of x with w, zero padding (top, bottom, left, right)."""
-    xp, wp, offs = _padded_planes(x, w.shape[2:], padding, dilation, y.shape[2:], role)
+    xp, wp, offs = _padded_planes(x, w.shape[2:], padding, dilation, role)
     _forward_tiles(xp, _pack_weights(w, groups), bias, offs, y, wp, w.shape[1])
     return y
 
@@ -280,7 +280,7 @@ def grad_weight(x, grad_y, args, w_shape):
     """grad_w (C_out, C_in/groups, kh, kw) of a stride-1 conv2d."""
     c_out, cg, kh, kw = w_shape
     n, ho, wo = grad_y.shape[0], grad_y.shape[2], grad_y.shape[3]
-    xp, wp, offs = _padded_planes(x, (kh, kw), args.padding, args.dilation, (ho, wo), "x")
+    xp, wp, offs = _padded_planes(x, (kh, kw), args.padding, args.dilation, "x")
     vl = 64 // x.dtype.itemsize
     npr = -(-((ho - 1) * wp + wo) // vl) * vl
     gyf = scratch_zeros((n, c_out, npr), x.dtype, ("blocked.grad_y", grad_y.shape, wp))
