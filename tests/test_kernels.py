@@ -594,8 +594,9 @@ def test_auto_rule(restore_default):
     assert K.choose_kernel((16, 64, 8, 8), (64, 64, 3, 3), 1, 1, op="forward") == "numba"
     assert K.choose_kernel((16, 64, 8, 8), (64, 64, 3, 3), 1, 1, op="grad_input") == "numba"
     assert K.choose_kernel((128, 32, 7, 7), (32, 32, 3, 3), 1, 1, op="forward") == "numba"
+    assert K.choose_kernel((16, 64, 4, 4), (64, 64, 3, 3), 1, 1, op="grad_input") == "numba"
     # ... else one big product (im2col) for the forward from K = 512, grad_input from 32 output channels...
-    assert K.choose_kernel((16, 64, 4, 4), (64, 64, 3, 3), 1, 1, op="grad_input") == "im2col"
+    assert K.choose_kernel((16, 64, 3, 3), (64, 64, 3, 3), 1, 1, op="grad_input") == "im2col"
     assert K.choose_kernel((128, 32, 8, 8), (64, 32, 3, 3), 2, 1, op="grad_input") == "im2col"
     assert K.choose_kernel((128, 16, 14, 14), (16, 16, 3, 3), 1, 1, op="grad_input") == "numba"
     assert K.choose_kernel((32, 64, 32, 32), (64, 1, 3, 3), 1, 1, groups=64, op="grad_input") == "numba"
@@ -604,7 +605,8 @@ def test_auto_rule(restore_default):
     assert K.choose_kernel((128, 64, 4, 4), (64, 64, 3, 3), 1, 1, op="forward") == "numba"
     assert K.choose_kernel((128, 64, 8, 8), (64, 64, 3, 3), 1, 1, op="forward") == "numba"
     assert K.choose_kernel((128, 64, 8, 8), (64, 64, 3, 3), 1, 1, op="grad_input") == "numba"
-    assert K.choose_kernel((16, 64, 4, 4), (64, 64, 3, 3), 1, 1, op="forward") == "im2col"
+    assert K.choose_kernel((16, 64, 4, 4), (64, 64, 3, 3), 1, 1, op="forward") == "numba"  # blocked
+    assert K.choose_kernel((16, 64, 3, 3), (64, 64, 3, 3), 1, 1, op="forward") == "im2col"
     assert K.choose_kernel((128, 32, 7, 7), (32, 32, 3, 3), 1, 1, op="grad_input") == "numba"
     assert K.choose_kernel((128, 32, 7, 7), (32, 32, 3, 3), 1, 3, op="grad_input") == "numba"  # pad > k-1: crop
     assert K.choose_kernel((32, 64, 32, 32), (64, 64, 3, 3), 1, 1, op="grad_input") == "numba"
@@ -795,7 +797,8 @@ def test_numba_blocked_path(cfg, extra, dtype):
     depthwise = numba_jit.is_depthwise(cfg.c_in, cfg.c_out, cfg.c_in // cfg.groups, cfg.groups)
     (kh, kw), (dh, dw), (top, bottom, left, right) = cfg.kernel, cfg.dilation, cfg.padding
     reach = max(top, bottom) <= (kh - 1) * dh and max(left, right) <= (kw - 1) * dw
-    assert taken == [not depthwise, not depthwise and reach, not depthwise]
+    fills = [2 * c >= -(-c // 8) * 8 for c in (cfg.c_out // cfg.groups, cfg.c_in // cfg.groups)]
+    assert taken == [not depthwise and fills[0], not depthwise and reach and fills[1], not depthwise]
     ref = _all_ops(direct, cfg, x.astype(np.float64), w.astype(np.float64), gy.astype(np.float64), big)
     tol = 1e-10 if dtype == np.float64 else 1e-4
     for what, a, b in zip(("forward", "grad_input", "grad_weight"), got, ref):
@@ -804,16 +807,23 @@ def test_numba_blocked_path(cfg, extra, dtype):
 
 
 def test_blocked_block_use_rule():
-    """The share of a block's positions that are outputs decides (4x4 planes waste 3/4 of a 64-position block)."""
-    assert numba_jit.blocked.block_use((4, 4), 6) == 16 / 64
-    assert numba_jit.blocked.block_use((32, 32), 34) == 1024 / (-(-(31 * 34 + 32) // 64) * 64)
+    """The share of a block's positions that are outputs decides (3x3 planes waste 23 of a 32-position block), and
+    the share of a tile's 8 output channels that are real."""
+    assert numba_jit.blocked.block_use((3, 3), 5) == 9 / 32
+    assert numba_jit.blocked.block_use((32, 32), 34) == 1024 / (-(-(31 * 34 + 32) // 32) * 32)
     assert numba_jit.blocked.block_use((0, 5), 7) == 0.0
     if K.jit_enabled():
-        a = shapes.normalize_conv_args((2, 8, 4, 4), (8, 8, 3, 3), 1, 1, 1, 1)
-        assert not numba_jit.uses_blocked("forward", (2, 8, 4, 4), (8, 8, 3, 3), (4, 4), a)
+        a = shapes.normalize_conv_args((2, 8, 3, 3), (8, 8, 3, 3), 1, 1, 1, 1)
+        assert not numba_jit.uses_blocked("forward", (2, 8, 3, 3), (8, 8, 3, 3), (3, 3), a)
         a = shapes.normalize_conv_args((2, 8, 16, 16), (8, 8, 3, 3), 1, 1, 1, 1)
         assert numba_jit.uses_blocked("forward", (2, 8, 16, 16), (8, 8, 3, 3), (16, 16), a)
+        assert numba_jit.uses_blocked("grad_weight", (31, 8, 16, 16), (8, 8, 3, 3), (16, 16), a)
         assert not numba_jit.uses_blocked("grad_weight", (32, 8, 16, 16), (8, 8, 3, 3), (16, 16), a)
+        a = shapes.normalize_conv_args((32, 8, 28, 28), (8, 8, 3, 3), 1, 1, 1, 1)
+        assert numba_jit.uses_blocked("grad_weight", (32, 8, 28, 28), (8, 8, 3, 3), (28, 28), a)
+        a = shapes.normalize_conv_args((2, 3, 16, 16), (3, 3, 3, 3), 1, 1, 1, 1)  # 3 of a tile's 8 channels
+        assert not numba_jit.uses_blocked("forward", (2, 3, 16, 16), (3, 3, 3, 3), (16, 16), a)
+        assert not numba_jit.uses_blocked("grad_input", (2, 3, 16, 16), (3, 3, 3, 3), (16, 16), a)
         a = shapes.normalize_conv_args((2, 8, 16, 16), (8, 8, 3, 3), 2, 1, 1, 1)
         assert not numba_jit.uses_blocked("forward", (2, 8, 16, 16), (8, 8, 3, 3), (8, 8), a)
 

@@ -116,12 +116,14 @@ def grad_input(grad_y, w, input_hw, args):
 
 
 def uses_blocked(op, x_shape, w_shape, out_hw, args) -> bool:
-    """Whether ``op`` runs on the register-blocked kernels (:mod:`.blocked`): JIT on, stride 1, not depthwise, and
-    at least ``blocked.MIN_BLOCK_USE`` of the computed positions are outputs. grad_input also needs a padding of
-    at most ``(k - 1) * dilation`` on every side (its grad_y is padded by the difference), grad_weight a batch
-    below BATCH_LAST_MIN_N (from there the batch-last kernel was as fast or faster: 32 images, 64->64 3x3 on
-    32x32, 16.2 vs 17.4 ms; 8 images on 16x16, 1.9 vs 5.8 ms the other way round). ``x_shape``: the conv's input
-    (for grad_input, grad_x's shape); ``out_hw``: its output size."""
+    """Whether ``op`` runs on the register-blocked kernels (:mod:`.blocked`): JIT on, stride 1, not depthwise, at
+    least ``blocked.MIN_BLOCK_USE`` of the computed positions are outputs and (forward, grad_input) of the tile's
+    8 output channels are used (a grad_input onto 1 channel, LeNet's conv1, batch 128: 1.1 vs 0.62 ms for the
+    scatter; onto 6, conv2: 0.83 vs 0.84). grad_input also needs a padding of at most ``(k - 1) * dilation`` on
+    every side (its grad_y is padded by the difference); grad_weight, from BATCH_LAST_MIN_N images, outputs of
+    at least BATCH_LAST_MAX_POS positions (batch 128, 32->32 3x3 on 7x7: 2.7 vs 0.91 ms for the batch-last
+    kernel; 1->6 5x5 on 28x28 0.42 vs 0.50; batch 32, 64->64 on 32x32 13.5 vs 19.1). ``x_shape``: the conv's
+    input (for grad_input, grad_x's shape); ``out_hw``: its output size."""
     if not jit_enabled() or args.stride != (1, 1):
         return False
     c_out, cg, kh, kw = w_shape
@@ -129,13 +131,21 @@ def uses_blocked(op, x_shape, w_shape, out_hw, args) -> bool:
         return False
     (dh, dw), (top, bottom, left, right) = args.dilation, args.padding
     if op == "grad_input":
-        if max(top, bottom) > (kh - 1) * dh or max(left, right) > (kw - 1) * dw:
+        if max(top, bottom) > (kh - 1) * dh or max(left, right) > (kw - 1) * dw or not _fills_tile(cg):
             return False
         # the kernel's output is grad_x, its planes grad_y padded to x's width plus the kernel's reach
         return blocked.block_use(x_shape[2:], x_shape[3] + (kw - 1) * dw) >= blocked.MIN_BLOCK_USE
-    if op == "grad_weight" and x_shape[0] >= BATCH_LAST_MIN_N:
+    if op == "forward" and not _fills_tile(c_out // args.groups):
+        return False
+    if op == "grad_weight" and x_shape[0] >= BATCH_LAST_MIN_N and out_hw[0] * out_hw[1] < BATCH_LAST_MAX_POS:
         return False
     return blocked.block_use(out_hw, x_shape[3] + left + right) >= blocked.MIN_BLOCK_USE
+
+
+def _fills_tile(channels) -> bool:
+    """At least half of the output channels a blocked forward computes (whole tiles of TILE_CHANNELS) are real."""
+    tc = blocked.TILE_CHANNELS
+    return 2 * channels >= -(-channels // tc) * tc
 
 
 def uses_batch_last_forward(x_shape, out_hw, args) -> bool:

@@ -5,11 +5,14 @@ into an image's zero-padded channel plane, stored flat with row stride ``Wp``: o
 reads ``x_flat[c, p + off[t]]``. Its loops keep the accumulators in memory, one pass over a plane of outputs per
 few taps, so wide layers (64 channels, 576 multiply-adds per output) spend their time loading and storing them.
 
-Here a task (one image, 4 output channels of one group) walks the plane in blocks of 4 vectors of positions
-(64 float32, 32 float64; :mod:`.simd`) and holds the block's 4 x 4 vector tile in registers while the whole sum
-over input channels and taps runs: per (channel, tap), 4 vector loads of the input and 4 weights broadcast feed
+Here a task (one image, 8 output channels of one group) walks the plane in blocks of 2 vectors of positions
+(32 float32, 16 float64; :mod:`.simd`) and holds the block's 8 x 2 vector tile in registers while the whole sum
+over input channels and taps runs: per (channel, tap), 2 vector loads of the input and 8 weights broadcast feed
 16 vector multiply-adds, and the tile is stored once, with the bias, at the end. Positions past the last output
-(``j >= Wo`` in a row, the tail of the last block) are computed from the zero slack and dropped.
+(``j >= Wo`` in a row, the tail of the last block) are computed from the zero slack and dropped. (A 4 x 4 tile,
+twice the input loaded per multiply-add, was slower wherever the input outgrows L1: LeNet's conv2, batch 128,
+0.46-0.48 vs 0.36-0.38 ms; 64->64 3x3 on 4x4 planes 2.2 vs 1.1 ms, there also for its longer blocks. A 16 x 1
+tile: 0.35 and 1.4 ms.)
 
 The same kernel gives grad_input at stride 1: the adjoint of a stride-1 convolution is a stride-1 convolution of
 grad_y, padded by ``(k - 1)*d - padding`` on each side, with the kernel flipped and its channel axes swapped.
@@ -22,10 +25,11 @@ from numba import njit, prange
 from .simd import fma, hsum, lanes, load, splat, store
 from .workspace import scratch_zeros
 
-__all__ = ["forward", "grad_input", "grad_weight", "block_use", "MIN_BLOCK_USE", "TILE_VECTORS"]
+__all__ = ["forward", "grad_input", "grad_weight", "block_use", "MIN_BLOCK_USE", "TILE_CHANNELS", "TILE_VECTORS"]
 
 _JIT = dict(cache=True)
-TILE_VECTORS = 4  # vectors of positions per block (the tile is 4 output channels x TILE_VECTORS vectors)
+TILE_CHANNELS = 8  # output channels per tile (of the forward)
+TILE_VECTORS = 2  # vectors of positions per tile: a block of 32 float32 (16 float64) positions
 MIN_BLOCK_USE = 0.5  # the numba backend uses these kernels when at least this share of the positions is output
 
 
@@ -37,7 +41,7 @@ def block_use(out_hw, padded_width) -> float:
     ho, wo = out_hw
     if ho * wo == 0:
         return 0.0
-    blk = TILE_VECTORS * 64 // 4
+    blk = TILE_VECTORS * 16
     npos = (ho - 1) * padded_width + wo
     return ho * wo / (-(-npos // blk) * blk)
 
@@ -56,86 +60,67 @@ def _pad_planes(x, xp, top, left, wp):
                 d[base + j] = x[n, c, i, j]
 
 
+@njit(fastmath={"contract"}, inline="always", **_JIT)
+def _tile(rows, c0, cg, base, wk, offs, out, p0):
+    """out[k, p0 + p] = sum_{c < cg, t} wk[c*T + t, k] * rows[c0 + c, base + offs[t] + p] for k < 8 and p < 2
+    vectors: the 8 x 2 vector tile held in registers for the whole sum (per (channel, tap): 2 loads, 8 weights
+    broadcast, 16 multiply-adds), stored once. rows: (C, L) flat planes; wk: (cg*T, 8) the weights of 8 output
+    channels side by side; out: (8, P)."""
+    ntap = offs.shape[0]
+    vl = lanes(out[0])
+    z = splat(out, 0.0)
+    a0, a1, a2, a3, a4, a5, a6, a7 = z, z, z, z, z, z, z, z
+    b0, b1, b2, b3, b4, b5, b6, b7 = z, z, z, z, z, z, z, z
+    for c in range(cg):
+        xc = rows[c0 + c]
+        for t in range(ntap):
+            u = load(xc, base + offs[t])
+            v = load(xc, base + offs[t] + vl)
+            wr = wk[c * ntap + t]
+            w = splat(out, wr[0])
+            a0, b0 = fma(w, u, a0), fma(w, v, b0)
+            w = splat(out, wr[1])
+            a1, b1 = fma(w, u, a1), fma(w, v, b1)
+            w = splat(out, wr[2])
+            a2, b2 = fma(w, u, a2), fma(w, v, b2)
+            w = splat(out, wr[3])
+            a3, b3 = fma(w, u, a3), fma(w, v, b3)
+            w = splat(out, wr[4])
+            a4, b4 = fma(w, u, a4), fma(w, v, b4)
+            w = splat(out, wr[5])
+            a5, b5 = fma(w, u, a5), fma(w, v, b5)
+            w = splat(out, wr[6])
+            a6, b6 = fma(w, u, a6), fma(w, v, b6)
+            w = splat(out, wr[7])
+            a7, b7 = fma(w, u, a7), fma(w, v, b7)
+    for k, (lo, hi) in enumerate(((a0, b0), (a1, b1), (a2, b2), (a3, b3), (a4, b4), (a5, b5), (a6, b6), (a7, b7))):
+        store(out[k], p0, lo)
+        store(out[k], p0 + vl, hi)
+
+
 @njit(parallel=True, fastmath={"contract"}, **_JIT)
 def _forward_tiles(xp, wpack, bias, offs, y, wp, cg):
     """y[n, o, i, j] = bias[o] + sum_{c, t} w[o, c, t] * xp[n, g*cg + c, i*wp + j + offs[t]].
 
     xp: (N, C_in, L) padded planes, row stride wp, with at least one block of zero slack past the last position
-    a tap reads; wpack: (groups * blocks of 4, cg * T, 4) the weights of 4 output channels side by side (zero
-    rows past a group's last channel); y: (N, C_out, Ho, Wo)."""
+    a tap reads; wpack: (groups * blocks of 8, cg * T, 8) the weights of 8 output channels side by side
+    (:func:`pack_weights`; zero past a group's last channel); y: (N, C_out, Ho, Wo)."""
     n_img, c_out, ho, wo = y.shape
-    ntap = offs.shape[0]
     groups = xp.shape[1] // cg
     og = c_out // groups
-    nob = (og + 3) // 4
-    vl = lanes(xp[0, 0])
-    blk = 4 * vl
+    nob = (og + TILE_CHANNELS - 1) // TILE_CHANNELS
+    blk = TILE_VECTORS * lanes(xp[0, 0])
     npos = (ho - 1) * wp + wo
     nblk = (npos + blk - 1) // blk
     for task in prange(n_img * groups * nob):
         n = task // (groups * nob)
         rest = task % (groups * nob)
         g = rest // nob
-        o0 = g * og + 4 * (rest % nob)
-        nb = min(4, (g + 1) * og - o0)
-        wk = wpack[rest]
-        out = np.empty((4, nblk * blk), dtype=y.dtype)
+        o0 = g * og + TILE_CHANNELS * (rest % nob)
+        nb = min(TILE_CHANNELS, (g + 1) * og - o0)
+        out = np.empty((TILE_CHANNELS, nblk * blk), dtype=y.dtype)
         for q in range(nblk):
-            p0 = q * blk
-            z = splat(xp, 0.0)
-            a00, a01, a02, a03 = z, z, z, z
-            a10, a11, a12, a13 = z, z, z, z
-            a20, a21, a22, a23 = z, z, z, z
-            a30, a31, a32, a33 = z, z, z, z
-            for c in range(cg):
-                xc = xp[n, g * cg + c]
-                for t in range(ntap):
-                    i0 = p0 + offs[t]
-                    v0 = load(xc, i0)
-                    v1 = load(xc, i0 + vl)
-                    v2 = load(xc, i0 + 2 * vl)
-                    v3 = load(xc, i0 + 3 * vl)
-                    r = c * ntap + t
-                    w0 = splat(xp, wk[r, 0])
-                    a00 = fma(w0, v0, a00)
-                    a01 = fma(w0, v1, a01)
-                    a02 = fma(w0, v2, a02)
-                    a03 = fma(w0, v3, a03)
-                    w1 = splat(xp, wk[r, 1])
-                    a10 = fma(w1, v0, a10)
-                    a11 = fma(w1, v1, a11)
-                    a12 = fma(w1, v2, a12)
-                    a13 = fma(w1, v3, a13)
-                    w2 = splat(xp, wk[r, 2])
-                    a20 = fma(w2, v0, a20)
-                    a21 = fma(w2, v1, a21)
-                    a22 = fma(w2, v2, a22)
-                    a23 = fma(w2, v3, a23)
-                    w3 = splat(xp, wk[r, 3])
-                    a30 = fma(w3, v0, a30)
-                    a31 = fma(w3, v1, a31)
-                    a32 = fma(w3, v2, a32)
-                    a33 = fma(w3, v3, a33)
-            o = out[0]
-            store(o, p0, a00)
-            store(o, p0 + vl, a01)
-            store(o, p0 + 2 * vl, a02)
-            store(o, p0 + 3 * vl, a03)
-            o = out[1]
-            store(o, p0, a10)
-            store(o, p0 + vl, a11)
-            store(o, p0 + 2 * vl, a12)
-            store(o, p0 + 3 * vl, a13)
-            o = out[2]
-            store(o, p0, a20)
-            store(o, p0 + vl, a21)
-            store(o, p0 + 2 * vl, a22)
-            store(o, p0 + 3 * vl, a23)
-            o = out[3]
-            store(o, p0, a30)
-            store(o, p0 + vl, a31)
-            store(o, p0 + 2 * vl, a32)
-            store(o, p0 + 3 * vl, a33)
+            _tile(xp[n], g * cg, cg, q * blk, wpack[rest], offs, out, q * blk)
         for k in range(nb):
             b = bias[o0 + k]
             for i in range(ho):
@@ -220,15 +205,14 @@ def _grad_weight_tiles(xp, gyf, offs, part, cg):
                     part[n, o0 + k, r0 + m] = sums[k, m]
 
 
-def _pack_weights(w, groups):
-    """(C_out, cg, kh, kw) -> (groups * ceil(og/4), cg*kh*kw, 4): 4 output channels side by side, zero-filled."""
+def pack_weights(w, groups):
+    """(C_out, cg, kh, kw) -> (groups * ceil(og/8), cg*kh*kw, 8): 8 output channels side by side, zero-filled."""
     c_out, cg, kh, kw = w.shape
-    og = c_out // groups
-    nob = -(-og // 4)
-    packed = np.zeros((groups, nob * 4, cg * kh * kw), dtype=w.dtype)
-    packed[:, :og] = np.asarray(w).reshape(groups, og, cg * kh * kw)
-    return np.ascontiguousarray(packed.reshape(groups, nob, 4, cg * kh * kw).transpose(0, 1, 3, 2)).reshape(
-        groups * nob, cg * kh * kw, 4)
+    og, k, tc = c_out // groups, cg * kh * kw, TILE_CHANNELS
+    nob = -(-og // tc)
+    packed = np.zeros((groups, nob * tc, k), dtype=w.dtype)
+    packed[:, :og] = np.asarray(w).reshape(groups, og, k)
+    return np.ascontiguousarray(packed.reshape(groups, nob, tc, k).transpose(0, 1, 3, 2)).reshape(groups * nob, k, tc)
 
 
 def _padded_planes(x, kernel_hw, padding, dilation, role):
@@ -247,7 +231,7 @@ def _padded_planes(x, kernel_hw, padding, dilation, role):
 def _conv(x, w, bias, padding, dilation, groups, y, role):
     """y (N, C_out, Ho, Wo) = stride-1 conv of x with w, zero padding (top, bottom, left, right)."""
     xp, wp, offs = _padded_planes(x, w.shape[2:], padding, dilation, role)
-    _forward_tiles(xp, _pack_weights(w, groups), bias, offs, y, wp, w.shape[1])
+    _forward_tiles(xp, pack_weights(w, groups), bias, offs, y, wp, w.shape[1])
     return y
 
 
