@@ -576,7 +576,8 @@ def test_auto_rule(restore_default):
     assert K.choose_kernel((8, 64, 16, 16), (128, 64, 1, 1), op="forward") == "im2col"
     assert K.choose_kernel((8, 64, 16, 16), (128, 64, 1, 1), op="grad_input") == "im2col"
     assert K.choose_kernel((8, 32, 16, 16), (64, 32, 3, 3), 2, op="forward") == "im2col"
-    assert K.choose_kernel((8, 32, 16, 16), (64, 32, 3, 3), op="grad_weight") == "im2col"
+    assert K.choose_kernel((8, 32, 16, 16), (64, 32, 3, 3), op="grad_weight") == "numba"  # blocked, 64 channels
+    assert K.choose_kernel((8, 32, 16, 16), (16, 32, 3, 3), op="grad_weight") == "im2col"
     # from a batch of 32 the batch-last grad_weight kernel takes any reduction (stride 1)
     assert K.choose_kernel((32, 32, 16, 16), (64, 32, 3, 3), op="grad_weight") == "numba"
     assert K.choose_kernel((32, 256, 16, 16), (256, 256, 3, 3), op="grad_weight") == "numba"
@@ -804,6 +805,28 @@ def test_numba_blocked_path(cfg, extra, dtype):
     for what, a, b in zip(("forward", "grad_input", "grad_weight"), got, ref):
         assert a.dtype == dtype and a.shape == b.shape
         _assert_close(a, b, tol, f"blocked {what}")
+
+
+@pytest.mark.skipif(not K.jit_enabled(), reason="the register-blocked kernels are compiled code only")
+@settings(deadline=None, max_examples=20)
+@given(n=st.integers(1, 5), groups=st.integers(1, 2), og=st.sampled_from([16, 17, 32, 35]), cg=st.integers(1, 3),
+       kernel=st.tuples(st.integers(1, 3), st.integers(1, 3)), dilation=st.tuples(st.integers(1, 2), st.integers(1, 2)),
+       padding=st.tuples(*[st.integers(0, 2)] * 4), hw=st.tuples(st.integers(3, 9), st.integers(3, 9)),
+       dtype=st.sampled_from([np.float64, np.float32]), seed=st.integers(0, 2**32 - 1))
+def test_blocked_wide_grad_weight(n, groups, og, cg, kernel, dilation, padding, hw, dtype, seed):
+    """grad_weight of layers with at least 2 vectors of output channels per group (numba_jit.blocked's
+    position-major kernel: channels padded to whole tiles, pairs past the last dropped) against direct."""
+    x_shape, w_shape = (n, cg * groups) + hw, (og * groups, cg) + kernel
+    try:
+        args = shapes.normalize_conv_args(x_shape, w_shape, 1, padding, dilation, groups)
+    except ValueError:
+        assume(False)
+    rng = np.random.default_rng(seed)
+    x, gy = rng.uniform(-1, 1, x_shape), rng.uniform(-1, 1, args.out_shape)
+    got = numba_jit.blocked.grad_weight(x.astype(dtype), gy.astype(dtype), args, w_shape)
+    assert got.dtype == dtype and got.shape == w_shape
+    _assert_close(got, direct.conv2d_grad_weight(x, gy, kernel, 1, padding, dilation, groups),
+                  1e-10 if dtype == np.float64 else 1e-4, "blocked grad_weight, wide")
 
 
 def test_blocked_block_use_rule():

@@ -53,10 +53,12 @@ by +-30% over minutes, so only large gaps decided):
 * numba JIT disabled (``NUMBA_DISABLE_JIT=1``): ``im2col`` for everything (the numba
   loops would run as pure Python).
 * stride 1, more than one tap, not depthwise: ``numba``'s register-blocked kernels (:mod:`.numba_jit.blocked`) for
-  the forward and grad_input wherever at least half of the positions of their 64-position blocks are outputs
-  (``numba_jit.uses_blocked``; planes of about 8x8 and up). Intel Xeon (AVX-512), 2 threads, batch 32, 64->64 3x3
-  on 32x32: forward 11.4 vs 15.1 ms for im2col, grad_input 11.3 vs 14.1; LeNet conv1's forward 0.29 vs 0.41 ms
-  for the batch-last loops. Otherwise the rules below.
+  the forward and grad_input wherever at least half of the positions of their 32-position blocks are outputs and
+  half of a tile's 8 output channels are real (``numba_jit.uses_blocked``; planes of about 4x4 and up). Intel
+  Xeon (AVX-512), 2 threads, batch 32, 64->64 3x3 on 32x32: forward 10.3 vs 16.0 ms for im2col, grad_input 10.4
+  vs 14.3; LeNet conv1's forward 0.28 vs 0.43 ms for the batch-last loops. Their grad_weight from 32 output
+  channels per group and up to ``auto.BLOCKED_GW_MAX_K`` (1024) multiply-adds per output, where the numba
+  backend takes it (batches below 32, or outputs of 28x28 and up). Otherwise the rules below.
 * forward: ``numba`` when the kernel has more than one tap and either the stride is 1 and
   ``C_in/groups * kh * kw < auto.IM2COL_MIN_K`` (512), or numba's batch-last kernel applies
   (batch >= ``numba_jit.BATCH_LAST_MIN_N`` = 32 and an output of at most 28x28 positions, any

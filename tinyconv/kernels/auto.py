@@ -11,7 +11,7 @@ from .backend import Backend
 from .shapes import conv_output_size
 
 __all__ = ["AutoBackend", "backend", "CONV_OPS", "IM2COL_MIN_K", "IM2COL_MIN_OG", "NUMBA_MIN_IN_POS",
-           "NUMBA_MIN_IN_POS_CHANNELS",
+           "NUMBA_MIN_IN_POS_CHANNELS", "BLOCKED_GW_MAX_K",
            "NUMBA_MAX_STRIDED_OUT_POS"]
 
 CONV_OPS = ("forward", "grad_input", "grad_weight")
@@ -20,6 +20,7 @@ IM2COL_MIN_OG = 32   # grad_input: im2col from this many output channels per gro
 NUMBA_MIN_IN_POS = 1024  # grad_input: numba from inputs of this many positions ...
 NUMBA_MIN_IN_POS_CHANNELS = 8  # ... with at least this many input channels per group
 NUMBA_MAX_STRIDED_OUT_POS = 256  # grad_weight, strided: numba's batch-last kernel up to this many output positions
+BLOCKED_GW_MAX_K = 1024  # grad_weight: numba's blocked kernel up to this many multiply-adds per output
 
 
 class AutoBackend(Backend):
@@ -41,8 +42,9 @@ class AutoBackend(Backend):
         top, bottom, left, right = args.padding
         out_hw = (conv_output_size(x_shape[2], kh, args.stride[0], top + bottom, args.dilation[0]),
                   conv_output_size(x_shape[3], kw, args.stride[1], left + right, args.dilation[1]))
-        # the register-blocked kernels; for grad_weight, BLAS was as fast or faster on wide layers (32->64 3x3 on
-        # 16x16, batch 8: 1.6 vs 1.9 ms), so the rule below keeps to the narrow ones
+        # the register-blocked kernels (grad_weight: their position-major one, from 32 output channels per group and
+        # up to BLOCKED_GW_MAX_K multiply-adds per output; 64->64 3x3 on 8x8, batch 16: 0.58 vs 1.27 ms for
+        # im2col; 256->256 3x3 on 16x16, batch 31: 62 vs 50 ms the other way round; narrower ones by the rule below)
         blocked = taps > 1 and numba_jit.uses_blocked(op, x_shape, w_shape, out_hw, args)
         if op == "forward":
             fast = depthwise or blocked or (taps > 1 and (
@@ -55,7 +57,8 @@ class AutoBackend(Backend):
         elif op == "grad_weight":
             batch_last = x_shape[0] >= numba_jit.BATCH_LAST_MIN_N and (
                 unit_stride or out_hw[0] * out_hw[1] <= NUMBA_MAX_STRIDED_OUT_POS)
-            fast = depthwise or (taps > 1 and batch_last) or (unit_stride and cg * taps <= 160)
+            fast = depthwise or (blocked and og >= 32 and cg * taps <= BLOCKED_GW_MAX_K) or (taps > 1 and batch_last) \
+                or (unit_stride and cg * taps <= 160)
         else:
             raise ValueError(f"unknown conv op {op!r}; valid ops: {CONV_OPS}")
         return numba_jit.backend if fast else im2col.backend

@@ -16,6 +16,13 @@ tile: 0.35 and 1.4 ms.)
 
 The same kernel gives grad_input at stride 1: the adjoint of a stride-1 convolution is a stride-1 convolution of
 grad_y, padded by ``(k - 1)*d - padding`` on each side, with the kernel flipped and its channel axes swapped.
+
+grad_weight, ``gw[o, c, t] = sum_p gy[o, p] * x[c, p + off[t]]``, is a sum over positions. With at least
+``2 * lanes`` output channels per group it holds the same kind of tile, vectors over output channels: grad_y is
+copied position-major (``gy_t[p, o]``, channels contiguous) and per position 2 vector loads of it and 8 input
+values broadcast feed 16 multiply-adds into the sums of 32 channels x 8 (channel, tap) pairs (batch 32, 64->64
+3x3 on 32x32: 8.7 ms for the loop, 10 with the copies, against 13.9 for dot products). Narrower layers take a 4 x 4
+tile of dot products, vectors along the positions, summed across lanes at the end.
 """
 from __future__ import annotations
 
@@ -205,6 +212,94 @@ def _grad_weight_tiles(xp, gyf, offs, part, cg):
                     part[n, o0 + k, r0 + m] = sums[k, m]
 
 
+@njit(parallel=True, **_JIT)
+def _to_position_major(gy, gyt, wp, ogp):
+    """gyt[n, (i*wp + j)*C + g*ogp + o] = gy[n, g*og + o, i, j], C = groups*ogp; the rest (pre-zeroed: garbage
+    columns, padding channels) stays zero."""
+    n_img, c_out, ho, wo = gy.shape
+    ctot = gyt.shape[1] // ((ho - 1) * wp + wo)
+    og = c_out // (ctot // ogp)
+    for task in prange(n_img * ho):
+        n = task // ho
+        i = task % ho
+        d = gyt[n]
+        for c in range(c_out):
+            col = (c // og) * ogp + c % og
+            for j in range(wo):
+                d[(i * wp + j) * ctot + col] = gy[n, c, i, j]
+
+
+@njit(parallel=True, fastmath={"contract"}, **_JIT)
+def _grad_weight_wide(xp, gyt, offs, part, cg, npos):
+    """part[n, r, g*ogp + o] = sum_p gyt[n, p*C + g*ogp + o] * xp[n, g*cg + r // T, p + offs[r % T]] for the pairs
+    r = c*T + t: one image's share of grad_w (summed by the caller, in image order), channels padded to ogp.
+
+    A task (image, 2 vectors of output channels, 8 pairs) holds a 2 x 8 tile of vector sums for the whole plane;
+    per position, 2 loads of grad_y's row and 8 input values broadcast (pairs past the last repeat it, dropped)."""
+    n_img = xp.shape[0]
+    ntap = offs.shape[0]
+    groups = xp.shape[1] // cg
+    ctot = part.shape[2]
+    ogp = ctot // groups
+    vl = lanes(xp[0, 0])
+    nov = ogp // (2 * vl)
+    kr = cg * ntap
+    nrb = (kr + 7) // 8
+    per_img = groups * nov * nrb
+    for task in prange(n_img * per_img):
+        n = task // per_img
+        rest = task % per_img
+        g = rest // (nov * nrb)
+        o0 = g * ogp + 2 * vl * ((rest // nrb) % nov)
+        r0 = 8 * (rest % nrb)
+        c0 = g * cg
+        gn = gyt[n]
+        r = min(r0, kr - 1)
+        x0 = xp[n, c0 + r // ntap, offs[r % ntap]:]
+        r = min(r0 + 1, kr - 1)
+        x1 = xp[n, c0 + r // ntap, offs[r % ntap]:]
+        r = min(r0 + 2, kr - 1)
+        x2 = xp[n, c0 + r // ntap, offs[r % ntap]:]
+        r = min(r0 + 3, kr - 1)
+        x3 = xp[n, c0 + r // ntap, offs[r % ntap]:]
+        r = min(r0 + 4, kr - 1)
+        x4 = xp[n, c0 + r // ntap, offs[r % ntap]:]
+        r = min(r0 + 5, kr - 1)
+        x5 = xp[n, c0 + r // ntap, offs[r % ntap]:]
+        r = min(r0 + 6, kr - 1)
+        x6 = xp[n, c0 + r // ntap, offs[r % ntap]:]
+        r = min(r0 + 7, kr - 1)
+        x7 = xp[n, c0 + r // ntap, offs[r % ntap]:]
+        z = splat(xp, 0.0)
+        a0, a1, a2, a3, a4, a5, a6, a7 = z, z, z, z, z, z, z, z
+        b0, b1, b2, b3, b4, b5, b6, b7 = z, z, z, z, z, z, z, z
+        for p in range(npos):
+            q = p * ctot + o0
+            u = load(gn, q)
+            v = load(gn, q + vl)
+            s = splat(xp, x0[p])
+            a0, b0 = fma(u, s, a0), fma(v, s, b0)
+            s = splat(xp, x1[p])
+            a1, b1 = fma(u, s, a1), fma(v, s, b1)
+            s = splat(xp, x2[p])
+            a2, b2 = fma(u, s, a2), fma(v, s, b2)
+            s = splat(xp, x3[p])
+            a3, b3 = fma(u, s, a3), fma(v, s, b3)
+            s = splat(xp, x4[p])
+            a4, b4 = fma(u, s, a4), fma(v, s, b4)
+            s = splat(xp, x5[p])
+            a5, b5 = fma(u, s, a5), fma(v, s, b5)
+            s = splat(xp, x6[p])
+            a6, b6 = fma(u, s, a6), fma(v, s, b6)
+            s = splat(xp, x7[p])
+            a7, b7 = fma(u, s, a7), fma(v, s, b7)
+        pn = part[n]
+        for k, (lo, hi) in enumerate(((a0, b0), (a1, b1), (a2, b2), (a3, b3), (a4, b4), (a5, b5), (a6, b6), (a7, b7))):
+            if r0 + k < kr:
+                store(pn[r0 + k], o0, lo)
+                store(pn[r0 + k], o0 + vl, hi)
+
+
 def pack_weights(w, groups):
     """(C_out, cg, kh, kw) -> (groups * ceil(og/8), cg*kh*kw, 8): 8 output channels side by side, zero-filled."""
     c_out, cg, kh, kw = w.shape
@@ -266,6 +361,16 @@ def grad_weight(x, grad_y, args, w_shape):
     n, ho, wo = grad_y.shape[0], grad_y.shape[2], grad_y.shape[3]
     xp, wp, offs = _padded_planes(x, (kh, kw), args.padding, args.dilation, "x")
     vl = 64 // x.dtype.itemsize
+    groups, og = args.groups, c_out // args.groups
+    if og >= 2 * vl:
+        ogp = -(-og // (2 * vl)) * 2 * vl  # channels per group, padded to whole tiles
+        npos = (ho - 1) * wp + wo
+        gyt = scratch_zeros((n, npos * groups * ogp), x.dtype, ("blocked.grad_y_t", grad_y.shape, wp, groups))
+        _to_position_major(np.ascontiguousarray(grad_y), gyt, wp, ogp)
+        part = np.empty((n, cg * kh * kw, groups * ogp), dtype=x.dtype)
+        _grad_weight_wide(xp, gyt, offs, part, cg, npos)
+        total = part.sum(axis=0).reshape(cg * kh * kw, groups, ogp)[:, :, :og]
+        return np.ascontiguousarray(total.transpose(1, 2, 0)).reshape(w_shape)
     npr = -(-((ho - 1) * wp + wo) // vl) * vl
     gyf = scratch_zeros((n, c_out, npr), x.dtype, ("blocked.grad_y", grad_y.shape, wp))
     _pad_planes(np.ascontiguousarray(grad_y), gyf, 0, 0, wp)
