@@ -67,6 +67,26 @@ def _forward_plane(x, w, bias, y, m, c, xp, acc, sh, sw, dh, dw, top, left, wp, 
     kh, kw = w.shape[2], w.shape[3]
     ho, wo = y.shape[2], y.shape[3]
     _load_plane(x, m, c, xp, top, left, wp)
+    if sh == 1 and sw == 1 and wo >= vl:
+        # output rows written straight from registers, 2 vectors at a time; a row's last vector ends at the row's
+        # end (overlapping the one before it when Wo is not a whole number of vectors: same values written twice)
+        b0 = splat(xp, bias[c])
+        for i in range(ho):
+            yo = y[m, c, i]
+            for j in range(0, wo, 2 * vl):
+                j0 = min(j, wo - vl)
+                j1 = min(j + vl, wo - vl)
+                a0 = b0
+                a1 = b0
+                for a in range(kh):
+                    row = (i + a * dh) * wp
+                    for b in range(kw):
+                        wv = splat(xp, w[c, 0, a, b])
+                        a0 = fma(wv, load(xp, row + j0 + b * dw), a0)
+                        a1 = fma(wv, load(xp, row + j1 + b * dw), a1)
+                store(yo, j0, a0)
+                store(yo, j1, a1)
+        return
     if sh == 1 and sw == 1:
         b0 = splat(xp, bias[c])
         for q in range(nblk):
@@ -131,6 +151,13 @@ def grad_input(gy, w, gx, sh, sw, dh, dw, top, left, hp, wp):
                 gx[m, c, i, j] = gp[base + j]
 
 
+@njit(cache=True, inline="always")
+def _tap_offset(t, k, ntap, kw, dh, dw, wp):
+    """Offset in the padded plane of tap t + k (the last tap past the end)."""
+    u = min(t + k, ntap - 1)
+    return (u // kw) * dh * wp + (u % kw) * dw
+
+
 @njit(cache=True, parallel=True, fastmath={"contract"})
 def grad_weight(x, gy, gw, sh, sw, dh, dw, top, left, hp, wp):
     """gw (C, 1, kh, kw) = sum over images and positions of gy * the input each tap read."""
@@ -148,28 +175,25 @@ def grad_weight(x, gy, gw, sh, sw, dh, dw, top, left, hp, wp):
         g = np.zeros(max(ho * wp, nvec * vl), dtype=x.dtype)
         if unit:
             # one vector of per-lane sums per tap, kept across images (in sums between them, in registers while
-            # 4 taps run over a plane), added up lane by lane at the end: a fixed order, deterministic
-            sums = np.zeros(ntap * vl, dtype=x.dtype)
+            # up to 9 taps run over a plane), added up lane by lane at the end: a fixed order, deterministic
+            sums = np.zeros((ntap + 8) * vl, dtype=x.dtype)  # (+8: the copies' loads stay in bounds)
             for m in range(n):
                 _load_plane(x, m, c, xp, top, left, wp)
                 for i in range(ho):
                     for j in range(wo):
                         g[i * wp + j] = gy[m, c, i, j]
                 t = 0
-                while t < ntap:
-                    k = min(4, ntap - t)
-                    o0 = (t // kw) * dh * wp + (t % kw) * dw
-                    t1 = min(t + 1, ntap - 1)
-                    t2 = min(t + 2, ntap - 1)
-                    t3 = min(t + 3, ntap - 1)
-                    o1 = (t1 // kw) * dh * wp + (t1 % kw) * dw
-                    o2 = (t2 // kw) * dh * wp + (t2 % kw) * dw
-                    o3 = (t3 // kw) * dh * wp + (t3 % kw) * dw
-                    s0 = load(sums, t * vl)
-                    s1 = load(sums, t1 * vl)
-                    s2 = load(sums, t2 * vl)
-                    s3 = load(sums, t3 * vl)
-                    a0, a1, a2, a3 = s0, s1, s2, s3  # past the last tap: copies, computed and not stored
+                while t < ntap:  # 9 taps a sweep (a 3x3 kernel in one); past the last tap: copies, not stored
+                    k = min(9, ntap - t)
+                    o0, o1, o2 = _tap_offset(t, 0, ntap, kw, dh, dw, wp), _tap_offset(t, 1, ntap, kw, dh, dw, wp), \
+                        _tap_offset(t, 2, ntap, kw, dh, dw, wp)
+                    o3, o4, o5 = _tap_offset(t, 3, ntap, kw, dh, dw, wp), _tap_offset(t, 4, ntap, kw, dh, dw, wp), \
+                        _tap_offset(t, 5, ntap, kw, dh, dw, wp)
+                    o6, o7, o8 = _tap_offset(t, 6, ntap, kw, dh, dw, wp), _tap_offset(t, 7, ntap, kw, dh, dw, wp), \
+                        _tap_offset(t, 8, ntap, kw, dh, dw, wp)
+                    a0, a1, a2 = load(sums, t * vl), load(sums, (t + 1) * vl), load(sums, (t + 2) * vl)
+                    a3, a4, a5 = load(sums, (t + 3) * vl), load(sums, (t + 4) * vl), load(sums, (t + 5) * vl)
+                    a6, a7, a8 = load(sums, (t + 6) * vl), load(sums, (t + 7) * vl), load(sums, (t + 8) * vl)
                     for v in range(nvec):
                         p = v * vl
                         gv = load(g, p)
@@ -177,13 +201,14 @@ def grad_weight(x, gy, gw, sh, sw, dh, dw, top, left, hp, wp):
                         a1 = fma(gv, load(xp, p + o1), a1)
                         a2 = fma(gv, load(xp, p + o2), a2)
                         a3 = fma(gv, load(xp, p + o3), a3)
-                    store(sums, t * vl, a0)
-                    if k > 1:
-                        store(sums, t1 * vl, a1)
-                    if k > 2:
-                        store(sums, t2 * vl, a2)
-                    if k > 3:
-                        store(sums, t3 * vl, a3)
+                        a4 = fma(gv, load(xp, p + o4), a4)
+                        a5 = fma(gv, load(xp, p + o5), a5)
+                        a6 = fma(gv, load(xp, p + o6), a6)
+                        a7 = fma(gv, load(xp, p + o7), a7)
+                        a8 = fma(gv, load(xp, p + o8), a8)
+                    for j, a_j in enumerate((a0, a1, a2, a3, a4, a5, a6, a7, a8)):
+                        if j < k:
+                            store(sums, (t + j) * vl, a_j)
                     t += k
             for t in range(ntap):
                 gw[c, 0, t // kw, t % kw] = hsum(load(sums, t * vl))
