@@ -7,7 +7,7 @@ stride 1 each tap is then a constant offset into that plane, and the output plan
 stride (the flat-rows trick of :mod:`.flat_rows`), is computed in blocks of 2 vectors (:mod:`.simd`) held in
 registers while all the taps run; other strides run tap by tap along each output row. grad_input at stride 1 is
 the same forward loop on grad_y (padded by ``(k - 1)*d - padding``, filters flipped), grad_weight at stride 1
-keeps one vector of sums per tap in registers while it sweeps a plane. The forward is parallel over (image, group
+keeps one vector of sums per tap in registers (up to 9 at a time) while it sweeps grad_y's rows in place. The forward is parallel over (image, group
 of 8 channels), the strided grad_input over (image, channel) planes, grad_weight over channels (each task sums
 its channel's taps over the batch in a fixed order: deterministic, no races). Any stride, padding and dilation;
 one compilation per dtype.
@@ -158,6 +158,14 @@ def _tap_offset(t, k, ntap, kw, dh, dw, wp):
     return (u // kw) * dh * wp + (u % kw) * dw
 
 
+@njit(cache=True, fastmath={"contract"}, inline="always")
+def _fma9(gv, xp, p, o0, o1, o2, o3, o4, o5, o6, o7, o8, a0, a1, a2, a3, a4, a5, a6, a7, a8):
+    """a_k + gv * xp[p + o_k : ... + lanes] for the 9 taps of a sweep."""
+    return (fma(gv, load(xp, p + o0), a0), fma(gv, load(xp, p + o1), a1), fma(gv, load(xp, p + o2), a2),
+            fma(gv, load(xp, p + o3), a3), fma(gv, load(xp, p + o4), a4), fma(gv, load(xp, p + o5), a5),
+            fma(gv, load(xp, p + o6), a6), fma(gv, load(xp, p + o7), a7), fma(gv, load(xp, p + o8), a8))
+
+
 @njit(cache=True, parallel=True, fastmath={"contract"})
 def grad_weight(x, gy, gw, sh, sw, dh, dw, top, left, hp, wp):
     """gw (C, 1, kh, kw) = sum over images and positions of gy * the input each tap read."""
@@ -170,18 +178,23 @@ def grad_weight(x, gy, gw, sh, sw, dh, dw, top, left, hp, wp):
     vl = lanes(x[0, 0, 0])
     npos = (ho - 1) * wp + wo if unit else wo
     nvec = (npos + vl - 1) // vl
+    rows = unit and wo >= vl
+    # lanes of a row's last vector that an earlier vector of the row already covered: 0, the others 1
+    tail = load(np.array([0.0 if lane < (vl - wo % vl) % vl else 1.0 for lane in range(vl)], dtype=x.dtype), 0)
+    zero = splat(x[0, 0, 0], 0.0)
     for c in prange(c_all):
         xp = np.zeros(hp * wp + vl, dtype=x.dtype)
-        g = np.zeros(max(ho * wp, nvec * vl), dtype=x.dtype)
+        g = np.zeros(max(ho * wp, nvec * vl) if not rows else 0, dtype=x.dtype)
         if unit:
             # one vector of per-lane sums per tap, kept across images (in sums between them, in registers while
             # up to 9 taps run over a plane), added up lane by lane at the end: a fixed order, deterministic
             sums = np.zeros((ntap + 8) * vl, dtype=x.dtype)  # (+8: the copies' loads stay in bounds)
             for m in range(n):
                 _load_plane(x, m, c, xp, top, left, wp)
-                for i in range(ho):
-                    for j in range(wo):
-                        g[i * wp + j] = gy[m, c, i, j]
+                if not rows:
+                    for i in range(ho):
+                        for j in range(wo):
+                            g[i * wp + j] = gy[m, c, i, j]
                 t = 0
                 while t < ntap:  # 9 taps a sweep (a 3x3 kernel in one); past the last tap: copies, not stored
                     k = min(9, ntap - t)
@@ -194,18 +207,20 @@ def grad_weight(x, gy, gw, sh, sw, dh, dw, top, left, hp, wp):
                     a0, a1, a2 = load(sums, t * vl), load(sums, (t + 1) * vl), load(sums, (t + 2) * vl)
                     a3, a4, a5 = load(sums, (t + 3) * vl), load(sums, (t + 4) * vl), load(sums, (t + 5) * vl)
                     a6, a7, a8 = load(sums, (t + 6) * vl), load(sums, (t + 7) * vl), load(sums, (t + 8) * vl)
-                    for v in range(nvec):
-                        p = v * vl
-                        gv = load(g, p)
-                        a0 = fma(gv, load(xp, p + o0), a0)
-                        a1 = fma(gv, load(xp, p + o1), a1)
-                        a2 = fma(gv, load(xp, p + o2), a2)
-                        a3 = fma(gv, load(xp, p + o3), a3)
-                        a4 = fma(gv, load(xp, p + o4), a4)
-                        a5 = fma(gv, load(xp, p + o5), a5)
-                        a6 = fma(gv, load(xp, p + o6), a6)
-                        a7 = fma(gv, load(xp, p + o7), a7)
-                        a8 = fma(gv, load(xp, p + o8), a8)
+                    if rows:  # grad_y's rows read in place, each row's last vector masked where it overlaps
+                        for i in range(ho):
+                            gr = gy[m, c, i]
+                            for j in range(0, wo, vl):
+                                j0 = min(j, wo - vl)
+                                gv = load(gr, j0) if j0 == j else fma(load(gr, j0), tail, zero)
+                                p = i * wp + j0
+                                a0, a1, a2, a3, a4, a5, a6, a7, a8 = _fma9(gv, xp, p, o0, o1, o2, o3, o4, o5, o6, o7,
+                                                                           o8, a0, a1, a2, a3, a4, a5, a6, a7, a8)
+                    else:  # grad_y copied into the padded row stride (zero past each row's end)
+                        for v in range(nvec):
+                            p = v * vl
+                            a0, a1, a2, a3, a4, a5, a6, a7, a8 = _fma9(load(g, p), xp, p, o0, o1, o2, o3, o4, o5, o6,
+                                                                       o7, o8, a0, a1, a2, a3, a4, a5, a6, a7, a8)
                     for j, a_j in enumerate((a0, a1, a2, a3, a4, a5, a6, a7, a8)):
                         if j < k:
                             store(sums, (t + j) * vl, a_j)
