@@ -800,7 +800,8 @@ def test_numba_blocked_path(cfg, extra, dtype):
     depthwise = numba_jit.is_depthwise(cfg.c_in, cfg.c_out, cfg.c_in // cfg.groups, cfg.groups)
     (kh, kw), (dh, dw), (top, bottom, left, right) = cfg.kernel, cfg.dilation, cfg.padding
     reach = max(top, bottom) <= (kh - 1) * dh and max(left, right) <= (kw - 1) * dw
-    fills = [2 * c >= -(-c // 8) * 8 for c in (cfg.c_out // cfg.groups, cfg.c_in // cfg.groups)]
+    tile = numba_jit.blocked.tile_channels
+    fills = [3 * c >= 2 * -(-c // tile(c)) * tile(c) for c in (cfg.c_out // cfg.groups, cfg.c_in // cfg.groups)]
     assert taken == [not depthwise and fills[0], not depthwise and reach and fills[1], not depthwise]
     ref = _all_ops(direct, cfg, x.astype(np.float64), w.astype(np.float64), gy.astype(np.float64), big)
     tol = 1e-10 if dtype == np.float64 else 1e-4
@@ -833,7 +834,8 @@ def test_blocked_wide_grad_weight(n, groups, og, cg, kernel, dilation, padding, 
 
 def test_blocked_block_use_rule():
     """The share of a block's positions that are outputs decides (3x3 planes waste 23 of a 32-position block), and
-    the share of a tile's 8 output channels that are real."""
+    the share of a tile's output channels that are real (tiles of 8, or of 6 where that wastes fewer)."""
+    assert [numba_jit.blocked.tile_channels(c) for c in (1, 2, 3, 6, 8, 12, 16, 20, 64)] == [6, 6, 6, 6, 8, 6, 8, 8, 8]
     assert numba_jit.blocked.block_use((3, 3), 5) == 9 / 32
     assert numba_jit.blocked.block_use((32, 32), 34) == 1024 / (-(-(31 * 34 + 32) // 32) * 32)
     assert numba_jit.blocked.block_use((0, 5), 7) == 0.0
@@ -846,9 +848,12 @@ def test_blocked_block_use_rule():
         assert not numba_jit.uses_blocked("grad_weight", (32, 8, 16, 16), (8, 8, 3, 3), (16, 16), a)
         a = shapes.normalize_conv_args((32, 8, 28, 28), (8, 8, 3, 3), 1, 1, 1, 1)
         assert numba_jit.uses_blocked("grad_weight", (32, 8, 28, 28), (8, 8, 3, 3), (28, 28), a)
-        a = shapes.normalize_conv_args((2, 3, 16, 16), (3, 3, 3, 3), 1, 1, 1, 1)  # 3 of a tile's 8 channels
-        assert not numba_jit.uses_blocked("forward", (2, 3, 16, 16), (3, 3, 3, 3), (16, 16), a)
-        assert not numba_jit.uses_blocked("grad_input", (2, 3, 16, 16), (3, 3, 3, 3), (16, 16), a)
+        a = shapes.normalize_conv_args((2, 2, 16, 16), (2, 2, 3, 3), 1, 1, 1, 1)  # 2 of a tile's 6 channels
+        assert not numba_jit.uses_blocked("forward", (2, 2, 16, 16), (2, 2, 3, 3), (16, 16), a)
+        assert not numba_jit.uses_blocked("grad_input", (2, 2, 16, 16), (2, 2, 3, 3), (16, 16), a)
+        a = shapes.normalize_conv_args((2, 3, 16, 16), (4, 3, 3, 3), 1, 1, 1, 1)  # 4 of 6
+        assert numba_jit.uses_blocked("forward", (2, 3, 16, 16), (4, 3, 3, 3), (16, 16), a)
+        assert not numba_jit.uses_blocked("grad_input", (2, 3, 16, 16), (4, 3, 3, 3), (16, 16), a)  # 3 of 6
         a = shapes.normalize_conv_args((2, 8, 16, 16), (8, 8, 3, 3), 2, 1, 1, 1)
         assert not numba_jit.uses_blocked("forward", (2, 8, 16, 16), (8, 8, 3, 3), (8, 8), a)
 

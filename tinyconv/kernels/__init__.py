@@ -54,7 +54,7 @@ by +-30% over minutes, so only large gaps decided):
   loops would run as pure Python).
 * stride 1, more than one tap, not depthwise: ``numba``'s register-blocked kernels (:mod:`.numba_jit.blocked`) for
   the forward and grad_input wherever at least half of the positions of their 32-position blocks are outputs and
-  half of a tile's 8 output channels are real (``numba_jit.uses_blocked``; planes of about 4x4 and up). Intel
+  two thirds of a tile's 8 (or 6) output channels are real (``numba_jit.uses_blocked``; planes of about 4x4 and up). Intel
   Xeon (AVX-512), 2 threads, batch 32, 64->64 3x3 on 32x32: forward 10.3 vs 16.0 ms for im2col, grad_input 10.4
   vs 14.3; LeNet conv1's forward 0.28 vs 0.43 ms for the batch-last loops. Their grad_weight from 32 output
   channels per group and up to ``auto.BLOCKED_GW_MAX_K`` (1024) multiply-adds per output, where the numba

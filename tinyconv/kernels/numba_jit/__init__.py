@@ -117,8 +117,8 @@ def grad_input(grad_y, w, input_hw, args):
 
 def uses_blocked(op, x_shape, w_shape, out_hw, args) -> bool:
     """Whether ``op`` runs on the register-blocked kernels (:mod:`.blocked`): JIT on, stride 1, not depthwise, at
-    least ``blocked.MIN_BLOCK_USE`` of the computed positions are outputs and (forward, grad_input) of the tile's
-    8 output channels are used (a grad_input onto 1 channel, LeNet's conv1, batch 128: 1.1 vs 0.62 ms for the
+    least ``blocked.MIN_BLOCK_USE`` of the computed positions are outputs and (forward, grad_input) two thirds of
+    the tiles' output channels are used (a grad_input onto 1 channel, LeNet's conv1, batch 128: 1.1 vs 0.62 ms for the
     scatter; onto 6, conv2: 0.83 vs 0.84). grad_input also needs a padding of at most ``(k - 1) * dilation`` on
     every side (its grad_y is padded by the difference); grad_weight, from BATCH_LAST_MIN_N images, outputs of
     at least BATCH_LAST_MAX_POS positions (batch 128, 32->32 3x3 on 7x7: 2.7 vs 0.91 ms for the batch-last
@@ -143,9 +143,9 @@ def uses_blocked(op, x_shape, w_shape, out_hw, args) -> bool:
 
 
 def _fills_tile(channels) -> bool:
-    """At least half of the output channels a blocked forward computes (whole tiles of TILE_CHANNELS) are real."""
-    tc = blocked.TILE_CHANNELS
-    return 2 * channels >= -(-channels // tc) * tc
+    """At least two thirds of the output channels a blocked forward computes (whole tiles) are real."""
+    tc = blocked.tile_channels(channels)
+    return 3 * channels >= 2 * (-(-channels // tc) * tc)
 
 
 def uses_batch_last_forward(x_shape, out_hw, args) -> bool:

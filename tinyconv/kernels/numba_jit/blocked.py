@@ -5,14 +5,16 @@ into an image's zero-padded channel plane, stored flat with row stride ``Wp``: o
 reads ``x_flat[c, p + off[t]]``. Its loops keep the accumulators in memory, one pass over a plane of outputs per
 few taps, so wide layers (64 channels, 576 multiply-adds per output) spend their time loading and storing them.
 
-Here a task (one image, 8 output channels of one group) walks the plane in blocks of 2 vectors of positions
-(32 float32, 16 float64; :mod:`.simd`) and holds the block's 8 x 2 vector tile in registers while the whole sum
-over input channels and taps runs: per (channel, tap), 2 vector loads of the input and 8 weights broadcast feed
-16 vector multiply-adds, and the tile is stored once, with the bias, at the end. Positions past the last output
+Here a task (one image, 8 output channels of one group; 6 where that wastes fewer, :func:`tile_channels`) walks
+the plane in blocks of 2 vectors of positions (32 float32, 16 float64; :mod:`.simd`) and holds the block's 8 x 2
+vector tile in registers while the whole sum over input channels and taps runs: per (channel, tap), 2 vector
+loads of the input and 8 weights broadcast feed 16 vector multiply-adds, and the tile is stored once, with the
+bias, at the end. Positions past the last output
 (``j >= Wo`` in a row, the tail of the last block) are computed from the zero slack and dropped. (A 4 x 4 tile,
 twice the input loaded per multiply-add, was slower wherever the input outgrows L1: LeNet's conv2, batch 128,
 0.46-0.48 vs 0.36-0.38 ms; 64->64 3x3 on 4x4 planes 2.2 vs 1.1 ms, there also for its longer blocks. A 16 x 1
-tile: 0.35 and 1.4 ms.)
+tile: 0.35 and 1.4 ms. With 6 channels a tile, LeNet's conv2 grad_input, onto 6 channels: 0.59 vs 0.71 ms for
+the loops.)
 
 The same kernel gives grad_input at stride 1: the adjoint of a stride-1 convolution is a stride-1 convolution of
 grad_y, padded by ``(k - 1)*d - padding`` on each side, with the kernel flipped and its channel axes swapped.
@@ -32,10 +34,9 @@ from numba import njit, prange
 from .simd import fma, hsum, lanes, load, splat, store
 from .workspace import scratch_zeros
 
-__all__ = ["forward", "grad_input", "grad_weight", "block_use", "MIN_BLOCK_USE", "TILE_CHANNELS", "TILE_VECTORS"]
+__all__ = ["forward", "grad_input", "grad_weight", "block_use", "tile_channels", "MIN_BLOCK_USE", "TILE_VECTORS"]
 
 _JIT = dict(cache=True)
-TILE_CHANNELS = 8  # output channels per tile (of the forward)
 TILE_VECTORS = 2  # vectors of positions per tile: a block of 32 float32 (16 float64) positions
 MIN_BLOCK_USE = 0.5  # the numba backend uses these kernels when at least this share of the positions is output
 
@@ -69,12 +70,14 @@ def _pad_planes(x, xp, top, left, wp):
 
 @njit(fastmath={"contract"}, inline="always", **_JIT)
 def _tile(rows, c0, cg, base, wk, offs, out, p0):
-    """out[k, p0 + p] = sum_{c < cg, t} wk[c*T + t, k] * rows[c0 + c, base + offs[t] + p] for k < 8 and p < 2
-    vectors: the 8 x 2 vector tile held in registers for the whole sum (per (channel, tap): 2 loads, 8 weights
-    broadcast, 16 multiply-adds), stored once. rows: (C, L) flat planes; wk: (cg*T, 8) the weights of 8 output
-    channels side by side; out: (8, P)."""
+    """out[k, p0 + p] = sum_{c < cg, t} wk[c*T + t, k] * rows[c0 + c, base + offs[t] + p] for k < 8 (or 6) and
+    p < 2 vectors: the 8 x 2 vector tile held in registers for the whole sum (per (channel, tap): 2 loads, 8
+    weights broadcast, 16 multiply-adds), stored once. rows: (C, L) flat planes; wk: (cg*T, 8 or 6) the weights of
+    8 (6) output channels side by side; out: (8 or 6, P)."""
     ntap = offs.shape[0]
     vl = lanes(out[0])
+    tc = wk.shape[1]
+    eight = tc == 8
     z = splat(out, 0.0)
     a0, a1, a2, a3, a4, a5, a6, a7 = z, z, z, z, z, z, z, z
     b0, b1, b2, b3, b4, b5, b6, b7 = z, z, z, z, z, z, z, z
@@ -96,13 +99,15 @@ def _tile(rows, c0, cg, base, wk, offs, out, p0):
             a4, b4 = fma(w, u, a4), fma(w, v, b4)
             w = splat(out, wr[5])
             a5, b5 = fma(w, u, a5), fma(w, v, b5)
-            w = splat(out, wr[6])
-            a6, b6 = fma(w, u, a6), fma(w, v, b6)
-            w = splat(out, wr[7])
-            a7, b7 = fma(w, u, a7), fma(w, v, b7)
+            if eight:  # (loop-invariant: the compiler makes one loop of each kind)
+                w = splat(out, wr[6])
+                a6, b6 = fma(w, u, a6), fma(w, v, b6)
+                w = splat(out, wr[7])
+                a7, b7 = fma(w, u, a7), fma(w, v, b7)
     for k, (lo, hi) in enumerate(((a0, b0), (a1, b1), (a2, b2), (a3, b3), (a4, b4), (a5, b5), (a6, b6), (a7, b7))):
-        store(out[k], p0, lo)
-        store(out[k], p0 + vl, hi)
+        if k < tc:
+            store(out[k], p0, lo)
+            store(out[k], p0 + vl, hi)
 
 
 @njit(parallel=True, fastmath={"contract"}, **_JIT)
@@ -110,12 +115,13 @@ def _forward_tiles(xp, wpack, bias, offs, y, wp, cg):
     """y[n, o, i, j] = bias[o] + sum_{c, t} w[o, c, t] * xp[n, g*cg + c, i*wp + j + offs[t]].
 
     xp: (N, C_in, L) padded planes, row stride wp, with at least one block of zero slack past the last position
-    a tap reads; wpack: (groups * blocks of 8, cg * T, 8) the weights of 8 output channels side by side
+    a tap reads; wpack: (groups * tiles, cg * T, 8 or 6) the weights of a tile's output channels side by side
     (:func:`pack_weights`; zero past a group's last channel); y: (N, C_out, Ho, Wo)."""
     n_img, c_out, ho, wo = y.shape
     groups = xp.shape[1] // cg
     og = c_out // groups
-    nob = (og + TILE_CHANNELS - 1) // TILE_CHANNELS
+    tc = wpack.shape[2]
+    nob = (og + tc - 1) // tc
     blk = TILE_VECTORS * lanes(xp[0, 0])
     npos = (ho - 1) * wp + wo
     nblk = (npos + blk - 1) // blk
@@ -123,9 +129,9 @@ def _forward_tiles(xp, wpack, bias, offs, y, wp, cg):
         n = task // (groups * nob)
         rest = task % (groups * nob)
         g = rest // nob
-        o0 = g * og + TILE_CHANNELS * (rest % nob)
-        nb = min(TILE_CHANNELS, (g + 1) * og - o0)
-        out = np.empty((TILE_CHANNELS, nblk * blk), dtype=y.dtype)
+        o0 = g * og + tc * (rest % nob)
+        nb = min(tc, (g + 1) * og - o0)
+        out = np.empty((tc, nblk * blk), dtype=y.dtype)
         for q in range(nblk):
             _tile(xp[n], g * cg, cg, q * blk, wpack[rest], offs, out, q * blk)
         for k in range(nb):
@@ -300,10 +306,17 @@ def _grad_weight_wide(xp, gyt, offs, part, cg, npos):
                 store(pn[r0 + k], o0 + vl, hi)
 
 
+def tile_channels(og) -> int:
+    """Output channels per tile for ``og`` per group: 8, or 6 where that wastes fewer (LeNet's 6 channels, 12)."""
+    return 6 if -(-og // 6) * 6 < -(-og // 8) * 8 else 8
+
+
 def pack_weights(w, groups):
-    """(C_out, cg, kh, kw) -> (groups * ceil(og/8), cg*kh*kw, 8): 8 output channels side by side, zero-filled."""
+    """(C_out, cg, kh, kw) -> (groups * tiles, cg*kh*kw, tc): the tc = :func:`tile_channels` output channels of a
+    tile side by side, zero past a group's last channel."""
     c_out, cg, kh, kw = w.shape
-    og, k, tc = c_out // groups, cg * kh * kw, TILE_CHANNELS
+    og, k = c_out // groups, cg * kh * kw
+    tc = tile_channels(og)
     nob = -(-og // tc)
     packed = np.zeros((groups, nob * tc, k), dtype=w.dtype)
     packed[:, :og] = np.asarray(w).reshape(groups, og, k)

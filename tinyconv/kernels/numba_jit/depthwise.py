@@ -1,16 +1,17 @@
 """Depthwise convolution (``groups == C_in == C_out``: one ``kh x kw`` filter per channel) as compiled loops.
 
-The general kernels see a depthwise layer as ``C`` groups of one channel each: im2col makes one tiny product
-per group, the flat-rows and batch-last loops block over channels that are not there. Here each channel plane
-is copied into a flat zero-padded scratch plane (no bounds tests in the inner loops). With
-stride 1 each tap is then a constant offset into that plane, and the output plane, kept with the padded row
-stride (the flat-rows trick of :mod:`.flat_rows`), is computed in blocks of 2 vectors (:mod:`.simd`) held in
-registers while all the taps run; other strides run tap by tap along each output row. grad_input at stride 1 is
-the same forward loop on grad_y (padded by ``(k - 1)*d - padding``, filters flipped), grad_weight at stride 1
-keeps one vector of sums per tap in registers (up to 9 at a time) while it sweeps grad_y's rows in place. The forward is parallel over (image, group
-of 8 channels), the strided grad_input over (image, channel) planes, grad_weight over channels (each task sums
-its channel's taps over the batch in a fixed order: deterministic, no races). Any stride, padding and dilation;
-one compilation per dtype.
+The general kernels see a depthwise layer as ``C`` groups of one channel each: im2col makes one tiny product per
+group, the flat-rows and batch-last loops block over channels that are not there. Here each channel plane is copied
+into a flat zero-padded scratch plane (no bounds tests in the inner loops). With stride 1 each tap is then a
+constant offset into that plane, and each output row is computed 2 vectors (:mod:`.simd`) at a time, held in
+registers while all the taps run and written straight to the output (planes narrower than a vector go through a
+scratch plane with the padded row stride, the flat-rows trick of :mod:`.flat_rows`); other strides run tap by tap
+along each output row. grad_input at stride 1 is the same forward loop on grad_y
+(padded by ``(k - 1)*d - padding``, filters flipped), grad_weight at stride 1 keeps one vector of sums per tap in
+registers (up to 9 at a time) while it sweeps grad_y's rows in place. The forward is parallel over (image, group of
+8 channels), the strided grad_input over (image, channel) planes, grad_weight over channels (each task sums its
+channel's taps over the batch in a fixed order: deterministic, no races). Any stride, padding and dilation; one
+compilation per dtype.
 """
 from __future__ import annotations
 
