@@ -1,5 +1,6 @@
 """tinyconv.kernels.adam: the compiled Adam update gives the same bits as NumPy's reference, step after step."""
 import math
+import platform
 
 import numba
 import numpy as np
@@ -58,3 +59,24 @@ def test_a_step_moves_against_the_gradient(dtype):
     adam.adam_update(p, np.array([1, -1, 2, -2, 0], dtype), np.zeros(5, dtype), np.zeros(5, dtype),
                      0.9, 0.999, 0.01 / (1 - 0.9), np.sqrt(1 - 0.999), 1e-8)
     np.testing.assert_allclose(p, [-0.01, 0.01, -0.01, 0.01, 0.0], rtol=1e-5)
+
+
+@pytest.mark.skipif(numba.config.DISABLE_JIT or platform.machine().lower() not in ("x86_64", "amd64"),
+                    reason="the flush is the compiled pass's, on x86-64")
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_subnormal_moments_are_flushed_inside_the_pass_only(dtype):
+    """Moments decaying towards zero never turn subnormal in the compiled pass (subnormal intermediates are 0, so
+    no slow subnormal arithmetic late in training), where NumPy's reference goes down through the subnormals; the
+    thread's own floating-point setting is back afterwards (a subnormal product outside the kernel survives)."""
+    tiny = np.finfo(dtype).tiny
+    p, g = np.ones(4, dtype), np.zeros(4, dtype)
+    m, v = np.full(4, 8 * tiny, dtype), np.full(4, 8 * tiny, dtype)
+    m_ref, v_ref, p_ref = m.copy(), v.copy(), p.copy()
+    for _ in range(6):  # halving: 8, 4, 2, 1 x tiny, then below
+        adam.adam_update(p, g, m, v, 0.5, 0.5, 0.1, 0.5, 1e-8)
+        adam.adam_update_numpy(p_ref, g, m_ref, v_ref, 0.5, 0.5, 0.1, 0.5, 1e-8)
+    subnormal = lambda a: (a != 0) & (np.abs(a) < tiny)  # noqa: E731
+    assert subnormal(m_ref).all() and subnormal(v_ref).all()   # the reference: IEEE subnormals
+    assert not subnormal(m).any() and not subnormal(v).any()   # the compiled pass: none
+    np.testing.assert_allclose(p, p_ref, rtol=0, atol=1e-30)
+    assert dtype(tiny) * dtype(0.5) != 0                       # and this thread is IEEE again

@@ -6,18 +6,23 @@ model the step is mostly their call overhead (LeNet's ten parameters: about 0.35
 compiled loop reads and writes each array once. It does the same float operations in the same order as
 :func:`adam_update_numpy` (which follows PyTorch's single-tensor Adam), with the hyper-parameters rounded to the
 arrays' dtype first as NumPy does with Python floats, and without fused multiply-adds, so both give the same
-bits. Serial: the arrays are small, and waking numba's threads would cost more than it saves.
+bits, except where a value would be subnormal: the compiled pass runs with subnormals flushed to zero (the
+thread's setting restored after it; :mod:`.fpenv`). Serial: the arrays are small, and waking numba's threads
+would cost more than it saves.
 """
 from __future__ import annotations
 
 import numpy as np
 from numba import config, njit
 
+from .fpenv import flush_begin, flush_end
+
 __all__ = ["adam_update", "adam_update_numpy"]
 
 
 @njit(cache=True, nogil=True, fastmath=False)
 def _adam(p, g, m, v, one_minus_beta1, beta2, one_minus_beta2, step_size, bias_correction2_sqrt, eps):
+    old = flush_begin()  # subnormal moments (they decay into them) are 0: no microcode assists (see .fpenv)
     for i in range(p.size):
         gi = g[i]
         mi = m[i] + one_minus_beta1 * (gi - m[i])
@@ -26,6 +31,7 @@ def _adam(p, g, m, v, one_minus_beta1, beta2, one_minus_beta2, step_size, bias_c
         v[i] = vi
         denom = np.sqrt(vi) / bias_correction2_sqrt + eps
         p[i] = p[i] - step_size * (mi / denom)
+    flush_end(old)
 
 
 def adam_update_numpy(p, g, m, v, beta1, beta2, step_size, bias_correction2_sqrt, eps) -> None:
