@@ -55,8 +55,8 @@ by +-30% over minutes, so only large gaps decided):
 * stride 1, more than one tap, not depthwise: ``numba``'s register-blocked kernels (:mod:`.numba_jit.blocked`) for
   the forward and grad_input wherever at least half of the positions of their 32-position blocks are outputs and
   two thirds of a tile's 8 (or 6) output channels are real (``numba_jit.uses_blocked``; planes of about 4x4 and up). Intel
-  Xeon (AVX-512), 2 threads, batch 32, 64->64 3x3 on 32x32: forward 10.3 vs 16.0 ms for im2col, grad_input 10.4
-  vs 14.3; LeNet conv1's forward 0.28 vs 0.43 ms for the batch-last loops. Their grad_weight from 32 output
+  Xeon (AVX-512), 2 threads, batch 32, 64->64 3x3 on 32x32: forward 9.9-10.3 vs 16.0 ms for im2col, grad_input
+  10.0-10.4 vs 14.3; LeNet conv1's forward 0.28 vs 0.43 ms for the batch-last loops. Their grad_weight from 32 output
   channels per group and up to ``auto.BLOCKED_GW_MAX_K`` (1024) multiply-adds per output, where the numba
   backend takes it (batches below 32, or outputs of 28x28 and up). Otherwise the rules below.
 * forward: ``numba`` when the kernel has more than one tap and either the stride is 1 and
@@ -83,7 +83,7 @@ by +-30% over minutes, so only large gaps decided):
 * depthwise (``groups == C_in == C_out``): ``numba`` for all three ops, any stride (its
   per-plane loops, :mod:`.numba_jit.depthwise`, register accumulators at stride 1; 64 channels 3x3 on 32x32,
   batch 32, CPU time at one thread: 3.2 / 3.3 / 4.2 ms vs 4.6 / 3.7 / 6.5 for the general numba loops, before
-  the register accumulators; with them, 2 threads on the Xeon, 1.1 / 1.1 / 1.2 ms, before 1.6 / 1.5 / 1.9).
+  the register accumulators; with them, 2 threads on the Xeon, 1.0 / 1.0 / 0.8-0.95 ms, before 1.6 / 1.5 / 1.9).
 * pooling: ``numba`` (max pooling forward+backward on LeNet's first layer 1.2 ms vs
   2.0 ms for NumPy's 2x2 fast path, PyTorch 1.9-2.8 ms), ``numpy`` when the JIT is
   disabled.

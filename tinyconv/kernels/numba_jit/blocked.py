@@ -23,7 +23,7 @@ grad_weight, ``gw[o, c, t] = sum_p gy[o, p] * x[c, p + off[t]]``, is a sum over 
 ``2 * lanes`` output channels per group it holds the same kind of tile, vectors over output channels: grad_y is
 copied position-major (``gy_t[p, o]``, channels contiguous) and per position 2 vector loads of it and 8 input
 values broadcast feed 16 multiply-adds into the sums of 32 channels x 8 (channel, tap) pairs (batch 32, 64->64
-3x3 on 32x32: 8.7 ms for the loop, 10 with the copies, against 13.9 for dot products). Narrower layers take a 4 x 4
+3x3 on 32x32: 8.7 ms for the loop, 11.3-11.8 with the copies, against 13.9 for dot products). Narrower layers take a 4 x 4
 tile of dot products, vectors along the positions, summed across lanes at the end.
 """
 from __future__ import annotations
