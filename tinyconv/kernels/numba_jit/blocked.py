@@ -143,6 +143,15 @@ def _forward_tiles(xp, wpack, bias, offs, y, wp, cg):
                     yo[j] = ok[j] + b
 
 
+@njit(inline="always", **_JIT)
+def _pair_input(planes, c0, r, kr, offs):
+    """The input that (channel, tap) pair r = c*T + t reads, from its first position: planes[c0 + c, offs[t]:]
+    (a pair past the last, kr - 1, stands for the last: its sums are computed and dropped)."""
+    r = min(r, kr - 1)
+    ntap = offs.shape[0]
+    return planes[c0 + r // ntap, offs[r % ntap]:]
+
+
 @njit(parallel=True, fastmath={"contract"}, **_JIT)
 def _grad_weight_tiles(xp, gyf, offs, part, cg):
     """part[n, o, r] = sum_p gyf[n, o, p] * xp[n, g*cg + r // T, p + offs[r % T]] for the pairs r = c*T + t.
@@ -171,13 +180,8 @@ def _grad_weight_tiles(xp, gyf, offs, part, cg):
         g3 = gyf[n, min(o0 + 3, last)]
         sums = np.empty((4, 4), dtype=part.dtype)
         for r0 in range(0, kr, 4):
-            r1 = min(r0 + 1, kr - 1)
-            r2 = min(r0 + 2, kr - 1)
-            r3 = min(r0 + 3, kr - 1)
-            x0 = xp[n, g * cg + r0 // ntap, offs[r0 % ntap]:]
-            x1 = xp[n, g * cg + r1 // ntap, offs[r1 % ntap]:]
-            x2 = xp[n, g * cg + r2 // ntap, offs[r2 % ntap]:]
-            x3 = xp[n, g * cg + r3 // ntap, offs[r3 % ntap]:]
+            x0, x1 = _pair_input(xp[n], g * cg, r0, kr, offs), _pair_input(xp[n], g * cg, r0 + 1, kr, offs)
+            x2, x3 = _pair_input(xp[n], g * cg, r0 + 2, kr, offs), _pair_input(xp[n], g * cg, r0 + 3, kr, offs)
             z = splat(xp, 0.0)
             a00, a01, a02, a03 = z, z, z, z
             a10, a11, a12, a13 = z, z, z, z
@@ -260,22 +264,10 @@ def _grad_weight_wide(xp, gyt, offs, part, cg, npos):
         r0 = 8 * (rest % nrb)
         c0 = g * cg
         gn = gyt[n]
-        r = min(r0, kr - 1)
-        x0 = xp[n, c0 + r // ntap, offs[r % ntap]:]
-        r = min(r0 + 1, kr - 1)
-        x1 = xp[n, c0 + r // ntap, offs[r % ntap]:]
-        r = min(r0 + 2, kr - 1)
-        x2 = xp[n, c0 + r // ntap, offs[r % ntap]:]
-        r = min(r0 + 3, kr - 1)
-        x3 = xp[n, c0 + r // ntap, offs[r % ntap]:]
-        r = min(r0 + 4, kr - 1)
-        x4 = xp[n, c0 + r // ntap, offs[r % ntap]:]
-        r = min(r0 + 5, kr - 1)
-        x5 = xp[n, c0 + r // ntap, offs[r % ntap]:]
-        r = min(r0 + 6, kr - 1)
-        x6 = xp[n, c0 + r // ntap, offs[r % ntap]:]
-        r = min(r0 + 7, kr - 1)
-        x7 = xp[n, c0 + r // ntap, offs[r % ntap]:]
+        x0, x1 = _pair_input(xp[n], c0, r0, kr, offs), _pair_input(xp[n], c0, r0 + 1, kr, offs)
+        x2, x3 = _pair_input(xp[n], c0, r0 + 2, kr, offs), _pair_input(xp[n], c0, r0 + 3, kr, offs)
+        x4, x5 = _pair_input(xp[n], c0, r0 + 4, kr, offs), _pair_input(xp[n], c0, r0 + 5, kr, offs)
+        x6, x7 = _pair_input(xp[n], c0, r0 + 6, kr, offs), _pair_input(xp[n], c0, r0 + 7, kr, offs)
         z = splat(xp, 0.0)
         a0, a1, a2, a3, a4, a5, a6, a7 = z, z, z, z, z, z, z, z
         b0, b1, b2, b3, b4, b5, b6, b7 = z, z, z, z, z, z, z, z
