@@ -566,11 +566,17 @@ def test_use_kernel_is_thread_local(restore_default):
     assert seen == {"worker": "direct", "main": "im2col"}
 
 
-def test_auto_rule(restore_default):
+def test_auto_rule(restore_default, monkeypatch):
     K.set_default_kernel("auto")
     if not K.jit_enabled():
         assert K.choose_kernel((128, 6, 14, 14), (16, 6, 5, 5)) == "im2col"
         return
+    # without 512-bit registers the register-blocked kernels stay out (they would spill): the older rule
+    monkeypatch.setattr(numba_jit.blocked, "ENABLED", False)
+    assert K.choose_kernel((32, 64, 32, 32), (64, 64, 3, 3), 1, 1, op="forward") == "im2col"
+    assert not numba_jit.uses_blocked("forward", (32, 64, 32, 32), (64, 64, 3, 3), (32, 32),
+                                      shapes.normalize_conv_args((32, 64, 32, 32), (64, 64, 3, 3), 1, 1, 1, 1))
+    monkeypatch.setattr(numba_jit.blocked, "ENABLED", True)  # the rule below: a CPU with AVX-512
     lenet = [((128, 1, 28, 28), (6, 1, 5, 5)), ((128, 6, 14, 14), (16, 6, 5, 5))]
     for xs, ws in lenet:
         for op in ("forward", "grad_input", "grad_weight"):
@@ -788,15 +794,15 @@ def test_numba_blocked_path(cfg, extra, dtype):
     big = (cfg.h + extra, cfg.w + extra)
     args = shapes.normalize_conv_args(cfg.x_shape, cfg.w_shape, *cfg.kernel_args)
     big_args = shapes.normalize_conv_args((cfg.n, cfg.c_in) + big, cfg.w_shape, *cfg.kernel_args)
-    saved = numba_jit.blocked.MIN_BLOCK_USE
-    numba_jit.blocked.MIN_BLOCK_USE = 0.0
+    saved = numba_jit.blocked.MIN_BLOCK_USE, numba_jit.blocked.ENABLED
+    numba_jit.blocked.MIN_BLOCK_USE, numba_jit.blocked.ENABLED = 0.0, True  # (also where AVX-512 is missing)
     try:
         taken = [numba_jit.uses_blocked("forward", cfg.x_shape, cfg.w_shape, args.out_shape[2:], args),
                  numba_jit.uses_blocked("grad_input", (cfg.n, cfg.c_in) + big, cfg.w_shape, gy.shape[2:], big_args),
                  numba_jit.uses_blocked("grad_weight", cfg.x_shape, cfg.w_shape, args.out_shape[2:], args)]
         got = _all_ops(numba, cfg, x, w, gy, big)
     finally:
-        numba_jit.blocked.MIN_BLOCK_USE = saved
+        numba_jit.blocked.MIN_BLOCK_USE, numba_jit.blocked.ENABLED = saved
     depthwise = numba_jit.is_depthwise(cfg.c_in, cfg.c_out, cfg.c_in // cfg.groups, cfg.groups)
     (kh, kw), (dh, dw), (top, bottom, left, right) = cfg.kernel, cfg.dilation, cfg.padding
     reach = max(top, bottom) <= (kh - 1) * dh and max(left, right) <= (kw - 1) * dw
@@ -832,13 +838,14 @@ def test_blocked_wide_grad_weight(n, groups, og, cg, kernel, dilation, padding, 
                   1e-10 if dtype == np.float64 else 1e-4, "blocked grad_weight, wide")
 
 
-def test_blocked_block_use_rule():
+def test_blocked_block_use_rule(monkeypatch):
     """The share of a block's positions that are outputs decides (3x3 planes waste 23 of a 32-position block), and
     the share of a tile's output channels that are real (tiles of 8, or of 6 where that wastes fewer)."""
     assert [numba_jit.blocked.tile_channels(c) for c in (1, 2, 3, 6, 8, 12, 16, 20, 64)] == [6, 6, 6, 6, 8, 6, 8, 8, 8]
     assert numba_jit.blocked.block_use((3, 3), 5) == 9 / 32
     assert numba_jit.blocked.block_use((32, 32), 34) == 1024 / (-(-(31 * 34 + 32) // 32) * 32)
     assert numba_jit.blocked.block_use((0, 5), 7) == 0.0
+    monkeypatch.setattr(numba_jit.blocked, "ENABLED", True)  # the rule as on a CPU with AVX-512
     if K.jit_enabled():
         a = shapes.normalize_conv_args((2, 8, 3, 3), (8, 8, 3, 3), 1, 1, 1, 1)
         assert not numba_jit.uses_blocked("forward", (2, 8, 3, 3), (8, 8, 3, 3), (3, 3), a)

@@ -116,7 +116,8 @@ def grad_input(grad_y, w, input_hw, args):
 
 
 def uses_blocked(op, x_shape, w_shape, out_hw, args) -> bool:
-    """Whether ``op`` runs on the register-blocked kernels (:mod:`.blocked`): JIT on, stride 1, not depthwise, at
+    """Whether ``op`` runs on the register-blocked kernels (:mod:`.blocked`): JIT on, a CPU with 512-bit vector
+    registers (``blocked.ENABLED``), stride 1, not depthwise, at
     least ``blocked.MIN_BLOCK_USE`` of the computed positions are outputs and (forward, grad_input) two thirds of
     the tiles' output channels are used (a grad_input onto 1 channel, LeNet's conv1, batch 128: 1.1 vs 0.62 ms for the
     scatter; onto 6, conv2: 0.83 vs 0.84). grad_input also needs a padding of at most ``(k - 1) * dilation`` on
@@ -124,7 +125,7 @@ def uses_blocked(op, x_shape, w_shape, out_hw, args) -> bool:
     at least BATCH_LAST_MAX_POS positions (batch 128, 32->32 3x3 on 7x7: 2.7 vs 0.91 ms for the batch-last
     kernel; 1->6 5x5 on 28x28 0.42 vs 0.50; batch 32, 64->64 on 32x32 13.5 vs 19.1). ``x_shape``: the conv's
     input (for grad_input, grad_x's shape); ``out_hw``: its output size."""
-    if not jit_enabled() or args.stride != (1, 1):
+    if not (jit_enabled() and blocked.ENABLED) or args.stride != (1, 1):
         return False
     c_out, cg, kh, kw = w_shape
     if is_depthwise(x_shape[1], c_out, cg, args.groups):
