@@ -419,12 +419,10 @@ def _load_split(root, train: bool, limit: int | None, custom: bool = False):
 
 
 def build_model(config: dict):
-    """The network a config names (the one place that maps options to a model)."""
-    from . import nn
+    """The network a config names (:func:`tinyconv.train.model_from_config`)."""
+    from .train import model_from_config
 
-    if config.get("model", "lenet") == "resnet":
-        return nn.models.ResNet(kernel=config.get("kernel"))
-    return nn.models.LeNet(config["variant"], kernel=config.get("kernel"))
+    return model_from_config(config)
 
 
 def build_run(config: dict, data_root=None, *, out_dir=None, log_grads=False, progress=True, out=None,
@@ -499,14 +497,18 @@ def cmd_train(args: argparse.Namespace, callback=None) -> int:
         config = _check_resume_options(args, check_config(state["config"], str(ckpt_path)))
         if state["complete"] and int(config["epochs"]) <= int(state["epochs"]):
             _check_weights(state, config, ckpt_path)
-            print(f"{out_dir} holds {_describe_run(state)}: nothing to resume, nothing changed. "
-                  f"Evaluate it with 'tinyconv eval {ckpt_path}', or start over with --force (without --resume).")
+            _stderr(f"{out_dir} holds {_describe_run(state)}: nothing to resume, nothing changed. "
+                    f"Evaluate it with 'tinyconv eval {ckpt_path}', start over with --force (without --resume), "
+                    "or train into another folder with --out DIR.")
             return 0
         _prepare_out_dir(out_dir)
     else:
         config = named
         existing = _existing_run(out_dir) if out_dir.is_dir() else None
         if existing is not None and not args.force:
+            if existing.startswith("a complete run"):
+                raise UsageError(f"{out_dir} already holds {existing}. Evaluate it with 'tinyconv eval {ckpt_path}', "
+                                 "use --force to delete it and start over, or --out DIR to train into another folder.")
             raise UsageError(f"{out_dir} already holds {existing}. Use --resume to continue it, --force to delete "
                              "it and start over, or --out DIR to train into another folder.")
         _prepare_out_dir(out_dir)
@@ -533,13 +535,13 @@ def cmd_train(args: argparse.Namespace, callback=None) -> int:
     if state is not None:
         where = (f"epoch {trainer.epoch + 1}, batch {trainer.batch}" if trainer.batch
                  else f"the end of epoch {trainer.epoch}")
-        print(f"resuming {ckpt_path} from {where}")
+        _stderr(f"resuming {ckpt_path} from {where}")
     elif args.force:
         removed = [name for name in RUN_FILES if (out_dir / name).exists()]
         for name in removed:
             (out_dir / name).unlink()
         if removed:
-            print(f"--force: deleted the previous run's {', '.join(removed)} in {out_dir}")
+            _stderr(f"--force: deleted the previous run's {', '.join(removed)} in {out_dir}")
     model = trainer.model
     shown = ", ".join(f"{k}={config[k]}" for k in ("recipe", "variant", "optimizer", "lr", "batch_size",
                                                    "epochs", "schedule", "augment", "seed")
@@ -658,6 +660,9 @@ def main(argv=None) -> int:
     from .serialization import CheckpointError
 
     parser = build_parser()
+    if not (sys.argv[1:] if argv is None else argv):  # 'tinyconv' alone: what can it do?
+        parser.print_help()
+        return 0
     try:
         args = parser.parse_args(argv)
     except BrokenPipeError:  # --help into a closed pipe
