@@ -9,6 +9,7 @@ import ast
 import configparser
 import re
 import sys
+import textwrap
 from pathlib import Path
 
 import pytest
@@ -71,7 +72,7 @@ def _checked_sources() -> dict[str, str]:
     files += [p for p in ROOT.joinpath("benchmarks").glob("*.py") if p.name in test_text]
     sources = {str(p.relative_to(ROOT)): p.read_text() for p in files}
     for i, block in enumerate(re.findall(r"```python\n(.*?)```", (ROOT / "README.md").read_text(), re.S)):
-        sources[f"README.md block {i + 1}"] = block
+        sources[f"README.md block {i + 1}"] = textwrap.dedent(block)  # a block inside a list item is indented
     return sources
 
 
