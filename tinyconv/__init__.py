@@ -28,6 +28,7 @@ from . import summary  # a callable module: tc.summary(model, input_shape) is tc
 from .device import device
 from .tensor import (
     ShapeError,
+    Size,
     Tensor,
     arange,
     as_tensor,

@@ -43,6 +43,42 @@ SUPPORTED_DTYPES = (float32, float64, int64, int32, uint8, bool_)
 DEFAULT_DTYPE = float32
 
 
+class Size(tuple):
+    """A tensor's shape: a tuple of ints (it compares, hashes, unpacks and indexes like one) that prints as
+    ``tinyconv.Size([1, 96, 54, 54])``, PyTorch's ``torch.Size``. Slicing, ``+`` and ``*`` give a Size again."""
+
+    def __new__(cls, sizes=()):
+        sizes = tuple(sizes)
+        for i, n in enumerate(sizes):
+            if not isinstance(n, (numbers.Integral, np.integer)) or isinstance(n, bool):
+                raise TypeError(f"tinyconv.Size() takes an iterable of 'int' (item {i} is '{type(n).__name__}')")
+        return super().__new__(cls, (int(n) for n in sizes))
+
+    def __repr__(self) -> str:
+        return f"tinyconv.Size({list(self)})"
+
+    __str__ = __repr__
+
+    def __getitem__(self, index):
+        out = super().__getitem__(index)
+        return Size(out) if isinstance(index, slice) else out
+
+    def __add__(self, other):
+        return Size(tuple(self) + tuple(other)) if isinstance(other, tuple) else NotImplemented
+
+    def __radd__(self, other):
+        return Size(tuple(other) + tuple(self)) if isinstance(other, tuple) else NotImplemented
+
+    def __mul__(self, times):
+        return Size(tuple(self) * times)
+
+    __rmul__ = __mul__
+
+    def numel(self) -> int:
+        """The number of elements a tensor of this shape holds."""
+        return int(np.prod(self, dtype=np.int64))
+
+
 class ShapeError(ValueError, RuntimeError):
     """Operands whose shapes don't fit together. Catchable as ValueError, or as RuntimeError like PyTorch's."""
 
@@ -107,7 +143,7 @@ def _broadcast_check(a: "Tensor", b: "Tensor", op: str) -> None:
                 dim = max(a.ndim, b.ndim) - i
                 raise ShapeError(
                     f"{op}: the size of tensor a ({x}) must match the size of tensor b ({y}) at non-singleton "
-                    f"dimension {dim} (shapes {a.shape} and {b.shape} do not broadcast)"
+                    f"dimension {dim} (shapes {tuple(a.shape)} and {tuple(b.shape)} do not broadcast)"
                 ) from None
         raise
 
@@ -155,8 +191,8 @@ class Tensor:
 
     # ---------------------------------------------------------------------------------------- basic facts
     @property
-    def shape(self) -> tuple:
-        return self._data.shape
+    def shape(self) -> Size:
+        return Size(self._data.shape)
 
     @property
     def ndim(self) -> int:
@@ -171,7 +207,14 @@ class Tensor:
         return self.grad_fn is None
 
     def size(self, dim=None):
-        return self._data.shape if dim is None else self._data.shape[dim]
+        """The shape as a :class:`Size`; with ``dim``, that dimension's length (``dim`` may be negative)."""
+        if dim is None:
+            return Size(self._data.shape)
+        try:
+            return self._data.shape[operator.index(dim)]
+        except IndexError:
+            raise IndexError(f"Dimension out of range (expected to be in range of [{-max(self.ndim, 1)}, "
+                             f"{max(self.ndim, 1) - 1}], but got {dim})") from None
 
     def dim(self) -> int:
         return self._data.ndim
@@ -239,7 +282,7 @@ class Tensor:
         body = tensor_body(self._data)
         extras = []
         if self._data.size == 0 and self.ndim != 1:
-            extras.append(f"size={self.shape}")
+            extras.append(f"size={tuple(self.shape)}")
         if self.dtype not in (float32, int64, bool_):
             extras.append(f"dtype=tinyconv.{self.dtype.name}")
         if self.grad_fn is not None:
@@ -695,7 +738,7 @@ class Tensor:
 
     def _check_nonempty(self, op):
         if self._data.size == 0:
-            raise RuntimeError(f"{op}(): expected a non-empty tensor, got shape {self.shape}")
+            raise RuntimeError(f"{op}(): expected a non-empty tensor, got shape {tuple(self.shape)}")
 
     # ------------------------------------------------------------------------------------------ reshaping
     def reshape(self, *shape):
@@ -704,7 +747,7 @@ class Tensor:
             np.empty(self.shape, dtype=np.bool_).reshape(shape)  # cheap validity check with numpy's rules
         except ValueError:
             raise ShapeError(
-                f"shape {tuple(shape)} is invalid for input of size {self._data.size} (shape {self.shape})"
+                f"shape {tuple(shape)} is invalid for input of size {self._data.size} (shape {tuple(self.shape)})"
             ) from None
         return self._view(ops.Reshape.apply(self, shape=shape))
 
@@ -734,7 +777,7 @@ class Tensor:
 
     def t(self):
         if self.ndim > 2:
-            raise ValueError(f"t() expects a tensor with <= 2 dimensions, got {self.ndim} (shape {self.shape})")
+            raise ValueError(f"t() expects a tensor with <= 2 dimensions, got {self.ndim} (shape {tuple(self.shape)})")
         return self if self.ndim < 2 else self.transpose(0, 1)
 
     @property
@@ -937,12 +980,12 @@ def matmul(a: Tensor, b: Tensor) -> Tensor:
     """Matrix product with NumPy/PyTorch rules (1-D operands promoted, batch dimensions broadcast)."""
     a, b = as_tensor(a), as_tensor(b)
     if a.ndim == 0 or b.ndim == 0:
-        raise ShapeError(f"matmul: both arguments need at least 1 dimension, got shapes {a.shape} and {b.shape}")
+        raise ShapeError(f"matmul: both arguments need at least 1 dimension, got shapes {tuple(a.shape)} and {tuple(b.shape)}")
     ka = a.shape[-1]
     kb = b.shape[0] if b.ndim == 1 else b.shape[-2]
     if ka != kb:
         raise ShapeError(
-            f"matmul: shapes {a.shape} and {b.shape} cannot be multiplied "
+            f"matmul: shapes {tuple(a.shape)} and {tuple(b.shape)} cannot be multiplied "
             f"(last dimension of the first, {ka}, must equal "
             f"{'the length' if b.ndim == 1 else 'the second-to-last dimension'} of the second, {kb})"
         )
@@ -951,8 +994,8 @@ def matmul(a: Tensor, b: Tensor) -> Tensor:
             np.broadcast_shapes(a.shape[:-2], b.shape[:-2])
         except ValueError:
             raise ShapeError(
-                f"matmul: batch dimensions {a.shape[:-2]} and {b.shape[:-2]} do not broadcast "
-                f"(shapes {a.shape} and {b.shape})"
+                f"matmul: batch dimensions {tuple(a.shape[:-2])} and {tuple(b.shape[:-2])} do not broadcast "
+                f"(shapes {tuple(a.shape)} and {tuple(b.shape)})"
             ) from None
     return ops.MatMul.apply(a, b)
 
@@ -967,8 +1010,8 @@ def cat(tensors, dim: int = 0) -> Tensor:
     for i, t in enumerate(tensors):
         if t.ndim != ref.ndim or t.shape[:d] + t.shape[d + 1:] != ref.shape[:d] + ref.shape[d + 1:]:
             raise ShapeError(
-                f"cat: sizes of tensors must match except in dimension {d}; tensor 0 has shape {ref.shape}, "
-                f"tensor {i} has shape {t.shape}"
+                f"cat: sizes of tensors must match except in dimension {d}; tensor 0 has shape {tuple(ref.shape)}, "
+                f"tensor {i} has shape {tuple(t.shape)}"
             )
     return ops.Cat.apply(*tensors, dim=d)
 
@@ -981,8 +1024,8 @@ def stack(tensors, dim: int = 0) -> Tensor:
     for i, t in enumerate(tensors):
         if t.shape != tensors[0].shape:
             raise ShapeError(
-                f"stack expects each tensor to be equal size, but got {tensors[0].shape} at entry 0 and "
-                f"{t.shape} at entry {i}"
+                f"stack expects each tensor to be equal size, but got {tuple(tensors[0].shape)} at entry 0 and "
+                f"{tuple(t.shape)} at entry {i}"
             )
     d = ops.normalize_dims(dim, tensors[0].ndim + 1)[0]
     return ops.Stack.apply(*tensors, dim=d)
@@ -1005,7 +1048,7 @@ def where(condition, input, other) -> Tensor:
         np.broadcast_shapes(cond.shape, a.shape, b.shape)
     except ValueError:
         raise ShapeError(
-            f"where: condition {cond.shape}, input {a.shape} and other {b.shape} do not broadcast together"
+            f"where: condition {tuple(cond.shape)}, input {tuple(a.shape)} and other {tuple(b.shape)} do not broadcast together"
         ) from None
     return ops.Where.apply(a, b, condition=cond)
 
