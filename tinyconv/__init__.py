@@ -29,6 +29,7 @@ from .device import device
 from .tensor import (
     ShapeError,
     DTypeError,
+    Size,
     Tensor,
     arange,
     as_tensor,

@@ -235,7 +235,7 @@ class Function:
                 fns.append(None)
             else:
                 maker = t
-                arrays.append(t.data)
+                arrays.append(t._data)
                 needs.append(requires_grad)
                 graph_inputs.append(t)
                 fns.append(t.grad_fn)
@@ -267,7 +267,7 @@ def _saved_versions(saved: tuple, inputs: list, out) -> tuple:
         if not isinstance(s, np.ndarray):
             continue
         for t in inputs:
-            if t is not None and (s is t.data or (s.base is not None and np.may_share_memory(s, t.data))):
+            if t is not None and (s is t._data or (s.base is not None and np.may_share_memory(s, t._data))):
                 found.append((t, t._version))
                 break
     return tuple(found)
@@ -298,7 +298,7 @@ def as_grad_array(grad, like_shape, like_dtype, who: str) -> np.ndarray:
     ``grad`` may be an array or a Tensor (read through its ``__array__``)."""
     arr = np.asarray(grad)
     if arr.shape != tuple(like_shape):
-        raise RuntimeError(f"{who}: expected a gradient of shape {tuple(like_shape)}, got shape {arr.shape}")
+        raise RuntimeError(f"{who}: expected a gradient of shape {tuple(like_shape)}, got shape {tuple(arr.shape)}")
     if arr.dtype != like_dtype:
         arr = arr.astype(like_dtype)
     return arr
@@ -347,10 +347,10 @@ def _backward_pass(tensor, grad, retain_graph: bool) -> None:
             "call backward() on a result computed from tensors with requires_grad=True"
         )
     if grad is None:
-        if tensor.data.size != 1:
+        if tensor._data.size != 1:
             raise RuntimeError(
                 f"grad can be implicitly created only for scalar outputs; this output has shape "
-                f"{tensor.shape}: pass backward(gradient) with a gradient of that shape"
+                f"{tuple(tensor.shape)}: pass backward(gradient) with a gradient of that shape"
             )
         grad_arr = np.ones(tensor.shape, dtype=tensor.dtype)
     else:
@@ -394,7 +394,7 @@ def _backward_pass(tensor, grad, retain_graph: bool) -> None:
                 continue
             if gi.shape != t.shape:
                 raise RuntimeError(
-                    f"{node.name()} returned a gradient of shape {gi.shape} for an input of shape {t.shape}"
+                    f"{node.name()} returned a gradient of shape {tuple(gi.shape)} for an input of shape {tuple(t.shape)}"
                 )
             if gi.dtype != t.dtype:
                 gi = gi.astype(t.dtype)

@@ -99,7 +99,7 @@ def _where(path: tuple) -> str:
 def _encode(obj, path: tuple, arrays: dict):
     """The JSON description of ``obj``; arrays go into ``arrays`` under a unique name."""
     if isinstance(obj, Tensor):
-        arr = obj.data
+        arr = obj._data
         kind = "tensor"
     elif isinstance(obj, np.ndarray):
         arr, kind = obj, "ndarray"
@@ -246,7 +246,7 @@ def load(path):
     raw = arrays.pop(META_KEY)
     try:
         if raw.dtype != np.uint8 or raw.ndim != 1:
-            raise ValueError(f"expected uint8 bytes, found {raw.dtype} {raw.shape}")
+            raise ValueError(f"expected uint8 bytes, found {raw.dtype} {tuple(raw.shape)}")
         meta = json.loads(raw.tobytes().decode("utf-8"))
         if not isinstance(meta, dict) or meta.get("format") != FORMAT:
             raise ValueError(f"format {meta.get('format') if isinstance(meta, dict) else meta!r:.60}")

@@ -21,7 +21,7 @@ class Parameter(Tensor):
     """A Tensor that is a learnable parameter of a Module: a leaf with ``requires_grad=True`` by default."""
 
     def __init__(self, data, requires_grad: bool = True):
-        arr = data.data if isinstance(data, Tensor) else np.asarray(data)
+        arr = data._data if isinstance(data, Tensor) else np.asarray(data)
         if arr.dtype.kind != "f":
             arr = arr.astype(np.float32)
         super().__init__(arr, requires_grad=requires_grad)
@@ -170,7 +170,7 @@ class Module:
             if set_to_none or p.grad is None:
                 p.grad = None
             else:
-                p.grad.data[...] = 0
+                p.grad._data[...] = 0
 
     def apply(self, fn) -> "Module":
         """Call ``fn`` on every submodule and then on this module, in PyTorch's order: each child's subtree
@@ -194,12 +194,12 @@ class Module:
         if dt.kind != "f":
             raise TypeError(f"nn.Module.to only accepts floating point dtypes, but got desired dtype={dt.name}")
         for _, p in self.named_parameters():
-            p.data = p.data.astype(dt)
+            p._data = p._data.astype(dt)
             if p.grad is not None:
-                p.grad.data = p.grad.data.astype(dt)
+                p.grad._data = p.grad._data.astype(dt)
         for _, b in self.named_buffers():
-            if b.data.dtype.kind == "f":
-                b.data = b.data.astype(dt)
+            if b._data.dtype.kind == "f":
+                b._data = b._data.astype(dt)
         return self
 
     def float(self) -> "Module":
@@ -215,7 +215,7 @@ class Module:
         return self.to(np.float64)
 
     def num_parameters(self) -> int:
-        return int(sum(p.data.size for p in self.parameters()))
+        return int(sum(p._data.size for p in self.parameters()))
 
     # ------------------------------------------------------------------------------------------------- call
     def forward(self, *args, **kwargs):
@@ -288,11 +288,11 @@ class Module:
             if key not in state_dict:
                 continue
             value = state_dict[key]
-            arr = value.data if isinstance(value, Tensor) else np.asarray(value)
+            arr = value._data if isinstance(value, Tensor) else np.asarray(value)
             if arr.shape != target.shape:
                 problems.append(
-                    f"size mismatch for {key}: copying a param with shape {arr.shape} from checkpoint, "
-                    f"the shape in current model is {target.shape}"
+                    f"size mismatch for {key}: copying a param with shape {tuple(arr.shape)} from checkpoint, "
+                    f"the shape in current model is {tuple(target.shape)}"
                 )
             elif arr.dtype.kind != target.dtype.kind:  # float32 <-> float64 converts; int/bool into float doesn't
                 problems.append(
@@ -310,8 +310,8 @@ class Module:
         for key, target in own.items():
             if key in state_dict:
                 value = state_dict[key]
-                arr = value.data if isinstance(value, Tensor) else np.asarray(value)
-                np.copyto(target.data, arr, casting="unsafe")  # kinds already checked equal above
+                arr = value._data if isinstance(value, Tensor) else np.asarray(value)
+                np.copyto(target._data, arr, casting="unsafe")  # kinds already checked equal above
         return IncompatibleKeys(missing, unexpected)
 
     # -------------------------------------------------------------------------------------------------- repr

@@ -40,7 +40,7 @@ class TensorDataset(Dataset):
         for i, t in enumerate(self.tensors):
             if t.ndim == 0 or t.shape[0] != n:
                 raise ValueError(f"Size mismatch between tensors: tensor 0 has {n} samples, tensor {i} has shape "
-                                 f"{t.shape}")
+                                 f"{tuple(t.shape)}")
 
     def __getitem__(self, index):
         return tuple(t[index] for t in self.tensors)
@@ -109,7 +109,7 @@ class DataLoader:
     def _fetch(self, idx: np.ndarray):
         if type(self.dataset) is TensorDataset and self.collate_fn is default_collate:
             # What default_collate would make of the samples, with one fancy-indexing copy per tensor.
-            return [from_numpy(t.data[idx]) for t in self.dataset.tensors]
+            return [from_numpy(t._data[idx]) for t in self.dataset.tensors]
         return self.collate_fn([self.dataset[int(i)] for i in idx])
 
     def __iter__(self) -> Iterator:
