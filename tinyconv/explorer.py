@@ -48,7 +48,7 @@ from .graph import graph_nodes
 from .nn.module import Parameter
 from .tensor import Tensor
 
-__all__ = ["explore", "Snapshots", "capture", "backward_rule", "DATA_FORMAT"]
+__all__ = ["explore", "Snapshots", "capture", "read_data", "backward_rule", "DATA_FORMAT"]
 
 DATA_FORMAT = "tinyconv-explore"
 #: Node and leaf arrays with more elements than this keep only their first ``max_images`` rows along the batch
@@ -226,21 +226,24 @@ def _names(model) -> dict:
     return {id(p): name for name, p in model.named_parameters()}
 
 
-def _numeric_check(leaf, grad, closure, n_checks: int, eps: float, rng) -> list:
-    """Sampled elements of ``leaf``'s gradient against float64 central differences of ``closure``."""
+def _numeric_check(leaf, grad, closure, n_checks: int, eps: float, rng, scale: float) -> list:
+    """Sampled elements of ``leaf``'s gradient against float64 central differences of ``closure``.
+
+    An element is right when its relative error ``|a - n| / max(|a|, |n|, 1e-3·scale)`` is at most 1e-2, where
+    ``scale`` is the largest gradient of the parameters of its node and layer: the floor keeps float32 round-off from
+    failing elements whose true gradient is 0 (a conv bias before a batch norm) without hiding a small layer."""
     flat_grad = np.asarray(grad, dtype=np.float64).reshape(-1)
     size = flat_grad.size
     picks = [int(np.argmax(np.abs(flat_grad)))]  # the largest element, then random others
     others = [int(i) for i in rng.permutation(size) if int(i) != picks[0]]
     picks += others[: max(0, min(n_checks, size) - 1)]
-    scale = float(np.max(np.abs(flat_grad))) if size else 0.0
-    original = leaf.data
+    original = leaf.data  # float64 here: capture() puts every parameter in float64 for the check
     rows = []
     try:
         for i in picks:
             values = []
             for sign in (1.0, -1.0):
-                moved = original.astype(np.float64)  # a copy: the parameter itself is never written
+                moved = original.copy()
                 moved.reshape(-1)[i] += sign * eps
                 leaf.data = moved
                 with no_grad():
@@ -248,7 +251,6 @@ def _numeric_check(leaf, grad, closure, n_checks: int, eps: float, rng) -> list:
                 values.append(float(np.asarray(getattr(out, "data", out), dtype=np.float64).reshape(-1)[0]))
             numeric = (values[0] - values[1]) / (2 * eps)
             analytic = float(flat_grad[i])
-            # relative to the element, with a floor at 1e-3 of the tensor's largest gradient (elements near 0)
             denom = max(abs(analytic), abs(numeric), 1e-3 * scale, 1e-12)
             error = abs(analytic - numeric) / denom
             rows.append({"index": [int(j) for j in np.unravel_index(i, leaf.shape)], "analytic": analytic,
@@ -372,17 +374,42 @@ def capture(loss, *, model=None, closure=None, label: str = "", checks: int = 3,
             d["sends"] = sends
         data_nodes.append(d)
 
+    # each parameter's scale for the check: the largest gradient among the parameters of its nodes and layer
+    largest = {id(t): float(np.max(np.abs(g))) if g is not None and g.size else 0.0
+               for t in leaves for g in [leaf_grads[id(t)]]}
+    scale = dict.fromkeys(largest, 0.0)
+    for n in forward:
+        group = [id(t) for t, f in zip(n.inputs, n.input_fns) if t is not None and f is None and t.requires_grad]
+        top = max((largest[k] for k in group), default=0.0)
+        for k in group:
+            scale[k] = max(scale[k], top)
+    by_layer: dict = {}  # and among the parameters of its layer (a linear layer's weight and bias meet in no node)
+    for t in leaves:
+        if id(t) in names:
+            by_layer.setdefault(names[id(t)].rsplit(".", 1)[0], []).append(id(t))
+    for group in by_layer.values():
+        top = max(scale[k] for k in group)
+        for k in group:
+            scale[k] = top
     rng = np.random.default_rng(seed)
     leaf_entries, leaf_data = [], []
-    buffers = None
-    if closure is not None and model is not None:
-        buffers = [(b, np.array(b.data, copy=True)) for _, b in model.named_buffers() if b is not None]
+    trainable = [t for t in leaves if t.requires_grad and leaf_grads[id(t)] is not None]
+    saved = {id(t): t.data for t in trainable}
+    buffers = []
+    if closure is not None:
+        # float64 for the check: every parameter (so every op after them computes in float64); the model's
+        # buffers (batch-norm running statistics, which the closure's forward passes update) put back after
+        if model is not None:
+            buffers = [(b, np.array(b.data, copy=True)) for _, b in model.named_buffers() if b is not None]
+        for t in trainable:
+            t.data = saved[id(t)].astype(np.float64)
     try:
         for j, t in enumerate(leaves):
             kind = "parameter" if isinstance(t, Parameter) else ("leaf" if t.requires_grad else "input")
             name = names.get(id(t), "")
             leaf_entries.append({"id": j, "name": name, "kind": kind, "shape": list(t.shape),
-                                 "dtype": str(t.dtype), "requires_grad": bool(t.requires_grad)})
+                                 "dtype": str(saved[id(t)].dtype if id(t) in saved else t.dtype),
+                                 "requires_grad": bool(t.requires_grad)})
             d = {"id": j}
             if t.ndim >= 2 and not t.requires_grad:
                 d["value"] = _blob(t.data, batch, max_images)
@@ -391,12 +418,13 @@ def capture(loss, *, model=None, closure=None, label: str = "", checks: int = 3,
                 d["grad"] = _blob(g, None, max_images)
                 d["grad_stats"] = _stats(g)
                 if closure is not None:
-                    d["check"] = _numeric_check(t, g, closure, checks, eps, rng)
+                    d["check"] = _numeric_check(t, g, closure, checks, eps, rng, scale[id(t)])
             leaf_data.append(d)
     finally:
-        if buffers is not None:
-            for b, saved in buffers:
-                b.data = saved
+        for t in trainable:
+            t.data = saved[id(t)]
+        for b, kept_buffer in buffers:
+            b.data = kept_buffer
     order = [node_id[id(node)] for node, _, _ in recorder.calls]
     return {"label": label, "loss": float(np.asarray(loss.data, dtype=np.float64).reshape(-1)[0]),
             "structure": {"nodes": nodes, "leaves": leaf_entries, "backward": order,
@@ -512,3 +540,18 @@ def explore(loss, path="explore.html", *, model=None, closure=None, title: str |
     snaps = Snapshots(model, title=title, checks=checks, eps=eps, max_images=max_images)
     snaps.add(loss, "", closure=closure, seed=seed)
     return snaps.write(path)
+
+
+def read_data(path) -> dict:
+    """The data a page written by :func:`explore` embeds (the JSON of ``<script id="tinyconv-data">``)."""
+    with open(os.fspath(path), encoding="utf-8") as f:
+        text = f.read()
+    start_tag = '<script type="application/json" id="tinyconv-data">'
+    start = text.find(start_tag)
+    end = text.find("</script>", start)
+    if start < 0 or end < 0:
+        raise ValueError(f"explore: {path} is not a page written by tinyconv.explore (no tinyconv-data script)")
+    data = json.loads(text[start + len(start_tag):end])
+    if data.get("format") != DATA_FORMAT:
+        raise ValueError(f"explore: {path} holds data of format {data.get('format')!r}, expected {DATA_FORMAT!r}")
+    return data

@@ -18,6 +18,7 @@
   const fmt = (x) => x == null ? "–" : (x === 0 ? "0" : (Math.abs(x) >= 1e4 || Math.abs(x) < 1e-3
                                        ? x.toExponential(4) : x.toPrecision(5)));
   const nodeName = (n) => n.name ? n.name : n.op;
+  const chipName = (n, l) => (n.name && l.name.startsWith(n.name + ".") ? l.name.slice(n.name.length + 1) : leafName(l));
   const leafName = (l) => l.name || (l.kind === "input" ? "input" : l.kind);
 
   function decode(blob) {
@@ -143,7 +144,8 @@
     const p = posOf.has(id) ? posOf.get(id) : null;
     const chips = el("div", { class: "chips" });
     for (const inp of n.inputs) if (inp.leaf != null && D.leaves[inp.leaf].requires_grad)
-      chips.append(el("span", { class: "chip", text: leafName(D.leaves[inp.leaf]) + " " + fmtShape(D.leaves[inp.leaf].shape) }));
+      chips.append(el("span", { class: "chip", title: leafName(D.leaves[inp.leaf]),
+                                text: chipName(n, D.leaves[inp.leaf]) + " " + fmtShape(D.leaves[inp.leaf].shape) }));
     const shortOp = n.op === "Conv2dReluMaxPool2d" ? "Conv2d+ReLU+MaxPool2d (fused)" : n.op;
     const b = el("div", { class: "node" + (p == null ? " nograd" : ""), "data-node": String(id), title: n.label },
       el("div", { class: "head" }, el("span", { class: "nm" }, n.name ? n.name + " " : "",
@@ -162,7 +164,8 @@
   graph.prepend(svg);
   function drawEdges() {
     while (svg.firstChild) svg.removeChild(svg.firstChild);
-    const g0 = graph.getBoundingClientRect();
+    const r0 = graph.getBoundingClientRect();
+    const g0 = { left: r0.left - graph.scrollLeft, top: r0.top - graph.scrollTop, width: r0.width };
     svg.setAttribute("width", g0.width); svg.setAttribute("height", graph.scrollHeight);
     const seq = [...leafBoxes.values(), ...D.forward.map((id) => boxes.get(id))];
     const next = new Map(seq.map((b, i) => [b, seq[i + 1]]));
