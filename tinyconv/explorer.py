@@ -71,12 +71,16 @@ RULES = {
         "the weights; the weight gradient correlates the output gradient with the input.",
         "∂L/∂X = conv2d(G, W)\n∂L/∂W[c, o] = Σₙ G[n, o] ⋆ X[n, c]\n∂L/∂b[o] = Σₙ,ₕ,ᵥ G[n, o, h, w]"),
     "Conv2dReluMaxPool2d": (
-        "One node for three layers: a Sequential fuses Conv2d → ReLU → MaxPool2d. Its backward runs the three "
-        "rules in reverse: the ReLU mask on the pooled output, max pooling routes each gradient to its window's "
-        "arg-max, then the convolution's rules (input gradient: a transposed convolution of that gradient with "
-        "the weights; weight gradient: a correlation of the input with it).",
-        "ReLU:      G₁ = G ⊙ [out > 0]\nmax pool:  G₂[arg-max of window w] += G₁[w]\nconv:      ∂L/∂X = conv_transpose2d(G₂, W)\n"
-        "           ∂L/∂W[o, c] = Σₙ X[n, c] ⋆ G₂[n, o]\n           ∂L/∂b[o] = Σₙ,ₕ,ᵥ G₂[n, o, h, w]"),
+        "One node for three layers: a Sequential fuses Conv2d → ReLU → MaxPool2d (nn.set_fusion(False) keeps "
+        "them apart), and only the pooled output is kept. Its backward runs the three rules in reverse: the ReLU "
+        "mask on the pooled output, max pooling routes each gradient to its window's arg-max, then the "
+        "convolution's rules (input gradient: a transposed convolution of that gradient with the weights; weight "
+        "gradient: a correlation of the input with it).",
+        "ReLU:      G₁ = G ⊙ [out > 0]\n"
+        "max pool:  G₂[arg-max of window w] += G₁[w]\n"
+        "conv:      ∂L/∂X = conv_transpose2d(G₂, W)\n"
+        "           ∂L/∂W[o, c] = Σₙ X[n, c] ⋆ G₂[n, o]\n"
+        "           ∂L/∂b[o] = Σₙ,ₕ,ᵥ G₂[n, o, h, w]"),
     "MaxPool2d": (
         "Max pooling routes each output gradient to the position of its window's maximum (the arg-max saved in "
         "the forward pass); every other input position gets 0.",

@@ -249,16 +249,13 @@
     detail.append(title,
       el("div", { class: "muted" }, "backward step " + (state.pos + 1) + " of " + order.length + " · output ",
          el("span", { "data-field": "shape", text: fmtShape(n.shape) }), " " + n.dtype));
+    const rule = el("div", { class: "card rule" }, el("h3", { text: "local backward rule" }));
     if (n.stages) {
-      const t = el("table", { class: "list" });
-      t.append(el("tr", {}, el("th", { text: "layer inside this node (forward order)" }), el("th", { text: "output" })));
-      for (const s of n.stages.slice().reverse()) t.append(el("tr", {}, el("td", { text: s.label }), el("td", { text: fmtShape(s.shape) })));
-      detail.append(el("div", { class: "card" }, el("div", { class: "note", text:
-        "A Sequential fuses Conv2d → ReLU → MaxPool2d into this one node (tinyconv.nn.set_fusion(False) keeps them apart). " +
-        "Its backward runs the three layers' rules in reverse; only the pooled output is kept, so the pictures show that." }), t));
+      const chain = n.stages.slice().reverse().map((s) => s.label.replace(/Backward(\(.*\))?$/, "") + " " + fmtShape(s.shape));
+      rule.append(el("p", { class: "chain", "data-field": "stages", text: chain.join("  →  ") }));
     }
-    detail.append(el("div", { class: "card rule" }, el("h3", { text: "local backward rule" }),
-      el("p", { text: n.rule.words }), el("pre", { class: "formula", text: n.rule.formula })));
+    rule.append(el("p", { text: n.rule.words }), el("pre", { class: "formula", text: n.rule.formula }));
+    detail.append(rule);
     const row = el("div", { class: "row" });
     const out = el("div", { class: "card" }, el("h3", { text: "forward output  " + fmtShape(n.shape) }));
     if (nd.value) { out.append(statsTable(nd.value_stats, "value"), picture(nd.value, { image: state.image })); }
@@ -346,5 +343,6 @@
   setSnap(0);
   drawEdges();
   window.addEventListener("resize", drawEdges);
+  document.body.setAttribute("data-ready-ms", performance.now().toFixed(1));  // drawn: for tests and curious people
   document.body.setAttribute("data-ready", "1");
 })();

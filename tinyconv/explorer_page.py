@@ -21,7 +21,7 @@ _PAGE = """<!doctype html>
 </head>
 <body>
 <header>
-  <h1>tinyconv · backward pass of <span id="title"></span> <small>(forward ↓, backward ↑)</small></h1>
+  <h1>tinyconv · backward pass of <span id="title"></span></h1>
   <span class="ctl"><button id="prev" title="previous node (←)">◀ prev</button><span id="position"></span>
     <button id="next" title="next node in the backward order (→)">next ▶</button></span>
   <label class="ctl" id="snap-box">snapshot <input type="range" id="snapshot" min="0" max="0" step="1" value="0">
