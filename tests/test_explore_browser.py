@@ -99,6 +99,14 @@ def pages(tmp_path_factory):
         opt.step()
     out["lenet"] = (snaps.write(root / "lenet.html"), facts)
 
+    for variant in ("d2l", "bn"):  # sigmoid + average pooling; batch norm (no fused node in either)
+        tc.manual_seed(0)
+        model = nn.models.LeNet(variant)
+        loss = F.cross_entropy(model(x), y)
+        path = tc.explore(loss, root / f"lenet_{variant}.html", model=model,
+                          closure=lambda m=model: F.cross_entropy(m(x), y))
+        out[f"lenet_{variant}"] = (path, {"order": _engine_order(loss)})
+
     tc.manual_seed(0)
     resnet = nn.models.ResNet()
     loss = F.cross_entropy(resnet(x), y)
@@ -144,7 +152,7 @@ class _Opened:
         return float(self.page.locator(selector).first.text_content())
 
 
-@pytest.mark.parametrize("name", ["lenet", "resnet", "custom", "wrong"])
+@pytest.mark.parametrize("name", ["lenet", "lenet_d2l", "lenet_bn", "resnet", "custom", "wrong"])
 def test_page_opens_offline_without_errors(browser, pages, name):
     path, data, _ = pages[name]
     with _Opened(browser, path) as p:
@@ -159,7 +167,7 @@ def test_page_opens_offline_without_errors(browser, pages, name):
     print(f"{name}: {path.stat().st_size / 1e6:.2f} MB, drawn {ready_ms:.0f} ms after navigation start")
 
 
-@pytest.mark.parametrize("name", ["lenet", "resnet", "custom"])
+@pytest.mark.parametrize("name", ["lenet", "lenet_bn", "resnet", "custom"])
 def test_stepping_visits_every_node_in_the_engines_backward_order(browser, pages, name):
     path, data, facts = pages[name]
     with _Opened(browser, path) as p:
@@ -244,6 +252,9 @@ def test_the_slider_moves_between_snapshots(browser, pages):
         assert p.js("document.querySelector('#detail canvas.pic').toDataURL()") != pixels_before
         assert p.js("window.tinyconvExplorer.snapshot(0)") == 0
         assert p.page.locator("#detail table[data-of=value]").text_content() == before
+        p.page.locator("#image").select_option(index=2)  # another image of the batch: other feature maps
+        assert p.js("document.querySelector('#detail canvas.pic').toDataURL()") != pixels_before
+        assert "image 3 of 4" in p.page.locator("#detail .picture .note").first.text_content()
         assert p.errors == []
 
 
