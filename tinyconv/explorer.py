@@ -533,7 +533,8 @@ def explore(loss, path="explore.html", *, model=None, closure=None, title: str |
         model: names the parameters (``conv1.weight``) and layers in the page; its buffers are restored after the
             numerical check.
         closure: a function that recomputes the loss from the current parameters (same data), for the numerical
-            check; without it the page shows no check.
+            check; without it the page shows no check. It must be deterministic (no dropout: ``model.eval()``
+            first, or leave it out).
         title: the page's title (default the model's class name).
         checks: elements sampled per parameter gradient for the check (the largest, then random ones).
         eps: the central difference's step (in float64).

@@ -13,6 +13,7 @@ numerical check of every parameter gradient. ``tinyconv.cli`` adds the subcomman
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 
 import numpy as np
@@ -142,6 +143,5 @@ def run(args, *, usage_error, build_model, load_split, load_model, model_name, s
             opt.zero_grad()
             F.cross_entropy(model(Tensor(bx)), by).backward()
             opt.step()
-    snaps.write(path)
-    say(path)
+    say(os.path.abspath(snaps.write(path)))
     return 0
