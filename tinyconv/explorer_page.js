@@ -48,8 +48,7 @@
       px[o] = c[0]; px[o + 1] = c[1]; px[o + 2] = c[2];
     });
     ctx.putImageData(img, 0, 0);
-    cv.style.width = (width * zoom) + "px";
-    cv.style.height = (height * zoom) + "px";
+    cv.style.width = (width * zoom) + "px";  // height follows (the picture may shrink to fit its card)
     return cv;
   }
   function grid(q, base, tiles, h, w, cols, zoom) {
@@ -77,11 +76,11 @@
       cv = grid(q, 0, O * I, h, w, cols, zoomFor(tw, 420));
     } else if (k.length === 4) {
       const [N, C, h, w] = k, n = Math.min(opts.image || 0, N - 1);
-      const cols = Math.ceil(Math.sqrt(C * 1.6));
+      const cols = Math.min(C, Math.ceil(Math.sqrt(C * 1.6)));
       cv = grid(q, n * C * h * w, C, h, w, cols, zoomFor(cols * (w + 1), 420));
     } else if (k.length === 3) {
       const [C, h, w] = k;
-      const cols = Math.ceil(Math.sqrt(C * 1.6));
+      const cols = Math.min(C, Math.ceil(Math.sqrt(C * 1.6)));
       cv = grid(q, 0, C, h, w, cols, zoomFor(cols * (w + 1), 420));
     } else if (k.length === 2) {
       const [r, c] = k;
@@ -257,6 +256,14 @@
     rule.append(el("p", { text: n.rule.words }), el("pre", { class: "formula", text: n.rule.formula }));
     detail.append(rule);
     const row = el("div", { class: "row" });
+    for (const inp of n.inputs) {  // the data this node reads (the images, for a first layer)
+      const ld = inp.leaf != null ? snap.leaves[inp.leaf] : null;
+      if (ld && ld.value) {
+        const l = D.leaves[inp.leaf];
+        row.append(el("div", { class: "card", "data-input": String(l.id) }, el("h3", { text: leafName(l) + "  " + fmtShape(l.shape) }),
+                      picture(ld.value, { image: state.image })));
+      }
+    }
     const out = el("div", { class: "card" }, el("h3", { text: "forward output  " + fmtShape(n.shape) }));
     if (nd.value) { out.append(statsTable(nd.value_stats, "value"), picture(nd.value, { image: state.image })); }
     else out.append(el("div", { class: "note", text: "not kept" }));
