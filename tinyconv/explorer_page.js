@@ -312,6 +312,7 @@
 
   // ---------------------------------------------------------------------------------------------- controls
   $("#title").textContent = D.title;
+  $("header h1").title = "backward pass of " + D.title;
   document.title = "tinyconv · backward pass of " + D.title;
   $("#prev").addEventListener("click", () => go(state.pos - 1));
   $("#next").addEventListener("click", () => go(state.pos + 1));
