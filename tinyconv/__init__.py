@@ -65,6 +65,8 @@ from .methods import *  # noqa: E402,F403  (tc.abs, tc.sum, tc.argmax, ...: the 
 
 from . import nn, optim, utils  # noqa: E402  (after the tensor names: nn and optim import them)
 from .serialization import CheckpointError, load, save  # noqa: E402
+from . import explorer  # noqa: E402  (tc.explore: the backward pass as an offline page)
+from .explorer import explore  # noqa: E402
 
 # PyTorch's dtype aliases (torch.float, torch.long, ...), after every import that needs the builtins' names.
 float, double, long, int, bool, uint8 = float32, float64, int64, int32, bool_, uint8  # noqa: A001

@@ -289,6 +289,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--variant", choices=VARIANTS, default="modern", help="LeNet variant (default: modern)")
     s.add_argument("--kernel", type=_arg("kernel"), help="convolution algorithm (default: tinyconv's default)")
     s.set_defaults(func=cmd_summary)
+
+    from .explorer_cli import add_parser as add_explore_parser  # the command's own module holds its options
+    add_explore_parser(sub, MODELS, VARIANTS).set_defaults(func=cmd_explore)
     return parser
 
 
@@ -662,6 +665,21 @@ def cmd_summary(args: argparse.Namespace) -> int:
     if notice.summary():
         _stderr(notice.summary())
     return 0
+
+
+def cmd_explore(args: argparse.Namespace) -> int:
+    """``tinyconv explore``: see :mod:`tinyconv.explorer_cli`, handed the command line's model and data helpers."""
+    from .explorer_cli import run
+    from .train import load_checkpoint
+
+    def load_model(path):
+        state = load_checkpoint(path)
+        config = check_config(state["config"], str(path))
+        return _check_weights(state, config, path), config, state
+
+    _check_data_dir(args.data)
+    return run(args, usage_error=UsageError, build_model=build_model, load_split=_load_split, load_model=load_model,
+               model_name=model_name)
 
 
 def _quiet_broken_pipe() -> None:
