@@ -1,4 +1,4 @@
-"""Command line: ``tinyconv train | eval | summary`` (also ``python -m tinyconv ...``).
+"""Command line: ``tinyconv train | eval | summary | explore`` (also ``python -m tinyconv ...``).
 
     tinyconv train                      # modern LeNet on MNIST, the default recipe (>= 99% test accuracy)
     tinyconv train --recipe d2l         # d2l's sigmoid LeNet: SGD lr 0.9, batch 256, 10 epochs
@@ -6,6 +6,7 @@
     tinyconv train --force              # start over in a folder that holds a run
     tinyconv eval runs/lenet/checkpoint.npz
     tinyconv summary --variant d2l
+    tinyconv explore runs/lenet/checkpoint.npz   # an HTML page that steps through the backward pass
     tinyconv train --model resnet       # the small ResNet (batch norm, residual blocks): >= 99.5%
     tinyconv train --variant bn         # modern LeNet with batch norm
 
