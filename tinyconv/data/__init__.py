@@ -1,4 +1,4 @@
-"""Data: the IDX file format, the MNIST dataset, and a NumPy DataLoader.
+"""Data: the IDX file format, the MNIST and Fashion-MNIST datasets, and a NumPy DataLoader.
 
 This is the bottom layer of tinyconv: it depends on NumPy, the standard library and tqdm
 only, and never imports tensors, layers or functional code.
@@ -8,10 +8,11 @@ only, and never imports tensors, layers or functional code.
         ...  # x float32 (128, 1, 28, 28) normalised, y int64 (128,)
 """
 
-from . import idx, loader, mnist
+from . import fashion_mnist, idx, loader, mnist
+from .fashion_mnist import FashionMNIST, FashionMNISTUnavailable
 from .idx import IDXError, read_idx, write_idx
 from .loader import DataLoader, random_shift
 from .mnist import MNIST, MNISTUnavailable
 
-__all__ = ["idx", "mnist", "loader", "IDXError", "read_idx", "write_idx",
-           "MNIST", "MNISTUnavailable", "DataLoader", "random_shift"]
+__all__ = ["idx", "mnist", "fashion_mnist", "loader", "IDXError", "read_idx", "write_idx",
+           "MNIST", "MNISTUnavailable", "FashionMNIST", "FashionMNISTUnavailable", "DataLoader", "random_shift"]
