@@ -329,7 +329,7 @@ def im2col_retention(configs, notes) -> list[dict]:
         dtypes = {str(y.dtype), str(wt.grad.dtype)} | ({str(xt.grad.dtype)} if xt.grad is not None else set())
         _, ho = conv_flops(n, c_in, h, c_out, k, s, p, g)
         col = n * ho * ho * c_in * k * k * 4 / 1e6
-        retained = (after_fwd - base - y.data.nbytes) / 1e6
+        retained = (after_fwd - base - y.numpy().nbytes) / 1e6
         out.append(dict(config=name, column_buffer_mb=col, retained_after_fwd_mb=retained,
                         fwd_peak_mb=(fwd_peak - base) / 1e6, bwd_peak_mb=(bwd_peak - after_fwd) / 1e6,
                         bwd_peak_in_buffers=(bwd_peak - after_fwd) / 1e6 / col, dtypes=",".join(sorted(dtypes))))

@@ -183,7 +183,7 @@ def _prepare_data(args, path: str) -> str:
     from tinyconv.nn.models import ResNet
 
     tc.manual_seed(0)
-    weights = {f"w/{k}": np.array(v.data) for k, v in ResNet().state_dict().items()}
+    weights = {f"w/{k}": np.array(v.numpy()) for k, v in ResNet().state_dict().items()}
     n = args.batch * args.batches
     source = "random"
     x = y = None

@@ -30,15 +30,15 @@ def main(argv=None):
     y = F.conv2d(x, tc.tensor([[[[1.0, -1.0]]]]))  # the edges we want the layer to reproduce
 
     conv = nn.Conv2d(1, 1, kernel_size=(1, 2), bias=False)
-    print("initial kernel:", np.round(conv.weight.data.reshape(2), 4))
+    print("initial kernel:", np.round(conv.weight.numpy().reshape(2), 4))
     for step in range(1, args.steps + 1):
         loss = ((conv(x) - y) ** 2).sum()
         conv.zero_grad()
         loss.backward()
-        conv.weight.data -= args.lr * conv.weight.grad.data  # plain gradient descent
+        conv.weight.data -= args.lr * conv.weight.grad  # plain gradient descent
         if step % 2 == 0 or step == args.steps:
             print(f"step {step:3d}  loss {loss.item():.4f}")
-    learned = conv.weight.data.reshape(2)
+    learned = conv.weight.numpy().reshape(2)
     print("learned kernel:", np.round(learned, 4), "(target [1, -1])")
     if args.steps >= 10 and np.abs(learned - [1.0, -1.0]).max() > 0.2:
         print("the kernel did not get close to [1, -1]", file=sys.stderr)

@@ -147,8 +147,8 @@ def test_gradient_shared_by_two_edges_is_not_overwritten(compiled_everywhere):
     with autograd.observe(spy):
         ((F.relu(a) + F.relu(b)) * w).sum().backward()
     assert spy.relu[0] == (False, False)
-    np.testing.assert_array_equal(np.asarray(a.grad), w.data * (a.data > 0))
-    np.testing.assert_array_equal(np.asarray(b.grad), w.data * (b.data > 0))
+    np.testing.assert_array_equal(np.asarray(a.grad), w.numpy() * (a.numpy() > 0))
+    np.testing.assert_array_equal(np.asarray(b.grad), w.numpy() * (b.numpy() > 0))
 
 
 def test_retained_and_hooked_gradients_are_not_overwritten(compiled_everywhere):
@@ -162,9 +162,9 @@ def test_retained_and_hooked_gradients_are_not_overwritten(compiled_everywhere):
     seen = []
     y.register_hook(lambda g: seen.append(np.array(g, copy=True)) or None)
     z.sum().backward()
-    np.testing.assert_array_equal(np.asarray(y.grad), w.data)  # not masked by ReLU's backward
-    np.testing.assert_array_equal(seen[0], w.data)
-    np.testing.assert_array_equal(np.asarray(x.grad), w.data * (h.data > 0))
+    np.testing.assert_array_equal(np.asarray(y.grad), w.numpy())  # not masked by ReLU's backward
+    np.testing.assert_array_equal(seen[0], w.numpy())
+    np.testing.assert_array_equal(np.asarray(x.grad), w.numpy() * (h.numpy() > 0))
 
 
 def test_user_gradient_passed_to_backward_is_left_alone(compiled_everywhere):
@@ -175,7 +175,7 @@ def test_user_gradient_passed_to_backward_is_left_alone(compiled_everywhere):
     before = grad.copy()
     y.backward(grad)
     np.testing.assert_array_equal(grad, before)
-    np.testing.assert_array_equal(np.asarray(x.grad), before * (x.data > 0))
+    np.testing.assert_array_equal(np.asarray(x.grad), before * (x.numpy() > 0))
 
 
 def test_retain_graph_second_backward_gives_the_same_gradient(compiled_everywhere):

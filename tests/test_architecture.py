@@ -143,8 +143,8 @@ def test_an_observer_sees_every_forward_and_backward_and_is_removed_after():
     assert seen.backward == ["Sum", "Relu", "MatMul"]
     assert seen.passes == 1
     # the observer only watched: the gradients are the plain engine's
-    np.testing.assert_allclose(x.grad.data, [[0.0, 0.0, 0.0]])  # relu of (1 - 2 - 3) < 0 blocks everything
-    np.testing.assert_allclose(w.grad.data, np.zeros((3, 1)))
+    np.testing.assert_allclose(x.grad.numpy(), [[0.0, 0.0, 0.0]])  # relu of (1 - 2 - 3) < 0 blocks everything
+    np.testing.assert_allclose(w.grad.numpy(), np.zeros((3, 1)))
 
 
 def test_function_apply_needs_a_tensor():
@@ -162,7 +162,7 @@ def test_a_registered_backend_is_selectable_everywhere():
     y = F.conv2d(x, w, stride=(2, 1), padding=1, kernel="einsum")
     assert y.grad_fn.name() == "Conv2dBackward(kernel=einsum)"
     ref = F.conv2d(x.detach(), w.detach(), stride=(2, 1), padding=1, kernel="direct")
-    np.testing.assert_allclose(y.data, ref.data, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(y.numpy(), ref.numpy(), rtol=1e-12, atol=1e-12)
     with tc.use_kernel("einsum"):
         assert tc.nn.Conv2d(3, 4, 3)(x).grad_fn.name() == "Conv2dBackward(kernel=einsum)"
 

@@ -15,11 +15,11 @@ def test_gradients_accumulate_across_backward_calls_like_pytorch():
     x = tc.tensor([1.0, 2.0], requires_grad=True)
     (x * x).sum().backward()
     (x * 3).sum().backward()
-    np.testing.assert_allclose(x.grad.data, [2 + 3, 4 + 3])
+    np.testing.assert_allclose(x.grad.numpy(), [2 + 3, 4 + 3])
     x.zero_grad()
     assert x.grad is None
     (x * 3).sum().backward()
-    np.testing.assert_allclose(x.grad.data, [3, 3])
+    np.testing.assert_allclose(x.grad.numpy(), [3, 3])
 
 
 def test_shared_subexpression_gets_summed_gradient():
@@ -43,7 +43,7 @@ def test_retain_graph_allows_second_backward():
     loss = (x.exp() * 2).sum()
     loss.backward(retain_graph=True)
     loss.backward()
-    np.testing.assert_allclose(x.grad.data, 4 * np.exp([1.0, 2.0]), rtol=1e-6)
+    np.testing.assert_allclose(x.grad.numpy(), 4 * np.exp([1.0, 2.0]), rtol=1e-6)
 
 
 def test_saved_arrays_are_released_after_backward():
@@ -60,7 +60,7 @@ def test_non_scalar_backward_needs_gradient():
     with pytest.raises(RuntimeError, match=r"grad can be implicitly created only for scalar outputs.*\(2,\)"):
         y.backward()
     y.backward(tc.tensor([1.0, 10.0]))
-    np.testing.assert_allclose(x.grad.data, [2.0, 20.0])
+    np.testing.assert_allclose(x.grad.numpy(), [2.0, 20.0])
 
 
 def test_backward_gradient_shape_is_checked():
@@ -108,7 +108,7 @@ def test_detach_cuts_the_graph_and_shares_data():
     d = (x * 2).detach()
     assert d.grad_fn is None and not d.requires_grad
     y = x * 2
-    assert np.shares_memory(y.detach().data, y.data)
+    assert np.shares_memory(y.detach().numpy(), y.numpy())
 
 
 def test_backward_skips_gradients_nobody_needs():
@@ -159,10 +159,10 @@ def test_retain_grad_and_hooks_on_intermediate_tensor():
     h = x * 3
     h.retain_grad()
     seen = []
-    h.register_hook(lambda g: seen.append(g.data.copy()))
+    h.register_hook(lambda g: seen.append(g.numpy().copy()))
     (h * h).sum().backward()
-    np.testing.assert_allclose(h.grad.data, 2 * h.data)
-    np.testing.assert_allclose(seen[0], 2 * h.data)
+    np.testing.assert_allclose(h.grad.numpy(), 2 * h.numpy())
+    np.testing.assert_allclose(seen[0], 2 * h.numpy())
     assert x.grad is not None
 
 
@@ -170,19 +170,19 @@ def test_hook_can_replace_gradient_and_be_removed():
     x = tc.tensor([1.0, 2.0], requires_grad=True)
     handle = x.register_hook(lambda g: g * 10)
     (x * 1).sum().backward()
-    np.testing.assert_allclose(x.grad.data, [10.0, 10.0])
+    np.testing.assert_allclose(x.grad.numpy(), [10.0, 10.0])
     handle.remove()
     x.grad = None
     (x * 1).sum().backward()
-    np.testing.assert_allclose(x.grad.data, [1.0, 1.0])
+    np.testing.assert_allclose(x.grad.numpy(), [1.0, 1.0])
 
 
 def test_leaf_grad_is_independent_copy():
     x = tc.tensor([1.0, 2.0], requires_grad=True)
     y = tc.tensor([1.0, 2.0], requires_grad=True)
     (x + y).sum().backward()
-    x.grad.data[0] = 100.0
-    assert y.grad.data[0] == 1.0
+    x.grad.numpy()[0] = 100.0
+    assert y.grad.numpy()[0] == 1.0
 
 
 def test_float32_stays_float32_through_forward_and_backward():
@@ -197,7 +197,7 @@ def test_float32_stays_float32_through_forward_and_backward():
 def test_leaf_used_twice_sees_its_hook_once_with_the_summed_gradient():
     x = tc.tensor([1.0, 2.0], requires_grad=True)
     seen = []
-    x.register_hook(lambda g: seen.append(g.data.copy()))
+    x.register_hook(lambda g: seen.append(g.numpy().copy()))
     (x * x).sum().backward()
     assert len(seen) == 1
     np.testing.assert_allclose(seen[0], [2.0, 4.0])
@@ -209,7 +209,7 @@ def test_forward_hook_output_replacement_is_what_backward_hooks_see():
     lin = nn.Linear(2, 2)
     lin.register_forward_hook(lambda mod, args, out: out * 3)
     seen = []
-    lin.register_full_backward_hook(lambda mod, gin, gout: seen.append(gout[0].data.copy()))
+    lin.register_full_backward_hook(lambda mod, gin, gout: seen.append(gout[0].numpy().copy()))
     y = lin(tc.ones(1, 2, requires_grad=True))
     (y * 2).sum().backward()
     np.testing.assert_allclose(seen[0], [[2.0, 2.0]])

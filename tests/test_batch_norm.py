@@ -87,17 +87,17 @@ def test_batch_norm_gradcheck(shape, seed, training, affine, implementation):
 @given(shape=bn_inputs(), seed=st.integers(0, 2**32 - 1), training=st.booleans(), affine=AFFINE)
 def test_hand_derived_backward_agrees_with_composite_ops(shape, seed, training, affine, implementation):
     x, w, b, rm, rv = make_case(shape, seed, affine)
-    x2, w2, b2 = (None if t is None else tc.tensor(t.data.copy(), requires_grad=True) for t in (x, w, b))
+    x2, w2, b2 = (None if t is None else tc.tensor(t.numpy().copy(), requires_grad=True) for t in (x, w, b))
     y = F.batch_norm(x, rm.copy(), rv.copy(), w, b, training=training)
     y2 = composite_batch_norm(x2, rm, rv, w2, b2, training, 1e-5)
     assert y.grad_fn.name() == f"BatchNormBackward(training={training})"  # one node, not a chain
-    np.testing.assert_allclose(y.data, y2.data, rtol=1e-10, atol=1e-10)
+    np.testing.assert_allclose(y.numpy(), y2.numpy(), rtol=1e-10, atol=1e-10)
     g = np.random.default_rng(seed + 1).standard_normal(y.shape)
     y.backward(g)
     y2.backward(g)
     for mine, ref in ((x, x2), (w, w2), (b, b2)):
         if mine is not None:
-            np.testing.assert_allclose(mine.grad.data, ref.grad.data, rtol=1e-9, atol=1e-10)
+            np.testing.assert_allclose(mine.grad.numpy(), ref.grad.numpy(), rtol=1e-9, atol=1e-10)
 
 
 def test_only_requested_gradients_are_computed(implementation):
@@ -105,7 +105,7 @@ def test_only_requested_gradients_are_computed(implementation):
     w.requires_grad_(False)
     y = F.batch_norm(x.detach(), rm, rv, w, b, training=True)  # only the bias needs a gradient
     y.sum().backward()
-    np.testing.assert_allclose(b.grad.data, np.full(3, 16.0))
+    np.testing.assert_allclose(b.grad.numpy(), np.full(3, 16.0))
     assert w.grad is None
 
 
@@ -117,9 +117,9 @@ def test_float32_matches_float64(implementation):
         xt = tc.tensor(x.astype(dt), requires_grad=True)
         w = tc.tensor(np.linspace(0.5, 1.5, 7).astype(dt), requires_grad=True)
         y = F.batch_norm(xt, None, None, w, None, training=True)
-        y.backward(np.cos(np.arange(y.data.size)).reshape(y.shape).astype(dt))
+        y.backward(np.cos(np.arange(y.numpy().size)).reshape(y.shape).astype(dt))
         assert y.dtype == dt and xt.grad.dtype == dt and w.grad.dtype == dt
-        outs[dt] = (y.data, xt.grad.data, w.grad.data)
+        outs[dt] = (y.numpy(), xt.grad.numpy(), w.grad.numpy())
     for a, b in zip(outs[np.float32], outs[np.float64]):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
 
@@ -136,7 +136,7 @@ def test_training_updates_running_stats_with_unbiased_variance(implementation):
     np.testing.assert_allclose(rv, 0.7 * rv0 + 0.3 * flat.var(1, ddof=1), rtol=1e-12)
     # ... while the batch itself is normalised with the biased variance
     expected = (x - flat.mean(1)[:, None, None]) / np.sqrt(flat.var(1)[:, None, None] + 1e-5)
-    np.testing.assert_allclose(y.data, expected, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(y.numpy(), expected, rtol=1e-10, atol=1e-12)
 
 
 def test_eval_mode_uses_running_stats_and_leaves_them_alone(implementation):
@@ -145,8 +145,8 @@ def test_eval_mode_uses_running_stats_and_leaves_them_alone(implementation):
     rm, rv = np.array([0.2, -0.4]), np.array([1.5, 0.7])
     w, b = tc.tensor([2.0, 0.5]), tc.tensor([0.1, -0.3])
     y = F.batch_norm(tc.tensor(x), rm, rv, w, b, training=False, eps=1e-3)
-    expected = (x - rm[:, None]) / np.sqrt(rv[:, None] + 1e-3) * w.data[:, None] + b.data[:, None]
-    np.testing.assert_allclose(y.data, expected, rtol=1e-12)
+    expected = (x - rm[:, None]) / np.sqrt(rv[:, None] + 1e-3) * w.numpy()[:, None] + b.numpy()[:, None]
+    np.testing.assert_allclose(y.numpy(), expected, rtol=1e-12)
     np.testing.assert_array_equal(rm, [0.2, -0.4])
     np.testing.assert_array_equal(rv, [1.5, 0.7])
 
@@ -181,7 +181,7 @@ def test_module_state_and_repr_follow_pytorch():
 
 def test_module_training_steps_update_buffers_in_place():
     bn = nn.BatchNorm2d(3)
-    shared = bn.state_dict()["running_mean"].data  # state_dict tensors share memory with the buffers
+    shared = bn.state_dict()["running_mean"].numpy()  # state_dict tensors share memory with the buffers
     rng = np.random.default_rng(0)
     means = []
     for _ in range(3):
@@ -194,9 +194,9 @@ def test_module_training_steps_update_buffers_in_place():
         expected = 0.9 * expected + 0.1 * m
     np.testing.assert_allclose(shared, expected, rtol=1e-5)
     bn.eval()
-    before = bn.running_mean.data.copy()
+    before = bn.running_mean.numpy().copy()
     bn(tc.randn(4, 3, 2, 2))
-    np.testing.assert_array_equal(bn.running_mean.data, before)
+    np.testing.assert_array_equal(bn.running_mean.numpy(), before)
     assert int(bn.num_batches_tracked.item()) == 3
 
 
@@ -206,15 +206,15 @@ def test_momentum_none_is_a_cumulative_average():
     batches = [rng.standard_normal((6, 2)) * (k + 1) for k in range(4)]
     for x in batches:
         bn(tc.tensor(x))
-    np.testing.assert_allclose(bn.running_mean.data, np.mean([x.mean(0) for x in batches], axis=0), rtol=1e-12)
-    np.testing.assert_allclose(bn.running_var.data, np.mean([x.var(0, ddof=1) for x in batches], axis=0),
+    np.testing.assert_allclose(bn.running_mean.numpy(), np.mean([x.mean(0) for x in batches], axis=0), rtol=1e-12)
+    np.testing.assert_allclose(bn.running_var.numpy(), np.mean([x.var(0, ddof=1) for x in batches], axis=0),
                                rtol=1e-12)
 
 
 def test_without_running_stats_eval_still_uses_batch_stats():
     bn = nn.BatchNorm2d(2, track_running_stats=False, affine=False).eval()
     x = np.random.default_rng(0).standard_normal((3, 2, 4, 4)) * 5 + 3
-    y = bn(tc.tensor(x)).data
+    y = bn(tc.tensor(x)).numpy()
     np.testing.assert_allclose(y.mean(axis=(0, 2, 3)), 0, atol=1e-10)
 
 
@@ -233,15 +233,15 @@ def test_state_dict_round_trip_through_a_file(tmp_path):
     a, b = nn.BatchNorm2d(3), nn.BatchNorm2d(3)
     for _ in range(2):
         a(tc.randn(4, 3, 3, 3) * 2 + 1)
-    a.weight.data[:] = [1.5, 0.5, 2.0]
+    a.weight.numpy()[:] = [1.5, 0.5, 2.0]
     tc.save(a.state_dict(), tmp_path / "bn.npz")
     b.load_state_dict(tc.load(tmp_path / "bn.npz"))
     for key, value in a.state_dict().items():
-        np.testing.assert_array_equal(b.state_dict()[key].data, value.data)
+        np.testing.assert_array_equal(b.state_dict()[key].numpy(), value.numpy())
     assert b.num_batches_tracked.dtype == np.int64
     a.eval(), b.eval()
     x = tc.randn(2, 3, 3, 3)
-    np.testing.assert_array_equal(a(x).data, b(x).data)
+    np.testing.assert_array_equal(a(x).numpy(), b(x).numpy())
 
 
 def test_double_keeps_the_counter_an_integer_and_assigning_a_buffer_keeps_it_a_buffer():
@@ -249,7 +249,7 @@ def test_double_keeps_the_counter_an_integer_and_assigning_a_buffer_keeps_it_a_b
     assert bn.running_mean.dtype == np.float64 and bn.num_batches_tracked.dtype == np.int64
     bn.running_mean = tc.tensor([1.0, 2.0], dtype="float64")
     assert "running_mean" in dict(bn.named_buffers())
-    np.testing.assert_array_equal(bn.state_dict()["running_mean"].data, [1.0, 2.0])
+    np.testing.assert_array_equal(bn.state_dict()["running_mean"].numpy(), [1.0, 2.0])
 
 
 @pytest.mark.parametrize("training", [True, False])
@@ -260,10 +260,10 @@ def test_empty_batch_like_pytorch(training, implementation):
     assert y.shape == (0, 3, 4, 4)
     y.sum().backward()
     assert x.grad.shape == x.shape
-    np.testing.assert_array_equal(bn.weight.grad.data, 0)
-    np.testing.assert_array_equal(bn.bias.grad.data, 0)
-    np.testing.assert_array_equal(bn.running_mean.data, 0)
-    np.testing.assert_array_equal(bn.running_var.data, 1)
+    np.testing.assert_array_equal(bn.weight.grad.numpy(), 0)
+    np.testing.assert_array_equal(bn.bias.grad.numpy(), 0)
+    np.testing.assert_array_equal(bn.running_mean.numpy(), 0)
+    np.testing.assert_array_equal(bn.running_var.numpy(), 1)
 
 
 @pytest.mark.parametrize("training", [True, False])
@@ -284,7 +284,7 @@ def test_the_two_implementations_agree_in_float32_with_a_large_mean(training):
             b = tc.tensor(np.zeros(5, np.float32), requires_grad=True)
             y = F.batch_norm(xt, rm.copy(), rv.copy(), w, b, training=training)
             y.backward(g)
-            results[impl] = (y.data, xt.grad.data, w.grad.data, b.grad.data)
+            results[impl] = (y.numpy(), xt.grad.numpy(), w.grad.numpy(), b.grad.numpy())
         finally:
             BatchNorm.implementation = None
     x64 = tc.tensor(x.astype(np.float64), requires_grad=True)
@@ -292,7 +292,7 @@ def test_the_two_implementations_agree_in_float32_with_a_large_mean(training):
     b64 = tc.tensor(np.zeros(5), requires_grad=True)
     y64 = composite_batch_norm(x64, rm, rv, w64, b64, training, 1e-5)
     y64.backward(g.astype(np.float64))
-    reference = (y64.data, x64.grad.data, w64.grad.data, b64.grad.data)
+    reference = (y64.numpy(), x64.grad.numpy(), w64.grad.numpy(), b64.grad.numpy())
     for impl, got in results.items():
         for name, a, ref in zip(("y", "dx", "dw", "db"), got, reference):
             scale = np.abs(ref).max()

@@ -141,19 +141,19 @@ def test_tc_load_and_resume_give_the_same_state_or_one_checkpoint_error(real, tm
         assert same(state, real["state"])
     # A fresh run built from the original config, then loaded: all or nothing.
     trainer = cli.build_run(dict(real["state"]["config"]), real["args"][1], progress=False, custom_data=True)
-    before = {k: v.data.copy() for k, v in trainer.model.state_dict().items()}
+    before = {k: v.numpy().copy() for k, v in trainer.model.state_dict().items()}
     opt_before = trainer.optimizer.state_dict()
     try:
         trainer.load_state_dict(load_checkpoint(path), path)
     except tc.CheckpointError as e:
         assert str(path) in str(e)
         for k, v in trainer.model.state_dict().items():  # nothing half-loaded
-            np.testing.assert_array_equal(v.data, before[k])
+            np.testing.assert_array_equal(v.numpy(), before[k])
         assert same(trainer.optimizer.state_dict(), opt_before)
         return
     expected = real["state"]
     for k, v in trainer.model.state_dict().items():
-        np.testing.assert_array_equal(v.data, expected["model"][k].data)
+        np.testing.assert_array_equal(v.numpy(), expected["model"][k].numpy())
     assert trainer.epoch == expected["epoch"] and trainer.batch == expected["batch"]
     assert same(trainer.history, expected["history"])
 

@@ -138,7 +138,7 @@ def test_interrupted_cli_run_resumes_bit_identically(data_root, tmp_path, capsys
         assert [r[key] for r in a] == [r[key] for r in b]  # the exact same floats (written with repr)
     ma, mb = tc.load(full / "checkpoint.npz")["model"], tc.load(cut / "checkpoint.npz")["model"]
     for k in ma:
-        np.testing.assert_array_equal(ma[k].data, mb[k].data)
+        np.testing.assert_array_equal(ma[k].numpy(), mb[k].numpy())
 
 
 def test_resume_refuses_conflicting_options(data_root, tmp_path, capsys):

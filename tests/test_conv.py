@@ -92,9 +92,9 @@ def test_gradcheck_conv1d(n, groups, cg, og, k, s, d, padding, length, name, see
         return C.conv1d(x, w, b, s, padding, d, groups, kernel=name)
 
     y = fn(x, w, b)
-    ref = np.stack([direct.conv2d_forward(x.data[:, :, None], w.data[:, :, None],
+    ref = np.stack([direct.conv2d_forward(x.numpy()[:, :, None], w.numpy()[:, :, None],
                                           (1, s), _pad1d(padding, k, d), (1, d), groups)[:, :, 0]])[0]
-    np.testing.assert_allclose(y.data, ref + b.data[:, None], atol=1e-12)
+    np.testing.assert_allclose(y.numpy(), ref + b.numpy()[:, None], atol=1e-12)
     assert tc.gradcheck(fn, [x, w, b])
 
 
@@ -112,15 +112,15 @@ def test_corr2d_examples():
     Kmat = np.array([[0.0, 1.0], [2.0, 3.0]])
     y = tc.corr2d(X, Kmat) if hasattr(tc, "corr2d") else C.corr2d(X, Kmat)
     assert isinstance(y, tc.Tensor)
-    np.testing.assert_array_equal(y.data, [[19, 25], [37, 43]])
+    np.testing.assert_array_equal(y.numpy(), [[19, 25], [37, 43]])
     # example B / C
     Xb = np.ones((6, 8))
     Xb[:, 2:6] = 0
-    Y = C.corr2d(Xb, [[1.0, -1.0]]).data
+    Y = C.corr2d(Xb, [[1.0, -1.0]]).numpy()
     assert Y.shape == (6, 7) and set(np.unique(Y)) == {-1, 0, 1}
     assert (Y[:, 1] == 1).all() and (Y[:, 5] == -1).all()
-    assert not C.corr2d(Xb.T, [[1.0, -1.0]]).data.any()
-    np.testing.assert_array_equal(C.corr2d(np.eye(8), [[1.0, -1.0]]).data, np.eye(8, 7) - np.eye(8, 7, k=-1))
+    assert not C.corr2d(Xb.T, [[1.0, -1.0]]).numpy().any()
+    np.testing.assert_array_equal(C.corr2d(np.eye(8), [[1.0, -1.0]]).numpy(), np.eye(8, 7) - np.eye(8, 7, k=-1))
     # differentiable with respect to both arguments
     Xt, Kt = t64(X), t64(Kmat)
     assert tc.gradcheck(lambda a, b: C.corr2d(a, b), [Xt, Kt])
@@ -135,7 +135,7 @@ def test_examples_d_and_e_through_conv2d(name):
     X = np.array([[1, 2, 0, 2], [1, 0, 3, -1], [2, 2, 2, 0], [3, 1, -2, 0]], dtype=np.float64)
     Kd = np.array([[0, 1, -1], [-1, 0, 1], [1, 0, 1]], dtype=np.float64)
     y = C.conv2d(X[None, None], Kd[None, None], kernel=name)
-    np.testing.assert_array_equal(y.data[0, 0], [[8, -1], [-2, 3]])
+    np.testing.assert_array_equal(y.numpy()[0, 0], [[8, -1], [-2, 3]])
     assert C.conv2d(X[None, None], Kd[None, None], padding=1, kernel=name).shape == (1, 1, 4, 4)
     assert C.conv2d(X[None, None], Kd[None, None], padding="same", kernel=name).shape == (1, 1, 4, 4)
     Xe = np.stack([np.arange(9.0).reshape(3, 3), np.arange(1.0, 10.0).reshape(3, 3)])
@@ -143,7 +143,7 @@ def test_examples_d_and_e_through_conv2d(name):
     W = np.stack([Ke, Ke + 1, Ke + 2])
     y = C.conv2d(Xe, W, kernel=name)            # unbatched (C, H, W) input -> (C_out, H', W')
     assert y.shape == (3, 2, 2)
-    np.testing.assert_array_equal(y.data[0], [[56, 72], [104, 120]])
+    np.testing.assert_array_equal(y.numpy()[0], [[56, 72], [104, 120]])
 
 
 @pytest.mark.parametrize("name", KERNEL_NAMES)
@@ -161,9 +161,9 @@ def test_learning_a_kernel(name):
         loss = ((conv(x) - y) ** 2).sum()
         conv.zero_grad()
         loss.backward()
-        conv.weight.data -= 3e-2 * conv.weight.grad.data
+        conv.weight.data -= 3e-2 * conv.weight.grad
         losses.append(loss.item())
-    np.testing.assert_allclose(conv.weight.data.reshape(2), [1.0, -1.0], atol=0.1)
+    np.testing.assert_allclose(conv.weight.numpy().reshape(2), [1.0, -1.0], atol=0.1)
     assert losses[-1] < losses[0] and losses[-1] < 0.1
 
 
@@ -173,11 +173,11 @@ def test_one_by_one_conv_is_linear_per_pixel():
     tc.manual_seed(1)
     conv = Conv2d(5, 7, 1)
     lin = tc.nn.Linear(5, 7)
-    lin.weight.data[...] = conv.weight.data[:, :, 0, 0]
-    lin.bias.data[...] = conv.bias.data
+    lin.weight.numpy()[...] = conv.weight.numpy()[:, :, 0, 0]
+    lin.bias.numpy()[...] = conv.bias.numpy()
     y = conv(x)
     y_lin = lin(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
-    np.testing.assert_allclose(y.data, y_lin.data, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(y.numpy(), y_lin.numpy(), rtol=1e-5, atol=1e-6)
 
 
 def test_conv_transpose2d_values():
@@ -186,9 +186,9 @@ def test_conv_transpose2d_values():
     Kmat = np.array([[0.0, 1.0], [2.0, 3.0]])[None, None]
     for name in KERNEL_NAMES:
         y = C.conv_transpose2d(X, Kmat, kernel=name)
-        np.testing.assert_array_equal(y.data[0, 0], [[0, 0, 1], [0, 4, 6], [4, 12, 9]])
+        np.testing.assert_array_equal(y.numpy()[0, 0], [[0, 0, 1], [0, 4, 6], [4, 12, 9]])
         y = C.conv_transpose2d(X, Kmat, stride=2, kernel=name)
-        np.testing.assert_array_equal(y.data[0, 0], [[0, 0, 0, 1], [0, 0, 2, 3], [0, 2, 0, 3], [4, 6, 6, 9]])
+        np.testing.assert_array_equal(y.numpy()[0, 0], [[0, 0, 0, 1], [0, 0, 2, 3], [0, 2, 0, 3], [4, 6, 6, 9]])
 
 
 def _conv_transpose_reference(x, w, stride, padding, output_padding, groups, dilation):
@@ -218,12 +218,12 @@ def test_conv_transpose2d_matches_the_definition_and_is_the_adjoint(cfg, name):
     x = rng.uniform(-1, 1, cfg.x_shape)
     w = rng.uniform(-1, 1, cfg.w_shape)
     y = C.conv_transpose2d(x, w, None, cfg.stride, cfg.padding, cfg.output_padding, cfg.groups, cfg.dilation,
-                           kernel=name).data
+                           kernel=name).numpy()
     ref = _conv_transpose_reference(x, w, cfg.stride, cfg.padding, cfg.output_padding, cfg.groups, cfg.dilation)
     np.testing.assert_allclose(y, ref, atol=1e-12)
     # <conv_transpose(x), z> = <x, conv2d(z)> (cropped to x's size when output_padding >= stride)
     z = rng.uniform(-1, 1, y.shape)
-    cz = C.conv2d(z, w, None, cfg.stride, cfg.padding, cfg.dilation, cfg.groups, kernel=name).data
+    cz = C.conv2d(z, w, None, cfg.stride, cfg.padding, cfg.dilation, cfg.groups, kernel=name).numpy()
     cz = cz[:, :, :cfg.h, :cfg.w]
     assert np.isclose(np.vdot(y, z), np.vdot(x, cz), rtol=1e-10, atol=1e-12)
 
@@ -249,9 +249,9 @@ def test_bias_gradient_is_summed_over_batch_and_positions():
     y = C.conv2d(x, w, b, padding=1)
     g = rng.standard_normal(y.shape)
     y.backward(tc.tensor(g))
-    np.testing.assert_allclose(b.grad.data, g.sum(axis=(0, 2, 3)))
-    np.testing.assert_allclose(y.data - C.conv2d(x, w, padding=1).data,
-                               np.broadcast_to(b.data[None, :, None, None], y.shape), atol=1e-12)
+    np.testing.assert_allclose(b.grad.numpy(), g.sum(axis=(0, 2, 3)))
+    np.testing.assert_allclose(y.numpy() - C.conv2d(x, w, padding=1).numpy(),
+                               np.broadcast_to(b.numpy()[None, :, None, None], y.shape), atol=1e-12)
 
 
 def test_dtypes():
@@ -271,7 +271,7 @@ def test_dtypes():
     # integer tensors compute in float32
     yi = C.conv2d(tc.tensor(np.arange(9).reshape(1, 1, 3, 3)), tc.tensor(np.ones((1, 1, 2, 2), np.int64)))
     assert yi.dtype == np.float32
-    np.testing.assert_array_equal(yi.data[0, 0], [[8, 12], [20, 24]])
+    np.testing.assert_array_equal(yi.numpy()[0, 0], [[8, 12], [20, 24]])
 
 
 def test_unbatched_inputs():
@@ -279,9 +279,9 @@ def test_unbatched_inputs():
     x = t64(rng.standard_normal((3, 7, 6)))
     w = t64(rng.standard_normal((5, 3, 3, 2)))
     y = C.conv2d(x, w, stride=2, padding=1)
-    yb = C.conv2d(x.data[None], w.data, stride=2, padding=1)
+    yb = C.conv2d(x.numpy()[None], w.numpy(), stride=2, padding=1)
     assert y.shape == yb.shape[1:]
-    np.testing.assert_allclose(y.data, yb.data[0])
+    np.testing.assert_allclose(y.numpy(), yb.numpy()[0])
     assert tc.gradcheck(lambda a, b: C.conv2d(a, b, stride=2, padding=1), [x, w])
     wt = t64(rng.standard_normal((3, 2, 2, 2)))
     assert C.conv_transpose2d(x, wt, stride=2).shape == (2, 14, 12)
@@ -304,10 +304,10 @@ def test_conv1d_for_audio_frames():
     y = layer(frames)
     assert y.shape == (2, 16, 50) and y.dtype == np.float32
     ref = np.zeros((2, 16, 50))
-    xp = np.pad(frames.data.astype(np.float64), ((0, 0), (0, 0), (2, 2)))
+    xp = np.pad(frames.numpy().astype(np.float64), ((0, 0), (0, 0), (2, 2)))
     for t in range(50):
-        ref[:, :, t] = np.einsum("nck,ock->no", xp[:, :, t:t + 5], layer.weight.data) + layer.bias.data
-    np.testing.assert_allclose(y.data, ref, rtol=1e-4, atol=1e-4)
+        ref[:, :, t] = np.einsum("nck,ock->no", xp[:, :, t:t + 5], layer.weight.numpy()) + layer.bias.numpy()
+    np.testing.assert_allclose(y.numpy(), ref, rtol=1e-4, atol=1e-4)
     assert repr(layer) == "Conv1d(39, 16, kernel_size=(5,), stride=(1,), padding='same')"
 
 
@@ -318,8 +318,8 @@ def test_conv2d_layer_parameters_and_init():
     assert layer.weight.shape == (16, 6, 5, 5) and layer.bias.shape == (16,)
     assert layer.weight.dtype == np.float32
     bound = 1 / np.sqrt(6 * 25)      # kaiming_uniform_(a=sqrt(5)) == U(-1/sqrt(fan_in), 1/sqrt(fan_in))
-    assert np.abs(layer.weight.data).max() <= bound and np.abs(layer.weight.data).max() > 0.8 * bound
-    assert np.abs(layer.bias.data).max() <= bound
+    assert np.abs(layer.weight.numpy()).max() <= bound and np.abs(layer.weight.numpy()).max() > 0.8 * bound
+    assert np.abs(layer.bias.numpy()).max() <= bound
     assert [n for n, _ in layer.named_parameters()] == ["weight", "bias"]
     assert list(layer.state_dict()) == ["weight", "bias"]
     assert repr(layer) == "Conv2d(6, 16, kernel_size=(5, 5), stride=(1, 1))"
@@ -330,10 +330,10 @@ def test_conv2d_layer_parameters_and_init():
     assert "groups=2" in repr(grouped) and "bias=False" in repr(grouped)
     tc.manual_seed(0)
     again = Conv2d(6, 16, 5)
-    np.testing.assert_array_equal(again.weight.data, layer.weight.data)
+    np.testing.assert_array_equal(again.weight.numpy(), layer.weight.numpy())
     up = ConvTranspose2d(4, 6, 3, groups=2)
     assert up.weight.shape == (4, 3, 3, 3)
-    assert np.abs(up.weight.data).max() <= 1 / np.sqrt(3 * 9)   # PyTorch: fan_in from weight.shape[1]
+    assert np.abs(up.weight.numpy()).max() <= 1 / np.sqrt(3 * 9)   # PyTorch: fan_in from weight.shape[1]
 
 
 @pytest.mark.parametrize("make,message", [
@@ -359,7 +359,7 @@ def test_errors_change_nothing():
     x = tc.tensor(rng.standard_normal((2, 3, 8, 8)), requires_grad=True)
     w = tc.tensor(rng.standard_normal((4, 3, 3, 3)), requires_grad=True)
     b = tc.tensor(rng.standard_normal(4), requires_grad=True)
-    x0, w0, b0 = x.data.copy(), w.data.copy(), b.data.copy()
+    x0, w0, b0 = x.numpy().copy(), w.numpy().copy(), b.numpy().copy()
     bad_calls = [
         (lambda: C.conv2d(x, w, b, stride=0), r"stride must be positive"),
         (lambda: C.conv2d(x, w, b, padding=-2), r"padding must be non-negative"),
@@ -375,9 +375,9 @@ def test_errors_change_nothing():
     for call, message in bad_calls:
         with pytest.raises(ValueError, match=message):
             call()
-    np.testing.assert_array_equal(x.data, x0)
-    np.testing.assert_array_equal(w.data, w0)
-    np.testing.assert_array_equal(b.data, b0)
+    np.testing.assert_array_equal(x.numpy(), x0)
+    np.testing.assert_array_equal(w.numpy(), w0)
+    np.testing.assert_array_equal(b.numpy(), b0)
     assert x.grad is None and w.grad is None and b.grad is None
 
 
@@ -464,7 +464,7 @@ def test_kernels_give_the_same_layer_results():
         xt = tc.tensor(x, requires_grad=True)
         y = layer(xt)
         y.backward(tc.tensor(np.ones(y.shape, np.float32)))
-        results.append((y.data, xt.grad.data, layer.weight.grad.data, layer.bias.grad.data))
+        results.append((y.numpy(), xt.grad.numpy(), layer.weight.grad.numpy(), layer.bias.grad.numpy()))
     for other in results[1:]:
         for a, b in zip(other, results[0]):
             np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
@@ -508,7 +508,7 @@ for name in ("numba", "direct", "im2col", "auto"):
     xt = tc.tensor(x, requires_grad=True)
     y = AvgPool2d(2)(c2(pool(c1(xt)).relu()))
     y.sum().backward()
-    grads.append((y.data, xt.grad.data, c1.weight.grad.data, c2.weight.grad.data))
+    grads.append((y.numpy(), xt.grad.numpy(), c1.weight.grad.numpy(), c2.weight.grad.numpy()))
 for g in grads[1:]:
     for a, b in zip(g, grads[0]):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)

@@ -146,7 +146,7 @@ def test_learning_a_kernel_from_a_fixed_start_matches_numpy(printed):
     lines = printed["6.2 learning a kernel from a fixed start"].splitlines()
     losses, w = descend_from(np.array([0.5, 0.25], np.float32))
     assert lines[:5] == [f"epoch {i + 1}, loss {losses[i]:.3f}" for i in range(1, 10, 2)]
-    np.testing.assert_allclose(numbers(lines[5]), w, rtol=1e-5)
+    np.testing.assert_allclose(numbers(lines[5]), w, atol=5e-5)  # a tensor prints 4 decimals
 
 
 def test_learning_a_kernel_from_a_random_start_finds_the_edge_detector(printed):
@@ -171,7 +171,7 @@ def test_training_lenet_with_train_ch6(printed):
 # ------------------------------------------------------------------------------------------- against PyTorch
 def normalise(text: str) -> str:
     """Only the differences docs/pytorch.md lists: shapes are tuples (``torch.Size([1, 6])`` prints ``(1, 6)``),
-    node names lack PyTorch's digit (``AddBackward0``), ``.data`` is a NumPy array (printed as such)."""
+    node names lack PyTorch's digit (``AddBackward0``)."""
     def size(m):
         items = m.group(1)
         return f"({items},)" if items and "," not in items else f"({items})"

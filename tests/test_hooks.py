@@ -44,7 +44,7 @@ class Lib:
         if t is None:
             return None
         if self.name == "tinyconv":
-            return np.array(t.data, copy=True)
+            return np.array(t.numpy(), copy=True)
         return t.detach().cpu().numpy().copy()
 
     def grad(self, t):
@@ -59,7 +59,7 @@ class Lib:
     def set_param(self, p, values):
         arr = np.asarray(values, dtype=np.float32)
         if self.name == "tinyconv":
-            p.data[...] = arr
+            p.numpy()[...] = arr
         else:
             with self.mod.no_grad():
                 p.copy_(self.mod.tensor(arr))
@@ -571,8 +571,8 @@ def test_backward_hooks_on_a_deep_model_keep_gradients_exact():
     model = tc.nn.Sequential(layers[0], tc.nn.Tanh(), layers[1], tc.nn.Sigmoid(), layers[2])
     x = tc.randn(5, 4, requires_grad=True)
     model(x).sum().backward()
-    plain = {n: p.grad.data.copy() for n, p in model.named_parameters()}
-    plain_x = x.grad.data.copy()
+    plain = {n: p.grad.numpy().copy() for n, p in model.named_parameters()}
+    plain_x = x.grad.numpy().copy()
     model.zero_grad()
     x.grad = None
     calls = []
@@ -581,5 +581,5 @@ def test_backward_hooks_on_a_deep_model_keep_gradients_exact():
     model(x).sum().backward()
     assert calls == ["Linear", "Sigmoid", "Linear", "Tanh", "Linear", "Sequential"]
     for n, p in model.named_parameters():
-        np.testing.assert_array_equal(p.grad.data, plain[n])
-    np.testing.assert_array_equal(x.grad.data, plain_x)
+        np.testing.assert_array_equal(p.grad.numpy(), plain[n])
+    np.testing.assert_array_equal(x.grad.numpy(), plain_x)

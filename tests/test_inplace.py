@@ -57,8 +57,8 @@ def value_shape_for(draw, target: tuple):
 
 def selected_shape(shape, index):
     return np.empty(shape, dtype=np.bool_)[index if not isinstance(index, tuple) else tuple(
-        i.data if isinstance(i, tc.Tensor) else i for i in index)].shape if not isinstance(index, tc.Tensor) \
-        else np.empty(shape, dtype=np.bool_)[index.data].shape
+        i.numpy() if isinstance(i, tc.Tensor) else i for i in index)].shape if not isinstance(index, tc.Tensor) \
+        else np.empty(shape, dtype=np.bool_)[index.numpy()].shape
 
 
 def assign_fn(index):
@@ -80,9 +80,9 @@ def test_assignment_with_basic_indices(data):
     x = data.draw(leaf(shape))
     v = data.draw(leaf(data.draw(value_shape_for(target))))
     out = assign_fn(index)(x, v)
-    expected = x.data * 1.5
-    expected[index] = v.data * 2.0
-    np.testing.assert_allclose(out.data, np.exp(expected))
+    expected = x.numpy() * 1.5
+    expected[index] = v.numpy() * 2.0
+    np.testing.assert_allclose(out.numpy(), np.exp(expected))
     check(assign_fn(index), x, v)
 
 
@@ -105,9 +105,9 @@ def test_assignment_with_boolean_masks(data):
     count = int(mask_np.sum())
     v = data.draw(leaf(data.draw(st.sampled_from([(), (1,), (count,)]))))
     out = assign_fn(mask)(x, v)
-    expected = x.data * 1.5
-    expected[mask_np] = v.data * 2.0
-    np.testing.assert_allclose(out.data, np.exp(expected))
+    expected = x.numpy() * 1.5
+    expected[mask_np] = v.numpy() * 2.0
+    np.testing.assert_allclose(out.numpy(), np.exp(expected))
     check(assign_fn(mask), x, v)
 
 
@@ -124,7 +124,7 @@ def test_assignment_of_numbers_and_the_chapter_spellings():
     Y[0, 1] = (K * K).sum()  # a plain tensor joins the graph when the value needs a gradient
     assert Y.requires_grad and Y.grad_fn.name() == "CopySlices"
     Y.sum().backward()
-    np.testing.assert_array_equal(K.grad.data, 2 * K.data)
+    np.testing.assert_array_equal(K.grad.numpy(), 2 * K.numpy())
 
 
 def test_assignment_into_a_tensor_shared_with_numpy_writes_through():
@@ -187,7 +187,7 @@ def test_each_inplace_op_values_and_gradients(name, data):
     shape = data.draw(shapes)
     x = data.draw(leaf(shape, away_from_zero=True))  # |x| >= 0.5: away from relu's kink; clamp's at +-1 avoided:
     if name == "clamp_":
-        x = tc.tensor(np.where(np.abs(np.abs(x.data) - 1) < 0.05, x.data * 1.2, x.data), requires_grad=True)
+        x = tc.tensor(np.where(np.abs(np.abs(x.numpy()) - 1) < 0.05, x.numpy() * 1.2, x.numpy()), requires_grad=True)
     b = data.draw(leaf(data.draw(operand_shape(shape)), away_from_zero=True))
 
     def fn(x, b):
@@ -196,7 +196,7 @@ def test_each_inplace_op_values_and_gradients(name, data):
         assert out is y and y._version >= 1
         return y * y  # uses the new value, so the in-place result's history is checked through a product
 
-    np.testing.assert_allclose(fn(x, b).data, REFERENCE[name](x.data, b.data) ** 2, rtol=1e-12)
+    np.testing.assert_allclose(fn(x, b).numpy(), REFERENCE[name](x.numpy(), b.numpy()) ** 2, rtol=1e-12)
     check(fn, x, b)
 
 
@@ -206,7 +206,7 @@ def test_inplace_on_a_plain_tensor_with_a_value_that_requires_grad():
     acc += w * w
     acc.mul_(2.0)
     acc.sum().backward()
-    np.testing.assert_array_equal(w.grad.data, 4 * w.data)
+    np.testing.assert_array_equal(w.grad.numpy(), 4 * w.numpy())
 
 
 def test_an_earlier_consumer_keeps_the_history_it_saw():
@@ -258,10 +258,10 @@ def test_views_share_the_version_and_data_is_the_escape_hatch():
     assert r.tolist()[4] == 1.0
     a = tc.tensor([1.0, 2.0], requires_grad=True)
     y = a * a
-    a.data[0] = 10.0  # the ndarray: not tracked, as with PyTorch's .data
+    a.data[0] = 10.0  # through .data: not tracked, as in PyTorch
     assert a._version == 0
     y.sum().backward()
-    assert a.grad.tolist() == [20.0, 4.0]  # backward uses the saved (modified) values, as PyTorch's .data would
+    assert a.grad.tolist() == [20.0, 4.0]  # backward uses the saved (modified) values, as PyTorch's does
 
 
 def test_inplace_on_a_view_in_the_graph_is_refused_clearly():
@@ -297,7 +297,7 @@ def test_sgd_step_spelled_with_inplace_ops_under_no_grad():
     with tc.no_grad():
         w -= 0.1 * w.grad
         w.grad.zero_()
-    np.testing.assert_allclose(w.data, [0.8, 1.6], rtol=1e-6)
+    np.testing.assert_allclose(w.numpy(), [0.8, 1.6], rtol=1e-6)
     assert w.grad.tolist() == [0.0, 0.0] and w.is_leaf
 
 

@@ -50,11 +50,11 @@ def test_d2l_init_is_xavier_uniform_with_zero_bias():
     model = LeNet("d2l")
     for name in ("conv1", "conv2", "fc1", "fc2", "fc3"):
         layer = getattr(model, name)
-        fan_in, fan_out = _fans(layer.weight.data)
+        fan_in, fan_out = _fans(layer.weight.numpy())
         bound = math.sqrt(6 / (fan_in + fan_out))
-        w = layer.weight.data
+        w = layer.weight.numpy()
         assert np.abs(w).max() <= bound and np.abs(w).max() > 0.8 * bound  # fills the range
-        np.testing.assert_array_equal(layer.bias.data, 0)
+        np.testing.assert_array_equal(layer.bias.numpy(), 0)
 
 
 def test_modern_init_is_pytorch_default():
@@ -62,11 +62,11 @@ def test_modern_init_is_pytorch_default():
     model = LeNet()
     for name in ("conv1", "conv2", "fc1", "fc2", "fc3"):
         layer = getattr(model, name)
-        fan_in, _ = _fans(layer.weight.data)
+        fan_in, _ = _fans(layer.weight.numpy())
         bound = 1 / math.sqrt(fan_in)
-        assert np.abs(layer.weight.data).max() <= bound * (1 + 1e-6)
-        assert np.abs(layer.bias.data).max() <= bound * (1 + 1e-6)
-        assert np.abs(layer.bias.data).max() > 0
+        assert np.abs(layer.weight.numpy()).max() <= bound * (1 + 1e-6)
+        assert np.abs(layer.bias.numpy()).max() <= bound * (1 + 1e-6)
+        assert np.abs(layer.bias.numpy()).max() > 0
 
 
 def test_same_seed_same_model():
@@ -75,7 +75,7 @@ def test_same_seed_same_model():
     tc.manual_seed(5)
     b = LeNet("d2l").state_dict()
     for k in KEYS:
-        np.testing.assert_array_equal(a[k].data, b[k].data)
+        np.testing.assert_array_equal(a[k].numpy(), b[k].numpy())
 
 
 def test_kernel_is_passed_to_the_conv_layers():
@@ -91,7 +91,7 @@ def test_kernel_is_passed_to_the_conv_layers():
         tc.manual_seed(0)
         model = LeNet(kernel=name)
         assert model.conv1.kernel == name and model.conv2.kernel == name
-        np.testing.assert_allclose(model(x).data, ref(x).data, rtol=1e-4, atol=1e-5)
+        np.testing.assert_allclose(model(x).numpy(), ref(x).numpy(), rtol=1e-4, atol=1e-5)
 
 
 @pytest.mark.parametrize("variant", ["modern", "d2l"])
@@ -99,17 +99,17 @@ def test_round_trip_through_save_and_load(tmp_path, variant):
     tc.manual_seed(0)
     model = LeNet(variant)
     x = tc.randn(4, 1, 28, 28)
-    expected = model(x).data
+    expected = model(x).numpy()
     tc.save(model.state_dict(), tmp_path / "lenet.npz")
     tc.manual_seed(99)
     other = LeNet(variant)
-    assert not np.array_equal(other(x).data, expected)
+    assert not np.array_equal(other(x).numpy(), expected)
     other.load_state_dict(tc.load(tmp_path / "lenet.npz"))
-    np.testing.assert_array_equal(other(x).data, expected)
+    np.testing.assert_array_equal(other(x).numpy(), expected)
 
 
 def _snapshot(model):
-    return {k: v.data.copy() for k, v in model.state_dict().items()}
+    return {k: v.numpy().copy() for k, v in model.state_dict().items()}
 
 
 @pytest.mark.parametrize("edit, message", [
@@ -122,7 +122,7 @@ def _snapshot(model):
 ])
 def test_bad_state_dicts_name_the_key_and_change_nothing(tmp_path, edit, message):
     tc.manual_seed(0)
-    sd = {k: v.data + 1 for k, v in LeNet().state_dict().items()}
+    sd = {k: v.numpy() + 1 for k, v in LeNet().state_dict().items()}
     edit(sd)
     tc.save(sd, tmp_path / "bad.npz")
     tc.manual_seed(0)

@@ -55,7 +55,7 @@ def test_train_eval_propagates_and_dropout_obeys_it():
     m.eval()
     assert not any(mod.training for mod in m.modules())
     x = tc.ones(4, 4)
-    np.testing.assert_array_equal(m(x).data, x.data)
+    np.testing.assert_array_equal(m(x).numpy(), x.numpy())
     m.train()
     assert all(mod.training for mod in m.modules())
 
@@ -70,17 +70,17 @@ def test_zero_grad_and_backward_through_module():
 
 def test_state_dict_round_trip_and_in_place_load():
     a, b = TwoLayer(), TwoLayer()
-    weight_array = b.fc1.weight.data
+    weight_array = b.fc1.weight.numpy()
     b.load_state_dict(a.state_dict())
-    assert b.fc1.weight.data is weight_array  # copied in place: optimizers keep their references
+    assert b.fc1.weight.numpy() is weight_array  # copied in place: optimizers keep their references
     x = tc.randn(3, 4)
-    np.testing.assert_array_equal(a(x).data, b(x).data)
+    np.testing.assert_array_equal(a(x).numpy(), b(x).numpy())
 
 
 def test_load_state_dict_errors_name_the_key_and_change_nothing():
     m = TwoLayer()
-    before = {k: v.data.copy() for k, v in m.state_dict().items()}
-    good = {k: v.data * 0 for k, v in m.state_dict().items()}
+    before = {k: v.numpy().copy() for k, v in m.state_dict().items()}
+    good = {k: v.numpy() * 0 for k, v in m.state_dict().items()}
 
     bad_shape = dict(good, **{"fc1.weight": np.zeros((4, 4), dtype=np.float32)})
     with pytest.raises(RuntimeError, match=r"size mismatch for fc1.weight: copying a param with shape \(4, 4\)"):
@@ -93,7 +93,7 @@ def test_load_state_dict_errors_name_the_key_and_change_nothing():
     with pytest.raises(RuntimeError, match="dtype mismatch for fc1.bias: checkpoint has int64"):
         m.load_state_dict(dict(good, **{"fc1.bias": np.zeros(3, dtype=np.int64)}))
     for k, v in m.state_dict().items():
-        np.testing.assert_array_equal(v.data, before[k])
+        np.testing.assert_array_equal(v.numpy(), before[k])
     result = m.load_state_dict(missing, strict=False)
     assert result.missing_keys == ["head.0.bias"] and result.unexpected_keys == []
 
@@ -103,23 +103,23 @@ def test_linear_default_init_bounds_and_forward():
     lin = nn.Linear(100, 50)
     bound = 1 / math.sqrt(100)
     assert lin.weight.dtype == np.float32
-    assert np.abs(lin.weight.data).max() <= bound and np.abs(lin.weight.data).max() > 0.9 * bound
-    assert np.abs(lin.bias.data).max() <= bound
+    assert np.abs(lin.weight.numpy()).max() <= bound and np.abs(lin.weight.numpy()).max() > 0.9 * bound
+    assert np.abs(lin.bias.numpy()).max() <= bound
     x = tc.randn(7, 100)
-    np.testing.assert_allclose(lin(x).data, x.data @ lin.weight.data.T + lin.bias.data, rtol=1e-5)
+    np.testing.assert_allclose(lin(x).numpy(), x.numpy() @ lin.weight.numpy().T + lin.bias.numpy(), rtol=1e-5)
 
 
 def test_xavier_and_kaiming_ranges():
     w = nn.Parameter(np.empty((120, 400), dtype=np.float32))
     nn.init.xavier_uniform_(w)
     a = math.sqrt(6 / (400 + 120))
-    assert np.abs(w.data).max() <= a and np.abs(w.data).max() > 0.95 * a
+    assert np.abs(w.numpy()).max() <= a and np.abs(w.numpy()).max() > 0.95 * a
     conv_w = nn.Parameter(np.empty((16, 6, 5, 5)))
     nn.init.kaiming_uniform_(conv_w, nonlinearity="relu")
     bound = math.sqrt(2) * math.sqrt(3 / (6 * 25))
-    assert np.abs(conv_w.data).max() <= bound
+    assert np.abs(conv_w.numpy()).max() <= bound
     nn.init.zeros_(conv_w)
-    assert not conv_w.data.any()
+    assert not conv_w.numpy().any()
     with pytest.raises(ValueError, match="fewer than 2 dimensions"):
         nn.init.xavier_uniform_(nn.Parameter(np.empty(3)))
 
@@ -145,7 +145,7 @@ def test_forward_hooks_see_and_may_replace_output():
     lin(tc.ones(3, 2))
     assert len(seen) == 1
     lin.register_forward_hook(lambda mod, args, out: out * 0)
-    assert not lin(tc.ones(1, 2)).data.any()
+    assert not lin(tc.ones(1, 2)).numpy().any()
 
 
 def test_module_double_enables_float64_gradcheck():
@@ -159,4 +159,4 @@ def test_module_double_enables_float64_gradcheck():
 def test_loss_modules_match_functional():
     logits, target = tc.randn(4, 3), np.array([0, 2, 1, 1])
     assert nn.CrossEntropyLoss()(logits, target).item() == F.cross_entropy(logits, target).item()
-    assert nn.MSELoss(reduction="sum")(logits, logits * 2).item() == pytest.approx((logits.data ** 2).sum(), rel=1e-6)
+    assert nn.MSELoss(reduction="sum")(logits, logits * 2).item() == pytest.approx((logits.numpy() ** 2).sum(), rel=1e-6)

@@ -58,7 +58,7 @@ def test_matmul_all_rank_combinations(data):
     sb = (k,) if kind_b == "vector" else (batch_b[-2:] if kind_b == "batched" else ()) + (k, n)
     a, b = data.draw(leaf(sa)), data.draw(leaf(sb))
     out = a @ b
-    np.testing.assert_allclose(out.data, np.matmul(a.data, b.data))
+    np.testing.assert_allclose(out.numpy(), np.matmul(a.numpy(), b.numpy()))
     check(lambda x, y: x @ y, a, b)
 
 
@@ -90,7 +90,7 @@ def test_elementwise(op, kw, data):
     x = data.draw(leaf(data.draw(shapes), **kw))
     # Keep inputs away from the clamp bounds, where the derivative jumps.
     for bound in (-0.75, 0.8, 0.1, -0.2):
-        x.data[np.abs(x.data - bound) < 1e-3] += 0.01
+        x.numpy()[np.abs(x.numpy() - bound) < 1e-3] += 0.01
     check(op, x, **check_kw)
 
 
@@ -124,23 +124,23 @@ def test_reductions(name, data):
         return out.values if name in ("max", "min") and dim is not None else out
 
     reference = {"sum": np.sum, "mean": np.mean, "amax": np.amax, "max": np.amax, "amin": np.amin, "min": np.amin}
-    np.testing.assert_allclose(reduce(x).data, reference[name](x.data, axis=dim, keepdims=keepdim))
+    np.testing.assert_allclose(reduce(x).numpy(), reference[name](x.numpy(), axis=dim, keepdims=keepdim))
     check(reduce, x)
 
 
 def test_amax_shares_gradient_between_ties_like_pytorch():
     x = tc.tensor([[1.0, 3.0, 3.0], [2.0, 0.0, 2.0]], requires_grad=True)
     x.amax(dim=1).sum().backward()
-    np.testing.assert_array_equal(x.grad.data, [[0, 0.5, 0.5], [0.5, 0, 0.5]])
+    np.testing.assert_array_equal(x.grad.numpy(), [[0, 0.5, 0.5], [0.5, 0, 0.5]])
 
 
 def test_max_with_dim_returns_values_and_indices_like_pytorch():
     x = tc.tensor([[1.0, 5.0], [7.0, 2.0]])
     values, indices = x.max(dim=1)
-    np.testing.assert_array_equal(values.data, [5.0, 7.0])
-    assert indices.data.tolist() == [1, 0] and indices.dtype == np.int64
-    np.testing.assert_array_equal(x.min(dim=0, keepdim=True).values.data, [[1.0, 2.0]])
-    np.testing.assert_array_equal(x.min(axis=0, keepdims=True).indices.data, [[0, 1]])
+    np.testing.assert_array_equal(values.numpy(), [5.0, 7.0])
+    assert indices.numpy().tolist() == [1, 0] and indices.dtype == np.int64
+    np.testing.assert_array_equal(x.min(dim=0, keepdim=True).values.numpy(), [[1.0, 2.0]])
+    np.testing.assert_array_equal(x.min(axis=0, keepdims=True).indices.numpy(), [[0, 1]])
     assert x.max().item() == 7.0
 
 
@@ -148,7 +148,7 @@ def test_max_with_dim_sends_the_gradient_to_the_chosen_index_only():
     # Unlike amax (which shares it between ties), max(dim).values is a gather at the argmax, as in PyTorch.
     x = tc.tensor([[1.0, 3.0, 3.0], [2.0, 0.0, 2.0]], requires_grad=True)
     x.max(dim=1).values.sum().backward()
-    np.testing.assert_array_equal(x.grad.data, [[0, 1, 0], [1, 0, 0]])
+    np.testing.assert_array_equal(x.grad.numpy(), [[0, 1, 0], [1, 0, 0]])
 
 
 # ------------------------------------------------------------------------------------------------ reshaping
@@ -181,8 +181,8 @@ def test_squeeze_unsqueeze(data):
     shape = data.draw(shapes)
     x = data.draw(leaf(shape))
     dim = data.draw(st.integers(-len(shape) - 1, len(shape)))
-    assert x.unsqueeze(dim).shape == np.expand_dims(x.data, dim).shape
-    assert x.squeeze().shape == np.squeeze(x.data).shape
+    assert x.unsqueeze(dim).shape == np.expand_dims(x.numpy(), dim).shape
+    assert x.squeeze().shape == np.squeeze(x.numpy()).shape
     check(lambda t: t.unsqueeze(dim).squeeze() * 3, x)
 
 
@@ -195,7 +195,7 @@ def test_basic_indexing(data):
                             st.slices(n).filter(lambda s, n=n: len(range(*s.indices(n))) > 0)))
         for n in shape
     )
-    np.testing.assert_array_equal(x[index].data, x.data[index])
+    np.testing.assert_array_equal(x[index].numpy(), x.numpy()[index])
     check(lambda t: t[index] * 2, x)
 
 
@@ -208,16 +208,16 @@ def test_integer_array_indexing_accumulates_repeats(data):
     x.grad = None
     x[idx].sum().backward()
     counts = np.bincount(idx, minlength=shape[0]).reshape((-1,) + (1,) * (len(shape) - 1))
-    np.testing.assert_array_equal(x.grad.data, np.broadcast_to(counts, shape))
+    np.testing.assert_array_equal(x.grad.numpy(), np.broadcast_to(counts, shape))
 
 
 def test_boolean_mask_and_tensor_index():
     x = tc.tensor(np.arange(6.0).reshape(2, 3), requires_grad=True, dtype="float64")
     mask = x > 2
     y = x[mask]
-    np.testing.assert_array_equal(y.data, [3.0, 4.0, 5.0])
+    np.testing.assert_array_equal(y.numpy(), [3.0, 4.0, 5.0])
     y.sum().backward()
-    np.testing.assert_array_equal(x.grad.data, [[0, 0, 0], [1, 1, 1]])
+    np.testing.assert_array_equal(x.grad.numpy(), [[0, 0, 0], [1, 1, 1]])
     rows = tc.tensor(np.array([1, 1, 0]))
     assert tc.gradcheck(lambda t: t[rows, :2], [x])
 
@@ -229,7 +229,7 @@ def test_cat_and_stack(data):
     other = list(shape)
     other[dim] = data.draw(st.integers(1, 3))
     a, b, c = data.draw(leaf(shape)), data.draw(leaf(tuple(other))), data.draw(leaf(shape))
-    assert tc.cat([a, b], dim).shape == np.concatenate([a.data, b.data], dim).shape
+    assert tc.cat([a, b], dim).shape == np.concatenate([a.numpy(), b.numpy()], dim).shape
     check(lambda x, y: tc.cat([x, y, x], dim), a, b)
     sdim = data.draw(st.integers(-len(shape) - 1, len(shape)))
     check(lambda x, y: tc.stack([x, y], sdim) * 2, a, c)
@@ -241,17 +241,17 @@ def test_softmax_and_log_softmax(data):
     shape = data.draw(nonscalar_shapes)
     x = data.draw(leaf(shape))
     dim = data.draw(st.integers(-len(shape), len(shape) - 1))
-    np.testing.assert_allclose(F.softmax(x, dim).data.sum(axis=dim), 1.0)
+    np.testing.assert_allclose(F.softmax(x, dim).numpy().sum(axis=dim), 1.0)
     check(lambda t: F.softmax(t, dim), x)
     check(lambda t: F.log_softmax(t, dim), x)
 
 
 def test_softmax_is_stable_for_huge_logits():
     x = tc.tensor([[1000.0, 0.0, -1000.0]], requires_grad=True, dtype="float64")
-    np.testing.assert_allclose(F.softmax(x, 1).data, [[1.0, 0.0, 0.0]])
-    np.testing.assert_allclose(F.log_softmax(x, 1).data, [[0.0, -1000.0, -2000.0]])
+    np.testing.assert_allclose(F.softmax(x, 1).numpy(), [[1.0, 0.0, 0.0]])
+    np.testing.assert_allclose(F.log_softmax(x, 1).numpy(), [[0.0, -1000.0, -2000.0]])
     assert np.isfinite(F.cross_entropy(x, [2]).item())
-    assert np.all(np.isfinite(F.sigmoid(tc.tensor([-1000.0, 1000.0])).data))
+    assert np.all(np.isfinite(F.sigmoid(tc.tensor([-1000.0, 1000.0])).numpy()))
 
 
 @given(data=st.data())
@@ -260,7 +260,7 @@ def test_linear(data):
     lead = data.draw(st.lists(st.integers(1, 3), max_size=2))
     x = data.draw(leaf(tuple(lead) + (n_in,)))
     w, b = data.draw(leaf((n_out, n_in))), data.draw(leaf((n_out,)))
-    np.testing.assert_allclose(F.linear(x, w, b).data, x.data @ w.data.T + b.data)
+    np.testing.assert_allclose(F.linear(x, w, b).numpy(), x.numpy() @ w.numpy().T + b.numpy())
     check(F.linear, x, w, b)
 
 
@@ -275,8 +275,8 @@ def test_cross_entropy_and_nll(reduction, smoothing, weighted, data):
     weight = tc.tensor(data.draw(arrays((c,), low=0.5, high=2.0))) if weighted else None
     fn = lambda t: F.cross_entropy(t, target, weight=weight, reduction=reduction, label_smoothing=smoothing)  # noqa
     # Reference straight from the definition.
-    logp = logits.data - np.log(np.exp(logits.data).sum(1, keepdims=True))
-    w = np.ones(c) if weight is None else weight.data.astype(np.float64)
+    logp = logits.numpy() - np.log(np.exp(logits.numpy()).sum(1, keepdims=True))
+    w = np.ones(c) if weight is None else weight.numpy().astype(np.float64)
     dist = (1 - smoothing) * np.eye(c)[target] + smoothing / c
     per_sample_nll = -logp[np.arange(n), target] * w[target]
     per_sample_smooth = -(logp * w).sum(1) / c
@@ -285,7 +285,7 @@ def test_cross_entropy_and_nll(reduction, smoothing, weighted, data):
                 "mean": ((1 - smoothing) * per_sample_nll.sum() + smoothing * per_sample_smooth.sum()) / w[target].sum()}
     if weight is None:
         np.testing.assert_allclose(per, -(dist * logp).sum(1))
-    np.testing.assert_allclose(fn(logits).data, expected[reduction], rtol=1e-12)
+    np.testing.assert_allclose(fn(logits).numpy(), expected[reduction], rtol=1e-12)
     check(fn, logits)
     check(lambda t: F.nll_loss(F.log_softmax(t, 1), target, weight=weight, reduction=reduction), logits)
 
@@ -296,15 +296,15 @@ def test_cross_entropy_accepts_tensor_targets_and_spatial_inputs():
     target = tc.tensor(rng.integers(0, 3, size=(2, 2, 2)))
     assert target.dtype == np.int64
     check(lambda t: F.cross_entropy(t, target), logits)
-    flat = F.cross_entropy(logits.permute(0, 2, 3, 1).reshape(-1, 3), target.data.reshape(-1))
-    np.testing.assert_allclose(F.cross_entropy(logits, target).data, flat.data)
+    flat = F.cross_entropy(logits.permute(0, 2, 3, 1).reshape(-1, 3), target.numpy().reshape(-1))
+    np.testing.assert_allclose(F.cross_entropy(logits, target).numpy(), flat.numpy())
 
 
 @given(data=st.data())
 def test_mse_loss(data):
     shape = data.draw(shapes)
     a, b = data.draw(leaf(shape)), data.draw(leaf(shape))
-    np.testing.assert_allclose(F.mse_loss(a, b).data, np.mean((a.data - b.data) ** 2))
+    np.testing.assert_allclose(F.mse_loss(a, b).numpy(), np.mean((a.numpy() - b.numpy()) ** 2))
     for reduction in ("mean", "sum", "none"):
         check(lambda x, y: F.mse_loss(x, y, reduction=reduction), a, b)  # noqa: B023 (called at once)
 
@@ -313,11 +313,11 @@ def test_dropout_scales_and_is_reproducible():
     x = tc.ones(1000, 10, dtype="float64", requires_grad=True)
     tc.manual_seed(3)
     y = F.dropout(x, 0.25)
-    kept = y.data != 0
+    kept = y.numpy() != 0
     assert 0.70 < kept.mean() < 0.80
-    np.testing.assert_allclose(y.data[kept], 1 / 0.75)
+    np.testing.assert_allclose(y.numpy()[kept], 1 / 0.75)
     y.sum().backward()
-    np.testing.assert_allclose(x.grad.data, kept / 0.75)
+    np.testing.assert_allclose(x.grad.numpy(), kept / 0.75)
     tc.manual_seed(3)
-    np.testing.assert_array_equal(F.dropout(x, 0.25).data, y.data)
+    np.testing.assert_array_equal(F.dropout(x, 0.25).numpy(), y.numpy())
     assert F.dropout(x, 0.25, training=False) is x

@@ -25,7 +25,7 @@ def run(opt_cls, steps=3, dtype=np.float32, **kw):
         p.grad = Tensor(g.astype(dtype))
         opt.step()
         assert p.dtype == dtype  # no float64 promotion
-    return p.data.astype(np.float64), opt
+    return p.numpy().astype(np.float64), opt
 
 
 def sgd_reference(lr, momentum=0.0, dampening=0.0, weight_decay=0.0, nesterov=False):
@@ -123,9 +123,9 @@ def test_params_without_grad_are_skipped_and_grad_untouched():
     g = Tensor(np.array([1.0, 2.0], np.float32))
     a.grad = g
     opt.step()
-    np.testing.assert_allclose(a.data, 1 - (np.array([1.0, 2.0]) + 0.5))
-    np.testing.assert_array_equal(b.data, 1)
-    np.testing.assert_array_equal(g.data, [1.0, 2.0])  # weight decay did not write into the gradient
+    np.testing.assert_allclose(a.numpy(), 1 - (np.array([1.0, 2.0]) + 0.5))
+    np.testing.assert_array_equal(b.numpy(), 1)
+    np.testing.assert_array_equal(g.numpy(), [1.0, 2.0])  # weight decay did not write into the gradient
     assert b not in opt.state
 
 
@@ -134,7 +134,7 @@ def test_zero_grad():
     opt = optim.SGD([p], lr=0.1)
     p.grad = Tensor(np.ones(3, np.float32))
     opt.zero_grad(set_to_none=False)
-    np.testing.assert_array_equal(p.grad.data, 0)
+    np.testing.assert_array_equal(p.grad.numpy(), 0)
     opt.zero_grad()
     assert p.grad is None
 
@@ -146,8 +146,8 @@ def test_param_groups_override_defaults():
     assert opt.param_groups[1]["momentum"] == 0.9
     a.grad = b.grad = Tensor(np.ones(2, np.float32))
     opt.step()
-    np.testing.assert_allclose(a.data, 0.9)
-    np.testing.assert_allclose(b.data, 0.5)
+    np.testing.assert_allclose(a.numpy(), 0.9)
+    np.testing.assert_allclose(b.numpy(), 0.5)
 
 
 @pytest.mark.parametrize("make, message", [
@@ -194,12 +194,12 @@ def test_state_dict_round_trip_continues_identically(make, tmp_path):
             p.grad = Tensor(g)
         opt.step()
         if i == 1:
-            tc.save({"opt": opt.state_dict(), "params": [p.data.copy() for p in ps]}, tmp_path / "o.npz")
+            tc.save({"opt": opt.state_dict(), "params": [p.numpy().copy() for p in ps]}, tmp_path / "o.npz")
     # Resume from the file into fresh objects and redo steps 2..4.
     saved = tc.load(tmp_path / "o.npz")
     ps2 = params()
     for p, arr in zip(ps2, saved["params"]):
-        p.data[...] = arr
+        p.numpy()[...] = arr
     opt2 = make(ps2)
     opt2.load_state_dict(saved["opt"])
     assert opt2.param_groups[0].keys() == opt.param_groups[0].keys()
@@ -208,14 +208,14 @@ def test_state_dict_round_trip_continues_identically(make, tmp_path):
             p.grad = Tensor(g)
         opt2.step()
     for a, b in zip(ps, ps2):
-        np.testing.assert_array_equal(a.data, b.data)  # bit-identical
+        np.testing.assert_array_equal(a.numpy(), b.numpy())  # bit-identical
 
 
 def test_state_dict_layout_is_pytorchs():
     ps = [Parameter(np.ones(2, np.float32)), Parameter(np.ones(3, np.float32))]
     opt = optim.Adam([{"params": ps[:1]}, {"params": ps[1:], "lr": 0.1}])
     for p in ps:
-        p.grad = Tensor(np.ones_like(p.data))
+        p.grad = Tensor(np.ones_like(p.numpy()))
     opt.step()
     sd = opt.state_dict()
     assert sd["param_groups"][0]["params"] == [0] and sd["param_groups"][1]["params"] == [1]

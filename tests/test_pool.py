@@ -29,7 +29,7 @@ def distinct_values(shape, seed):
 def test_gradcheck_max_pool2d(cfg, name):
     x = tc.tensor(distinct_values(cfg.x_shape, cfg.seed), requires_grad=True)
     y = C.max_pool2d(x, cfg.kernel, cfg.stride, cfg.padding, cfg.dilation, cfg.ceil_mode, kernel=name)
-    if not np.isfinite(y.data).all():      # a degenerate window with no input pixel: nothing to check
+    if not np.isfinite(y.numpy()).all():      # a degenerate window with no input pixel: nothing to check
         return
     assert tc.gradcheck(lambda t: C.max_pool2d(t, cfg.kernel, cfg.stride, cfg.padding, cfg.dilation,
                                                cfg.ceil_mode, kernel=name), [x])
@@ -55,7 +55,7 @@ def test_adaptive_avg_pool2d(h, w, oh, ow, seed):
         for j in range(ow):
             hs, he = (i * h) // oh, -((-(i + 1) * h) // oh)
             ws, we = (j * w) // ow, -((-(j + 1) * w) // ow)
-            np.testing.assert_allclose(y.data[:, :, i, j], x.data[:, :, hs:he, ws:we].mean(axis=(2, 3)))
+            np.testing.assert_allclose(y.numpy()[:, :, i, j], x.numpy()[:, :, hs:he, ws:we].mean(axis=(2, 3)))
     assert tc.gradcheck(lambda t: C.adaptive_avg_pool2d(t, (oh, ow)), [x])
 
 
@@ -63,8 +63,8 @@ def test_adaptive_avg_pool2d_examples():
     x = tc.tensor(np.arange(25.0).reshape(1, 1, 5, 5))
     # PyTorch's windows for 5 -> 3: [0, 2), [1, 4), [3, 5)
     y = C.adaptive_avg_pool2d(x, 3)
-    np.testing.assert_allclose(y.data[0, 0, 0], [3.0, 4.5, 6.0])
-    np.testing.assert_allclose(C.adaptive_avg_pool2d(x, 1).data.ravel(), [12.0])
+    np.testing.assert_allclose(y.numpy()[0, 0, 0], [3.0, 4.5, 6.0])
+    np.testing.assert_allclose(C.adaptive_avg_pool2d(x, 1).numpy().ravel(), [12.0])
     assert AdaptiveAvgPool2d((None, 2))(x).shape == (1, 1, 5, 2)
     assert C.adaptive_avg_pool2d(tc.tensor(np.ones((3, 4, 4))), 2).shape == (3, 2, 2)   # unbatched
     with pytest.raises(ValueError, match="output_size must be positive"):
@@ -76,11 +76,11 @@ def test_max_pool_layer_lenet_case():
     pool = MaxPool2d(2, 2)
     y = pool(x)
     assert y.shape == (2, 6, 14, 14) and y.dtype == np.float32
-    np.testing.assert_array_equal(y.data, x.data[:, :, 1::2, 1::2])
+    np.testing.assert_array_equal(y.numpy(), x.numpy()[:, :, 1::2, 1::2])
     y.sum().backward()
     expected = np.zeros(x.shape, np.float32)
     expected[:, :, 1::2, 1::2] = 1
-    np.testing.assert_array_equal(x.grad.data, expected)
+    np.testing.assert_array_equal(x.grad.numpy(), expected)
     assert y.grad_fn.name().startswith("MaxPool2dBackward")
     assert repr(pool) == "MaxPool2d(kernel_size=2, stride=2, padding=0, dilation=1, ceil_mode=False)"
 
@@ -89,9 +89,9 @@ def test_avg_pool_layer_lenet_case():
     x = tc.tensor(np.ones((2, 16, 10, 10), np.float32), requires_grad=True)
     y = AvgPool2d(kernel_size=2, stride=2)(x)
     assert y.shape == (2, 16, 5, 5)
-    np.testing.assert_array_equal(y.data, np.ones((2, 16, 5, 5), np.float32))
+    np.testing.assert_array_equal(y.numpy(), np.ones((2, 16, 5, 5), np.float32))
     y.sum().backward()
-    np.testing.assert_array_equal(x.grad.data, np.full(x.shape, 0.25, np.float32))
+    np.testing.assert_array_equal(x.grad.numpy(), np.full(x.shape, 0.25, np.float32))
     assert y.grad_fn.name().startswith("AvgPool2dBackward")
 
 
@@ -99,11 +99,11 @@ def test_return_indices_and_unbatched():
     x = tc.tensor(np.array([[[1.0, 3, 3], [3, 2, 1], [0, 3, 3]]]), requires_grad=True)   # (C, H, W)
     y, idx = C.max_pool2d(x, 2, 1, return_indices=True)
     assert y.shape == (1, 2, 2) and idx.shape == (1, 2, 2) and idx.dtype == np.int64
-    np.testing.assert_array_equal(idx.data[0], [[1, 1], [3, 7]])
+    np.testing.assert_array_equal(idx.numpy()[0], [[1, 1], [3, 7]])
     y.sum().backward()
-    np.testing.assert_array_equal(x.grad.data[0], [[0, 2, 0], [1, 0, 0], [0, 1, 0]])
+    np.testing.assert_array_equal(x.grad.numpy()[0], [[0, 2, 0], [1, 0, 0], [0, 1, 0]])
     out, ind = MaxPool2d(2, 1, return_indices=True)(x)
-    np.testing.assert_array_equal(ind.data, idx.data)
+    np.testing.assert_array_equal(ind.numpy(), idx.numpy())
     a = C.avg_pool2d(x, 3, 1, 1, count_include_pad=False)
     assert a.shape == (1, 3, 3)
     assert tc.gradcheck(lambda t: C.avg_pool2d(t, 3, 1, 1), [tc.tensor(np.random.rand(2, 5, 4),
@@ -141,7 +141,7 @@ def test_numpy_and_numba_layers_agree():
         y = C.max_pool2d(xt, 3, 2, 1, ceil_mode=True, kernel=name) + C.avg_pool2d(
             xt, 3, 2, 1, ceil_mode=True, count_include_pad=False, kernel=name)
         y.backward(tc.tensor(np.ones(y.shape, np.float32)))
-        outs.append((y.data, xt.grad.data))
+        outs.append((y.numpy(), xt.grad.numpy()))
     np.testing.assert_allclose(outs[0][0], outs[1][0], rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(outs[0][1], outs[1][1], rtol=1e-5, atol=1e-6)
 
@@ -158,8 +158,8 @@ def test_numpy_and_numba_layers_agree():
 ])
 def test_pool_errors(call, exc, message):
     x = tc.randn(1, 2, 8, 8, requires_grad=True)
-    x0 = x.data.copy()
+    x0 = x.numpy().copy()
     with pytest.raises(exc, match=message):
         call(x)
-    np.testing.assert_array_equal(x.data, x0)
+    np.testing.assert_array_equal(x.numpy(), x0)
     assert x.grad is None

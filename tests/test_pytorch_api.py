@@ -56,12 +56,12 @@ def test_random_factories_follow_the_seed_and_the_moments():
     tc.manual_seed(3)
     a = tc.rand(size=(1, 1, 28, 28), dtype=tc.float32)
     tc.manual_seed(3)
-    assert np.array_equal(a.data, tc.rand(1, 1, 28, 28).data)
-    assert 0 <= a.data.min() and a.data.max() < 1
+    assert np.array_equal(a.numpy(), tc.rand(1, 1, 28, 28).numpy())
+    assert 0 <= a.numpy().min() and a.numpy().max() < 1
     tc.manual_seed(0)
     n = tc.normal(0, 1, (200, 200))
     assert n.shape == (200, 200) and n.dtype == np.float32
-    assert abs(float(n.mean())) < 0.02 and abs(float(n.data.std()) - 1) < 0.02
+    assert abs(float(n.mean())) < 0.02 and abs(float(n.numpy().std()) - 1) < 0.02
     shifted = tc.normal(tc.full((4000,), 5.0), 0.5)  # tensor mean, number std: elementwise
     assert shifted.shape == (4000,) and abs(float(shifted.mean()) - 5) < 0.05
     with pytest.raises(TypeError, match="give a size"):
@@ -75,8 +75,8 @@ def test_from_numpy_shares_memory_both_ways():
     t = tc.from_numpy(a)
     assert t.dtype == np.float64  # the array's dtype, not the default
     a[0, 0] = 100
-    assert t.data[0, 0] == 100
-    t.data[1, 2] = -1
+    assert t.numpy()[0, 0] == 100
+    t.numpy()[1, 2] = -1
     assert a[1, 2] == -1
     with pytest.raises(TypeError, match=r"expected np.ndarray \(got list\)"):
         tc.from_numpy([1, 2])
@@ -86,7 +86,7 @@ def test_from_numpy_shares_memory_both_ways():
 def test_free_functions_are_the_methods():
     x = tc.tensor([[-1.0, 2.0, -3.0], [4.0, -5.0, 6.0]])
     assert tc.abs(x).tolist() == [[1, 2, 3], [4, 5, 6]]
-    np.testing.assert_allclose(tc.exp(x).data, np.exp(x.data))
+    np.testing.assert_allclose(tc.exp(x).numpy(), np.exp(x.numpy()))
     assert tc.sum(x).item() == 3.0 and tc.sum(x, dim=0).tolist() == [3, -3, 3]
     assert tc.sum(x, axis=1, keepdims=True).tolist() == [[-2], [5]]
     assert tc.argmax(x, axis=1).tolist() == [1, 2] and tc.argmax(x).item() == 5
@@ -94,11 +94,11 @@ def test_free_functions_are_the_methods():
     assert tc.mean(x, dim=1).tolist() == pytest.approx([-2 / 3, 5 / 3])
     assert tc.reshape(x, (3, 2)).shape == (3, 2) and tc.numel(x) == 6
     assert tc.matmul(tc.eye(2), x).tolist() == x.tolist()
-    assert tc.is_tensor(x) and not tc.is_tensor(x.data)
+    assert tc.is_tensor(x) and not tc.is_tensor(x.numpy())
     assert tc.add(x, 1).tolist() == (x + 1).tolist() and tc.square(x).tolist() == (x * x).tolist()
     c = tc.clone(x)
-    assert c.tolist() == x.tolist() and not np.shares_memory(c.data, x.data)
-    assert np.shares_memory(tc.detach(x).data, x.data)
+    assert c.tolist() == x.tolist() and not np.shares_memory(c.numpy(), x.numpy())
+    assert np.shares_memory(tc.detach(x).numpy(), x.numpy())
 
 
 def test_axis_and_keepdims_aliases_on_the_methods():
@@ -128,7 +128,7 @@ def test_type_and_conversion_methods():
     assert x.to("cpu", tc.float64).dtype == np.float64 and x.to(tc.zeros(1, dtype=tc.int64)).dtype == np.int64
     assert x.to(dtype=tc.float64, device="cpu").dtype == np.float64
     c = x.to("cpu", copy=True)
-    assert c is not x and c.tolist() == x.tolist() and not np.shares_memory(c.data, x.data)
+    assert c is not x and c.tolist() == x.tolist() and not np.shares_memory(c.numpy(), x.numpy())
     w = tc.tensor([1.5, 2.5], requires_grad=True)
     assert not w.long().requires_grad  # an integer copy leaves the graph, as in PyTorch
     w.double().sum().backward()
@@ -203,7 +203,7 @@ def test_apply_initialises_the_layers_it_is_told_to():
             nn.init.constant_(m.weight, 0.5)
 
     net.apply(init_weights)
-    assert all(np.all(m.weight.data == 0.5) for m in (net[0], net[2]))
+    assert all(np.all(m.weight.numpy() == 0.5) for m in (net[0], net[2]))
 
 
 # ----------------------------------------------------------------------------------------------- files, paths
@@ -214,10 +214,10 @@ def test_save_and_load_take_any_file_name_and_stay_pickle_free(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["mlp.params"]  # the user's name, nothing appended
     assert zipfile.is_zipfile(path)
     with np.load(path, allow_pickle=False) as npz:  # an ordinary npz inside
-        np.testing.assert_array_equal(npz["weight"], net.weight.data)
+        np.testing.assert_array_equal(npz["weight"], net.weight.numpy())
     clone = nn.Linear(3, 2)
     clone.load_state_dict(tc.load(str(path)))
-    np.testing.assert_array_equal(clone.bias.data, net.bias.data)
+    np.testing.assert_array_equal(clone.bias.numpy(), net.bias.numpy())
 
 
 def test_torch_module_paths():
@@ -240,16 +240,16 @@ def test_tensor_dataset_and_dataloader_yield_tensor_batches():
     batches = list(data.DataLoader(ds, 4))
     assert len(data.DataLoader(ds, 4)) == 3 and [len(b[1]) for b in batches] == [4, 4, 2]
     xb, yb = batches[0]
-    assert isinstance(xb, tc.Tensor) and xb.tolist() == X.data[:4].tolist() and yb.dtype == np.int64
+    assert isinstance(xb, tc.Tensor) and xb.tolist() == X.numpy()[:4].tolist() and yb.dtype == np.int64
     assert len(list(data.DataLoader(ds, 4, drop_last=True))) == 2
     tc.manual_seed(0)
     shuffled = list(data.DataLoader(ds, batch_size=3, shuffle=True))
-    order = np.concatenate([b[1].data for b in shuffled])
+    order = np.concatenate([b[1].numpy() for b in shuffled])
     assert sorted(order.tolist()) == list(range(10)) and order.tolist() != list(range(10))
     for xb, yb in shuffled:  # rows stay paired with their labels
-        np.testing.assert_array_equal(xb.data, X.data[yb.data])
+        np.testing.assert_array_equal(xb.numpy(), X.numpy()[yb.numpy()])
     tc.manual_seed(0)
-    again = np.concatenate([b[1].data for b in data.DataLoader(ds, batch_size=3, shuffle=True)])
+    again = np.concatenate([b[1].numpy() for b in data.DataLoader(ds, batch_size=3, shuffle=True)])
     np.testing.assert_array_equal(order, again)
     with pytest.raises(ValueError, match="Size mismatch"):
         data.TensorDataset(X, tc.arange(9))

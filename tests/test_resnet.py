@@ -27,8 +27,8 @@ def test_lenet_bn_puts_batch_norm_after_each_conv_and_hidden_linear():
     assert model(x).shape == (8, 10)
     assert model.bn1.num_batches_tracked.item() == 1
     model.eval()
-    a = model(x[:1]).data
-    b = model(x).data[:1]  # eval mode: one image's output does not depend on the rest of the batch
+    a = model(x[:1]).numpy()
+    b = model(x).numpy()[:1]  # eval mode: one image's output does not depend on the rest of the batch
     np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
 
 
@@ -95,7 +95,7 @@ def test_tiny_resnet_gradcheck(training):
             object.__setattr__(m, name, value)  # the layers compute with gradcheck's float64 leaves
         return model(x)
 
-    values = [tc.tensor(getattr(m, name).data.copy(), requires_grad=True) for m, name in slots]
+    values = [tc.tensor(getattr(m, name).numpy().copy(), requires_grad=True) for m, name in slots]
     assert len(values) == 20
     assert tc.gradcheck(fn, [x, *values], atol=1e-6, rtol=1e-4)
 
@@ -122,30 +122,30 @@ def test_backward_hook_on_a_residual_block_sees_the_gradient_of_both_paths():
     tc.manual_seed(1)
     block = BasicBlock(3, 3).double()
     seen = []
-    block.register_full_backward_hook(lambda m, gin, gout: seen.append((gin[0].data.copy(), gout[0].data.copy())))
+    block.register_full_backward_hook(lambda m, gin, gout: seen.append((gin[0].numpy().copy(), gout[0].numpy().copy())))
     x = tc.tensor(np.random.default_rng(2).standard_normal((4, 3, 5, 5)), requires_grad=True)
     g = np.random.default_rng(3).standard_normal((4, 3, 5, 5))
     block(x).backward(g)
     assert len(seen) == 1
     grad_in, grad_out = seen[0]
-    np.testing.assert_allclose(grad_in, x.grad.data)
+    np.testing.assert_allclose(grad_in, x.grad.numpy())
     np.testing.assert_allclose(grad_out, g)
     # The identity shortcut hands the gradient behind the final ReLU straight to the input: the conv path adds
     # only what flows through it, so grad_in minus that part is exactly g where the output is positive.
     y = block(x)
-    conv_path = tc.tensor(x.data.copy(), requires_grad=True)
+    conv_path = tc.tensor(x.numpy().copy(), requires_grad=True)
     out = block.bn2(block.conv2(block.relu(block.bn1(block.conv1(conv_path)))))
-    out.backward(g * (y.data > 0))
-    np.testing.assert_allclose(grad_in - conv_path.grad.data, g * (y.data > 0), atol=1e-12)
+    out.backward(g * (y.numpy() > 0))
+    np.testing.assert_allclose(grad_in - conv_path.grad.numpy(), g * (y.numpy() > 0), atol=1e-12)
 
 
 def test_summary_runs_in_eval_mode_and_leaves_the_statistics_alone():
     model = ResNet()
-    before = {k: v.data.copy() for k, v in model.state_dict().items()}
+    before = {k: v.numpy().copy() for k, v in model.state_dict().items()}
     tc.summary(model, (2, 1, 28, 28), print_fn=None)
     assert model.training
     for k, v in model.state_dict().items():
-        np.testing.assert_array_equal(v.data, before[k], err_msg=k)
+        np.testing.assert_array_equal(v.numpy(), before[k], err_msg=k)
 
 
 def test_resnet_round_trip_through_a_file(tmp_path):
@@ -156,7 +156,7 @@ def test_resnet_round_trip_through_a_file(tmp_path):
     b.load_state_dict(tc.load(tmp_path / "resnet.npz"))
     a.eval(), b.eval()
     x = tc.randn(3, 1, 28, 28)
-    np.testing.assert_array_equal(a(x).data, b(x).data)
+    np.testing.assert_array_equal(a(x).numpy(), b(x).numpy())
     assert b.layer3[0].bn1.num_batches_tracked.item() == 1
 
 

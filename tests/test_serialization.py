@@ -25,7 +25,7 @@ def test_state_dict_round_trip(tmp_path):
     other = nn.Sequential(nn.Linear(4, 3), nn.ReLU(), nn.Linear(3, 2))
     other.load_state_dict(loaded)
     for (_k, a), (_, b) in zip(model.state_dict().items(), other.state_dict().items()):
-        np.testing.assert_array_equal(a.data, b.data)
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
         assert a.dtype == b.dtype == np.float32
     # Plain NumPy can read it too, member names are the keys.
     with np.load(path, allow_pickle=False) as npz:
@@ -52,7 +52,7 @@ def test_nested_checkpoint_structure_is_rebuilt_exactly(tmp_path):
     back = tc.load(tmp_path / "c.npz")
     assert set(back) == set(obj)
     assert isinstance(back["model"]["w"], tc.Tensor) and back["model"]["w"].dtype == np.float32
-    np.testing.assert_array_equal(back["model"]["w"].data, obj["model"]["w"].data)
+    np.testing.assert_array_equal(back["model"]["w"].numpy(), obj["model"]["w"].numpy())
     assert list(back["optimizer"]["state"]) == [0]  # int keys stay ints
     assert back["optimizer"]["state"][0]["step"] == 7
     assert back["optimizer"]["state"][0]["exp_avg"].dtype == np.float64
@@ -138,7 +138,7 @@ def test_newer_format_version_is_refused(tmp_path):
 
 
 def _snapshot(model):
-    return {k: v.data.copy() for k, v in model.state_dict().items()}
+    return {k: v.numpy().copy() for k, v in model.state_dict().items()}
 
 
 @pytest.mark.parametrize("edit, message", [
@@ -149,7 +149,7 @@ def _snapshot(model):
     (lambda sd: sd.update({"2.bias": np.zeros(2, np.int64)}), "dtype mismatch for 2.bias: checkpoint has int64"),
 ])
 def test_load_errors_name_the_key_and_leave_model_unchanged(tmp_path, edit, message):
-    sd = {k: tc.tensor(v.data + 1) for k, v in small_model().state_dict().items()}  # differs from a fresh model
+    sd = {k: tc.tensor(v.numpy() + 1) for k, v in small_model().state_dict().items()}  # differs from a fresh model
     edit(sd)
     tc.save(sd, tmp_path / "bad.npz")
     model = small_model()

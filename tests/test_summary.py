@@ -188,12 +188,12 @@ def test_summary_leaves_model_untouched():
     model = Net()
     model.train()
     model.features.eval()
-    before = {n: p.data.copy() for n, p in model.named_parameters()}
+    before = {n: p.numpy().copy() for n, p in model.named_parameters()}
     r = summary(model, (1, 6), print_fn=None)
     assert model.training and not model.features.training and model.head.training
     assert all(not m._forward_hooks and not m._forward_pre_hooks for m in model.modules())
     for n, p in model.named_parameters():
-        np.testing.assert_array_equal(p.data, before[n])
+        np.testing.assert_array_equal(p.numpy(), before[n])
         assert p.grad is None
     assert r.rows[2].type == "Linear"
 

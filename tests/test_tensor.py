@@ -24,16 +24,15 @@ def test_tensor_copies_but_as_tensor_shares():
     a = np.ones(3, dtype=np.float32)
     t = tc.tensor(a)
     a[0] = 5
-    assert t.data[0] == 1
-    assert np.shares_memory(tc.as_tensor(a).data, a)
+    assert t.numpy()[0] == 1
+    assert np.shares_memory(tc.as_tensor(a).numpy(), a)
 
 
 def test_basic_attributes_and_conversions():
     t = tc.tensor(np.arange(6.0).reshape(2, 3))
     assert t.shape == (2, 3) and t.ndim == 2 and t.numel() == 6 and len(t) == 2
     assert tc.tensor([[3.5]]).item() == 3.5
-    assert np.asarray(t) is t.data
-    assert t.numpy() is t.data
+    assert np.asarray(t) is t.numpy() and t.numpy() is t.numpy()  # the storage itself, no copy
     assert np.asarray(t, dtype=np.float32).dtype == np.float32
     assert t.tolist() == [[0, 1, 2], [3, 4, 5]]
     assert repr(tc.tensor([1.0], requires_grad=True)) == "tensor([1.], requires_grad=True)"
@@ -73,7 +72,7 @@ def test_numpy_array_on_the_left_uses_tensor_operators():
     y = np.array([3.0, 4.0], dtype=np.float32) * x
     assert isinstance(y, tc.Tensor)
     y.sum().backward()
-    np.testing.assert_allclose(x.grad.data, [3.0, 4.0])
+    np.testing.assert_allclose(x.grad.numpy(), [3.0, 4.0])
 
 
 def test_broadcasting_mismatch_message_names_sizes_and_dimension():
@@ -130,7 +129,7 @@ def test_loss_argument_errors():
 def test_comparisons_give_bool_tensors_and_tensors_hash_by_identity():
     t = tc.tensor([1.0, 2.0, 3.0])
     assert (t > 1.5).dtype == np.bool_
-    np.testing.assert_array_equal((t == tc.tensor([1.0, 0.0, 3.0])).data, [True, False, True])
+    np.testing.assert_array_equal((t == tc.tensor([1.0, 0.0, 3.0])).numpy(), [True, False, True])
     assert len({t: 1, tc.tensor([1.0]): 2}) == 2
 
 
@@ -140,9 +139,9 @@ def test_manual_seed_makes_random_tensors_repeatable_and_state_round_trips():
     state = tc.get_rng_state()
     b = tc.rand(5)
     tc.manual_seed(123)
-    np.testing.assert_array_equal(tc.randn(3, 4).data, a.data)
+    np.testing.assert_array_equal(tc.randn(3, 4).numpy(), a.numpy())
     tc.set_rng_state(state)
-    np.testing.assert_array_equal(tc.rand(5).data, b.data)
+    np.testing.assert_array_equal(tc.rand(5).numpy(), b.numpy())
     with pytest.raises(ValueError, match="non-negative integer"):
         tc.manual_seed(-1)
 
@@ -151,5 +150,67 @@ def test_factories():
     assert tc.zeros(2, 3).dtype == np.float32 and tc.zeros((2, 3)).shape == (2, 3)
     assert tc.ones(2, dtype="float64").dtype == np.float64
     assert tc.arange(5).dtype == np.int64 and tc.arange(0.0, 1.0, 0.5).dtype == np.float32
-    assert tc.full((2,), 7.0).data.tolist() == [7.0, 7.0]
+    assert tc.full((2,), 7.0).numpy().tolist() == [7.0, 7.0]
     assert tc.zeros_like(tc.ones(2, dtype="float64")).dtype == np.float64
+
+
+# ------------------------------------------------------------------------------------------------ .data
+def test_data_is_a_detached_tensor_sharing_storage():
+    w = tc.tensor([[1.0, -2.0], [3.0, -4.0]], requires_grad=True)
+    d = w.data
+    assert isinstance(d, tc.Tensor) and not isinstance(d, np.ndarray)
+    assert d.is_leaf and not d.requires_grad and d.grad_fn is None
+    assert np.shares_memory(d.numpy(), w.numpy()) and d.dtype == w.dtype and d.shape == w.shape
+    d[0, 0] = 7.0
+    assert w.tolist()[0][0] == 7.0
+    assert repr(tc.zeros(3).data[0]) == "tensor(0.)"
+
+
+def test_in_place_writes_through_data_are_not_seen_by_autograd():
+    w = tc.tensor([1.0, 2.0, 3.0], requires_grad=True)
+    y = (w * w).sum()  # saves w
+    w.data.mul_(10)  # a leaf that requires grad, yet .data's in-place write is allowed and uncounted
+    assert w._version == 0 and w.tolist() == [10.0, 20.0, 30.0]
+    y.backward()  # no "modified by an inplace operation" error: the graph did not see the write
+    assert w.grad.tolist() == [20.0, 40.0, 60.0]
+    with pytest.raises(RuntimeError, match="leaf Variable that requires grad"):
+        w.mul_(2)  # the same write on w itself is refused
+
+
+def test_the_books_data_idioms():
+    tc.manual_seed(0)
+    lin = tc.nn.Linear(20, 4)
+    lin.weight.data.normal_(0, 0.01)
+    lin.bias.data.fill_(0)
+    assert abs(float(lin.weight.numpy().std()) - 0.01) < 0.005 and lin.bias.tolist() == [0.0] * 4
+    assert repr(lin.bias.data[0]) == "tensor(0.)"
+    lin.weight.data.uniform_(-10, 10)
+    assert float(lin.weight.abs().max()) <= 10 and float(lin.weight.abs().max()) > 5
+    lin.weight.data[0, 0] = 1.0
+    array = lin.weight.numpy()
+    lin.weight.data *= lin.weight.data.abs() >= 5  # the book's custom-init mask
+    assert lin.weight.numpy() is array and lin.weight.numpy()[0, 0] == 0.0 and lin.weight.requires_grad
+    x = tc.randn(3, 20)
+    lin(x).sum().backward()
+    grad = lin.weight.grad.numpy().copy()
+    expected = array - np.float32(0.1) * grad
+    lin.weight.data.sub_(0.1 * lin.weight.grad)  # sgd from scratch
+    assert lin.weight.numpy() is array and grad.any()
+    np.testing.assert_allclose(array, expected, rtol=1e-6)
+    lin.weight.grad.data.zero_()
+    assert not lin.weight.grad.numpy().any()
+    p = tc.tensor([1.0, 2.0], requires_grad=True)
+    p.data -= 0.5 * tc.tensor([2.0, 2.0])  # old code's arithmetic on .data keeps working
+    assert p.tolist() == [0.0, 1.0] and p.requires_grad and p.is_leaf
+
+
+def test_assigning_data_swaps_the_storage():
+    w = tc.zeros(2, 3, requires_grad=True)
+    new = tc.ones(4)
+    w.data = new
+    assert w.shape == (4,) and w.requires_grad and np.shares_memory(w.numpy(), new.numpy())
+    with pytest.raises(TypeError, match="must be set to a Tensor, but got ndarray"):
+        w.data = np.zeros(4)
+    with pytest.raises(RuntimeError, match="requires grad"):
+        w.data = tc.zeros(4, dtype=tc.int64)
+    assert w.shape == (4,) and w.dtype == np.float32  # refused assignments change nothing

@@ -52,7 +52,7 @@ def pair(cls_name, channels, **options):
     if ours.affine:  # start from the same non-trivial parameters
         rng = np.random.default_rng(channels)
         w, b = rng.uniform(0.5, 1.5, channels), rng.uniform(-0.5, 0.5, channels)
-        ours.weight.data[:], ours.bias.data[:] = w, b
+        ours.weight.numpy()[:], ours.bias.numpy()[:] = w, b
         with torch.no_grad():
             theirs.weight.copy_(torch.tensor(w))
             theirs.bias.copy_(torch.tensor(b))
@@ -63,7 +63,7 @@ def assert_same_state(ours, theirs):
     ts = theirs.state_dict()
     assert list(ours.state_dict()) == list(ts)
     for key, value in ours.state_dict().items():
-        np.testing.assert_allclose(value.data, ts[key].numpy(), err_msg=key, **TOL)
+        np.testing.assert_allclose(value.numpy(), ts[key].numpy(), err_msg=key, **TOL)
 
 
 @pytest.mark.parametrize("options", OPTIONS, ids=lambda o: ",".join(f"{k}={v}" for k, v in o.items()) or "default")
@@ -78,15 +78,15 @@ def test_training_steps_then_eval_match_pytorch(cls_name, options, seed, shape_i
         g = rng.standard_normal(shape)
         a, b = tc.tensor(x, requires_grad=True), torch.tensor(x, requires_grad=True)
         y, ty = ours(a), theirs(b)
-        np.testing.assert_allclose(y.data, ty.detach().numpy(), err_msg=f"output, step {step}", **TOL)
+        np.testing.assert_allclose(y.numpy(), ty.detach().numpy(), err_msg=f"output, step {step}", **TOL)
         y.backward(g)
         ty.backward(torch.tensor(g))
-        np.testing.assert_allclose(a.grad.data, b.grad.numpy(), err_msg=f"input grad, step {step}", **TOL)
+        np.testing.assert_allclose(a.grad.numpy(), b.grad.numpy(), err_msg=f"input grad, step {step}", **TOL)
         if ours.affine:
             for name in ("weight", "bias"):
                 p, tp = getattr(ours, name), getattr(theirs, name)
-                np.testing.assert_allclose(p.grad.data, tp.grad.numpy(), err_msg=f"{name} grad, step {step}", **TOL)
-                p.data -= 0.1 * p.grad.data
+                np.testing.assert_allclose(p.grad.numpy(), tp.grad.numpy(), err_msg=f"{name} grad, step {step}", **TOL)
+                p.data -= 0.1 * p.grad
                 p.grad = None
                 with torch.no_grad():
                     tp -= 0.1 * tp.grad
@@ -96,13 +96,13 @@ def test_training_steps_then_eval_match_pytorch(cls_name, options, seed, shape_i
     x = rng.standard_normal(shape) * 2 - 1
     a, b = tc.tensor(x, requires_grad=True), torch.tensor(x, requires_grad=True)
     y, ty = ours(a), theirs(b)
-    np.testing.assert_allclose(y.data, ty.detach().numpy(), err_msg="eval output", **TOL)
+    np.testing.assert_allclose(y.numpy(), ty.detach().numpy(), err_msg="eval output", **TOL)
     g = rng.standard_normal(shape)
     y.backward(g)
     ty.backward(torch.tensor(g))
-    np.testing.assert_allclose(a.grad.data, b.grad.numpy(), err_msg="eval input grad", **TOL)
+    np.testing.assert_allclose(a.grad.numpy(), b.grad.numpy(), err_msg="eval input grad", **TOL)
     if ours.affine:
-        np.testing.assert_allclose(ours.weight.grad.data, theirs.weight.grad.numpy(), err_msg="eval weight grad",
+        np.testing.assert_allclose(ours.weight.grad.numpy(), theirs.weight.grad.numpy(), err_msg="eval weight grad",
                                    **TOL)
     assert_same_state(ours, theirs)
 
@@ -119,13 +119,13 @@ def test_functional_matches_pytorch(training, implementation):
     y = F.batch_norm(ours[0], rm, rv, ours[1], ours[2], training=training, momentum=0.2, eps=1e-4)
     ty = torch.nn.functional.batch_norm(theirs[0], trm, trv, theirs[1], theirs[2], training=training,
                                         momentum=0.2, eps=1e-4)
-    np.testing.assert_allclose(y.data, ty.detach().numpy(), **TOL)
+    np.testing.assert_allclose(y.numpy(), ty.detach().numpy(), **TOL)
     np.testing.assert_allclose(rm, trm.numpy(), **TOL)
     np.testing.assert_allclose(rv, trv.numpy(), **TOL)
     y.backward(g)
     ty.backward(torch.tensor(g))
     for mine, ref in zip(ours, theirs):
-        np.testing.assert_allclose(mine.grad.data, ref.grad.numpy(), **TOL)
+        np.testing.assert_allclose(mine.grad.numpy(), ref.grad.numpy(), **TOL)
 
 
 def test_state_dicts_move_between_tinyconv_and_pytorch():
@@ -139,10 +139,10 @@ def test_state_dicts_move_between_tinyconv_and_pytorch():
     ours.float(), theirs.float()
     ours.eval(), theirs.eval()
     x = np.random.default_rng(0).standard_normal((2, 3, 5, 5)).astype(np.float32)
-    np.testing.assert_allclose(ours(tc.tensor(x)).data, theirs(torch.tensor(x)).detach().numpy(), rtol=1e-5,
+    np.testing.assert_allclose(ours(tc.tensor(x)).numpy(), theirs(torch.tensor(x)).detach().numpy(), rtol=1e-5,
                                atol=1e-6)
     back = torch.nn.BatchNorm2d(3)
-    back.load_state_dict({k: torch.from_numpy(np.array(v.data)) for k, v in ours.state_dict().items()})
+    back.load_state_dict({k: torch.from_numpy(np.array(v.numpy())) for k, v in ours.state_dict().items()})
     assert int(back.num_batches_tracked) == 2
 
 
@@ -159,7 +159,7 @@ def test_resnet_matches_the_same_network_in_pytorch():
     tc.manual_seed(0)
     ours = nn.models.ResNet(channels=(4, 6, 8), blocks=(1, 2, 1)).double()
     theirs = TorchResNet(channels=(4, 6, 8), blocks=(1, 2, 1)).double()
-    load_arrays(theirs, {k: np.array(v.data) for k, v in ours.state_dict().items()})
+    load_arrays(theirs, {k: np.array(v.numpy()) for k, v in ours.state_dict().items()})
     opt, topt = tc.optim.SGD(ours.parameters(), lr=0.1), torch.optim.SGD(theirs.parameters(), lr=0.1)
     rng = np.random.default_rng(0)
     for step in range(2):
@@ -171,10 +171,10 @@ def test_resnet_matches_the_same_network_in_pytorch():
         loss.backward(), tloss.backward()
         tparams = dict(theirs.named_parameters())
         for name, p in ours.named_parameters():
-            np.testing.assert_allclose(p.grad.data, tparams[name].grad.numpy(), err_msg=f"{name}, step {step}",
+            np.testing.assert_allclose(p.grad.numpy(), tparams[name].grad.numpy(), err_msg=f"{name}, step {step}",
                                        **TOL)
         opt.step(), topt.step()
     assert_same_state(ours, theirs)
     ours.eval(), theirs.eval()
     x = rng.standard_normal((3, 1, 28, 28))
-    np.testing.assert_allclose(ours(tc.tensor(x)).data, theirs(torch.tensor(x)).detach().numpy(), **TOL)
+    np.testing.assert_allclose(ours(tc.tensor(x)).numpy(), theirs(torch.tensor(x)).detach().numpy(), **TOL)

@@ -32,8 +32,8 @@ def run_both(tc_fn, torch_fn, arrays, grad_out_seed=0):
     g = np.random.default_rng(grad_out_seed).uniform(-1, 1, y.shape).astype(y.dtype)
     y.backward(tc.tensor(g))
     ty.backward(torch.tensor(g))
-    pairs = [("output", y.data, ty.detach().numpy())]
-    pairs += [(f"grad {i}", a.grad.data, b.grad.numpy()) for i, (a, b) in enumerate(zip(ours, theirs))]
+    pairs = [("output", y.numpy(), ty.detach().numpy())]
+    pairs += [(f"grad {i}", a.grad.numpy(), b.grad.numpy()) for i, (a, b) in enumerate(zip(ours, theirs))]
     return pairs
 
 

@@ -48,7 +48,7 @@ def losses(history):
 
 
 def params(trainer):
-    return {k: v.data.copy() for k, v in trainer.model.state_dict().items()}
+    return {k: v.numpy().copy() for k, v in trainer.model.state_dict().items()}
 
 
 def test_mlp_learns_generated_bars():
@@ -111,7 +111,7 @@ def test_grad_norms_per_layer():
     tc.functional.cross_entropy(model(x), np.array([0, 1, 2, 3])).backward()
     norms = grad_norms(model)
     assert set(norms) == {"1", "3"}
-    w, b = model[3].weight.grad.data, model[3].bias.grad.data
+    w, b = model[3].weight.grad.numpy(), model[3].bias.grad.numpy()
     assert norms["3"] == pytest.approx(np.sqrt((w.astype(np.float64) ** 2).sum() + (b.astype(np.float64) ** 2).sum()))
 
 
@@ -248,7 +248,7 @@ def test_divergence_stops_keeps_the_last_good_checkpoint_and_never_saves_nan(tmp
         nonlocal before
         if (epoch, batch) == (1, 2):
             before = (tmp_path / "checkpoint.npz").read_bytes()
-            next(iter(trainer.model.parameters())).data[0, 0] = np.nan
+            next(iter(trainer.model.parameters())).numpy()[0, 0] = np.nan
 
     t.callback = poison
     with pytest.raises(TrainingDiverged, match=r"diverged in epoch 2, batch 3/5: the training loss is nan") as e:

@@ -25,18 +25,18 @@ def test_grad_norms_per_parameter():
     norms = grad_norms(model)
     assert list(norms) == ["0.weight", "0.bias", "2.weight"]
     for name, p in model.named_parameters():
-        assert norms[name] == pytest.approx(float(np.linalg.norm(p.grad.data.astype(np.float64))), rel=1e-12)
+        assert norms[name] == pytest.approx(float(np.linalg.norm(p.grad.numpy().astype(np.float64))), rel=1e-12)
         assert norms[name] > 0
     inf = grad_norms(model, norm_type=float("inf"))
-    assert inf["0.bias"] == pytest.approx(float(np.abs(model[0].bias.grad.data).max()))
+    assert inf["0.bias"] == pytest.approx(float(np.abs(model[0].bias.grad.numpy()).max()))
     one = grad_norms(model, norm_type=1)
-    assert one["2.weight"] == pytest.approx(float(np.abs(model[2].weight.grad.data.astype(np.float64)).sum()))
+    assert one["2.weight"] == pytest.approx(float(np.abs(model[2].weight.grad.numpy().astype(np.float64)).sum()))
 
 
 def test_grad_norms_per_module_and_missing_grads():
     model = mlp_with_grads()
     per_module = grad_norms(model, by="module")
-    w, b = model[0].weight.grad.data.astype(np.float64), model[0].bias.grad.data.astype(np.float64)
+    w, b = model[0].weight.grad.numpy().astype(np.float64), model[0].bias.grad.numpy().astype(np.float64)
     assert list(per_module) == ["0", "2"]
     assert per_module["0"] == pytest.approx(float(np.sqrt((w ** 2).sum() + (b ** 2).sum())))
     model[0].bias.grad = None
@@ -73,8 +73,8 @@ class TinyConv(nn.Module):
         from numpy.lib.stride_tricks import sliding_window_view
 
         k = self.weight.shape[-1]
-        win = sliding_window_view(x.data, (k, k), axis=(2, 3))  # (N, 1, Ho, Wo, k, k)
-        return tc.Tensor(np.einsum("nchwab,ocab->nohw", win, self.weight.data))
+        win = sliding_window_view(x.numpy(), (k, k), axis=(2, 3))  # (N, 1, Ho, Wo, k, k)
+        return tc.Tensor(np.einsum("nchwab,ocab->nohw", win, self.weight.numpy()))
 
 
 class Net(nn.Module):

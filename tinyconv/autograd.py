@@ -235,7 +235,7 @@ class Function:
                 fns.append(None)
             else:
                 maker = t
-                arrays.append(t.data)
+                arrays.append(t._data)
                 needs.append(requires_grad)
                 graph_inputs.append(t)
                 fns.append(t.grad_fn)
@@ -267,7 +267,7 @@ def _saved_versions(saved: tuple, inputs: list, out) -> tuple:
         if not isinstance(s, np.ndarray):
             continue
         for t in inputs:
-            if t is not None and (s is t.data or (s.base is not None and np.may_share_memory(s, t.data))):
+            if t is not None and (s is t._data or (s.base is not None and np.may_share_memory(s, t._data))):
                 found.append((t, t._version))
                 break
     return tuple(found)
@@ -347,7 +347,7 @@ def _backward_pass(tensor, grad, retain_graph: bool) -> None:
             "call backward() on a result computed from tensors with requires_grad=True"
         )
     if grad is None:
-        if tensor.data.size != 1:
+        if tensor._data.size != 1:
             raise RuntimeError(
                 f"grad can be implicitly created only for scalar outputs; this output has shape "
                 f"{tensor.shape}: pass backward(gradient) with a gradient of that shape"

@@ -140,14 +140,14 @@ def batch_norm(input: Tensor, running_mean, running_var, weight: Tensor | None =
         if value is None:
             stats.append(None)
             continue
-        arr = value.data if isinstance(value, Tensor) else value
+        arr = value._data if isinstance(value, Tensor) else value
         if not isinstance(arr, np.ndarray) or arr.shape != (channels,) or arr.dtype.kind != "f":
             got = f"shape {arr.shape}, dtype {arr.dtype}" if isinstance(arr, np.ndarray) else type(value).__name__
             raise ShapeError(f"batch_norm: {name} must be a float array or Tensor of shape ({channels},) for "
                              f"input of shape {input.shape}, got {got}")
         stats.append(arr)
     if training:
-        count = input.data.size // channels if channels else 0
+        count = input._data.size // channels if channels else 0
         if count == 1:
             raise ValueError(f"batch_norm: expected more than 1 value per channel when training, got input of "
                              f"shape {input.shape}")
@@ -182,7 +182,7 @@ def _check_reduction(reduction: str) -> None:
 
 def _class_targets(input: Tensor, target, fn: str) -> np.ndarray:
     """Integer class indices for (N, C) / (C,) / (N, C, d1, ...) scores, validated against C."""
-    t = target.data if isinstance(target, Tensor) else np.asarray(target)
+    t = target._data if isinstance(target, Tensor) else np.asarray(target)
     if t.dtype.kind == "f":
         if not np.all(np.mod(t, 1) == 0):
             raise TypeError(f"{fn}: target must hold integer class indices, got non-integer floats")
@@ -226,13 +226,13 @@ def nll_loss(input: Tensor, target, weight: Tensor | None = None, reduction: str
         n_classes = scores.shape[-1]
         if weight.shape != (n_classes,):
             raise ShapeError(f"nll_loss: weight must have shape ({n_classes},), got {weight.shape}")
-        w = Tensor(weight.data[t].astype(input.dtype))
+        w = Tensor(weight._data[t].astype(input.dtype))
     losses = -picked if w is None else -picked * w
     if reduction == "none":
         return losses
     if reduction == "sum":
         return losses.sum()
-    return losses.mean() if w is None else losses.sum() / float(w.data.sum())
+    return losses.mean() if w is None else losses.sum() / float(w._data.sum())
 
 
 def cross_entropy(
@@ -267,7 +267,7 @@ def cross_entropy(
             smooth = smooth.mean()
         else:
             t = _class_targets(input, target, "cross_entropy")
-            smooth = smooth.sum() / float(as_tensor(weight).data[t].sum())
+            smooth = smooth.sum() / float(as_tensor(weight)._data[t].sum())
     return nll * (1.0 - label_smoothing) + smooth * label_smoothing
 
 

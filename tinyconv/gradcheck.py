@@ -40,7 +40,7 @@ def _outputs(result) -> list:
 
 def _projection(outs, directions):
     """Σ_k <out_k, v_k> as a scalar float (for the numeric side) using plain arrays."""
-    return float(sum(np.sum(o.data.astype(np.float64) * v) for o, v in zip(outs, directions)))
+    return float(sum(np.sum(o._data.astype(np.float64) * v) for o, v in zip(outs, directions)))
 
 
 def gradcheck(
@@ -75,7 +75,7 @@ def gradcheck(
         if isinstance(x, Tensor) and x.requires_grad:
             if not np.issubdtype(x.dtype, np.floating):
                 raise TypeError(f"gradcheck: {names[i]} requires grad but has dtype {x.dtype}")
-            x = Tensor(x.data.astype(np.float64), requires_grad=True)
+            x = Tensor(x._data.astype(np.float64), requires_grad=True)
             checked.append(i)
         call_args.append(x)
     if not checked:
@@ -97,9 +97,9 @@ def gradcheck(
 
     for i in checked:
         x = call_args[i]
-        analytic = np.zeros(x.shape) if x.grad is None else x.grad.data.astype(np.float64)
+        analytic = np.zeros(x.shape) if x.grad is None else x.grad._data.astype(np.float64)
         numeric = np.zeros(x.shape)
-        flat = x.data.reshape(-1)  # a view: perturbing it perturbs the input fn sees
+        flat = x._data.reshape(-1)  # a view: perturbing it perturbs the input fn sees
         with no_grad():
             for k in range(flat.size):
                 original = flat[k]

@@ -66,7 +66,7 @@ def _where(path: tuple) -> str:
 def _encode(obj, path: tuple, arrays: dict):
     """The JSON description of ``obj``; arrays go into ``arrays`` under a unique name."""
     if isinstance(obj, Tensor):
-        arr = obj.data
+        arr = obj._data
         kind = "tensor"
     elif isinstance(obj, np.ndarray):
         arr, kind = obj, "ndarray"

@@ -124,7 +124,7 @@ def _shape_of(x):
 
 def _bytes_of(x) -> int:
     if isinstance(x, Tensor):
-        return int(x.data.nbytes)
+        return int(x._data.nbytes)
     if isinstance(x, (tuple, list)):
         return sum(_bytes_of(v) for v in x)
     return 0
@@ -156,8 +156,8 @@ def summary(model, input_shape, dtype=None, print_fn=print, depth: int | None = 
             name=names.get(id(module), "?"), type=type(module).__name__,
             depth=(names.get(id(module), "").count(".") + 1) if names.get(id(module)) else 0,
             output_shape=None,
-            params=sum(int(p.data.size) for p in module._parameters.values() if p is not None),
-            trainable=sum(int(p.data.size) for p in module._parameters.values() if p is not None and p.requires_grad),
+            params=sum(int(p._data.size) for p in module._parameters.values() if p is not None),
+            trainable=sum(int(p._data.size) for p in module._parameters.values() if p is not None and p.requires_grad),
             mult_adds=None, is_leaf=child_counts.get(id(module), 0) == 0,
         )
         rows.append(row)
@@ -197,12 +197,12 @@ def summary(model, input_shape, dtype=None, print_fn=print, depth: int | None = 
     params = list(model.parameters())
     result = ModelSummary(
         model_name=type(model).__name__, input_shape=input_shape, dtype=dt, rows=rows,
-        total_params=sum(int(p.data.size) for p in params),
-        trainable_params=sum(int(p.data.size) for p in params if p.requires_grad),
+        total_params=sum(int(p._data.size) for p in params),
+        trainable_params=sum(int(p._data.size) for p in params if p.requires_grad),
         total_mult_adds=sum(r.mult_adds or 0 for r in rows if r.is_leaf),
-        input_bytes=int(x.data.nbytes),
+        input_bytes=int(x._data.nbytes),
         activation_bytes=sum(r.output_bytes for r in rows if r.is_leaf),
-        param_bytes=sum(int(p.data.nbytes) for p in params),
+        param_bytes=sum(int(p._data.nbytes) for p in params),
     )
     result.non_trainable_params = result.total_params - result.trainable_params
     result._depth = depth

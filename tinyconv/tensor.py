@@ -9,8 +9,12 @@ tensor does not widen one with dimensions.
 
 Item assignment and the in-place methods (``t[idx] = v``, ``+=``, ``add_``, ``zero_`` ...) write into the storage
 and take part in autograd as in PyTorch; ``_version`` counts those writes (shared with views) so the engine can
-refuse a backward through a tensor modified after it was saved. ``t.data`` is the NumPy array itself: writes
-through it are not tracked, PyTorch's ``.data`` escape hatch.
+refuse a backward through a tensor modified after it was saved.
+
+``t.data`` is PyTorch's escape hatch: a tensor sharing ``t``'s storage, cut off from the graph and with a version
+count of its own, so in-place writes through it (``w.data.normal_(0, 0.01)``, ``p.data.sub_(lr * p.grad)``) are
+seen by nobody's autograd. The NumPy array is ``t.numpy()`` (or ``np.asarray(t)``); inside tinyconv it is
+``t._data``, the storage itself.
 """
 from __future__ import annotations
 
@@ -59,7 +63,7 @@ def _to_array(data, dtype=None, infer: bool = False) -> np.ndarray:
     ``tc.as_tensor``) PyTorch's rule, ints → int64, bools → bool, floats → float32; without it (the
     ``Tensor(...)`` constructor, like ``torch.Tensor``) numbers become float32 and bools stay bool."""
     if isinstance(data, Tensor):
-        arr = data.data
+        arr = data._data
     elif isinstance(data, (np.ndarray, np.generic)):
         arr = np.asarray(data)
     else:
@@ -78,7 +82,7 @@ def _to_array(data, dtype=None, infer: bool = False) -> np.ndarray:
 def _wrap_output(out, ctx) -> "Tensor":
     """Wrap an op's result array without copying; attach the graph node when one was recorded."""
     t = Tensor.__new__(Tensor)
-    t.data = out if isinstance(out, np.ndarray) else np.asarray(out)
+    t._data = out if isinstance(out, np.ndarray) else np.asarray(out)
     t.grad = None
     t.grad_fn = ctx
     t.requires_grad = ctx is not None
@@ -88,7 +92,7 @@ def _wrap_output(out, ctx) -> "Tensor":
     t._base = None
     if ctx is not None:
         ctx.output_ref = weakref.ref(t)
-        ctx.output_meta = (t.data.shape, t.data.dtype)
+        ctx.output_meta = (t._data.shape, t._data.dtype)
     return t
 
 
@@ -111,15 +115,16 @@ def _broadcast_check(a: "Tensor", b: "Tensor", op: str) -> None:
 class Tensor:
     """An n-dimensional array with reverse-mode autograd.
 
-    Attributes: ``data`` (the ``np.ndarray``), ``grad`` (a Tensor or None), ``requires_grad``, ``grad_fn``
-    (the node that made it, None for leaves). Image batches are (N, C, H, W) throughout tinyconv.
+    Attributes: ``data`` (this tensor's storage as a detached Tensor), ``grad`` (a Tensor or None),
+    ``requires_grad``, ``grad_fn`` (the node that made it, None for leaves); ``_data`` is the ``np.ndarray``.
+    Image batches are (N, C, H, W) throughout tinyconv.
     """
 
     __array_priority__ = 1000  # ndarray <op> Tensor defers to Tensor's reflected operator
     __hash__ = object.__hash__  # == is elementwise, identity stays the hash (tensors can key dicts)
 
     def __init__(self, data, requires_grad: bool = False, dtype=None):
-        self.data = _to_array(data, dtype)
+        self._data = _to_array(data, dtype)
         self.grad = None
         self.grad_fn = None
         self._hooks = {}
@@ -130,31 +135,49 @@ class Tensor:
         if requires_grad:
             self.requires_grad_(True)
 
+    # --------------------------------------------------------------------------------------------- storage
+    @property
+    def data(self) -> "Tensor":
+        """A tensor sharing this one's storage, detached from the graph, with its own version count (PyTorch's
+        ``.data``): in-place changes through it are invisible to autograd."""
+        return _wrap_output(self._data, None)
+
+    @data.setter
+    def data(self, value) -> None:
+        """``t.data = other`` makes ``other``'s storage this tensor's (shape and dtype follow it), as in PyTorch."""
+        if not isinstance(value, Tensor):
+            raise TypeError(f"Tensor.data must be set to a Tensor, but got {type(value).__name__} "
+                            "(wrap an array with tinyconv.from_numpy)")
+        if self.requires_grad and value.dtype.kind != "f":
+            raise RuntimeError(f"data set to a tensor of dtype {value.dtype.name}, but this tensor requires grad "
+                               f"and is {self.dtype.name}")
+        self._data = value._data
+
     # ---------------------------------------------------------------------------------------- basic facts
     @property
     def shape(self) -> tuple:
-        return self.data.shape
+        return self._data.shape
 
     @property
     def ndim(self) -> int:
-        return self.data.ndim
+        return self._data.ndim
 
     @property
     def dtype(self) -> np.dtype:
-        return self.data.dtype
+        return self._data.dtype
 
     @property
     def is_leaf(self) -> bool:
         return self.grad_fn is None
 
     def size(self, dim=None):
-        return self.data.shape if dim is None else self.data.shape[dim]
+        return self._data.shape if dim is None else self._data.shape[dim]
 
     def dim(self) -> int:
-        return self.data.ndim
+        return self._data.ndim
 
     def numel(self) -> int:
-        return int(self.data.size)
+        return int(self._data.size)
 
     def __len__(self) -> int:
         if self.ndim == 0:
@@ -162,31 +185,31 @@ class Tensor:
         return self.shape[0]
 
     def item(self):
-        if self.data.size != 1:
-            raise ValueError(f"a Tensor with {self.data.size} elements cannot be converted to a Python scalar")
-        return self.data.reshape(()).item()
+        if self._data.size != 1:
+            raise ValueError(f"a Tensor with {self._data.size} elements cannot be converted to a Python scalar")
+        return self._data.reshape(()).item()
 
     def numpy(self) -> np.ndarray:
-        return self.data
+        return self._data
 
     def tolist(self):
-        return self.data.tolist()
+        return self._data.tolist()
 
     def __array__(self, dtype=None, copy=None):
         if dtype is None:
-            return self.data
-        return self.data.astype(dtype, copy=bool(copy))
+            return self._data
+        return self._data.astype(dtype, copy=bool(copy))
 
     def __bool__(self) -> bool:
-        if self.data.size != 1:
-            many = "more than one value" if self.data.size else "no values"
+        if self._data.size != 1:
+            many = "more than one value" if self._data.size else "no values"
             raise RuntimeError(f"Boolean value of Tensor with {many} is ambiguous")
-        return bool(self.data.reshape(()).item())
+        return bool(self._data.reshape(()).item())
 
     def _scalar(self):
-        if self.data.size != 1:
+        if self._data.size != 1:
             raise ValueError("only one element tensors can be converted to Python scalars")
-        return self.data.reshape(()).item()
+        return self._data.reshape(()).item()
 
     def __float__(self) -> float:
         return float(self._scalar())
@@ -195,14 +218,14 @@ class Tensor:
         return int(self._scalar())
 
     def __index__(self) -> int:
-        if self.data.size != 1 or self.dtype.kind not in "iu":
+        if self._data.size != 1 or self.dtype.kind not in "iu":
             raise TypeError("only integer tensors of a single element can be converted to an index")
         return int(self._scalar())
 
     def __format__(self, spec: str) -> str:
         """``f'{loss:.3f}'`` formats a 0-d tensor's value, as PyTorch does; other tensors accept only ``''``."""
         if self.ndim == 0:
-            return format(self.data.item(), spec)
+            return format(self._data.item(), spec)
         if spec:
             raise TypeError("unsupported format string passed to Tensor.__format__")
         return str(self)
@@ -213,9 +236,9 @@ class Tensor:
         return (self[i] for i in range(self.shape[0]))
 
     def __repr__(self) -> str:
-        body = tensor_body(self.data)
+        body = tensor_body(self._data)
         extras = []
-        if self.data.size == 0 and self.ndim != 1:
+        if self._data.size == 0 and self.ndim != 1:
             extras.append(f"size={self.shape}")
         if self.dtype not in (float32, int64, bool_):
             extras.append(f"dtype=tinyconv.{self.dtype.name}")
@@ -238,7 +261,7 @@ class Tensor:
 
     def detach(self) -> "Tensor":
         """A new leaf sharing this tensor's data (and its version count), cut off from the graph."""
-        return self._view(_wrap_output(self.data, None))
+        return self._view(_wrap_output(self._data, None))
 
     def clone(self) -> "Tensor":
         """A copy with its own storage; gradients flow back to this tensor."""
@@ -251,12 +274,12 @@ class Tensor:
         return (self if self._base is None else self._base)._ver
 
     def _bump_version(self) -> None:
-        """Count one in-place write of the storage (optimizers call it after updating ``p.data``)."""
+        """Count one in-place write of the storage (optimizers call it after updating the storage)."""
         (self if self._base is None else self._base)._ver += 1
 
     def _view(self, out: "Tensor") -> "Tensor":
         """Mark ``out`` as a view of this tensor's storage when it is one, so both count versions together."""
-        if out.data is self.data or (out.data.base is not None and np.may_share_memory(out.data, self.data)):
+        if out._data is self._data or (out._data.base is not None and np.may_share_memory(out._data, self._data)):
             out._base = self if self._base is None else self._base
         return out
 
@@ -281,19 +304,19 @@ class Tensor:
             raise ShapeError(f"output with shape {list(self.shape)} doesn't match the broadcast shape "
                              f"{list(result.shape)}")
         node = result.grad_fn
-        if result.data is not self.data:
+        if result._data is not self._data:
             if _KIND_RANK[result.dtype.kind] > _KIND_RANK[self.dtype.kind]:
                 raise RuntimeError(f"result type {_type_word(result.dtype)} can't be cast to the desired output "
                                    f"type {_type_word(self.dtype)}")
             if node is not None and node._saved:
                 # The node kept arrays that alias the storage about to be overwritten: it gets its own copies.
-                mine = self.data
+                mine = self._data
                 node._saved = tuple(a.copy() if isinstance(a, np.ndarray) and np.may_share_memory(a, mine) else a
                                     for a in node._saved)
                 # Watched entries for those copies, and for the saved output (``result``, now private), go.
                 node.saved_versions = tuple(e for e in node.saved_versions
-                                            if e[0] is not None and not np.may_share_memory(e[0].data, mine))
-            np.copyto(self.data, result.data, casting="unsafe")
+                                            if e[0] is not None and not np.may_share_memory(e[0]._data, mine))
+            np.copyto(self._data, result._data, casting="unsafe")
         if node is not None:
             self.grad_fn, self.requires_grad = node, True
             node.output_ref = weakref.ref(self)
@@ -366,6 +389,20 @@ class Tensor:
     def zero_(self):
         return self._assign(Ellipsis, 0, indexing=False)
 
+    def normal_(self, mean: float = 0.0, std: float = 1.0, *, generator=None):
+        """Fill with samples of N(``mean``, ``std``²) from tinyconv's generator (``w.data.normal_(0, 0.01)``)."""
+        if std < 0:
+            raise RuntimeError(f"normal_ expects std >= 0.0, but found std {std}")
+        draw = (generator or default_generator()).normal(mean, std, self.shape)
+        return self._assign(Ellipsis, draw.astype(self.dtype, copy=False), indexing=False)
+
+    def uniform_(self, a: float = 0.0, b: float = 1.0, *, generator=None):
+        """Fill with samples of U[``a``, ``b``) from tinyconv's generator."""
+        if a > b:
+            raise RuntimeError(f"uniform_ expects to return a [from, to) range, but found from={a} > to={b}")
+        draw = (generator or default_generator()).uniform(a, b, self.shape)
+        return self._assign(Ellipsis, draw.astype(self.dtype, copy=False), indexing=False)
+
     def copy_(self, src, non_blocking: bool = False):
         """Copy ``src`` (broadcast to this shape, cast to this dtype) into this tensor; gradients reach ``src``."""
         return self._assign(Ellipsis, src, indexing=False)
@@ -406,9 +443,9 @@ class Tensor:
             grad = self._run_hooks(grad)
         if self.grad is None:
             # Copy: the engine may hand the same array to several leaves, and users may mutate .grad in place.
-            self.grad = Tensor(np.array(grad, dtype=self.data.dtype, copy=True))
+            self.grad = Tensor(np.array(grad, dtype=self._data.dtype, copy=True))
         else:
-            self.grad.data = self.grad.data + grad
+            self.grad._data = self.grad._data + grad
 
     def _nonleaf_grad(self, grad: np.ndarray) -> np.ndarray:
         """A non-leaf with hooks or ``retain_grad()`` receives its gradient; returns the (hooked) gradient."""
@@ -418,7 +455,7 @@ class Tensor:
             if self.grad is None:
                 self.grad = Tensor(np.array(grad, copy=True))
             else:
-                self.grad.data = self.grad.data + grad
+                self.grad._data = self.grad._data + grad
         return grad
 
     def register_hook(self, hook):
@@ -488,7 +525,7 @@ class Tensor:
         if autograd.is_grad_enabled() and (a.requires_grad or b.requires_grad):
             raise RuntimeError(f"{op} has no gradient in tinyconv; apply it to .detach()ed tensors")
         dt = result_type(a, b)
-        return _wrap_output(np.asarray(fn(a.data.astype(dt, copy=False), b.data.astype(dt, copy=False))), None)
+        return _wrap_output(np.asarray(fn(a._data.astype(dt, copy=False), b._data.astype(dt, copy=False))), None)
 
     def __mod__(self, other):
         return self._integer_op(np.remainder, other, "remainder")
@@ -521,8 +558,8 @@ class Tensor:
 
     # Comparisons give boolean tensors and never carry gradients.
     def _compare(self, other, fn):
-        other = other.data if isinstance(other, Tensor) else other
-        return Tensor(fn(self.data, other))
+        other = other._data if isinstance(other, Tensor) else other
+        return Tensor(fn(self._data, other))
 
     def __eq__(self, other):
         return self._compare(other, np.equal)
@@ -628,7 +665,7 @@ class Tensor:
             return _MinMax(self, indices)
         d = ops.normalize_dims(dim, self.ndim)[0]
         where = list(np.indices(indices.shape, sparse=True))
-        where[d] = indices.data
+        where[d] = indices._data
         values = self[tuple(where)]
         if not keepdim:
             values, indices = values.squeeze(d), indices.squeeze(d)
@@ -646,18 +683,18 @@ class Tensor:
     def _arg_extreme(self, fn, name, dim, keepdim):
         self._check_nonempty(name)
         if dim is None:
-            out = np.asarray(fn(self.data))
+            out = np.asarray(fn(self._data))
             if keepdim:
                 out = out.reshape((1,) * self.ndim)
         else:
             d = ops.normalize_dims(dim, self.ndim)
             if len(d) != 1:
                 raise TypeError(f"{name}(): dim must be a single int, got {dim!r}")
-            out = fn(self.data, axis=d[0], keepdims=keepdim) if self.ndim else np.asarray(fn(self.data))
+            out = fn(self._data, axis=d[0], keepdims=keepdim) if self.ndim else np.asarray(fn(self._data))
         return _wrap_output(np.asarray(out, dtype=np.int64), None)
 
     def _check_nonempty(self, op):
-        if self.data.size == 0:
+        if self._data.size == 0:
             raise RuntimeError(f"{op}(): expected a non-empty tensor, got shape {self.shape}")
 
     # ------------------------------------------------------------------------------------------ reshaping
@@ -667,7 +704,7 @@ class Tensor:
             np.empty(self.shape, dtype=np.bool_).reshape(shape)  # cheap validity check with numpy's rules
         except ValueError:
             raise ShapeError(
-                f"shape {tuple(shape)} is invalid for input of size {self.data.size} (shape {self.shape})"
+                f"shape {tuple(shape)} is invalid for input of size {self._data.size} (shape {self.shape})"
             ) from None
         return self._view(ops.Reshape.apply(self, shape=shape))
 
@@ -739,14 +776,14 @@ class Tensor:
         check_device(dev)
         out = self if dtype is None else self._cast(_check_dtype(dtype))
         if copy and out is self:
-            out = ops.Cast.apply(self, dtype=self.dtype) if self.requires_grad else _wrap_output(self.data.copy(), None)
+            out = ops.Cast.apply(self, dtype=self.dtype) if self.requires_grad else _wrap_output(self._data.copy(), None)
         return out
 
     def _cast(self, dt: np.dtype) -> "Tensor":
         if dt == self.dtype:
             return self
         if dt.kind != "f":  # an integer or bool copy has no gradient (PyTorch's rule as well)
-            return _wrap_output(self.data.astype(dt), None)
+            return _wrap_output(self._data.astype(dt), None)
         return ops.Cast.apply(self, dtype=dt)
 
     def type(self, dtype=None, non_blocking: bool = False):
@@ -843,9 +880,9 @@ def parse_to_args(args, kwargs):
 def _index_to_numpy(index):
     """Tensors inside an index become arrays (integer or boolean), so NumPy's indexing rules apply."""
     if isinstance(index, Tensor):
-        return index.data
+        return index._data
     if isinstance(index, tuple):
-        return tuple(i.data if isinstance(i, Tensor) else i for i in index)
+        return tuple(i._data if isinstance(i, Tensor) else i for i in index)
     if isinstance(index, list):
         return np.asarray(index)
     return index
@@ -953,7 +990,7 @@ def stack(tensors, dim: int = 0) -> Tensor:
 
 def where(condition, input, other) -> Tensor:
     """Elementwise ``input`` where ``condition`` is true, else ``other`` (both broadcast)."""
-    cond = condition.data if isinstance(condition, Tensor) else np.asarray(condition)
+    cond = condition._data if isinstance(condition, Tensor) else np.asarray(condition)
     if cond.dtype != np.bool_:
         raise TypeError(f"where: condition must be a boolean tensor, got dtype {cond.dtype}")
     a = input if isinstance(input, Tensor) else None
@@ -1031,7 +1068,7 @@ def full(size, fill_value, *, dtype=None, device=None, requires_grad: bool = Fal
 
 
 def _like(t, dtype):
-    arr = t.data if isinstance(t, Tensor) else np.asarray(t)
+    arr = t._data if isinstance(t, Tensor) else np.asarray(t)
     return arr.shape, (arr.dtype if dtype is None else dtype)
 
 
@@ -1128,8 +1165,8 @@ def rand(*size, dtype=None, device=None, requires_grad: bool = False, generator=
 def normal(mean=0.0, std=1.0, size=None, *, dtype=None, device=None, requires_grad: bool = False,
            generator=None) -> Tensor:
     """Normal samples: ``normal(0, 1, (3, 3))`` (numbers and a size), or elementwise for tensor ``mean``/``std``."""
-    m = mean.data if isinstance(mean, Tensor) else np.asarray(mean)
-    s = std.data if isinstance(std, Tensor) else np.asarray(std)
+    m = mean._data if isinstance(mean, Tensor) else np.asarray(mean)
+    s = std._data if isinstance(std, Tensor) else np.asarray(std)
     if size is not None:
         shape = _size_arg((size,), None, "normal")
     else:

@@ -43,7 +43,7 @@ def grad_norms(model, norm_type: float = 2.0, by: str = "parameter") -> dict:
         if p.grad is None:
             continue
         key = name if by == "parameter" else (name.rsplit(".", 1)[0] if "." in name else "")
-        groups.setdefault(key, []).append(np.asarray(p.grad.data, dtype=np.float64).ravel())
+        groups.setdefault(key, []).append(np.asarray(p.grad._data, dtype=np.float64).ravel())
     out = {}
     for key, arrays in groups.items():
         flat = np.concatenate(arrays) if len(arrays) > 1 else arrays[0]
@@ -117,7 +117,7 @@ def _draw_maps(fig, spec, maps, titles, cmap, symmetric):
 
 
 def _filters(module):
-    w = np.asarray(module.weight.data, dtype=np.float32)  # (C_out, C_in/groups, kh, kw)
+    w = np.asarray(module.weight._data, dtype=np.float32)  # (C_out, C_in/groups, kh, kw)
     maps, titles = [], []
     for o in range(w.shape[0]):
         for c in range(w.shape[1]):
@@ -128,7 +128,7 @@ def _filters(module):
 
 def _feature_maps(model, module, image):
     captured = []
-    handle = module.register_forward_hook(lambda m, args, out: captured.append(np.array(out.data, copy=True)))
+    handle = module.register_forward_hook(lambda m, args, out: captured.append(np.array(out._data, copy=True)))
     training = {id(m): m.training for m in model.modules()}
     try:
         model.eval()

@@ -107,7 +107,7 @@ def _fan_out(call: "_HookedCall", side: str, tensors: list) -> tuple[list, _Fan]
     """Route ``tensors`` (all requiring grad) through one gate and one select node each; return the new tensors."""
     fan = _Fan(call, side, tensors)
     gate = BackwardHookFunction.apply(*tensors, fan=fan)
-    return [BackwardHookSelect.apply(gate, data=t.data, fan=fan, index=i) for i, t in enumerate(tensors)], fan
+    return [BackwardHookSelect.apply(gate, data=t._data, fan=fan, index=i) for i, t in enumerate(tensors)], fan
 
 
 def _as_tensor_or_none(g):

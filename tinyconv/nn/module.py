@@ -21,7 +21,7 @@ class Parameter(Tensor):
     """A Tensor that is a learnable parameter of a Module: a leaf with ``requires_grad=True`` by default."""
 
     def __init__(self, data, requires_grad: bool = True):
-        arr = data.data if isinstance(data, Tensor) else np.asarray(data)
+        arr = data._data if isinstance(data, Tensor) else np.asarray(data)
         if arr.dtype.kind != "f":
             arr = arr.astype(np.float32)
         super().__init__(arr, requires_grad=requires_grad)
@@ -56,12 +56,16 @@ class _Uninitialized:
 
     # Reads of the values or the shape are the mistakes PyTorch reports; the placeholder array stays hidden.
     @property
-    def data(self):
+    def _data(self):
         raise ValueError(_VALUES_UNKNOWN)
 
-    @data.setter
-    def data(self, value):
-        self.__dict__["data"] = value
+    @_data.setter
+    def _data(self, value):
+        self.__dict__["_data"] = value
+
+    @property
+    def data(self):
+        raise ValueError(_VALUES_UNKNOWN)
 
     @property
     def shape(self):
@@ -89,7 +93,7 @@ class _Uninitialized:
         """Give the tensor uninitialised storage of ``shape`` (its values are set by the module's
         ``reset_parameters``); it becomes a ``cls_to_become`` (Parameter or Tensor) in place."""
         dt = np.dtype(dtype or self._pending_dtype)
-        self.__dict__["data"] = np.empty(tuple(int(n) for n in shape), dtype=dt)
+        self.__dict__["_data"] = np.empty(tuple(int(n) for n in shape), dtype=dt)
         del self.__dict__["_pending_dtype"]
         self.__class__ = self.cls_to_become
 
@@ -254,7 +258,7 @@ class Module:
             if set_to_none or p.grad is None:
                 p.grad = None
             else:
-                p.grad.data[...] = 0
+                p.grad._data[...] = 0
 
     def apply(self, fn) -> "Module":
         """Call ``fn`` on every submodule and then on this module, in PyTorch's order: each child's subtree
@@ -281,14 +285,14 @@ class Module:
             if is_lazy(p):  # a lazy module's parameters get the dtype when they are created
                 object.__setattr__(p, "_pending_dtype", dt)
                 continue
-            p.data = p.data.astype(dt)
+            p._data = p._data.astype(dt)
             if p.grad is not None:
-                p.grad.data = p.grad.data.astype(dt)
+                p.grad._data = p.grad._data.astype(dt)
         for _, b in self.named_buffers():
             if is_lazy(b):
                 object.__setattr__(b, "_pending_dtype", dt)
-            elif b.data.dtype.kind == "f":
-                b.data = b.data.astype(dt)
+            elif b._data.dtype.kind == "f":
+                b._data = b._data.astype(dt)
         return self
 
     def float(self) -> "Module":
@@ -304,7 +308,7 @@ class Module:
         return self.to(np.float64)
 
     def num_parameters(self) -> int:
-        return int(sum(p.data.size for p in self.parameters()))
+        return int(sum(p._data.size for p in self.parameters()))
 
     # ------------------------------------------------------------------------------------------------- call
     def forward(self, *args, **kwargs):
@@ -370,7 +374,7 @@ class Module:
             if key not in state_dict:
                 continue
             value = state_dict[key]
-            arr = value.data if isinstance(value, Tensor) else np.asarray(value)
+            arr = value._data if isinstance(value, Tensor) else np.asarray(value)
             if is_lazy(target):  # takes the checkpoint's shape (a lazy module's parameter, before its dry run)
                 if arr.dtype.kind != target.dtype.kind:
                     problems.append(f"dtype mismatch for {key}: checkpoint has {arr.dtype}, the model expects "
@@ -396,10 +400,10 @@ class Module:
         for key, target in own.items():
             if key in state_dict:
                 value = state_dict[key]
-                arr = value.data if isinstance(value, Tensor) else np.asarray(value)
+                arr = value._data if isinstance(value, Tensor) else np.asarray(value)
                 if is_lazy(target):
                     target.materialize(arr.shape)
-                np.copyto(target.data, arr, casting="unsafe")  # kinds already checked equal above
+                np.copyto(target._data, arr, casting="unsafe")  # kinds already checked equal above
         return IncompatibleKeys(missing, unexpected)
 
     # -------------------------------------------------------------------------------------------------- repr

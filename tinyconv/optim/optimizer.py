@@ -1,7 +1,7 @@
 """Optimizers: ``Optimizer`` (the base), ``SGD``, ``Adam`` and ``AdamW``, with PyTorch's formulas and state layout.
 
-Every optimizer updates ``p.data`` in place and keeps its per-parameter buffers in the parameter's dtype, so a
-float32 model stays float32 (hyper-parameters are Python floats, which NumPy treats as "weak" scalars).
+Every optimizer updates the parameter's storage (``p.data``) in place and keeps its per-parameter buffers in the
+parameter's dtype, so a float32 model stays float32 (hyper-parameters are Python floats, which NumPy treats as "weak" scalars).
 
 Parameters are given as an iterable of Parameters, or of dicts (*parameter groups*) each with a ``'params'`` entry
 and any hyper-parameters that override the optimizer's defaults for that group::
@@ -111,7 +111,7 @@ class Optimizer:
                 if set_to_none or p.grad is None:
                     p.grad = None
                 else:
-                    p.grad.data[...] = 0
+                    p.grad._data[...] = 0
 
     def step(self, closure=None):
         """Update every parameter that has a gradient; ``closure()`` (if given) re-evaluates the loss first."""
@@ -121,7 +121,7 @@ class Optimizer:
     def _grad_of(p: Tensor) -> np.ndarray | None:
         if p.grad is None:
             return None
-        g = p.grad.data if isinstance(p.grad, Tensor) else np.asarray(p.grad)
+        g = p.grad._data if isinstance(p.grad, Tensor) else np.asarray(p.grad)
         if g.shape != p.shape:
             raise RuntimeError(f"gradient of shape {g.shape} does not match its parameter's shape {p.shape}")
         return g if g.dtype == p.dtype else g.astype(p.dtype)
@@ -183,7 +183,7 @@ class Optimizer:
             restored = {}
             for name, value in buffers.items():
                 if isinstance(value, Tensor):
-                    value = value.data
+                    value = value._data
                 if isinstance(value, np.ndarray) and value.ndim > 0:
                     if value.shape != p.shape:
                         raise ValueError(f"optimizer state '{name}' of parameter {idx} has shape {value.shape}, "
@@ -276,7 +276,7 @@ class SGD(Optimizer):
                 if g is None:
                     continue
                 if wd != 0:
-                    g = g + wd * p.data  # a new array: never modify the gradient the user can see
+                    g = g + wd * p._data  # a new array: never modify the gradient the user can see
                 if mu != 0:
                     state = self.state.setdefault(p, {})
                     buf = state.get("momentum_buffer")
@@ -286,7 +286,7 @@ class SGD(Optimizer):
                         buf *= mu
                         buf += (1.0 - tau) * g
                     g = g + mu * buf if nesterov else buf
-                p.data -= lr * g
+                p._data -= lr * g
                 p._bump_version()  # a graph that saved p now refuses backward, as in PyTorch
         return loss
 
@@ -337,23 +337,23 @@ class Adam(Optimizer):
                 state = self.state.setdefault(p, {})
                 if not state:
                     state["step"] = 0
-                    state["exp_avg"] = np.zeros_like(p.data)
-                    state["exp_avg_sq"] = np.zeros_like(p.data)
+                    state["exp_avg"] = np.zeros_like(p._data)
+                    state["exp_avg_sq"] = np.zeros_like(p._data)
                     if amsgrad:
-                        state["max_exp_avg_sq"] = np.zeros_like(p.data)
+                        state["max_exp_avg_sq"] = np.zeros_like(p._data)
                 state["step"] += 1
                 t = state["step"]
                 if wd != 0:
                     if self._decoupled:
-                        p.data *= 1.0 - lr * wd
+                        p._data *= 1.0 - lr * wd
                     else:
-                        g = g + wd * p.data
+                        g = g + wd * p._data
                 m, v = state["exp_avg"], state["exp_avg_sq"]
                 bias_correction1 = 1.0 - beta1**t
                 bias_correction2_sqrt = math.sqrt(1.0 - beta2**t)
                 if not amsgrad:
                     # PyTorch's single-tensor Adam's operation order (float32 results agree closely), one pass
-                    adam_update(p.data, g, m, v, beta1, beta2, lr / bias_correction1, bias_correction2_sqrt, eps)
+                    adam_update(p._data, g, m, v, beta1, beta2, lr / bias_correction1, bias_correction2_sqrt, eps)
                     p._bump_version()
                     continue
                 m += (1.0 - beta1) * (g - m)  # lerp towards g: β1·m + (1−β1)·g
@@ -362,7 +362,7 @@ class Adam(Optimizer):
                 vmax = state["max_exp_avg_sq"]  # amsgrad: the running maximum in the denominator
                 np.maximum(vmax, v, out=vmax)
                 denom = np.sqrt(vmax) / bias_correction2_sqrt + eps
-                p.data -= (lr / bias_correction1) * (m / denom)
+                p._data -= (lr / bias_correction1) * (m / denom)
                 p._bump_version()
         return loss
 

@@ -66,7 +66,7 @@ def _type_name(value) -> str:
 def _arrays(tree, prefix=""):
     """(key path, ndarray) for every Tensor/array in a nested dict/list."""
     if isinstance(tree, Tensor):
-        yield prefix, tree.data
+        yield prefix, tree._data
     elif isinstance(tree, np.ndarray):
         yield prefix, tree
     elif isinstance(tree, dict):
@@ -98,10 +98,10 @@ def conforms(template, value, where: str) -> None:
     """Raise ValueError unless ``value`` has ``template``'s structure: the same dict keys, list lengths, value
     kinds (int, number, bool, str, None) and array shapes and dtype kinds, recursively."""
     if isinstance(template, (Tensor, np.ndarray)):
-        t = template.data if isinstance(template, Tensor) else template
+        t = template._data if isinstance(template, Tensor) else template
         if not isinstance(value, (Tensor, np.ndarray)):
             raise ValueError(f"{where}: expected an array {t.shape}, found {_type_name(value)}")
-        v = value.data if isinstance(value, Tensor) else value
+        v = value._data if isinstance(value, Tensor) else value
         if v.shape != t.shape or v.dtype.kind != t.dtype.kind:
             raise ValueError(f"{where}: expected {t.dtype.kind}-kind array of shape {t.shape}, "
                              f"found {v.dtype} {v.shape}")

@@ -71,7 +71,7 @@ def evaluate(model, loader, num_classes: int | None = None) -> dict:
             for x, y in loader:
                 scores = model(Tensor(x))
                 loss_sum += float(F.cross_entropy(scores, y, reduction="sum").item())
-                pred = scores.data.argmax(axis=1)
+                pred = scores._data.argmax(axis=1)
                 if confusion is None:
                     c = num_classes or scores.shape[1]
                     confusion = np.zeros((c, c), dtype=np.int64)
@@ -212,7 +212,7 @@ class Trainer:
                          f"optimizer/param_groups/{i}")
         except ValueError as e:
             raise CheckpointError(f"{path}: does not fit this run: {e}") from None
-        snapshot = copy.deepcopy({"model": {k: v.data for k, v in self.model.state_dict().items()},
+        snapshot = copy.deepcopy({"model": {k: v._data for k, v in self.model.state_dict().items()},
                                   "optimizer": self.optimizer.state_dict(),
                                   "scheduler": None if self.scheduler is None else self.scheduler.state_dict(),
                                   "loader": self.train_loader.state_dict(), "rng": get_rng_state()})
@@ -322,7 +322,7 @@ class Trainer:
                     raise self._diverged(f"{bad} is no longer finite after the optimizer step", part["lr"])
                 n = len(y)
                 part["loss_sum"] += loss_value * n
-                part["correct"] += int((scores.data.argmax(axis=1) == y).sum())
+                part["correct"] += int((scores._data.argmax(axis=1) == y).sum())
                 part["seen"] += n
                 if norms is not None:
                     for k, v in norms.items():
@@ -413,7 +413,7 @@ class Trainer:
 
     def _non_finite_weight(self) -> str | None:
         for name, p in self.model.named_parameters():
-            if not np.isfinite(p.data).all():
+            if not np.isfinite(p._data).all():
                 return name
         return None
 

@@ -109,7 +109,7 @@ class DataLoader:
     def _fetch(self, idx: np.ndarray):
         if type(self.dataset) is TensorDataset and self.collate_fn is default_collate:
             # What default_collate would make of the samples, with one fancy-indexing copy per tensor.
-            return [from_numpy(t.data[idx]) for t in self.dataset.tensors]
+            return [from_numpy(t._data[idx]) for t in self.dataset.tensors]
         return self.collate_fn([self.dataset[int(i)] for i in idx])
 
     def __iter__(self) -> Iterator:
