@@ -1104,7 +1104,7 @@ def batch_norm(X, gamma, beta, moving_mean, moving_var, eps, momentum):
             # operation can be carried out later
             mean = X.mean(dim=(0, 2, 3), keepdim=True)
             var = ((X - mean) ** 2).mean(dim=(0, 2, 3), keepdim=True)
-        # In training mode, the current mean and variance are used 
+        # In training mode, the current mean and variance are used
         X_hat = (X - mean) / torch.sqrt(var + eps)
         # Update the mean and variance using moving average
         moving_mean = (1.0 - momentum) * moving_mean + momentum * mean
@@ -1388,7 +1388,7 @@ class ResNeXtBlock(nn.Module):  #@save
         self.bn2 = nn.LazyBatchNorm2d()
         self.bn3 = nn.LazyBatchNorm2d()
         if use_1x1conv:
-            self.conv4 = nn.LazyConv2d(num_channels, kernel_size=1, 
+            self.conv4 = nn.LazyConv2d(num_channels, kernel_size=1,
                                        stride=strides)
             self.bn4 = nn.LazyBatchNorm2d()
         else:
@@ -1515,9 +1515,47 @@ trainer.fit(model, data)
 print('trained', trainer.train_batch_idx, 'batches, validated', trainer.val_batch_idx, 'batches')
 '''
 
-WALKS = ['zh 7.1 AlexNet shape walk', 'zh 7.2 VGG-11 shape walk', 'zh 7.3 NiN shape walk', 'zh 7.4 GoogLeNet shape walk', 'zh 7.6 residual blocks', 'zh 7.6 ResNet shape walk', 'zh 7.7 dense and transition blocks', 'en 7.1 AlexNet layer_summary', 'en 7.2 VGG-11 layer_summary', 'en 7.3 NiN layer_summary', 'en 7.4 GoogLeNet layer_summary', 'en 7.6 residual blocks', 'en 7.6 ResNet-18 layer_summary', 'en 7.6 ResNeXt block', 'en 7.7 dense and transition blocks']
-TRAINING = ['zh 7.1 AlexNet training', 'zh 7.2 VGG training', 'zh 7.3 NiN training', 'zh 7.4 GoogLeNet training', 'zh 7.5 batch norm from scratch', 'zh 7.5 concise batch norm', 'zh 7.6 ResNet training', 'zh 7.7 DenseNet training', 'en 7.1 AlexNet training', 'en 7.2 VGG training', 'en 7.3 NiN training', 'en 7.4 GoogLeNet training', 'en 7.5 batch norm from scratch', 'en 7.5 concise batch norm', 'en 7.6 ResNet-18 training', 'en 7.7 DenseNet training']
-SLOW = ['zh 7.1 AlexNet training', 'zh 7.2 VGG-11 shape walk', 'zh 7.2 VGG training', 'en 7.2 VGG-11 layer_summary']
+WALKS = [
+    'zh 7.1 AlexNet shape walk',
+    'zh 7.2 VGG-11 shape walk',
+    'zh 7.3 NiN shape walk',
+    'zh 7.4 GoogLeNet shape walk',
+    'zh 7.6 residual blocks',
+    'zh 7.6 ResNet shape walk',
+    'zh 7.7 dense and transition blocks',
+    'en 7.1 AlexNet layer_summary',
+    'en 7.2 VGG-11 layer_summary',
+    'en 7.3 NiN layer_summary',
+    'en 7.4 GoogLeNet layer_summary',
+    'en 7.6 residual blocks',
+    'en 7.6 ResNet-18 layer_summary',
+    'en 7.6 ResNeXt block',
+    'en 7.7 dense and transition blocks',
+]
+TRAINING = [
+    'zh 7.1 AlexNet training',
+    'zh 7.2 VGG training',
+    'zh 7.3 NiN training',
+    'zh 7.4 GoogLeNet training',
+    'zh 7.5 batch norm from scratch',
+    'zh 7.5 concise batch norm',
+    'zh 7.6 ResNet training',
+    'zh 7.7 DenseNet training',
+    'en 7.1 AlexNet training',
+    'en 7.2 VGG training',
+    'en 7.3 NiN training',
+    'en 7.4 GoogLeNet training',
+    'en 7.5 batch norm from scratch',
+    'en 7.5 concise batch norm',
+    'en 7.6 ResNet-18 training',
+    'en 7.7 DenseNet training',
+]
+SLOW = [
+    'zh 7.1 AlexNet training',
+    'zh 7.2 VGG-11 shape walk',
+    'zh 7.2 VGG training',
+    'en 7.2 VGG-11 layer_summary',
+]
 FAST = {
     'zh 7.3 NiN training': [('resize=224', 'resize=96')],
     'zh 7.4 GoogLeNet training': [('resize=96', 'resize=48')],

@@ -7,7 +7,7 @@
 ``fast`` leaves out the ``SLOW`` blocks and makes the ``FAST`` substitutions; ``full`` runs every block as the book
 writes it. Optional further arguments name the blocks to run (all by default).
 
-The blocks run in a fresh working directory whose ``../data`` holds a small Fashion-MNIST made here (48 training and
+The blocks run in a fresh working directory whose ``../data`` holds a small Fashion-MNIST made here (32 training and
 16 test images of random pixels and labels) in both tinyconv's layout (``fashion-mnist/*.gz``) and torchvision's
 (``FashionMNIST/raw/``), so nothing is downloaded; tinyconv is told those are the data set's sizes. Training helpers
 run one epoch (``$D2L_MAX_EPOCHS``). Each block runs in a fresh namespace after ``torch.manual_seed(0)``; an
@@ -29,7 +29,7 @@ import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ALIASED = ["", ".nn", ".nn.functional", ".nn.init", ".optim", ".utils", ".utils.data", ".cuda"]
-SIZES = {"train": 48, "test": 16}
+SIZES = {"train": 32, "test": 16}
 FILES = {"train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
          "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")}
 

@@ -181,7 +181,7 @@ def add_to_class(Class):
 
 class HyperParameters:
     """The base class of hyperparameters."""
-    def save_hyperparameters(self, ignore=[]):
+    def save_hyperparameters(self, ignore=[]):  # noqa: B006 - d2l's signature
         """Save function arguments into class attributes."""
         frame = inspect.currentframe().f_back
         _, _, _, local_vars = inspect.getargvalues(frame)
@@ -328,7 +328,7 @@ class Trainer(HyperParameters):
         self.epoch = 0
         self.train_batch_idx = 0
         self.val_batch_idx = 0
-        for self.epoch in range(self.max_epochs):
+        for self.epoch in range(self.max_epochs):  # noqa: B020 - d2l's loop
             self.fit_epoch()
 
     def fit_epoch(self):
