@@ -51,7 +51,7 @@ def main(argv=None):
     for name, layer in model.named_children():
         def forward_hook(module, inputs, output, name=name):
             out = output.numpy()
-            print(f"forward  {name:8s} {str(output.shape):18s} mean {out.mean():+.4f}  std {out.std():.4f}")
+            print(f"forward  {name:8s} {str(tuple(output.shape)):18s} mean {out.mean():+.4f}  std {out.std():.4f}")
 
         def backward_hook(module, grad_input, grad_output, name=name):
             gin = "None (the input needs no gradient)" if grad_input[0] is None else \
@@ -62,7 +62,7 @@ def main(argv=None):
         handles.append(layer.register_full_backward_hook(backward_hook))
     model.zero_grad()
     out = model.conv1(images)
-    out.register_hook(lambda g: print(f"tensor hook: dL/d(conv1 output) has shape {g.shape}, "
+    out.register_hook(lambda g: print(f"tensor hook: dL/d(conv1 output) has shape {tuple(g.shape)}, "
                                       f"norm {np.linalg.norm(g.numpy()):.3e}"))
     for _name, layer in list(model.named_children())[1:]:
         out = layer(out)

@@ -214,3 +214,25 @@ def test_assigning_data_swaps_the_storage():
     with pytest.raises(RuntimeError, match="requires grad"):
         w.data = tc.zeros(4, dtype=tc.int64)
     assert w.shape == (4,) and w.dtype == np.float32  # refused assignments change nothing
+
+
+# ------------------------------------------------------------------------------------------------ Size
+def test_shape_and_size_are_a_size_that_behaves_like_a_tuple():
+    x = tc.zeros(1, 96, 54, 54)
+    assert isinstance(x.shape, tc.Size) and isinstance(x.size(), tc.Size) and isinstance(x.shape, tuple)
+    assert repr(x.shape) == str(x.size()) == "tinyconv.Size([1, 96, 54, 54])" and f"{x.shape}" == str(x.shape)
+    assert str(tc.zeros(()).shape) == "tinyconv.Size([])" and str(tc.zeros(5).shape) == "tinyconv.Size([5])"
+    assert x.shape == (1, 96, 54, 54) and (1, 96, 54, 54) == x.size() and x.shape != (1, 96, 54)
+    assert hash(x.shape) == hash((1, 96, 54, 54)) and {(1, 96, 54, 54): "a"}[x.shape] == "a"
+    n, c, h, w = x.shape
+    assert (n, c, h, w) == (1, 96, 54, 54) and all(type(v) is int for v in x.shape)
+    assert x.size(1) == 96 and x.size(-1) == 54 and x.shape[0] == 1 and x.shape[-2] == 54
+    assert repr(x.shape[2:]) == "tinyconv.Size([54, 54])" and isinstance((1, 1) + x.shape[2:], tc.Size)
+    assert (1, 1) + x.shape[2:] == (1, 1, 54, 54) and x.shape[:1] + (3,) == (1, 3)
+    assert x.shape.numel() == x.numel() == 96 * 54 * 54 and tc.Size([]).numel() == 1
+    assert tc.zeros(x.shape[1:]).shape == (96, 54, 54) and x.reshape(x.shape[0], -1).shape == (1, 96 * 54 * 54)
+    assert len(x.shape) == 4 and list(x.shape) == [1, 96, 54, 54]
+    with pytest.raises(TypeError, match=r"iterable of 'int' \(item 0 is 'float'\)"):
+        tc.Size([1.5])
+    with pytest.raises(IndexError, match="Dimension out of range"):
+        x.size(4)

@@ -27,7 +27,14 @@ from .random import get_rng_state, manual_seed, set_rng_state
 from . import summary  # a callable module: tc.summary(model, input_shape) is tc.summary.summary(...)
 from .device import device
 from .tensor import (
+    BoolTensor,
+    ByteTensor,
+    DoubleTensor,
+    FloatTensor,
+    IntTensor,
+    LongTensor,
     ShapeError,
+    Size,
     Tensor,
     arange,
     as_tensor,
@@ -45,6 +52,11 @@ from .tensor import (
     int64,
     linspace,
     matmul,
+    maximum,
+    minimum,
+    mm,
+    mv,
+    dot,
     normal,
     ones,
     ones_like,
@@ -52,6 +64,7 @@ from .tensor import (
     rand_like,
     randn,
     randn_like,
+    randint,
     stack,
     tensor,
     uint8,
@@ -61,7 +74,7 @@ from .tensor import (
 )
 from .methods import *  # noqa: E402,F403  (tc.abs, tc.sum, tc.argmax, ...: the Tensor methods as functions)
 
-from . import nn, optim, utils  # noqa: E402  (after the tensor names: nn and optim import them)
+from . import distributions, nn, optim, utils  # noqa: E402  (after the tensor names, which they import)
 from .serialization import CheckpointError, load, save  # noqa: E402
 
 # PyTorch's dtype aliases (torch.float, torch.long, ...), after every import that needs the builtins' names.

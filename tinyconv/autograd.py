@@ -298,7 +298,7 @@ def as_grad_array(grad, like_shape, like_dtype, who: str) -> np.ndarray:
     ``grad`` may be an array or a Tensor (read through its ``__array__``)."""
     arr = np.asarray(grad)
     if arr.shape != tuple(like_shape):
-        raise RuntimeError(f"{who}: expected a gradient of shape {tuple(like_shape)}, got shape {arr.shape}")
+        raise RuntimeError(f"{who}: expected a gradient of shape {tuple(like_shape)}, got shape {tuple(arr.shape)}")
     if arr.dtype != like_dtype:
         arr = arr.astype(like_dtype)
     return arr
@@ -350,7 +350,7 @@ def _backward_pass(tensor, grad, retain_graph: bool) -> None:
         if tensor._data.size != 1:
             raise RuntimeError(
                 f"grad can be implicitly created only for scalar outputs; this output has shape "
-                f"{tensor.shape}: pass backward(gradient) with a gradient of that shape"
+                f"{tuple(tensor.shape)}: pass backward(gradient) with a gradient of that shape"
             )
         grad_arr = np.ones(tensor.shape, dtype=tensor.dtype)
     else:
@@ -394,7 +394,7 @@ def _backward_pass(tensor, grad, retain_graph: bool) -> None:
                 continue
             if gi.shape != t.shape:
                 raise RuntimeError(
-                    f"{node.name()} returned a gradient of shape {gi.shape} for an input of shape {t.shape}"
+                    f"{node.name()} returned a gradient of shape {tuple(gi.shape)} for an input of shape {tuple(t.shape)}"
                 )
             if gi.dtype != t.dtype:
                 gi = gi.astype(t.dtype)

@@ -89,17 +89,17 @@ def linear(input: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
     """y = x Wᵀ + b. input (..., in_features), weight (out_features, in_features), bias (out_features,)."""
     input, weight = as_tensor(input), as_tensor(weight)
     if weight.ndim != 2:
-        raise ShapeError(f"linear: weight must be 2-D (out_features, in_features), got shape {weight.shape}")
+        raise ShapeError(f"linear: weight must be 2-D (out_features, in_features), got shape {tuple(weight.shape)}")
     if input.ndim == 0 or input.shape[-1] != weight.shape[1]:
         raise ShapeError(
-            f"linear: input's last dimension must equal in_features={weight.shape[1]} (weight {weight.shape}), "
-            f"got input of shape {input.shape}"
+            f"linear: input's last dimension must equal in_features={weight.shape[1]} (weight {tuple(weight.shape)}), "
+            f"got input of shape {tuple(input.shape)}"
         )
     out = matmul(input, weight.T)
     if bias is not None:
         bias = as_tensor(bias)
         if bias.shape != (weight.shape[0],):
-            raise ShapeError(f"linear: bias must have shape ({weight.shape[0]},), got {bias.shape}")
+            raise ShapeError(f"linear: bias must have shape ({weight.shape[0]},), got {tuple(bias.shape)}")
         out = out + bias
     return out
 
@@ -131,7 +131,7 @@ def batch_norm(input: Tensor, running_mean, running_var, weight: Tensor | None =
     """
     input = as_tensor(input)
     if input.ndim < 2:
-        raise ShapeError(f"batch_norm: expected input of shape (N, C) or (N, C, *spatial), got shape {input.shape}")
+        raise ShapeError(f"batch_norm: expected input of shape (N, C) or (N, C, *spatial), got shape {tuple(input.shape)}")
     if not np.issubdtype(input.dtype, np.floating):
         raise TypeError(f"batch_norm: input must be floating point, got dtype {input.dtype}")
     channels = input.shape[1]
@@ -142,15 +142,15 @@ def batch_norm(input: Tensor, running_mean, running_var, weight: Tensor | None =
             continue
         arr = value._data if isinstance(value, Tensor) else value
         if not isinstance(arr, np.ndarray) or arr.shape != (channels,) or arr.dtype.kind != "f":
-            got = f"shape {arr.shape}, dtype {arr.dtype}" if isinstance(arr, np.ndarray) else type(value).__name__
+            got = f"shape {tuple(arr.shape)}, dtype {arr.dtype}" if isinstance(arr, np.ndarray) else type(value).__name__
             raise ShapeError(f"batch_norm: {name} must be a float array or Tensor of shape ({channels},) for "
-                             f"input of shape {input.shape}, got {got}")
+                             f"input of shape {tuple(input.shape)}, got {got}")
         stats.append(arr)
     if training:
         count = input._data.size // channels if channels else 0
         if count == 1:
             raise ValueError(f"batch_norm: expected more than 1 value per channel when training, got input of "
-                             f"shape {input.shape}")
+                             f"shape {tuple(input.shape)}")
     elif stats[0] is None or stats[1] is None:
         raise ValueError("batch_norm: running_mean and running_var must be given in evaluation mode "
                          "(training=False)")
@@ -160,7 +160,7 @@ def batch_norm(input: Tensor, running_mean, running_var, weight: Tensor | None =
             value = as_tensor(value)
             if value.shape != (channels,):
                 raise ShapeError(f"batch_norm: {name} must have shape ({channels},) for input of shape "
-                                 f"{input.shape}, got {value.shape}")
+                                 f"{tuple(input.shape)}, got {tuple(value.shape)}")
         params.append(value)
     if isinstance(momentum, bool) or not isinstance(momentum, (int, float, np.floating, np.integer)):
         raise TypeError(f"batch_norm: momentum must be a number (the module turns momentum=None into a "
@@ -191,10 +191,10 @@ def _class_targets(input: Tensor, target, fn: str) -> np.ndarray:
         raise TypeError(f"{fn}: target must hold integer class indices, got dtype {t.dtype}")
     if input.ndim < 1:
         raise ShapeError(f"{fn}: input must have a class dimension, got a 0-d tensor")
-    expected = () if input.ndim == 1 else (input.shape[0],) + input.shape[2:]
+    expected = () if input.ndim == 1 else (input.shape[0], *input.shape[2:])
     if t.shape != expected:
         raise ShapeError(
-            f"{fn}: expected target of shape {expected} for input of shape {input.shape}, got {t.shape}"
+            f"{fn}: expected target of shape {expected} for input of shape {tuple(input.shape)}, got {tuple(t.shape)}"
         )
     n_classes = input.shape[0] if input.ndim == 1 else input.shape[1]
     if t.size and (t.min() < 0 or t.max() >= n_classes):
@@ -225,7 +225,7 @@ def nll_loss(input: Tensor, target, weight: Tensor | None = None, reduction: str
         weight = as_tensor(weight)
         n_classes = scores.shape[-1]
         if weight.shape != (n_classes,):
-            raise ShapeError(f"nll_loss: weight must have shape ({n_classes},), got {weight.shape}")
+            raise ShapeError(f"nll_loss: weight must have shape ({n_classes},), got {tuple(weight.shape)}")
         w = Tensor(weight._data[t].astype(input.dtype))
     losses = -picked if w is None else -picked * w
     if reduction == "none":
@@ -276,7 +276,7 @@ def mse_loss(input: Tensor, target, reduction: str = "mean") -> Tensor:
     _check_reduction(reduction)
     input, target = as_tensor(input), as_tensor(target)
     if input.shape != target.shape:
-        raise ShapeError(f"mse_loss: input shape {input.shape} and target shape {target.shape} must be equal")
+        raise ShapeError(f"mse_loss: input shape {tuple(input.shape)} and target shape {tuple(target.shape)} must be equal")
     diff = input - target
     sq = diff * diff
     if reduction == "none":
@@ -301,7 +301,7 @@ def _is_unbatched(input: Tensor, fn: str, spatial: int = 2) -> bool:
     names = "(C, H, W)" if spatial == 2 else "(C, L)"
     bnames = "(N, C, H, W)" if spatial == 2 else "(N, C, L)"
     raise ShapeError(f"{fn}: expected a {batched_dims - 1}-D (unbatched {names}) or {batched_dims}-D "
-                     f"(batched {bnames}) input, got input of shape {input.shape}")
+                     f"(batched {bnames}) input, got input of shape {tuple(input.shape)}")
 
 
 def _relabel(err: ValueError, batched_shape, shape) -> ValueError:
@@ -316,7 +316,7 @@ def _check_bias(bias, c_out: int, fn: str):
     bias = as_tensor(bias)
     if bias.shape != (c_out,):
         raise ShapeError(f"{fn}: bias must have shape ({c_out},) (one value per output channel), "
-                         f"got shape {bias.shape}")
+                         f"got shape {tuple(bias.shape)}")
     return bias
 
 
@@ -391,7 +391,7 @@ def conv1d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, 
     unbatched = _is_unbatched(input, "conv1d", spatial=1)
     if weight.ndim != 3:
         raise ShapeError(f"conv1d: expected a 3-D weight (C_out, C_in/groups, k), got a {weight.ndim}-D "
-                         f"weight of shape {weight.shape}")
+                         f"weight of shape {tuple(weight.shape)}")
     x = input if not unbatched else input.reshape((1,) + input.shape)
     n, c, length = x.shape
     y = conv2d(x.reshape(n, c, 1, length), weight.reshape(weight.shape[:2] + (1, weight.shape[2])), bias,
@@ -484,7 +484,7 @@ def adaptive_avg_pool2d(input, output_size) -> Tensor:
     if oh <= 0 or ow <= 0:
         raise ValueError(f"adaptive_avg_pool2d: output_size must be positive, got {(oh, ow)}")
     if h == 0 or w == 0:
-        raise ValueError(f"adaptive_avg_pool2d: input of shape {input.shape} has an empty spatial dimension")
+        raise ValueError(f"adaptive_avg_pool2d: input of shape {tuple(input.shape)} has an empty spatial dimension")
     return pool_fn.AdaptiveAvgPool2d.apply(input, output_size=(oh, ow), unbatched=unbatched)
 
 
@@ -496,8 +496,8 @@ def corr2d(X, K, kernel=None) -> Tensor:
     Accepts arrays or tensors and returns a Tensor, differentiable with respect to both."""
     X, K = as_tensor(X), as_tensor(K)
     if X.ndim != 2 or K.ndim != 2:
-        raise ShapeError(f"corr2d: expected a 2-D input and a 2-D kernel, got shapes {X.shape} and {K.shape}")
+        raise ShapeError(f"corr2d: expected a 2-D input and a 2-D kernel, got shapes {tuple(X.shape)} and {tuple(K.shape)}")
     if K.shape[0] > X.shape[0] or K.shape[1] > X.shape[1]:
-        raise ShapeError(f"corr2d: kernel of shape {K.shape} is larger than the input of shape {X.shape}")
+        raise ShapeError(f"corr2d: kernel of shape {tuple(K.shape)} is larger than the input of shape {tuple(X.shape)}")
     y = conv2d(X.reshape(1, 1, *X.shape), K.reshape(1, 1, *K.shape), kernel=kernel)
     return y.reshape(y.shape[2:])

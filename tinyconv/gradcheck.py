@@ -117,7 +117,7 @@ def gradcheck(
         missing = " (autograd produced no gradient for it: is it used, and does every op pass it on?)" \
             if x.grad is None else ""
         message = (
-            f"gradcheck failed for {names[i]} of shape {x.shape}{missing}: worst element at index "
+            f"gradcheck failed for {names[i]} of shape {tuple(x.shape)}{missing}: worst element at index "
             f"{tuple(int(j) for j in worst)}: analytic {analytic[worst]:.10g} vs numeric {numeric[worst]:.10g} "
             f"(|difference| {error[worst]:.3g} > tolerance atol + rtol*|numeric| = {allowed[worst]:.3g}; "
             f"atol={atol}, rtol={rtol}, eps={eps}); {int(np.sum(error > allowed))} of {x.numel()} elements differ"

@@ -208,7 +208,7 @@ def load(path):
     raw = arrays.pop(META_KEY)
     try:
         if raw.dtype != np.uint8 or raw.ndim != 1:
-            raise ValueError(f"expected uint8 bytes, found {raw.dtype} {raw.shape}")
+            raise ValueError(f"expected uint8 bytes, found {raw.dtype} {tuple(raw.shape)}")
         meta = json.loads(raw.tobytes().decode("utf-8"))
         if not isinstance(meta, dict) or meta.get("format") != FORMAT:
             raise ValueError(f"format {meta.get('format') if isinstance(meta, dict) else meta!r:.60}")

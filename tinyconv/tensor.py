@@ -43,6 +43,42 @@ SUPPORTED_DTYPES = (float32, float64, int64, int32, uint8, bool_)
 DEFAULT_DTYPE = float32
 
 
+class Size(tuple):
+    """A tensor's shape: a tuple of ints (it compares, hashes, unpacks and indexes like one) that prints as
+    ``tinyconv.Size([1, 96, 54, 54])``, PyTorch's ``torch.Size``. Slicing, ``+`` and ``*`` give a Size again."""
+
+    def __new__(cls, sizes=()):
+        sizes = tuple(sizes)
+        for i, n in enumerate(sizes):
+            if not isinstance(n, (numbers.Integral, np.integer)) or isinstance(n, bool):
+                raise TypeError(f"tinyconv.Size() takes an iterable of 'int' (item {i} is '{type(n).__name__}')")
+        return super().__new__(cls, (int(n) for n in sizes))
+
+    def __repr__(self) -> str:
+        return f"tinyconv.Size({list(self)})"
+
+    __str__ = __repr__
+
+    def __getitem__(self, index):
+        out = super().__getitem__(index)
+        return Size(out) if isinstance(index, slice) else out
+
+    def __add__(self, other):
+        return Size(tuple(self) + tuple(other)) if isinstance(other, tuple) else NotImplemented
+
+    def __radd__(self, other):
+        return Size(tuple(other) + tuple(self)) if isinstance(other, tuple) else NotImplemented
+
+    def __mul__(self, times):
+        return Size(tuple(self) * times)
+
+    __rmul__ = __mul__
+
+    def numel(self) -> int:
+        """The number of elements a tensor of this shape holds."""
+        return int(np.prod(self, dtype=np.int64))
+
+
 class ShapeError(ValueError, RuntimeError):
     """Operands whose shapes don't fit together. Catchable as ValueError, or as RuntimeError like PyTorch's."""
 
@@ -107,7 +143,7 @@ def _broadcast_check(a: "Tensor", b: "Tensor", op: str) -> None:
                 dim = max(a.ndim, b.ndim) - i
                 raise ShapeError(
                     f"{op}: the size of tensor a ({x}) must match the size of tensor b ({y}) at non-singleton "
-                    f"dimension {dim} (shapes {a.shape} and {b.shape} do not broadcast)"
+                    f"dimension {dim} (shapes {tuple(a.shape)} and {tuple(b.shape)} do not broadcast)"
                 ) from None
         raise
 
@@ -155,8 +191,8 @@ class Tensor:
 
     # ---------------------------------------------------------------------------------------- basic facts
     @property
-    def shape(self) -> tuple:
-        return self._data.shape
+    def shape(self) -> Size:
+        return Size(self._data.shape)
 
     @property
     def ndim(self) -> int:
@@ -171,7 +207,14 @@ class Tensor:
         return self.grad_fn is None
 
     def size(self, dim=None):
-        return self._data.shape if dim is None else self._data.shape[dim]
+        """The shape as a :class:`Size`; with ``dim``, that dimension's length (``dim`` may be negative)."""
+        if dim is None:
+            return Size(self._data.shape)
+        try:
+            return self._data.shape[operator.index(dim)]
+        except IndexError:
+            raise IndexError(f"Dimension out of range (expected to be in range of [{-max(self.ndim, 1)}, "
+                             f"{max(self.ndim, 1) - 1}], but got {dim})") from None
 
     def dim(self) -> int:
         return self._data.ndim
@@ -239,7 +282,7 @@ class Tensor:
         body = tensor_body(self._data)
         extras = []
         if self._data.size == 0 and self.ndim != 1:
-            extras.append(f"size={self.shape}")
+            extras.append(f"size={tuple(self.shape)}")
         if self.dtype not in (float32, int64, bool_):
             extras.append(f"dtype=tinyconv.{self.dtype.name}")
         if self.grad_fn is not None:
@@ -482,7 +525,7 @@ class Tensor:
             return _wrap_output(np.asarray(other, dtype=dt), None)
         return as_tensor(other)
 
-    def _binary(self, fn, other, op, reverse=False, floating=False):
+    def _binary(self, fn, other, op, reverse=False, floating=False, **params):
         other = self._coerce(other)
         a, b = (other, self) if reverse else (self, other)
         _broadcast_check(a, b, op)
@@ -491,7 +534,7 @@ class Tensor:
             if floating and dt.kind != "f":
                 dt = DEFAULT_DTYPE  # true division of integers gives the default float dtype, as in PyTorch
             a, b = a._cast(dt), b._cast(dt)
-        return fn.apply(a, b)
+        return fn.apply(a, b, **params)
 
     def __add__(self, other):
         return self._binary(ops.Add, other, "add")
@@ -545,10 +588,26 @@ class Tensor:
     def __rpow__(self, other):
         return self._binary(ops.Pow, other, "pow", reverse=True)
 
+    def pow(self, exponent):
+        """``self ** exponent`` (a number or a tensor, broadcasting), PyTorch's dtype rules."""
+        return self.__pow__(exponent)
+
     def __neg__(self):
         return ops.Neg.apply(self)
 
     neg = __neg__
+
+    def matmul(self, other):
+        return matmul(self, other)
+
+    def mm(self, mat2):
+        return mm(self, mat2)
+
+    def mv(self, vec):
+        return mv(self, vec)
+
+    def dot(self, other):
+        return dot(self, other)
 
     def __matmul__(self, other):
         return matmul(self, self._coerce(other))
@@ -594,6 +653,47 @@ class Tensor:
 
     def abs(self):
         return ops.Abs.apply(self)
+
+    def square(self):
+        return self * self
+
+    def sign(self):
+        """-1, 0 or 1 by the sign of each element; its gradient is zero, so the result stays out of the graph."""
+        return _wrap_output(np.sign(self._data), None)
+
+    def maximum(self, other):
+        """Elementwise larger of two tensors (broadcasting); ties split the gradient between them."""
+        return self._binary(ops.Maximum, _tensor_argument(other, "maximum"), "maximum")
+
+    def minimum(self, other):
+        """Elementwise smaller of two tensors (broadcasting); ties split the gradient between them."""
+        return self._binary(ops.Maximum, _tensor_argument(other, "minimum"), "minimum", minimum=True)
+
+    def cumsum(self, dim=None, *, axis=None, dtype=None):
+        """Running sums along ``dim``; bool and integer tensors sum as int64, as in PyTorch."""
+        dim, _ = _dim_alias(dim, axis, False, None)
+        if dim is None:
+            raise TypeError("cumsum() missing required argument 'dim'")
+        if dtype is None and self.dtype.kind in "biu":
+            dtype = int64
+        x = self if dtype is None else self.to(dtype)
+        d = ops.normalize_dims(dim, x.ndim)[0]
+        if x.ndim == 0:
+            return x.clone()
+        return ops.Cumsum.apply(x, dim=d)
+
+    def norm(self, p="fro", dim=None, keepdim: bool = False, dtype=None):
+        """The vector ``p``-norm over ``dim`` (all elements by default): ``p`` a number, ``inf``, ``-inf`` or
+        ``'fro'`` (the 2-norm of all the entries); the gradient is zero where the norm is."""
+        x = self if dtype is None else self.to(dtype)
+        if x.dtype.kind != "f":
+            raise RuntimeError(f"linalg.vector_norm: Expected a floating point or complex tensor as input. "
+                               f"Got {_type_word(x.dtype)}")
+        if p == "fro" or p is None:
+            p = 2.0
+        elif isinstance(p, str):
+            raise NotImplementedError(f"norm(p={p!r}): tinyconv computes vector norms only ('fro', or a number)")
+        return ops.Norm.apply(x, p=float(p), dim=ops.normalize_dims(dim, x.ndim), keepdim=bool(keepdim))
 
     def clamp(self, min=None, max=None):
         if min is None and max is None:
@@ -645,31 +745,37 @@ class Tensor:
         return ops.Amax.apply(self, dim=ops.normalize_dims(dim, self.ndim), keepdim=keepdim, minimum=True)
 
     def max(self, dim=None, keepdim: bool = False, *, axis=None, keepdims=None):
-        """The maximum of all elements; with ``dim``, the named tuple ``(values, indices)`` along it (PyTorch's)."""
+        """The maximum of all elements; with ``dim``, the named tuple ``(values, indices)`` along it (PyTorch's);
+        with a tensor instead of ``dim``, the elementwise :meth:`maximum`."""
+        if isinstance(dim, Tensor):
+            return self.maximum(dim)
         dim, keepdim = _dim_alias(dim, axis, keepdim, keepdims)
         if dim is None:
             return self.amax()
-        return self._values_and_indices(self.argmax(dim, keepdim=True), dim, keepdim)
+        return self._values_and_indices(self.argmax(dim, keepdim=True), dim, keepdim, _Max)
 
     def min(self, dim=None, keepdim: bool = False, *, axis=None, keepdims=None):
-        """The minimum of all elements; with ``dim``, the named tuple ``(values, indices)`` along it (PyTorch's)."""
+        """The minimum of all elements; with ``dim``, the named tuple ``(values, indices)`` along it (PyTorch's);
+        with a tensor instead of ``dim``, the elementwise :meth:`minimum`."""
+        if isinstance(dim, Tensor):
+            return self.minimum(dim)
         dim, keepdim = _dim_alias(dim, axis, keepdim, keepdims)
         if dim is None:
             return self.amin()
-        return self._values_and_indices(self.argmin(dim, keepdim=True), dim, keepdim)
+        return self._values_and_indices(self.argmin(dim, keepdim=True), dim, keepdim, _Min)
 
-    def _values_and_indices(self, indices: "Tensor", dim, keepdim: bool):
+    def _values_and_indices(self, indices: "Tensor", dim, keepdim: bool, result):
         """(values, indices) of max/min along ``dim``: the values are gathered at the indices, so the gradient
         reaches the chosen element only (PyTorch's rule for max(dim), unlike amax's sharing between ties)."""
         if self.ndim == 0:
-            return _MinMax(self, indices)
+            return result(self, indices)
         d = ops.normalize_dims(dim, self.ndim)[0]
         where = list(np.indices(indices.shape, sparse=True))
         where[d] = indices._data
         values = self[tuple(where)]
         if not keepdim:
             values, indices = values.squeeze(d), indices.squeeze(d)
-        return _MinMax(values, indices)
+        return result(values, indices)
 
     def argmax(self, dim=None, keepdim: bool = False, *, axis=None, keepdims=None):
         """Index of the (first) largest element along ``dim``, int64; over the flattened tensor without ``dim``."""
@@ -695,7 +801,7 @@ class Tensor:
 
     def _check_nonempty(self, op):
         if self._data.size == 0:
-            raise RuntimeError(f"{op}(): expected a non-empty tensor, got shape {self.shape}")
+            raise RuntimeError(f"{op}(): expected a non-empty tensor, got shape {tuple(self.shape)}")
 
     # ------------------------------------------------------------------------------------------ reshaping
     def reshape(self, *shape):
@@ -704,7 +810,7 @@ class Tensor:
             np.empty(self.shape, dtype=np.bool_).reshape(shape)  # cheap validity check with numpy's rules
         except ValueError:
             raise ShapeError(
-                f"shape {tuple(shape)} is invalid for input of size {self._data.size} (shape {self.shape})"
+                f"shape {tuple(shape)} is invalid for input of size {self._data.size} (shape {tuple(self.shape)})"
             ) from None
         return self._view(ops.Reshape.apply(self, shape=shape))
 
@@ -734,7 +840,7 @@ class Tensor:
 
     def t(self):
         if self.ndim > 2:
-            raise ValueError(f"t() expects a tensor with <= 2 dimensions, got {self.ndim} (shape {self.shape})")
+            raise ValueError(f"t() expects a tensor with <= 2 dimensions, got {self.ndim} (shape {tuple(self.shape)})")
         return self if self.ndim < 2 else self.transpose(0, 1)
 
     @property
@@ -837,7 +943,21 @@ def result_type(a: Tensor, b: Tensor) -> np.dtype:
     return np.promote_types(a.dtype, b.dtype)
 
 
-_MinMax = namedtuple("_MinMax", ["values", "indices"])
+class _ValuesIndices(namedtuple("_ValuesIndices", ["values", "indices"])):
+    """What ``max(dim)`` / ``min(dim)`` return: ``(values, indices)``, printed as PyTorch prints its return types."""
+
+    _name = ""
+
+    def __repr__(self) -> str:
+        return f"tinyconv.return_types.{self._name}(\nvalues={self.values!r},\nindices={self.indices!r})"
+
+
+class _Max(_ValuesIndices):
+    _name = "max"
+
+
+class _Min(_ValuesIndices):
+    _name = "min"
 _TYPE_NAMES = {float32: "torch.FloatTensor", float64: "torch.DoubleTensor", int64: "torch.LongTensor",
                int32: "torch.IntTensor", uint8: "torch.ByteTensor", bool_: "torch.BoolTensor"}
 
@@ -937,12 +1057,12 @@ def matmul(a: Tensor, b: Tensor) -> Tensor:
     """Matrix product with NumPy/PyTorch rules (1-D operands promoted, batch dimensions broadcast)."""
     a, b = as_tensor(a), as_tensor(b)
     if a.ndim == 0 or b.ndim == 0:
-        raise ShapeError(f"matmul: both arguments need at least 1 dimension, got shapes {a.shape} and {b.shape}")
+        raise ShapeError(f"matmul: both arguments need at least 1 dimension, got shapes {tuple(a.shape)} and {tuple(b.shape)}")
     ka = a.shape[-1]
     kb = b.shape[0] if b.ndim == 1 else b.shape[-2]
     if ka != kb:
         raise ShapeError(
-            f"matmul: shapes {a.shape} and {b.shape} cannot be multiplied "
+            f"matmul: shapes {tuple(a.shape)} and {tuple(b.shape)} cannot be multiplied "
             f"(last dimension of the first, {ka}, must equal "
             f"{'the length' if b.ndim == 1 else 'the second-to-last dimension'} of the second, {kb})"
         )
@@ -951,10 +1071,72 @@ def matmul(a: Tensor, b: Tensor) -> Tensor:
             np.broadcast_shapes(a.shape[:-2], b.shape[:-2])
         except ValueError:
             raise ShapeError(
-                f"matmul: batch dimensions {a.shape[:-2]} and {b.shape[:-2]} do not broadcast "
-                f"(shapes {a.shape} and {b.shape})"
+                f"matmul: batch dimensions {tuple(a.shape[:-2])} and {tuple(b.shape[:-2])} do not broadcast "
+                f"(shapes {tuple(a.shape)} and {tuple(b.shape)})"
             ) from None
     return ops.MatMul.apply(a, b)
+
+
+def _tensor_argument(value, fn: str) -> Tensor:
+    if not isinstance(value, Tensor):
+        raise TypeError(f"{fn}(): argument 'other' (position 2) must be Tensor, not {type(value).__name__}")
+    return value
+
+
+def _same_dtype(a: Tensor, b: Tensor, fn: str) -> None:
+    if a.dtype != b.dtype:
+        raise RuntimeError(f"{fn}: expected both arguments to have the same dtype, but got "
+                           f"{_type_word(a.dtype)} and {_type_word(b.dtype)}")
+
+
+def mm(input: Tensor, mat2: Tensor) -> Tensor:
+    """The matrix product of an (n, m) and an (m, p) matrix; no broadcasting (see :func:`matmul` for that)."""
+    a, b = as_tensor(input), as_tensor(mat2)
+    if a.ndim != 2 or b.ndim != 2:
+        which = "self" if a.ndim != 2 else "mat2"
+        raise RuntimeError(f"mm: {which} must be a matrix (2-D), got shapes {tuple(a.shape)} and {tuple(b.shape)}")
+    if a.shape[1] != b.shape[0]:
+        raise ShapeError(f"mat1 and mat2 shapes cannot be multiplied ({a.shape[0]}x{a.shape[1]} and "
+                         f"{b.shape[0]}x{b.shape[1]})")
+    _same_dtype(a, b, "mm")
+    return ops.MatMul.apply(a, b)
+
+
+def mv(input: Tensor, vec: Tensor) -> Tensor:
+    """The product of an (n, m) matrix and a length-m vector: a length-n vector."""
+    a, v = as_tensor(input), as_tensor(vec)
+    if a.ndim != 2 or v.ndim != 1:
+        raise RuntimeError(f"mv: expected a 2-D matrix and a 1-D vector, got shapes {tuple(a.shape)} and "
+                           f"{tuple(v.shape)}")
+    if a.shape[1] != v.shape[0]:
+        raise ShapeError(f"size mismatch, got input ({a.shape[0]}), mat ({a.shape[0]}x{a.shape[1]}), "
+                         f"vec ({v.shape[0]})")
+    _same_dtype(a, v, "mv")
+    return ops.MatMul.apply(a, v)
+
+
+def dot(input: Tensor, tensor: Tensor) -> Tensor:
+    """The inner product of two 1-D tensors of the same length and dtype (a 0-d tensor)."""
+    a, b = as_tensor(input), as_tensor(tensor)
+    if a.ndim != 1 or b.ndim != 1:
+        raise RuntimeError(f"1D tensors expected, but got {a.ndim}D and {b.ndim}D tensors")
+    if a.shape[0] != b.shape[0]:
+        raise ShapeError(f"inconsistent tensor size, expected tensor [{a.shape[0]}] and src [{b.shape[0]}] to have "
+                         f"the same number of elements, but got {a.shape[0]} and {b.shape[0]} elements respectively")
+    if a.dtype != b.dtype:
+        raise RuntimeError(f"dot : expected both vectors to have same dtype, but found {_type_word(a.dtype)} and "
+                           f"{_type_word(b.dtype)}")
+    return ops.MatMul.apply(a, b)
+
+
+def maximum(input, other) -> Tensor:
+    """Elementwise larger of two tensors (broadcasting, PyTorch's type promotion)."""
+    return _tensor_argument(input, "maximum").maximum(other)
+
+
+def minimum(input, other) -> Tensor:
+    """Elementwise smaller of two tensors (broadcasting, PyTorch's type promotion)."""
+    return _tensor_argument(input, "minimum").minimum(other)
 
 
 def cat(tensors, dim: int = 0) -> Tensor:
@@ -967,8 +1149,8 @@ def cat(tensors, dim: int = 0) -> Tensor:
     for i, t in enumerate(tensors):
         if t.ndim != ref.ndim or t.shape[:d] + t.shape[d + 1:] != ref.shape[:d] + ref.shape[d + 1:]:
             raise ShapeError(
-                f"cat: sizes of tensors must match except in dimension {d}; tensor 0 has shape {ref.shape}, "
-                f"tensor {i} has shape {t.shape}"
+                f"cat: sizes of tensors must match except in dimension {d}; tensor 0 has shape {tuple(ref.shape)}, "
+                f"tensor {i} has shape {tuple(t.shape)}"
             )
     return ops.Cat.apply(*tensors, dim=d)
 
@@ -981,8 +1163,8 @@ def stack(tensors, dim: int = 0) -> Tensor:
     for i, t in enumerate(tensors):
         if t.shape != tensors[0].shape:
             raise ShapeError(
-                f"stack expects each tensor to be equal size, but got {tensors[0].shape} at entry 0 and "
-                f"{t.shape} at entry {i}"
+                f"stack expects each tensor to be equal size, but got {tuple(tensors[0].shape)} at entry 0 and "
+                f"{tuple(t.shape)} at entry {i}"
             )
     d = ops.normalize_dims(dim, tensors[0].ndim + 1)[0]
     return ops.Stack.apply(*tensors, dim=d)
@@ -1005,7 +1187,7 @@ def where(condition, input, other) -> Tensor:
         np.broadcast_shapes(cond.shape, a.shape, b.shape)
     except ValueError:
         raise ShapeError(
-            f"where: condition {cond.shape}, input {a.shape} and other {b.shape} do not broadcast together"
+            f"where: condition {tuple(cond.shape)}, input {tuple(a.shape)} and other {tuple(b.shape)} do not broadcast together"
         ) from None
     return ops.Where.apply(a, b, condition=cond)
 
@@ -1180,6 +1362,72 @@ def normal(mean=0.0, std=1.0, size=None, *, dtype=None, device=None, requires_gr
     dt = _factory_dtype(dtype, device)
     draw = (generator or default_generator()).standard_normal(shape)
     return _new((m + s * draw).astype(dt), requires_grad)
+
+
+def randint(*args, size=None, dtype=None, device=None, requires_grad: bool = False, generator=None) -> Tensor:
+    """Integers drawn uniformly from ``[low, high)``: ``randint(high, size)`` or ``randint(low, high, size)``,
+    ``size`` a tuple; int64 unless ``dtype`` says otherwise."""
+    if size is None and args and isinstance(args[-1], (tuple, list)):
+        *args, size = args
+    if size is None or len(args) not in (1, 2):
+        raise TypeError("randint() expects (high, size) or (low, high, size), size a tuple of ints, e.g. "
+                        f"randint(0, 10, (3,)); got {len(args)} number(s) and size={size!r}")
+    low, high = (0, args[0]) if len(args) == 1 else args
+    low, high = operator.index(low), operator.index(high)
+    if low >= high:
+        raise RuntimeError(f"random_ expects 'from' to be less than 'to', but got from={low} >= to={high}")
+    shape = _size_arg((size,), None, "randint")
+    dt = _check_dtype(int64 if dtype is None else dtype)
+    check_device(device)
+    values = (generator or default_generator()).integers(low, high, shape)
+    return _new(values.astype(dt), requires_grad)
+
+
+class _LegacyTensorType(type):
+    """PyTorch's typed constructors: ``FloatTensor([1, 2])`` makes a float32 tensor of that data,
+    ``FloatTensor(2, 3)`` one of that shape (zero-filled here), and ``isinstance(t, FloatTensor)`` checks the
+    dtype."""
+
+    def __call__(cls, *args):
+        if len(args) == 1 and not isinstance(args[0], numbers.Number):
+            data = args[0]
+            if isinstance(data, Tensor):
+                if data.dtype != cls.dtype:
+                    raise TypeError(f"{cls.__name__}: expected a {_type_word(cls.dtype)} tensor, got "
+                                    f"{_type_word(data.dtype)} (convert with .to(dtype))")
+                return data
+            return Tensor(_to_array(data, cls.dtype))
+        return zeros(*args, dtype=cls.dtype) if args else zeros(0, dtype=cls.dtype)
+
+    def __instancecheck__(cls, obj) -> bool:
+        return isinstance(obj, Tensor) and obj.dtype == cls.dtype
+
+    def __repr__(cls) -> str:
+        return f"<class 'tinyconv.{cls.__name__}'>"
+
+
+class FloatTensor(metaclass=_LegacyTensorType):
+    dtype = float32
+
+
+class DoubleTensor(metaclass=_LegacyTensorType):
+    dtype = float64
+
+
+class LongTensor(metaclass=_LegacyTensorType):
+    dtype = int64
+
+
+class IntTensor(metaclass=_LegacyTensorType):
+    dtype = int32
+
+
+class ByteTensor(metaclass=_LegacyTensorType):
+    dtype = uint8
+
+
+class BoolTensor(metaclass=_LegacyTensorType):
+    dtype = bool_
 
 
 def from_numpy(array: np.ndarray) -> Tensor:

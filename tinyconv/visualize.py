@@ -96,7 +96,7 @@ def _image_array(image) -> np.ndarray:
     elif arr.ndim == 3:
         arr = arr[None]
     if arr.ndim != 4 or arr.shape[0] != 1:
-        raise ValueError(f"expected one image of shape (H, W), (C, H, W) or (1, C, H, W), got {arr.shape}")
+        raise ValueError(f"expected one image of shape (H, W), (C, H, W) or (1, C, H, W), got {tuple(arr.shape)}")
     return arr
 
 

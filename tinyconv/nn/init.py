@@ -35,7 +35,7 @@ def _calculate_fan_in_and_fan_out(tensor: Tensor) -> tuple[int, int]:
     """fan_in = in_features · receptive field, fan_out = out_features · receptive field (weights (out, in, ...))."""
     if tensor.ndim < 2:
         raise ValueError(f"fan in and fan out can not be computed for a tensor with fewer than 2 dimensions "
-                         f"(got shape {tensor.shape})")
+                         f"(got shape {tuple(tensor.shape)})")
     receptive = int(np.prod(tensor.shape[2:])) if tensor.ndim > 2 else 1
     return tensor.shape[1] * receptive, tensor.shape[0] * receptive
 

@@ -381,8 +381,8 @@ class Module:
                                     f"{target.dtype}")
             elif arr.shape != target.shape:
                 problems.append(
-                    f"size mismatch for {key}: copying a param with shape {arr.shape} from checkpoint, "
-                    f"the shape in current model is {target.shape}"
+                    f"size mismatch for {key}: copying a param with shape {tuple(arr.shape)} from checkpoint, "
+                    f"the shape in current model is {tuple(target.shape)}"
                 )
             elif arr.dtype.kind != target.dtype.kind:  # float32 <-> float64 converts; int/bool into float doesn't
                 problems.append(

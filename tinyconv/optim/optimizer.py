@@ -62,7 +62,7 @@ class Optimizer:
         if isinstance(params, Tensor):
             raise TypeError(
                 "params argument given to the optimizer should be an iterable of Tensors or dicts, "
-                f"but got a single Tensor of shape {params.shape}"
+                f"but got a single Tensor of shape {tuple(params.shape)}"
             )
         groups = list(params)
         if not groups:
@@ -86,7 +86,7 @@ class Optimizer:
                 raise TypeError(f"optimizer can only optimize Tensors, but parameter {i} of the group is a "
                                 f"{type(p).__name__}")
             if not p.is_leaf:
-                raise ValueError(f"can't optimize a non-leaf Tensor (parameter {i} of the group, shape {p.shape})")
+                raise ValueError(f"can't optimize a non-leaf Tensor (parameter {i} of the group, shape {tuple(p.shape)})")
             if not np.issubdtype(p.dtype, np.floating):
                 raise TypeError(f"can only optimize floating point Tensors, parameter {i} has dtype {p.dtype}")
         group["params"] = params
@@ -123,7 +123,7 @@ class Optimizer:
             return None
         g = p.grad._data if isinstance(p.grad, Tensor) else np.asarray(p.grad)
         if g.shape != p.shape:
-            raise RuntimeError(f"gradient of shape {g.shape} does not match its parameter's shape {p.shape}")
+            raise RuntimeError(f"gradient of shape {tuple(g.shape)} does not match its parameter's shape {tuple(p.shape)}")
         return g if g.dtype == p.dtype else g.astype(p.dtype)
 
     # ------------------------------------------------------------------------------------------- state dict
@@ -186,8 +186,8 @@ class Optimizer:
                     value = value._data
                 if isinstance(value, np.ndarray) and value.ndim > 0:
                     if value.shape != p.shape:
-                        raise ValueError(f"optimizer state '{name}' of parameter {idx} has shape {value.shape}, "
-                                         f"the parameter has shape {p.shape}")
+                        raise ValueError(f"optimizer state '{name}' of parameter {idx} has shape {tuple(value.shape)}, "
+                                         f"the parameter has shape {tuple(p.shape)}")
                     value = value.astype(p.dtype, copy=True)
                 elif isinstance(value, (np.ndarray, np.generic)):
                     value = value.item()

@@ -100,11 +100,11 @@ def conforms(template, value, where: str) -> None:
     if isinstance(template, (Tensor, np.ndarray)):
         t = template._data if isinstance(template, Tensor) else template
         if not isinstance(value, (Tensor, np.ndarray)):
-            raise ValueError(f"{where}: expected an array {t.shape}, found {_type_name(value)}")
+            raise ValueError(f"{where}: expected an array {tuple(t.shape)}, found {_type_name(value)}")
         v = value._data if isinstance(value, Tensor) else value
         if v.shape != t.shape or v.dtype.kind != t.dtype.kind:
-            raise ValueError(f"{where}: expected {t.dtype.kind}-kind array of shape {t.shape}, "
-                             f"found {v.dtype} {v.shape}")
+            raise ValueError(f"{where}: expected {t.dtype.kind}-kind array of shape {tuple(t.shape)}, "
+                             f"found {v.dtype} {tuple(v.shape)}")
     elif isinstance(template, dict):
         if not isinstance(value, dict):
             raise ValueError(f"{where}: expected a dict, found {_type_name(value)}")

@@ -40,7 +40,7 @@ class TensorDataset(Dataset):
         for i, t in enumerate(self.tensors):
             if t.ndim == 0 or t.shape[0] != n:
                 raise ValueError(f"Size mismatch between tensors: tensor 0 has {n} samples, tensor {i} has shape "
-                                 f"{t.shape}")
+                                 f"{tuple(t.shape)}")
 
     def __getitem__(self, index):
         return tuple(t[index] for t in self.tensors)
