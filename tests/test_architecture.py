@@ -167,7 +167,7 @@ def test_a_registered_backend_is_selectable_everywhere():
     ref = F.conv2d(x.detach(), w.detach(), stride=(2, 1), padding=1, kernel="direct")
     np.testing.assert_allclose(y.numpy(), ref.numpy(), rtol=1e-12, atol=1e-12)
     with tc.use_kernel("einsum"):
-        assert tc.nn.Conv2d(3, 4, 3)(x).grad_fn.name() == "Conv2dBackward(kernel=einsum)"
+        assert tc.nn.Conv2d(3, 4, 3).double()(x).grad_fn.name() == "Conv2dBackward(kernel=einsum)"
 
 
 def test_register_rejects_what_is_not_a_backend():

@@ -143,7 +143,7 @@ def test_eval_mode_uses_running_stats_and_leaves_them_alone(implementation):
     rng = np.random.default_rng(2)
     x = rng.standard_normal((3, 2, 5))
     rm, rv = np.array([0.2, -0.4]), np.array([1.5, 0.7])
-    w, b = tc.tensor([2.0, 0.5]), tc.tensor([0.1, -0.3])
+    w, b = tc.tensor([2.0, 0.5], dtype=tc.float64), tc.tensor([0.1, -0.3], dtype=tc.float64)
     y = F.batch_norm(tc.tensor(x), rm, rv, w, b, training=False, eps=1e-3)
     expected = (x - rm[:, None]) / np.sqrt(rv[:, None] + 1e-3) * w.numpy()[:, None] + b.numpy()[:, None]
     np.testing.assert_allclose(y.numpy(), expected, rtol=1e-12)
@@ -274,7 +274,7 @@ def test_the_two_implementations_agree_in_float32_with_a_large_mean(training):
     rng = np.random.default_rng(4)
     x = (rng.standard_normal((32, 5, 7, 7)) * 0.5 + 50).astype(np.float32)
     g = rng.standard_normal(x.shape).astype(np.float32)
-    rm, rv = np.full(5, 50.0), np.full(5, 0.25)
+    rm, rv = np.full(5, 50.0, np.float32), np.full(5, 0.25, np.float32)
     results = {}
     for impl in ("numba", "numpy", None):
         BatchNorm.implementation = impl

@@ -44,12 +44,14 @@ def finished(data_root, tmp_path_factory):  # noqa: F811
 
 
 # ------------------------------------------------------------------ a finished run is never destroyed by accident
-def test_training_again_into_a_finished_run_refuses_and_names_resume_and_force(data_root, finished):  # noqa: F811
+def test_training_again_into_a_finished_run_refuses_and_names_eval_force_and_out(data_root, finished):  # noqa: F811
+    """A complete run cannot be resumed, so the refusal names what does work: eval, --force, --out."""
     out, before = finished
     r = run(*tiny(data_root, out))
     assert r.returncode == 2 and no_traceback(r)
     assert "already holds a complete run (1/1 epochs, test accuracy" in r.stderr
-    assert "--resume" in r.stderr and "--force" in r.stderr
+    assert f"tinyconv eval {out / 'checkpoint.npz'}" in r.stderr and "--force" in r.stderr and "--out" in r.stderr
+    assert "--resume" not in r.stderr
     assert (out / "checkpoint.npz").read_bytes() == before
 
 
@@ -61,7 +63,7 @@ def test_force_starts_over(data_root, tmp_path):  # noqa: F811
     assert r.returncode == 2 and "a run whose checkpoint cannot be read" in r.stderr
     r = run(*tiny(data_root, out, "--force"))  # ...until --force
     assert r.returncode == 0 and no_traceback(r)
-    assert "--force: deleted the previous run's checkpoint.npz, metrics.csv" in r.stdout
+    assert "--force: deleted the previous run's checkpoint.npz, metrics.csv" in r.stderr
     assert tc.load(out / "checkpoint.npz")["complete"]
 
 
@@ -70,8 +72,8 @@ def test_resume_of_a_completed_run_says_so_and_changes_nothing(data_root, finish
     mtimes = {p.name: p.stat().st_mtime_ns for p in out.iterdir()}
     r = run("train", "--out", out, "--resume", "--data", data_root, "--custom-data", "--no-progress")
     assert r.returncode == 0 and no_traceback(r)
-    assert "holds a complete run (1/1 epochs" in r.stdout and "nothing changed" in r.stdout
-    assert "wrote" not in r.stdout and "resuming" not in r.stdout
+    assert "holds a complete run (1/1 epochs" in r.stderr and "nothing changed" in r.stderr  # a notice: stderr
+    assert "wrote" not in r.stdout + r.stderr and "resuming" not in r.stdout + r.stderr
     assert {p.name: p.stat().st_mtime_ns for p in out.iterdir()} == mtimes
     assert (out / "checkpoint.npz").read_bytes() == before
 
@@ -87,7 +89,7 @@ def test_resume_looks_in_the_folder_the_other_options_name(data_root, tmp_path):
     assert (tmp_path / "runs" / "lenet-d2l" / "checkpoint.npz").exists()
     assert not (tmp_path / "runs" / "lenet").exists()
     r = run("train", "--recipe", "d2l", "--resume", *common, cwd=tmp_path)
-    assert r.returncode == 0 and "runs/lenet-d2l holds a complete run" in r.stdout
+    assert r.returncode == 0 and "runs/lenet-d2l holds a complete run" in r.stderr
 
 
 # ------------------------------------------------------------------------------------------- divergence
@@ -234,3 +236,25 @@ def test_ctrl_c_exits_130_and_says_what_was_kept(data_root, tmp_path):  # noqa: 
     assert "checkpoint saved to" in stderr or "interrupted" in stderr
     if "checkpoint saved to" in stderr:
         assert "resume with: tinyconv train --out" in stderr and tc.load(out / "checkpoint.npz")["batch"] >= 1
+
+
+def test_the_command_alone_lists_its_commands():
+    r = run()
+    assert r.returncode == 0 and no_traceback(r)
+    for command in ("train", "eval", "summary"):
+        assert command in r.stdout
+    assert "usage: tinyconv" in r.stdout
+
+
+def test_training_again_into_an_unfinished_run_names_resume(data_root, tmp_path, capsys):  # noqa: F811
+    from tinyconv import cli
+
+    out = tmp_path / "run"
+
+    def stop(trainer, epoch, batch):
+        trainer.request_stop()
+
+    assert cli.cmd_train(cli.build_parser().parse_args([str(a) for a in tiny(data_root, out)]), callback=stop) == 130
+    r = run(*tiny(data_root, out))
+    assert r.returncode == 2 and no_traceback(r)
+    assert "an unfinished run" in r.stderr and "--resume" in r.stderr and "--force" in r.stderr

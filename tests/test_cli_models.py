@@ -65,4 +65,4 @@ def test_train_eval_and_resume(data_root, tmp_path, capsys, argv, label):  # noq
     text = capsys.readouterr().out
     assert label in text and "after 2 epoch(s)" in text and "test accuracy:" in text
     assert cli.main(tiny(data_root, out, *argv, "--resume")) == 0  # a complete run: nothing changes
-    assert "nothing to resume" in capsys.readouterr().out
+    assert "nothing to resume" in capsys.readouterr().err

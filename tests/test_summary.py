@@ -215,7 +215,7 @@ def test_module_called_twice_gets_two_rows():
 
 
 def test_dtype_and_callable_module():
-    r = tc.summary(nn.Linear(3, 2), (1, 3), dtype=tc.float64, print_fn=None)
+    r = tc.summary(nn.Linear(3, 2).double(), (1, 3), dtype=tc.float64, print_fn=None)
     assert r.dtype == np.float64 and r.input_bytes == 24
     assert tc.summary.summary is summary
     assert "(float64)" in str(r)

@@ -116,7 +116,8 @@ def test_loss_argument_errors():
     logits = tc.ones(3, 4)
     with pytest.raises(IndexError, match="target 4 is out of bounds for 4 classes"):
         F.cross_entropy(logits, [0, 1, 4])
-    with pytest.raises(ValueError, match=r"expected target of shape \(3,\) for input of shape \(3, 4\), got \(2,\)"):
+    with pytest.raises(ValueError, match=r"expected integer class indices of shape \(3,\) or class probabilities of "
+                                         r"the input's shape \(3, 4\) \(floating point\), got int64 of shape \(2,\)"):
         F.cross_entropy(logits, [0, 1])
     with pytest.raises(ValueError, match="reduction must be one of"):
         F.cross_entropy(logits, [0, 1, 2], reduction="avg")

@@ -34,6 +34,7 @@ from .tensor import (
     IntTensor,
     LongTensor,
     ShapeError,
+    DTypeError,
     Size,
     Tensor,
     arange,

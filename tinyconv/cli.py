@@ -425,16 +425,14 @@ def _load_split(root, train: bool, limit: int | None, custom: bool = False, data
 
 
 def build_model(config: dict):
-    """The network a config names (the one place that maps options to a model)."""
-    from . import nn
+    """The network a config names (:func:`tinyconv.train.model_from_config`)."""
+    from .train import model_from_config
 
-    if config.get("model", "lenet") == "resnet":
-        return nn.models.ResNet(kernel=config.get("kernel"))
-    return nn.models.LeNet(config["variant"], kernel=config.get("kernel"))
+    return model_from_config(config)
 
 
 def build_run(config: dict, data_root=None, *, out_dir=None, log_grads=False, progress=True, out=None,
-              callback=None, custom_data=False):
+              callback=None, custom_data=False, handle_sigint=True):
     """Build model, optimizer, scheduler, loaders and ``Trainer`` from a config, seeded, as ``train`` does."""
     from . import optim
     from .data import DataLoader, random_shift
@@ -473,7 +471,7 @@ def build_run(config: dict, data_root=None, *, out_dir=None, log_grads=False, pr
         raise ValueError(f"unknown schedule {schedule!r}; valid: {', '.join(SCHEDULES)}")
     return Trainer(model, opt, train_loader, test_loader, epochs=epochs, scheduler=sched,
                    scheduler_interval=interval, out_dir=out_dir, log_grads=log_grads, config=config,
-                   progress=progress, out=out, callback=callback)
+                   progress=progress, out=out, callback=callback, handle_sigint=handle_sigint)
 
 
 def _peak_memory_mib() -> float:
@@ -487,9 +485,7 @@ def _stderr(line: str) -> None:
 
 # ------------------------------------------------------------------------------------------------- commands
 def cmd_train(args: argparse.Namespace, callback=None) -> int:
-    import numpy as np
-
-    from .train import CompileNotice, TrainingDiverged, TrainingInterrupted, load_checkpoint
+    from .train import load_checkpoint
 
     _check_data_dir(args.data)
     named = resolve_config(args)
@@ -506,14 +502,18 @@ def cmd_train(args: argparse.Namespace, callback=None) -> int:
         config = _check_resume_options(args, check_config(state["config"], str(ckpt_path)))
         if state["complete"] and int(config["epochs"]) <= int(state["epochs"]):
             _check_weights(state, config, ckpt_path)
-            print(f"{out_dir} holds {_describe_run(state)}: nothing to resume, nothing changed. "
-                  f"Evaluate it with 'tinyconv eval {ckpt_path}', or start over with --force (without --resume).")
+            _stderr(f"{out_dir} holds {_describe_run(state)}: nothing to resume, nothing changed. "
+                    f"Evaluate it with 'tinyconv eval {ckpt_path}', start over with --force (without --resume), "
+                    "or train into another folder with --out DIR.")
             return 0
         _prepare_out_dir(out_dir)
     else:
         config = named
         existing = _existing_run(out_dir) if out_dir.is_dir() else None
         if existing is not None and not args.force:
+            if existing.startswith("a complete run"):
+                raise UsageError(f"{out_dir} already holds {existing}. Evaluate it with 'tinyconv eval {ckpt_path}', "
+                                 "use --force to delete it and start over, or --out DIR to train into another folder.")
             raise UsageError(f"{out_dir} already holds {existing}. Use --resume to continue it, --force to delete "
                              "it and start over, or --out DIR to train into another folder.")
         _prepare_out_dir(out_dir)
@@ -529,24 +529,47 @@ def cmd_train(args: argparse.Namespace, callback=None) -> int:
         else:
             _stderr(line)
 
+    interrupts = getattr(args, "interrupts", None)  # the command's Ctrl-C handling (tinyconv_launcher)
+    if interrupts is not None:
+        interrupts.final_line = lambda: "interrupted before training started: nothing was written"
     try:
         trainer = build_run(config, args.data, out_dir=out_dir, log_grads=log_grads, progress=progress,
-                            callback=callback, custom_data=args.custom_data)
+                            callback=callback, custom_data=args.custom_data, handle_sigint=interrupts is None)
         if state is not None:
             trainer.load_state_dict(state, ckpt_path)
     except KeyboardInterrupt:
         _stderr("interrupted before training started: nothing was written")
         return 130
+    if interrupts is None:
+        return _fit_and_report(args, trainer, config, out_dir, state, say)
+    # From here on the first Ctrl-C stops training at a clean point instead of stopping the command at once.
+    interrupts.final_line = lambda: (f"interrupted: {ckpt_path} is the last completed epoch's checkpoint"
+                                     if ckpt_path.exists() else "interrupted: no checkpoint was written yet")
+    with interrupts.graceful(trainer.request_stop):
+        status = _fit_and_report(args, trainer, config, out_dir, state, say)
+    if status == 0 and interrupts.count:  # asked to stop during the last batch: the run finished all the same
+        _stderr(f"interrupted after the last batch: the run is complete, {ckpt_path}")
+        return 130
+    return status
+
+
+def _fit_and_report(args, trainer, config: dict, out_dir: Path, state, say) -> int:
+    """cmd_train once the run is built: what it is, the training itself, and what it wrote."""
+    import numpy as np
+
+    from .train import CompileNotice, TrainingDiverged, TrainingInterrupted
+
+    ckpt_path = out_dir / "checkpoint.npz"
     if state is not None:
         where = (f"epoch {trainer.epoch + 1}, batch {trainer.batch}" if trainer.batch
                  else f"the end of epoch {trainer.epoch}")
-        print(f"resuming {ckpt_path} from {where}")
+        _stderr(f"resuming {ckpt_path} from {where}")
     elif args.force:
         removed = [name for name in RUN_FILES if (out_dir / name).exists()]
         for name in removed:
             (out_dir / name).unlink()
         if removed:
-            print(f"--force: deleted the previous run's {', '.join(removed)} in {out_dir}")
+            _stderr(f"--force: deleted the previous run's {', '.join(removed)} in {out_dir}")
     model = trainer.model
     shown = ", ".join(f"{k}={config[k]}" for k in ("recipe", "variant", "optimizer", "lr", "batch_size",
                                                    "epochs", "schedule", "augment", "seed")
@@ -659,17 +682,26 @@ def _quiet_broken_pipe() -> None:
             pass
 
 
-def main(argv=None) -> int:
-    """Entry point of the ``tinyconv`` command; returns the exit status (0 done, 1 failed, 2 usage, 130 Ctrl-C)."""
+def main(argv=None, interrupts=None) -> int:
+    """Run the ``tinyconv`` command; returns the exit status (0 done, 1 failed, 2 usage, 130 Ctrl-C).
+
+    ``interrupts``: the command's Ctrl-C handling (:class:`tinyconv_launcher.Interrupts`), given when the command
+    runs from its entry point; without it (a call from Python) Ctrl-C raises ``KeyboardInterrupt`` as usual, and
+    ``Trainer`` handles it while training.
+    """
     from .data import MNISTUnavailable
     from .serialization import CheckpointError
 
     parser = build_parser()
+    if not (sys.argv[1:] if argv is None else argv):  # 'tinyconv' alone: what can it do?
+        parser.print_help()
+        return 0
     try:
         args = parser.parse_args(argv)
     except BrokenPipeError:  # --help into a closed pipe
         _quiet_broken_pipe()
         return 1
+    args.interrupts = interrupts
     prefix = f"tinyconv {args.command}: error:"
     try:
         return args.func(args)

@@ -21,7 +21,18 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
 
-__all__ = ["atomic_write", "remove_stale_temporaries"]
+__all__ = ["atomic_write", "remove_stale_temporaries", "remove_temporaries_in_progress"]
+
+#: The temporary files of the writes in progress in this process: a process that must end at once (the
+#: ``tinyconv`` command on a second Ctrl-C) removes them first, so that it leaves no half-written file.
+_IN_PROGRESS: set[str] = set()
+
+
+def remove_temporaries_in_progress() -> None:
+    """Delete the temporary files of this process's unfinished writes (their targets stay as they were)."""
+    for tmp in list(_IN_PROGRESS):
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
 
 
 def _pid_alive(pid: int) -> bool:
@@ -76,6 +87,7 @@ def atomic_write(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO]:
     path.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_temporaries(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.{os.getpid()}-", suffix=".tmp")
+    _IN_PROGRESS.add(tmp)
     try:
         kwargs = {"encoding": "utf-8", "newline": ""} if mode == "w" else {}
         with os.fdopen(fd, mode, **kwargs) as f:
@@ -90,3 +102,5 @@ def atomic_write(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO]:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+    finally:
+        _IN_PROGRESS.discard(tmp)

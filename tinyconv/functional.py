@@ -11,8 +11,8 @@ textbook ``corr2d``. The convolution algorithm is chosen per call
 ``TINYCONV_KERNEL``), default ``"auto"`` (see :mod:`tinyconv.kernels`). The choice in force when the forward runs
 is recorded in the graph node and reused by its backward, even if the backward runs outside the ``use_kernel``
 block. Unbatched inputs ``(C, H, W)`` (``(C, L)`` for conv1d) are accepted and give unbatched outputs, as in
-PyTorch. Inputs of different dtypes are computed in the wider floating dtype (integer tensors count as float32);
-each gradient comes back in its input's dtype.
+PyTorch. A layer's input and its parameters must share one floating dtype, as in PyTorch: a float64 batch into a
+float32 layer raises :class:`tinyconv.DTypeError` (convert one side with ``.float()`` / ``.double()``).
 """
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ from .functions import pooling as pool_fn
 from .functions.batch_norm import BatchNorm as _BatchNorm
 from .kernels import shapes
 from .random import default_generator
-from .tensor import DEFAULT_DTYPE, ShapeError, Tensor, as_tensor, matmul
+from .tensor import DTypeError, ShapeError, Tensor, as_tensor, matmul
 
 __all__ = [
     "relu",
@@ -95,11 +95,13 @@ def linear(input: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
             f"linear: input's last dimension must equal in_features={weight.shape[1]} (weight {tuple(weight.shape)}), "
             f"got input of shape {tuple(input.shape)}"
         )
-    out = matmul(input, weight.T)
     if bias is not None:
         bias = as_tensor(bias)
         if bias.shape != (weight.shape[0],):
             raise ShapeError(f"linear: bias must have shape ({weight.shape[0]},), got {tuple(bias.shape)}")
+    _check_same_dtype("linear", input, weight=weight, bias=bias)
+    out = matmul(input, weight.T)
+    if bias is not None:
         out = out + bias
     return out
 
@@ -145,6 +147,9 @@ def batch_norm(input: Tensor, running_mean, running_var, weight: Tensor | None =
             got = f"shape {tuple(arr.shape)}, dtype {arr.dtype}" if isinstance(arr, np.ndarray) else type(value).__name__
             raise ShapeError(f"batch_norm: {name} must be a float array or Tensor of shape ({channels},) for "
                              f"input of shape {tuple(input.shape)}, got {got}")
+        if arr.dtype != input.dtype:
+            raise DTypeError(f"batch_norm: Input type ({_type_name(input.dtype)}) and {name} type "
+                             f"({_type_name(arr.dtype)}) should be the same; convert one with .float() or .double()")
         stats.append(arr)
     if training:
         count = input._data.size // channels if channels else 0
@@ -162,6 +167,7 @@ def batch_norm(input: Tensor, running_mean, running_var, weight: Tensor | None =
                 raise ShapeError(f"batch_norm: {name} must have shape ({channels},) for input of shape "
                                  f"{tuple(input.shape)}, got {tuple(value.shape)}")
         params.append(value)
+    _check_same_dtype("batch_norm", input, weight=params[0], bias=params[1])
     if isinstance(momentum, bool) or not isinstance(momentum, (int, float, np.floating, np.integer)):
         raise TypeError(f"batch_norm: momentum must be a number (the module turns momentum=None into a "
                         f"cumulative-average factor), got {momentum!r}")
@@ -238,10 +244,14 @@ def nll_loss(input: Tensor, target, weight: Tensor | None = None, reduction: str
 def cross_entropy(
     input: Tensor, target, weight: Tensor | None = None, reduction: str = "mean", label_smoothing: float = 0.0
 ) -> Tensor:
-    """Cross-entropy of raw scores ``input`` (N, C) (or (C,), or (N, C, d1, ...)) against integer class ``target``.
+    """Cross-entropy of raw scores ``input`` (N, C) (or (C,), or (N, C, d1, ...)), PyTorch's ``F.cross_entropy``.
 
-    Equals ``nll_loss(log_softmax(input, 1), target)``. With ``label_smoothing`` ε the target distribution is
-    (1-ε)·onehot + ε/C, as in PyTorch (including how it combines with ``weight``).
+    ``target`` is either integer class indices of shape (N,) (or (), or (N, d1, ...)), or class probabilities of
+    the input's own shape (floating point; e.g. mixup or distillation targets). Indices: equals
+    ``nll_loss(log_softmax(input, 1), target)``, and 'mean' divides by the summed ``weight`` of the targets.
+    Probabilities: ``-Σ_c weight_c · target_c · log_softmax(input)_c`` per sample, and 'mean' divides by the
+    number of samples. With ``label_smoothing`` ε the target distribution is mixed with the uniform one,
+    (1-ε)·target + ε/C, as in PyTorch (including how it combines with ``weight``).
     """
     _check_reduction(reduction)
     if not 0.0 <= label_smoothing <= 1.0:
@@ -249,16 +259,31 @@ def cross_entropy(
     input = as_tensor(input)
     if not np.issubdtype(input.dtype, np.floating):
         raise TypeError(f"cross_entropy: input must be floating point scores, got dtype {input.dtype}")
-    _class_targets(input, target, "cross_entropy")  # validate before doing any work
     class_dim = 0 if input.ndim == 1 else 1
+    n_classes = input.shape[class_dim] if input.ndim else 0
+    if weight is not None:
+        weight = as_tensor(weight)
+        if weight.shape != (n_classes,):
+            raise ShapeError(f"cross_entropy: weight must have shape ({n_classes},), got {tuple(weight.shape)}")
+    t = target._data if isinstance(target, Tensor) else np.asarray(target)
+    if t.dtype.kind == "f" and t.shape == input.shape and input.ndim:
+        return _cross_entropy_probabilities(input, as_tensor(target).to(input.dtype), weight, reduction,
+                                            label_smoothing, class_dim)
+    try:
+        _class_targets(input, target, "cross_entropy")  # validate before doing any work
+    except (ShapeError, TypeError):
+        expected = () if input.ndim <= 1 else (input.shape[0], *input.shape[2:])
+        error = TypeError if t.shape == expected else ShapeError
+        raise error(f"cross_entropy: expected integer class indices of shape {expected} or class probabilities of "
+                    f"the input's shape {tuple(input.shape)} (floating point), got {t.dtype} of shape {t.shape} for "
+                    f"input of shape {tuple(input.shape)}") from None
     logp = log_softmax(input, class_dim)
     nll = nll_loss(logp, target, weight=weight, reduction=reduction)
     if label_smoothing == 0.0:
         return nll
-    n_classes = input.shape[class_dim]
     scores = _classes_last(logp)
     if weight is not None:
-        scores = scores * as_tensor(weight).to(input.dtype)
+        scores = scores * weight.to(input.dtype)
     smooth = -scores.sum(dim=-1) / float(n_classes)  # per-sample ε-part: -Σ_c w_c log p_c / C
     if reduction == "sum":
         smooth = smooth.sum()
@@ -267,8 +292,23 @@ def cross_entropy(
             smooth = smooth.mean()
         else:
             t = _class_targets(input, target, "cross_entropy")
-            smooth = smooth.sum() / float(as_tensor(weight)._data[t].sum())
+            smooth = smooth.sum() / float(weight._data[t].sum())
     return nll * (1.0 - label_smoothing) + smooth * label_smoothing
+
+
+def _cross_entropy_probabilities(input: Tensor, target: Tensor, weight, reduction: str, label_smoothing: float,
+                                 class_dim: int) -> Tensor:
+    """cross_entropy against class probabilities ``target`` (the input's shape)."""
+    n_classes = input.shape[class_dim]
+    if label_smoothing:
+        target = target * (1.0 - label_smoothing) + label_smoothing / n_classes
+    terms = _classes_last(log_softmax(input, class_dim)) * _classes_last(target)
+    if weight is not None:
+        terms = terms * weight.to(input.dtype)
+    losses = -terms.sum(dim=-1)
+    if reduction == "none":
+        return losses
+    return losses.sum() if reduction == "sum" else losses.mean()
 
 
 def mse_loss(input: Tensor, target, reduction: str = "mean") -> Tensor:
@@ -285,10 +325,27 @@ def mse_loss(input: Tensor, target, reduction: str = "mean") -> Tensor:
 
 
 # ------------------------------------------------------------------------------------------------ convolution
-def _compute_dtype(*tensors) -> np.dtype:
-    """The floating dtype the op runs in: the widest floating input dtype, float32 if none is floating."""
-    floats = [t.dtype for t in tensors if t is not None and t.dtype.kind == "f"]
-    return np.result_type(*floats) if floats else np.dtype(DEFAULT_DTYPE)
+#: dtype -> the name PyTorch's messages use for it
+_TYPE_NAMES = {"float32": "float", "float64": "double", "float16": "half", "int64": "long", "int32": "int",
+               "int16": "short", "int8": "char", "uint8": "byte", "bool": "bool"}
+
+
+def _type_name(dtype) -> str:
+    return _TYPE_NAMES.get(np.dtype(dtype).name, np.dtype(dtype).name)
+
+
+def _check_same_dtype(fn: str, input: Tensor, **params) -> np.dtype:
+    """The dtype a layer runs in: its input's, which must be floating and equal to every given parameter's (as in
+    PyTorch, which refuses a float64 batch into a float32 layer rather than promote it silently)."""
+    if input.dtype.kind != "f":
+        raise DTypeError(f"{fn}: expected a floating-point input (float32 or float64), got {input.dtype}; "
+                         "convert it with .float()")
+    for name, p in params.items():
+        if p is not None and p.dtype != input.dtype:
+            raise DTypeError(f"{fn}: Input type ({_type_name(input.dtype)}) and {name} type ({_type_name(p.dtype)}) "
+                             "should be the same; convert one with .float() or .double() (a model: "
+                             "model.double() / model.float())")
+    return input.dtype
 
 
 def _is_unbatched(input: Tensor, fn: str, spatial: int = 2) -> bool:
@@ -332,7 +389,8 @@ def _conv2d_call(input, weight, bias, stride, padding, dilation, groups, kernel)
         raise (_relabel(e, shape4, input.shape) if unbatched else e) from None
     bias = _check_bias(bias, weight.shape[0], "conv2d")
     backend = kernels.resolve_backend(kernel)
-    return input, weight, bias, args, backend, unbatched, _compute_dtype(input, weight, bias)
+    return input, weight, bias, args, backend, unbatched, _check_same_dtype("conv2d", input, weight=weight,
+                                                                             bias=bias)
 
 
 def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, kernel=None) -> Tensor:
@@ -420,7 +478,7 @@ def conv_transpose2d(input, weight, bias=None, stride=1, padding=0, output_paddi
         raise (_relabel(e, shape4, input.shape) if unbatched else e) from None
     bias = _check_bias(bias, args.out_shape[1], "conv_transpose2d")
     backend = kernels.resolve_backend(kernel)
-    dtype = _compute_dtype(input, weight, bias)
+    dtype = _check_same_dtype("conv_transpose2d", input, weight=weight, bias=bias)
     return conv_fn.ConvTranspose2d.apply(input, weight, bias, args=args, backend=backend, unbatched=unbatched,
                                          dtype=dtype)
 
@@ -495,6 +553,9 @@ def corr2d(X, K, kernel=None) -> Tensor:
 
     Accepts arrays or tensors and returns a Tensor, differentiable with respect to both."""
     X, K = as_tensor(X), as_tensor(K)
+    floats = [t.dtype for t in (X, K) if t.dtype.kind == "f"]
+    dtype = np.result_type(*floats) if floats else np.dtype(np.float32)  # a textbook helper: promotes, as numpy
+    X, K = X.to(dtype), K.to(dtype)
     if X.ndim != 2 or K.ndim != 2:
         raise ShapeError(f"corr2d: expected a 2-D input and a 2-D kernel, got shapes {tuple(X.shape)} and {tuple(K.shape)}")
     if K.shape[0] > X.shape[0] or K.shape[1] > X.shape[1]:

@@ -49,6 +49,39 @@ class CheckpointNotFoundError(CheckpointError, FileNotFoundError):
 SerializationError = CheckpointError
 
 
+#: Deflate expands at most about 1032:1: a zip member that claims more than that over its compressed size lies.
+_DEFLATE_MAX_RATIO = 1032
+
+
+def _check_members(path: Path) -> None:
+    """Refuse, before anything is allocated, a member whose ``.npy`` header declares more data than the member
+    holds (or whose zip entry claims more than its compressed bytes can expand to): np.load would allocate the
+    declared array first and only then find the data missing."""
+    with zipfile.ZipFile(path) as zf:
+        for info in zf.infolist():
+            name = info.filename.removesuffix(".npy")
+            limit = info.compress_size if info.compress_type == zipfile.ZIP_STORED else (
+                _DEFLATE_MAX_RATIO * info.compress_size + 1024)
+            if info.file_size > limit:
+                raise CheckpointError(f"'{path}': member {name!r} claims {info.file_size} bytes, more than its "
+                                      f"{info.compress_size} stored bytes can hold (corrupt or forged)")
+            with zf.open(info) as f:
+                try:
+                    version = np.lib.format.read_magic(f)
+                    read_header = {(1, 0): np.lib.format.read_array_header_1_0,
+                                   (2, 0): np.lib.format.read_array_header_2_0}.get(version)
+                    if read_header is None:
+                        raise ValueError(f"format version {version}, expected 1.0 or 2.0")
+                    shape, _, dtype = read_header(f)
+                except ValueError as e:
+                    raise CheckpointError(f"'{path}': member {name!r} has no valid .npy header: {e}") from None
+                declared = math.prod(shape) * dtype.itemsize
+                room = info.file_size - f.tell()
+            if declared > room:
+                raise CheckpointError(f"'{path}': member {name!r} declares shape {shape} of {dtype} "
+                                      f"({declared} bytes) but holds {room} bytes (truncated or forged)")
+
+
 # ----------------------------------------------------------------------------------------------------- save
 def _array_name(path: tuple, taken: dict) -> str:
     """A readable member name for the array at ``path``, unique among ``taken`` (keys with '/' could clash)."""
@@ -191,6 +224,11 @@ def load(path):
     if not is_zip:
         raise CheckpointError(f"'{path}' is not an .npz file (not a zip archive; corrupt, truncated, or "
                               "another format?)")
+    try:
+        _check_members(path)
+    except (zipfile.BadZipFile, OSError, EOFError) as e:
+        raise CheckpointError(f"'{path}' is not a readable .npz file (corrupt or truncated?): "
+                              f"{type(e).__name__}: {e}") from e
     try:
         with np.load(path, allow_pickle=False) as npz:
             arrays = {name: npz[name] for name in npz.files}

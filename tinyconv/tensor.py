@@ -83,6 +83,11 @@ class ShapeError(ValueError, RuntimeError):
     """Operands whose shapes don't fit together. Catchable as ValueError, or as RuntimeError like PyTorch's."""
 
 
+class DTypeError(TypeError, RuntimeError):
+    """Operands whose dtypes must agree but don't (a float64 batch into a float32 layer). Catchable as TypeError,
+    or as RuntimeError like PyTorch's."""
+
+
 def _check_dtype(dtype) -> np.dtype:
     try:
         dt = np.dtype(dtype)

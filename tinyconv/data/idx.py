@@ -23,16 +23,19 @@ was found. Writing is atomic (``tinyconv.files.atomic_write``): a reader never s
 from __future__ import annotations
 
 import gzip
+import math
 import os
 import zlib
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import numpy.typing as npt
 
 from ..files import atomic_write
 
-__all__ = ["IDXError", "DTYPE_CODES", "read_idx", "read_idx_bytes", "parse_idx", "write_idx", "atomic_write"]
+__all__ = ["IDXError", "DTYPE_CODES", "MAX_BYTES", "read_idx", "read_idx_checked", "parse_idx", "write_idx",
+           "atomic_write"]
 
 #: IDX dtype code -> NumPy dtype of the payload as stored on disk (big-endian).
 DTYPE_CODES: dict[int, np.dtype] = {
@@ -50,6 +53,14 @@ _CODE_FOR = {(dt.kind, dt.itemsize): code for code, dt in DTYPE_CODES.items()}
 _GZIP_MAGIC = b"\x1f\x8b"
 _MAX_NDIM = 255          # the ndim field is one byte
 _MAX_DIM = 2**32 - 1     # each size is an unsigned 32-bit integer
+#: The largest payload a reader accepts unless given ``max_bytes=``: far above any data set stored this way
+#: (MNIST's training images are 47 MB), far below what makes a laptop swap. A header that declares more is
+#: refused before anything is allocated.
+MAX_BYTES = 2**31
+#: Deflate expands at most about 1032:1, so a gzip file of n bytes holds at most this many times n decompressed:
+#: a header that declares more than its file can hold is refused before the payload buffer is allocated.
+_DEFLATE_MAX_RATIO = 1032
+_CHUNK = 1 << 20
 
 
 class IDXError(ValueError):
@@ -60,51 +71,123 @@ def _describe_codes() -> str:
     return ", ".join(f"0x{c:02X} ({dt.name})" for c, dt in DTYPE_CODES.items())
 
 
-def _gunzip(raw: bytes) -> bytes | bytearray:
-    """The decompressed content of ``raw`` (gzip). Decompressed straight into a buffer of the size the gzip
-    trailer gives (ISIZE), so that the caller can view it as an array without a second copy: loading MNIST's
-    training images peaks at 75 MiB of traced allocations instead of 99 MiB. Falls back to ``gzip.decompress``
-    when the trailer's size is not the whole content (several members, 4 GiB and more)."""
-    size = int.from_bytes(raw[-4:], "little") if len(raw) >= 18 else 0
-    out = bytearray(size)
-    stream = zlib.decompressobj(wbits=31)  # gzip wrapper: header, CRC-32 and size checked by zlib
-    pending, pos = raw, 0
-    while pending and not stream.eof:
-        chunk = stream.decompress(pending, 1 << 20)  # at most 1 MiB of output at a time
-        if pos + len(chunk) > size:
+class _Header(NamedTuple):
+    stored: np.dtype       # the payload's dtype as stored (big-endian)
+    shape: tuple[int, ...]
+    length: int            # header bytes
+    payload: int           # payload bytes the shape implies
+
+
+def _failer(path: Path, was_gzip: bool):
+    # When the name promises gzip but the content is plain, say so in every error: "not gzip" is useful
+    # context when the plain content then fails to parse too.
+    hint = " (the name ends in .gz but the content is not gzip-compressed)" if (
+        path.suffix == ".gz" and not was_gzip) else ""
+
+    def fail(msg: str) -> IDXError:
+        return IDXError(f"{path}: {msg}{hint}")
+    return fail
+
+
+def _parse_header(head: bytes, fail, *, ndim: int | None, dtype: npt.DTypeLike | None,
+                  max_bytes: int) -> _Header:
+    """The header at the start of ``head`` (which holds at least the first 4 bytes, and the sizes when present)."""
+    if len(head) == 0:
+        raise fail("file is empty; expected an IDX header of at least 4 bytes")
+    if len(head) < 4:
+        raise fail(f"file is {len(head)} bytes long; expected an IDX header of at least 4 bytes")
+    if head[0:2] != b"\x00\x00":
+        raise fail(f"bad magic: expected the first two bytes 00 00, found {head[0:2].hex(' ')}")
+    code, nd = head[2], head[3]
+    if code not in DTYPE_CODES:
+        raise fail(f"unknown dtype code 0x{code:02X}; expected one of {_describe_codes()}")
+    stored = DTYPE_CODES[code]
+    if dtype is not None and np.dtype(dtype).newbyteorder("=") != stored.newbyteorder("="):
+        raise fail(f"dtype mismatch: expected {np.dtype(dtype).name}, found code 0x{code:02X} ({stored.name})")
+    if nd == 0:
+        raise fail("dimension count is 0; expected at least 1 dimension")
+    if ndim is not None and nd != ndim:
+        raise fail(f"dimension count mismatch: expected {ndim}, found {nd}")
+    length = 4 + 4 * nd
+    if len(head) < length:
+        raise fail(f"header truncated: {nd} dimensions need {length} header bytes, file has {len(head)}")
+    shape = tuple(int.from_bytes(head[4 + 4 * i:8 + 4 * i], "big") for i in range(nd))
+    payload = math.prod(shape) * stored.itemsize  # Python integers: no overflow, however absurd the sizes
+    if payload > max_bytes:
+        raise fail(f"the header declares shape {shape} of {stored.name}, {payload} bytes; expected at most "
+                   f"{max_bytes} (pass max_bytes= to read a larger file)")
+    return _Header(stored, shape, length, payload)
+
+
+def _read_exactly(stream, buf: memoryview) -> int:
+    """Fill ``buf`` from ``stream``; return how many bytes were read (fewer at the end of the stream)."""
+    pos = 0
+    while pos < len(buf):
+        n = stream.readinto(buf[pos:pos + _CHUNK])
+        if not n:
             break
-        out[pos:pos + len(chunk)] = chunk
-        pos += len(chunk)
-        pending = stream.unconsumed_tail
-    if stream.eof and pos == size and not stream.unused_data:
-        return out
-    return gzip.decompress(raw)  # several members, a wrong trailer size, or a damaged stream (it raises)
+        pos += n
+    return pos
 
 
-def _read_bytes(path: Path) -> tuple[bytes | bytearray, bool]:
-    """Return the (decompressed) bytes of ``path`` and whether it was gzip (by magic bytes)."""
-    raw = path.read_bytes()
-    if raw[:2] != _GZIP_MAGIC:
-        return raw, False
-    try:
-        return _gunzip(raw), True
-    except (EOFError, OSError, zlib.error) as exc:
-        # EOFError: stream cut short; BadGzipFile (an OSError) / zlib.error: damaged data.
-        raise IDXError(
-            f"{path}: starts with the gzip magic bytes but is not a valid gzip stream "
-            f"({type(exc).__name__}: {exc}); the file is probably truncated or damaged"
-        ) from exc
+def _read(path: Path, *, ndim: int | None, dtype: npt.DTypeLike | None, max_bytes: int,
+          digest=None) -> np.ndarray:
+    """Read ``path`` with memory bounded by its header's shape: the header first, the payload straight into a
+    buffer of the size the shape implies (and no larger than the file can hold), then one byte more to prove
+    nothing trails it. ``digest`` (a hashlib object), if given, is fed every decompressed byte."""
+    with open(path, "rb") as raw:
+        was_gzip = raw.read(2) == _GZIP_MAGIC
+        raw.seek(0)
+        size_on_disk = os.fstat(raw.fileno()).st_size
+        fail = _failer(path, was_gzip)
+        stream = gzip.GzipFile(fileobj=raw, mode="rb") if was_gzip else raw
+        try:
+            head = stream.read(4)
+            if len(head) == 4 and head[0:2] == b"\x00\x00":
+                head += stream.read(4 * head[3])
+            header = _parse_header(head, fail, ndim=ndim, dtype=dtype, max_bytes=max_bytes)
+            capacity = (_DEFLATE_MAX_RATIO * size_on_disk if was_gzip else size_on_disk) - header.length
+            if header.payload > max(capacity, 0):
+                held = f"the file can hold at most {max(capacity, 0)}" if was_gzip else f"found {capacity}"
+                raise fail(f"payload truncated: shape {header.shape} of {header.stored.name} needs "
+                           f"{header.payload} bytes, {held}")
+            data = np.empty(header.payload // header.stored.itemsize, dtype=header.stored)
+            found = _read_exactly(stream, memoryview(data).cast("B"))
+            if found < header.payload:
+                raise fail(f"payload truncated: shape {header.shape} of {header.stored.name} needs "
+                           f"{header.payload} bytes, found {found}")
+            extra = len(stream.read(_CHUNK))
+            if extra:
+                extra += sum(len(c) for c in iter(lambda: stream.read(_CHUNK), b""))
+                raise fail(f"{extra} trailing bytes after the payload: shape {header.shape} of "
+                           f"{header.stored.name} needs {header.payload} bytes, found {header.payload + extra}")
+        except (EOFError, OSError, zlib.error) as exc:
+            if not was_gzip:
+                raise
+            # EOFError: stream cut short; BadGzipFile (an OSError) / zlib.error: damaged data.
+            raise IDXError(f"{path}: starts with the gzip magic bytes but is not a valid gzip stream "
+                           f"({type(exc).__name__}: {exc}); the file is probably truncated or damaged") from exc
+    if digest is not None:
+        digest.update(head[:header.length])
+        digest.update(memoryview(data).cast("B"))
+    if header.stored.itemsize > 1 and header.stored.byteorder != "=" and header.stored.byteorder != "|":
+        data = data.astype(header.stored.newbyteorder("="))  # native byte order (a copy the shape justifies)
+    return data.reshape(header.shape)
 
 
-def read_idx(path: str | os.PathLike, *, ndim: int | None = None,
-             dtype: npt.DTypeLike | None = None) -> np.ndarray:
+def read_idx(path: str | os.PathLike, *, ndim: int | None = None, dtype: npt.DTypeLike | None = None,
+             max_bytes: int = MAX_BYTES) -> np.ndarray:
     """Read one IDX file (plain or gzip) into a NumPy array.
+
+    Memory is bounded by the header: nothing larger than the array its shape describes is allocated, and a header
+    that declares more than ``max_bytes``, or more than the file can hold, is refused before the payload is read.
 
     Args:
         path: the file. Gzip compression is detected from the content, not the name.
         ndim: if given, the number of dimensions the file must declare (e.g. 3 for
             MNIST images, 1 for labels); a different count raises ``IDXError``.
         dtype: if given, the element type the file must declare (e.g. ``np.uint8``).
+        max_bytes: the largest payload accepted (default ``MAX_BYTES``, 2 GiB).
 
     Returns:
         A writable, C-contiguous array in native byte order whose shape is the sizes
@@ -112,72 +195,37 @@ def read_idx(path: str | os.PathLike, *, ndim: int | None = None,
 
     Raises:
         IDXError: empty or short file, wrong magic bytes, unknown dtype code, ndim of 0
-            or not the one asked for, truncated header or payload, trailing bytes.
+            or not the one asked for, a payload over ``max_bytes``, truncated header or payload, trailing
+            bytes, a damaged gzip stream.
         OSError: the file cannot be opened.
     """
-    path = Path(path)
-    buf, was_gzip = _read_bytes(path)
-    return parse_idx(buf, path, ndim=ndim, dtype=dtype, was_gzip=was_gzip)
+    return _read(Path(path), ndim=ndim, dtype=dtype, max_bytes=max_bytes)
 
 
-def read_idx_bytes(path: str | os.PathLike) -> bytes:
-    """The IDX bytes of ``path``, decompressed when the file is gzip (by its content): the payload that
-    ``tinyconv.data.mnist`` checksums, the same for a mirror's ``.gz`` and a file written here."""
-    return _read_bytes(Path(path))[0]
+def read_idx_checked(path: str | os.PathLike, digest, *, ndim: int | None = None,
+                     dtype: npt.DTypeLike | None = None, max_bytes: int = MAX_BYTES) -> np.ndarray:
+    """``read_idx`` that also feeds ``digest`` (a ``hashlib`` object) the file's IDX bytes, decompressed: the
+    content ``tinyconv.data.mnist`` checksums, the same for a mirror's ``.gz`` and a file written here."""
+    return _read(Path(path), ndim=ndim, dtype=dtype, max_bytes=max_bytes, digest=digest)
 
 
 def parse_idx(buf: bytes, path: str | os.PathLike, *, ndim: int | None = None,
-              dtype: npt.DTypeLike | None = None, was_gzip: bool = True) -> np.ndarray:
-    """``read_idx`` on bytes already read (and decompressed); ``path`` only names the file in errors."""
-    path = Path(path)
-    # When the name promises gzip but the content is plain, say so in every error below:
-    # "not gzip" is useful context when the plain content then fails to parse too.
-    hint = ""
-    if path.suffix == ".gz" and not was_gzip:
-        hint = " (the name ends in .gz but the content is not gzip-compressed)"
-
-    def fail(msg: str) -> IDXError:
-        return IDXError(f"{path}: {msg}{hint}")
-
-    if len(buf) == 0:
-        raise fail("file is empty; expected an IDX header of at least 4 bytes")
-    if len(buf) < 4:
-        raise fail(f"file is {len(buf)} bytes long; expected an IDX header of at least 4 bytes")
-    if buf[0:2] != b"\x00\x00":
-        raise fail(f"bad magic: expected the first two bytes 00 00, found {buf[0:2].hex(' ')}")
-
-    code, nd = buf[2], buf[3]
-    if code not in DTYPE_CODES:
-        raise fail(f"unknown dtype code 0x{code:02X}; expected one of {_describe_codes()}")
-    stored = DTYPE_CODES[code]
-    if dtype is not None and np.dtype(dtype).newbyteorder("=") != stored.newbyteorder("="):
-        raise fail(f"dtype mismatch: expected {np.dtype(dtype).name}, "
-                   f"found code 0x{code:02X} ({stored.name})")
-    if nd == 0:
-        raise fail("dimension count is 0; expected at least 1 dimension")
-    if ndim is not None and nd != ndim:
-        raise fail(f"dimension count mismatch: expected {ndim}, found {nd}")
-
-    header_len = 4 + 4 * nd
-    if len(buf) < header_len:
-        raise fail(f"header truncated: {nd} dimensions need {header_len} header bytes, "
-                   f"file has {len(buf)}")
-    shape = tuple(int(s) for s in np.frombuffer(buf, dtype=">u4", count=nd, offset=4))
-
-    expected = int(np.prod(shape, dtype=np.int64)) * stored.itemsize
-    found = len(buf) - header_len
-    if found < expected:
-        raise fail(f"payload truncated: shape {shape} of {stored.name} needs {expected} bytes, "
-                   f"found {found}")
-    if found > expected:
-        raise fail(f"{found - expected} trailing bytes after the payload: shape {shape} of "
-                   f"{stored.name} needs {expected} bytes, found {found}")
-
-    data = np.frombuffer(buf, dtype=stored, count=expected // stored.itemsize, offset=header_len)
-    if isinstance(buf, bytearray) and stored.itemsize == 1:
-        return data.reshape(shape)  # a writable view of a buffer nobody else holds: no copy needed
+              dtype: npt.DTypeLike | None = None, was_gzip: bool = True, max_bytes: int = MAX_BYTES) -> np.ndarray:
+    """``read_idx`` on bytes already in memory (decompressed); ``path`` only names the file in errors."""
+    fail = _failer(Path(path), was_gzip)
+    header = _parse_header(bytes(buf[:4 + 4 * buf[3]]) if len(buf) >= 4 else bytes(buf), fail, ndim=ndim,
+                           dtype=dtype, max_bytes=max_bytes)
+    found = len(buf) - header.length
+    if found < header.payload:
+        raise fail(f"payload truncated: shape {header.shape} of {header.stored.name} needs {header.payload} "
+                   f"bytes, found {found}")
+    if found > header.payload:
+        raise fail(f"{found - header.payload} trailing bytes after the payload: shape {header.shape} of "
+                   f"{header.stored.name} needs {header.payload} bytes, found {found}")
+    data = np.frombuffer(buf, dtype=header.stored, count=header.payload // header.stored.itemsize,
+                         offset=header.length)
     # astype copies: the result is writable and in native byte order.
-    return data.astype(stored.newbyteorder("="), copy=True).reshape(shape)
+    return data.astype(header.stored.newbyteorder("="), copy=True).reshape(header.shape)
 
 
 def _idx_header(array: np.ndarray, path: Path) -> tuple[bytes, np.dtype]:

@@ -58,7 +58,7 @@ from pathlib import Path
 import numpy as np
 
 from ..files import atomic_write
-from .idx import IDXError, parse_idx, read_idx_bytes, write_idx
+from .idx import IDXError, read_idx_checked, write_idx
 
 __all__ = [
     "MNIST", "MNISTUnavailable", "IDXDataSet", "MNIST_DATA", "load_mnist", "load_idx_data_set",
@@ -192,33 +192,33 @@ def _check_split(images: np.ndarray, labels: np.ndarray, n: int, where: str) -> 
                          f"found range {labels.min()}..{labels.max()}")
 
 
-def _verify(path: Path, buf: bytes, sha256: Mapping[str, str] | None, name: str = "MNIST") -> None:
-    """Raise _NotMNIST unless the decompressed content hashes to ``sha256[path.name]`` (None: no check)."""
+def _verify(path: Path, digest, sha256: Mapping[str, str] | None, name: str = "MNIST") -> None:
+    """Raise _NotMNIST unless the decompressed content hashed to ``sha256[path.name]`` (None: no check)."""
     if sha256 is None or path.name not in sha256:
         return
-    got = hashlib.sha256(buf).hexdigest()
+    got = digest.hexdigest()
     if got != sha256[path.name]:
         raise _NotMNIST(f"{path}: a well-formed IDX file, but not {name}'s: the sha256 of its content is "
                         f"{got}, {name}'s is {sha256[path.name]}")
 
 
 def _read_images(path: Path, n: int, sha256: Mapping[str, str] | None = None, name: str = "MNIST") -> np.ndarray:
-    buf = read_idx_bytes(path)
-    images = parse_idx(buf, path, ndim=3, dtype=np.uint8)
+    digest = hashlib.sha256()
+    images = read_idx_checked(path, digest, ndim=3, dtype=np.uint8)
     if images.shape != (n, *IMAGE_SHAPE):
         raise IDXError(f"{path}: expected images of shape {(n, *IMAGE_SHAPE)}, found {images.shape}")
-    _verify(path, buf, sha256, name)
+    _verify(path, digest, sha256, name)
     return images
 
 
 def _read_labels(path: Path, n: int, sha256: Mapping[str, str] | None = None, name: str = "MNIST") -> np.ndarray:
-    buf = read_idx_bytes(path)
-    labels = parse_idx(buf, path, ndim=1, dtype=np.uint8)
+    digest = hashlib.sha256()
+    labels = read_idx_checked(path, digest, ndim=1, dtype=np.uint8)
     if labels.shape != (n,):
         raise IDXError(f"{path}: expected {n} labels, found {labels.shape[0]}")
     if n and labels.max() > 9:
         raise IDXError(f"{path}: expected labels in 0..9, found a {labels.max()}")
-    _verify(path, buf, sha256, name)
+    _verify(path, digest, sha256, name)
     return labels
 
 

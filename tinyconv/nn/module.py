@@ -367,6 +367,13 @@ class Module:
         With ``strict=True`` missing or unexpected keys are errors; otherwise they are returned.
         """
         own = OrderedDict(list(self.named_parameters()) + list(self.named_buffers()))
+        if isinstance(state_dict, dict) and isinstance(state_dict.get("model"), dict) and "config" in state_dict \
+                and not any(k in own for k in state_dict):
+            raise RuntimeError(
+                f"Error(s) in loading state_dict for {type(self).__name__}: this is a training checkpoint (keys "
+                f"{', '.join(repr(k) for k in list(state_dict)[:4])}, ...), not a state dict: its weights are under "
+                "['model']. Use model.load_state_dict(checkpoint['model']), or "
+                "tinyconv.train.model_from_checkpoint(path) to build the trained model in one line")
         missing = [k for k in own if k not in state_dict]
         unexpected = [k for k in state_dict if k not in own]
         problems = []

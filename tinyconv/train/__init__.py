@@ -12,8 +12,8 @@ The pieces::
   ``test_loader``, the files ``checkpoint.npz``, ``metrics.csv`` and ``curves.png`` (with ``out_dir``; the plot
   when matplotlib is installed), and then the one-line summary (after the files: an epoch that was reported is
   on disk).
-- :mod:`.checkpoint`: what a checkpoint holds, its schema check (``load_checkpoint``), and ``save_checkpoint``,
-  which refuses NaN/inf weights.
+- :mod:`.checkpoint`: what a checkpoint holds, its schema check (``load_checkpoint``), ``save_checkpoint``,
+  which refuses NaN/inf weights, and ``model_from_checkpoint(path)``: the trained model, ready to use.
 - :mod:`.reporting`: the epoch line, ``metrics.csv``, ``curves.png``, the confusion matrix, gradient norms, the
   numba compile notice.
 
@@ -32,12 +32,13 @@ at that clean point and raises :class:`TrainingInterrupted` (a ``KeyboardInterru
 parameter update (the batch in progress is then simply redone on resume), and otherwise leaves the checkpoint of
 the last completed epoch in place.
 """
-from .checkpoint import CHECKPOINT_FORMAT, CheckpointError, load_checkpoint, save_checkpoint, validate_checkpoint
+from .checkpoint import (CHECKPOINT_FORMAT, CheckpointError, load_checkpoint, model_from_checkpoint, model_from_config,
+                         save_checkpoint, validate_checkpoint)
 from .loop import Trainer, TrainingDiverged, TrainingInterrupted, evaluate
 from .reporting import METRICS, CompileNotice, format_confusion, grad_norms, plot_curves, write_metrics_csv
 
 __all__ = [
     "Trainer", "TrainingInterrupted", "TrainingDiverged", "evaluate", "format_confusion", "write_metrics_csv",
     "plot_curves", "grad_norms", "METRICS", "CHECKPOINT_FORMAT", "CheckpointError", "load_checkpoint",
-    "save_checkpoint", "validate_checkpoint", "CompileNotice",
+    "save_checkpoint", "validate_checkpoint", "CompileNotice", "model_from_checkpoint", "model_from_config",
 ]

@@ -18,7 +18,8 @@ from ..serialization import CheckpointError, load, save
 from ..tensor import Tensor
 
 __all__ = ["CHECKPOINT_FORMAT", "CHECKPOINT_VERSION", "CheckpointError", "NonFiniteState", "load_checkpoint",
-           "save_checkpoint", "validate_checkpoint", "conforms", "first_non_finite", "one_line"]
+           "save_checkpoint", "validate_checkpoint", "conforms", "first_non_finite", "one_line", "model_from_config",
+           "model_from_checkpoint"]
 
 CHECKPOINT_FORMAT = "tinyconv-checkpoint"
 CHECKPOINT_VERSION = 1
@@ -210,3 +211,39 @@ def load_checkpoint(path) -> dict:
     tampered file.
     """
     return validate_checkpoint(load(path), path)
+
+
+def model_from_config(config: dict):
+    """The network a run's config names: ``nn.models.ResNet`` or ``nn.models.LeNet(variant)`` (the one place that
+    maps a run's options to a model; ``tinyconv train`` and :func:`model_from_checkpoint` both use it)."""
+    from .. import nn
+
+    if config.get("model", "lenet") == "resnet":
+        return nn.models.ResNet(kernel=config.get("kernel"))
+    return nn.models.LeNet(config.get("variant", "modern"), kernel=config.get("kernel"))
+
+
+def model_from_checkpoint(path, *, kernel: str | None = None, eval: bool = True):
+    """The trained model of a checkpoint written by ``tinyconv train`` (or ``Trainer``), ready to use::
+
+        model = model_from_checkpoint("runs/lenet/checkpoint.npz")
+        scores = model(images)            # images: float32 (N, 1, 28, 28)
+
+    Builds the network its config names, loads the weights (all or nothing), and puts it in eval mode (batch norm
+    uses its running statistics) unless ``eval=False``. ``kernel`` picks the convolution algorithm (default: the
+    one the run used). Raises :class:`tinyconv.CheckpointError` for a file that is not a training checkpoint or
+    whose weights do not fit the network its config names.
+    """
+    state = load_checkpoint(path)
+    config = dict(state["config"])
+    if kernel is not None:
+        config["kernel"] = kernel
+    if config.get("model", "lenet") not in ("lenet", "resnet"):
+        raise CheckpointError(f"{path}: the saved config names model {config.get('model')!r}; expected lenet or "
+                              "resnet")
+    try:
+        model = model_from_config(config)
+        model.load_state_dict(state["model"])
+    except (RuntimeError, ValueError) as e:
+        raise CheckpointError(f"{path}: the weights do not fit the network its config names: {one_line(e)}") from None
+    return model.eval() if eval else model

@@ -1,0 +1,101 @@
+"""No file makes a reader allocate more than its header justifies: truncated and forged IDX files (plain and gzip)
+and checkpoints are refused with a clear error, and the peak of traced allocations (NumPy's buffers and Python's
+bytes are both traced) stays within the header's array plus a small constant."""
+import gzip
+import io
+import tracemalloc
+import zipfile
+
+import numpy as np
+import pytest
+
+import tinyconv as tc
+from tinyconv.data.idx import MAX_BYTES, IDXError, read_idx, write_idx
+from tinyconv.serialization import CheckpointError
+
+#: what a reader may allocate beyond the array the header describes: its read chunks and decompressor state
+SLACK = 4 << 20
+
+
+def _peak(fn) -> tuple[int, BaseException | None]:
+    tracemalloc.start()
+    tracemalloc.reset_peak()
+    err = None
+    try:
+        fn()
+    except Exception as e:  # the refusal is what most cases expect; the caller checks it
+        err = e
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    return peak, err
+
+
+def _images(n: int) -> np.ndarray:
+    return (np.arange(n * 784, dtype=np.uint32) * 2654435761 % 251).astype(np.uint8).reshape(n, 28, 28)
+
+
+@pytest.mark.parametrize("fraction", [0.5, 0.01])
+def test_truncated_gzip_peaks_at_its_header(tmp_path, fraction):
+    """A cut .gz (its trailer is then whatever bytes ended the cut) used to size a buffer from those bytes."""
+    full = write_idx(tmp_path / "x.idx.gz", _images(6000)).read_bytes()
+    cut = tmp_path / "cut.idx.gz"
+    cut.write_bytes(full[:max(int(len(full) * fraction), 20)])
+    peak, err = _peak(lambda: read_idx(cut))
+    assert isinstance(err, IDXError) and "truncated" in str(err), err
+    assert peak <= 6000 * 784 + SLACK, peak
+
+
+def test_forged_header_is_refused_before_allocating(tmp_path):
+    """A tiny file declaring MNIST's 47 MB: more than its bytes can hold, refused before the payload buffer."""
+    header = bytes([0, 0, 0x08, 3]) + np.array([60000, 28, 28], ">u4").tobytes()
+    for name, content in [("forged.idx", header + bytes(100)), ("forged.idx.gz", gzip.compress(header + bytes(100)))]:
+        path = tmp_path / name
+        path.write_bytes(content)
+        peak, err = _peak(lambda p=path: read_idx(p))
+        assert isinstance(err, IDXError) and "needs 47040000 bytes" in str(err), err
+        assert peak < SLACK, peak
+
+
+def test_absurd_header_is_refused(tmp_path):
+    """Sizes whose product overflows 64 bits, or exceeds the limit, never reach an allocation."""
+    path = tmp_path / "absurd.idx"
+    path.write_bytes(bytes([0, 0, 0x0E, 255]) + np.full(255, 2**32 - 1, ">u4").tobytes())
+    with pytest.raises(IDXError, match=r"expected at most 2147483648"):
+        read_idx(path)
+    path.write_bytes(bytes([0, 0, 0x08, 1]) + np.array([1000], ">u4").tobytes() + bytes(1000))
+    with pytest.raises(IDXError, match=r"1000 bytes; expected at most 999"):
+        read_idx(path, max_bytes=999)
+    assert MAX_BYTES == 2**31
+
+
+def test_bounded_reader_still_reads_everything(tmp_path):
+    for arr in [_images(7), np.linspace(-1, 1, 30).reshape(5, 6), np.arange(-5, 5, dtype=np.int16)]:
+        for suffix in (".idx", ".idx.gz"):
+            got = read_idx(write_idx(tmp_path / f"a{suffix}", arr))
+            np.testing.assert_array_equal(got, arr)
+            assert got.dtype == arr.dtype.newbyteorder("=") and got.flags.writeable
+
+
+def _npz_with_member(tmp_path, shape) -> str:
+    """A checkpoint whose one array member declares ``shape`` in its .npy header but holds 8 bytes."""
+    buf = io.BytesIO()
+    np.lib.format.write_array_header_1_0(buf, {"descr": "<f8", "fortran_order": False, "shape": shape})
+    path = tmp_path / "forged.npz"
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("weight.npy", buf.getvalue() + bytes(8))
+    return path
+
+
+@pytest.mark.parametrize("shape", [(10**9,), (2**40, 2**30)])
+def test_forged_checkpoint_member_is_refused_before_allocating(tmp_path, shape):
+    path = _npz_with_member(tmp_path, shape)
+    peak, err = _peak(lambda: tc.load(path))
+    assert isinstance(err, CheckpointError) and "weight" in str(err) and "declares" in str(err), err
+    assert peak < SLACK, peak
+
+
+def test_checkpoint_reader_still_reads_checkpoints(tmp_path):
+    state = {"w": tc.randn(3, 4), "b": tc.zeros(4), "meta": {"epoch": 3}}
+    got = tc.load(tc.save(state, tmp_path / "ok.npz"))
+    np.testing.assert_array_equal(got["w"].numpy(), state["w"].numpy())
+    assert got["meta"] == {"epoch": 3}

@@ -1,0 +1,144 @@
+"""The ``tinyconv`` command's first lines: Ctrl-C is handled from the very start, at any instant.
+
+``import tinyconv`` takes a noticeable time (NumPy, numba), and a Ctrl-C inside an import leaves a traceback from
+deep inside it, or a half-initialised module that the next import trips over. So the command starts here, in a
+module outside the package that imports only the standard library: it sets up the interrupt handling, and only then
+imports :mod:`tinyconv.cli`.
+
+What Ctrl-C does (exit status 130 in every case, no traceback):
+
+- while training (``tinyconv train``, from its first batch to its last evaluation): the first Ctrl-C is acknowledged
+  at once on stderr ("stopping after this batch; Ctrl-C again to stop now"); the trainer finishes the batch in
+  progress, saves a checkpoint and stops. A second Ctrl-C stops at once.
+- anywhere else (importing, loading or fetching data, building the model, evaluating, writing the final files):
+  it stops at once.
+
+Stopping at once prints one line that says what was kept, removes the temporary files of the writes in progress
+(every file tinyconv writes goes through a temporary file that is renamed into place when complete, so the
+previous version of each file stays whole), and ends the process.
+
+Why a watcher thread: Python runs a signal handler only between two bytecodes of the main thread, and the main
+thread can spend seconds inside one C call (LLVM compiling a kernel). The signal is therefore also written to a
+pipe (``signal.set_wakeup_fd``) that a small thread reads; that thread acknowledges and, when asked to stop now,
+ends the process itself, whatever the main thread is doing.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import sys
+import threading
+
+__all__ = ["Interrupts", "main"]
+
+EXIT_INTERRUPTED = 130
+ACKNOWLEDGEMENT = "stopping after this batch; Ctrl-C again to stop now"
+
+
+def _write_line(line: str) -> None:
+    """One line on stderr straight to the file descriptor: no Python-level buffer or lock to wait for. On a
+    terminal the line first clears the progress bar it would otherwise be written over."""
+    try:
+        start = "\r\x1b[K" if os.isatty(2) else ""
+        os.write(2, (start + line + "\n").encode("utf-8", "replace"))
+    except OSError:
+        pass
+
+
+class Interrupts:
+    """Ctrl-C for the ``tinyconv`` command: counted by a watcher thread, never lost, never a traceback.
+
+    ``graceful(request_stop)`` marks the span in which the first Ctrl-C only asks the work to stop at a clean
+    point (``request_stop()`` is called); ``final_line`` is a function giving the line printed when the process
+    stops at once (it says what was kept). ``count`` is the number of Ctrl-C received.
+    """
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.final_line = lambda: "interrupted: nothing was written"
+        self._request_stop = None
+        self._lock = threading.Lock()
+
+    def install(self) -> bool:
+        """Route SIGINT to the watcher thread. False where that is not possible (not the main thread, or a
+        platform without ``set_wakeup_fd`` on pipes); Python's own KeyboardInterrupt then does the work."""
+        try:
+            read_end, write_end = os.pipe()
+            os.set_blocking(write_end, False)
+            signal.signal(signal.SIGINT, self._ignore_in_main_thread)
+            signal.set_wakeup_fd(write_end, warn_on_full_buffer=False)
+        except (ValueError, OSError, AttributeError):
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+            return False
+        threading.Thread(target=self._watch, args=(read_end,), name="tinyconv-ctrl-c", daemon=True).start()
+        return True
+
+    @staticmethod
+    def _ignore_in_main_thread(signum, frame) -> None:
+        """A Python-level handler must exist for the wakeup pipe to be written; the watcher does the work."""
+
+    def _watch(self, read_end: int) -> None:
+        while True:
+            try:
+                received = os.read(read_end, 512)
+            except InterruptedError:
+                continue
+            for signum in received:
+                if signum == signal.SIGINT:
+                    self.on_sigint()
+
+    def on_sigint(self) -> None:
+        """One Ctrl-C: acknowledge and ask for a clean stop (the first, while graceful), or stop now."""
+        with self._lock:
+            self.count += 1
+            if self.count == 1 and self._request_stop is not None:
+                _write_line(ACKNOWLEDGEMENT)
+                self._request_stop()
+                return
+        self.stop_now()
+
+    def stop_now(self) -> None:
+        """End the process at once: the final line, the temporary files of unfinished writes removed, exit 130."""
+        files = sys.modules.get("tinyconv.files")
+        if files is not None:
+            files.remove_temporaries_in_progress()
+        try:
+            line = self.final_line()
+        except Exception:  # the line is a courtesy; stopping is the point
+            line = "interrupted"
+        _write_line(line)
+        with contextlib.suppress(Exception):
+            sys.stdout.flush()
+        os._exit(EXIT_INTERRUPTED)
+
+    @contextlib.contextmanager
+    def graceful(self, request_stop):
+        """Within the block, the first Ctrl-C calls ``request_stop()`` (the work stops at its next clean point)
+        instead of stopping the process; a Ctrl-C that came before the block is not forgotten."""
+        with self._lock:
+            if self.count:  # already asked to stop: pass it on
+                request_stop()
+            self._request_stop = request_stop
+        try:
+            yield self
+        finally:
+            with self._lock:
+                self._request_stop = None
+
+
+def main(argv=None) -> int:
+    """Entry point of the ``tinyconv`` command: install the interrupt handling, then run :func:`tinyconv.cli.main`."""
+    interrupts = Interrupts()
+    try:
+        interrupts.install()
+        from tinyconv.cli import main as cli_main
+
+        return cli_main(argv, interrupts=interrupts)
+    except KeyboardInterrupt:  # only where install() could not route SIGINT to the watcher
+        _write_line("interrupted")
+        return EXIT_INTERRUPTED
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
