@@ -1,4 +1,5 @@
 """tinyconv.data.FashionMNIST without the network: small IDX files served from 127.0.0.1, MNIST's machinery."""
+import dataclasses
 import functools
 import hashlib
 import http.server
@@ -143,3 +144,19 @@ def test_mirrors_checksums_and_classes_are_torchvisions():
     assert dict(tv.datasets.FashionMNIST.resources) == fashion_mnist.MD5
     assert tv.datasets.FashionMNIST.mirrors[0] == fashion_mnist.MIRRORS[0]
     assert tv.datasets.FashionMNIST.classes == fashion_mnist.CLASSES
+
+
+def test_load_split_names_the_data_sets(tmp_path, served, monkeypatch):
+    from tinyconv.data import DATASETS, load_split
+
+    folder, md5, arrays = served
+    (tmp_path / "fashion-mnist").mkdir()
+    for name in FILES["test"]:
+        (tmp_path / "fashion-mnist" / name).write_bytes((folder / name).read_bytes())
+    monkeypatch.setattr(fashion_mnist, "FASHION_MNIST_DATA",
+                        dataclasses.replace(fashion_mnist.FASHION_MNIST_DATA, sizes=SMALL))
+    x, y = load_split("fashion-mnist", tmp_path, train=False, custom=True, limit=5)
+    np.testing.assert_array_equal(x, arrays["test"][0][:5])
+    assert y.dtype == np.int64 and list(DATASETS) == ["mnist", "fashion-mnist"]
+    with pytest.raises(ValueError, match="unknown data set 'cifar10'; valid: mnist, fashion-mnist"):
+        load_split("cifar10", tmp_path)
