@@ -27,6 +27,12 @@ from .random import get_rng_state, manual_seed, set_rng_state
 from . import summary  # a callable module: tc.summary(model, input_shape) is tc.summary.summary(...)
 from .device import device
 from .tensor import (
+    BoolTensor,
+    ByteTensor,
+    DoubleTensor,
+    FloatTensor,
+    IntTensor,
+    LongTensor,
     ShapeError,
     DTypeError,
     Size,
@@ -47,6 +53,11 @@ from .tensor import (
     int64,
     linspace,
     matmul,
+    maximum,
+    minimum,
+    mm,
+    mv,
+    dot,
     normal,
     ones,
     ones_like,
@@ -54,6 +65,7 @@ from .tensor import (
     rand_like,
     randn,
     randn_like,
+    randint,
     stack,
     tensor,
     uint8,
@@ -63,7 +75,7 @@ from .tensor import (
 )
 from .methods import *  # noqa: E402,F403  (tc.abs, tc.sum, tc.argmax, ...: the Tensor methods as functions)
 
-from . import nn, optim, utils  # noqa: E402  (after the tensor names: nn and optim import them)
+from . import distributions, nn, optim, utils  # noqa: E402  (after the tensor names, which they import)
 from .serialization import CheckpointError, load, save  # noqa: E402
 from . import explorer  # noqa: E402  (tc.explore: the backward pass as an offline page)
 from .explorer import explore  # noqa: E402

@@ -34,6 +34,7 @@ __all__ = ["main", "build_parser", "resolve_config", "build_model", "build_run",
 
 #: The default recipe: reaches >= 99.0% MNIST test accuracy (see the README for measured runs).
 TRAIN_DEFAULTS = {
+    "dataset": "mnist",
     "model": "lenet",
     "variant": "modern",
     "epochs": 10,
@@ -70,6 +71,7 @@ RUNTIME_KEYS = ("kernel",)
 SCHEDULES = ("cosine", "onecycle", "step", "none")
 OPTIMIZERS = ("adam", "adamw", "sgd")
 MODELS = ("lenet", "resnet")
+DATASETS = ("mnist", "fashion-mnist")  # tinyconv.data.DATASETS
 VARIANTS = ("modern", "d2l", "bn")
 #: MNIST's image side: a shift of this many pixels or more would leave nothing of the image.
 IMAGE_SIDE = 28
@@ -153,6 +155,7 @@ CHECKS = {
     "augment": lambda v: _int(v, 0, IMAGE_SIDE - 1),
     "kernel": _kernel,
     "seed": lambda v: _int(v, 0, 2**32 - 1),
+    "dataset": _choice(DATASETS),
     "limit": lambda v: None if v is None else _int(v, 1),
     "test_limit": lambda v: None if v is None else _int(v, 1),
 }
@@ -177,6 +180,8 @@ def check_config(config: dict, where: str) -> dict:
         raise CheckpointError(f"{where}: the saved config is not a dict")
     if "model" not in config:  # written before there was a choice of model
         config = dict(config, model="lenet")
+    if "dataset" not in config:  # written before there was a choice of data set
+        config = dict(config, dataset="mnist")
     for key, check in CHECKS.items():
         if key not in config:
             raise CheckpointError(f"{where}: the saved config has no {key!r}")
@@ -221,6 +226,9 @@ def build_parser() -> argparse.ArgumentParser:
             "progress; '--resume' continues it and gives the same numbers as an uninterrupted run."),
     )
     g = t.add_argument_group("recipe")
+    g.add_argument("--dataset", choices=DATASETS,
+                   help="the data set: MNIST's digits or Zalando's Fashion-MNIST (same format; its files in "
+                        f"DIR/fashion-mnist/) (default: {d['dataset']})")
     g.add_argument("--recipe", choices=sorted(RECIPES), default="default",
                    help="a named set of defaults (default: %(default)s)")
     g.add_argument("--model", choices=MODELS,
@@ -298,7 +306,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _data_options(group) -> None:
     group.add_argument("--data", type=Path, metavar="DIR",
-                       help="MNIST root: IDX files in DIR/mnist/, fetched there if missing or not MNIST "
+                       help="data root: IDX files in DIR/mnist/ (DIR/fashion-mnist/ for --dataset fashion-mnist), "
+                            "fetched there if missing or not MNIST "
                             "(default: $TINYCONV_DATA or ~/.cache/tinyconv)")
     group.add_argument("--custom-data", action="store_true",
                        help="the IDX files in DIR/mnist/ are your own data set in MNIST's format: use them "
@@ -334,9 +343,10 @@ def resolve_config(args: argparse.Namespace) -> dict:
 
 def default_out_dir(config: dict) -> Path:
     """The folder a run with this config writes to when --out is not given (and --resume looks in)."""
+    suffix = "" if config.get("dataset", "mnist") == "mnist" else f"-{config['dataset']}"
     if config.get("model", "lenet") != "lenet":
-        return Path(f"runs/{config['model']}")
-    return Path("runs/lenet" if config["variant"] == "modern" else f"runs/lenet-{config['variant']}")
+        return Path(f"runs/{config['model']}{suffix}")
+    return Path(("runs/lenet" if config["variant"] == "modern" else f"runs/lenet-{config['variant']}") + suffix)
 
 
 def model_name(config: dict) -> str:
@@ -412,14 +422,10 @@ def _existing_run(out_dir: Path) -> str | None:
 
 
 # --------------------------------------------------------------------------------------------------- build
-def _load_split(root, train: bool, limit: int | None, custom: bool = False):
-    from .data import MNIST
+def _load_split(root, train: bool, limit: int | None, custom: bool = False, dataset: str = "mnist"):
+    from .data import load_split
 
-    ds = MNIST(root, train=train, verify=not custom, download=not custom)
-    x, y = ds.data, ds.targets
-    if limit is not None:
-        x, y = x[:limit], y[:limit]
-    return x, y
+    return load_split(dataset, root, train, custom=custom, limit=limit)
 
 
 def build_model(config: dict):
@@ -448,8 +454,9 @@ def build_run(config: dict, data_root=None, *, out_dir=None, log_grads=False, pr
         opt = optim.SGD(model.parameters(), lr=lr, momentum=float(config["momentum"]), weight_decay=wd)
     else:
         raise ValueError(f"unknown optimizer {config['optimizer']!r}; valid: {', '.join(OPTIMIZERS)}")
-    x, y = _load_split(data_root, True, config["limit"], custom_data)
-    xt, yt = _load_split(data_root, False, config["test_limit"], custom_data)
+    dataset = config.get("dataset", "mnist")
+    x, y = _load_split(data_root, True, config["limit"], custom_data, dataset)
+    xt, yt = _load_split(data_root, False, config["test_limit"], custom_data, dataset)
     augment = int(config["augment"])
     train_loader = DataLoader((x, y), batch_size=int(config["batch_size"]), shuffle=True, seed=int(config["seed"]),
                               transform=random_shift(augment) if augment else None)
@@ -638,7 +645,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     state = load_checkpoint(args.checkpoint)
     config = check_config(state["config"], str(args.checkpoint))
     model = _check_weights(state, dict(config, kernel=args.kernel or config.get("kernel")), args.checkpoint)
-    xt, yt = _load_split(args.data, False, args.test_limit, args.custom_data)
+    xt, yt = _load_split(args.data, False, args.test_limit, args.custom_data, config["dataset"])
     t0 = time.perf_counter()
     with CompileNotice(_stderr) as notice:
         res = evaluate(model, DataLoader((xt, yt), batch_size=args.batch_size), num_classes=10)
