@@ -60,3 +60,14 @@ def test_dataset_option_and_old_checkpoints():
     assert cli.check_config(old, "old.npz")["dataset"] == "mnist"  # saved before there was a choice
     with pytest.raises(SystemExit):
         parse(["train", "--dataset", "cifar10"])
+
+
+def test_each_data_set_is_normalised_with_its_own_statistics(fashion_root):
+    from tinyconv.data import NORMALIZATION, load_split
+
+    x, _ = load_split("fashion-mnist", fashion_root, train=True, custom=True)
+    config = dict(cli.TRAIN_DEFAULTS, dataset="fashion-mnist", limit=128, test_limit=64)
+    trainer = cli.build_run(config, fashion_root, progress=False, custom_data=True)
+    assert trainer.train_loader.normalize == trainer.test_loader.normalize == NORMALIZATION["fashion-mnist"]
+    assert NORMALIZATION["fashion-mnist"] != NORMALIZATION["mnist"]
+    assert x.dtype == np.uint8

@@ -439,7 +439,7 @@ def build_run(config: dict, data_root=None, *, out_dir=None, log_grads=False, pr
               callback=None, custom_data=False, handle_sigint=True):
     """Build model, optimizer, scheduler, loaders and ``Trainer`` from a config, seeded, as ``train`` does."""
     from . import optim
-    from .data import DataLoader, random_shift
+    from .data import NORMALIZATION, DataLoader, random_shift
     from .random import manual_seed
     from .train import Trainer
 
@@ -459,10 +459,10 @@ def build_run(config: dict, data_root=None, *, out_dir=None, log_grads=False, pr
     xt, yt = _load_split(data_root, False, config["test_limit"], custom_data, dataset)
     augment = int(config["augment"])
     train_loader = DataLoader((x, y), batch_size=int(config["batch_size"]), shuffle=True, seed=int(config["seed"]),
-                              transform=random_shift(augment) if augment else None)
+                              transform=random_shift(augment) if augment else None, normalize=NORMALIZATION[dataset])
     # 256, not 1000: the 1000-image batches' activations (19 MB for conv1 alone) raised the run's peak RSS by
     # ~45 MiB, and the smaller batches evaluate as fast or faster
-    test_loader = DataLoader((xt, yt), batch_size=256)
+    test_loader = DataLoader((xt, yt), batch_size=256, normalize=NORMALIZATION[dataset])
     epochs, steps = int(config["epochs"]), len(train_loader)
     schedule, interval, sched = config["schedule"], "epoch", None
     if schedule == "cosine":
@@ -638,7 +638,7 @@ def _check_weights(state: dict, config: dict, path) -> object:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from .data import DataLoader
+    from .data import NORMALIZATION, DataLoader
     from .train import CompileNotice, evaluate, format_confusion, load_checkpoint
 
     _check_data_dir(args.data)
@@ -648,7 +648,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     xt, yt = _load_split(args.data, False, args.test_limit, args.custom_data, config["dataset"])
     t0 = time.perf_counter()
     with CompileNotice(_stderr) as notice:
-        res = evaluate(model, DataLoader((xt, yt), batch_size=args.batch_size), num_classes=10)
+        res = evaluate(model, DataLoader((xt, yt), batch_size=args.batch_size,
+                                         normalize=NORMALIZATION[config["dataset"]]), num_classes=10)
     if notice.summary():
         _stderr(notice.summary())
     seconds = time.perf_counter() - t0

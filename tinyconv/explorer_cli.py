@@ -88,7 +88,7 @@ def run(args, *, usage_error, build_model, load_split, load_model, model_name, s
     ``usage_error(message)`` makes the exception for a usage mistake; ``load_model(path)`` returns
     ``(model, config, state)`` of a checkpoint; ``load_split(root, train, limit, custom)`` reads MNIST.
     """
-    from .data import DataLoader
+    from .data import NORMALIZATION, DataLoader
     from .explorer import _check_writable
     from .optim import Adam
     from .random import manual_seed
@@ -114,19 +114,21 @@ def run(args, *, usage_error, build_model, load_split, load_model, model_name, s
         model, config, state = load_model(args.checkpoint)
         title = f"{model_name(config)} after {state['epoch']} epoch(s)"
     else:
-        config = {"model": args.model, "variant": args.variant, "kernel": None}
+        config = {"model": args.model, "variant": args.variant, "kernel": None, "dataset": "mnist"}
         manual_seed(args.seed)
         model = build_model(config)
         title = f"{model_name(config)} during training"
-    xt, yt = load_split(args.data, False, args.images, args.custom_data)
-    x, y = next(iter(DataLoader((xt, yt), batch_size=args.images)))
+    dataset = config.get("dataset", "mnist")
+    xt, yt = load_split(args.data, False, args.images, args.custom_data, dataset)
+    x, y = next(iter(DataLoader((xt, yt), batch_size=args.images, normalize=NORMALIZATION[dataset])))
     x = Tensor(x)
     snaps = Snapshots(model, title=title, checks=args.checks)
     if steps is None:
         _snapshot(snaps, model, x, y, str(args.checkpoint))
     else:
-        xs, ys = load_split(args.data, True, None, args.custom_data)
-        loader = DataLoader((xs, ys), batch_size=args.batch_size, shuffle=True, seed=args.seed)
+        xs, ys = load_split(args.data, True, None, args.custom_data, dataset)
+        loader = DataLoader((xs, ys), batch_size=args.batch_size, shuffle=True, seed=args.seed,
+                            normalize=NORMALIZATION[dataset])
         opt = Adam(model.parameters(), lr=args.lr)
 
         def batches():

@@ -16,10 +16,13 @@ from .mnist import MNIST, MNISTUnavailable
 
 __all__ = ["idx", "mnist", "fashion_mnist", "loader", "IDXError", "read_idx", "write_idx",
            "MNIST", "MNISTUnavailable", "FashionMNIST", "FashionMNISTUnavailable", "DataLoader", "random_shift",
-           "DATASETS", "load_split"]
+           "DATASETS", "NORMALIZATION", "load_split"]
 
 #: The data sets ``tinyconv train --dataset`` offers, by name: each a class with MNIST's interface.
 DATASETS = {"mnist": MNIST, "fashion-mnist": FashionMNIST}
+#: Each data set's pixel mean and standard deviation (of the training images scaled to [0, 1]): what its
+#: DataLoader normalises with.
+NORMALIZATION = {"mnist": (0.1307, 0.3081), "fashion-mnist": (0.2860, 0.3530)}
 
 
 def load_split(dataset: str, root=None, train: bool = True, *, custom: bool = False, limit: int | None = None):
