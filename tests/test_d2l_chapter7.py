@@ -6,16 +6,12 @@ d2l 1.0's blocks are in test_d2l_chapter7_en.py."""
 from __future__ import annotations
 
 import importlib.util
-import os
 import re
-import sys
 
 import numpy as np
 import pytest
-
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "d2l_ch7"))
-import check  # noqa: E402
-from blocks import BLOCKS, SLOW, TRAINING, WALKS  # noqa: E402
+from d2l_ch7 import check  # a namespace package beside this file: its module names clash with no other chapter's
+from d2l_ch7.blocks import BLOCKS, SLOW, TRAINING, WALKS
 
 EDITION = "zh "
 NAMES = [n for n in BLOCKS if n.startswith(EDITION)]
