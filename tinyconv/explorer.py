@@ -278,11 +278,30 @@ def capture(loss, *, model=None, closure=None, label: str = "", checks: int = 3,
         raise TypeError(f"explore: closure must be a function that recomputes the loss, got "
                         f"{type(closure).__name__}")
     names = _names(model)
-    topo = autograd._topological_order(loss.grad_fn)  # the engine's own order: consumers before producers
-    forward = list(reversed(topo))
+    forward = list(reversed(autograd._topological_order(loss.grad_fn)))  # the engine's order, reversed
     node_id = {id(n): i for i, n in enumerate(forward)}
+    leaves, leaf_id, outputs = _leaves_and_outputs(forward, loss)
+    # the batch size: the first dimension of the first data input (a leaf that needs no gradient, 2-D or more)
+    batch = next((int(t.shape[0]) for t in leaves if not t.requires_grad and t.ndim >= 2), None)
+    recorder, leaf_grads = _observed_backward(loss, leaves)
+    layer = _layer_names(forward, names)
+    nodes = [_node_entry(i, n, outputs.get(id(n)), layer[id(n)], node_id, leaf_id) for i, n in enumerate(forward)]
+    calls = {id(node): (arriving, results) for node, arriving, results in recorder.calls}
+    data_nodes = [_node_data(i, n, outputs.get(id(n)), calls.get(id(n)), batch, max_images)
+                  for i, n in enumerate(forward)]
+    scale = _check_scales(forward, leaves, leaf_grads, names)
+    leaf_entries, leaf_data = _leaf_entries(leaves, leaf_grads, names, model, closure, checks, eps,
+                                            np.random.default_rng(seed), scale, batch, max_images)
+    order = [node_id[id(node)] for node, _, _ in recorder.calls]
+    return {"label": label, "loss": float(np.asarray(loss._data, dtype=np.float64).reshape(-1)[0]),
+            "structure": {"nodes": nodes, "leaves": leaf_entries, "backward": order,
+                          "forward": list(range(len(forward)))},
+            "nodes": data_nodes, "leaves": leaf_data, "checked": closure is not None, "eps": eps}
 
-    # Leaves (parameters, inputs), numbered in the order the forward pass first uses them.
+
+def _leaves_and_outputs(forward: list, loss):
+    """The graph's leaves (parameters, inputs) in the order the forward pass first uses them, their numbers, and
+    each node's output tensor where the graph holds it."""
     leaves, leaf_id = [], {}
     outputs = {id(loss.grad_fn): loss}
     for n in forward:
@@ -294,10 +313,12 @@ def capture(loss, *, model=None, closure=None, label: str = "", checks: int = 3,
                 leaves.append(t)
             elif f is not None:
                 outputs.setdefault(id(f), t)
-    # the batch size: the first dimension of the first data input (a leaf that needs no gradient, 2-D or more)
-    batch = next((int(t.shape[0]) for t in leaves if not t.requires_grad and t.ndim >= 2), None)
+    return leaves, leaf_id, outputs
 
-    # One backward pass, observed; the leaves' .grad set aside and put back after.
+
+def _observed_backward(loss, leaves: list):
+    """One backward pass under a recording observer; the leaves' ``.grad`` set aside and put back after.
+    Returns the recorder and each leaf's gradient (a copy, or None)."""
     kept = {id(t): t.grad for t in leaves}
     recorder = _Recorder()
     try:
@@ -309,11 +330,13 @@ def capture(loss, *, model=None, closure=None, label: str = "", checks: int = 3,
     finally:
         for t in leaves:
             t.grad = kept[id(t)]
+    return recorder, leaf_grads
 
-    # Layer names: a node takes the module name of the parameters it reads, directly or through nodes that read
-    # parameters only (a linear layer's Wᵀ).
-    layer = {}
-    param_only = set()
+
+def _layer_names(forward: list, names: dict) -> dict:
+    """id(node) -> layer name: a node takes the module name of the parameters it reads, directly or through nodes
+    that read parameters only (a linear layer's Wᵀ)."""
+    layer, param_only = {}, set()
     for n in forward:
         found, only_params = [], True
         for t, f in zip(n.inputs, n.input_fns):
@@ -322,9 +345,7 @@ def capture(loss, *, model=None, closure=None, label: str = "", checks: int = 3,
             if f is None:
                 if id(t) in names:
                     found.append(names[id(t)].rsplit(".", 1)[0] if "." in names[id(t)] else names[id(t)])
-                elif isinstance(t, Parameter):
-                    pass
-                else:
+                elif not isinstance(t, Parameter):
                     only_params = only_params and t.ndim == 0
             elif id(f) in param_only:
                 found.append(layer.get(id(f), ""))
@@ -333,53 +354,49 @@ def capture(loss, *, model=None, closure=None, label: str = "", checks: int = 3,
         if only_params and any(f is None and isinstance(t, Parameter) for t, f in zip(n.inputs, n.input_fns)):
             param_only.add(id(n))
         layer[id(n)] = next((x for x in found if x), "")
+    return layer
 
-    calls = {id(node): (arriving, results) for node, arriving, results in recorder.calls}
-    nodes = []
-    for i, n in enumerate(forward):
-        out = outputs.get(id(n))
-        meta = n.output_meta if len(n.output_meta) == 2 else (None, None)
-        shape = list(out.shape) if out is not None else (list(meta[0]) if meta[0] is not None else None)
-        inputs = []
-        for t, f in zip(n.inputs, n.input_fns):
-            if t is None:
-                continue
-            inputs.append({"node": node_id[id(f)]} if f is not None else {"leaf": leaf_id[id(t)]})
-        stages = n.stages() if hasattr(n, "stages") else []  # a fused node's layers, output first
-        entry = {"id": i, "op": _op(n), "label": n.name(), "name": layer[id(n)], "shape": shape,
-                 "dtype": str(out.dtype) if out is not None else str(getattr(meta[1], "name", meta[1])),
-                 "inputs": inputs}
-        if len(stages) > 1:
-            entry["stages"] = [{"label": s[0], "shape": None if s[1] is None else [int(k) for k in s[1]]}
-                               for s in stages]
-        words, formula = backward_rule(_op(n))
-        entry["rule"] = {"words": words, "formula": formula}
-        nodes.append(entry)
 
-    data_nodes = []
-    for i, n in enumerate(forward):
-        out = outputs.get(id(n))
-        d = {"id": i}
-        if out is not None:
-            d["value"] = _blob(out._data, batch, max_images)
-            d["value_stats"] = _stats(out._data)
-        if id(n) in calls:
-            arriving, results = calls[id(n)]
-            d["grad"] = _blob(arriving, batch, max_images)
-            d["grad_stats"] = _stats(arriving)
-            sends = []
-            positions = [k for k, t in enumerate(n.inputs) if t is not None]
-            for k in positions:
-                r = results[k] if k < len(results) else None
-                needed = n.needs_input_grad[k] if k < len(n.needs_input_grad) else False
-                if r is None or not needed:
-                    sends.append(None)
-                else:
-                    sends.append({"shape": list(np.shape(r)), "stats": _stats(r)})
-            d["sends"] = sends
-        data_nodes.append(d)
+def _node_entry(i: int, n, out, name: str, node_id: dict, leaf_id: dict) -> dict:
+    """A node of the page's structure: op, label, layer name, output shape and dtype, inputs, fused stages, rule."""
+    meta = n.output_meta if len(n.output_meta) == 2 else (None, None)
+    shape = list(out.shape) if out is not None else (list(meta[0]) if meta[0] is not None else None)
+    inputs = [{"node": node_id[id(f)]} if f is not None else {"leaf": leaf_id[id(t)]}
+              for t, f in zip(n.inputs, n.input_fns) if t is not None]
+    entry = {"id": i, "op": _op(n), "label": n.name(), "name": name, "shape": shape,
+             "dtype": str(out.dtype) if out is not None else str(getattr(meta[1], "name", meta[1])),
+             "inputs": inputs}
+    stages = n.stages() if hasattr(n, "stages") else []  # a fused node's layers, output first
+    if len(stages) > 1:
+        entry["stages"] = [{"label": s[0], "shape": None if s[1] is None else [int(k) for k in s[1]]}
+                           for s in stages]
+    words, formula = backward_rule(_op(n))
+    entry["rule"] = {"words": words, "formula": formula}
+    return entry
 
-    # each parameter's scale for the check: the largest gradient among the parameters of its nodes and layer
+
+def _node_data(i: int, n, out, call, batch, max_images: int) -> dict:
+    """A node's arrays for the page: its forward output, the gradient that arrived, what it sent to each input."""
+    d = {"id": i}
+    if out is not None:
+        d["value"] = _blob(out._data, batch, max_images)
+        d["value_stats"] = _stats(out._data)
+    if call is not None:
+        arriving, results = call
+        d["grad"] = _blob(arriving, batch, max_images)
+        d["grad_stats"] = _stats(arriving)
+        sends = []
+        for k in (k for k, t in enumerate(n.inputs) if t is not None):
+            r = results[k] if k < len(results) else None
+            needed = n.needs_input_grad[k] if k < len(n.needs_input_grad) else False
+            sends.append(None if r is None or not needed else {"shape": list(np.shape(r)), "stats": _stats(r)})
+        d["sends"] = sends
+    return d
+
+
+def _check_scales(forward: list, leaves: list, leaf_grads: dict, names: dict) -> dict:
+    """Each parameter's scale for the check's relative error: the largest gradient among the parameters of its
+    nodes and of its layer (a linear layer's weight and bias meet in no node)."""
     largest = {id(t): float(np.max(np.abs(g))) if g is not None and g.size else 0.0
                for t in leaves for g in [leaf_grads[id(t)]]}
     scale = dict.fromkeys(largest, 0.0)
@@ -388,7 +405,7 @@ def capture(loss, *, model=None, closure=None, label: str = "", checks: int = 3,
         top = max((largest[k] for k in group), default=0.0)
         for k in group:
             scale[k] = max(scale[k], top)
-    by_layer: dict = {}  # and among the parameters of its layer (a linear layer's weight and bias meet in no node)
+    by_layer: dict = {}
     for t in leaves:
         if id(t) in names:
             by_layer.setdefault(names[id(t)].rsplit(".", 1)[0], []).append(id(t))
@@ -396,14 +413,19 @@ def capture(loss, *, model=None, closure=None, label: str = "", checks: int = 3,
         top = max(scale[k] for k in group)
         for k in group:
             scale[k] = top
-    rng = np.random.default_rng(seed)
+    return scale
+
+
+def _leaf_entries(leaves, leaf_grads, names, model, closure, checks, eps, rng, scale, batch, max_images):
+    """The leaves' structure entries and arrays, with the numerical check of each gradient (given ``closure``).
+
+    For the check every parameter is float64 (so every op after them computes in float64), and the model's
+    buffers (batch-norm running statistics, which the closure's forward passes update) are put back after."""
     leaf_entries, leaf_data = [], []
     trainable = [t for t in leaves if t.requires_grad and leaf_grads[id(t)] is not None]
     saved = {id(t): t._data for t in trainable}
     buffers = []
     if closure is not None:
-        # float64 for the check: every parameter (so every op after them computes in float64); the model's
-        # buffers (batch-norm running statistics, which the closure's forward passes update) put back after
         if model is not None:
             buffers = [(b, np.array(b._data, copy=True)) for _, b in model.named_buffers() if b is not None]
         for t in trainable:
@@ -411,8 +433,7 @@ def capture(loss, *, model=None, closure=None, label: str = "", checks: int = 3,
     try:
         for j, t in enumerate(leaves):
             kind = "parameter" if isinstance(t, Parameter) else ("leaf" if t.requires_grad else "input")
-            name = names.get(id(t), "")
-            leaf_entries.append({"id": j, "name": name, "kind": kind, "shape": list(t.shape),
+            leaf_entries.append({"id": j, "name": names.get(id(t), ""), "kind": kind, "shape": list(t.shape),
                                  "dtype": str(saved[id(t)].dtype if id(t) in saved else t.dtype),
                                  "requires_grad": bool(t.requires_grad)})
             d = {"id": j}
@@ -430,11 +451,7 @@ def capture(loss, *, model=None, closure=None, label: str = "", checks: int = 3,
             t._data = saved[id(t)]
         for b, kept_buffer in buffers:
             b._data = kept_buffer
-    order = [node_id[id(node)] for node, _, _ in recorder.calls]
-    return {"label": label, "loss": float(np.asarray(loss._data, dtype=np.float64).reshape(-1)[0]),
-            "structure": {"nodes": nodes, "leaves": leaf_entries, "backward": order,
-                          "forward": list(range(len(forward)))},
-            "nodes": data_nodes, "leaves": leaf_data, "checked": closure is not None, "eps": eps}
+    return leaf_entries, leaf_data
 
 
 def _structure_key(structure: dict):
