@@ -63,13 +63,21 @@ class Interrupts:
     def install(self) -> bool:
         """Route SIGINT to the watcher thread. False where that is not possible (not the main thread, or a
         platform without ``set_wakeup_fd`` on pipes); Python's own KeyboardInterrupt then does the work."""
+        if threading.current_thread() is not threading.main_thread():
+            return False
+        read_end, write_end = os.pipe()
         try:
-            read_end, write_end = os.pipe()
             os.set_blocking(write_end, False)
-            signal.signal(signal.SIGINT, self._ignore_in_main_thread)
+            # The pipe first, the handler second: a Ctrl-C in between still raises KeyboardInterrupt (caught by
+            # main) instead of reaching a handler that does nothing before the pipe is there.
             signal.set_wakeup_fd(write_end, warn_on_full_buffer=False)
+            signal.signal(signal.SIGINT, self._ignore_in_main_thread)
         except (ValueError, OSError, AttributeError):
             signal.signal(signal.SIGINT, signal.default_int_handler)
+            with contextlib.suppress(ValueError, OSError):
+                signal.set_wakeup_fd(-1)
+            os.close(read_end)
+            os.close(write_end)
             return False
         threading.Thread(target=self._watch, args=(read_end,), name="tinyconv-ctrl-c", daemon=True).start()
         return True
@@ -107,9 +115,7 @@ class Interrupts:
             line = self.final_line()
         except Exception:  # the line is a courtesy; stopping is the point
             line = "interrupted"
-        _write_line(line)
-        with contextlib.suppress(Exception):
-            sys.stdout.flush()
+        _write_line(line)  # not sys.stdout.flush(): the main thread may hold its lock, blocked on a full pipe
         os._exit(EXIT_INTERRUPTED)
 
     @contextlib.contextmanager
@@ -131,10 +137,10 @@ def main(argv=None) -> int:
     """Entry point of the ``tinyconv`` command: install the interrupt handling, then run :func:`tinyconv.cli.main`."""
     interrupts = Interrupts()
     try:
-        interrupts.install()
+        installed = interrupts.install()
         from tinyconv.cli import main as cli_main
 
-        return cli_main(argv, interrupts=interrupts)
+        return cli_main(argv, interrupts=interrupts if installed else None)
     except KeyboardInterrupt:  # only where install() could not route SIGINT to the watcher
         _write_line("interrupted")
         return EXIT_INTERRUPTED

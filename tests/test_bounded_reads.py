@@ -99,3 +99,24 @@ def test_checkpoint_reader_still_reads_checkpoints(tmp_path):
     got = tc.load(tc.save(state, tmp_path / "ok.npz"))
     np.testing.assert_array_equal(got["w"].numpy(), state["w"].numpy())
     assert got["meta"] == {"epoch": 3}
+
+
+def test_a_member_claiming_more_bytes_than_the_file_holds_is_refused(tmp_path):
+    """A stored (uncompressed) member's sizes are the zip's own claims: one that says 3 GB in a 1 KB file is
+    refused before np.load allocates the array its .npy header declares."""
+    buf = io.BytesIO()
+    np.lib.format.write_array_header_1_0(buf, {"descr": "|u1", "fortran_order": False, "shape": (3 * 10**9,)})
+    path = tmp_path / "forged.npz"
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_STORED) as zf:
+        zf.writestr("weight.npy", buf.getvalue() + bytes(64))
+    raw = bytearray(path.read_bytes())
+    claimed = (3 * 10**9 + len(buf.getvalue())).to_bytes(4, "little")
+    for sig in (b"PK\x03\x04", b"PK\x01\x02"):  # the local header and the central directory entry
+        at = raw.index(sig)
+        size_fields = at + 18 if sig == b"PK\x03\x04" else at + 20
+        raw[size_fields:size_fields + 4] = claimed      # compressed size
+        raw[size_fields + 4:size_fields + 8] = claimed  # uncompressed size
+    path.write_bytes(bytes(raw))
+    peak, err = _peak(lambda: tc.load(path))
+    assert isinstance(err, CheckpointError) and "weight" in str(err), err
+    assert peak < SLACK, peak

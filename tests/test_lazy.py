@@ -190,3 +190,14 @@ def test_lazy_modules_against_pytorch():
     assert [type(m).__name__ for m in ours] == [type(m).__name__ for m in tnet]
     assert {k: tuple(v.shape) for k, v in ours.state_dict().items()} == \
         {k: tuple(v.shape) for k, v in tnet.state_dict().items()}
+
+
+@pytest.mark.parametrize("make", [lambda: nn.LazyConv2d(4, 3), lambda: nn.LazyConvTranspose2d(4, 3)])
+def test_an_input_of_the_wrong_rank_leaves_the_module_lazy(make):
+    """As PyTorch: the rank is checked before anything is created, so the next (right) input still works."""
+    m = make()
+    with pytest.raises(tc.ShapeError, match=r"Expected 3D \(unbatched\) or 4D \(batched\) input to Lazy.*"
+                                            r"got input of size: \[2, 5\]"):
+        m(tc.ones(2, 5))
+    assert type(m).__name__.startswith("Lazy")
+    assert m(tc.ones(2, 3, 8, 8)).shape[1] == 4

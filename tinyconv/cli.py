@@ -21,6 +21,7 @@ end with exit status 1, Ctrl-C with 130 and a word on what was kept.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import math
 import os
 import resource
@@ -207,6 +208,17 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
 
+    _add_train_parser(sub)
+    _add_eval_parser(sub)
+    _add_summary_parser(sub)
+    from .explorer_cli import add_parser as add_explore_parser  # the command's own module holds its options
+    add_explore_parser(sub, MODELS, VARIANTS).set_defaults(func=cmd_explore)
+    return parser
+
+
+
+
+def _add_train_parser(sub) -> None:
     d = TRAIN_DEFAULTS
     t = sub.add_parser(
         "train", help="train LeNet on MNIST (checkpoint, metrics.csv, curves.png in --out)",
@@ -223,9 +235,17 @@ def build_parser() -> argparse.ArgumentParser:
             "A folder that holds a run is never overwritten by accident: continue it with --resume,\n"
             "or start over with --force. A run whose loss or weights stop being finite stops (exit 1)\n"
             "and keeps its last good checkpoint. Ctrl-C saves a checkpoint at the end of the batch in\n"
-            "progress; '--resume' continues it and gives the same numbers as an uninterrupted run."),
+            "progress (a second Ctrl-C stops at once); '--resume' continues it and gives the same\n"
+            "numbers as an uninterrupted run."),
     )
-    g = t.add_argument_group("recipe")
+    _recipe_options(t.add_argument_group("recipe"))
+    _run_options(t.add_argument_group("run"))
+    t.set_defaults(func=cmd_train)
+
+
+def _recipe_options(g) -> None:
+    """The options of ``train`` that change the numbers (kept in the checkpoint's config)."""
+    d = TRAIN_DEFAULTS
     g.add_argument("--dataset", choices=DATASETS,
                    help="the data set: MNIST's digits or Zalando's Fashion-MNIST (same format; its files in "
                         f"DIR/fashion-mnist/) (default: {d['dataset']})")
@@ -260,7 +280,10 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--limit", type=_arg("limit"), metavar="N", help="train on the first N training images only")
     g.add_argument("--test-limit", type=_arg("test_limit"), metavar="N",
                    help="evaluate on the first N test images only")
-    g = t.add_argument_group("run")
+
+
+def _run_options(g) -> None:
+    """The options of ``train`` that say where and how a run goes, not what it computes."""
     g.add_argument("--out", type=Path, metavar="DIR",
                    help="output folder (default: runs/lenet, runs/lenet-d2l or runs/lenet-bn for the variants, "
                         "runs/resnet)")
@@ -275,8 +298,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--log-grads", action="store_true",
                    help="record each layer's gradient L2 norm (mean per epoch) in metrics.csv and the plot")
     g.add_argument("--no-progress", action="store_true", help="no progress bars (the epoch lines remain)")
-    t.set_defaults(func=cmd_train)
 
+
+def _add_eval_parser(sub) -> None:
     e = sub.add_parser("eval", help="test accuracy and confusion matrix of a checkpoint",
                        description="Evaluate a checkpoint written by 'tinyconv train' on the MNIST test set: "
                                    "print the loss, the accuracy and the 10x10 confusion matrix "
@@ -291,6 +315,8 @@ def build_parser() -> argparse.ArgumentParser:
                                                          "(default: the checkpoint's)")
     e.set_defaults(func=cmd_eval)
 
+
+def _add_summary_parser(sub) -> None:
     s = sub.add_parser("summary", help="layer-by-layer summary of a model (shapes, parameters, multiply-adds)",
                        description="Print tinyconv.summary.summary(model, (1, 1, 28, 28)) for LeNet (a variant) or "
                                    "the ResNet.")
@@ -298,10 +324,6 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--variant", choices=VARIANTS, default="modern", help="LeNet variant (default: modern)")
     s.add_argument("--kernel", type=_arg("kernel"), help="convolution algorithm (default: tinyconv's default)")
     s.set_defaults(func=cmd_summary)
-
-    from .explorer_cli import add_parser as add_explore_parser  # the command's own module holds its options
-    add_explore_parser(sub, MODELS, VARIANTS).set_defaults(func=cmd_explore)
-    return parser
 
 
 def _data_options(group) -> None:
@@ -421,6 +443,41 @@ def _existing_run(out_dir: Path) -> str | None:
     return None
 
 
+def _resumable_run(args: argparse.Namespace, out_dir: Path) -> tuple[dict, dict | None]:
+    """--resume: the saved run's config (with the options that may change applied) and its checkpoint; the
+    checkpoint is None when the run is complete (which is said, and nothing changes)."""
+    from .train import load_checkpoint
+
+    ckpt_path = out_dir / "checkpoint.npz"
+    if out_dir.exists() and not out_dir.is_dir():
+        raise UsageError(f"--out {out_dir} is a file, not a folder")
+    if not ckpt_path.exists():
+        hint = "" if args.out is not None else " (the folder these options name; use --out DIR for another)"
+        raise UsageError(f"--resume: no run to resume in {out_dir}{hint}: there is no {ckpt_path.name}")
+    state = load_checkpoint(ckpt_path)
+    config = _check_resume_options(args, check_config(state["config"], str(ckpt_path)))
+    if state["complete"] and int(config["epochs"]) <= int(state["epochs"]):
+        _check_weights(state, config, ckpt_path)
+        _stderr(f"{out_dir} holds {_describe_run(state)}: nothing to resume, nothing changed. "
+                f"Evaluate it with 'tinyconv eval {ckpt_path}', start over with --force (without --resume), "
+                "or train into another folder with --out DIR.")
+        return config, None
+    return config, state
+
+
+def _check_no_run_in(out_dir: Path, force: bool) -> None:
+    """A new run: the folder must not hold one, unless --force; the refusal names what does work."""
+    existing = _existing_run(out_dir) if out_dir.is_dir() else None
+    if existing is None or force:
+        return
+    if existing.startswith("a complete run"):
+        raise UsageError(f"{out_dir} already holds {existing}. Evaluate it with 'tinyconv eval "
+                         f"{out_dir / 'checkpoint.npz'}', use --force to delete it and start over, or --out DIR to "
+                         "train into another folder.")
+    raise UsageError(f"{out_dir} already holds {existing}. Use --resume to continue it, --force to delete it and "
+                     "start over, or --out DIR to train into another folder.")
+
+
 # --------------------------------------------------------------------------------------------------- build
 def _load_split(root, train: bool, limit: int | None, custom: bool = False, dataset: str = "mnist"):
     from .data import load_split
@@ -489,38 +546,18 @@ def _stderr(line: str) -> None:
 
 # ------------------------------------------------------------------------------------------------- commands
 def cmd_train(args: argparse.Namespace, callback=None) -> int:
-    from .train import load_checkpoint
-
     _check_data_dir(args.data)
     named = resolve_config(args)
     out_dir = args.out if args.out is not None else default_out_dir(named)
     ckpt_path = out_dir / "checkpoint.npz"
-    state = None
     if args.resume:
-        if out_dir.exists() and not out_dir.is_dir():
-            raise UsageError(f"--out {out_dir} is a file, not a folder")
-        if not ckpt_path.exists():
-            hint = "" if args.out is not None else " (the folder these options name; use --out DIR for another)"
-            raise UsageError(f"--resume: no run to resume in {out_dir}{hint}: there is no {ckpt_path.name}")
-        state = load_checkpoint(ckpt_path)
-        config = _check_resume_options(args, check_config(state["config"], str(ckpt_path)))
-        if state["complete"] and int(config["epochs"]) <= int(state["epochs"]):
-            _check_weights(state, config, ckpt_path)
-            _stderr(f"{out_dir} holds {_describe_run(state)}: nothing to resume, nothing changed. "
-                    f"Evaluate it with 'tinyconv eval {ckpt_path}', start over with --force (without --resume), "
-                    "or train into another folder with --out DIR.")
+        config, state = _resumable_run(args, out_dir)
+        if state is None:  # a complete run: nothing to do
             return 0
-        _prepare_out_dir(out_dir)
     else:
-        config = named
-        existing = _existing_run(out_dir) if out_dir.is_dir() else None
-        if existing is not None and not args.force:
-            if existing.startswith("a complete run"):
-                raise UsageError(f"{out_dir} already holds {existing}. Evaluate it with 'tinyconv eval {ckpt_path}', "
-                                 "use --force to delete it and start over, or --out DIR to train into another folder.")
-            raise UsageError(f"{out_dir} already holds {existing}. Use --resume to continue it, --force to delete "
-                             "it and start over, or --out DIR to train into another folder.")
-        _prepare_out_dir(out_dir)
+        config, state = named, None
+        _check_no_run_in(out_dir, args.force)
+    _prepare_out_dir(out_dir)
     log_grads = bool(args.log_grads or config.get("log_grads", False))
     config["log_grads"] = log_grads
     progress = not args.no_progress
@@ -545,20 +582,46 @@ def cmd_train(args: argparse.Namespace, callback=None) -> int:
         _stderr("interrupted before training started: nothing was written")
         return 130
     if interrupts is None:
-        return _fit_and_report(args, trainer, config, out_dir, state, say)
-    # From here on the first Ctrl-C stops training at a clean point instead of stopping the command at once.
+        return _fit_and_report(args, trainer, config, out_dir, state, say, contextlib.nullcontext())
     interrupts.final_line = lambda: (f"interrupted: {ckpt_path} is the last completed epoch's checkpoint"
                                      if ckpt_path.exists() else "interrupted: no checkpoint was written yet")
-    with interrupts.graceful(trainer.request_stop):
-        status = _fit_and_report(args, trainer, config, out_dir, state, say)
+    status = _fit_and_report(args, trainer, config, out_dir, state, say, interrupts.graceful(trainer.request_stop))
     if status == 0 and interrupts.count:  # asked to stop during the last batch: the run finished all the same
         _stderr(f"interrupted after the last batch: the run is complete, {ckpt_path}")
         return 130
     return status
 
 
-def _fit_and_report(args, trainer, config: dict, out_dir: Path, state, say) -> int:
-    """cmd_train once the run is built: what it is, the training itself, and what it wrote."""
+def _print_run_header(trainer, config: dict, out_dir: Path) -> None:
+    """The two lines before training: the network and its options, the data and the output folder."""
+    shown = ", ".join(f"{k}={config[k]}" for k in ("recipe", "variant", "optimizer", "lr", "batch_size",
+                                                   "epochs", "schedule", "augment", "seed")
+                      if k != "variant" or config["model"] == "lenet")
+    extra = "".join(f", {k}={config[k]}" for k in ("momentum", "weight_decay", "kernel", "limit", "test_limit")
+                    if config[k] not in (None, 0, 0.0))
+    size = f"{trainer.model.num_parameters():,} parameters"
+    label = f"LeNet ({config['variant']}, {size})" if config["model"] == "lenet" else f"ResNet ({size})"
+    print(f"{label}: {shown}{extra}")
+    print(f"data: {trainer.train_loader.num_samples} training images, {trainer.test_loader.num_samples} test "
+          f"images; output: {out_dir}", flush=True)
+
+
+def _print_run_summary(history: list, out_dir: Path, session_seconds: float) -> None:
+    """The lines after training: final and best accuracy, the files written."""
+    if history:
+        last = history[-1]
+        best = max(history, key=lambda r: r["test_acc"])
+        total = sum(r["train_seconds"] + r["eval_seconds"] for r in history)
+        print(f"final test accuracy {100 * last['test_acc']:.2f}% (best {100 * best['test_acc']:.2f}% at epoch "
+              f"{best['epoch']}); {total:.1f} s in all epochs, {session_seconds:.1f} s this session")
+    print(f"wrote {out_dir / 'checkpoint.npz'}, {out_dir / 'metrics.csv'}"
+          + (f", {out_dir / 'curves.png'}" if (out_dir / "curves.png").exists() else
+             " (no curves.png: matplotlib is not installed)"))
+
+
+def _fit_and_report(args, trainer, config: dict, out_dir: Path, state, say, graceful) -> int:
+    """cmd_train once the run is built: what it is, the training itself, and what it wrote. ``graceful`` spans the
+    training (from the header lines on): a first Ctrl-C there stops after the batch in progress."""
     import numpy as np
 
     from .train import CompileNotice, TrainingDiverged, TrainingInterrupted
@@ -574,22 +637,12 @@ def _fit_and_report(args, trainer, config: dict, out_dir: Path, state, say) -> i
             (out_dir / name).unlink()
         if removed:
             _stderr(f"--force: deleted the previous run's {', '.join(removed)} in {out_dir}")
-    model = trainer.model
-    shown = ", ".join(f"{k}={config[k]}" for k in ("recipe", "variant", "optimizer", "lr", "batch_size",
-                                                   "epochs", "schedule", "augment", "seed")
-                      if k != "variant" or config["model"] == "lenet")
-    extra = "".join(f", {k}={config[k]}" for k in ("momentum", "weight_decay", "kernel", "limit", "test_limit")
-                    if config[k] not in (None, 0, 0.0))
-    size = f"{model.num_parameters():,} parameters"
-    label = f"LeNet ({config['variant']}, {size})" if config["model"] == "lenet" else f"ResNet ({size})"
-    print(f"{label}: {shown}{extra}")
-    print(f"data: {trainer.train_loader.num_samples} training images, {trainer.test_loader.num_samples} test "
-          f"images; output: {out_dir}", flush=True)
     t0 = time.perf_counter()
     notice = CompileNotice(say)
     try:
         # Overflow warnings are what divergence looks like from inside numpy; the loop reports it in one line.
-        with notice, np.errstate(over="ignore", invalid="ignore"):
+        with graceful, notice, np.errstate(over="ignore", invalid="ignore"):
+            _print_run_header(trainer, config, out_dir)
             history = trainer.fit()
     except TrainingInterrupted as e:
         _stderr(str(e))
@@ -611,15 +664,7 @@ def _fit_and_report(args, trainer, config: dict, out_dir: Path, state, say) -> i
     finally:
         if notice.summary():
             say(notice.summary())
-    if history:
-        last = history[-1]
-        best = max(history, key=lambda r: r["test_acc"])
-        total = sum(r["train_seconds"] + r["eval_seconds"] for r in history)
-        print(f"final test accuracy {100 * last['test_acc']:.2f}% (best {100 * best['test_acc']:.2f}% at epoch "
-              f"{best['epoch']}); {total:.1f} s in all epochs, {time.perf_counter() - t0:.1f} s this session")
-    print(f"wrote {out_dir / 'checkpoint.npz'}, {out_dir / 'metrics.csv'}"
-          + (f", {out_dir / 'curves.png'}" if (out_dir / "curves.png").exists() else
-             " (no curves.png: matplotlib is not installed)"))
+    _print_run_summary(history, out_dir, time.perf_counter() - t0)
     print(f"peak memory: {_peak_memory_mib():.1f} MiB (ru_maxrss)")
     return 0
 

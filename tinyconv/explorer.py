@@ -38,12 +38,12 @@ import base64
 import json
 import math
 import os
-import tempfile
 
 import numpy as np
 
 from . import autograd
 from .autograd import no_grad
+from .files import atomic_write
 from .functional import promoting_dtypes
 from .graph import graph_nodes
 from .nn.module import Parameter
@@ -511,16 +511,8 @@ class Snapshots:
 
         path = _check_writable(path)
         html = render(json.dumps(_finite(self.data()), allow_nan=False, separators=(",", ":"), default=_json_default))
-        folder = os.path.dirname(os.path.abspath(path))
-        fd, tmp = tempfile.mkstemp(prefix=".explore-", suffix=".html", dir=folder)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                f.write(html)
-            os.replace(tmp, path)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
+        with atomic_write(path, "w") as f:  # a reader (or a Ctrl-C) never sees half a page
+            f.write(html)
         return path
 
 

@@ -57,9 +57,14 @@ def _check_members(path: Path) -> None:
     """Refuse, before anything is allocated, a member whose ``.npy`` header declares more data than the member
     holds (or whose zip entry claims more than its compressed bytes can expand to): np.load would allocate the
     declared array first and only then find the data missing."""
+    size_on_disk = path.stat().st_size
     with zipfile.ZipFile(path) as zf:
         for info in zf.infolist():
             name = info.filename.removesuffix(".npy")
+            # the member's bytes follow its 30-byte local header and name: they must lie inside the file
+            if info.header_offset + 30 + len(info.filename.encode()) + info.compress_size > size_on_disk:
+                raise CheckpointError(f"'{path}': member {name!r} claims {info.compress_size} stored bytes, more "
+                                      f"than the file's {size_on_disk} bytes hold (truncated or forged)")
             limit = info.compress_size if info.compress_type == zipfile.ZIP_STORED else (
                 _DEFLATE_MAX_RATIO * info.compress_size + 1024)
             if info.file_size > limit:

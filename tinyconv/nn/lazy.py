@@ -11,6 +11,7 @@ before it gives the parameters the checkpoint's shapes.
 """
 from __future__ import annotations
 
+from ..tensor import ShapeError
 from .batchnorm import BatchNorm1d, BatchNorm2d
 from .conv import Conv2d, ConvTranspose2d
 from .layers import Linear
@@ -75,8 +76,12 @@ class _LazyConvMixin(LazyModuleMixin):
         self._register_lazy_hook()
 
     def initialize_parameters(self, input) -> None:
+        spatial = len(self.kernel_size)
+        if input.ndim not in (spatial + 1, spatial + 2):  # checked before anything is made: the module stays lazy
+            raise ShapeError(f"Expected {spatial + 1}D (unbatched) or {spatial + 2}D (batched) input to "
+                             f"{type(self).__name__}, but got input of size: {list(input.shape)}")
         # unbatched (C, H, W) input has its channels first
-        dim = 0 if input.ndim == len(self.kernel_size) + 1 else 1
+        dim = 0 if input.ndim == spatial + 1 else 1
         in_channels = self._input_size(input, dim, "in_channels")
         if in_channels % self.groups:
             raise ValueError(f"{type(self).__name__}: the input's {in_channels} channels must be divisible by "
