@@ -962,6 +962,9 @@ _TYPE_NAMES = {float32: "torch.FloatTensor", float64: "torch.DoubleTensor", int6
                int32: "torch.IntTensor", uint8: "torch.ByteTensor", bool_: "torch.BoolTensor"}
 
 
+Tensor.__module__ = "tinyconv"  # its public name: tinyconv.Tensor, as PyTorch's is torch.Tensor
+
+
 def _dim_alias(dim, axis, keepdim, keepdims):
     """PyTorch's NumPy-style aliases: ``axis=`` for ``dim=``, ``keepdims=`` for ``keepdim=``."""
     if axis is not None:
