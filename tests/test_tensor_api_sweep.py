@@ -172,6 +172,42 @@ def test_bmm():
         a.bmm(tc.ones(3, 4, 5, dtype=tc.float64))
 
 
+@given(shape=small, data=st.data())
+def test_prod_with_zeros_and_its_gradient(shape, data):
+    a = data.draw(arrays(shape))
+    a.reshape(-1)[data.draw(st.integers(0, a.size - 1))] = 0.0  # one zero: the others' product still flows back
+    x = f64(a)
+    dim = data.draw(st.integers(-len(shape), len(shape) - 1))
+    assert x.prod().item() == pytest.approx(np.prod(a), abs=1e-12)
+    np.testing.assert_allclose(tc.prod(x, dim).numpy(), np.prod(a, axis=dim), atol=1e-12)
+    check(lambda t: t.prod(), x)
+    check(lambda t: t.prod(dim, keepdim=True), x)
+    assert tc.tensor([2, 3]).prod().dtype == np.int64 and tc.tensor([2, 3]).prod().item() == 6
+
+
+def test_outer_meshgrid_masked_fill_inplace_and_multinomial():
+    a, b = f64([1.0, 2.0, 3.0]), f64([4.0, 5.0])
+    np.testing.assert_array_equal(tc.outer(a, b).numpy(), np.outer(a.numpy(), b.numpy()))
+    check(tc.outer, a, b)
+    for indexing in ("ij", "xy"):
+        ours = tc.meshgrid(a, b, indexing=indexing)
+        for o, ref in zip(ours, np.meshgrid(a.numpy(), b.numpy(), indexing=indexing)):
+            np.testing.assert_array_equal(o.numpy(), ref)
+    check(lambda x, y: sum(g.sum() * (i + 1) for i, g in enumerate(tc.meshgrid(x, y))), a, b)
+    x = tc.tensor([1.0, -2.0, 3.0])
+    assert x.masked_fill_(x < 0, 0.0) is x and x.tolist() == [1.0, 0.0, 3.0]
+    tc.manual_seed(0)
+    draws = tc.multinomial(tc.tensor([0.0, 1.0, 3.0]), 4000, replacement=True)
+    assert draws.dtype == np.int64 and set(draws.tolist()) == {1, 2}
+    assert abs((draws == 2).float().mean().item() - 0.75) < 0.03
+    rows = tc.multinomial(tc.ones(3, 5), 5)
+    assert rows.shape == (3, 5) and all(sorted(r) == [0, 1, 2, 3, 4] for r in rows.tolist())
+    with pytest.raises(RuntimeError, match="without replacement"):
+        tc.multinomial(tc.tensor([1.0, 0.0]), 2)
+    with pytest.raises(RuntimeError, match="invalid multinomial distribution"):
+        tc.multinomial(tc.tensor([1.0, -1.0]), 1)
+
+
 @pytest.mark.torch
 @pytest.mark.parametrize("name, fn", [
     ("std", lambda m, x: x.std(1)),
@@ -185,6 +221,8 @@ def test_bmm():
     ("chunk", lambda m, x: m.cat([c * (i + 1) for i, c in enumerate(x.chunk(3, 1))], 1)),
     ("index_select", lambda m, x: x.index_select(1, m.tensor([3, 0, 3]))),
     ("sin cos", lambda m, x: m.sin(x) * x.cos()),
+    ("prod with a zero", lambda m, x: m.prod(x.masked_fill(x > 0.8, 0.0), 1)),
+    ("outer", lambda m, x: m.outer(x[0], x[1])),
 ])
 def test_values_and_gradients_match_pytorch(name, fn):
     torch = pytest.importorskip("torch")

@@ -13,7 +13,7 @@ _NAMES = (
     "sum", "mean", "amax", "amin", "max", "min", "argmax", "argmin", "softmax", "log_softmax",
     "reshape", "flatten", "permute", "transpose", "squeeze", "unsqueeze", "t", "numel", "neg", "clone", "detach",
     "norm", "cumsum", "sign", "round", "floor", "ceil", "sin", "cos", "isnan", "isfinite", "var", "std", "all", "any",
-    "gather", "sort", "argsort", "topk", "masked_fill", "index_select", "nonzero", "chunk", "split", "unbind",
+    "gather", "sort", "argsort", "topk", "masked_fill", "index_select", "nonzero", "chunk", "split", "unbind", "prod",
 )
 __all__ = list(_NAMES) + ["negative", "is_tensor", "add", "sub", "mul", "div", "pow", "eq", "ne", "lt", "le", "gt",
                           "ge", "square"]

@@ -807,6 +807,18 @@ class Tensor:
         """Standard deviation: the square root of :meth:`var` (same arguments)."""
         return self.var(dim, unbiased, keepdim, correction=correction, axis=axis, keepdims=keepdims).sqrt()
 
+    def prod(self, dim=None, keepdim: bool = False, *, dtype=None):
+        """Product of all elements, or along one ``dim``; bool and integer tensors multiply as int64."""
+        if dtype is None and self.dtype.kind in "biu":
+            dtype = int64
+        x = self if dtype is None else self.to(dtype)
+        if x.numel() == 0 and dim is None:
+            return _wrap_output(np.ones((), dtype=x.dtype), None)
+        d = None if dim is None else ops.normalize_dims(dim, max(x.ndim, 1))[0]
+        if x.ndim == 0:
+            return x.clone()
+        return ops.Prod.apply(x, dim=d, keepdim=bool(keepdim))
+
     def all(self, dim=None, keepdim: bool = False):
         """True where every element (along ``dim``) is nonzero; a bool tensor without gradient."""
         return _wrap_output(np.asarray(np.all(self._data, axis=ops.normalize_dims(dim, self.ndim),
@@ -912,6 +924,9 @@ class Tensor:
         fill = value._cast(self.dtype) if isinstance(value, Tensor) else self._coerce(value)._cast(self.dtype)
         out = where(_wrap_output(np.broadcast_to(m, self.shape), None), fill, self)
         return out
+
+    def masked_fill_(self, mask, value):
+        return self._inplace(lambda: self.masked_fill(mask, value), value)
 
     def index_select(self, dim: int, index):
         """The entries at the positions ``index`` (a 1-D integer tensor) along ``dim``."""
@@ -1390,6 +1405,53 @@ def bmm(input: Tensor, mat2: Tensor) -> Tensor:
                          "must be equal and the inner dimensions match)")
     _same_dtype(a, b, "bmm")
     return ops.MatMul.apply(a, b)
+
+
+def outer(input, vec2) -> Tensor:
+    """The outer product of two 1-D tensors: ``out[i, j] = input[i] * vec2[j]``."""
+    a, b = as_tensor(input), as_tensor(vec2)
+    if a.ndim != 1 or b.ndim != 1:
+        raise RuntimeError(f"outer: expected two 1-D tensors, got shapes {tuple(a.shape)} and {tuple(b.shape)}")
+    return a.reshape(-1, 1) * b.reshape(1, -1)
+
+
+def meshgrid(*tensors, indexing: str = "ij"):
+    """Coordinate grids from 1-D tensors: ``indexing='ij'`` (matrix, PyTorch's default) or ``'xy'`` (Cartesian)."""
+    tensors = tuple(tensors[0]) if len(tensors) == 1 and isinstance(tensors[0], (list, tuple)) else tensors
+    tensors = [as_tensor(t) for t in tensors]
+    if any(t.ndim > 1 for t in tensors):
+        raise RuntimeError("meshgrid expects all tensors to have 0 or 1 dimensions")
+    if indexing not in ("ij", "xy"):
+        raise ValueError(f"meshgrid: indexing must be 'ij' or 'xy', got {indexing!r}")
+    sizes = [t.numel() for t in tensors]
+    swap = indexing == "xy" and len(tensors) >= 2
+    if swap:
+        sizes[0], sizes[1] = sizes[1], sizes[0]
+    grids = []
+    for i, t in enumerate(tensors):
+        axis = (1 - i if i < 2 else i) if swap else i
+        shape = [1] * len(tensors)
+        shape[axis] = t.numel()
+        grids.append(t.reshape(shape).expand(sizes))
+    return tuple(grids)
+
+
+def multinomial(input, num_samples: int, replacement: bool = False, *, generator=None) -> Tensor:
+    """``num_samples`` category indices per row, drawn with probabilities proportional to ``input``'s rows
+    (1-D or 2-D non-negative weights); without ``replacement`` no index repeats within a row."""
+    w = as_tensor(input)
+    if w.ndim not in (1, 2):
+        raise RuntimeError(f"prob_dist must be 1 or 2 dim, got shape {tuple(w.shape)}")
+    arr = w._data.astype(np.float64).reshape(-1, w.shape[-1])
+    if not np.all(np.isfinite(arr)) or np.any(arr < 0) or np.any(arr.sum(1) <= 0):
+        raise RuntimeError("invalid multinomial distribution (sum of probabilities <= 0, or negative or non-finite "
+                           "weights)")
+    if not replacement and num_samples > int((arr > 0).sum(1).min()):
+        raise RuntimeError("cannot sample n_sample > prob_dist.size(-1) samples without replacement")
+    rng = generator or default_generator()
+    rows = [rng.choice(arr.shape[1], size=num_samples, replace=replacement, p=r / r.sum()) for r in arr]
+    out = np.stack(rows).astype(np.int64)
+    return _wrap_output(out if w.ndim == 2 else out[0], None)
 
 
 def allclose(input, other, rtol: float = 1e-05, atol: float = 1e-08, equal_nan: bool = False) -> bool:

@@ -495,6 +495,30 @@ class Gather(Function):
         return (grad,)
 
 
+class Prod(Function):
+    """Product over one ``dim`` (or all elements when None). Each element's gradient is the product of the others,
+    taken from running products from both ends, so zeros need no division."""
+
+    @staticmethod
+    def forward(ctx, a, dim=None, keepdim=False):
+        ctx.save_for_backward(a)
+        ctx.dim, ctx.keepdim = dim, keepdim
+        return np.asarray(np.prod(a, axis=dim, keepdims=keepdim))
+
+    @staticmethod
+    def backward(ctx, g):
+        (a,) = ctx.saved_tensors
+        axis = -1 if ctx.dim is None else ctx.dim
+        x = a.reshape(-1) if ctx.dim is None else a
+        ones = np.ones_like(np.take(x, [0], axis=axis))
+        before = np.cumprod(np.concatenate([ones, np.delete(x, -1, axis=axis)], axis=axis), axis=axis)
+        after = np.flip(np.cumprod(np.concatenate([ones, np.delete(np.flip(x, axis), -1, axis=axis)], axis=axis),
+                                   axis=axis), axis)
+        others = (before * after).reshape(a.shape)
+        g = _expand_reduced(g, a.shape, None if ctx.dim is None else (ctx.dim,), ctx.keepdim)
+        return ((g * others).astype(a.dtype, copy=False),)
+
+
 class Cumsum(Function):
     """Running sum along ``dim``; its gradient is the running sum of the gradient from the other end."""
 
