@@ -1,7 +1,7 @@
 """d2l chapter 3 (linear neural networks: 3.1-3.3, 3.6-3.7, trained on a synthetic stand-in for
 Fashion-MNIST) runs as the book writes it, with ``import torch`` resolving to tinyconv.
 
-The cells live in tests/d2l_ch2_5/blocks.py and run like a notebook (tests/d2l_ch2_5/run_blocks.py); each cell
+The cells live in tests/d2l_ch2_5/chapter_cells.py and run like a notebook (tests/d2l_ch2_5/run_blocks.py); each cell
 whose printout does not depend on random numbers must print what PyTorch 2.13 printed (recorded in
 tests/d2l_ch2_5/pytorch_printouts.json; the ``torch`` test checks that recording against PyTorch itself).
 """

@@ -17,7 +17,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 RUNNER = os.path.join(HERE, "run_blocks.py")
 sys.path.insert(0, HERE)
-from blocks import SECTIONS  # noqa: E402
+from chapter_cells import SECTIONS  # noqa: E402
 
 
 def sections_of(chapter: int) -> list:

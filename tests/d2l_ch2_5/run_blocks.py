@@ -1,4 +1,4 @@
-"""Run the chapter 2-5 sections of blocks.py like a notebook, with ``torch`` being PyTorch or tinyconv; print
+"""Run the chapter 2-5 sections of chapter_cells.py like a notebook, with ``torch`` being PyTorch or tinyconv; print
 {section: [what each cell showed]} as JSON.
 
     python tests/d2l_ch2_5/run_blocks.py tinyconv [SECTION ...]   # ``import torch`` resolves to tinyconv
@@ -109,7 +109,7 @@ def main(backend: str, names: list, seed: int = 0) -> None:
         alias_torch_to_tinyconv()
     sys.path.insert(0, os.path.join(HERE, "shim"))
     sys.path.insert(0, HERE)
-    from blocks import SECTIONS
+    from chapter_cells import SECTIONS
 
     outputs = {name: run_section(name, SECTIONS[name], seed) for name in (names or SECTIONS)}
     json.dump(outputs, sys.stdout)
