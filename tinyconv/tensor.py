@@ -192,7 +192,7 @@ class Tensor:
     # ---------------------------------------------------------------------------------------- basic facts
     @property
     def shape(self) -> Size:
-        return Size(self._data.shape)
+        return tuple.__new__(Size, self._data.shape)  # NumPy's shape holds ints already: no checks needed
 
     @property
     def ndim(self) -> int:
@@ -209,7 +209,7 @@ class Tensor:
     def size(self, dim=None):
         """The shape as a :class:`Size`; with ``dim``, that dimension's length (``dim`` may be negative)."""
         if dim is None:
-            return Size(self._data.shape)
+            return self.shape
         try:
             return self._data.shape[operator.index(dim)]
         except IndexError:
