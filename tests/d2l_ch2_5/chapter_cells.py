@@ -2,8 +2,10 @@
 
 ``SECTIONS`` maps a section to its cells in order; the cells of a section share one namespace, and a cell whose
 last line is an expression shows that value (``tests/d2l_ch2_5/run_blocks.py`` runs them like a notebook does).
-Sections the suite leaves out: 3.4 and 4.7 (no code), 3.5 (reads Fashion-MNIST through torchvision), 4.9-4.10
-(no PyTorch cells in 4.9; 4.10 downloads Kaggle data), 5.3 (no PyTorch cells) and 5.6 (GPUs).
+Sections the suite leaves out: 2.7 (``dir()`` and ``help()`` print each library's own documentation), 3.4 and 4.7
+(no code), 3.5 (reads Fashion-MNIST through torchvision), 4.9-4.10 (no PyTorch cells in 4.9; 4.10 downloads Kaggle
+data), 5.3 (no PyTorch cells) and 5.6 (GPUs). The cells were taken from the book's sources as they are; IPython's
+``%matplotlib inline`` lines stay and the runner skips them, as IPython would run them.
 """
 
 SECTIONS = {}
