@@ -56,3 +56,42 @@ def test_weights_move_both_ways_with_the_same_logits(tmp_path, monkeypatch):
     namespace = {"__name__": "bridge"}
     exec(python_blocks()[1], namespace)
     exec(python_blocks()[2], namespace)
+
+
+# ------------------------------------------------------------------------------ the table of PyTorch's names
+def name_rows() -> list[tuple[str, str, bool]]:
+    """(kind 'torch' or 'Tensor', name, tinyconv has it) for each row of the table of names."""
+    text = PAGE.read_text().split("## Which of PyTorch's names tinyconv has", 1)[1].split("\n## ", 1)[0]
+    rows = re.findall(r"^\| `(torch|Tensor)\.(\w+)` \|[^|]*\|[^|]*\| (yes|no) \|$", text, flags=re.M)
+    return [(kind, name, has == "yes") for kind, name, has in rows]
+
+
+def tinyconv_has(kind: str, name: str) -> bool:
+    import tinyconv as tc
+
+    return hasattr(tc, name) if kind == "torch" else hasattr(tc.ones(1, requires_grad=True) * 1, name)
+
+
+def test_the_table_of_names_says_what_tinyconv_has():
+    rows = name_rows()
+    assert len(rows) > 150 and len({(k, n) for k, n, _ in rows}) == len(rows)
+    wrong = [f"{k}.{n}: table says {'yes' if has else 'no'}" for k, n, has in rows if tinyconv_has(k, n) != has]
+    assert wrong == []
+
+
+def test_every_torch_function_the_chapter_tests_call_is_in_the_table():
+    here = Path(__file__).resolve().parent
+    code = "\n".join(p.read_text() for p in [here / "d2l_ch6" / "blocks.py", here / "d2l_ch2_5" / "chapter_cells.py",
+                                             here / "d2l_ch2_5" / "shim" / "d2l" / "torch.py"])
+    used = set(re.findall(r"\btorch\.([a-z]\w*)\b(?!\.)", code)) | set(re.findall(r"\btorch\.([A-Z]\w*Tensor)\b", code))
+    listed = {n for k, n, has in name_rows() if k == "torch" and has}
+    modules_and_dtypes = {"nn", "optim", "utils", "distributions", "cuda", "float32", "float64", "int64", "long",
+                          "float", "int32", "bool", "uint8"}
+    assert sorted(used - modules_and_dtypes - listed) == []
+
+
+@pytest.mark.torch
+def test_every_name_in_the_table_is_pytorchs():
+    torch = pytest.importorskip("torch")
+    missing = [f"{k}.{n}" for k, n, _ in name_rows() if not hasattr(torch if k == "torch" else torch.Tensor, n)]
+    assert missing == []

@@ -169,7 +169,9 @@ def test_norm_is_the_books_and_zero_has_a_zero_gradient():
 def test_square_and_sign():
     x = tc.tensor([-2.0, 0.0, 3.0], requires_grad=True)
     assert x.square().tolist() == tc.square(x).tolist() == [4.0, 0.0, 9.0]
-    assert x.sign().tolist() == tc.sign(x).tolist() == [-1.0, 0.0, 1.0] and not x.sign().requires_grad
+    assert x.sign().tolist() == tc.sign(x).tolist() == [-1.0, 0.0, 1.0] and x.sign().requires_grad  # as PyTorch
+    (x.sign() * 3).sum().backward()
+    assert x.grad.tolist() == [0.0, 0.0, 0.0]
 
 
 # ------------------------------------------------------------------------------------------- against PyTorch

@@ -12,7 +12,8 @@ _NAMES = (
     "abs", "exp", "log", "log1p", "sqrt", "relu", "sigmoid", "tanh", "clamp", "clip",
     "sum", "mean", "amax", "amin", "max", "min", "argmax", "argmin", "softmax", "log_softmax",
     "reshape", "flatten", "permute", "transpose", "squeeze", "unsqueeze", "t", "numel", "neg", "clone", "detach",
-    "norm", "cumsum", "sign",
+    "norm", "cumsum", "sign", "round", "floor", "ceil", "sin", "cos", "isnan", "isfinite", "var", "std", "all", "any",
+    "gather", "sort", "argsort", "topk", "masked_fill", "index_select", "nonzero", "chunk", "split", "unbind", "prod",
 )
 __all__ = list(_NAMES) + ["negative", "is_tensor", "add", "sub", "mul", "div", "pow", "eq", "ne", "lt", "le", "gt",
                           "ge", "square"]

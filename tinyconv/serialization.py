@@ -144,12 +144,12 @@ def _encode(obj, path: tuple, arrays: dict):
                              "(use Tensors/arrays, numbers, strings, None, and dicts/lists/tuples of them)")
 
 
-def save(obj, path) -> Path:
+def save(obj, path) -> None:
     """Write ``obj`` (a state dict, or a nested dict/list of Tensors, arrays and plain values) to ``path``.
 
     The content is always the pickle-free ``.npz`` format; the name is the caller's (``'mlp.params'`` works as
     in PyTorch, and nothing is appended to it). The write is atomic: a temporary file in the same folder is
-    renamed into place once complete. Returns the path written.
+    renamed into place once complete. Returns None, as PyTorch's does.
     """
     path = Path(path)
     arrays: dict[str, np.ndarray] = {}
@@ -159,7 +159,6 @@ def save(obj, path) -> Path:
     members[META_KEY] = np.frombuffer(meta.encode("utf-8"), dtype=np.uint8)
     with atomic_write(path) as f:
         np.savez(f, **members)
-    return path
 
 
 # ----------------------------------------------------------------------------------------------------- load

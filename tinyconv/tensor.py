@@ -197,7 +197,7 @@ class Tensor:
     # ---------------------------------------------------------------------------------------- basic facts
     @property
     def shape(self) -> Size:
-        return Size(self._data.shape)
+        return tuple.__new__(Size, self._data.shape)  # NumPy's shape holds ints already: no checks needed
 
     @property
     def ndim(self) -> int:
@@ -214,7 +214,7 @@ class Tensor:
     def size(self, dim=None):
         """The shape as a :class:`Size`; with ``dim``, that dimension's length (``dim`` may be negative)."""
         if dim is None:
-            return Size(self._data.shape)
+            return self.shape
         try:
             return self._data.shape[operator.index(dim)]
         except IndexError:
@@ -593,6 +593,36 @@ class Tensor:
     def __rpow__(self, other):
         return self._binary(ops.Pow, other, "pow", reverse=True)
 
+    def add(self, other, *, alpha=1):
+        return self + (other if alpha == 1 else other * alpha)
+
+    def sub(self, other, *, alpha=1):
+        return self - (other if alpha == 1 else other * alpha)
+
+    def mul(self, other):
+        return self * other
+
+    def div(self, other):
+        return self / other
+
+    def eq(self, other):
+        return self == other
+
+    def ne(self, other):
+        return self != other
+
+    def lt(self, other):
+        return self < other
+
+    def le(self, other):
+        return self <= other
+
+    def gt(self, other):
+        return self > other
+
+    def ge(self, other):
+        return self >= other
+
     def pow(self, exponent):
         """``self ** exponent`` (a number or a tensor, broadcasting), PyTorch's dtype rules."""
         return self.__pow__(exponent)
@@ -613,6 +643,9 @@ class Tensor:
 
     def dot(self, other):
         return dot(self, other)
+
+    def bmm(self, mat2):
+        return bmm(self, mat2)
 
     def __matmul__(self, other):
         return matmul(self, self._coerce(other))
@@ -663,8 +696,30 @@ class Tensor:
         return self * self
 
     def sign(self):
-        """-1, 0 or 1 by the sign of each element; its gradient is zero, so the result stays out of the graph."""
-        return _wrap_output(np.sign(self._data), None)
+        """-1, 0 or 1 by the sign of each element (zero gradient)."""
+        return ops.Piecewise.apply(self, fn="sign")
+
+    def round(self):
+        """Nearest whole number, halves to even (zero gradient)."""
+        return ops.Piecewise.apply(self, fn="round")
+
+    def floor(self):
+        return ops.Piecewise.apply(self, fn="floor")
+
+    def ceil(self):
+        return ops.Piecewise.apply(self, fn="ceil")
+
+    def sin(self):
+        return ops.Sin.apply(self)
+
+    def cos(self):
+        return ops.Cos.apply(self)
+
+    def isnan(self):
+        return _wrap_output(np.isnan(self._data), None)
+
+    def isfinite(self):
+        return _wrap_output(np.isfinite(self._data), None)
 
     def maximum(self, other):
         """Elementwise larger of two tensors (broadcasting); ties split the gradient between them."""
@@ -739,6 +794,46 @@ class Tensor:
                             "(convert it first, e.g. x.float().mean(), or pass dtype=)")
         return ops.Mean.apply(x, dim=ops.normalize_dims(dim, x.ndim), keepdim=keepdim)
 
+    def var(self, dim=None, unbiased=None, keepdim: bool = False, *, correction=None, axis=None, keepdims=None):
+        """Variance over ``dim`` (all elements by default), divided by ``n - correction``: ``correction=1`` (or
+        ``unbiased=True``, the default) is Bessel's correction, ``0`` the population variance."""
+        dim, keepdim = _dim_alias(dim, axis, keepdim, keepdims)
+        if unbiased is not None and correction is None:
+            correction = int(bool(unbiased))
+        correction = 1 if correction is None else correction
+        if self.dtype.kind != "f":
+            raise RuntimeError(f"var(): expected a floating point tensor, got {_type_word(self.dtype)}")
+        dims = ops.normalize_dims(dim, self.ndim)
+        n = self.numel() if dims is None else int(np.prod([self.shape[d] for d in dims]))
+        centered = self - self.mean(dim=dims, keepdim=True)
+        return (centered * centered).sum(dim=dims, keepdim=keepdim) / max(n - correction, 0)
+
+    def std(self, dim=None, unbiased=None, keepdim: bool = False, *, correction=None, axis=None, keepdims=None):
+        """Standard deviation: the square root of :meth:`var` (same arguments)."""
+        return self.var(dim, unbiased, keepdim, correction=correction, axis=axis, keepdims=keepdims).sqrt()
+
+    def prod(self, dim=None, keepdim: bool = False, *, dtype=None):
+        """Product of all elements, or along one ``dim``; bool and integer tensors multiply as int64."""
+        if dtype is None and self.dtype.kind in "biu":
+            dtype = int64
+        x = self if dtype is None else self.to(dtype)
+        if x.numel() == 0 and dim is None:
+            return _wrap_output(np.ones((), dtype=x.dtype), None)
+        d = None if dim is None else ops.normalize_dims(dim, max(x.ndim, 1))[0]
+        if x.ndim == 0:
+            return x.clone()
+        return ops.Prod.apply(x, dim=d, keepdim=bool(keepdim))
+
+    def all(self, dim=None, keepdim: bool = False):
+        """True where every element (along ``dim``) is nonzero; a bool tensor without gradient."""
+        return _wrap_output(np.asarray(np.all(self._data, axis=ops.normalize_dims(dim, self.ndim),
+                                              keepdims=keepdim)), None)
+
+    def any(self, dim=None, keepdim: bool = False):
+        """True where some element (along ``dim``) is nonzero; a bool tensor without gradient."""
+        return _wrap_output(np.asarray(np.any(self._data, axis=ops.normalize_dims(dim, self.ndim),
+                                              keepdims=keepdim)), None)
+
     def amax(self, dim=None, keepdim: bool = False, *, axis=None, keepdims=None):
         dim, keepdim = _dim_alias(dim, axis, keepdim, keepdims)
         self._check_nonempty("amax")
@@ -781,6 +876,78 @@ class Tensor:
         if not keepdim:
             values, indices = values.squeeze(d), indices.squeeze(d)
         return result(values, indices)
+
+    def gather(self, dim: int, index) -> "Tensor":
+        """``out[i][j] = self[i][index[i][j]]`` for ``dim=1`` (likewise for any dim); ``index`` is an int64 tensor
+        with as many dimensions as ``self``. The gradient is summed back into the gathered places."""
+        d = ops.normalize_dims(dim, max(self.ndim, 1))[0]
+        idx = index._data if isinstance(index, Tensor) else np.asarray(index)
+        if idx.dtype.kind not in "iu":
+            raise RuntimeError(f"gather(): Expected dtype int64 for index, got {idx.dtype}")
+        if idx.ndim != self.ndim:
+            raise RuntimeError(f"Index tensor must have the same number of dimensions as input tensor "
+                               f"({idx.ndim} and {self.ndim})")
+        if idx.size and (idx.min() < -self.shape[d] or idx.max() >= self.shape[d]):
+            raise IndexError(f"gather(): index {int(idx.max() if idx.max() >= self.shape[d] else idx.min())} is "
+                             f"out of bounds for dimension {d} with size {self.shape[d]}")
+        return ops.Gather.apply(self, index=idx.astype(np.int64) % max(self.shape[d], 1), dim=d)
+
+    def sort(self, dim: int = -1, descending: bool = False, stable: bool = False):
+        """``(values, indices)`` sorted along ``dim`` (ascending unless ``descending``); ties keep their order."""
+        indices = self.argsort(dim, descending)
+        d = ops.normalize_dims(dim, max(self.ndim, 1))[0]
+        return _Sort(self.gather(d, indices) if self.ndim else self.clone(), indices)
+
+    def argsort(self, dim: int = -1, descending: bool = False, stable: bool = False):
+        """The int64 indices that sort ``dim`` (a stable sort, so ties keep their order)."""
+        if self.ndim == 0:
+            return _wrap_output(np.zeros((), dtype=np.int64), None)
+        d = ops.normalize_dims(dim, self.ndim)[0]
+        key = -self._data.astype(np.float64) if descending else self._data  # negated: any dtype sorts descending
+        order = np.argsort(key, axis=d, kind="stable")
+        return _wrap_output(order.astype(np.int64), None)
+
+    def topk(self, k: int, dim: int = -1, largest: bool = True, sorted: bool = True):
+        """The ``k`` largest (or smallest) elements along ``dim`` as ``(values, indices)``, largest first."""
+        d = ops.normalize_dims(dim, max(self.ndim, 1))[0]
+        size = self.shape[d] if self.ndim else 1
+        if not 0 <= k <= size:
+            raise RuntimeError(f"selected index k out of range (k={k}, size of dimension {d} is {size})")
+        indices = self.argsort(d, descending=largest)
+        indices = indices[(slice(None),) * d + (slice(0, k),)] if self.ndim else indices
+        indices = _wrap_output(np.ascontiguousarray(indices._data), None)
+        return _TopK(self.gather(d, indices) if self.ndim else self.clone(), indices)
+
+    def masked_fill(self, mask, value):
+        """``value`` where the bool ``mask`` (broadcast to this shape) is true, this tensor elsewhere."""
+        m = mask._data if isinstance(mask, Tensor) else np.asarray(mask)
+        if m.dtype != np.bool_:
+            raise RuntimeError(f"masked_fill only supports boolean masks, but got mask with dtype {m.dtype}")
+        if isinstance(value, Tensor) and value.ndim:
+            raise RuntimeError(f"masked_fill only supports a 0-dimensional value tensor, but got tensor with "
+                               f"{value.ndim} dimension(s)")
+        fill = value._cast(self.dtype) if isinstance(value, Tensor) else self._coerce(value)._cast(self.dtype)
+        out = where(_wrap_output(np.broadcast_to(m, self.shape), None), fill, self)
+        return out
+
+    def masked_fill_(self, mask, value):
+        return self._inplace(lambda: self.masked_fill(mask, value), value)
+
+    def index_select(self, dim: int, index):
+        """The entries at the positions ``index`` (a 1-D integer tensor) along ``dim``."""
+        d = ops.normalize_dims(dim, max(self.ndim, 1))[0]
+        idx = index._data if isinstance(index, Tensor) else np.asarray(index)
+        if idx.ndim > 1 or idx.dtype.kind not in "iu":
+            raise IndexError(f"index_select(): Index is supposed to be a vector of integers, got shape "
+                             f"{tuple(idx.shape)} and dtype {idx.dtype}")
+        return self[(slice(None),) * d + (idx.reshape(-1),)]
+
+    def nonzero(self, *, as_tuple: bool = False):
+        """The indices of the nonzero elements: an (n, ndim) int64 tensor, or one 1-D tensor per dimension."""
+        found = np.nonzero(self._data)
+        if as_tuple:
+            return tuple(_wrap_output(i.astype(np.int64), None) for i in found)
+        return _wrap_output(np.stack(found, axis=1).astype(np.int64) if found else np.zeros((1, 0), np.int64), None)
 
     def argmax(self, dim=None, keepdim: bool = False, *, axis=None, keepdims=None):
         """Index of the (first) largest element along ``dim``, int64; over the flattened tensor without ``dim``."""
@@ -864,6 +1031,75 @@ class Tensor:
         d = ops.normalize_dims(dim, self.ndim + 1)[0]
         return self._view(ops.Reshape.apply(self, shape=self.shape[:d] + (1,) + self.shape[d:]))
 
+    def view_as(self, other: "Tensor"):
+        return self.reshape(other.shape)
+
+    reshape_as = view_as
+
+    def contiguous(self, memory_format=None):
+        """This tensor: tinyconv's arrays need no re-layout before a view."""
+        return self
+
+    def expand(self, *sizes):
+        """This tensor broadcast to ``sizes`` (-1 keeps a dimension); a copy here, a view in PyTorch."""
+        sizes = tuple(sizes[0]) if len(sizes) == 1 and isinstance(sizes[0], (tuple, list)) else sizes
+        if len(sizes) < self.ndim:
+            raise RuntimeError(f"expand: the number of sizes provided ({len(sizes)}) must be greater or equal to "
+                               f"the number of dimensions in the tensor ({self.ndim})")
+        lead = len(sizes) - self.ndim
+        shape = tuple(self.shape[i - lead] if n == -1 and i >= lead else n for i, n in enumerate(sizes))
+        for i in range(self.ndim):
+            if self.shape[i] not in (1, shape[lead + i]):
+                raise ShapeError(f"The expanded size of the tensor ({shape[lead + i]}) must match the existing size "
+                                 f"({self.shape[i]}) at non-singleton dimension {lead + i}.  Target sizes: "
+                                 f"{list(sizes)}.  Tensor sizes: {list(self.shape)}")
+        return ops.Add.apply(self, np.zeros(shape, dtype=self.dtype))
+
+    def expand_as(self, other: "Tensor"):
+        return self.expand(other.shape)
+
+    def repeat(self, *repeats):
+        """Tile this tensor ``repeats[i]`` times along each dimension (``np.tile``; leading new dimensions when
+        ``repeats`` is longer)."""
+        repeats = tuple(repeats[0]) if len(repeats) == 1 and isinstance(repeats[0], (tuple, list)) else repeats
+        if len(repeats) < self.ndim:
+            raise RuntimeError("Number of dimensions of repeat dims can not be smaller than number of dimensions of "
+                               "tensor")
+        shape = (1,) * (len(repeats) - self.ndim) + tuple(self.shape)
+        spread = self.reshape(tuple(v for n in shape for v in (1, n)))
+        tiled = spread.expand(tuple(v for r, n in zip(repeats, shape) for v in (r, n)))
+        return tiled.reshape(tuple(r * n for r, n in zip(repeats, shape)))
+
+    def chunk(self, chunks: int, dim: int = 0):
+        """Split into ``chunks`` pieces of ``ceil(size / chunks)`` along ``dim`` (the last may be smaller)."""
+        if chunks <= 0:
+            raise RuntimeError(f"chunk expects `chunks` to be greater than 0, got: {chunks}")
+        d = ops.normalize_dims(dim, self.ndim)[0]
+        step = max(-(-self.shape[d] // chunks), 1)
+        return self.split(step, d)
+
+    def split(self, split_size_or_sections, dim: int = 0):
+        """Pieces along ``dim``: of ``split_size`` each (the last may be smaller), or of the listed sizes."""
+        d = ops.normalize_dims(dim, self.ndim)[0]
+        n = self.shape[d]
+        if isinstance(split_size_or_sections, (list, tuple)):
+            sizes = list(split_size_or_sections)
+            if sum(sizes) != n:
+                raise RuntimeError(f"split_with_sizes expects split_sizes to sum exactly to {n} (input tensor's "
+                                   f"size at dimension {d}), but got split_sizes={sizes}")
+        else:
+            step = operator.index(split_size_or_sections)
+            if step <= 0:
+                raise RuntimeError(f"split expects split_size be non-negative, but got split_size={step}")
+            sizes = [min(step, n - start) for start in range(0, n, step)] or [0]
+        starts = np.cumsum([0] + sizes[:-1])
+        return tuple(self[(slice(None),) * d + (slice(int(a), int(a) + k),)] for a, k in zip(starts, sizes))
+
+    def unbind(self, dim: int = 0):
+        """The slices along ``dim``, that dimension removed."""
+        d = ops.normalize_dims(dim, self.ndim)[0]
+        return tuple(self[(slice(None),) * d + (i,)] for i in range(self.shape[d]))
+
     def __getitem__(self, index):
         index = _index_to_numpy(index)
         return self._view(ops.GetItem.apply(self, index=index))
@@ -904,6 +1140,24 @@ class Tensor:
         if isinstance(dtype, str) and dtype in _TYPE_NAMES.values():
             dtype = next(k for k, v in _TYPE_NAMES.items() if v == dtype)
         return self._cast(_check_dtype(dtype))
+
+    def type_as(self, other: "Tensor"):
+        return self.to(other.dtype)
+
+    def new_zeros(self, *size, dtype=None, device=None, requires_grad: bool = False):
+        return zeros(*size, dtype=self.dtype if dtype is None else dtype, device=device, requires_grad=requires_grad)
+
+    def new_ones(self, *size, dtype=None, device=None, requires_grad: bool = False):
+        return ones(*size, dtype=self.dtype if dtype is None else dtype, device=device, requires_grad=requires_grad)
+
+    def new_tensor(self, data, dtype=None, device=None, requires_grad: bool = False):
+        return tensor(data, dtype=self.dtype if dtype is None else dtype, device=device, requires_grad=requires_grad)
+
+    def nelement(self) -> int:
+        return self.numel()
+
+    def element_size(self) -> int:
+        return int(self.dtype.itemsize)
 
     def float(self):
         return self._cast(float32)
@@ -957,6 +1211,14 @@ class _ValuesIndices(namedtuple("_ValuesIndices", ["values", "indices"])):
         return f"tinyconv.return_types.{self._name}(\nvalues={self.values!r},\nindices={self.indices!r})"
 
 
+class _Sort(_ValuesIndices):
+    _name = "sort"
+
+
+class _TopK(_ValuesIndices):
+    _name = "topk"
+
+
 class _Max(_ValuesIndices):
     _name = "max"
 
@@ -965,6 +1227,9 @@ class _Min(_ValuesIndices):
     _name = "min"
 _TYPE_NAMES = {float32: "torch.FloatTensor", float64: "torch.DoubleTensor", int64: "torch.LongTensor",
                int32: "torch.IntTensor", uint8: "torch.ByteTensor", bool_: "torch.BoolTensor"}
+
+
+Tensor.__module__ = "tinyconv"  # its public name: tinyconv.Tensor, as PyTorch's is torch.Tensor
 
 
 def _dim_alias(dim, axis, keepdim, keepdims):
@@ -1132,6 +1397,87 @@ def dot(input: Tensor, tensor: Tensor) -> Tensor:
         raise RuntimeError(f"dot : expected both vectors to have same dtype, but found {_type_word(a.dtype)} and "
                            f"{_type_word(b.dtype)}")
     return ops.MatMul.apply(a, b)
+
+
+def bmm(input: Tensor, mat2: Tensor) -> Tensor:
+    """Batched matrix product of (b, n, m) and (b, m, p) tensors; no broadcasting (see :func:`matmul`)."""
+    a, b = as_tensor(input), as_tensor(mat2)
+    if a.ndim != 3 or b.ndim != 3:
+        raise RuntimeError(f"bmm: batch1 and batch2 must be 3-D tensors, got shapes {tuple(a.shape)} and "
+                           f"{tuple(b.shape)}")
+    if a.shape[0] != b.shape[0] or a.shape[2] != b.shape[1]:
+        raise ShapeError(f"bmm: shapes {tuple(a.shape)} and {tuple(b.shape)} cannot be multiplied (the batch sizes "
+                         "must be equal and the inner dimensions match)")
+    _same_dtype(a, b, "bmm")
+    return ops.MatMul.apply(a, b)
+
+
+def outer(input, vec2) -> Tensor:
+    """The outer product of two 1-D tensors: ``out[i, j] = input[i] * vec2[j]``."""
+    a, b = as_tensor(input), as_tensor(vec2)
+    if a.ndim != 1 or b.ndim != 1:
+        raise RuntimeError(f"outer: expected two 1-D tensors, got shapes {tuple(a.shape)} and {tuple(b.shape)}")
+    return a.reshape(-1, 1) * b.reshape(1, -1)
+
+
+def meshgrid(*tensors, indexing: str = "ij"):
+    """Coordinate grids from 1-D tensors: ``indexing='ij'`` (matrix, PyTorch's default) or ``'xy'`` (Cartesian)."""
+    tensors = tuple(tensors[0]) if len(tensors) == 1 and isinstance(tensors[0], (list, tuple)) else tensors
+    tensors = [as_tensor(t) for t in tensors]
+    if any(t.ndim > 1 for t in tensors):
+        raise RuntimeError("meshgrid expects all tensors to have 0 or 1 dimensions")
+    if indexing not in ("ij", "xy"):
+        raise ValueError(f"meshgrid: indexing must be 'ij' or 'xy', got {indexing!r}")
+    sizes = [t.numel() for t in tensors]
+    swap = indexing == "xy" and len(tensors) >= 2
+    if swap:
+        sizes[0], sizes[1] = sizes[1], sizes[0]
+    grids = []
+    for i, t in enumerate(tensors):
+        axis = (1 - i if i < 2 else i) if swap else i
+        shape = [1] * len(tensors)
+        shape[axis] = t.numel()
+        grids.append(t.reshape(shape).expand(sizes))
+    return tuple(grids)
+
+
+def multinomial(input, num_samples: int, replacement: bool = False, *, generator=None) -> Tensor:
+    """``num_samples`` category indices per row, drawn with probabilities proportional to ``input``'s rows
+    (1-D or 2-D non-negative weights); without ``replacement`` no index repeats within a row."""
+    w = as_tensor(input)
+    if w.ndim not in (1, 2):
+        raise RuntimeError(f"prob_dist must be 1 or 2 dim, got shape {tuple(w.shape)}")
+    arr = w._data.astype(np.float64).reshape(-1, w.shape[-1])
+    if not np.all(np.isfinite(arr)) or np.any(arr < 0) or np.any(arr.sum(1) <= 0):
+        raise RuntimeError("invalid multinomial distribution (sum of probabilities <= 0, or negative or non-finite "
+                           "weights)")
+    if not replacement and num_samples > int((arr > 0).sum(1).min()):
+        raise RuntimeError("cannot sample n_sample > prob_dist.size(-1) samples without replacement")
+    rng = generator or default_generator()
+    rows = [rng.choice(arr.shape[1], size=num_samples, replace=replacement, p=r / r.sum()) for r in arr]
+    out = np.stack(rows).astype(np.int64)
+    return _wrap_output(out if w.ndim == 2 else out[0], None)
+
+
+def allclose(input, other, rtol: float = 1e-05, atol: float = 1e-08, equal_nan: bool = False) -> bool:
+    """Whether ``|input - other| <= atol + rtol * |other|`` everywhere (broadcasting)."""
+    return bool(np.allclose(np.asarray(input), np.asarray(other), rtol=rtol, atol=atol, equal_nan=equal_nan))
+
+
+def equal(input, other) -> bool:
+    """Whether the two tensors have the same shape and the same elements."""
+    a, b = np.asarray(input), np.asarray(other)
+    return a.shape == b.shape and bool(np.array_equal(a, b))
+
+
+def randperm(n: int, *, dtype=None, device=None, requires_grad: bool = False, generator=None) -> Tensor:
+    """A random permutation of ``0 .. n-1`` (int64 by default) from tinyconv's generator."""
+    n = operator.index(n)
+    if n < 0:
+        raise RuntimeError(f"randperm: n must be non-negative, got {n}")
+    check_device(device)
+    order = (generator or default_generator()).permutation(n)
+    return _new(order.astype(_check_dtype(int64 if dtype is None else dtype)), requires_grad)
 
 
 def maximum(input, other) -> Tensor:

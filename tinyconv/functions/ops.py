@@ -434,6 +434,91 @@ class Maximum(Function):
         return ga, gb
 
 
+class Sin(Function):
+    @staticmethod
+    def forward(ctx, a):
+        ctx.save_for_backward(a)
+        return np.sin(a)
+
+    @staticmethod
+    def backward(ctx, g):
+        (a,) = ctx.saved_tensors
+        return (g * np.cos(a),)
+
+
+class Cos(Function):
+    @staticmethod
+    def forward(ctx, a):
+        ctx.save_for_backward(a)
+        return np.cos(a)
+
+    @staticmethod
+    def backward(ctx, g):
+        (a,) = ctx.saved_tensors
+        return (-g * np.sin(a),)
+
+
+class Piecewise(Function):
+    """A piecewise-constant function (``round``, ``floor``, ``ceil``, ``sign``): its gradient is zero, as in
+    PyTorch, so the result stays in the graph without passing anything back."""
+
+    FUNCTIONS = {"round": np.round, "floor": np.floor, "ceil": np.ceil, "sign": np.sign}
+
+    @staticmethod
+    def forward(ctx, a, fn="round"):
+        ctx.fn = fn
+        return Piecewise.FUNCTIONS[fn](a)
+
+    def extra_repr(self):
+        return getattr(self, "fn", "")
+
+    @staticmethod
+    def backward(ctx, g):
+        return (np.zeros_like(g),)
+
+
+class Gather(Function):
+    """``out[i][j] = a[i][index[i][j]]`` along ``dim`` (``np.take_along_axis``); the gradient is scattered back
+    and summed where an index repeats."""
+
+    @staticmethod
+    def forward(ctx, a, index=None, dim=0):
+        ctx.shape, ctx.index, ctx.dim = a.shape, index, dim
+        return np.take_along_axis(a, index, axis=dim)
+
+    @staticmethod
+    def backward(ctx, g):
+        grad = np.zeros(ctx.shape, dtype=g.dtype)
+        where = list(np.indices(ctx.index.shape, sparse=True))
+        where[ctx.dim] = ctx.index
+        np.add.at(grad, tuple(where), g)
+        return (grad,)
+
+
+class Prod(Function):
+    """Product over one ``dim`` (or all elements when None). Each element's gradient is the product of the others,
+    taken from running products from both ends, so zeros need no division."""
+
+    @staticmethod
+    def forward(ctx, a, dim=None, keepdim=False):
+        ctx.save_for_backward(a)
+        ctx.dim, ctx.keepdim = dim, keepdim
+        return np.asarray(np.prod(a, axis=dim, keepdims=keepdim))
+
+    @staticmethod
+    def backward(ctx, g):
+        (a,) = ctx.saved_tensors
+        axis = -1 if ctx.dim is None else ctx.dim
+        x = a.reshape(-1) if ctx.dim is None else a
+        ones = np.ones_like(np.take(x, [0], axis=axis))
+        before = np.cumprod(np.concatenate([ones, np.delete(x, -1, axis=axis)], axis=axis), axis=axis)
+        after = np.flip(np.cumprod(np.concatenate([ones, np.delete(np.flip(x, axis), -1, axis=axis)], axis=axis),
+                                   axis=axis), axis)
+        others = (before * after).reshape(a.shape)
+        g = _expand_reduced(g, a.shape, None if ctx.dim is None else (ctx.dim,), ctx.keepdim)
+        return ((g * others).astype(a.dtype, copy=False),)
+
+
 class Cumsum(Function):
     """Running sum along ``dim``; its gradient is the running sum of the gradient from the other end."""
 

@@ -92,7 +92,8 @@ def save_checkpoint(state: dict, path) -> Path:
     bad = first_non_finite(state)
     if bad is not None:
         raise NonFiniteState(f"refusing to write {path}: {bad} holds NaN or infinite values")
-    return save(state, path)
+    save(state, path)
+    return Path(path)
 
 
 def conforms(template, value, where: str) -> None:
