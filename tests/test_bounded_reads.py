@@ -96,7 +96,8 @@ def test_forged_checkpoint_member_is_refused_before_allocating(tmp_path, shape):
 
 def test_checkpoint_reader_still_reads_checkpoints(tmp_path):
     state = {"w": tc.randn(3, 4), "b": tc.zeros(4), "meta": {"epoch": 3}}
-    got = tc.load(tc.save(state, tmp_path / "ok.npz"))
+    tc.save(state, tmp_path / "ok.npz")
+    got = tc.load(tmp_path / "ok.npz")
     np.testing.assert_array_equal(got["w"].numpy(), state["w"].numpy())
     assert got["meta"] == {"epoch": 3}
 
@@ -120,3 +121,31 @@ def test_a_member_claiming_more_bytes_than_the_file_holds_is_refused(tmp_path):
     peak, err = _peak(lambda: tc.load(path))
     assert isinstance(err, CheckpointError) and "weight" in str(err), err
     assert peak < SLACK, peak
+
+
+def test_a_data_set_reader_allocates_no_more_than_the_data_set(tmp_path):
+    """2 MB of incompressible gzip can hold 2 GB; a header that declares that much passes the file-size bound, so
+    the MNIST reader also names the shape it expects and refuses any other before the payload is allocated."""
+    import hashlib
+
+    from tinyconv.data.idx import read_idx_checked
+    from tinyconv.data.mnist import _read_images
+
+    header = bytes([0, 0, 0x08, 3]) + np.array([2_500_000, 28, 28], ">u4").tobytes()
+    path = tmp_path / "train-images-idx3-ubyte.gz"
+    path.write_bytes(gzip.compress(header + np.random.default_rng(0).bytes(2 << 20), compresslevel=1))
+    peak, err = _peak(lambda: _read_images(path, 60000))
+    assert isinstance(err, IDXError) and "expected images of shape (60000, 28, 28), found (2500000, 28, 28)" in str(err)
+    assert peak < SLACK, peak
+    with pytest.raises(IDXError, match=r"expected digits of shape \(5, 28, 28\)"):
+        read_idx_checked(path, hashlib.sha256(), shape=(5, 28, 28), what="digits")
+
+
+def test_trailing_bytes_are_counted_up_to_a_chunk(tmp_path):
+    path = tmp_path / "tail.idx"
+    path.write_bytes(bytes([0, 0, 0x08, 1]) + np.array([3], ">u4").tobytes() + bytes(3) + bytes(5))
+    with pytest.raises(IDXError, match=r"^.*: 5 trailing bytes after the payload"):
+        read_idx(path)
+    path.write_bytes(bytes([0, 0, 0x08, 1]) + np.array([3], ">u4").tobytes() + bytes(3) + bytes(3 << 20))
+    with pytest.raises(IDXError, match=r"at least 1048576 trailing bytes"):
+        read_idx(path)

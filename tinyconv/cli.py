@@ -30,6 +30,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from .data import DATASETS as _DATA_SETS
+
 __all__ = ["main", "build_parser", "resolve_config", "build_model", "build_run", "default_out_dir", "check_config",
            "TRAIN_DEFAULTS", "RECIPES"]
 
@@ -72,7 +74,7 @@ RUNTIME_KEYS = ("kernel",)
 SCHEDULES = ("cosine", "onecycle", "step", "none")
 OPTIMIZERS = ("adam", "adamw", "sgd")
 MODELS = ("lenet", "resnet")
-DATASETS = ("mnist", "fashion-mnist")  # tinyconv.data.DATASETS
+DATASETS = tuple(_DATA_SETS)
 VARIANTS = ("modern", "d2l", "bn")
 #: MNIST's image side: a shift of this many pixels or more would leave nothing of the image.
 IMAGE_SIDE = 28
@@ -212,7 +214,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_eval_parser(sub)
     _add_summary_parser(sub)
     from .explorer_cli import add_parser as add_explore_parser  # the command's own module holds its options
-    add_explore_parser(sub, MODELS, VARIANTS).set_defaults(func=cmd_explore)
+    add_explore_parser(sub, MODELS, VARIANTS, _arg).set_defaults(func=cmd_explore)
     return parser
 
 
@@ -332,7 +334,8 @@ def _data_options(group) -> None:
                             "fetched there if missing or not MNIST "
                             "(default: $TINYCONV_DATA or ~/.cache/tinyconv)")
     group.add_argument("--custom-data", action="store_true",
-                       help="the IDX files in DIR/mnist/ are your own data set in MNIST's format: use them "
+                       help="the IDX files in DIR/mnist/ (DIR/fashion-mnist/) are your own data set in the same "
+                            "format: use them "
                             "without checking them against MNIST's checksums, and never fetch or replace them")
 
 

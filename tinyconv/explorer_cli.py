@@ -39,8 +39,23 @@ def parse_steps(text: str) -> list[int]:
     return steps
 
 
-def add_parser(sub, models, variants) -> argparse.ArgumentParser:
-    """The ``explore`` subcommand's options (``sub`` is the command line's subparsers)."""
+def _count(name: str, hi: int):
+    """An argparse type: an integer in 1..hi (a usage error naming the option otherwise)."""
+    def parse(text):
+        try:
+            value = int(text)
+        except ValueError:
+            value = None
+        if value is None or not 1 <= value <= hi:
+            raise argparse.ArgumentTypeError(f"expected an integer in 1..{hi}, got {text!r}")
+        return value
+    parse.__name__ = name
+    return parse
+
+
+def add_parser(sub, models, variants, arg) -> argparse.ArgumentParser:
+    """The ``explore`` subcommand's options (``sub`` is the command line's subparsers; ``arg(key)`` gives the
+    checked argparse type of ``tinyconv train``'s option ``key``, so the same values are accepted)."""
     p = sub.add_parser(
         "explore", help="write an offline HTML page that steps through a model's backward pass",
         description="Write one self-contained HTML page (no network needed) that walks the backward pass of a "
@@ -50,19 +65,23 @@ def add_parser(sub, models, variants) -> argparse.ArgumentParser:
     p.add_argument("checkpoint", nargs="?", type=Path, help="a checkpoint.npz written by 'tinyconv train'")
     p.add_argument("-o", "--output", type=Path, default=Path("explore.html"), metavar="FILE",
                    help="the page to write (default: explore.html)")
-    p.add_argument("--images", type=int, default=4, metavar="N", help="test images in the pass (default: 4)")
+    p.add_argument("--images", type=_count("images", 1000), default=4, metavar="N",
+                   help="test images in the pass (default: 4)")
     p.add_argument("--train-steps", metavar="STEPS",
                    help="no checkpoint: train a fresh model and take a snapshot at these steps, e.g. 0,50,500")
     p.add_argument("--model", choices=models, default="lenet", help="with --train-steps: the network")
     p.add_argument("--variant", choices=variants, default="modern", help="with --train-steps: the LeNet variant")
-    p.add_argument("--batch-size", type=int, default=64, help="with --train-steps: training batch size (64)")
-    p.add_argument("--lr", type=float, default=1e-3, help="with --train-steps: Adam's learning rate (1e-3)")
-    p.add_argument("--seed", type=int, default=0, help="with --train-steps: the seed (0)")
-    p.add_argument("--checks", type=int, default=3, help="elements checked numerically per parameter (3)")
+    p.add_argument("--batch-size", type=arg("batch_size"), default=64,
+                   help="with --train-steps: training batch size (64)")
+    p.add_argument("--lr", type=arg("lr"), default=1e-3, help="with --train-steps: Adam's learning rate (1e-3)")
+    p.add_argument("--seed", type=arg("seed"), default=0, help="with --train-steps: the seed (0)")
+    p.add_argument("--checks", type=_count("checks", 100), default=3,
+                   help="elements checked numerically per parameter (3)")
     p.add_argument("--data", type=Path, metavar="DIR",
-                   help="MNIST root (default: $TINYCONV_DATA or ~/.cache/tinyconv)")
+                   help="data root: IDX files in DIR/mnist/ (DIR/fashion-mnist/ for a Fashion-MNIST checkpoint) "
+                        "(default: $TINYCONV_DATA or ~/.cache/tinyconv)")
     p.add_argument("--custom-data", action="store_true",
-                   help="the IDX files in DIR/mnist/ are your own data set in MNIST's format")
+                   help="the IDX files in the data root are your own data set in the same format")
     return p
 
 

@@ -131,7 +131,7 @@ def _read_exactly(stream, buf: memoryview) -> int:
 
 
 def _read(path: Path, *, ndim: int | None, dtype: npt.DTypeLike | None, max_bytes: int,
-          digest=None) -> np.ndarray:
+          digest=None, shape: tuple[int, ...] | None = None, what: str = "an array") -> np.ndarray:
     """Read ``path`` with memory bounded by its header's shape: the header first, the payload straight into a
     buffer of the size the shape implies (and no larger than the file can hold), then one byte more to prove
     nothing trails it. ``digest`` (a hashlib object), if given, is fed every decompressed byte."""
@@ -146,6 +146,8 @@ def _read(path: Path, *, ndim: int | None, dtype: npt.DTypeLike | None, max_byte
             if len(head) == 4 and head[0:2] == b"\x00\x00":
                 head += stream.read(4 * head[3])
             header = _parse_header(head, fail, ndim=ndim, dtype=dtype, max_bytes=max_bytes)
+            if shape is not None and header.shape != tuple(shape):  # refused before the payload is allocated
+                raise IDXError(f"{path}: expected {what} of shape {tuple(shape)}, found {header.shape}")
             capacity = (_DEFLATE_MAX_RATIO * size_on_disk if was_gzip else size_on_disk) - header.length
             if header.payload > max(capacity, 0):
                 held = f"the file can hold at most {max(capacity, 0)}" if was_gzip else f"found {capacity}"
@@ -156,11 +158,12 @@ def _read(path: Path, *, ndim: int | None, dtype: npt.DTypeLike | None, max_byte
             if found < header.payload:
                 raise fail(f"payload truncated: shape {header.shape} of {header.stored.name} needs "
                            f"{header.payload} bytes, found {found}")
-            extra = len(stream.read(_CHUNK))
+            extra = len(stream.read(_CHUNK))  # one chunk at most: a long tail is not decompressed to count it
             if extra:
-                extra += sum(len(c) for c in iter(lambda: stream.read(_CHUNK), b""))
-                raise fail(f"{extra} trailing bytes after the payload: shape {header.shape} of "
-                           f"{header.stored.name} needs {header.payload} bytes, found {header.payload + extra}")
+                count, found = (f"{extra}", f"{header.payload + extra}") if extra < _CHUNK else (
+                    f"at least {extra}", f"at least {header.payload + extra}")
+                raise fail(f"{count} trailing bytes after the payload: shape {header.shape} of "
+                           f"{header.stored.name} needs {header.payload} bytes, found {found}")
         except (EOFError, OSError, zlib.error) as exc:
             if not was_gzip:
                 raise
@@ -202,11 +205,15 @@ def read_idx(path: str | os.PathLike, *, ndim: int | None = None, dtype: npt.DTy
     return _read(Path(path), ndim=ndim, dtype=dtype, max_bytes=max_bytes)
 
 
-def read_idx_checked(path: str | os.PathLike, digest, *, ndim: int | None = None,
-                     dtype: npt.DTypeLike | None = None, max_bytes: int = MAX_BYTES) -> np.ndarray:
+def read_idx_checked(path: str | os.PathLike, digest, *, dtype: npt.DTypeLike | None = None,
+                     shape: tuple[int, ...] | None = None, what: str = "an array",
+                     max_bytes: int = MAX_BYTES) -> np.ndarray:
     """``read_idx`` that also feeds ``digest`` (a ``hashlib`` object) the file's IDX bytes, decompressed: the
-    content ``tinyconv.data.mnist`` checksums, the same for a mirror's ``.gz`` and a file written here."""
-    return _read(Path(path), ndim=ndim, dtype=dtype, max_bytes=max_bytes, digest=digest)
+    content ``tinyconv.data.mnist`` checksums, the same for a mirror's ``.gz`` and a file written here. With
+    ``shape``, a header declaring another shape is refused ("expected {what} of shape ...") before the payload is
+    read, so a data set's reader allocates no more than the data set's own size."""
+    return _read(Path(path), ndim=None if shape is None else len(shape), dtype=dtype, max_bytes=max_bytes,
+                 digest=digest, shape=shape, what=what)
 
 
 def parse_idx(buf: bytes, path: str | os.PathLike, *, ndim: int | None = None,

@@ -204,18 +204,14 @@ def _verify(path: Path, digest, sha256: Mapping[str, str] | None, name: str = "M
 
 def _read_images(path: Path, n: int, sha256: Mapping[str, str] | None = None, name: str = "MNIST") -> np.ndarray:
     digest = hashlib.sha256()
-    images = read_idx_checked(path, digest, ndim=3, dtype=np.uint8)
-    if images.shape != (n, *IMAGE_SHAPE):
-        raise IDXError(f"{path}: expected images of shape {(n, *IMAGE_SHAPE)}, found {images.shape}")
+    images = read_idx_checked(path, digest, dtype=np.uint8, shape=(n, *IMAGE_SHAPE), what="images")
     _verify(path, digest, sha256, name)
     return images
 
 
 def _read_labels(path: Path, n: int, sha256: Mapping[str, str] | None = None, name: str = "MNIST") -> np.ndarray:
     digest = hashlib.sha256()
-    labels = read_idx_checked(path, digest, ndim=1, dtype=np.uint8)
-    if labels.shape != (n,):
-        raise IDXError(f"{path}: expected {n} labels, found {labels.shape[0]}")
+    labels = read_idx_checked(path, digest, dtype=np.uint8, shape=(n,), what="labels")
     if n and labels.max() > 9:
         raise IDXError(f"{path}: expected labels in 0..9, found a {labels.max()}")
     _verify(path, digest, sha256, name)
