@@ -10,7 +10,9 @@ name      module                      what it is
 ========  ==========================  =================================================
 direct    :mod:`.direct`              the definition, loops over taps (the reference)
 im2col    :mod:`.im2col`              windows -> columns + one BLAS matmul per group
-numba     :mod:`.numba_jit`           compiled, parallel loop nests (numba)
+numba     :mod:`.numba_jit.fast`      compiled, parallel loop nests arranged for speed (numba)
+numba-    :mod:`.numba_jit.plain`     the same as three plain ``prange`` loop nests: the one to read
+plain
 auto      :mod:`.auto`                hands each op to the fastest of the others (below)
 ========  ==========================  =================================================
 
@@ -136,10 +138,12 @@ def register(backend: Backend) -> Backend:
 register(direct.backend)
 register(im2col.backend)
 register(numba_jit.backend)
+register(numba_jit.plain_backend)
 
 
 def available() -> tuple[str, ...]:
-    """Names of the registered conv backends ("direct", "im2col", "numba", and any registered since)."""
+    """Names of the registered conv backends ("direct", "im2col", "numba", "numba-plain", and any registered
+    since)."""
     return tuple(KERNELS)
 
 

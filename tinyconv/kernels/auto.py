@@ -6,8 +6,9 @@ chooses, and :meth:`AutoBackend.choose` tells which one that is, so that a graph
 """
 from __future__ import annotations
 
-from . import direct, im2col, numba_jit
+from . import direct, im2col
 from .backend import Backend
+from .numba_jit.fast import conv as numba_jit
 from .shapes import conv_output_size
 
 __all__ = ["AutoBackend", "backend", "CONV_OPS", "IM2COL_MIN_K", "IM2COL_MIN_OG", "NUMBA_MIN_IN_POS",

@@ -20,14 +20,14 @@ ResNet's 7x7 and 4x4 stages, batch 128) still make a large, efficient BLAS call 
 (batch-major columns ``(N, K, P)``, the earlier layout, ran 64->64 3x3 on 4x4 at batch 128 in 3.4 / 5.6 / 6.3 ms
 for forward / grad_input / grad_weight, CPU time at one thread on a loaded machine; this layout 2.7 / 2.2 / 2.8 ms,
 of which the products are 1.2 ms each). A chunk holds as many images as fit :data:`COLUMN_BYTES` of columns (at
-least one), so the column buffer stays in cache-sized pieces and is reused (:mod:`.numba_jit.workspace`) instead
+least one), so the column buffer stays in cache-sized pieces and is reused (:mod:`.numba_jit.fast.workspace`) instead
 of being fresh memory every call.
 
 The chunks are independent (each writes its own images of ``y`` or ``grad_x``, or returns its own part of
 ``grad_w``, summed in chunk order), so they run on tinyconv's worker threads (:mod:`.workers`), each product on
 one OpenBLAS thread. The column copies (serial per chunk; im2col, col2im, the transposes between ``(N, C, P)``
 arrays and ``(C, nb*P)`` matrices, with the bias added on the way out) are compiled loops
-(:mod:`.numba_jit.columns`) that read the unpadded input
+(:mod:`.numba_jit.fast.columns`) that read the unpadded input
 and test the padding per row; with ``NUMBA_DISABLE_JIT=1`` they are NumPy strided copies of a padded copy
 (windows viewed with ``as_strided``, one slice-add per tap for col2im). dtype is kept end to end.
 Pooling: NumPy's (:mod:`.pooling`), inherited from :class:`~.backend.Backend`.
@@ -40,8 +40,9 @@ from numpy.lib.stride_tricks import as_strided
 
 from . import workers
 from .backend import Backend
-from .numba_jit import BATCH_LAST_MIN_N, batch_last, columns
-from .numba_jit.workspace import scratch_empty
+from .numba_jit.fast import batch_last, columns
+from .numba_jit.fast.conv import BATCH_LAST_MIN_N
+from .numba_jit.fast.workspace import scratch_empty
 from .threads import ensure_thread_pool
 from .windows import pad, tap
 
@@ -194,7 +195,7 @@ def grad_input(grad_y, w, input_hw, args):
 
 
 def _grad_input_batch_last(grad_y, wmat, gx, args, out_hw):
-    """grad_input of a big batch in the batch-last column layout (:mod:`.numba_jit.columns`): grad_y made
+    """grad_input of a big batch in the batch-last column layout (:mod:`.numba_jit.fast.columns`): grad_y made
     batch-last is the (C_out, H_out*W_out*N) matrix as it is, one product gives every column gradient (its rows
     split over the worker threads), and col2im adds contiguous vectors of N values (3x3 stride 2 on 7x7, batch
     128, one thread, median of 100: col2im 0.05 vs 0.6 ms for the per-image rows of the chunked layout, whose

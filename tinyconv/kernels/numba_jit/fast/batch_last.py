@@ -31,7 +31,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from ..threads import ensure_thread_pool
+from ...threads import ensure_thread_pool
 from .flat_rows import taps_1, taps_2, weight_task  # (numba's cache does not see edits in there: clear it)
 from .workspace import scratch_zeros
 
