@@ -663,11 +663,14 @@ def test_env_var_selects_the_default_kernel():
     assert r.stdout.split() == ["direct", "direct"]
 
 
-def test_env_var_is_validated():
-    r = _run("import tinyconv.kernels", TINYCONV_KERNEL="fast")
-    assert r.returncode != 0
-    assert "TINYCONV_KERNEL='fast' is not a valid conv kernel" in r.stderr
-    assert "'direct', 'im2col', 'numba'" in r.stderr
+def test_a_bad_env_value_warns_and_falls_back_to_auto():
+    r = _run("import tinyconv.kernels as K; print(K.get_default_kernel(), K.get_default_pool_kernel())",
+             TINYCONV_KERNEL="fast", TINYCONV_POOL_KERNEL="nump")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == ["auto", "auto"]
+    assert "RuntimeWarning: environment variable TINYCONV_KERNEL='fast' is not a valid conv kernel" in r.stderr
+    assert "'direct', 'im2col', 'numba'" in r.stderr and "using 'auto'" in r.stderr
+    assert "TINYCONV_POOL_KERNEL='nump' is not a valid pool kernel; valid pool kernels: 'numpy', 'numba'" in r.stderr
 
 
 def test_numba_kernels_run_without_the_jit():

@@ -27,6 +27,8 @@ import os
 import platform
 import sys
 
+from .environment import OFF, env_switch
+
 __all__ = ["MMAP_THRESHOLD", "TRIM_THRESHOLD", "OPT_OUT_ENV", "tune_malloc", "malloc_tuning", "release"]
 
 #: glibc's DEFAULT_MMAP_THRESHOLD_MAX on 64-bit: the highest value its dynamic threshold reaches by itself.
@@ -36,6 +38,7 @@ TRIM_THRESHOLD = 2 * MMAP_THRESHOLD
 #: Environment variable that turns the tuning off ("0", "off", "false", "no", "default").
 OPT_OUT_ENV = "TINYCONV_MALLOC"
 
+_OFF = OFF + ("default",)
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # mallopt parameter numbers (malloc.h)
 _USER_MALLOC_ENV = ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_", "MALLOC_TOP_PAD_", "MALLOC_MMAP_MAX_")
 
@@ -55,12 +58,12 @@ def tune_malloc() -> dict:
     """Apply the thresholds (once; called when tinyconv is imported). Returns :func:`malloc_tuning`."""
     if _state["reason"] != "not attempted":
         return malloc_tuning()
-    flag = os.environ.get(OPT_OUT_ENV, "").strip().lower()
+    enabled = env_switch(OPT_OUT_ENV, default=True, off=_OFF)
     user = [k for k in _USER_MALLOC_ENV if k in os.environ]
     if "glibc.malloc." in os.environ.get("GLIBC_TUNABLES", ""):
         user.append("GLIBC_TUNABLES")
     libc = _libc()
-    if flag in ("0", "off", "false", "no", "default"):
+    if not enabled:
         _state.update(applied=False, reason=f"{OPT_OUT_ENV}={os.environ[OPT_OUT_ENV]}: glibc's defaults kept")
     elif user:
         _state.update(applied=False, reason=f"{', '.join(user)} set by the user: left to glibc")

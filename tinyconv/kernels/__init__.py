@@ -95,6 +95,7 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
+import warnings
 
 from . import auto, direct, im2col, numba_jit, numba_pooling, pooling, shapes, windows
 from .backend import Backend
@@ -172,14 +173,18 @@ _local = _Selection()
 
 
 def _from_env(var, table, what, plural):
+    """The kernel named by environment variable ``var``; unset or empty gives "auto", and so does a name that is
+    not registered, with a RuntimeWarning naming the variable, its value and the valid names (a typo must not
+    stop ``import tinyconv``)."""
     value = os.environ.get(var)
     if value is None or value.strip() == "":
         return AUTO
     try:
         return _check_name(value.strip(), table, what, plural)
-    except ValueError:
-        raise ValueError(f"environment variable {var}={value!r} is not a valid {what}; "
-                         f"valid {plural}: {_valid_list(table)} (or 'auto')") from None
+    except (TypeError, ValueError):
+        warnings.warn(f"environment variable {var}={value!r} is not a valid {what}; valid {plural}: "
+                      f"{_valid_list(table)} (or 'auto'); using 'auto'", RuntimeWarning, stacklevel=2)
+        return AUTO
 
 
 _default_conv = _from_env(_ENV_CONV, KERNELS, "conv kernel", "kernels")
