@@ -38,10 +38,9 @@ import numpy as np
 from numba import config as _numba_config
 from numpy.lib.stride_tricks import as_strided
 
-from . import workers
+from . import choose, workers
 from .backend import Backend
 from .numba_jit.fast import batch_last, columns
-from .numba_jit.fast.conv import BATCH_LAST_MIN_N
 from .numba_jit.fast.workspace import scratch_empty
 from .threads import ensure_thread_pool
 from .windows import pad, tap
@@ -49,7 +48,6 @@ from .windows import pad, tap
 __all__ = ["forward", "grad_input", "grad_weight", "Im2colBackend", "backend", "COLUMN_BYTES"]
 
 COLUMN_BYTES = 2 * 2**20  # column buffer of one chunk: images per chunk = COLUMN_BYTES // (K*P*itemsize), >= 1
-BATCH_LAST_COLUMN_BYTES = 64 * 2**20  # grad_input of a big batch: batch-last columns of the whole batch up to this
 
 
 def _jit() -> bool:
@@ -168,7 +166,7 @@ def grad_input(grad_y, w, input_hw, args):
     if gx.size == 0 or npos == 0:
         return np.ascontiguousarray(gx if jit else gx[:, :, top:top + h, left:left + w_in])
     wmat = np.ascontiguousarray(w).reshape(c_out, k)
-    if jit and n >= BATCH_LAST_MIN_N and k * npos * n * dtype.itemsize <= BATCH_LAST_COLUMN_BYTES:
+    if choose.im2col_grad_input_layout(n, k, npos, dtype.itemsize) == "batch_last":
         return _grad_input_batch_last(grad_y, wmat, gx, args, (ho, wo))
     gy = np.ascontiguousarray(grad_y).reshape(n, c_out, npos)
 

@@ -6,8 +6,8 @@
   speed (register tiles, explicit vectors, batch-last copies, scratch buffers). The reading path never needs it.
 """
 from . import fast, plain
-from .fast.conv import NumbaBackend, backend, clear_workspace, jit_enabled
+from .fast.conv import NumbaBackend, backend, clear_workspace
 
 plain_backend = plain.backend
 
-__all__ = ["fast", "plain", "NumbaBackend", "backend", "plain_backend", "clear_workspace", "jit_enabled"]
+__all__ = ["fast", "plain", "NumbaBackend", "backend", "plain_backend", "clear_workspace"]

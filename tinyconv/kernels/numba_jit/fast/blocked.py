@@ -34,12 +34,11 @@ from numba import njit, prange
 from .simd import fma, hsum, lanes, load, splat, store, wide_registers
 from .workspace import scratch_zeros
 
-__all__ = ["forward", "grad_input", "grad_weight", "block_use", "tile_channels", "ENABLED", "MIN_BLOCK_USE",
+__all__ = ["forward", "grad_input", "grad_weight", "block_use", "tile_channels", "ENABLED",
            "TILE_VECTORS"]
 
 _JIT = dict(cache=True)
 TILE_VECTORS = 2  # vectors of positions per tile: a block of 32 float32 (16 float64) positions
-MIN_BLOCK_USE = 0.5  # the numba backend uses these kernels when at least this share of the positions is output
 ENABLED = wide_registers()  # only where the tiles fit in the registers (AVX-512); the numba backend's older loops else
 
 
