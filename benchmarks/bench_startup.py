@@ -13,7 +13,7 @@ Modes:
 * ``warm``   -- the normal environment, after a priming run filled numba's on-disk cache.
 * ``cold``   -- ``NUMBA_CACHE_DIR`` pointed at a new empty directory: everything is compiled.
 
-Target (issue 5): warm "first step done" <= nojit "first step done" + 1.5 s.
+Target: warm "first step done" <= nojit "first step done" + 1.5 s.
 """
 from __future__ import annotations
 

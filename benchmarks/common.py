@@ -68,7 +68,7 @@ def torch_or_none():
 
     The benchmarks never import torch into a process that times tinyconv: with both in one process, numba's
     OpenMP threads, OpenBLAS's and PyTorch's compete, and PyTorch's allocations raise glibc's malloc thresholds,
-    which made tinyconv look faster than any user sees it (issue 11)."""
+    which made tinyconv look faster than any user sees it."""
     return sys.modules.get("torch")
 
 

@@ -1,11 +1,12 @@
 """The one process-wide setting tinyconv makes when imported: glibc's malloc keeps freed large blocks for reuse.
 
-Why. A training step allocates and frees the same multi-megabyte arrays every time (activations, gradients,
-kernel scratch: 2.4 MB for LeNet conv1's output at batch 128). glibc's malloc hands blocks of 128 KiB and more
-straight back to the kernel (``munmap``, or trimming the top of the heap), so the next step has every page of
-them mapped in again: on the reference machine about 3,100 minor page faults and half of a fresh process's
-LeNet step (issue 11). glibc raises its thresholds by itself once a large block is freed (up to 32 MiB), but
-a block of exactly the size it last saw, or a heap top a little larger than twice it, still goes back.
+Why. A training step allocates and frees the same multi-megabyte arrays every time (activations, gradients, kernel
+scratch; LeNet conv1's output at batch 128 alone is 128x6x28x28 floats). glibc's malloc hands blocks of 128 KiB and
+more straight back to the kernel (``munmap``, or trimming the top of the heap), so the next step has every page of
+them mapped in again: thousands of minor page faults a step (``benchmarks/bench_cpu.py`` counts them, and
+``tests/test_memory.py`` checks that they are gone). glibc raises its thresholds by itself once a large block is
+freed (up to 32 MiB), but a block of exactly the size it last saw, or a heap top a little larger than twice it,
+still goes back.
 
 What. At import, on Linux with glibc, tinyconv fixes the two thresholds at the values glibc's own dynamic rule
 tops out at: ``M_MMAP_THRESHOLD`` = 32 MiB (blocks below it come from the heap) and ``M_TRIM_THRESHOLD`` = 64
