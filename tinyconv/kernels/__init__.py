@@ -6,16 +6,15 @@ A *backend* is one object with one interface, :class:`~.backend.Backend` (x: ``(
 trusting arguments normalised by :mod:`tinyconv.functional`; plus checked doors ``conv2d_forward`` ... for direct
 use; float32 stays float32, float64 stays float64):
 
-========  ==========================  =================================================
-name      module                      what it is
-========  ==========================  =================================================
-direct    :mod:`.direct`              the definition, loops over taps (the reference)
-im2col    :mod:`.im2col`              windows -> columns + one BLAS matmul per group
-numba     :mod:`.numba_jit.fast`      compiled, parallel loop nests arranged for speed (numba)
-numba-    :mod:`.numba_jit.plain`     the same as three plain ``prange`` loop nests: the one to read
-plain
-auto      :mod:`.auto`                hands each op to the backend :mod:`.choose` names
-========  ==========================  =================================================
+===========  ========================  =================================================
+name         module                    what it is
+===========  ========================  =================================================
+direct       :mod:`.direct`            the definition, loops over taps (the reference)
+im2col       :mod:`.im2col`            windows -> columns + one BLAS matmul per group
+numba-plain  :mod:`.numba_jit.plain`   three plain ``prange`` loop nests: the one to read
+numba        :mod:`.numba_jit.fast`    the same sums in layouts arranged for speed
+auto         :mod:`.auto`              hands each op to the backend :mod:`.choose` names
+===========  ========================  =================================================
 
 Pooling has two implementations: NumPy's (:mod:`.pooling`, what every backend inherits; selected as ``numpy``)
 and numba's (:mod:`.numba_pooling`, the ``numba`` backend's; selected as ``numba``). A new backend is one file

@@ -1,9 +1,9 @@
 """The numba convolution to read first: forward, grad_input and grad_weight as plain compiled loops.
 
-Shapes: x (N, C_in, H, W), w (C_out, C_in/groups, kh, kw), y (N, C_out, H_out, W_out). Output channel ``o`` belongs
-to group ``g = o // (C_out/groups)`` and reads the input channels ``g*C_in/groups ...`` of that group. With stride
-(sh, sw), dilation (dh, dw) and ``top`` / ``left`` zeros of padding before the input, tap (a, b) of output
-position (i, j) reads the input pixel::
+Shapes: x (N, C_in, H, W), w (C_out, cg, kh, kw) with cg = C_in/groups, y (N, C_out, H_out, W_out). Output channel
+``o`` belongs to group ``g = o // (C_out/groups)`` and reads that group's input channels ``g*cg ... g*cg + cg - 1``.
+With stride (sh, sw), dilation (dh, dw) and ``top`` / ``left`` zeros of padding before the input, tap (a, b) of
+output position (i, j) reads the input pixel::
 
     h = i*sh + a*dh - top,    v = j*sw + b*dw - left       (nothing where that falls outside the input)
 
