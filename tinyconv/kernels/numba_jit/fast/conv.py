@@ -71,20 +71,7 @@ def grad_input(grad_y, w, input_hw, args):
         return gx
     layout, phases = choose.numba_grad_input_layout(gx.shape, w.shape, grad_y.shape[2:], args)
     if layout in ("depthwise", "depthwise_as_forward"):
-        ensure_thread_pool()
-        (dh, dw), (top, _, left, _) = args.dilation, args.padding
-        if layout == "depthwise_as_forward":
-            # the adjoint of a stride-1 depthwise conv: the forward loops on grad_y padded by (k - 1)*d - padding,
-            # with the filters flipped (register-blocked there; the scatter below keeps its accumulators in memory)
-            pt, pl = (kh - 1) * dh - top, (kw - 1) * dw - left
-            hp = depthwise.padded_size(grad_y.shape[2], pt, h, 1, dh, kh)
-            wp = depthwise.padded_size(grad_y.shape[3], pl, w_in, 1, dw, kw)
-            depthwise.forward(np.ascontiguousarray(grad_y), np.ascontiguousarray(w[:, :, ::-1, ::-1]),
-                              np.zeros(c_out, dtype=dtype), gx, 1, 1, dh, dw, pt, pl, hp, wp)
-            return gx
-        depthwise.grad_input(np.ascontiguousarray(grad_y), np.ascontiguousarray(w), gx,
-                             *_depthwise_args((h, w_in), grad_y.shape[2:], args))
-        return gx
+        return _depthwise_grad_input(grad_y, w, gx, args, as_forward=layout == "depthwise_as_forward")
     if layout == "blocked":
         ensure_thread_pool()
         return blocked.grad_input(grad_y, w, input_hw, args)
@@ -100,6 +87,24 @@ def grad_input(grad_y, w, input_hw, args):
     ensure_thread_pool()
     flat_rows.grad_input_core(gyf, wt, lay.offs, gx, cg, lay.rowpart, lay.colpart, lay.unit_stride,
                               lay.top, lay.left, lay.wp, lay.length, gyf.shape[2])
+    return gx
+
+
+def _depthwise_grad_input(grad_y, w, gx, args, as_forward):
+    """grad_x of a depthwise convolution into ``gx``: at stride 1 (``as_forward``), the forward loops on grad_y
+    padded by (k - 1)*d - padding with the filters flipped (register-blocked there); else the per-plane scatter."""
+    (kh, kw), (dh, dw), (top, _, left, _) = args.kernel_hw, args.dilation, args.padding
+    h, w_in = gx.shape[2], gx.shape[3]
+    ensure_thread_pool()
+    if as_forward:
+        pt, pl = (kh - 1) * dh - top, (kw - 1) * dw - left
+        hp = depthwise.padded_size(grad_y.shape[2], pt, h, 1, dh, kh)
+        wp = depthwise.padded_size(grad_y.shape[3], pl, w_in, 1, dw, kw)
+        depthwise.forward(np.ascontiguousarray(grad_y), np.ascontiguousarray(w[:, :, ::-1, ::-1]),
+                          np.zeros(grad_y.shape[1], dtype=gx.dtype), gx, 1, 1, dh, dw, pt, pl, hp, wp)
+    else:
+        depthwise.grad_input(np.ascontiguousarray(grad_y), np.ascontiguousarray(w), gx,
+                             *_depthwise_args((h, w_in), grad_y.shape[2:], args))
     return gx
 
 
