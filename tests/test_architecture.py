@@ -105,6 +105,9 @@ def test_core_floors_import_only_what_stands_below(mod, allowed):
                              "tinyconv.train", "tinyconv.cli")),
     *[(m, ("tinyconv.graph", "tinyconv.profiler", "tinyconv.summary", "tinyconv.visualize", "tinyconv.train",
            "tinyconv.cli")) for m in _under("tinyconv.nn")],
+    *[(m, ("tinyconv.functional", "tinyconv.nn", "tinyconv.optim", "tinyconv.graph", "tinyconv.profiler",
+           "tinyconv.summary", "tinyconv.visualize", "tinyconv.train", "tinyconv.cli"))
+      for m in _under("tinyconv.distributions")],  # sampling stands on Tensor alone
 ])
 def test_no_floor_imports_the_tools_above_it(mod, forbidden):
     bad = sorted(m for m in _imports(mod) if any(m == p or m.startswith(p + ".") for p in forbidden))

@@ -24,16 +24,22 @@ def test_alias_snippet_makes_from_torch_import_nn_give_tinyconv(monkeypatch):
 
     import tinyconv
 
-    for name in [n for n in sys.modules if n == "torch" or n.startswith("torch.")]:
+    def aliased():
+        return [n for n in sys.modules if n.split(".")[0] in ("torch", "torchvision")]
+
+    for name in aliased():
         monkeypatch.delitem(sys.modules, name)
     exec(python_blocks()[0], {})
     try:
         from torch import nn  # noqa: I001
         import torch.nn.functional as F
+        from torchvision import transforms
 
-        assert nn is tinyconv.nn and F is tinyconv.functional
+        import tinyconv.vision
+
+        assert nn is tinyconv.nn and F is tinyconv.functional and transforms is tinyconv.vision.transforms
     finally:
-        for name in [n for n in sys.modules if n == "torch" or n.startswith("torch.")]:
+        for name in aliased():
             del sys.modules[name]
 
 

@@ -125,3 +125,14 @@ def test_model_from_checkpoint_refuses_other_files(tmp_path):
     tc.save(nn.models.LeNet().state_dict(), tmp_path / "weights.npz")
     with pytest.raises(tc.CheckpointError, match="weights.npz"):
         model_from_checkpoint(tmp_path / "weights.npz")
+
+
+def test_promoting_dtypes_is_a_scoped_exception_for_tools():
+    """The explorer's float64 check runs a caller's float32 data through float64 parameters: inside
+    F.promoting_dtypes() a layer computes in the wider dtype, outside it refuses again."""
+    layer, x = nn.Linear(3, 2).double(), tc.randn(4, 3)
+    with F.promoting_dtypes():
+        assert layer(x).dtype == np.float64
+        assert F.batch_norm(x, np.zeros(3), np.ones(3)).dtype == np.float32
+    with pytest.raises(tc.DTypeError):
+        layer(x)

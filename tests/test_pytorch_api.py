@@ -279,3 +279,34 @@ def test_dataloader_collates_any_map_style_dataset():
 
     x, y = next(iter(data.DataLoader(Squares(), batch_size=3)))
     assert x.shape == (3, 2, 2) and x.dtype == np.uint8 and y.tolist() == [0, 1, 4] and y.dtype == np.int64
+
+
+# -------------------------------------------------------------------------------- randint, typed constructors
+def test_randint_signatures_range_and_seed():
+    tc.manual_seed(0)
+    a = tc.randint(0, 10, (200,))
+    assert a.dtype == np.int64 and a.shape == (200,) and set(a.tolist()) == set(range(10))
+    b = tc.randint(3, (2, 5))
+    assert b.shape == (2, 5) and 0 <= min(b.tolist()[0]) and max(max(r) for r in b.tolist()) < 3
+    assert tc.randint(-2, 2, size=(4,)).shape == (4,) and tc.randint(5, (3,), dtype=tc.float32).dtype == np.float32
+    tc.manual_seed(4)
+    again = tc.randint(0, 100, (6,))
+    tc.manual_seed(4)
+    assert tc.randint(0, 100, (6,)).tolist() == again.tolist()
+    with pytest.raises(RuntimeError, match="from=5 >= to=3"):
+        tc.randint(5, 3, (2,))
+    with pytest.raises(TypeError, match=r"expects \(high, size\) or \(low, high, size\)"):
+        tc.randint(5)
+
+
+def test_legacy_typed_constructors():
+    x = tc.FloatTensor([1, 2, 3, 4, 5])
+    assert x.dtype == np.float32 and x.tolist() == [1, 2, 3, 4, 5] and repr(x) == "tensor([1., 2., 3., 4., 5.])"
+    assert tc.LongTensor([1.7, 2]).tolist() == [1, 2] and tc.LongTensor([1]).dtype == np.int64
+    assert tc.FloatTensor(2, 3).shape == (2, 3) and tc.FloatTensor().shape == (0,)
+    assert tc.DoubleTensor([1]).dtype == np.float64 and tc.BoolTensor([1, 0]).tolist() == [True, False]
+    assert isinstance(tc.ones(2), tc.FloatTensor) and not isinstance(tc.ones(2), tc.LongTensor)
+    assert isinstance(tc.arange(3), tc.LongTensor) and not isinstance(np.ones(2), tc.FloatTensor)
+    assert repr(tc.FloatTensor) == "<class 'tinyconv.FloatTensor'>"
+    with pytest.raises(TypeError, match="expected a Float tensor, got Long"):
+        tc.FloatTensor(tc.arange(3))

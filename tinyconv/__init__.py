@@ -28,6 +28,12 @@ from .random import get_rng_state, manual_seed, set_rng_state
 from . import summary  # a callable module: tc.summary(model, input_shape) is tc.summary.summary(...)
 from .device import device
 from .tensor import (
+    BoolTensor,
+    ByteTensor,
+    DoubleTensor,
+    FloatTensor,
+    IntTensor,
+    LongTensor,
     ShapeError,
     DTypeError,
     Size,
@@ -48,6 +54,11 @@ from .tensor import (
     int64,
     linspace,
     matmul,
+    maximum,
+    minimum,
+    mm,
+    mv,
+    dot,
     normal,
     ones,
     ones_like,
@@ -55,6 +66,7 @@ from .tensor import (
     rand_like,
     randn,
     randn_like,
+    randint,
     stack,
     tensor,
     uint8,
@@ -64,8 +76,10 @@ from .tensor import (
 )
 from .methods import *  # noqa: E402,F403  (tc.abs, tc.sum, tc.argmax, ...: the Tensor methods as functions)
 
-from . import nn, optim, utils  # noqa: E402  (after the tensor names: nn and optim import them)
+from . import distributions, nn, optim, utils  # noqa: E402  (after the tensor names, which they import)
 from .serialization import CheckpointError, load, save  # noqa: E402
+from . import explorer  # noqa: E402  (tc.explore: the backward pass as an offline page)
+from .explorer import explore  # noqa: E402
 
 # PyTorch's dtype aliases (torch.float, torch.long, ...), after every import that needs the builtins' names.
 float, double, long, int, bool, uint8 = float32, float64, int64, int32, bool_, uint8  # noqa: A001

@@ -1,4 +1,4 @@
-"""Command line: ``tinyconv train | eval | summary`` (also ``python -m tinyconv ...``).
+"""Command line: ``tinyconv train | eval | summary | explore`` (also ``python -m tinyconv ...``).
 
     tinyconv train                      # modern LeNet on MNIST, the default recipe (>= 99% test accuracy)
     tinyconv train --recipe d2l         # d2l's sigmoid LeNet: SGD lr 0.9, batch 256, 10 epochs
@@ -6,6 +6,7 @@
     tinyconv train --force              # start over in a folder that holds a run
     tinyconv eval runs/lenet/checkpoint.npz
     tinyconv summary --variant d2l
+    tinyconv explore runs/lenet/checkpoint.npz   # an HTML page that steps through the backward pass
     tinyconv train --model resnet       # the small ResNet (batch norm, residual blocks): >= 99.5%
     tinyconv train --variant bn         # modern LeNet with batch norm
 
@@ -33,6 +34,7 @@ __all__ = ["main", "build_parser", "resolve_config", "build_model", "build_run",
 
 #: The default recipe: reaches >= 99.0% MNIST test accuracy (see the README for measured runs).
 TRAIN_DEFAULTS = {
+    "dataset": "mnist",
     "model": "lenet",
     "variant": "modern",
     "epochs": 10,
@@ -53,7 +55,7 @@ RECIPES = {
     "default": {},
     # d2l §7.6: sigmoid + average pooling, Xavier init, plain SGD lr 0.9, batch 256, 10 epochs, no schedule.
     # The sigmoid net can sit at chance level for epochs before it "takes off", depending on the seed; with seed 0
-    # it leaves chance during epoch 1 and ends at 97.5% (measured: see metrics in the README / issue 4).
+    # it leaves chance during epoch 1 (docs/results.md has the measured run).
     "d2l": {"variant": "d2l", "optimizer": "sgd", "lr": 0.9, "batch_size": 256, "epochs": 10,
             "schedule": "none", "augment": 0, "momentum": 0.0, "seed": 0},
 }
@@ -69,6 +71,7 @@ RUNTIME_KEYS = ("kernel",)
 SCHEDULES = ("cosine", "onecycle", "step", "none")
 OPTIMIZERS = ("adam", "adamw", "sgd")
 MODELS = ("lenet", "resnet")
+DATASETS = ("mnist", "fashion-mnist")  # tinyconv.data.DATASETS
 VARIANTS = ("modern", "d2l", "bn")
 #: MNIST's image side: a shift of this many pixels or more would leave nothing of the image.
 IMAGE_SIDE = 28
@@ -152,6 +155,7 @@ CHECKS = {
     "augment": lambda v: _int(v, 0, IMAGE_SIDE - 1),
     "kernel": _kernel,
     "seed": lambda v: _int(v, 0, 2**32 - 1),
+    "dataset": _choice(DATASETS),
     "limit": lambda v: None if v is None else _int(v, 1),
     "test_limit": lambda v: None if v is None else _int(v, 1),
 }
@@ -176,6 +180,8 @@ def check_config(config: dict, where: str) -> dict:
         raise CheckpointError(f"{where}: the saved config is not a dict")
     if "model" not in config:  # written before there was a choice of model
         config = dict(config, model="lenet")
+    if "dataset" not in config:  # written before there was a choice of data set
+        config = dict(config, dataset="mnist")
     for key, check in CHECKS.items():
         if key not in config:
             raise CheckpointError(f"{where}: the saved config has no {key!r}")
@@ -220,6 +226,9 @@ def build_parser() -> argparse.ArgumentParser:
             "progress; '--resume' continues it and gives the same numbers as an uninterrupted run."),
     )
     g = t.add_argument_group("recipe")
+    g.add_argument("--dataset", choices=DATASETS,
+                   help="the data set: MNIST's digits or Zalando's Fashion-MNIST (same format; its files in "
+                        f"DIR/fashion-mnist/) (default: {d['dataset']})")
     g.add_argument("--recipe", choices=sorted(RECIPES), default="default",
                    help="a named set of defaults (default: %(default)s)")
     g.add_argument("--model", choices=MODELS,
@@ -289,12 +298,16 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--variant", choices=VARIANTS, default="modern", help="LeNet variant (default: modern)")
     s.add_argument("--kernel", type=_arg("kernel"), help="convolution algorithm (default: tinyconv's default)")
     s.set_defaults(func=cmd_summary)
+
+    from .explorer_cli import add_parser as add_explore_parser  # the command's own module holds its options
+    add_explore_parser(sub, MODELS, VARIANTS).set_defaults(func=cmd_explore)
     return parser
 
 
 def _data_options(group) -> None:
     group.add_argument("--data", type=Path, metavar="DIR",
-                       help="MNIST root: IDX files in DIR/mnist/, fetched there if missing or not MNIST "
+                       help="data root: IDX files in DIR/mnist/ (DIR/fashion-mnist/ for --dataset fashion-mnist), "
+                            "fetched there if missing or not MNIST "
                             "(default: $TINYCONV_DATA or ~/.cache/tinyconv)")
     group.add_argument("--custom-data", action="store_true",
                        help="the IDX files in DIR/mnist/ are your own data set in MNIST's format: use them "
@@ -330,9 +343,10 @@ def resolve_config(args: argparse.Namespace) -> dict:
 
 def default_out_dir(config: dict) -> Path:
     """The folder a run with this config writes to when --out is not given (and --resume looks in)."""
+    suffix = "" if config.get("dataset", "mnist") == "mnist" else f"-{config['dataset']}"
     if config.get("model", "lenet") != "lenet":
-        return Path(f"runs/{config['model']}")
-    return Path("runs/lenet" if config["variant"] == "modern" else f"runs/lenet-{config['variant']}")
+        return Path(f"runs/{config['model']}{suffix}")
+    return Path(("runs/lenet" if config["variant"] == "modern" else f"runs/lenet-{config['variant']}") + suffix)
 
 
 def model_name(config: dict) -> str:
@@ -408,14 +422,10 @@ def _existing_run(out_dir: Path) -> str | None:
 
 
 # --------------------------------------------------------------------------------------------------- build
-def _load_split(root, train: bool, limit: int | None, custom: bool = False):
-    from .data import MNIST
+def _load_split(root, train: bool, limit: int | None, custom: bool = False, dataset: str = "mnist"):
+    from .data import load_split
 
-    ds = MNIST(root, train=train, verify=not custom, download=not custom)
-    x, y = ds.data, ds.targets
-    if limit is not None:
-        x, y = x[:limit], y[:limit]
-    return x, y
+    return load_split(dataset, root, train, custom=custom, limit=limit)
 
 
 def build_model(config: dict):
@@ -429,7 +439,7 @@ def build_run(config: dict, data_root=None, *, out_dir=None, log_grads=False, pr
               callback=None, custom_data=False, handle_sigint=True):
     """Build model, optimizer, scheduler, loaders and ``Trainer`` from a config, seeded, as ``train`` does."""
     from . import optim
-    from .data import DataLoader, random_shift
+    from .data import NORMALIZATION, DataLoader, random_shift
     from .random import manual_seed
     from .train import Trainer
 
@@ -444,14 +454,15 @@ def build_run(config: dict, data_root=None, *, out_dir=None, log_grads=False, pr
         opt = optim.SGD(model.parameters(), lr=lr, momentum=float(config["momentum"]), weight_decay=wd)
     else:
         raise ValueError(f"unknown optimizer {config['optimizer']!r}; valid: {', '.join(OPTIMIZERS)}")
-    x, y = _load_split(data_root, True, config["limit"], custom_data)
-    xt, yt = _load_split(data_root, False, config["test_limit"], custom_data)
+    dataset = config.get("dataset", "mnist")
+    x, y = _load_split(data_root, True, config["limit"], custom_data, dataset)
+    xt, yt = _load_split(data_root, False, config["test_limit"], custom_data, dataset)
     augment = int(config["augment"])
     train_loader = DataLoader((x, y), batch_size=int(config["batch_size"]), shuffle=True, seed=int(config["seed"]),
-                              transform=random_shift(augment) if augment else None)
+                              transform=random_shift(augment) if augment else None, normalize=NORMALIZATION[dataset])
     # 256, not 1000: the 1000-image batches' activations (19 MB for conv1 alone) raised the run's peak RSS by
     # ~45 MiB, and the smaller batches evaluate as fast or faster
-    test_loader = DataLoader((xt, yt), batch_size=256)
+    test_loader = DataLoader((xt, yt), batch_size=256, normalize=NORMALIZATION[dataset])
     epochs, steps = int(config["epochs"]), len(train_loader)
     schedule, interval, sched = config["schedule"], "epoch", None
     if schedule == "cosine":
@@ -627,17 +638,18 @@ def _check_weights(state: dict, config: dict, path) -> object:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from .data import DataLoader
+    from .data import NORMALIZATION, DataLoader
     from .train import CompileNotice, evaluate, format_confusion, load_checkpoint
 
     _check_data_dir(args.data)
     state = load_checkpoint(args.checkpoint)
     config = check_config(state["config"], str(args.checkpoint))
     model = _check_weights(state, dict(config, kernel=args.kernel or config.get("kernel")), args.checkpoint)
-    xt, yt = _load_split(args.data, False, args.test_limit, args.custom_data)
+    xt, yt = _load_split(args.data, False, args.test_limit, args.custom_data, config["dataset"])
     t0 = time.perf_counter()
     with CompileNotice(_stderr) as notice:
-        res = evaluate(model, DataLoader((xt, yt), batch_size=args.batch_size), num_classes=10)
+        res = evaluate(model, DataLoader((xt, yt), batch_size=args.batch_size,
+                                         normalize=NORMALIZATION[config["dataset"]]), num_classes=10)
     if notice.summary():
         _stderr(notice.summary())
     seconds = time.perf_counter() - t0
@@ -662,6 +674,21 @@ def cmd_summary(args: argparse.Namespace) -> int:
     if notice.summary():
         _stderr(notice.summary())
     return 0
+
+
+def cmd_explore(args: argparse.Namespace) -> int:
+    """``tinyconv explore``: see :mod:`tinyconv.explorer_cli`, handed the command line's model and data helpers."""
+    from .explorer_cli import run
+    from .train import load_checkpoint
+
+    def load_model(path):
+        state = load_checkpoint(path)
+        config = check_config(state["config"], str(path))
+        return _check_weights(state, config, path), config, state
+
+    _check_data_dir(args.data)
+    return run(args, usage_error=UsageError, build_model=build_model, load_split=_load_split, load_model=load_model,
+               model_name=model_name)
 
 
 def _quiet_broken_pipe() -> None:

@@ -16,6 +16,9 @@ float32 layer raises :class:`tinyconv.DTypeError` (convert one side with ``.floa
 """
 from __future__ import annotations
 
+import contextlib
+import contextvars
+
 import numpy as np
 
 from . import kernels
@@ -147,7 +150,7 @@ def batch_norm(input: Tensor, running_mean, running_var, weight: Tensor | None =
             got = f"shape {tuple(arr.shape)}, dtype {arr.dtype}" if isinstance(arr, np.ndarray) else type(value).__name__
             raise ShapeError(f"batch_norm: {name} must be a float array or Tensor of shape ({channels},) for "
                              f"input of shape {tuple(input.shape)}, got {got}")
-        if arr.dtype != input.dtype:
+        if arr.dtype != input.dtype and not _PROMOTING.get():
             raise DTypeError(f"batch_norm: Input type ({_type_name(input.dtype)}) and {name} type "
                              f"({_type_name(arr.dtype)}) should be the same; convert one with .float() or .double()")
         stats.append(arr)
@@ -334,12 +337,30 @@ def _type_name(dtype) -> str:
     return _TYPE_NAMES.get(np.dtype(dtype).name, np.dtype(dtype).name)
 
 
+#: Set (by :func:`promoting_dtypes`) while mixed float dtypes are computed in the wider one instead of refused.
+_PROMOTING = contextvars.ContextVar("tinyconv_promoting_dtypes", default=False)
+
+
+@contextlib.contextmanager
+def promoting_dtypes():
+    """Within the block, a layer whose input and parameters differ in float dtype computes in the wider one
+    instead of raising :class:`tinyconv.DTypeError`. For tools that change a model's dtype behind the caller's
+    code, such as the explorer's float64 numerical check; user code should convert instead."""
+    token = _PROMOTING.set(True)
+    try:
+        yield
+    finally:
+        _PROMOTING.reset(token)
+
+
 def _check_same_dtype(fn: str, input: Tensor, **params) -> np.dtype:
     """The dtype a layer runs in: its input's, which must be floating and equal to every given parameter's (as in
     PyTorch, which refuses a float64 batch into a float32 layer rather than promote it silently)."""
     if input.dtype.kind != "f":
         raise DTypeError(f"{fn}: expected a floating-point input (float32 or float64), got {input.dtype}; "
                          "convert it with .float()")
+    if _PROMOTING.get():
+        return np.result_type(input.dtype, *(p.dtype for p in params.values() if p is not None))
     for name, p in params.items():
         if p is not None and p.dtype != input.dtype:
             raise DTypeError(f"{fn}: Input type ({_type_name(input.dtype)}) and {name} type ({_type_name(p.dtype)}) "

@@ -12,6 +12,7 @@ _NAMES = (
     "abs", "exp", "log", "log1p", "sqrt", "relu", "sigmoid", "tanh", "clamp", "clip",
     "sum", "mean", "amax", "amin", "max", "min", "argmax", "argmin", "softmax", "log_softmax",
     "reshape", "flatten", "permute", "transpose", "squeeze", "unsqueeze", "t", "numel", "neg", "clone", "detach",
+    "norm", "cumsum", "sign",
 )
 __all__ = list(_NAMES) + ["negative", "is_tensor", "add", "sub", "mul", "div", "pow", "eq", "ne", "lt", "le", "gt",
                           "ge", "square"]
@@ -46,8 +47,7 @@ le, gt, ge = _operator("le", "__le__"), _operator("gt", "__gt__"), _operator("ge
 
 def square(input):
     """``input * input``."""
-    input = as_tensor(input)
-    return input * input
+    return as_tensor(input).square()
 
 
 def is_tensor(obj) -> bool:

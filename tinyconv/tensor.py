@@ -530,7 +530,7 @@ class Tensor:
             return _wrap_output(np.asarray(other, dtype=dt), None)
         return as_tensor(other)
 
-    def _binary(self, fn, other, op, reverse=False, floating=False):
+    def _binary(self, fn, other, op, reverse=False, floating=False, **params):
         other = self._coerce(other)
         a, b = (other, self) if reverse else (self, other)
         _broadcast_check(a, b, op)
@@ -539,7 +539,7 @@ class Tensor:
             if floating and dt.kind != "f":
                 dt = DEFAULT_DTYPE  # true division of integers gives the default float dtype, as in PyTorch
             a, b = a._cast(dt), b._cast(dt)
-        return fn.apply(a, b)
+        return fn.apply(a, b, **params)
 
     def __add__(self, other):
         return self._binary(ops.Add, other, "add")
@@ -593,10 +593,26 @@ class Tensor:
     def __rpow__(self, other):
         return self._binary(ops.Pow, other, "pow", reverse=True)
 
+    def pow(self, exponent):
+        """``self ** exponent`` (a number or a tensor, broadcasting), PyTorch's dtype rules."""
+        return self.__pow__(exponent)
+
     def __neg__(self):
         return ops.Neg.apply(self)
 
     neg = __neg__
+
+    def matmul(self, other):
+        return matmul(self, other)
+
+    def mm(self, mat2):
+        return mm(self, mat2)
+
+    def mv(self, vec):
+        return mv(self, vec)
+
+    def dot(self, other):
+        return dot(self, other)
 
     def __matmul__(self, other):
         return matmul(self, self._coerce(other))
@@ -642,6 +658,47 @@ class Tensor:
 
     def abs(self):
         return ops.Abs.apply(self)
+
+    def square(self):
+        return self * self
+
+    def sign(self):
+        """-1, 0 or 1 by the sign of each element; its gradient is zero, so the result stays out of the graph."""
+        return _wrap_output(np.sign(self._data), None)
+
+    def maximum(self, other):
+        """Elementwise larger of two tensors (broadcasting); ties split the gradient between them."""
+        return self._binary(ops.Maximum, _tensor_argument(other, "maximum"), "maximum")
+
+    def minimum(self, other):
+        """Elementwise smaller of two tensors (broadcasting); ties split the gradient between them."""
+        return self._binary(ops.Maximum, _tensor_argument(other, "minimum"), "minimum", minimum=True)
+
+    def cumsum(self, dim=None, *, axis=None, dtype=None):
+        """Running sums along ``dim``; bool and integer tensors sum as int64, as in PyTorch."""
+        dim, _ = _dim_alias(dim, axis, False, None)
+        if dim is None:
+            raise TypeError("cumsum() missing required argument 'dim'")
+        if dtype is None and self.dtype.kind in "biu":
+            dtype = int64
+        x = self if dtype is None else self.to(dtype)
+        d = ops.normalize_dims(dim, x.ndim)[0]
+        if x.ndim == 0:
+            return x.clone()
+        return ops.Cumsum.apply(x, dim=d)
+
+    def norm(self, p="fro", dim=None, keepdim: bool = False, dtype=None):
+        """The vector ``p``-norm over ``dim`` (all elements by default): ``p`` a number, ``inf``, ``-inf`` or
+        ``'fro'`` (the 2-norm of all the entries); the gradient is zero where the norm is."""
+        x = self if dtype is None else self.to(dtype)
+        if x.dtype.kind != "f":
+            raise RuntimeError(f"linalg.vector_norm: Expected a floating point or complex tensor as input. "
+                               f"Got {_type_word(x.dtype)}")
+        if p == "fro" or p is None:
+            p = 2.0
+        elif isinstance(p, str):
+            raise NotImplementedError(f"norm(p={p!r}): tinyconv computes vector norms only ('fro', or a number)")
+        return ops.Norm.apply(x, p=float(p), dim=ops.normalize_dims(dim, x.ndim), keepdim=bool(keepdim))
 
     def clamp(self, min=None, max=None):
         if min is None and max is None:
@@ -693,31 +750,37 @@ class Tensor:
         return ops.Amax.apply(self, dim=ops.normalize_dims(dim, self.ndim), keepdim=keepdim, minimum=True)
 
     def max(self, dim=None, keepdim: bool = False, *, axis=None, keepdims=None):
-        """The maximum of all elements; with ``dim``, the named tuple ``(values, indices)`` along it (PyTorch's)."""
+        """The maximum of all elements; with ``dim``, the named tuple ``(values, indices)`` along it (PyTorch's);
+        with a tensor instead of ``dim``, the elementwise :meth:`maximum`."""
+        if isinstance(dim, Tensor):
+            return self.maximum(dim)
         dim, keepdim = _dim_alias(dim, axis, keepdim, keepdims)
         if dim is None:
             return self.amax()
-        return self._values_and_indices(self.argmax(dim, keepdim=True), dim, keepdim)
+        return self._values_and_indices(self.argmax(dim, keepdim=True), dim, keepdim, _Max)
 
     def min(self, dim=None, keepdim: bool = False, *, axis=None, keepdims=None):
-        """The minimum of all elements; with ``dim``, the named tuple ``(values, indices)`` along it (PyTorch's)."""
+        """The minimum of all elements; with ``dim``, the named tuple ``(values, indices)`` along it (PyTorch's);
+        with a tensor instead of ``dim``, the elementwise :meth:`minimum`."""
+        if isinstance(dim, Tensor):
+            return self.minimum(dim)
         dim, keepdim = _dim_alias(dim, axis, keepdim, keepdims)
         if dim is None:
             return self.amin()
-        return self._values_and_indices(self.argmin(dim, keepdim=True), dim, keepdim)
+        return self._values_and_indices(self.argmin(dim, keepdim=True), dim, keepdim, _Min)
 
-    def _values_and_indices(self, indices: "Tensor", dim, keepdim: bool):
+    def _values_and_indices(self, indices: "Tensor", dim, keepdim: bool, result):
         """(values, indices) of max/min along ``dim``: the values are gathered at the indices, so the gradient
         reaches the chosen element only (PyTorch's rule for max(dim), unlike amax's sharing between ties)."""
         if self.ndim == 0:
-            return _MinMax(self, indices)
+            return result(self, indices)
         d = ops.normalize_dims(dim, self.ndim)[0]
         where = list(np.indices(indices.shape, sparse=True))
         where[d] = indices._data
         values = self[tuple(where)]
         if not keepdim:
             values, indices = values.squeeze(d), indices.squeeze(d)
-        return _MinMax(values, indices)
+        return result(values, indices)
 
     def argmax(self, dim=None, keepdim: bool = False, *, axis=None, keepdims=None):
         """Index of the (first) largest element along ``dim``, int64; over the flattened tensor without ``dim``."""
@@ -885,7 +948,21 @@ def result_type(a: Tensor, b: Tensor) -> np.dtype:
     return np.promote_types(a.dtype, b.dtype)
 
 
-_MinMax = namedtuple("_MinMax", ["values", "indices"])
+class _ValuesIndices(namedtuple("_ValuesIndices", ["values", "indices"])):
+    """What ``max(dim)`` / ``min(dim)`` return: ``(values, indices)``, printed as PyTorch prints its return types."""
+
+    _name = ""
+
+    def __repr__(self) -> str:
+        return f"tinyconv.return_types.{self._name}(\nvalues={self.values!r},\nindices={self.indices!r})"
+
+
+class _Max(_ValuesIndices):
+    _name = "max"
+
+
+class _Min(_ValuesIndices):
+    _name = "min"
 _TYPE_NAMES = {float32: "torch.FloatTensor", float64: "torch.DoubleTensor", int64: "torch.LongTensor",
                int32: "torch.IntTensor", uint8: "torch.ByteTensor", bool_: "torch.BoolTensor"}
 
@@ -1003,6 +1080,68 @@ def matmul(a: Tensor, b: Tensor) -> Tensor:
                 f"(shapes {tuple(a.shape)} and {tuple(b.shape)})"
             ) from None
     return ops.MatMul.apply(a, b)
+
+
+def _tensor_argument(value, fn: str) -> Tensor:
+    if not isinstance(value, Tensor):
+        raise TypeError(f"{fn}(): argument 'other' (position 2) must be Tensor, not {type(value).__name__}")
+    return value
+
+
+def _same_dtype(a: Tensor, b: Tensor, fn: str) -> None:
+    if a.dtype != b.dtype:
+        raise RuntimeError(f"{fn}: expected both arguments to have the same dtype, but got "
+                           f"{_type_word(a.dtype)} and {_type_word(b.dtype)}")
+
+
+def mm(input: Tensor, mat2: Tensor) -> Tensor:
+    """The matrix product of an (n, m) and an (m, p) matrix; no broadcasting (see :func:`matmul` for that)."""
+    a, b = as_tensor(input), as_tensor(mat2)
+    if a.ndim != 2 or b.ndim != 2:
+        which = "self" if a.ndim != 2 else "mat2"
+        raise RuntimeError(f"mm: {which} must be a matrix (2-D), got shapes {tuple(a.shape)} and {tuple(b.shape)}")
+    if a.shape[1] != b.shape[0]:
+        raise ShapeError(f"mat1 and mat2 shapes cannot be multiplied ({a.shape[0]}x{a.shape[1]} and "
+                         f"{b.shape[0]}x{b.shape[1]})")
+    _same_dtype(a, b, "mm")
+    return ops.MatMul.apply(a, b)
+
+
+def mv(input: Tensor, vec: Tensor) -> Tensor:
+    """The product of an (n, m) matrix and a length-m vector: a length-n vector."""
+    a, v = as_tensor(input), as_tensor(vec)
+    if a.ndim != 2 or v.ndim != 1:
+        raise RuntimeError(f"mv: expected a 2-D matrix and a 1-D vector, got shapes {tuple(a.shape)} and "
+                           f"{tuple(v.shape)}")
+    if a.shape[1] != v.shape[0]:
+        raise ShapeError(f"size mismatch, got input ({a.shape[0]}), mat ({a.shape[0]}x{a.shape[1]}), "
+                         f"vec ({v.shape[0]})")
+    _same_dtype(a, v, "mv")
+    return ops.MatMul.apply(a, v)
+
+
+def dot(input: Tensor, tensor: Tensor) -> Tensor:
+    """The inner product of two 1-D tensors of the same length and dtype (a 0-d tensor)."""
+    a, b = as_tensor(input), as_tensor(tensor)
+    if a.ndim != 1 or b.ndim != 1:
+        raise RuntimeError(f"1D tensors expected, but got {a.ndim}D and {b.ndim}D tensors")
+    if a.shape[0] != b.shape[0]:
+        raise ShapeError(f"inconsistent tensor size, expected tensor [{a.shape[0]}] and src [{b.shape[0]}] to have "
+                         f"the same number of elements, but got {a.shape[0]} and {b.shape[0]} elements respectively")
+    if a.dtype != b.dtype:
+        raise RuntimeError(f"dot : expected both vectors to have same dtype, but found {_type_word(a.dtype)} and "
+                           f"{_type_word(b.dtype)}")
+    return ops.MatMul.apply(a, b)
+
+
+def maximum(input, other) -> Tensor:
+    """Elementwise larger of two tensors (broadcasting, PyTorch's type promotion)."""
+    return _tensor_argument(input, "maximum").maximum(other)
+
+
+def minimum(input, other) -> Tensor:
+    """Elementwise smaller of two tensors (broadcasting, PyTorch's type promotion)."""
+    return _tensor_argument(input, "minimum").minimum(other)
 
 
 def cat(tensors, dim: int = 0) -> Tensor:
@@ -1228,6 +1367,72 @@ def normal(mean=0.0, std=1.0, size=None, *, dtype=None, device=None, requires_gr
     dt = _factory_dtype(dtype, device)
     draw = (generator or default_generator()).standard_normal(shape)
     return _new((m + s * draw).astype(dt), requires_grad)
+
+
+def randint(*args, size=None, dtype=None, device=None, requires_grad: bool = False, generator=None) -> Tensor:
+    """Integers drawn uniformly from ``[low, high)``: ``randint(high, size)`` or ``randint(low, high, size)``,
+    ``size`` a tuple; int64 unless ``dtype`` says otherwise."""
+    if size is None and args and isinstance(args[-1], (tuple, list)):
+        *args, size = args
+    if size is None or len(args) not in (1, 2):
+        raise TypeError("randint() expects (high, size) or (low, high, size), size a tuple of ints, e.g. "
+                        f"randint(0, 10, (3,)); got {len(args)} number(s) and size={size!r}")
+    low, high = (0, args[0]) if len(args) == 1 else args
+    low, high = operator.index(low), operator.index(high)
+    if low >= high:
+        raise RuntimeError(f"random_ expects 'from' to be less than 'to', but got from={low} >= to={high}")
+    shape = _size_arg((size,), None, "randint")
+    dt = _check_dtype(int64 if dtype is None else dtype)
+    check_device(device)
+    values = (generator or default_generator()).integers(low, high, shape)
+    return _new(values.astype(dt), requires_grad)
+
+
+class _LegacyTensorType(type):
+    """PyTorch's typed constructors: ``FloatTensor([1, 2])`` makes a float32 tensor of that data,
+    ``FloatTensor(2, 3)`` one of that shape (zero-filled here), and ``isinstance(t, FloatTensor)`` checks the
+    dtype."""
+
+    def __call__(cls, *args):
+        if len(args) == 1 and not isinstance(args[0], numbers.Number):
+            data = args[0]
+            if isinstance(data, Tensor):
+                if data.dtype != cls.dtype:
+                    raise TypeError(f"{cls.__name__}: expected a {_type_word(cls.dtype)} tensor, got "
+                                    f"{_type_word(data.dtype)} (convert with .to(dtype))")
+                return data
+            return Tensor(_to_array(data, cls.dtype))
+        return zeros(*args, dtype=cls.dtype) if args else zeros(0, dtype=cls.dtype)
+
+    def __instancecheck__(cls, obj) -> bool:
+        return isinstance(obj, Tensor) and obj.dtype == cls.dtype
+
+    def __repr__(cls) -> str:
+        return f"<class 'tinyconv.{cls.__name__}'>"
+
+
+class FloatTensor(metaclass=_LegacyTensorType):
+    dtype = float32
+
+
+class DoubleTensor(metaclass=_LegacyTensorType):
+    dtype = float64
+
+
+class LongTensor(metaclass=_LegacyTensorType):
+    dtype = int64
+
+
+class IntTensor(metaclass=_LegacyTensorType):
+    dtype = int32
+
+
+class ByteTensor(metaclass=_LegacyTensorType):
+    dtype = uint8
+
+
+class BoolTensor(metaclass=_LegacyTensorType):
+    dtype = bool_
 
 
 def from_numpy(array: np.ndarray) -> Tensor:

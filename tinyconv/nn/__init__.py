@@ -20,7 +20,8 @@ from .layers import (
     fusion_enabled,
     set_fusion,
 )
-from .module import Module, Parameter
+from .module import Module, Parameter, UninitializedBuffer, UninitializedParameter
+from .lazy import LazyBatchNorm1d, LazyBatchNorm2d, LazyConv2d, LazyConvTranspose2d, LazyLinear
 from . import models  # noqa: E402  (LeNet; after the layers it is built from)
 
 # ``import tinyconv.nn.functional as F`` (PyTorch's path) is the same module as ``tinyconv.functional``.

@@ -11,10 +11,10 @@ from collections import OrderedDict, namedtuple
 import numpy as np
 
 from ..device import check_device
-from ..tensor import Tensor, parse_to_args
+from ..tensor import DEFAULT_DTYPE, Tensor, parse_to_args
 from .hooks import call_with_backward_hooks
 
-__all__ = ["Module", "Parameter"]
+__all__ = ["Module", "Parameter", "UninitializedParameter", "UninitializedBuffer"]
 
 
 class Parameter(Tensor):
@@ -28,6 +28,94 @@ class Parameter(Tensor):
 
     def __repr__(self) -> str:
         return "Parameter containing:\n" + super().__repr__()
+
+
+_SHAPE_UNKNOWN = (
+    "Can't access the shape of an uninitialized parameter or buffer. This error usually happens in "
+    "`load_state_dict` when trying to load an uninitialized parameter into an initialized one. Call `forward` to "
+    "initialize the parameters before accessing their attributes."
+)
+
+_VALUES_UNKNOWN = (
+    "Attempted to use an uninitialized parameter. This error happens when you are using a `LazyModule` or "
+    "explicitly manipulating `UninitializedParameter` objects. When using LazyModules call `forward` with a dummy "
+    "batch to initialize the parameters before using them."
+)
+
+
+class _Uninitialized:
+    """A tensor whose shape a lazy module decides on its first forward; only its dtype and ``requires_grad`` are
+    known before. Reading its values or shape raises; ``materialize(shape)`` gives it storage and turns it, in
+    place (same object), into ``cls_to_become``."""
+
+    cls_to_become: type = Tensor
+
+    def __init__(self, requires_grad: bool = False, dtype=None):
+        object.__setattr__(self, "_pending_dtype", np.dtype(dtype or DEFAULT_DTYPE))
+        Tensor.__init__(self, np.empty(0, self._pending_dtype), requires_grad=requires_grad)
+
+    # Reads of the values or the shape are the mistakes PyTorch reports; the placeholder array stays hidden.
+    @property
+    def _data(self):
+        raise ValueError(_VALUES_UNKNOWN)
+
+    @_data.setter
+    def _data(self, value):
+        self.__dict__["_data"] = value
+
+    @property
+    def data(self):
+        raise ValueError(_VALUES_UNKNOWN)
+
+    @property
+    def shape(self):
+        raise RuntimeError(_SHAPE_UNKNOWN)
+
+    ndim = shape
+
+    def size(self, dim=None):
+        raise RuntimeError(_SHAPE_UNKNOWN)
+
+    def numel(self):
+        raise ValueError(_VALUES_UNKNOWN)
+
+    @property
+    def dtype(self) -> np.dtype:
+        return self._pending_dtype
+
+    def __array__(self, dtype=None, copy=None):
+        raise ValueError(_VALUES_UNKNOWN)
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__}>"
+
+    def materialize(self, shape, dtype=None) -> None:
+        """Give the tensor uninitialised storage of ``shape`` (its values are set by the module's
+        ``reset_parameters``); it becomes a ``cls_to_become`` (Parameter or Tensor) in place."""
+        dt = np.dtype(dtype or self._pending_dtype)
+        self.__dict__["_data"] = np.empty(tuple(int(n) for n in shape), dtype=dt)
+        del self.__dict__["_pending_dtype"]
+        self.__class__ = self.cls_to_become
+
+
+class UninitializedParameter(_Uninitialized, Parameter):
+    """A Parameter of a lazy module (``nn.LazyLinear`` ...) before the first forward has fixed its shape."""
+
+    cls_to_become = Parameter
+
+    def __init__(self, requires_grad: bool = True, dtype=None):
+        _Uninitialized.__init__(self, requires_grad, dtype)
+
+
+class UninitializedBuffer(_Uninitialized, Tensor):
+    """A buffer (running statistics) of a lazy module before the first forward has fixed its shape."""
+
+    cls_to_become = Tensor
+
+
+def is_lazy(t) -> bool:
+    """True for an uninitialised parameter or buffer (PyTorch's ``torch.nn.parameter.is_lazy``)."""
+    return isinstance(t, _Uninitialized)
 
 
 IncompatibleKeys = namedtuple("IncompatibleKeys", ["missing_keys", "unexpected_keys"])
@@ -194,11 +282,16 @@ class Module:
         if dt.kind != "f":
             raise TypeError(f"nn.Module.to only accepts floating point dtypes, but got desired dtype={dt.name}")
         for _, p in self.named_parameters():
+            if is_lazy(p):  # a lazy module's parameters get the dtype when they are created
+                object.__setattr__(p, "_pending_dtype", dt)
+                continue
             p._data = p._data.astype(dt)
             if p.grad is not None:
                 p.grad._data = p.grad._data.astype(dt)
         for _, b in self.named_buffers():
-            if b._data.dtype.kind == "f":
+            if is_lazy(b):
+                object.__setattr__(b, "_pending_dtype", dt)
+            elif b._data.dtype.kind == "f":
                 b._data = b._data.astype(dt)
         return self
 
@@ -263,8 +356,8 @@ class Module:
         for mod_name, m in self.named_modules(prefix):
             for name in list(m._parameters) + list(m._buffers):
                 key = f"{mod_name}.{name}" if mod_name else name
-                if key in tensors:
-                    out[key] = tensors[key].detach()
+                if key in tensors:  # an uninitialised parameter stands for itself (it has no values to share)
+                    out[key] = tensors[key] if is_lazy(tensors[key]) else tensors[key].detach()
         return out
 
     def load_state_dict(self, state_dict, strict: bool = True) -> IncompatibleKeys:
@@ -289,7 +382,11 @@ class Module:
                 continue
             value = state_dict[key]
             arr = value._data if isinstance(value, Tensor) else np.asarray(value)
-            if arr.shape != target.shape:
+            if is_lazy(target):  # takes the checkpoint's shape (a lazy module's parameter, before its dry run)
+                if arr.dtype.kind != target.dtype.kind:
+                    problems.append(f"dtype mismatch for {key}: checkpoint has {arr.dtype}, the model expects "
+                                    f"{target.dtype}")
+            elif arr.shape != target.shape:
                 problems.append(
                     f"size mismatch for {key}: copying a param with shape {tuple(arr.shape)} from checkpoint, "
                     f"the shape in current model is {tuple(target.shape)}"
@@ -311,6 +408,8 @@ class Module:
             if key in state_dict:
                 value = state_dict[key]
                 arr = value._data if isinstance(value, Tensor) else np.asarray(value)
+                if is_lazy(target):
+                    target.materialize(arr.shape)
                 np.copyto(target._data, arr, casting="unsafe")  # kinds already checked equal above
         return IncompatibleKeys(missing, unexpected)
 

@@ -1,0 +1,27 @@
+"""benchmarks/bench_d2l_ch7.py runs end to end (``--quick``: channels / 16, batch 2) and writes what it promises."""
+import json
+import os
+import subprocess
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def test_bench_d2l_ch7_quick(tmp_path):
+    out = tmp_path / "ch7.json"
+    p = subprocess.run([sys.executable, os.path.join(ROOT, "benchmarks", "bench_d2l_ch7.py"), "--quick",
+                        "--json", str(out)], capture_output=True, text=True, timeout=600, cwd=str(tmp_path))
+    assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
+    assert "forward + backward" in p.stdout
+    d = json.loads(out.read_text())
+    assert d["batch"] == 2 and d["width"] == 16
+    rows = {r["net"]: r for r in d["rows"]}
+    assert set(rows) == {"alexnet", "vgg11", "nin", "googlenet", "resnet18", "densenet"}
+    assert {r["side"] for r in d["rows"]} == {224, 96}
+    for r in rows.values():
+        tiny = r["tinyconv"]
+        assert tiny["n"] == 1 and tiny["ms"] > 0 and tiny["first_step_s"] > 0
+        assert 1.0 < tiny["check_loss"] < 5.0  # ten classes, untrained: about ln 10
+        if "torch" in r:  # same weights and batch: the same eval-mode loss in both frameworks
+            assert abs(r["torch"]["check_loss"] - tiny["check_loss"]) < 1e-3
+            assert r["x_torch"] > 0
