@@ -739,21 +739,57 @@ def main(argv=None):
         torch_runs.append(run_torch_workers(argv, args, torch_py, notes, "after"))
     torch_runs = [t for t in torch_runs if t]
     if torch_runs:
-        conv_rows = merge_torch(conv_rows, [t["conv"] for t in torch_runs], ("config", "phase"))
-        pool_rows = merge_torch(pool_rows, [t["pool"] for t in torch_runs], ("config", "phase"))
-        layer_rows = merge_torch(layer_rows, [t["layer"] for t in torch_runs], ("config", "phase"))
-        sweep_rows = sweep_rows + [r for r in torch_runs[-1]["sweep"]]
-        for rs in (conv_rows, pool_rows, layer_rows):
-            add_ratios(rs)
-        for key, torch_out in torch_runs[0]["checks"].items():
-            mine = checks.get(key)
-            if mine:
-                ref = next(iter(mine))
-                what = key[5:] if key.startswith("pool:") else key
-                notes.extend(f"{what}: {b}" for b in check_agree({ref: mine[ref], "torch": torch_out}))
-        notes.extend(n for t in torch_runs for n in t["notes"])
+        conv_rows, pool_rows, layer_rows, sweep_rows = merge_torch_runs(torch_runs, conv_rows, pool_rows, layer_rows,
+                                                                        sweep_rows, checks, notes)
         threads["torch"] = torch_runs[0]["threads"].get("torch")
+    targets = print_tables(conv_meta, conv_rows, layer_rows, retention, pool_rows, compile_res, sweep_rows, args,
+                           notes)
+    md = markdown(conv_rows, conv_meta, pool_rows, layer_rows, args, info)
+    print("\nmarkdown (benchmarks/README.md):\n\n" + md)
+    if args.markdown:
+        with open(args.markdown, "w") as f:
+            f.write(md + "\n")
+    blas_cmp = None
+    if args.blas_env_compare:
+        blas_cmp = blas_env_compare(argv, conv_rows, notes)
+    elapsed = time.perf_counter() - t_start
+    print(f"\nbenchmark time {elapsed:.1f} s")
+    for n in notes:
+        print("note:", n)
+    payload = dict(machine=info, threads=threads, args=vars(args), conv_configs=conv_meta, conv=conv_rows,
+                   conv_autograd=layer_rows, im2col_memory=retention,
+                   pool=pool_rows, numba_compile=compile_res, sweep=sweep_rows, targets=targets,
+                   blas_env_compare=blas_cmp, notes=notes, elapsed_s=elapsed,
+                   memory_method="peak_mb: tracemalloc peak for tinyconv kernels (numpy + numba NRT arrays), "
+                                 "peak RSS rise (VmHWM) for torch; scratch_mb = peak_mb - outputs_mb")
+    if args.json:
+        common.write_json(args.json, payload)
+    if args.csv:
+        common.write_csv(args.csv, conv_rows + pool_rows)
+    return payload
 
+
+def merge_torch_runs(torch_runs, conv_rows, pool_rows, layer_rows, sweep_rows, checks, notes):
+    """PyTorch's columns from its worker processes merged into tinyconv's rows (with the x torch ratios), its
+    results checked against tinyconv's, its notes added. Returns the conv, pool, layer and sweep rows."""
+    conv_rows = merge_torch(conv_rows, [t["conv"] for t in torch_runs], ("config", "phase"))
+    pool_rows = merge_torch(pool_rows, [t["pool"] for t in torch_runs], ("config", "phase"))
+    layer_rows = merge_torch(layer_rows, [t["layer"] for t in torch_runs], ("config", "phase"))
+    sweep_rows = sweep_rows + [r for r in torch_runs[-1]["sweep"]]
+    for rs in (conv_rows, pool_rows, layer_rows):
+        add_ratios(rs)
+    for key, torch_out in torch_runs[0]["checks"].items():
+        mine = checks.get(key)
+        if mine:
+            ref = next(iter(mine))
+            what = key[5:] if key.startswith("pool:") else key
+            notes.extend(f"{what}: {b}" for b in check_agree({ref: mine[ref], "torch": torch_out}))
+    notes.extend(n for t in torch_runs for n in t["notes"])
+    return conv_rows, pool_rows, layer_rows, sweep_rows
+
+
+def print_tables(conv_meta, conv_rows, layer_rows, retention, pool_rows, compile_res, sweep_rows, args, notes):
+    """Print every table of the run (and draw the sweep's plot when asked); returns the targets' rows."""
     print()
     for m in conv_meta:
         print(f"{m['config']}: N={m['N']} C_in={m['C_in']} H=W={m['H']} C_out={m['C_out']} k={m['k']} "
@@ -787,29 +823,7 @@ def main(argv=None):
     if targets:
         print(common.format_table(targets, [("target", "target"), ("value", "measured"), ("limit", "limit"),
                                             ("ok", "met")], title="\ntargets"))
-    md = markdown(conv_rows, conv_meta, pool_rows, layer_rows, args, info)
-    print("\nmarkdown (benchmarks/README.md):\n\n" + md)
-    if args.markdown:
-        with open(args.markdown, "w") as f:
-            f.write(md + "\n")
-    blas_cmp = None
-    if args.blas_env_compare:
-        blas_cmp = blas_env_compare(argv, conv_rows, notes)
-    elapsed = time.perf_counter() - t_start
-    print(f"\nbenchmark time {elapsed:.1f} s")
-    for n in notes:
-        print("note:", n)
-    payload = dict(machine=info, threads=threads, args=vars(args), conv_configs=conv_meta, conv=conv_rows,
-                   conv_autograd=layer_rows, im2col_memory=retention,
-                   pool=pool_rows, numba_compile=compile_res, sweep=sweep_rows, targets=targets,
-                   blas_env_compare=blas_cmp, notes=notes, elapsed_s=elapsed,
-                   memory_method="peak_mb: tracemalloc peak for tinyconv kernels (numpy + numba NRT arrays), "
-                                 "peak RSS rise (VmHWM) for torch; scratch_mb = peak_mb - outputs_mb")
-    if args.json:
-        common.write_json(args.json, payload)
-    if args.csv:
-        common.write_csv(args.csv, conv_rows + pool_rows)
-    return payload
+    return targets
 
 
 def markdown(conv_rows, conv_meta, pool_rows, layer_rows, args, info) -> str:

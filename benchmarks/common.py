@@ -52,7 +52,8 @@ def in_torch_worker() -> bool:
 
 
 def openblas():
-    """numpy's OpenBLAS handle (tinyconv.kernels.blas), or None; None in a PyTorch worker (no tinyconv there)."""
+    """threadpoolctl's controller of numpy's OpenBLAS (tinyconv.kernels.blas.openblas), or None; None in a PyTorch
+    worker (no tinyconv there)."""
     if in_torch_worker():
         return None
     try:
@@ -182,17 +183,10 @@ def blas_info() -> dict:
         info["error"] = repr(e)
     lib = openblas()
     if lib is not None:
-        info["library"] = os.path.basename(lib.path)
-        try:
-            f = lib.symbol("get_corename")
-            f.restype = ctypes.c_char_p
-            info["core"] = f().decode()
-            f = lib.symbol("get_config")
-            f.restype = ctypes.c_char_p
-            info["runtime_config"] = f().decode()
-            info["threads"] = lib.get_num_threads()
-        except Exception as e:
-            info["error"] = repr(e)
+        info["library"] = os.path.basename(lib.filepath)
+        info["core"] = lib.architecture
+        info["runtime_version"] = lib.version
+        info["threads"] = lib.get_num_threads()
     try:
         import threadpoolctl
 

@@ -1,8 +1,11 @@
-"""tinyconv.kernels.blas: small products on one OpenBLAS thread, the thread count restored, the result unchanged."""
+"""tinyconv.kernels.blas: small products on one OpenBLAS thread, the thread count restored, the result unchanged;
+numpy's OpenBLAS found and driven through threadpoolctl."""
 import threading
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
+from threadpoolctl import threadpool_info
 
 from tinyconv.kernels import blas
 
@@ -97,7 +100,7 @@ def test_real_openblas_count_unchanged():
     """With numpy's own OpenBLAS (when this process has one), the thread count is the same after a product."""
     lib = blas.openblas()
     if lib is None:
-        pytest.skip("numpy's BLAS is not an OpenBLAS found in /proc/self/maps")
+        pytest.skip("numpy's BLAS is not an OpenBLAS")
     before = lib.get_num_threads()
     blas.matmul(np.ones((16, 16)), np.ones((16, 16)))
     assert lib.get_num_threads() == before
@@ -116,3 +119,64 @@ def test_single_thread_restores_when_the_block_raises(fake_blas):
     with pytest.raises(RuntimeError), blas.single_thread():
         raise RuntimeError("boom")
     assert fake_blas.threads == 4
+
+
+# ----------------------------------------------------------------------------- threadpoolctl
+
+class FakeController:
+    """Stands in for threadpoolctl.ThreadpoolController: select() filters its libraries by internal_api."""
+
+    def __init__(self, libs):
+        self.lib_controllers = libs
+
+    def select(self, internal_api):
+        return FakeController([lib for lib in self.lib_controllers if lib.internal_api == internal_api])
+
+
+def _lib(api, path):
+    return SimpleNamespace(internal_api=api, filepath=path)
+
+
+def test_numpy_openblas_is_chosen_among_the_pools():
+    mkl = _lib("mkl", "/x/libmkl_rt.so")
+    torch_blas = _lib("openblas", "/site-packages/torch/lib/libopenblas.so")  # PyTorch's own, not numpy's
+    numpy_blas = _lib("openblas", "/site-packages/numpy.libs/libscipy_openblas64_.so")
+    assert blas._find_openblas(FakeController([mkl, torch_blas, numpy_blas])) is numpy_blas
+    assert blas._find_openblas(FakeController([mkl, torch_blas])) is None
+    assert blas._find_openblas(FakeController([])) is None
+
+
+def test_the_controller_is_threadpoolctls_and_built_once():
+    lib = blas.openblas()
+    numpy_pools = [i for i in threadpool_info() if i["internal_api"] == "openblas" and "/torch/" not in i["filepath"]]
+    if not numpy_pools:
+        assert lib is None
+        pytest.skip("numpy's BLAS is not an OpenBLAS")
+    assert lib.filepath in {i["filepath"] for i in numpy_pools}
+    assert blas.openblas() is lib  # cached: not looked up again
+
+
+def test_a_section_on_another_thread_takes_effect():
+    """threadpoolctl lets only the first Python thread that sets OpenBLAS's count change it; a section opened on
+    another thread (a loader thread, tinyconv's workers' caller) must still drop the count to one and restore it."""
+    lib = blas.openblas()
+    if lib is None:
+        pytest.skip("numpy's BLAS is not an OpenBLAS")
+    before = lib.get_num_threads()
+    if before < 2:
+        pytest.skip("OpenBLAS runs one thread here: nothing to drop")
+    with blas.single_thread():                 # this thread takes threadpoolctl's control
+        assert lib.get_num_threads() == 1
+    assert lib.get_num_threads() == before
+    seen = []
+
+    def other():
+        with blas.single_thread():
+            seen.append(lib.get_num_threads())
+        seen.append(lib.get_num_threads())
+
+    t = threading.Thread(target=other)
+    t.start()
+    t.join()
+    assert seen == [1, before]
+    assert lib.get_num_threads() == before

@@ -15,8 +15,10 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 import tinyconv.kernels as K
-from tinyconv.kernels import im2col as im2col_module
-from tinyconv.kernels import numba_jit, shapes  # numba_jit: the numba backend's module (its tuning constants)
+from tinyconv.kernels import choose, shapes
+from tinyconv.kernels.numba_jit import plain
+from tinyconv.kernels.numba_jit.fast import blocked, workspace
+from tinyconv.kernels.numba_jit.fast import conv as numba_fast  # the numba backend's module (its layout choice)
 
 from strategies_conv import conv_configs
 
@@ -506,11 +508,12 @@ def restore_default():
 
 def test_registry_names():
     # the three built-in backends, then the einsum backend that conftest.py registered
-    assert set(K.KERNELS) == {"direct", "im2col", "numba", "einsum"}
-    assert K.available() == ("direct", "im2col", "numba", "einsum")
+    assert set(K.KERNELS) == {"direct", "im2col", "numba", "numba-plain", "einsum"}
+    assert K.available() == ("direct", "im2col", "numba", "numba-plain", "einsum")
     assert K.get_kernel("direct") is direct
     assert K.get_kernel("IM2COL") is im2col
-    assert K.get_kernel("numba") is numba_jit.backend
+    assert K.get_kernel("numba") is numba_fast.backend
+    assert K.get_kernel("numba-plain") is plain.backend
 
 
 def test_unknown_kernel_message():
@@ -566,67 +569,6 @@ def test_use_kernel_is_thread_local(restore_default):
     assert seen == {"worker": "direct", "main": "im2col"}
 
 
-def test_auto_rule(restore_default, monkeypatch):
-    K.set_default_kernel("auto")
-    if not K.jit_enabled():
-        assert K.choose_kernel((128, 6, 14, 14), (16, 6, 5, 5)) == "im2col"
-        return
-    # without 512-bit registers the register-blocked kernels stay out (they would spill): the older rule
-    monkeypatch.setattr(numba_jit.blocked, "ENABLED", False)
-    assert K.choose_kernel((32, 64, 32, 32), (64, 64, 3, 3), 1, 1, op="forward") == "im2col"
-    assert not numba_jit.uses_blocked("forward", (32, 64, 32, 32), (64, 64, 3, 3), (32, 32),
-                                      shapes.normalize_conv_args((32, 64, 32, 32), (64, 64, 3, 3), 1, 1, 1, 1))
-    monkeypatch.setattr(numba_jit.blocked, "ENABLED", True)  # the rule below: a CPU with AVX-512
-    lenet = [((128, 1, 28, 28), (6, 1, 5, 5)), ((128, 6, 14, 14), (16, 6, 5, 5))]
-    for xs, ws in lenet:
-        for op in ("forward", "grad_input", "grad_weight"):
-            assert K.choose_kernel(xs, ws, 1, 0, 1, 1, op=op) == "numba"
-    assert K.choose_kernel((8, 64, 16, 16), (128, 64, 1, 1), op="forward") == "im2col"
-    assert K.choose_kernel((8, 64, 16, 16), (128, 64, 1, 1), op="grad_input") == "im2col"
-    assert K.choose_kernel((8, 32, 16, 16), (64, 32, 3, 3), 2, op="forward") == "im2col"
-    assert K.choose_kernel((8, 32, 16, 16), (64, 32, 3, 3), op="grad_weight") == "numba"  # blocked, 64 channels
-    assert K.choose_kernel((8, 32, 16, 16), (16, 32, 3, 3), op="grad_weight") == "im2col"
-    # from a batch of 32 the batch-last grad_weight kernel takes any reduction (stride 1)
-    assert K.choose_kernel((32, 32, 16, 16), (64, 32, 3, 3), op="grad_weight") == "numba"
-    assert K.choose_kernel((32, 256, 16, 16), (256, 256, 3, 3), op="grad_weight") == "numba"
-    assert K.choose_kernel((31, 256, 16, 16), (256, 256, 3, 3), op="grad_weight") == "im2col"
-    # strided: the batch-last kernel (polyphase columns) for small outputs of big batches, else im2col
-    assert K.choose_kernel((32, 32, 16, 16), (64, 32, 3, 3), 2, op="grad_weight") == "numba"
-    assert K.choose_kernel((31, 32, 16, 16), (64, 32, 3, 3), 2, op="grad_weight") == "im2col"
-    assert K.choose_kernel((32, 32, 64, 64), (64, 32, 3, 3), 2, 1, op="grad_weight") == "im2col"
-    assert K.choose_kernel((128, 16, 14, 14), (32, 16, 3, 3), 2, 1, op="forward") == "numba"
-    assert K.choose_kernel((128, 16, 14, 14), (32, 16, 1, 1), 2, op="forward") == "im2col"
-    assert K.choose_kernel((8, 64, 16, 16), (64, 1, 3, 3), groups=64,
-                           op="grad_weight") == "numba"
-    # wide layers at stride 1: numba's register-blocked kernels where a plane fills its blocks (8x8 and up)...
-    assert K.choose_kernel((32, 64, 32, 32), (64, 64, 3, 3), 1, 1, op="forward") == "numba"
-    assert K.choose_kernel((16, 64, 8, 8), (64, 64, 3, 3), 1, 1, op="forward") == "numba"
-    assert K.choose_kernel((16, 64, 8, 8), (64, 64, 3, 3), 1, 1, op="grad_input") == "numba"
-    assert K.choose_kernel((128, 32, 7, 7), (32, 32, 3, 3), 1, 1, op="forward") == "numba"
-    assert K.choose_kernel((16, 64, 4, 4), (64, 64, 3, 3), 1, 1, op="grad_input") == "numba"
-    # ... else one big product (im2col) for the forward from K = 512, grad_input from 32 output channels...
-    assert K.choose_kernel((16, 64, 3, 3), (64, 64, 3, 3), 1, 1, op="grad_input") == "im2col"
-    assert K.choose_kernel((128, 32, 8, 8), (64, 32, 3, 3), 2, 1, op="grad_input") == "im2col"
-    assert K.choose_kernel((128, 16, 14, 14), (16, 16, 3, 3), 1, 1, op="grad_input") == "numba"
-    assert K.choose_kernel((32, 64, 32, 32), (64, 1, 3, 3), 1, 1, groups=64, op="grad_input") == "numba"
-    # ... except where numba's batch-last forward applies (small images, big batch; for grad_input as the
-    # forward conv with flipped filters), and grad_input on large inputs
-    assert K.choose_kernel((128, 64, 4, 4), (64, 64, 3, 3), 1, 1, op="forward") == "numba"
-    assert K.choose_kernel((128, 64, 8, 8), (64, 64, 3, 3), 1, 1, op="forward") == "numba"
-    assert K.choose_kernel((128, 64, 8, 8), (64, 64, 3, 3), 1, 1, op="grad_input") == "numba"
-    assert K.choose_kernel((16, 64, 4, 4), (64, 64, 3, 3), 1, 1, op="forward") == "numba"  # blocked
-    assert K.choose_kernel((16, 64, 3, 3), (64, 64, 3, 3), 1, 1, op="forward") == "im2col"
-    assert K.choose_kernel((128, 32, 7, 7), (32, 32, 3, 3), 1, 1, op="grad_input") == "numba"
-    assert K.choose_kernel((128, 32, 7, 7), (32, 32, 3, 3), 1, 3, op="grad_input") == "numba"  # pad > k-1: crop
-    assert K.choose_kernel((32, 64, 32, 32), (64, 64, 3, 3), 1, 1, op="grad_input") == "numba"
-    # large strided inputs: numba's scatter from 8 input channels per group (3x3 stride 2, 32->64 on 64x64), BLAS
-    # for a 3-channel first layer (its scatter has 2 tasks per image)
-    assert K.choose_kernel((32, 32, 64, 64), (64, 32, 3, 3), 2, 1, op="grad_input") == "numba"
-    assert K.choose_kernel((8, 3, 224, 224), (64, 3, 7, 7), 2, 3, op="grad_input") == "im2col"
-    with pytest.raises(ValueError, match="unknown conv op 'backward'"):
-        K.choose_kernel((8, 64, 16, 16), (64, 1, 3, 3), groups=64, op="backward")
-
-
 def test_auto_dispatcher_matches_direct():
     auto = K.get_kernel("auto")
     rng = np.random.default_rng(5)
@@ -659,11 +601,14 @@ def test_env_var_selects_the_default_kernel():
     assert r.stdout.split() == ["direct", "direct"]
 
 
-def test_env_var_is_validated():
-    r = _run("import tinyconv.kernels", TINYCONV_KERNEL="fast")
-    assert r.returncode != 0
-    assert "TINYCONV_KERNEL='fast' is not a valid conv kernel" in r.stderr
-    assert "'direct', 'im2col', 'numba'" in r.stderr
+def test_a_bad_env_value_warns_and_falls_back_to_auto():
+    r = _run("import tinyconv.kernels as K; print(K.get_default_kernel(), K.get_default_pool_kernel())",
+             TINYCONV_KERNEL="fast", TINYCONV_POOL_KERNEL="nump")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == ["auto", "auto"]
+    assert "RuntimeWarning: environment variable TINYCONV_KERNEL='fast' is not a valid conv kernel" in r.stderr
+    assert "'direct', 'im2col', 'numba'" in r.stderr and "using 'auto'" in r.stderr
+    assert "TINYCONV_POOL_KERNEL='nump' is not a valid pool kernel; valid pool kernels: 'numpy', 'numba'" in r.stderr
 
 
 def test_numba_kernels_run_without_the_jit():
@@ -698,10 +643,12 @@ for dt in (np.float64, np.float32):
     w = rng.standard_normal((6, 2, 3, 2)).astype(dt)
     for args in [((2, 1), (1, 0, 2, 1), (1, 2), 2), ((1, 1), (1, 1, 0, 1), (1, 1), 2)]:
         agrees(numba_jit, x, w, args, (7, 6))
+        agrees(K.get_kernel("numba-plain"), x, w, args, (7, 6))
     xd = rng.standard_normal((2, 3, 6, 5)).astype(dt)  # depthwise (its vector loads run as NumPy slices here)
     wd = rng.standard_normal((3, 1, 3, 2)).astype(dt)
     for args in [(1, (1, 1, 0, 1), (2, 1), 3), (2, 1, 1, 3)]:
         agrees(numba_jit, xd, wd, args, (6, 5))
+        agrees(K.get_kernel("numba-plain"), xd, wd, args, (6, 5))
     for column_bytes in (1, 1 << 23):  # a chunk of one image, the whole batch
         K.im2col.COLUMN_BYTES = column_bytes
         agrees(K.get_kernel("im2col"), x, w, ((2, 1), (1, 0, 2, 1), (1, 2), 2), (8, 6))
@@ -740,13 +687,13 @@ print("ok")
 @given(cfg=conv_configs(), dtype=st.sampled_from([np.float64, np.float32]))
 def test_numba_batch_last_path(cfg, dtype):
     """The numba kernel's batch-last path (used for big batches) on every configuration."""
-    saved = numba_jit.BATCH_LAST_MIN_N, numba_jit.BATCH_LAST_MIN_GARBAGE, numba_jit.blocked.MIN_BLOCK_USE
-    numba_jit.BATCH_LAST_MIN_N, numba_jit.BATCH_LAST_MIN_GARBAGE, numba_jit.blocked.MIN_BLOCK_USE = 1, -1.0, 2.0
+    saved = choose.BATCH_LAST_MIN_N, choose.BATCH_LAST_MIN_GARBAGE, choose.MIN_BLOCK_USE
+    choose.BATCH_LAST_MIN_N, choose.BATCH_LAST_MIN_GARBAGE, choose.MIN_BLOCK_USE = 1, -1.0, 2.0
     try:
         x, w, gy = cfg.arrays(dtype)
         got = _all_ops(numba, cfg, x, w, gy)
     finally:
-        numba_jit.BATCH_LAST_MIN_N, numba_jit.BATCH_LAST_MIN_GARBAGE, numba_jit.blocked.MIN_BLOCK_USE = saved
+        choose.BATCH_LAST_MIN_N, choose.BATCH_LAST_MIN_GARBAGE, choose.MIN_BLOCK_USE = saved
     ref = _all_ops(direct, cfg, x.astype(np.float64), w.astype(np.float64), gy.astype(np.float64))
     tol = 1e-10 if dtype == np.float64 else 1e-4
     for what, a, b in zip(("forward", "grad_input", "grad_weight"), got, ref):
@@ -759,7 +706,7 @@ def test_numba_batch_last_path(cfg, dtype):
 def test_numba_grad_input_as_forward_phases(cfg, extra, dtype):
     """grad_input run as forward convolutions of grad_y, one per phase of the stride (numba's batch-last path
     forced): equal to the direct kernel's, on inputs larger than the smallest too (as output_padding gives)."""
-    saved = numba_jit.BATCH_LAST_MIN_N, numba_jit.BATCH_LAST_MIN_GARBAGE, numba_jit.blocked.MIN_BLOCK_USE
+    saved = choose.BATCH_LAST_MIN_N, choose.BATCH_LAST_MIN_GARBAGE, choose.MIN_BLOCK_USE
     args = shapes.normalize_conv_args((cfg.n, cfg.c_in, cfg.h, cfg.w), (cfg.c_out, cfg.c_in // cfg.groups) + cfg.kernel,
                                       *cfg.kernel_args)
     (sh, sw) = args.stride
@@ -767,12 +714,12 @@ def test_numba_grad_input_as_forward_phases(cfg, extra, dtype):
     # input), fewer than the stride otherwise
     big = (cfg.h + (extra if sh == 1 else min(extra, sh - 1)), cfg.w + (extra if sw == 1 else min(extra, sw - 1)))
     x, w, gy = cfg.arrays(dtype)
-    numba_jit.BATCH_LAST_MIN_N, numba_jit.BATCH_LAST_MIN_GARBAGE, numba_jit.blocked.MIN_BLOCK_USE = 1, -1.0, 2.0
+    choose.BATCH_LAST_MIN_N, choose.BATCH_LAST_MIN_GARBAGE, choose.MIN_BLOCK_USE = 1, -1.0, 2.0
     try:
-        phases = numba_jit.grad_input_phases(gy.shape, big, args)
+        phases = choose.grad_input_phases(gy.shape, big, args)
         got = numba.conv2d_grad_input(gy, w, big, *cfg.kernel_args)
     finally:
-        numba_jit.BATCH_LAST_MIN_N, numba_jit.BATCH_LAST_MIN_GARBAGE, numba_jit.blocked.MIN_BLOCK_USE = saved
+        choose.BATCH_LAST_MIN_N, choose.BATCH_LAST_MIN_GARBAGE, choose.MIN_BLOCK_USE = saved
     assert phases is not None                      # every configuration runs as forward convolutions here
     rows, cols = phases
     assert [p.first for p in rows] == list(range(min(sh, big[0])))
@@ -787,26 +734,26 @@ def test_numba_grad_input_as_forward_phases(cfg, extra, dtype):
 @given(cfg=conv_configs(max_batch=6, max_group_channels=5, max_kernel=4, max_stride=1, max_size=14),
        extra=st.integers(0, 3), dtype=st.sampled_from([np.float64, np.float32]))
 def test_numba_blocked_path(cfg, extra, dtype):
-    """The register-blocked stride-1 kernels (numba_jit.blocked), forced on every configuration they take: odd
+    """The register-blocked stride-1 kernels (blocked), forced on every configuration they take: odd
     channel counts and groups (tiles of 4 output channels with a remainder), batches past 4, dilation, 'same'
     (uneven) padding, grad_input on a larger input (as output_padding gives), against the direct kernel."""
     x, w, gy = cfg.arrays(dtype)
     big = (cfg.h + extra, cfg.w + extra)
     args = shapes.normalize_conv_args(cfg.x_shape, cfg.w_shape, *cfg.kernel_args)
     big_args = shapes.normalize_conv_args((cfg.n, cfg.c_in) + big, cfg.w_shape, *cfg.kernel_args)
-    saved = numba_jit.blocked.MIN_BLOCK_USE, numba_jit.blocked.ENABLED
-    numba_jit.blocked.MIN_BLOCK_USE, numba_jit.blocked.ENABLED = 0.0, True  # (also where AVX-512 is missing)
+    saved = choose.MIN_BLOCK_USE, blocked.ENABLED
+    choose.MIN_BLOCK_USE, blocked.ENABLED = 0.0, True  # (also where AVX-512 is missing)
     try:
-        taken = [numba_jit.uses_blocked("forward", cfg.x_shape, cfg.w_shape, args.out_shape[2:], args),
-                 numba_jit.uses_blocked("grad_input", (cfg.n, cfg.c_in) + big, cfg.w_shape, gy.shape[2:], big_args),
-                 numba_jit.uses_blocked("grad_weight", cfg.x_shape, cfg.w_shape, args.out_shape[2:], args)]
+        taken = [choose.uses_blocked("forward", cfg.x_shape, cfg.w_shape, args.out_shape[2:], args),
+                 choose.uses_blocked("grad_input", (cfg.n, cfg.c_in) + big, cfg.w_shape, gy.shape[2:], big_args),
+                 choose.uses_blocked("grad_weight", cfg.x_shape, cfg.w_shape, args.out_shape[2:], args)]
         got = _all_ops(numba, cfg, x, w, gy, big)
     finally:
-        numba_jit.blocked.MIN_BLOCK_USE, numba_jit.blocked.ENABLED = saved
-    depthwise = numba_jit.is_depthwise(cfg.c_in, cfg.c_out, cfg.c_in // cfg.groups, cfg.groups)
+        choose.MIN_BLOCK_USE, blocked.ENABLED = saved
+    depthwise = choose.is_depthwise(cfg.c_in, cfg.c_out, cfg.c_in // cfg.groups, cfg.groups)
     (kh, kw), (dh, dw), (top, bottom, left, right) = cfg.kernel, cfg.dilation, cfg.padding
     reach = max(top, bottom) <= (kh - 1) * dh and max(left, right) <= (kw - 1) * dw
-    tile = numba_jit.blocked.tile_channels
+    tile = blocked.tile_channels
     fills = [3 * c >= 2 * -(-c // tile(c)) * tile(c) for c in (cfg.c_out // cfg.groups, cfg.c_in // cfg.groups)]
     assert taken == [not depthwise and fills[0], not depthwise and reach and fills[1], not depthwise]
     ref = _all_ops(direct, cfg, x.astype(np.float64), w.astype(np.float64), gy.astype(np.float64), big)
@@ -823,7 +770,7 @@ def test_numba_blocked_path(cfg, extra, dtype):
        padding=st.tuples(*[st.integers(0, 2)] * 4), hw=st.tuples(st.integers(3, 9), st.integers(3, 9)),
        dtype=st.sampled_from([np.float64, np.float32]), seed=st.integers(0, 2**32 - 1))
 def test_blocked_wide_grad_weight(n, groups, og, cg, kernel, dilation, padding, hw, dtype, seed):
-    """grad_weight of layers with at least 2 vectors of output channels per group (numba_jit.blocked's
+    """grad_weight of layers with at least 2 vectors of output channels per group (blocked's
     position-major kernel: channels padded to whole tiles, pairs past the last dropped) against direct."""
     x_shape, w_shape = (n, cg * groups) + hw, (og * groups, cg) + kernel
     try:
@@ -832,7 +779,7 @@ def test_blocked_wide_grad_weight(n, groups, og, cg, kernel, dilation, padding, 
         assume(False)
     rng = np.random.default_rng(seed)
     x, gy = rng.uniform(-1, 1, x_shape), rng.uniform(-1, 1, args.out_shape)
-    got = numba_jit.blocked.grad_weight(x.astype(dtype), gy.astype(dtype), args, w_shape)
+    got = blocked.grad_weight(x.astype(dtype), gy.astype(dtype), args, w_shape)
     assert got.dtype == dtype and got.shape == w_shape
     _assert_close(got, direct.conv2d_grad_weight(x, gy, kernel, 1, padding, dilation, groups),
                   1e-10 if dtype == np.float64 else 1e-4, "blocked grad_weight, wide")
@@ -841,28 +788,28 @@ def test_blocked_wide_grad_weight(n, groups, og, cg, kernel, dilation, padding, 
 def test_blocked_block_use_rule(monkeypatch):
     """The share of a block's positions that are outputs decides (3x3 planes waste 23 of a 32-position block), and
     the share of a tile's output channels that are real (tiles of 8, or of 6 where that wastes fewer)."""
-    assert [numba_jit.blocked.tile_channels(c) for c in (1, 2, 3, 6, 8, 12, 16, 20, 64)] == [6, 6, 6, 6, 8, 6, 8, 8, 8]
-    assert numba_jit.blocked.block_use((3, 3), 5) == 9 / 32
-    assert numba_jit.blocked.block_use((32, 32), 34) == 1024 / (-(-(31 * 34 + 32) // 32) * 32)
-    assert numba_jit.blocked.block_use((0, 5), 7) == 0.0
-    monkeypatch.setattr(numba_jit.blocked, "ENABLED", True)  # the rule as on a CPU with AVX-512
+    assert [blocked.tile_channels(c) for c in (1, 2, 3, 6, 8, 12, 16, 20, 64)] == [6, 6, 6, 6, 8, 6, 8, 8, 8]
+    assert blocked.block_use((3, 3), 5) == 9 / 32
+    assert blocked.block_use((32, 32), 34) == 1024 / (-(-(31 * 34 + 32) // 32) * 32)
+    assert blocked.block_use((0, 5), 7) == 0.0
+    monkeypatch.setattr(blocked, "ENABLED", True)  # the rule as on a CPU with AVX-512
     if K.jit_enabled():
         a = shapes.normalize_conv_args((2, 8, 3, 3), (8, 8, 3, 3), 1, 1, 1, 1)
-        assert not numba_jit.uses_blocked("forward", (2, 8, 3, 3), (8, 8, 3, 3), (3, 3), a)
+        assert not choose.uses_blocked("forward", (2, 8, 3, 3), (8, 8, 3, 3), (3, 3), a)
         a = shapes.normalize_conv_args((2, 8, 16, 16), (8, 8, 3, 3), 1, 1, 1, 1)
-        assert numba_jit.uses_blocked("forward", (2, 8, 16, 16), (8, 8, 3, 3), (16, 16), a)
-        assert numba_jit.uses_blocked("grad_weight", (31, 8, 16, 16), (8, 8, 3, 3), (16, 16), a)
-        assert not numba_jit.uses_blocked("grad_weight", (32, 8, 16, 16), (8, 8, 3, 3), (16, 16), a)
+        assert choose.uses_blocked("forward", (2, 8, 16, 16), (8, 8, 3, 3), (16, 16), a)
+        assert choose.uses_blocked("grad_weight", (31, 8, 16, 16), (8, 8, 3, 3), (16, 16), a)
+        assert not choose.uses_blocked("grad_weight", (32, 8, 16, 16), (8, 8, 3, 3), (16, 16), a)
         a = shapes.normalize_conv_args((32, 8, 28, 28), (8, 8, 3, 3), 1, 1, 1, 1)
-        assert numba_jit.uses_blocked("grad_weight", (32, 8, 28, 28), (8, 8, 3, 3), (28, 28), a)
+        assert choose.uses_blocked("grad_weight", (32, 8, 28, 28), (8, 8, 3, 3), (28, 28), a)
         a = shapes.normalize_conv_args((2, 2, 16, 16), (2, 2, 3, 3), 1, 1, 1, 1)  # 2 of a tile's 6 channels
-        assert not numba_jit.uses_blocked("forward", (2, 2, 16, 16), (2, 2, 3, 3), (16, 16), a)
-        assert not numba_jit.uses_blocked("grad_input", (2, 2, 16, 16), (2, 2, 3, 3), (16, 16), a)
+        assert not choose.uses_blocked("forward", (2, 2, 16, 16), (2, 2, 3, 3), (16, 16), a)
+        assert not choose.uses_blocked("grad_input", (2, 2, 16, 16), (2, 2, 3, 3), (16, 16), a)
         a = shapes.normalize_conv_args((2, 3, 16, 16), (4, 3, 3, 3), 1, 1, 1, 1)  # 4 of 6
-        assert numba_jit.uses_blocked("forward", (2, 3, 16, 16), (4, 3, 3, 3), (16, 16), a)
-        assert not numba_jit.uses_blocked("grad_input", (2, 3, 16, 16), (4, 3, 3, 3), (16, 16), a)  # 3 of 6
+        assert choose.uses_blocked("forward", (2, 3, 16, 16), (4, 3, 3, 3), (16, 16), a)
+        assert not choose.uses_blocked("grad_input", (2, 3, 16, 16), (4, 3, 3, 3), (16, 16), a)  # 3 of 6
         a = shapes.normalize_conv_args((2, 8, 16, 16), (8, 8, 3, 3), 2, 1, 1, 1)
-        assert not numba_jit.uses_blocked("forward", (2, 8, 16, 16), (8, 8, 3, 3), (8, 8), a)
+        assert not choose.uses_blocked("forward", (2, 8, 16, 16), (8, 8, 3, 3), (8, 8), a)
 
 
 @settings(deadline=None, max_examples=20)
@@ -870,13 +817,13 @@ def test_blocked_block_use_rule(monkeypatch):
 def test_im2col_batch_last_grad_input(cfg, dtype):
     """im2col's grad_input for big batches (batch-last columns, one product, col2im by vectors of N), forced on
     every configuration: equal to the direct kernel's."""
-    saved = im2col_module.BATCH_LAST_MIN_N
-    im2col_module.BATCH_LAST_MIN_N = 1
+    saved = choose.BATCH_LAST_MIN_N
+    choose.BATCH_LAST_MIN_N = 1
     x, w, gy = cfg.arrays(dtype)
     try:
         got = im2col.conv2d_grad_input(gy, w, (cfg.h, cfg.w), *cfg.kernel_args)
     finally:
-        im2col_module.BATCH_LAST_MIN_N = saved
+        choose.BATCH_LAST_MIN_N = saved
     ref = direct.conv2d_grad_input(gy.astype(np.float64), w.astype(np.float64), (cfg.h, cfg.w), *cfg.kernel_args)
     assert got.dtype == dtype
     _assert_close(got, ref, 1e-10 if dtype == np.float64 else 1e-4, "im2col batch-last grad_input")
@@ -940,14 +887,14 @@ def test_numba_scratch_buffers_keep_their_padding_zero():
         gy = rng.standard_normal(y.shape)
         np.testing.assert_allclose(numba.conv2d_grad_weight(x, gy, (3, 3), *args),
                                    direct.conv2d_grad_weight(x, gy, (3, 3), *args), rtol=1e-10, atol=1e-10)
-    numba_jit.clear_workspace()
+    numba_fast.clear_workspace()
 
 
 def test_numba_workspace_is_bounded(monkeypatch):
-    monkeypatch.setattr(numba_jit.workspace, "WORKSPACE_MAX_BYTES", 1)
-    numba_jit.clear_workspace()
+    monkeypatch.setattr(workspace, "WORKSPACE_MAX_BYTES", 1)
+    numba_fast.clear_workspace()
     x, w = np.ones((40, 1, 8, 8), np.float32), np.ones((2, 1, 3, 3), np.float32)
     for pad in (0, 1, 2):
         numba.conv2d_forward(x, w, (1, 1), (pad,) * 4, (1, 1), 1)
-    assert len(numba_jit.workspace._workspace.buffers) == 1  # only the most recent one is kept
-    numba_jit.clear_workspace()
+    assert len(workspace._workspace.buffers) == 1  # only the most recent one is kept
+    numba_fast.clear_workspace()

@@ -121,7 +121,7 @@ def test_tutorial_names_the_kernel_functions_it_explains():
     import importlib
 
     text = TUTORIAL.read_text(encoding="utf-8")
-    refs = set(re.findall(r"`tinyconv\.kernels\.(\w+)\.(\w+)`", text))
+    refs = set(re.findall(r"`tinyconv\.kernels\.([\w.]+)\.(\w+)`", text))
     assert len(refs) >= 6
     for module, name in sorted(refs):
         mod = importlib.import_module(f"tinyconv.kernels.{module}")

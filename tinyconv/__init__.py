@@ -8,7 +8,8 @@ Public face::
 Tensors are (N, C, H, W) for image batches; see the README for a tour.
 
 Importing tinyconv fixes glibc's malloc thresholds so a training step's large arrays are reused instead of
-page-faulted in again every step; ``TINYCONV_MALLOC=0`` turns that off (see ``tinyconv.memory``).
+page-faulted in again every step; ``TINYCONV_MALLOC=0`` turns that off (see ``tinyconv.memory``, and
+docs/architecture.md, "What importing tinyconv changes").
 """
 from . import memory
 

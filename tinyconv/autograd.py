@@ -341,28 +341,14 @@ def backward(tensor, grad=None, retain_graph: bool = False) -> None:
 
 
 def _backward_pass(tensor, grad, retain_graph: bool) -> None:
-    if not tensor.requires_grad:
-        raise RuntimeError(
-            "element 0 of tensors does not require grad and does not have a grad_fn: "
-            "call backward() on a result computed from tensors with requires_grad=True"
-        )
-    if grad is None:
-        if tensor._data.size != 1:
-            raise RuntimeError(
-                f"grad can be implicitly created only for scalar outputs; this output has shape "
-                f"{tuple(tensor.shape)}: pass backward(gradient) with a gradient of that shape"
-            )
-        grad_arr = np.ones(tensor.shape, dtype=tensor.dtype)
-    else:
-        grad_arr = as_grad_array(grad, tensor.shape, tensor.dtype, "backward()")
-
+    grad_arr = _seed_gradient(tensor, grad)
     if tensor.grad_fn is None:  # backward on a leaf: d(leaf)/d(leaf) = 1
         tensor._accumulate_grad(grad_arr)
         return
 
     order = _topological_order(tensor.grad_fn)
     grads = {id(tensor.grad_fn): grad_arr}
-    input_grads = gi = None
+    input_grads = None
     leaf_grads = {}  # id(leaf) -> (leaf, summed gradient), accumulated into .grad after the walk
     for node in order:
         g = grads.pop(id(node), None)
@@ -377,7 +363,7 @@ def _backward_pass(tensor, grad, retain_graph: bool) -> None:
             _check_versions(node)
         # Drop the previous node's references to its results first, so that only g itself (and getrefcount's
         # argument) refers to an array no one else holds.
-        input_grads = gi = None
+        input_grads = None
         node.owns_grad = type(g) is np.ndarray and g.base is None and sys.getrefcount(g) <= _SOLE_REFS
         if _observer is None:
             input_grads = node.backward(node, g)
@@ -389,26 +375,49 @@ def _backward_pass(tensor, grad, retain_graph: bool) -> None:
             raise RuntimeError(
                 f"{node.name()} returned {len(input_grads)} gradients for {len(node.inputs)} inputs"
             )
-        for t, fn, gi, needed in zip(node.inputs, node.input_fns, input_grads, node.needs_input_grad):
-            if t is None or gi is None or not needed:
-                continue
-            if gi.shape != t.shape:
-                raise RuntimeError(
-                    f"{node.name()} returned a gradient of shape {tuple(gi.shape)} for an input of shape {tuple(t.shape)}"
-                )
-            if gi.dtype != t.dtype:
-                gi = gi.astype(t.dtype)
-            if fn is None:
-                # Sum every edge into a leaf first, so its hooks see the total once (as PyTorch's AccumulateGrad).
-                key = id(t)
-                leaf_grads[key] = (t, leaf_grads[key][1] + gi) if key in leaf_grads else (t, gi)
-            else:
-                key = id(fn)
-                if key in grads:
-                    grads[key] = grads[key] + gi
-                else:
-                    grads[key] = gi
+        _route(node, input_grads, grads, leaf_grads)
         if not retain_graph:
             node.release()
     for leaf, g in leaf_grads.values():
         leaf._accumulate_grad(g)
+
+
+def _seed_gradient(tensor, grad):
+    """The gradient the walk starts from: ones for a scalar output, else ``grad`` checked against its shape."""
+    if not tensor.requires_grad:
+        raise RuntimeError(
+            "element 0 of tensors does not require grad and does not have a grad_fn: "
+            "call backward() on a result computed from tensors with requires_grad=True"
+        )
+    if grad is None:
+        if tensor._data.size != 1:
+            raise RuntimeError(
+                f"grad can be implicitly created only for scalar outputs; this output has shape "
+                f"{tuple(tensor.shape)}: pass backward(gradient) with a gradient of that shape"
+            )
+        return np.ones(tensor.shape, dtype=tensor.dtype)
+    return as_grad_array(grad, tensor.shape, tensor.dtype, "backward()")
+
+
+def _route(node, input_grads, grads, leaf_grads) -> None:
+    """Hand ``node``'s input gradients on: added into ``grads`` under the producing node, or, for a leaf, into
+    ``leaf_grads`` (accumulated into ``.grad`` once the walk is done)."""
+    for t, fn, gi, needed in zip(node.inputs, node.input_fns, input_grads, node.needs_input_grad):
+        if t is None or gi is None or not needed:
+            continue
+        if gi.shape != t.shape:
+            raise RuntimeError(
+                f"{node.name()} returned a gradient of shape {tuple(gi.shape)} for an input of shape {tuple(t.shape)}"
+            )
+        if gi.dtype != t.dtype:
+            gi = gi.astype(t.dtype)
+        if fn is None:
+            # Sum every edge into a leaf first, so its hooks see the total once (as PyTorch's AccumulateGrad).
+            key = id(t)
+            leaf_grads[key] = (t, leaf_grads[key][1] + gi) if key in leaf_grads else (t, gi)
+        else:
+            key = id(fn)
+            if key in grads:
+                grads[key] = grads[key] + gi
+            else:
+                grads[key] = gi

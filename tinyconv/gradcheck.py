@@ -69,8 +69,27 @@ def gradcheck(
         inputs = [inputs]
     inputs = list(inputs)
     names = list(names) if names is not None else [f"input {i}" for i in range(len(inputs))]
-    checked = []
-    call_args = []
+    call_args, checked = _float64_leaves(inputs, names)
+    rng = np.random.default_rng(seed)
+    directions = _analytic_pass(fn, call_args, checked, rng)
+    for i in checked:
+        x = call_args[i]
+        analytic = np.zeros(x.shape) if x.grad is None else x.grad._data.astype(np.float64)
+        numeric = _numeric_gradient(fn, call_args, x, directions, eps)
+        error = np.abs(analytic - numeric)
+        allowed = atol + rtol * np.abs(numeric)
+        if np.all(error <= allowed):
+            continue
+        if raise_exception:
+            raise GradcheckError(_failure(names[i], x, analytic, numeric, error, allowed, atol, rtol, eps))
+        return False
+    return True
+
+
+def _float64_leaves(inputs, names):
+    """``(call_args, checked)``: the inputs with every Tensor that requires grad copied to a float64 leaf, and the
+    positions of those."""
+    checked, call_args = [], []
     for i, x in enumerate(inputs):
         if isinstance(x, Tensor) and x.requires_grad:
             if not np.issubdtype(x.dtype, np.floating):
@@ -80,9 +99,13 @@ def gradcheck(
         call_args.append(x)
     if not checked:
         raise ValueError("gradcheck: no input has requires_grad=True, so there is nothing to check")
+    return call_args, checked
 
+
+def _analytic_pass(fn, call_args, checked, rng):
+    """Run ``fn`` and one backward pass of Σ_k <out_k, v_k> (random directions ``v``, returned), which leaves the
+    analytic gradients in the checked inputs' ``.grad``."""
     outs = _outputs(fn(*call_args))
-    rng = np.random.default_rng(seed)
     directions = [rng.standard_normal(o.shape) for o in outs]
     total = None
     for o, v in zip(outs, directions):
@@ -94,35 +117,33 @@ def gradcheck(
         call_args[i].grad = None
     if total is not None:
         total.backward()
+    return directions
 
-    for i in checked:
-        x = call_args[i]
-        analytic = np.zeros(x.shape) if x.grad is None else x.grad._data.astype(np.float64)
-        numeric = np.zeros(x.shape)
-        flat = x._data.reshape(-1)  # a view: perturbing it perturbs the input fn sees
-        with no_grad():
-            for k in range(flat.size):
-                original = flat[k]
-                flat[k] = original + eps
-                plus = _projection(_outputs(fn(*call_args)), directions)
-                flat[k] = original - eps
-                minus = _projection(_outputs(fn(*call_args)), directions)
-                flat[k] = original
-                numeric.flat[k] = (plus - minus) / (2 * eps)
-        error = np.abs(analytic - numeric)
-        allowed = atol + rtol * np.abs(numeric)
-        if np.all(error <= allowed):
-            continue
-        worst = np.unravel_index(np.argmax(error - allowed), x.shape) if x.ndim else ()
-        missing = " (autograd produced no gradient for it: is it used, and does every op pass it on?)" \
-            if x.grad is None else ""
-        message = (
-            f"gradcheck failed for {names[i]} of shape {tuple(x.shape)}{missing}: worst element at index "
-            f"{tuple(int(j) for j in worst)}: analytic {analytic[worst]:.10g} vs numeric {numeric[worst]:.10g} "
-            f"(|difference| {error[worst]:.3g} > tolerance atol + rtol*|numeric| = {allowed[worst]:.3g}; "
-            f"atol={atol}, rtol={rtol}, eps={eps}); {int(np.sum(error > allowed))} of {x.numel()} elements differ"
-        )
-        if raise_exception:
-            raise GradcheckError(message)
-        return False
-    return True
+
+def _numeric_gradient(fn, call_args, x, directions, eps):
+    """Central differences of Σ_k <fn(...)_k, v_k> with respect to every element of the input ``x``."""
+    numeric = np.zeros(x.shape)
+    flat = x._data.reshape(-1)  # a view: perturbing it perturbs the input fn sees
+    with no_grad():
+        for k in range(flat.size):
+            original = flat[k]
+            flat[k] = original + eps
+            plus = _projection(_outputs(fn(*call_args)), directions)
+            flat[k] = original - eps
+            minus = _projection(_outputs(fn(*call_args)), directions)
+            flat[k] = original
+            numeric.flat[k] = (plus - minus) / (2 * eps)
+    return numeric
+
+
+def _failure(name, x, analytic, numeric, error, allowed, atol, rtol, eps) -> str:
+    """The message naming the worst element, both values, the tolerance and how many elements differ."""
+    worst = np.unravel_index(np.argmax(error - allowed), x.shape) if x.ndim else ()
+    missing = " (autograd produced no gradient for it: is it used, and does every op pass it on?)" \
+        if x.grad is None else ""
+    return (
+        f"gradcheck failed for {name} of shape {tuple(x.shape)}{missing}: worst element at index "
+        f"{tuple(int(j) for j in worst)}: analytic {analytic[worst]:.10g} vs numeric {numeric[worst]:.10g} "
+        f"(|difference| {error[worst]:.3g} > tolerance atol + rtol*|numeric| = {allowed[worst]:.3g}; "
+        f"atol={atol}, rtol={rtol}, eps={eps}); {int(np.sum(error > allowed))} of {x.numel()} elements differ"
+    )

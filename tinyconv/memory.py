@@ -1,11 +1,12 @@
 """The one process-wide setting tinyconv makes when imported: glibc's malloc keeps freed large blocks for reuse.
 
-Why. A training step allocates and frees the same multi-megabyte arrays every time (activations, gradients,
-kernel scratch: 2.4 MB for LeNet conv1's output at batch 128). glibc's malloc hands blocks of 128 KiB and more
-straight back to the kernel (``munmap``, or trimming the top of the heap), so the next step has every page of
-them mapped in again: thousands of minor page faults per step (``benchmarks/bench_lenet.py`` counts them).
-glibc raises its thresholds by itself once a large block is freed (up to 32 MiB), but
-a block of exactly the size it last saw, or a heap top a little larger than twice it, still goes back.
+Why. A training step allocates and frees the same multi-megabyte arrays every time (activations, gradients, kernel
+scratch; LeNet conv1's output at batch 128 alone is 128x6x28x28 floats). glibc's malloc hands blocks of 128 KiB and
+more straight back to the kernel (``munmap``, or trimming the top of the heap), so the next step has every page of
+them mapped in again: thousands of minor page faults a step (``benchmarks/bench_cpu.py`` counts them, and
+``tests/test_memory.py`` checks that they are gone). glibc raises its thresholds by itself once a large block is
+freed (up to 32 MiB), but a block of exactly the size it last saw, or a heap top a little larger than twice it,
+still goes back.
 
 What. At import, on Linux with glibc, tinyconv fixes the two thresholds at the values glibc's own dynamic rule
 tops out at: ``M_MMAP_THRESHOLD`` = 32 MiB (blocks below it come from the heap) and ``M_TRIM_THRESHOLD`` = 64
@@ -27,6 +28,8 @@ import os
 import platform
 import sys
 
+from .environment import OFF, env_switch
+
 __all__ = ["MMAP_THRESHOLD", "TRIM_THRESHOLD", "OPT_OUT_ENV", "tune_malloc", "malloc_tuning", "release"]
 
 #: glibc's DEFAULT_MMAP_THRESHOLD_MAX on 64-bit: the highest value its dynamic threshold reaches by itself.
@@ -36,6 +39,7 @@ TRIM_THRESHOLD = 2 * MMAP_THRESHOLD
 #: Environment variable that turns the tuning off ("0", "off", "false", "no", "default").
 OPT_OUT_ENV = "TINYCONV_MALLOC"
 
+_OFF = OFF + ("default",)
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # mallopt parameter numbers (malloc.h)
 _USER_MALLOC_ENV = ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_", "MALLOC_TOP_PAD_", "MALLOC_MMAP_MAX_")
 
@@ -55,12 +59,12 @@ def tune_malloc() -> dict:
     """Apply the thresholds (once; called when tinyconv is imported). Returns :func:`malloc_tuning`."""
     if _state["reason"] != "not attempted":
         return malloc_tuning()
-    flag = os.environ.get(OPT_OUT_ENV, "").strip().lower()
+    enabled = env_switch(OPT_OUT_ENV, default=True, off=_OFF)
     user = [k for k in _USER_MALLOC_ENV if k in os.environ]
     if "glibc.malloc." in os.environ.get("GLIBC_TUNABLES", ""):
         user.append("GLIBC_TUNABLES")
     libc = _libc()
-    if flag in ("0", "off", "false", "no", "default"):
+    if not enabled:
         _state.update(applied=False, reason=f"{OPT_OUT_ENV}={os.environ[OPT_OUT_ENV]}: glibc's defaults kept")
     elif user:
         _state.update(applied=False, reason=f"{', '.join(user)} set by the user: left to glibc")

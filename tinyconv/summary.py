@@ -145,55 +145,10 @@ def summary(model, input_shape, dtype=None, print_fn=print, depth: int | None = 
     """
     dt = np.dtype(dtype or DEFAULT_DTYPE)
     input_shape = tuple(int(n) for n in input_shape)
-    names = {id(m): n for n, m in model.named_modules()}
-    child_counts = {id(m): sum(1 for _ in m.children()) for m in model.modules()}
-    rows: list[LayerRow] = []
-    open_calls: dict = {}  # id(module) -> stack of (row index, input shape)
-    handles = []
-
-    def pre_hook(module, args):
-        row = LayerRow(
-            name=names.get(id(module), "?"), type=type(module).__name__,
-            depth=(names.get(id(module), "").count(".") + 1) if names.get(id(module)) else 0,
-            output_shape=None,
-            params=sum(int(p._data.size) for p in module._parameters.values() if p is not None),
-            trainable=sum(int(p._data.size) for p in module._parameters.values() if p is not None and p.requires_grad),
-            mult_adds=None, is_leaf=child_counts.get(id(module), 0) == 0,
-        )
-        rows.append(row)
-        in_shape = _shape_of(args[0]) if args else None
-        open_calls.setdefault(id(module), []).append((len(rows) - 1, in_shape))
-
-    def hook(module, args, output):
-        index, in_shape = open_calls[id(module)].pop()
-        row = rows[index]
-        row.end = len(rows)
-        row.output_shape = _shape_of(output)
-        if isinstance(output, (tuple, list)) and row.output_shape is None:
-            shapes = [_shape_of(o) for o in output]
-            row.output_shape = tuple(shapes) if all(s is not None for s in shapes) else None
-            out_shape_for_cost = shapes[0] if shapes and shapes[0] is not None else None
-        else:
-            out_shape_for_cost = row.output_shape
-        if row.is_leaf:
-            row.mult_adds = layer_mult_adds(module, in_shape, out_shape_for_cost)
-            row.output_bytes = _bytes_of(output)
-
-    for m in model.modules():
-        handles.append(m.register_forward_pre_hook(pre_hook))
-        handles.append(m.register_forward_hook(hook))
-    modes = {id(m): m.training for m in model.modules()}
+    recorder = _LayerRecorder(model)
     x = zeros(input_shape, dtype=dt)
-    try:
-        model.eval()
-        with no_grad():
-            model(x)
-    finally:
-        for h in handles:
-            h.remove()
-        for m in model.modules():
-            object.__setattr__(m, "training", modes[id(m)])
-
+    _run_recorded(model, x, recorder)
+    rows = recorder.rows
     params = list(model.parameters())
     result = ModelSummary(
         model_name=type(model).__name__, input_shape=input_shape, dtype=dt, rows=rows,
@@ -209,6 +164,64 @@ def summary(model, input_shape, dtype=None, print_fn=print, depth: int | None = 
     if print_fn is not None:
         print_fn(str(result))
     return result
+
+
+class _LayerRecorder:
+    """Forward hooks that add one :class:`LayerRow` per module call, in call order: the pre-hook opens the row
+    (name, type, depth, parameters), the hook fills in the output shape, and for a leaf its cost and output bytes."""
+
+    def __init__(self, model):
+        self.names = {id(m): n for n, m in model.named_modules()}
+        self.child_counts = {id(m): sum(1 for _ in m.children()) for m in model.modules()}
+        self.rows: list[LayerRow] = []
+        self.open_calls: dict = {}  # id(module) -> stack of (row index, input shape)
+
+    def pre_hook(self, module, args):
+        name = self.names.get(id(module))
+        params = [p for p in module._parameters.values() if p is not None]
+        self.rows.append(LayerRow(
+            name=self.names.get(id(module), "?"), type=type(module).__name__,
+            depth=(name.count(".") + 1) if name else 0, output_shape=None,
+            params=sum(int(p._data.size) for p in params),
+            trainable=sum(int(p._data.size) for p in params if p.requires_grad),
+            mult_adds=None, is_leaf=self.child_counts.get(id(module), 0) == 0,
+        ))
+        in_shape = _shape_of(args[0]) if args else None
+        self.open_calls.setdefault(id(module), []).append((len(self.rows) - 1, in_shape))
+
+    def hook(self, module, args, output):
+        index, in_shape = self.open_calls[id(module)].pop()
+        row = self.rows[index]
+        row.end = len(self.rows)
+        row.output_shape = _shape_of(output)
+        if isinstance(output, (tuple, list)) and row.output_shape is None:
+            shapes = [_shape_of(o) for o in output]
+            row.output_shape = tuple(shapes) if all(s is not None for s in shapes) else None
+            out_shape_for_cost = shapes[0] if shapes and shapes[0] is not None else None
+        else:
+            out_shape_for_cost = row.output_shape
+        if row.is_leaf:
+            row.mult_adds = layer_mult_adds(module, in_shape, out_shape_for_cost)
+            row.output_bytes = _bytes_of(output)
+
+
+def _run_recorded(model, x, recorder) -> None:
+    """One forward of ``x`` in eval mode without gradients, every module hooked to ``recorder``; the hooks and
+    each module's training flag are restored afterwards, also when the forward raises."""
+    handles = []
+    for m in model.modules():
+        handles.append(m.register_forward_pre_hook(recorder.pre_hook))
+        handles.append(m.register_forward_hook(recorder.hook))
+    modes = {id(m): m.training for m in model.modules()}
+    try:
+        model.eval()
+        with no_grad():
+            model(x)
+    finally:
+        for h in handles:
+            h.remove()
+        for m in model.modules():
+            object.__setattr__(m, "training", modes[id(m)])
 
 
 def _fmt_int(n) -> str:

@@ -25,7 +25,7 @@ import numpy as np
 
 from ..autograd import Function
 from ..kernels import numba_batch_norm as nbn
-from ..kernels.numba_jit import jit_enabled
+from ..kernels.choose import jit_enabled
 
 __all__ = ["BatchNorm"]
 

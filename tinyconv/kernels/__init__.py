@@ -1,18 +1,20 @@
-"""Pure-array convolution and pooling backends, and how one is chosen (this module is the one place for that).
+"""Pure-array convolution and pooling backends, and how one is selected by name (which loop runs for a shape is
+decided in :mod:`.choose`).
 
 A *backend* is one object with one interface, :class:`~.backend.Backend` (x: ``(N, C_in, H, W)``, w:
 ``(C_out, C_in/groups, kh, kw)``; conv ``forward`` / ``grad_input`` / ``grad_weight`` and pooling, on arrays,
 trusting arguments normalised by :mod:`tinyconv.functional`; plus checked doors ``conv2d_forward`` ... for direct
 use; float32 stays float32, float64 stays float64):
 
-========  ==========================  =================================================
-name      module                      what it is
-========  ==========================  =================================================
-direct    :mod:`.direct`              the definition, loops over taps (the reference)
-im2col    :mod:`.im2col`              windows -> columns + one BLAS matmul per group
-numba     :mod:`.numba_jit`           compiled, parallel loop nests (numba)
-auto      :mod:`.auto`                hands each op to the fastest of the others (below)
-========  ==========================  =================================================
+===========  ========================  =================================================
+name         module                    what it is
+===========  ========================  =================================================
+direct       :mod:`.direct`            the definition, loops over taps (the reference)
+im2col       :mod:`.im2col`            windows -> columns + one BLAS matmul per group
+numba-plain  :mod:`.numba_jit.plain`   three plain ``prange`` loop nests: the one to read
+numba        :mod:`.numba_jit.fast`    the same sums in layouts arranged for speed
+auto         :mod:`.auto`              hands each op to the backend :mod:`.choose` names
+===========  ========================  =================================================
 
 Pooling has two implementations: NumPy's (:mod:`.pooling`, what every backend inherits; selected as ``numpy``)
 and numba's (:mod:`.numba_pooling`, the ``numba`` backend's; selected as ``numba``). A new backend is one file
@@ -22,88 +24,33 @@ Choosing a kernel
 -----------------
 Highest priority first: an explicit ``kernel=`` argument (per call or per layer), the
 innermost ``with use_kernel(name):`` block (thread-local), ``set_default_kernel(name)``,
-the ``TINYCONV_KERNEL`` environment variable (read and validated at import), and finally
-``"auto"``.  Pooling: ``use_pool_kernel`` / ``set_default_pool_kernel`` /
+the ``TINYCONV_KERNEL`` environment variable (read at import; a name that is not registered warns and
+gives ``"auto"``), and finally ``"auto"``.  Pooling: ``use_pool_kernel`` / ``set_default_pool_kernel`` /
 ``TINYCONV_POOL_KERNEL``, default ``"auto"``.
 
-The "auto" rule (:class:`.auto.AutoBackend`, ``choose_kernel``), decided per operation from measurements on this
-project's 2-core reference machine (AMD EPYC, AVX-512, numba 0.68, float32, batch 128;
-each op alone in a fresh process, median):
-
-==========================  ======================  ======================
-median ms (fwd / gi / gw)   LeNet conv1 (1->6, 5x5,  LeNet conv2 (6->16,
-                            pad 2, 28x28)            5x5, 14x14)
-==========================  ======================  ======================
-direct                      10.7 / 3.2 / 3.5         8.1 / 13.7 / 7.8
-im2col                      1.25 / 2.6 / 1.0         1.6 / 3.7 / 3.7
-numba                       0.47 / 0.69 / 0.61       0.53 / 0.96 / 0.60
-PyTorch 2.13 CPU (ATen)     0.65 / 7.8 / 1.8         0.39 / 0.86 / 0.59
-==========================  ======================  ======================
-
-(On a loaded machine every multi-threaded implementation, numba, OpenBLAS and PyTorch
-alike, shows stalls of whole scheduler slices, 8 ms and more. OpenBLAS's own threads are
-not used by the conv kernels: they spin ~0.1 s after a product and slowed the numba loops
-that follow 2-3x; im2col runs its products on tinyconv's worker threads instead, each on one
-BLAS thread, see :mod:`.workers`.)
-
-Rule as of the ResNet work (2 threads, batch 128 unless said, ms, medians on the 2-core
-reference machine, tinyconv's kernels compared in one process; the machine's speed drifts
-by +-30% over minutes, so only large gaps decided):
-
-* numba JIT disabled (``NUMBA_DISABLE_JIT=1``): ``im2col`` for everything (the numba
-  loops would run as pure Python).
-* stride 1, more than one tap, not depthwise: ``numba``'s register-blocked kernels (:mod:`.numba_jit.blocked`) for
-  the forward and grad_input wherever at least half of the positions of their 32-position blocks are outputs and
-  two thirds of a tile's 8 (or 6) output channels are real (``numba_jit.uses_blocked``; planes of about 4x4 and up). Intel
-  Xeon (AVX-512), 2 threads, batch 32, 64->64 3x3 on 32x32: forward 9.9-10.3 vs 16.0 ms for im2col, grad_input
-  10.0-10.4 vs 14.3; LeNet conv1's forward 0.28 vs 0.43 ms for the batch-last loops. Their grad_weight from 32 output
-  channels per group and up to ``auto.BLOCKED_GW_MAX_K`` (1024) multiply-adds per output, where the numba
-  backend takes it (batches below 32, or outputs of 28x28 and up). Otherwise the rules below.
-* forward: ``numba`` when the kernel has more than one tap and either the stride is 1 and
-  ``C_in/groups * kh * kw < auto.IM2COL_MIN_K`` (512), or numba's batch-last kernel applies
-  (batch >= ``numba_jit.BATCH_LAST_MIN_N`` = 32 and an output of at most 28x28 positions, any
-  stride: 64->64 3x3 on 4x4 1.4 vs 2.1-3.1 ms for im2col, on 8x8 4.6 vs 6.2, 16->32 3x3
-  stride 2 on 14x14 0.7 vs 1.0-2.1); else ``im2col`` (channel-major columns, one BLAS
-  product per chunk of images; 64->64 3x3 on 32x32 at batch 32: 14-18 vs 15-17 ms for the
-  flat-rows numba loops; below batch 32 the batch-last kernel does not apply).
-* grad_input: ``numba`` when the kernel has more than one tap and either fewer than
-  ``auto.IM2COL_MIN_OG`` (32) output channels per group, or an input of at least
-  ``auto.NUMBA_MIN_IN_POS`` (1024) positions and ``auto.NUMBA_MIN_IN_POS_CHANNELS`` (8) input channels per group
-  (32->64 3x3 stride 2 on 64x64 at batch 32: 13.9 vs 26.2 on the Xeon; 3->64 7x7 stride 2 on 224x224 at batch
-  8, 3 channels: 16.5 vs 18.3 on the EPYC but 33 vs 13.5 on the Xeon, so im2col), or a unit stride where numba runs
-  it as the batch-last forward of grad_y with flipped filters (64->64 on 4x4 1.3 vs 2.8-3.4,
-  32->32 on 7x7 0.9-1.1 vs 2.3-3.6); else ``im2col`` (strided 3x3 at batch 128: 1.2-1.6
-  vs 2.0-3.2 ms for numba's phase-by-phase forward, whose phases have 1-2 taps a row; for
-  big batches im2col's grad_input uses batch-last columns, :func:`.im2col.grad_input`).
-* grad_weight: ``numba`` when the kernel has more than one tap and the batch-last kernel
-  applies (batch >= 32; with a stride, at most ``auto.NUMBA_MAX_STRIDED_OUT_POS`` = 256 output
-  positions: ResNet's 3x3 stride 2 0.7 vs 1.3 ms, 32->64 3x3 stride 2 on 64x64 at batch 32
-  23-27 vs 13-15 ms the other way round), or the stride is 1 and
-  ``C_in/groups * kh * kw <= 160`` (the flat-rows kernel), else ``im2col``.
-* depthwise (``groups == C_in == C_out``): ``numba`` for all three ops, any stride (its
-  per-plane loops, :mod:`.numba_jit.depthwise`, register accumulators at stride 1; 64 channels 3x3 on 32x32,
-  batch 32, CPU time at one thread: 3.2 / 3.3 / 4.2 ms vs 4.6 / 3.7 / 6.5 for the general numba loops, before
-  the register accumulators; with them, 2 threads on the Xeon, 1.0 / 1.0 / 0.8-0.95 ms, before 1.6 / 1.5 / 1.9).
-* pooling: ``numba`` (max pooling forward+backward on LeNet's first layer 1.2 ms vs
-  2.0 ms for NumPy's 2x2 fast path, PyTorch 1.9-2.8 ms), ``numpy`` when the JIT is
-  disabled.
+What ``"auto"`` runs for each operation, and which loops the ``numba`` and ``im2col`` backends run inside, is
+decided in one place, :mod:`.choose`, with named thresholds (``benchmarks/bench_conv.py`` times the backends
+against each other on the layers that set them). In short: numba's compiled loops for multi-tap convolutions
+with short reductions, small images in big batches, depthwise layers and pooling; im2col's one large BLAS product
+for 1x1 convolutions and long reductions; im2col for everything when the JIT is disabled.
 """
 from __future__ import annotations
 
 import contextlib
 import os
 import threading
+import warnings
 
-from . import auto, direct, im2col, numba_jit, numba_pooling, pooling, shapes, windows
+from . import auto, choose, direct, im2col, numba_jit, numba_pooling, pooling, shapes, windows
 from .backend import Backend
-from .numba_jit import jit_enabled
+from .choose import jit_enabled
 from .shapes import normalize_conv_args
 
 __all__ = [
     "Backend", "register", "KERNELS", "POOL_KERNELS", "get_kernel", "set_default_kernel", "get_default_kernel",
     "use_kernel", "choose_kernel", "resolve_kernel", "resolve_backend", "get_pool_kernel",
     "set_default_pool_kernel", "get_default_pool_kernel", "use_pool_kernel", "choose_pool_kernel",
-    "resolve_pool_backend", "jit_enabled", "available", "shapes", "windows", "direct", "im2col", "numba_jit",
+    "resolve_pool_backend", "jit_enabled", "available", "shapes", "windows", "direct", "im2col", "numba_jit", "choose",
     "auto", "pooling", "numba_pooling",
 ]
 
@@ -136,10 +83,12 @@ def register(backend: Backend) -> Backend:
 register(direct.backend)
 register(im2col.backend)
 register(numba_jit.backend)
+register(numba_jit.plain_backend)
 
 
 def available() -> tuple[str, ...]:
-    """Names of the registered conv backends ("direct", "im2col", "numba", and any registered since)."""
+    """Names of the registered conv backends ("direct", "im2col", "numba", "numba-plain", and any registered
+    since)."""
     return tuple(KERNELS)
 
 
@@ -168,14 +117,18 @@ _local = _Selection()
 
 
 def _from_env(var, table, what, plural):
+    """The kernel named by environment variable ``var``; unset or empty gives "auto", and so does a name that is
+    not registered, with a RuntimeWarning naming the variable, its value and the valid names (a typo must not
+    stop ``import tinyconv``)."""
     value = os.environ.get(var)
     if value is None or value.strip() == "":
         return AUTO
     try:
         return _check_name(value.strip(), table, what, plural)
-    except ValueError:
-        raise ValueError(f"environment variable {var}={value!r} is not a valid {what}; "
-                         f"valid {plural}: {_valid_list(table)} (or 'auto')") from None
+    except (TypeError, ValueError):
+        warnings.warn(f"environment variable {var}={value!r} is not a valid {what}; valid {plural}: "
+                      f"{_valid_list(table)} (or 'auto'); using 'auto'", RuntimeWarning, stacklevel=2)
+        return AUTO
 
 
 _default_conv = _from_env(_ENV_CONV, KERNELS, "conv kernel", "kernels")

@@ -2,7 +2,7 @@
 reference and the fallback.
 
 NumPy's ReLU backward, ``g * (out > 0)``, makes a boolean mask and then a third array: three passes over a tensor
-the size of a conv layer's output (LeNet's conv1: 128x6x28x28 floats, 2.4 MB), single-threaded. The compiled loops
+the size of a conv layer's output (LeNet's conv1 at batch 128: 128x6x28x28 floats), single-threaded. The compiled loops
 read ``g`` and ``out`` once and write the result once, split over numba's threads; the backward may write into ``g``
 itself when the caller owns it (``out=g``: the engine hands a node a gradient nobody else holds, see
 ``Function.owns_grad`` in :mod:`tinyconv.autograd`). Results are bit-identical to NumPy's: ``max(x, 0)`` keeps NaN

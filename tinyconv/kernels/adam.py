@@ -2,15 +2,15 @@
 the fallback.
 
 Why: NumPy's update is eight array operations, each a pass over memory and most a fresh temporary; for a small
-model the step is mostly their call overhead (LeNet's ten parameters: about 0.35 ms per step of ~7 ms). The
+model the step is mostly their call overhead (``benchmarks/bench_cpu.py`` measures a LeNet step). The
 compiled loop reads and writes each array once. It does the same float operations in the same order as
 :func:`adam_update_numpy` (which follows PyTorch's single-tensor Adam), with the hyper-parameters rounded to the
 arrays' dtype first as NumPy does with Python floats, and without fused multiply-adds, so both give the same
 bits, except where a value would be subnormal: the compiled pass runs with subnormals flushed to zero (the
 thread's setting restored after it; :mod:`.fpenv`). Serial: the arrays are small, and waking numba's threads
 would cost more than it saves. ``error_model="numpy"``: a division by zero is IEEE's inf/nan, as in NumPy, instead
-of a test for Python's ZeroDivisionError that kept the loop from vectorising (48k weights: 32 vs 131 us; vector
-square roots and divisions round exactly as the scalar ones, so the bits are the same).
+of a test for Python's ZeroDivisionError that kept the loop from vectorising (vector square roots and divisions
+round exactly as the scalar ones, so the bits are the same).
 """
 from __future__ import annotations
 

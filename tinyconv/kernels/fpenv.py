@@ -2,9 +2,8 @@
 
 Why. Late in training Adam's moments of weights whose gradient stays zero decay by ``beta1`` / ``beta2`` every step
 until they are subnormal (below 1.2e-38 in float32), and Intel CPUs take a microcode assist of some hundred
-cycles for every operation with a subnormal input or result. LeNet on MNIST, 2 epochs with the cosine schedule,
-Intel Xeon: the batches went from 5.5-5.7 ms to 6.4-7.0 ms over the last fifth of the run; with the Adam kernel
-under the flush, they stayed at 5.4-5.8 ms (medians of 94 batches).
+cycles for every operation with a subnormal input or result, so the last epochs of a run slow down
+(``benchmarks/bench_epoch.py`` times whole runs epoch by epoch).
 
 What. :func:`flush_begin` sets the x86 MXCSR's flush-to-zero and denormals-are-zero bits on the calling thread and
 returns the previous register; :func:`flush_end` puts it back, so code outside the kernel (NumPy, the user's

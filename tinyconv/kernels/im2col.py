@@ -15,19 +15,17 @@ Backward, on the same columns:
 * ``grad_x``: ``dcols = W.T @ grad_Y`` (K, nb*P), then *col2im* adds every column entry back to the pixel it
   was read from.
 
-Why this layout: the images of a chunk share one product whose long side is ``nb*P``, so small images (a
-ResNet's 7x7 and 4x4 stages, batch 128) still make a large, efficient BLAS call instead of ``N`` tiny ones
-(batch-major columns ``(N, K, P)``, the earlier layout, ran 64->64 3x3 on 4x4 at batch 128 in 3.4 / 5.6 / 6.3 ms
-for forward / grad_input / grad_weight, CPU time at one thread on a loaded machine; this layout 2.7 / 2.2 / 2.8 ms,
-of which the products are 1.2 ms each). A chunk holds as many images as fit :data:`COLUMN_BYTES` of columns (at
-least one), so the column buffer stays in cache-sized pieces and is reused (:mod:`.numba_jit.workspace`) instead
-of being fresh memory every call.
+Why this layout: the images of a chunk share one product whose long side is ``nb*P``, so small images (a ResNet's
+7x7 and 4x4 stages, batch 128) still make a large, efficient BLAS call instead of ``N`` tiny ones, as batch-major
+columns ``(N, K, P)`` would (``benchmarks/conv_cpu_time.py`` times the layers). A chunk holds as many images as fit
+:data:`COLUMN_BYTES` of columns (at least one), so the column buffer stays in cache-sized pieces and is reused
+(:mod:`.numba_jit.fast.workspace`) instead of being fresh memory every call.
 
 The chunks are independent (each writes its own images of ``y`` or ``grad_x``, or returns its own part of
 ``grad_w``, summed in chunk order), so they run on tinyconv's worker threads (:mod:`.workers`), each product on
 one OpenBLAS thread. The column copies (serial per chunk; im2col, col2im, the transposes between ``(N, C, P)``
 arrays and ``(C, nb*P)`` matrices, with the bias added on the way out) are compiled loops
-(:mod:`.numba_jit.columns`) that read the unpadded input
+(:mod:`.numba_jit.fast.columns`) that read the unpadded input
 and test the padding per row; with ``NUMBA_DISABLE_JIT=1`` they are NumPy strided copies of a padded copy
 (windows viewed with ``as_strided``, one slice-add per tap for col2im). dtype is kept end to end.
 Pooling: NumPy's (:mod:`.pooling`), inherited from :class:`~.backend.Backend`.
@@ -38,17 +36,16 @@ import numpy as np
 from numba import config as _numba_config
 from numpy.lib.stride_tricks import as_strided
 
-from . import workers
+from . import choose, workers
 from .backend import Backend
-from .numba_jit import BATCH_LAST_MIN_N, batch_last, columns
-from .numba_jit.workspace import scratch_empty
+from .numba_jit.fast import batch_last, columns
+from .numba_jit.fast.workspace import scratch_empty
 from .threads import ensure_thread_pool
 from .windows import pad, tap
 
 __all__ = ["forward", "grad_input", "grad_weight", "Im2colBackend", "backend", "COLUMN_BYTES"]
 
 COLUMN_BYTES = 2 * 2**20  # column buffer of one chunk: images per chunk = COLUMN_BYTES // (K*P*itemsize), >= 1
-BATCH_LAST_COLUMN_BYTES = 64 * 2**20  # grad_input of a big batch: batch-last columns of the whole batch up to this
 
 
 def _jit() -> bool:
@@ -167,7 +164,7 @@ def grad_input(grad_y, w, input_hw, args):
     if gx.size == 0 or npos == 0:
         return np.ascontiguousarray(gx if jit else gx[:, :, top:top + h, left:left + w_in])
     wmat = np.ascontiguousarray(w).reshape(c_out, k)
-    if jit and n >= BATCH_LAST_MIN_N and k * npos * n * dtype.itemsize <= BATCH_LAST_COLUMN_BYTES:
+    if choose.im2col_grad_input_layout(n, k, npos, dtype.itemsize) == "batch_last":
         return _grad_input_batch_last(grad_y, wmat, gx, args, (ho, wo))
     gy = np.ascontiguousarray(grad_y).reshape(n, c_out, npos)
 
@@ -194,11 +191,10 @@ def grad_input(grad_y, w, input_hw, args):
 
 
 def _grad_input_batch_last(grad_y, wmat, gx, args, out_hw):
-    """grad_input of a big batch in the batch-last column layout (:mod:`.numba_jit.columns`): grad_y made
+    """grad_input of a big batch in the batch-last column layout (:mod:`.numba_jit.fast.columns`): grad_y made
     batch-last is the (C_out, H_out*W_out*N) matrix as it is, one product gives every column gradient (its rows
-    split over the worker threads), and col2im adds contiguous vectors of N values (3x3 stride 2 on 7x7, batch
-    128, one thread, median of 100: col2im 0.05 vs 0.6 ms for the per-image rows of the chunked layout, whose
-    runs are W_out values long)."""
+    split over the worker threads), and col2im adds contiguous vectors of N values (the chunked layout's runs are
+    only W_out values long). :func:`tinyconv.kernels.choose.im2col_grad_input_layout` decides when."""
     n, c_in, h, w_in = gx.shape
     G, c_out = args.groups, wmat.shape[0]
     cg, og, k = c_in // G, c_out // G, wmat.shape[1]

@@ -92,7 +92,7 @@ def _max_fwd_2x2(x, y, argmax):
 def _max_bwd(gy, argmax, gx):
     """gx (N, C, H*W; not initialised) = the gradients of gy scattered to their argmax (a flat index into the
     plane). Each task zeroes its own plane first, while it is in cache (a separate np.zeros was one more pass over
-    gx), and indexes the plane flat (no division per element: LeNet's pool1 backward, batch 128, 0.06 vs 0.30 ms)."""
+    gx), and indexes the plane flat (no division per element)."""
     n_img, n_ch, ho, wo = gy.shape
     for task in prange(n_img * n_ch):
         n = task // n_ch
@@ -210,7 +210,7 @@ def _avg_bwd(gy, gx, kh, kw, sh, sw, ph, pw, count_include_pad, divisor_override
 def max_pool(x, args):
     """Return ``(y, argmax)``; see :func:`tinyconv.kernels.pooling.max_pool`. ``argmax`` is int32 when a plane
     has fewer than 2**31 pixels (always, in practice): with int64 indices next to float32 values the 2x2 loop
-    does not vectorise (LeNet's first pooling, one thread, min of 200: 0.30 vs 0.52 ms)."""
+    does not vectorise (``benchmarks/bench_conv.py`` times the pooling kernels)."""
     y = np.empty(args.out_shape, dtype=x.dtype)
     small = x.shape[2] * x.shape[3] < 2**31
     argmax = np.empty(args.out_shape, dtype=np.int32 if small else np.int64)

@@ -4,9 +4,9 @@ numba's parallel loops run on an OpenMP pool (GNU libgomp on Linux). After each 
 spin-waits for ``GOMP_SPINCOUNT`` iterations before it sleeps; waking a sleeping thread for the next loop costs tens
 of microseconds (more in a virtual machine), and a training step runs dozens of parallel loops. Spinning too long
 (libgomp's default, 300000, several milliseconds) takes the core away from anything else the step runs in between,
-such as OpenBLAS's threads. Measured on the 2-core reference machine (LeNet step, batch 128, small matrix products on
-one BLAS thread, see :mod:`.blas`): spin count 1000 -> 11-13 ms per step (threads sleep ~20 times a step), 10000 or
-30000 -> 8.3-9.3 ms, 100000 -> 8.9-10 ms with more CPU time burnt (18-20 ms of CPU per step instead of 15-17).
+such as OpenBLAS's threads. :data:`SPINCOUNT` sits between the two: short enough to leave the cores, long enough that
+the threads rarely sleep within a step (``benchmarks/bench_lenet.py`` times a step; set ``GOMP_SPINCOUNT`` to
+compare).
 
 :func:`ensure_thread_pool` (called by every numba kernel before its first parallel loop) launches the pool with
 ``GOMP_SPINCOUNT=SPINCOUNT`` and then restores the environment, so libraries loaded later (PyTorch's own OpenMP

@@ -1,11 +1,11 @@
 """tinyconv's own worker threads, for kernels whose work splits into independent chunks (im2col's chunks of
 images), each chunk's matrix product on one OpenBLAS thread.
 
-Why not OpenBLAS's threads: after a multi-threaded product they spin for about 0.1 s (see :mod:`.blas`), and
-the numba parallel loops that follow in a training step (batch norm, ReLU, pooling) then wait for cores those
-threads hold. On the 2-core reference machine a ResNet training step (batch 128, 2 threads) ran 128-154 ms per
-step that way, 55-62 ms with every product on one BLAS thread; splitting the chunks over these threads gets the
-second core back for the products. Our threads sleep on a queue between calls instead of spinning.
+Why not OpenBLAS's threads: after a multi-threaded product they spin for a while (see :mod:`.blas`), and the numba
+parallel loops that follow in a training step (batch norm, ReLU, pooling) then wait for cores those threads hold
+(``benchmarks/bench_resnet.py`` times such a step). With every product on one BLAS thread, splitting the chunks over
+these threads gets the other cores back for the products. Our threads sleep on a queue between calls instead of
+spinning.
 
 :func:`map_chunks` runs a function over a list of chunks on :func:`num_threads` threads (the caller's among
 them), each thread taking every T-th chunk, so which thread does which chunk, and therefore the order of any

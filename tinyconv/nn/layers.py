@@ -5,12 +5,12 @@ MaxPool2d`` layers as one fused node (:func:`set_fusion`).
 """
 from __future__ import annotations
 
-import os
 from collections import OrderedDict
 
 import numpy as np
 
 from .. import functional as F
+from ..environment import env_switch
 from ..tensor import DEFAULT_DTYPE, Tensor
 from . import init
 from .conv import Conv2d, MaxPool2d
@@ -141,7 +141,7 @@ class Dropout(Module):
         return f"p={self.p}"
 
 
-_fusion = os.environ.get("TINYCONV_FUSE", "").strip().lower() not in ("0", "off", "false", "no")
+_fusion = env_switch("TINYCONV_FUSE", default=True)
 
 
 def set_fusion(enabled: bool) -> bool:

@@ -142,67 +142,95 @@ def validate_checkpoint(state, path) -> dict:
     the partial-epoch sums and the history rows. The parts whose structure depends on the model, optimizer and
     scheduler are checked by ``Trainer.load_state_dict`` against the objects it loads into.
     """
-    def fail(msg: str):
-        raise CheckpointError(f"{path}: not a usable training checkpoint: {msg}")
+    try:
+        _check_schema(state)
+        _check_position(state)
+        _check_contents(state)
+        _check_history(state["history"], int(state["epoch"]))
+    except _Unusable as e:
+        raise CheckpointError(f"{path}: not a usable training checkpoint: {e}") from None
+    return state
 
+
+class _Unusable(Exception):
+    """What is wrong with a checkpoint (validate_checkpoint adds the file's name)."""
+
+
+def _fail(msg: str):
+    raise _Unusable(msg)
+
+
+def _check_schema(state) -> None:
+    """A dict of this format, every key of SCHEMA with its type, a version this tinyconv reads."""
     if not isinstance(state, dict):
-        fail(f"expected a dict, found {_type_name(state)}")
+        _fail(f"expected a dict, found {_type_name(state)}")
     if state.get("format") != CHECKPOINT_FORMAT:
-        fail(f"format {state.get('format')!r}, expected {CHECKPOINT_FORMAT!r} (a file written by 'tinyconv "
+        _fail(f"format {state.get('format')!r}, expected {CHECKPOINT_FORMAT!r} (a file written by 'tinyconv "
              "train' / Trainer)")
     for key, kinds in SCHEMA.items():
         if key not in state:
-            fail(f"the entry {key!r} is missing")
+            _fail(f"the entry {key!r} is missing")
         if not any(_is(state[key], k) for k in kinds):
-            fail(f"{key!r} should be " + " or ".join(_kind_name(k) for k in kinds)
+            _fail(f"{key!r} should be " + " or ".join(_kind_name(k) for k in kinds)
                  + f", found {_type_name(state[key])}")
     if not 1 <= state["version"] <= CHECKPOINT_VERSION:
-        fail(f"checkpoint version {state['version']}, this tinyconv reads 1..{CHECKPOINT_VERSION}")
+        _fail(f"checkpoint version {state['version']}, this tinyconv reads 1..{CHECKPOINT_VERSION}")
+
+
+def _check_position(state) -> None:
+    """0 <= epoch <= epochs, a batch only inside an unfinished epoch, 'complete' agreeing, a known interval."""
     epochs, epoch, batch = int(state["epochs"]), int(state["epoch"]), int(state["batch"])
     if not (0 <= epoch <= epochs and batch >= 0 and (batch == 0 or epoch < epochs)):
-        fail(f"inconsistent position: epoch {epoch} of {epochs}, batch {batch}")
+        _fail(f"inconsistent position: epoch {epoch} of {epochs}, batch {batch}")
     if state["complete"] != (epoch >= epochs):
-        fail(f"'complete' is {state['complete']} at epoch {epoch} of {epochs}")
+        _fail(f"'complete' is {state['complete']} at epoch {epoch} of {epochs}")
     if state["scheduler_interval"] not in ("batch", "epoch"):
-        fail(f"scheduler_interval {state['scheduler_interval']!r}, expected 'batch' or 'epoch'")
+        _fail(f"scheduler_interval {state['scheduler_interval']!r}, expected 'batch' or 'epoch'")
+
+
+def _check_contents(state) -> None:
+    """Named, finite model weights; the loader position; a NumPy RNG state; the partial-epoch sums."""
     if not state["model"]:
-        fail("the model state is empty")
+        _fail("the model state is empty")
     for name, value in state["model"].items():
         if not isinstance(name, str) or not isinstance(value, (Tensor, np.ndarray)):
-            fail(f"model entry {name!r} should be a named array, found {_type_name(value)}")
+            _fail(f"model entry {name!r} should be a named array, found {_type_name(value)}")
     bad = first_non_finite(state)
     if bad is not None:
-        fail(f"{bad} holds NaN or infinite values")
+        _fail(f"{bad} holds NaN or infinite values")
     loader = state["loader"]
     for key in LOADER_KEYS:
         if not _is(loader.get(key), _INT) or loader[key] < 0:
-            fail(f"loader/{key} should be a non-negative integer, found {loader.get(key)!r}")
+            _fail(f"loader/{key} should be a non-negative integer, found {loader.get(key)!r}")
     try:
         rng = json.loads(state["rng"])
         if not isinstance(rng, dict) or not isinstance(rng.get("bit_generator"), str) or \
                 not hasattr(np.random, rng["bit_generator"]) or not isinstance(rng.get("state"), dict):
             raise ValueError("not a NumPy bit-generator state")
     except ValueError as e:
-        fail(f"the RNG state is damaged ({e})")
+        _fail(f"the RNG state is damaged ({e})")
     if state["partial"] is not None:
         for key, kind in PARTIAL_KEYS.items():
             if not _is(state["partial"].get(key), kind):
-                fail(f"partial/{key} should be {_kind_name(kind)}, found {_type_name(state['partial'].get(key))}")
+                _fail(f"partial/{key} should be {_kind_name(kind)}, found {_type_name(state['partial'].get(key))}")
+
+
+def _check_history(history, epoch) -> None:
+    """One row of finite numbers per completed epoch, numbered 1, 2, ..."""
     from .reporting import METRICS
 
-    if len(state["history"]) != epoch:
-        fail(f"the history has {len(state['history'])} rows for {epoch} completed epochs")
-    for i, row in enumerate(state["history"]):
+    if len(history) != epoch:
+        _fail(f"the history has {len(history)} rows for {epoch} completed epochs")
+    for i, row in enumerate(history):
         if not isinstance(row, dict):
-            fail(f"history/{i} should be a dict, found {_type_name(row)}")
+            _fail(f"history/{i} should be a dict, found {_type_name(row)}")
         for key in METRICS:
             if not _is(row.get(key), _NUMBER):
-                fail(f"history/{i}/{key} should be a number, found {_type_name(row.get(key))}")
+                _fail(f"history/{i}/{key} should be a number, found {_type_name(row.get(key))}")
         if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in row.values()):
-            fail(f"history/{i} holds a value that is not a number")
+            _fail(f"history/{i} holds a value that is not a number")
         if not math.isfinite(float(row["epoch"])) or int(row["epoch"]) != i + 1:
-            fail(f"history/{i}/epoch is {row['epoch']!r}, expected {i + 1}")
-    return state
+            _fail(f"history/{i}/epoch is {row['epoch']!r}, expected {i + 1}")
 
 
 def load_checkpoint(path) -> dict:

@@ -291,12 +291,7 @@ class Trainer:
             loader.set_epoch(epoch)
         part = self._partial
         model.train()
-        bar = None
-        if self.progress:
-            from tqdm import tqdm
-
-            bar = tqdm(total=len(loader), initial=start_batch, desc=f"epoch {epoch + 1}/{self.epochs}",
-                       unit="batch", leave=False, dynamic_ncols=True, file=sys.stderr)
+        bar = self._progress_bar(start_batch)
         t0 = time.perf_counter()
         in_update = False
         try:
@@ -320,14 +315,7 @@ class Trainer:
                 bad = self._non_finite_weight()
                 if bad is not None:
                     raise self._diverged(f"{bad} is no longer finite after the optimizer step", part["lr"])
-                n = len(y)
-                part["loss_sum"] += loss_value * n
-                part["correct"] += int((scores._data.argmax(axis=1) == y).sum())
-                part["seen"] += n
-                if norms is not None:
-                    for k, v in norms.items():
-                        part["grad_sums"][k] = part["grad_sums"].get(k, 0.0) + v
-                    part["grad_batches"] += 1
+                _add_batch(part, loss_value, scores, y, norms)
                 self._batch += 1
                 self._rng_at_batch_start = get_rng_state()
                 in_update = False
@@ -352,6 +340,15 @@ class Trainer:
                 bar.close()
         part["seconds"] += time.perf_counter() - t0
         self._finish_epoch()
+
+    def _progress_bar(self, start_batch):
+        """A tqdm bar for this epoch on stderr (None without ``progress``)."""
+        if not self.progress:
+            return None
+        from tqdm import tqdm
+
+        return tqdm(total=len(self.train_loader), initial=start_batch, desc=f"epoch {self.epoch + 1}/{self.epochs}",
+                    unit="batch", leave=False, dynamic_ncols=True, file=sys.stderr)
 
     def _interrupted(self, saved: bool) -> TrainingInterrupted:
         path = None
@@ -427,3 +424,15 @@ class Trainer:
             kept = "no checkpoint had been written yet (nothing non-finite is ever saved)"
         return TrainingDiverged(f"training diverged {where}: {what} (learning rate {lr:.3g}: probably too high); "
                                 f"{kept}", ckpt, self.epoch, self._batch)
+
+
+def _add_batch(part: dict, loss_value: float, scores, y, norms) -> None:
+    """Add one batch to the epoch's running sums: loss, correct predictions, images seen, gradient norms."""
+    n = len(y)
+    part["loss_sum"] += loss_value * n
+    part["correct"] += int((scores._data.argmax(axis=1) == y).sum())
+    part["seen"] += n
+    if norms is not None:
+        for k, v in norms.items():
+            part["grad_sums"][k] = part["grad_sums"].get(k, 0.0) + v
+        part["grad_batches"] += 1

@@ -1,25 +1,24 @@
 """The numba backend's second layout: batch-last (forward and grad_weight for big batches).
 
-For a large batch (LeNet trains with 128 images of 14x14), the flat-rows layout wastes
-the garbage columns (29% of the positions of LeNet's conv2) and its short planes (144
-positions) leave little for the vector loops.  The batch-last layout puts the batch
+For a large batch of small images, the flat-rows layout wastes
+the garbage columns (a large share of the positions of a 10x10 output of a 5x5 kernel) and its short planes
+leave little for the vector loops.  The batch-last layout puts the batch
 innermost: x_t[c, h, w, n].  Output row i of ALL images, (j, n) for j < Wo, is then ONE
 contiguous vector of Wo*N values, and with a stride of 1 along the width so is the input it
 reads through tap (a, b): row i*sh + a*dh of x_t[c], starting at column b*dw. A width stride
 sw splits each padded row into sw phases (x_t[c, h, w % sw, w // sw, n]): output column j of
 tap (a, b) reads phase (b*dw) % sw at column j + (b*dw) // sw, contiguous in (j, n) again.
-Every tap is a constant offset, with no garbage, and the loops run over 1280
-(conv2) to 3584 (conv1) contiguous values:
+Every tap is a constant offset, with no garbage, and the loops run over Wo*N
+contiguous values (thousands, for LeNet at batch 128):
 
 * forward:     y_t[o, i, :]  = sum_{c, t} w[o, c, t] * x_t[c].flat[i*sh*Wp*N + off[t]:][:Wo*N]
                (4 output channels x 4 taps a pass: 4 loads of x feed 16 multiply-adds)
 * grad_weight: gw[o, c, a, b] = sum_i dot(gy_t[o, i, :], x_t[c].flat[...row i, tap (a, b)...])
                (4 output channels x 4 taps a pass: 8 loads feed 16 dot products)
 
-grad_weight uses it when N >= BATCH_LAST_MIN_N; forward when in addition more than 20% of
-the flat-rows positions would be garbage (the transpose of x
-is the price: LeNet's conv2 gains, conv1 with 12% garbage does not).  grad_input keeps
-the flat-rows scatter.
+When they run is decided in :mod:`tinyconv.kernels.choose` (from ``BATCH_LAST_MIN_N`` images; the forward
+on small outputs, or where much of the flat-rows layout would be garbage: the transpose of x is the price).
+grad_input runs as forward convolutions of grad_y (:mod:`.adjoint`).
 
 These kernels let LLVM fuse multiply-adds (fastmath "contract"), and the dot products of
 grad_weight may be reassociated ("reassoc") so that they vectorise with several partial
@@ -31,7 +30,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from ..threads import ensure_thread_pool
+from ...threads import ensure_thread_pool
 from .flat_rows import taps_1, taps_2, weight_task  # (numba's cache does not see edits in there: clear it)
 from .workspace import scratch_zeros
 

@@ -25,8 +25,8 @@ VECTOR_BYTES = 64
 
 def wide_registers() -> bool:
     """Whether numba compiles for 512-bit vector registers (AVX-512F: 32 of them). Kernels that hold many vectors
-    at once need them: with AVX2's 16 registers of half the width, a 16-vector tile spills (the register-blocked
-    forward of 64->64 3x3 on 32x32, batch 32, compiled for AVX2: 69 ms against 26 for the older loops)."""
+    at once need them: with AVX2's 16 registers of half the width, a 16-vector tile spills to memory and the
+    register-blocked loops become slower than the flat-rows ones (``benchmarks/bench_conv.py`` shows it)."""
     from llvmlite import binding
 
     features = config.CPU_FEATURES or binding.get_host_cpu_features().flatten()

@@ -10,11 +10,9 @@ the plane in blocks of 2 vectors of positions (32 float32, 16 float64; :mod:`.si
 vector tile in registers while the whole sum over input channels and taps runs: per (channel, tap), 2 vector
 loads of the input and 8 weights broadcast feed 16 vector multiply-adds, and the tile is stored once, with the
 bias, at the end. Positions past the last output
-(``j >= Wo`` in a row, the tail of the last block) are computed from the zero slack and dropped. (A 4 x 4 tile,
-twice the input loaded per multiply-add, was slower wherever the input outgrows L1: LeNet's conv2, batch 128,
-0.46-0.48 vs 0.36-0.38 ms; 64->64 3x3 on 4x4 planes 2.2 vs 1.1 ms, there also for its longer blocks. A 16 x 1
-tile: 0.35 and 1.4 ms. With 6 channels a tile, LeNet's conv2 grad_input, onto 6 channels: 0.59 vs 0.71 ms for
-the loops.)
+(``j >= Wo`` in a row, the tail of the last block) are computed from the zero slack and dropped. Why 8 x 2: a
+4 x 4 tile loads twice the input per multiply-add, which costs wherever the input outgrows L1; a 16 x 1 tile has
+blocks too long for small planes (``benchmarks/bench_conv.py`` times the layers this was decided on).
 
 The same kernel gives grad_input at stride 1: the adjoint of a stride-1 convolution is a stride-1 convolution of
 grad_y, padded by ``(k - 1)*d - padding`` on each side, with the kernel flipped and its channel axes swapped.
@@ -22,9 +20,9 @@ grad_y, padded by ``(k - 1)*d - padding`` on each side, with the kernel flipped 
 grad_weight, ``gw[o, c, t] = sum_p gy[o, p] * x[c, p + off[t]]``, is a sum over positions. With at least
 ``2 * lanes`` output channels per group it holds the same kind of tile, vectors over output channels: grad_y is
 copied position-major (``gy_t[p, o]``, channels contiguous) and per position 2 vector loads of it and 8 input
-values broadcast feed 16 multiply-adds into the sums of 32 channels x 8 (channel, tap) pairs (batch 32, 64->64
-3x3 on 32x32: 8.7 ms for the loop, 11.3-11.8 with the copies, against 13.9 for dot products). Narrower layers take a 4 x 4
-tile of dot products, vectors along the positions, summed across lanes at the end.
+values broadcast feed 16 multiply-adds into the sums of 32 channels x 8 (channel, tap) pairs; the copies cost
+less than the dot products they replace. Narrower layers take a 4 x 4 tile of dot products, vectors along the
+positions, summed across lanes at the end.
 """
 from __future__ import annotations
 
@@ -34,20 +32,19 @@ from numba import njit, prange
 from .simd import fma, hsum, lanes, load, splat, store, wide_registers
 from .workspace import scratch_zeros
 
-__all__ = ["forward", "grad_input", "grad_weight", "block_use", "tile_channels", "ENABLED", "MIN_BLOCK_USE",
+__all__ = ["forward", "grad_input", "grad_weight", "block_use", "tile_channels", "ENABLED",
            "TILE_VECTORS"]
 
 _JIT = dict(cache=True)
 TILE_VECTORS = 2  # vectors of positions per tile: a block of 32 float32 (16 float64) positions
-MIN_BLOCK_USE = 0.5  # the numba backend uses these kernels when at least this share of the positions is output
-ENABLED = wide_registers()  # only where the tiles fit in the registers (AVX-512); the numba backend's older loops else
+ENABLED = wide_registers()  # only where the tiles fit in the registers (AVX-512); the flat-rows loops else
 
 
 def block_use(out_hw, padded_width) -> float:
     """The share of the computed positions that are outputs: Ho*Wo over the flat positions (row stride Wp,
     garbage columns included) rounded up to whole float32 blocks (float64's are half as long, so use more).
-    Small planes waste most of a block: 64->64 3x3 on 4x4 (0.25), batch 128, 2.3 vs 1.5 ms for the batch-last
-    kernel; on 7x7 (0.77) 0.74 vs 1.06 ms."""
+    Small planes waste most of a block (a 4x4 output uses a quarter of it); :mod:`tinyconv.kernels.choose` leaves
+    those to other loops."""
     ho, wo = out_hw
     if ho * wo == 0:
         return 0.0

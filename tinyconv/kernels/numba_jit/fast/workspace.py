@@ -1,8 +1,8 @@
 """The numba backend's scratch buffers (the batch-last copies), kept between calls.
 
 Why: a fresh multi-megabyte array is fresh memory from the OS whenever glibc has just given the last one back,
-and the page faults of touching it cost as much as the kernel (LeNet conv1's grad_weight: 0.6 ms with a reused
-buffer, 1.1-1.2 ms in processes whose heap got trimmed between calls). Per thread, least recently used first out,
+and the page faults of touching it can cost as much as the kernel (``benchmarks/bench_cpu.py`` counts the page
+faults of a training step). Per thread, least recently used first out,
 at most ``WORKSPACE_MAX_BYTES`` in all.
 """
 from __future__ import annotations

@@ -24,7 +24,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ..shapes import ConvArgs
+from ...shapes import ConvArgs
 
 __all__ = ["AxisPhase", "axis_phases", "phase_args", "phase_weight"]
 

@@ -1,0 +1,311 @@
+"""tinyconv.kernels.choose, the one place that decides which loop runs, tested by its properties: every choice is a
+valid one and what runs agrees with ``direct``; the layout it names is the one that runs; the choice depends on the
+shape alone (and the backward keeps the forward's); each named threshold is where the choice changes."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import tinyconv as tc
+import tinyconv.kernels as K
+from tinyconv import functional as F
+from tinyconv.kernels import choose, shapes
+from tinyconv.kernels.numba_jit.fast import batch_last, blocked, depthwise, flat_rows
+from tinyconv.kernels.numba_jit.fast import conv as numba_conv
+
+from strategies_conv import conv_configs
+
+jit_only = pytest.mark.skipif(not K.jit_enabled(), reason="without the JIT every operation goes to im2col")
+
+LAYOUTS = {"forward": {"depthwise", "blocked", "batch_last", "flat_rows"},
+           "grad_input": {"depthwise", "depthwise_as_forward", "blocked", "phases", "flat_rows"},
+           "grad_weight": {"depthwise", "blocked", "batch_last", "flat_rows"}}
+# thresholds that make every layout reachable on the small shapes hypothesis draws
+SMALL = dict(BATCH_LAST_MIN_N=2, BATCH_LAST_MAX_POS=12, MIN_BLOCK_USE=0.0)
+
+
+def _args(x_shape, w_shape, stride=1, padding=0, dilation=1, groups=1):
+    return shapes.normalize_conv_args(x_shape, w_shape, stride, padding, dilation, groups)
+
+
+def _close(a, b, dtype, what):
+    tol = 1e-10 if dtype == np.float64 else 1e-4
+    scale = max(np.abs(b).max(initial=0.0), 1.0)
+    assert np.abs(a - b).max(initial=0.0) <= tol * scale, what
+
+
+@pytest.fixture(params=["default", "small"])
+def thresholds(request, monkeypatch):
+    """The rule as it is, and with thresholds that send small shapes down every path."""
+    if request.param == "small":
+        for name, value in SMALL.items():
+            monkeypatch.setattr(choose, name, value)
+    return request.param
+
+
+# ----------------------------------------------------------------------------- valid, and agrees with direct
+
+@jit_only
+@pytest.mark.parametrize("enabled", [False, True], ids=["no-avx512", "avx512"])
+@settings(deadline=None, max_examples=15, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(cfg=conv_configs(max_size=8), dtype=st.sampled_from([np.float64, np.float32]))
+def test_every_choice_is_valid_and_agrees_with_direct(thresholds, enabled, cfg, dtype, monkeypatch):
+    monkeypatch.setattr(blocked, "ENABLED", enabled)  # (the tiles run, slowly, without 512-bit registers too)
+    args = _args(cfg.x_shape, cfg.w_shape, *cfg.kernel_args)
+    out_hw = args.out_shape[2:]
+    for op in choose.CONV_OPS:
+        assert choose.conv_backend(op, cfg.x_shape, cfg.w_shape, args) in ("numba", "im2col")
+        assert choose.numba_layout(op, cfg.x_shape, cfg.w_shape, out_hw, args) in LAYOUTS[op]
+    x, w, gy = cfg.arrays(dtype)
+    ref = [f(*a) for f, a in ((K.direct.forward, (x.astype(np.float64), w.astype(np.float64), args)),
+                              (K.direct.grad_input, (gy.astype(np.float64), w.astype(np.float64), (cfg.h, cfg.w),
+                                                     args)),
+                              (K.direct.grad_weight, (x.astype(np.float64), gy.astype(np.float64), args)))]
+    for backend in (K.get_kernel("auto"), K.get_kernel("numba")):
+        got = (backend.forward(x, w, args), backend.grad_input(gy, w, (cfg.h, cfg.w), args),
+               backend.grad_weight(x, gy, args))
+        for op, a, b in zip(choose.CONV_OPS, got, ref):
+            assert a.dtype == dtype and a.shape == b.shape
+            _close(a, b, dtype, f"{backend.name} {op}")
+
+
+@jit_only
+@settings(deadline=None, max_examples=20, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(cfg=conv_configs(max_size=8))
+def test_the_layout_named_is_the_one_that_runs(thresholds, cfg, monkeypatch):
+    ran = []
+
+    def spy(module, name, label):
+        real = getattr(module, name)
+        monkeypatch.setattr(module, name, lambda *a, **k: (ran.append(label), real(*a, **k))[1])
+
+    spy(depthwise, "forward", "depthwise"), spy(depthwise, "grad_input", "depthwise")
+    spy(depthwise, "grad_weight", "depthwise")
+    spy(blocked, "forward", "blocked"), spy(blocked, "grad_input", "blocked"), spy(blocked, "grad_weight", "blocked")
+    spy(batch_last, "forward", "batch_last"), spy(batch_last, "grad_weight", "batch_last")
+    spy(flat_rows, "forward_core", "flat_rows"), spy(flat_rows, "grad_input_core", "flat_rows")
+    spy(flat_rows, "grad_weight_core", "flat_rows")
+    monkeypatch.setattr(blocked, "ENABLED", False)
+    args = _args(cfg.x_shape, cfg.w_shape, *cfg.kernel_args)
+    x, w, gy = cfg.arrays()
+    out_hw = args.out_shape[2:]
+    for op, run in (("forward", lambda: numba_conv.forward(x, w, args)),
+                    ("grad_input", lambda: numba_conv.grad_input(gy, w, (cfg.h, cfg.w), args)),
+                    ("grad_weight", lambda: numba_conv.grad_weight(x, gy, args))):
+        ran.clear()
+        layout = choose.numba_layout(op, cfg.x_shape, cfg.w_shape, out_hw, args)
+        run()
+        # grad_input's phases and depthwise_as_forward run as forward convolutions (a phase no tap reaches runs
+        # nothing: it is zero)
+        want = {"phases": "batch_last", "depthwise_as_forward": "depthwise"}.get(layout, layout)
+        assert set(ran) <= {want} and (ran or layout == "phases"), (op, layout, ran)
+
+
+def test_without_the_jit_everything_goes_to_im2col(monkeypatch):
+    monkeypatch.setattr(choose, "jit_enabled", lambda: False)
+    args = _args((128, 6, 14, 14), (16, 6, 5, 5))
+    assert {choose.conv_backend(op, (128, 6, 14, 14), (16, 6, 5, 5), args) for op in choose.CONV_OPS} == {"im2col"}
+    assert choose.pool_backend() == "numpy"
+    assert choose.im2col_grad_input_layout(128, 150, 100, 4) == "chunks"
+    with pytest.raises(ValueError, match="unknown conv op 'backward'"):
+        choose.conv_backend("backward", (128, 6, 14, 14), (16, 6, 5, 5), args)
+
+
+def test_an_unknown_op_is_refused():
+    args = _args((8, 64, 16, 16), (64, 1, 3, 3), groups=64)
+    with pytest.raises(ValueError, match=r"unknown conv op 'backward'; valid ops: \('forward'"):
+        K.choose_kernel((8, 64, 16, 16), (64, 1, 3, 3), groups=64, op="backward", kernel="auto")
+    with pytest.raises(ValueError, match="unknown conv op 'backward'"):
+        choose.numba_layout("backward", (8, 64, 16, 16), (64, 1, 3, 3), (14, 14), args)
+
+
+# ----------------------------------------------------------------------------- stable
+
+@settings(deadline=None, max_examples=30)
+@given(cfg=conv_configs(max_batch=40, max_size=16), others=st.lists(conv_configs(max_batch=40), max_size=3))
+def test_the_choice_depends_on_the_shape_alone(cfg, others):
+    """The same shape gets the same answers, whatever was asked in between (no state, no history)."""
+    def answers(c):
+        a = _args(c.x_shape, c.w_shape, *c.kernel_args)
+        return ([choose.conv_backend(op, c.x_shape, c.w_shape, a) for op in choose.CONV_OPS]
+                + [choose.numba_layout(op, c.x_shape, c.w_shape, a.out_shape[2:], a) for op in choose.CONV_OPS])
+
+    first = answers(cfg)
+    for other in others:
+        answers(other)
+    assert answers(cfg) == first
+    assert [K.choose_kernel(cfg.x_shape, cfg.w_shape, *cfg.kernel_args, op=op, kernel="auto")
+            for op in choose.CONV_OPS] == first[:3]
+
+
+def test_the_backward_runs_what_the_forward_chose(monkeypatch):
+    rng = np.random.default_rng(0)
+    x = tc.tensor(rng.standard_normal((2, 3, 9, 9)), requires_grad=True)
+    w = tc.tensor(rng.standard_normal((4, 3, 3, 3)), requires_grad=True)
+    y = F.conv2d(x, w, padding=1, kernel="auto")
+    picked = {op: K.choose_kernel((2, 3, 9, 9), (4, 3, 3, 3), 1, 1, op=op, kernel="auto") for op in choose.CONV_OPS}
+
+    def refuse(*a):
+        raise AssertionError("chose again at backward")
+
+    monkeypatch.setattr(choose, "conv_backend", refuse)
+    calls = []
+    for name in set(picked.values()):
+        backend = K.get_kernel(name)
+        for op in ("grad_input", "grad_weight"):
+            real = getattr(backend, op)
+            monkeypatch.setattr(backend, op, lambda *a, _r=real, _n=name, _op=op: (calls.append((_op, _n)), _r(*a))[1])
+    y.sum().backward()
+    assert sorted(calls) == [("grad_input", picked["grad_input"]), ("grad_weight", picked["grad_weight"])]
+    ref = K.get_kernel("direct").conv2d_grad_weight(x.detach().numpy(), np.ones((2, 4, 9, 9)), (3, 3), 1, 1, 1, 1)
+    np.testing.assert_allclose(w.grad.numpy(), ref, rtol=1e-10, atol=1e-10)
+
+
+# ----------------------------------------------------------------------------- each threshold is the boundary
+
+def _boundary(monkeypatch, name, value, pick, below, at, above, shapes_at):
+    """With ``choose.<name>`` set to ``value``, ``pick(shape)`` gives ``below``, ``at`` and ``above`` for the three
+    shapes ``shapes_at(value - 1)``, ``shapes_at(value)``, ``shapes_at(value + 1)``."""
+    monkeypatch.setattr(choose, name, value)
+    assert [pick(*shapes_at(v)) for v in (value - 1, value, value + 1)] == [below, at, above], name
+
+
+def _backend(op, **kw):
+    def pick(x_shape, w_shape):
+        return choose.conv_backend(op, x_shape, w_shape, _args(x_shape, w_shape, **kw))
+    return pick
+
+
+def _layout(op, **kw):
+    def pick(x_shape, w_shape):
+        a = _args(x_shape, w_shape, **kw)
+        return choose.numba_layout(op, x_shape, w_shape, a.out_shape[2:], a)
+    return pick
+
+
+@pytest.fixture
+def no_tiles(monkeypatch):
+    monkeypatch.setattr(blocked, "ENABLED", False)
+
+
+@pytest.fixture
+def tiles(monkeypatch):
+    monkeypatch.setattr(blocked, "ENABLED", True)
+
+
+@jit_only
+def test_im2col_min_k(monkeypatch, no_tiles):
+    # forward at stride 1: numba below this many multiply-adds per output (a 1 x k kernel on one channel)
+    _boundary(monkeypatch, "IM2COL_MIN_K", 8, _backend("forward"), "numba", "im2col", "im2col",
+              lambda k: ((2, 1, 4, 12), (4, 1, 1, k)))
+
+
+@jit_only
+def test_im2col_min_og(monkeypatch, no_tiles):
+    # strided grad_input: numba below this many output channels per group
+    _boundary(monkeypatch, "IM2COL_MIN_OG", 4, _backend("grad_input", stride=2), "numba", "im2col", "im2col",
+              lambda og: ((2, 2, 8, 8), (og, 2, 3, 3)))
+
+
+@jit_only
+def test_numba_min_in_pos(monkeypatch, no_tiles):
+    # strided grad_input with many output channels: numba from inputs of this many positions
+    _boundary(monkeypatch, "NUMBA_MIN_IN_POS", 30, _backend("grad_input", stride=2, padding=1),
+              "im2col", "numba", "numba", lambda pos: ((2, 8, 1, pos), (32, 8, 3, 3)))
+
+
+@jit_only
+def test_numba_min_in_pos_channels(monkeypatch, no_tiles):
+    _boundary(monkeypatch, "NUMBA_MIN_IN_POS_CHANNELS", 8, _backend("grad_input", stride=2, padding=1),
+              "im2col", "numba", "numba", lambda cg: ((2, cg, 32, 32), (32, cg, 3, 3)))
+
+
+@jit_only
+def test_numba_max_strided_out_pos(monkeypatch, no_tiles):
+    # strided grad_weight of a big batch: numba's batch-last loops up to this many output positions (1 x P here)
+    _boundary(monkeypatch, "NUMBA_MAX_STRIDED_OUT_POS", 10, _backend("grad_weight", stride=2),
+              "numba", "numba", "im2col", lambda p: ((32, 2, 3, 2 * p + 1), (4, 2, 3, 3)))
+
+
+@jit_only
+def test_blocked_grad_weight_thresholds(monkeypatch, tiles):
+    monkeypatch.setattr(choose, "FLAT_ROWS_GW_MAX_K", 0)  # leave the tiles as the only numba path at batch 2
+    _boundary(monkeypatch, "BLOCKED_GW_MIN_OG", 8, _backend("grad_weight", padding=1), "im2col", "numba", "numba",
+              lambda og: ((2, 4, 16, 16), (og, 4, 3, 3)))
+    _boundary(monkeypatch, "BLOCKED_GW_MAX_K", 8, _backend("grad_weight"), "numba", "numba", "im2col",
+              lambda k: ((2, 1, 16, 16), (32, 1, 1, k)))
+
+
+@jit_only
+def test_flat_rows_gw_max_k(monkeypatch, no_tiles):
+    _boundary(monkeypatch, "FLAT_ROWS_GW_MAX_K", 8, _backend("grad_weight"), "numba", "numba", "im2col",
+              lambda k: ((2, 1, 4, 12), (4, 1, 1, k)))
+
+
+def test_batch_last_min_n(monkeypatch, no_tiles):
+    for op in ("forward", "grad_weight"):
+        _boundary(monkeypatch, "BATCH_LAST_MIN_N", 32, _layout(op), "flat_rows", "batch_last", "batch_last",
+                  lambda n: ((n, 2, 9, 9), (4, 2, 3, 3)))
+    _boundary(monkeypatch, "BATCH_LAST_MIN_N", 32, _layout("grad_input"), "flat_rows", "phases", "phases",
+              lambda n: ((n, 2, 9, 9), (4, 2, 3, 3)))
+    monkeypatch.setattr(choose, "jit_enabled", lambda: True)
+    _boundary(monkeypatch, "BATCH_LAST_MIN_N", 32, lambda n: choose.im2col_grad_input_layout(n, 18, 49, 4),
+              "chunks", "batch_last", "batch_last", lambda n: (n,))
+
+
+def test_batch_last_max_pos(monkeypatch, no_tiles):
+    # a 1x1 kernel on planes of whole vectors leaves no garbage in the flat-rows layout: only the output's size
+    # decides (63 positions, 64, and 80, the next size of whole vectors)
+    monkeypatch.setattr(choose, "BATCH_LAST_MAX_POS", 64)
+    picks = [_layout("forward")((32, 2, h, w), (4, 2, 1, 1)) for h, w in ((7, 9), (8, 8), (8, 10))]
+    assert picks == ["batch_last", "batch_last", "flat_rows"]
+
+
+def test_batch_last_min_garbage(monkeypatch, no_tiles):
+    # outputs larger than BATCH_LAST_MAX_POS: batch-last only where more than this share of the flat-rows
+    # layout's positions would be garbage
+    monkeypatch.setattr(choose, "BATCH_LAST_MAX_POS", 0)
+    x_shape, w_shape = (32, 1, 6, 9), (2, 1, 1, 2)
+    args = _args(x_shape, w_shape)
+    lay = flat_rows.Layout(6, 9, args.padding, args.stride, args.dilation, args.kernel_hw)
+    garbage = 1 - 6 * 8 / lay.npos(6)     # 6 x 8 outputs
+    assert 0 < garbage < 1
+    for limit, want in ((garbage - 1e-9, "batch_last"), (garbage + 1e-9, "flat_rows")):
+        monkeypatch.setattr(choose, "BATCH_LAST_MIN_GARBAGE", limit)
+        assert _layout("forward")(x_shape, w_shape) == want
+
+
+def test_im2col_batch_last_max_bytes(monkeypatch):
+    monkeypatch.setattr(choose, "jit_enabled", lambda: True)
+    # 32 images x 9 x 10 x 4 bytes = 11520: batch-last up to that size, chunks above
+    for limit, want in ((11519, "chunks"), (11520, "batch_last"), (11521, "batch_last")):
+        monkeypatch.setattr(choose, "IM2COL_BATCH_LAST_MAX_BYTES", limit)
+        assert choose.im2col_grad_input_layout(32, 9, 10, 4) == want
+
+
+@jit_only
+def test_min_block_use(monkeypatch, tiles):
+    x_shape, w_shape = (2, 8, 5, 5), (8, 8, 3, 3)
+    args = _args(x_shape, w_shape, padding=1)
+    use = blocked.block_use((5, 5), 7)   # 25 outputs among 33 flat positions, in whole 32-position blocks
+    assert 0 < use < 1
+    for limit, want in ((use - 1e-9, True), (use, True), (use + 1e-9, False)):
+        monkeypatch.setattr(choose, "MIN_BLOCK_USE", limit)
+        assert choose.uses_blocked("forward", x_shape, w_shape, (5, 5), args) is want
+
+
+@jit_only
+def test_min_tile_fill(monkeypatch, tiles):
+    """Tiles of 6 output channels for 1..6: 4 of 6 is two thirds (used), 3 of 6 is not."""
+    monkeypatch.setattr(choose, "MIN_BLOCK_USE", 0.0)
+    fills = {}
+    for c in (3, 4, 5):
+        args = _args((2, 2, 16, 16), (c, 2, 3, 3), padding=1)
+        fills[c] = choose.uses_blocked("forward", (2, 2, 16, 16), (c, 2, 3, 3), (16, 16), args)
+    assert blocked.tile_channels(4) == 6
+    assert fills == {3: False, 4: True, 5: True}
+    monkeypatch.setattr(choose, "MIN_TILE_FILL", (5, 6))  # the named fraction is what decides
+    args = _args((2, 2, 16, 16), (4, 2, 3, 3), padding=1)
+    assert not choose.uses_blocked("forward", (2, 2, 16, 16), (4, 2, 3, 3), (16, 16), args)

@@ -1,0 +1,211 @@
+"""Which loop runs: every choice between convolution implementations is made here, and only here.
+
+Three levels, each a function of the shapes and arguments only (so a shape always gets the same answer):
+
+* :func:`conv_backend`: what ``kernel="auto"`` runs for one operation, ``"numba"`` or ``"im2col"``.
+* :func:`numba_layout`: the ``numba`` backend's loops for one operation: ``"depthwise"`` (per-plane loops,
+  ``"depthwise_as_forward"`` for a stride-1 grad_input), ``"blocked"`` (register tiles, stride 1),
+  ``"batch_last"`` (the batch innermost), ``"phases"`` (grad_input as batch-last forward convolutions of grad_y,
+  one per phase of the stride) or ``"flat_rows"`` (the general layout).
+* :func:`im2col_grad_input_layout`: im2col's grad_input in ``"batch_last"`` columns or in ``"chunks"`` of images.
+
+The thresholds below are named; the values come from timing each implementation on layers of LeNet, a ResNet and
+wider synthetic ones (``benchmarks/bench_conv.py`` measures them; ``benchmarks/README.md`` says how). A conv
+Function asks :func:`conv_backend` (through the ``auto`` backend) once, at forward, for all three operations and
+keeps the answers on the graph node, so the backward runs what the forward chose. With ``NUMBA_DISABLE_JIT=1`` every
+operation goes to im2col, whose column copies then are NumPy's (the numba loops would run as Python).
+"""
+from __future__ import annotations
+
+from numba import config as _numba_config
+
+from .numba_jit.fast import adjoint, blocked, flat_rows
+from .shapes import conv_output_size
+
+__all__ = ["CONV_OPS", "jit_enabled", "is_depthwise", "conv_backend", "pool_backend", "numba_layout",
+           "numba_grad_input_layout", "grad_input_phases", "uses_blocked", "uses_batch_last_forward",
+           "im2col_grad_input_layout", "BATCH_LAST_MIN_N", "BATCH_LAST_MAX_POS", "BATCH_LAST_MIN_GARBAGE",
+           "MIN_BLOCK_USE", "MIN_TILE_FILL", "IM2COL_MIN_K", "IM2COL_MIN_OG", "NUMBA_MIN_IN_POS",
+           "NUMBA_MIN_IN_POS_CHANNELS", "NUMBA_MAX_STRIDED_OUT_POS", "BLOCKED_GW_MIN_OG", "BLOCKED_GW_MAX_K",
+           "FLAT_ROWS_GW_MAX_K", "IM2COL_BATCH_LAST_MAX_BYTES"]
+
+CONV_OPS = ("forward", "grad_input", "grad_weight")
+
+# -- the numba backend's layouts
+BATCH_LAST_MIN_N = 32           # batch-last loops (numba, and im2col's grad_input columns) from this many images
+BATCH_LAST_MAX_POS = 784        # forward: batch-last whatever the garbage up to this many output positions (28x28)
+BATCH_LAST_MIN_GARBAGE = 0.2    # forward on larger outputs: batch-last only if more flat-rows positions are garbage
+MIN_BLOCK_USE = 0.5             # register-blocked tiles where at least this share of a block's positions are outputs
+MIN_TILE_FILL = (2, 3)          # ... and (forward, grad_input) at least 2/3 of a tile's output channels are real
+
+# -- auto: numba or im2col
+IM2COL_MIN_K = 512              # forward: im2col from this many multiply-adds per output (C_in/groups * kh * kw)
+IM2COL_MIN_OG = 32              # grad_input: im2col from this many output channels per group ...
+NUMBA_MIN_IN_POS = 1024         # ... unless the input has this many positions ...
+NUMBA_MIN_IN_POS_CHANNELS = 8   # ... and at least this many input channels per group
+NUMBA_MAX_STRIDED_OUT_POS = 256  # grad_weight, strided: numba's batch-last loops up to this many output positions
+BLOCKED_GW_MIN_OG = 32          # grad_weight: numba's blocked loops from this many output channels per group ...
+BLOCKED_GW_MAX_K = 1024         # ... up to this many multiply-adds per output
+FLAT_ROWS_GW_MAX_K = 160        # grad_weight at stride 1: numba's flat-rows loops up to this many multiply-adds
+
+# -- im2col's grad_input
+IM2COL_BATCH_LAST_MAX_BYTES = 64 * 2**20  # batch-last columns of the whole batch up to this size
+
+
+def jit_enabled() -> bool:
+    """False when numba runs in pure-Python mode (``NUMBA_DISABLE_JIT=1``)."""
+    return not _numba_config.DISABLE_JIT
+
+
+def is_depthwise(c_in, c_out, cg, groups) -> bool:
+    """One filter per channel (groups == C_in == C_out, more than one group)."""
+    return groups > 1 and cg == 1 and c_out == groups == c_in
+
+
+def pool_backend() -> str:
+    """What ``auto`` pools with: ``"numba"``, or ``"numpy"`` without the JIT."""
+    return "numba" if jit_enabled() else "numpy"
+
+
+def _out_hw(x_shape, w_shape, args):
+    """The convolution's output size (``args.out_shape`` is not it inside a transposed convolution)."""
+    top, bottom, left, right = args.padding
+    return (conv_output_size(x_shape[2], w_shape[2], args.stride[0], top + bottom, args.dilation[0]),
+            conv_output_size(x_shape[3], w_shape[3], args.stride[1], left + right, args.dilation[1]))
+
+
+def conv_backend(op, x_shape, w_shape, args) -> str:
+    """``"numba"`` or ``"im2col"``: what ``kernel="auto"`` runs for ``op`` of the convolution of an input of
+    ``x_shape`` with a weight of ``w_shape``. numba's loops where they keep up (one tap is a plain matrix product:
+    im2col), im2col's one large BLAS product for reductions too long for them."""
+    if op not in CONV_OPS:
+        raise ValueError(f"unknown conv op {op!r}; valid ops: {CONV_OPS}")
+    if not jit_enabled():
+        return "im2col"
+    c_out, cg, kh, kw = w_shape
+    unit_stride = args.stride[0] == 1 and args.stride[1] == 1
+    taps, k = kh * kw, cg * kh * kw
+    og = c_out * cg // max(1, x_shape[1])  # output channels per group
+    if is_depthwise(x_shape[1], c_out, cg, x_shape[1] // max(1, cg)):
+        return "numba"
+    out_hw = _out_hw(x_shape, w_shape, args)
+    blocked_ = taps > 1 and uses_blocked(op, x_shape, w_shape, out_hw, args)
+    if op == "forward":
+        fast = blocked_ or (taps > 1 and (
+            (unit_stride and k < IM2COL_MIN_K) or uses_batch_last_forward(x_shape, out_hw, args)))
+    elif op == "grad_input":
+        gy_shape = (x_shape[0], c_out) + out_hw
+        fast = blocked_ or (taps > 1 and (
+            og < IM2COL_MIN_OG
+            or (x_shape[2] * x_shape[3] >= NUMBA_MIN_IN_POS and cg >= NUMBA_MIN_IN_POS_CHANNELS)
+            or (unit_stride and grad_input_phases(gy_shape, x_shape[2:], args) is not None)))
+    else:
+        batch_last = x_shape[0] >= BATCH_LAST_MIN_N and (
+            unit_stride or out_hw[0] * out_hw[1] <= NUMBA_MAX_STRIDED_OUT_POS)
+        fast = ((blocked_ and og >= BLOCKED_GW_MIN_OG and k <= BLOCKED_GW_MAX_K) or (taps > 1 and batch_last)
+                or (unit_stride and k <= FLAT_ROWS_GW_MAX_K))
+    return "numba" if fast else "im2col"
+
+
+def numba_layout(op, x_shape, w_shape, out_hw, args) -> str:
+    """The ``numba`` backend's loops for ``op`` (see the module docstring). ``x_shape``: the convolution's input
+    (for grad_input, grad_x's shape); ``out_hw``: its output size (for grad_input, grad_y's)."""
+    if op == "grad_input":
+        return numba_grad_input_layout(x_shape, w_shape, out_hw, args)[0]
+    if op not in CONV_OPS:
+        raise ValueError(f"unknown conv op {op!r}; valid ops: {CONV_OPS}")
+    c_out, cg = w_shape[0], w_shape[1]
+    if is_depthwise(x_shape[1], c_out, cg, args.groups):
+        return "depthwise"
+    if uses_blocked(op, x_shape, w_shape, out_hw, args):
+        return "blocked"
+    if op == "forward":
+        return "batch_last" if uses_batch_last_forward(x_shape, out_hw, args) else "flat_rows"
+    return "batch_last" if x_shape[0] >= BATCH_LAST_MIN_N else "flat_rows"
+
+
+def numba_grad_input_layout(gx_shape, w_shape, gy_hw, args):
+    """``(layout, phases)`` of the numba backend's grad_input: ``phases`` is :func:`grad_input_phases`' answer
+    where the layout is ``"phases"``, else None."""
+    c_out, cg, kh, kw = w_shape
+    if is_depthwise(gx_shape[1], c_out, cg, args.groups):
+        (dh, dw), (top, bottom, left, right) = args.dilation, args.padding
+        if args.stride == (1, 1) and max(top, bottom) <= (kh - 1) * dh and max(left, right) <= (kw - 1) * dw:
+            return "depthwise_as_forward", None
+        return "depthwise", None
+    if uses_blocked("grad_input", gx_shape, w_shape, gy_hw, args):
+        return "blocked", None
+    phases = grad_input_phases((gx_shape[0], c_out) + tuple(gy_hw), gx_shape[2:], args)
+    return ("flat_rows", None) if phases is None else ("phases", phases)
+
+
+def uses_blocked(op, x_shape, w_shape, out_hw, args) -> bool:
+    """Whether ``op`` runs on the register-blocked loops (:mod:`.numba_jit.fast.blocked`): JIT on, a CPU with
+    512-bit vector registers (``blocked.ENABLED``), stride 1, not depthwise, at least :data:`MIN_BLOCK_USE` of the
+    computed positions are outputs and (forward, grad_input) :data:`MIN_TILE_FILL` of the tiles' output channels
+    are real. grad_input also needs a padding of at most ``(k - 1) * dilation`` on every side (its grad_y is padded
+    by the difference); grad_weight, from :data:`BATCH_LAST_MIN_N` images, outputs of at least
+    :data:`BATCH_LAST_MAX_POS` positions (below, the batch-last loops)."""
+    if not (jit_enabled() and blocked.ENABLED) or args.stride != (1, 1):
+        return False
+    c_out, cg, kh, kw = w_shape
+    if is_depthwise(x_shape[1], c_out, cg, args.groups):
+        return False
+    (dh, dw), (top, bottom, left, right) = args.dilation, args.padding
+    if op == "grad_input":
+        if max(top, bottom) > (kh - 1) * dh or max(left, right) > (kw - 1) * dw or not _fills_tile(cg):
+            return False
+        # the loops' output is grad_x, their planes grad_y padded to x's width plus the kernel's reach
+        return blocked.block_use(x_shape[2:], x_shape[3] + (kw - 1) * dw) >= MIN_BLOCK_USE
+    if op == "forward" and not _fills_tile(c_out // args.groups):
+        return False
+    if op == "grad_weight" and x_shape[0] >= BATCH_LAST_MIN_N and out_hw[0] * out_hw[1] < BATCH_LAST_MAX_POS:
+        return False
+    return blocked.block_use(out_hw, x_shape[3] + left + right) >= MIN_BLOCK_USE
+
+
+def _fills_tile(channels) -> bool:
+    """At least :data:`MIN_TILE_FILL` of the output channels a blocked tile computes (whole tiles) are real."""
+    tc = blocked.tile_channels(channels)
+    num, den = MIN_TILE_FILL
+    return den * channels >= num * (-(-channels // tc) * tc)
+
+
+def uses_batch_last_forward(x_shape, out_hw, args) -> bool:
+    """Whether the numba forward takes the batch-last loops: at least :data:`BATCH_LAST_MIN_N` images, and an output
+    of at most :data:`BATCH_LAST_MAX_POS` positions or more than :data:`BATCH_LAST_MIN_GARBAGE` of the flat-rows
+    layout's positions garbage."""
+    if x_shape[0] < BATCH_LAST_MIN_N:
+        return False
+    if out_hw[0] * out_hw[1] <= BATCH_LAST_MAX_POS:
+        return True
+    lay = flat_rows.Layout(x_shape[2], x_shape[3], args.padding, args.stride, args.dilation, args.kernel_hw)
+    return out_hw[0] * out_hw[1] < (1 - BATCH_LAST_MIN_GARBAGE) * lay.npos(out_hw[0])
+
+
+def grad_input_phases(gy_shape, input_hw, args):
+    """The phases (:mod:`.numba_jit.fast.adjoint`) in which the numba grad_input runs as forward convolutions of
+    grad_y, when each of those takes the batch-last loops; else None."""
+    if gy_shape[0] < BATCH_LAST_MIN_N:
+        return None
+    (sh, sw), (dh, dw), (kh, kw) = args.stride, args.dilation, args.kernel_hw
+    top, _, left, _ = args.padding
+    rows = adjoint.axis_phases(input_hw[0], gy_shape[2], kh, sh, dh, top)
+    cols = adjoint.axis_phases(input_hw[1], gy_shape[3], kw, sw, dw, left)
+    for ph in rows:
+        for pw in cols:
+            if ph.taps and pw.taps:
+                a = adjoint.phase_args(ph, pw, gy_shape[0], 1, 1)
+                gy_hw = (gy_shape[2] - ph.crop_lo - ph.crop_hi, gy_shape[3] - pw.crop_lo - pw.crop_hi)
+                if not uses_batch_last_forward((gy_shape[0], 1) + gy_hw, a.out_shape[2:], a):
+                    return None
+    return rows, cols
+
+
+def im2col_grad_input_layout(n, k, npos, itemsize) -> str:
+    """im2col's grad_input for ``n`` images, ``k`` multiply-adds per output and ``npos`` output positions:
+    ``"batch_last"`` columns of the whole batch (one product, col2im by vectors of n values) from
+    :data:`BATCH_LAST_MIN_N` images while they fit :data:`IM2COL_BATCH_LAST_MAX_BYTES`, else ``"chunks"``."""
+    if jit_enabled() and n >= BATCH_LAST_MIN_N and k * npos * n * itemsize <= IM2COL_BATCH_LAST_MAX_BYTES:
+        return "batch_last"
+    return "chunks"
