@@ -140,7 +140,12 @@ def main(argv=None) -> int:
         installed = interrupts.install()
         from tinyconv.cli import main as cli_main
 
-        return cli_main(argv, interrupts=interrupts if installed else None)
+        status = cli_main(argv, interrupts=interrupts if installed else None)
+        # The command has finished and said so. Python's teardown (numba's threads, module finalisers) restores the
+        # default SIGINT action early on, and a Ctrl-C then would end the process by the signal, silently: ignore it
+        # instead, and leave with the command's own status.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        return status
     except KeyboardInterrupt:  # only where install() could not route SIGINT to the watcher
         _write_line("interrupted")
         return EXIT_INTERRUPTED

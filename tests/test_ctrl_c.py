@@ -51,8 +51,9 @@ def start(*args, env=None):
 
 
 def train_args(data, out, *extra):
-    return ["train", "--data", data, "--custom-data", "--out", out, "--limit", "3200", "--test-limit", "500",
-            "--epochs", "2", "--batch-size", "64", "--no-progress", *extra]
+    # enough batches that every instant below falls before the run ends, even on a fast machine with a warm cache
+    return ["train", "--data", data, "--custom-data", "--out", out, "--limit", "25600", "--test-limit", "500",
+            "--epochs", "3", "--batch-size", "64", "--no-progress", *extra]
 
 
 def check_interrupted(proc, out=None, timeout=120):
