@@ -3,7 +3,7 @@
 ``SECTIONS`` maps a section to its cells in order; the cells of a section share one namespace, and a cell whose
 last line is an expression shows that value (``tests/d2l_ch2_5/run_blocks.py`` runs them like a notebook does).
 Sections the suite leaves out: 2.7 (``dir()`` and ``help()`` print each library's own documentation), 3.4 and 4.7
-(no code), 3.5 (reads Fashion-MNIST through torchvision), 4.9-4.10 (no PyTorch cells in 4.9; 4.10 downloads Kaggle
+(no code), 4.9-4.10 (no PyTorch cells in 4.9; 4.10 downloads Kaggle
 data), 5.3 (no PyTorch cells) and 5.6 (GPUs). The cells were taken from the book's sources as they are; IPython's
 ``%matplotlib inline`` lines stay and the runner skips them, as IPython would run them.
 """
@@ -665,6 +665,102 @@ print('w的估计误差：', true_w - d2l.reshape(w, true_w.shape))
 b = net[0].bias.data
 print('b的估计误差：', true_b - b)
 '''
+
+SECTIONS["3.5 image classification dataset"] = r'''
+# %%
+%matplotlib inline
+from d2l import torch as d2l
+import torch
+import torchvision
+from torchvision import transforms
+from torch.utils import data
+
+d2l.use_svg_display()
+
+# %%
+# 通过ToTensor实例将图像数据从PIL类型变换成32位浮点数格式，
+# 并除以255使得所有像素的数值均在0到1之间
+trans = transforms.ToTensor()
+mnist_train = torchvision.datasets.FashionMNIST(
+    root="../data", train=True, transform=trans, download=True)
+mnist_test = torchvision.datasets.FashionMNIST(
+    root="../data", train=False, transform=trans, download=True)
+
+# %%
+len(mnist_train), len(mnist_test)
+
+# %%
+mnist_train[0][0].shape
+
+# %%
+def get_fashion_mnist_labels(labels):  #@save
+    """返回Fashion-MNIST数据集的文本标签"""
+    text_labels = ['t-shirt', 'trouser', 'pullover', 'dress', 'coat',
+                   'sandal', 'shirt', 'sneaker', 'bag', 'ankle boot']
+    return [text_labels[int(i)] for i in labels]
+
+# %%
+def show_images(imgs, num_rows, num_cols, titles=None, scale=1.5):  #@save
+    """绘制图像列表"""
+    figsize = (num_cols * scale, num_rows * scale)
+    _, axes = d2l.plt.subplots(num_rows, num_cols, figsize=figsize)
+    axes = axes.flatten()
+    for i, (ax, img) in enumerate(zip(axes, imgs)):
+        if torch.is_tensor(img):
+            # 图片张量
+            ax.imshow(img.numpy())
+        else:
+            # PIL图片
+            ax.imshow(img)
+        ax.axes.get_xaxis().set_visible(False)
+        ax.axes.get_yaxis().set_visible(False)
+        if titles:
+            ax.set_title(titles[i])
+    return axes
+
+# %%
+X, y = next(iter(data.DataLoader(mnist_train, batch_size=18)))
+show_images(X.reshape(18, 28, 28), 2, 9, titles=get_fashion_mnist_labels(y));
+
+# %%
+batch_size = 256
+
+def get_dataloader_workers():  #@save
+    """使用4个进程来读取数据"""
+    return 4
+
+train_iter = data.DataLoader(mnist_train, batch_size, shuffle=True,
+                             num_workers=get_dataloader_workers())
+
+# %%
+timer = d2l.Timer()
+for X, y in train_iter:
+    continue
+f'{timer.stop():.2f} sec'
+
+# %%
+def load_data_fashion_mnist(batch_size, resize=None):  #@save
+    """下载Fashion-MNIST数据集，然后将其加载到内存中"""
+    trans = [transforms.ToTensor()]
+    if resize:
+        trans.insert(0, transforms.Resize(resize))
+    trans = transforms.Compose(trans)
+    mnist_train = torchvision.datasets.FashionMNIST(
+        root="../data", train=True, transform=trans, download=True)
+    mnist_test = torchvision.datasets.FashionMNIST(
+        root="../data", train=False, transform=trans, download=True)
+    return (data.DataLoader(mnist_train, batch_size, shuffle=True,
+                            num_workers=get_dataloader_workers()),
+            data.DataLoader(mnist_test, batch_size, shuffle=False,
+                            num_workers=get_dataloader_workers()))
+
+# %%
+train_iter, test_iter = load_data_fashion_mnist(32, resize=64)
+for X, y in train_iter:
+    print(X.shape, X.dtype, y.shape, y.dtype)
+    break
+'''
+
 
 SECTIONS["3.6 softmax regression from scratch"] = r'''
 # %%

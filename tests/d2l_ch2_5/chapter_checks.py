@@ -38,6 +38,7 @@ def recorded() -> dict:
 
 def normalise(text: str) -> str:
     text = re.sub(r"\btorch\.", "tinyconv.", text)
+    text = re.sub(r"\btinyconv\.(float32|float64|int64|int32|uint8|bool)\b", r"\1", text)  # NumPy dtype names
     return re.sub(r"Backward0>", "Backward>", text)
 
 

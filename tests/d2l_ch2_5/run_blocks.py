@@ -29,13 +29,46 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ALIASED = ["", ".nn", ".nn.functional", ".nn.init", ".optim", ".utils", ".utils.data", ".cuda", ".distributions",
            ".distributions.multinomial", ".distributions.normal"]
 NEEDS_PANDAS = {"2.2 data preprocessing"}
+#: 3.5 reads Fashion-MNIST from "../data" through torchvision: a small generated copy is put there (in tinyconv's
+#: layout and in torchvision's), and tinyconv is told those are the data set's sizes, so nothing is downloaded.
+READS_FASHION_MNIST = {"3.5 image classification dataset"}
+FASHION_SIZES = {"train": 64, "test": 32}
+FASHION_FILES = {"train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+                 "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")}
 
 
 def alias_torch_to_tinyconv() -> None:
     """``import torch``, ``from torch import nn``, ``from torch.distributions import multinomial`` ... give
-    tinyconv's modules of the same names."""
+    tinyconv's modules of the same names, and ``import torchvision`` gives ``tinyconv.vision``."""
+    import dataclasses
+
     for suffix in ALIASED:
         sys.modules["torch" + suffix] = importlib.import_module("tinyconv" + suffix)
+    for suffix in ("", ".datasets", ".transforms"):
+        sys.modules["torchvision" + suffix] = importlib.import_module("tinyconv.vision" + suffix)
+    from tinyconv.data import fashion_mnist
+
+    fashion_mnist.FASHION_MNIST_DATA = dataclasses.replace(fashion_mnist.FASHION_MNIST_DATA, sizes=FASHION_SIZES,
+                                                           mirrors=())
+
+
+def make_fashion_mnist(root: str) -> None:
+    """Random images and labels of the sizes above, in ``root/fashion-mnist/`` (tinyconv's layout, gzip) and
+    ``root/FashionMNIST/raw/`` (torchvision's)."""
+    import gzip
+
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    for split, n in FASHION_SIZES.items():
+        arrays = (rng.integers(0, 256, (n, 28, 28), dtype=np.uint8), rng.integers(0, 10, n, dtype=np.uint8))
+        for name, a in zip(FASHION_FILES[split], arrays):
+            raw = bytes([0, 0, 0x08, a.ndim]) + np.asarray(a.shape, ">u4").tobytes() + a.tobytes()
+            for folder, fname, content in ((os.path.join(root, "fashion-mnist"), name + ".gz", gzip.compress(raw)),
+                                           (os.path.join(root, "FashionMNIST", "raw"), name, raw)):
+                os.makedirs(folder, exist_ok=True)
+                with open(os.path.join(folder, fname), "wb") as f:
+                    f.write(content)
 
 
 def cells(source: str) -> list:
@@ -88,6 +121,8 @@ def run_section(name: str, source: str, seed: int) -> list:
     with tempfile.TemporaryDirectory() as scratch:
         workdir = os.path.join(scratch, "notebook")  # the book writes to ../data
         os.mkdir(workdir)
+        if name in READS_FASHION_MNIST:
+            make_fashion_mnist(os.path.join(scratch, "data"))
         home = os.getcwd()
         os.chdir(workdir)
         try:
@@ -104,9 +139,27 @@ def run_section(name: str, source: str, seed: int) -> list:
     return shown
 
 
+def import_real_torchvision() -> None:
+    """PyPI's torchvision wheel registers fake kernels for its compiled operators at import, which fails next to
+    the CPU build of torch; the transforms and data sets need none of them."""
+    import types
+
+    try:
+        import torchvision  # noqa: F401
+    except ImportError:
+        return  # no torchvision: 3.5's cells say so
+    except RuntimeError:
+        for name in [m for m in sys.modules if m.startswith("torchvision")]:
+            del sys.modules[name]
+        sys.modules["torchvision._meta_registrations"] = types.ModuleType("torchvision._meta_registrations")
+        import torchvision  # noqa: F401
+
+
 def main(backend: str, names: list, seed: int = 0) -> None:
     if backend == "tinyconv":
         alias_torch_to_tinyconv()
+    else:
+        import_real_torchvision()
     sys.path.insert(0, os.path.join(HERE, "shim"))
     sys.path.insert(0, HERE)
     from chapter_cells import SECTIONS
