@@ -37,7 +37,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .autograd import no_grad
-from .tensor import DEFAULT_DTYPE, Tensor, zeros
+from .creation import zeros
+from .tensor import DEFAULT_DTYPE, Tensor
 
 __all__ = ["summary", "ModelSummary", "LayerRow", "layer_mult_adds"]
 

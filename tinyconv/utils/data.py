@@ -16,8 +16,9 @@ from collections.abc import Callable, Iterator
 
 import numpy as np
 
+from ..creation import from_numpy
 from ..random import default_generator
-from ..tensor import Tensor, from_numpy, stack
+from ..tensor import Tensor, stack
 
 __all__ = ["Dataset", "TensorDataset", "DataLoader", "default_collate"]
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import operator
 
 from .. import data as _data
-from ..tensor import from_numpy
+from ..creation import from_numpy
 
 __all__ = ["MNIST", "FashionMNIST"]
 
