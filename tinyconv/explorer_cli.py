@@ -105,12 +105,38 @@ def run(args, *, usage_error, build_model, load_split, load_model, model_name, s
     """Run ``tinyconv explore`` with the parsed ``args``; the callables come from :mod:`tinyconv.cli`.
 
     ``usage_error(message)`` makes the exception for a usage mistake; ``load_model(path)`` returns
-    ``(model, config, state)`` of a checkpoint; ``load_split(root, train, limit, custom)`` reads MNIST.
+    ``(model, config, state)`` of a checkpoint; ``load_split(root, train, limit, custom, dataset)`` reads a split.
     """
     from .data import NORMALIZATION, DataLoader
-    from .explorer import _check_writable
-    from .optim import Adam
     from .random import manual_seed
+
+    steps, path = _checked_options(args, usage_error)
+    if steps is None:
+        model, config, state = load_model(args.checkpoint)
+        title = f"{model_name(config)} after {state['epoch']} epoch(s)"
+    else:
+        config = {"model": args.model, "variant": args.variant, "kernel": None, "dataset": "mnist"}
+        manual_seed(args.seed)
+        model = build_model(config)
+        title = f"{model_name(config)} during training"
+    dataset = config.get("dataset", "mnist")
+    xt, yt = load_split(args.data, False, args.images, args.custom_data, dataset)
+    x, y = next(iter(DataLoader((xt, yt), batch_size=args.images, normalize=NORMALIZATION[dataset])))
+    snaps = Snapshots(model, title=title, checks=args.checks)
+    if steps is None:
+        _snapshot(snaps, model, Tensor(x), y, str(args.checkpoint))
+    else:
+        xs, ys = load_split(args.data, True, None, args.custom_data, dataset)
+        loader = DataLoader((xs, ys), batch_size=args.batch_size, shuffle=True, seed=args.seed,
+                            normalize=NORMALIZATION[dataset])
+        _train_with_snapshots(snaps, model, loader, Tensor(x), y, steps, args.lr)
+    say(os.path.abspath(snaps.write(path)))
+    return 0
+
+
+def _checked_options(args, usage_error):
+    """(the --train-steps list or None, the output path), or a usage error naming the option."""
+    from .explorer import _check_writable
 
     if (args.checkpoint is None) == (args.train_steps is None):
         raise usage_error("give either a CHECKPOINT or --train-steps STEPS (not both)")
@@ -128,41 +154,26 @@ def run(args, *, usage_error, build_model, load_split, load_model, model_name, s
         path = _check_writable(args.output)
     except OSError as e:
         raise usage_error(f"-o {args.output}: {e}".replace("explore: ", "")) from None
+    return steps, path
 
-    if steps is None:
-        model, config, state = load_model(args.checkpoint)
-        title = f"{model_name(config)} after {state['epoch']} epoch(s)"
-    else:
-        config = {"model": args.model, "variant": args.variant, "kernel": None, "dataset": "mnist"}
-        manual_seed(args.seed)
-        model = build_model(config)
-        title = f"{model_name(config)} during training"
-    dataset = config.get("dataset", "mnist")
-    xt, yt = load_split(args.data, False, args.images, args.custom_data, dataset)
-    x, y = next(iter(DataLoader((xt, yt), batch_size=args.images, normalize=NORMALIZATION[dataset])))
-    x = Tensor(x)
-    snaps = Snapshots(model, title=title, checks=args.checks)
-    if steps is None:
-        _snapshot(snaps, model, x, y, str(args.checkpoint))
-    else:
-        xs, ys = load_split(args.data, True, None, args.custom_data, dataset)
-        loader = DataLoader((xs, ys), batch_size=args.batch_size, shuffle=True, seed=args.seed,
-                            normalize=NORMALIZATION[dataset])
-        opt = Adam(model.parameters(), lr=args.lr)
 
-        def batches():
-            while True:  # epoch after epoch
-                yield from loader
+def _train_with_snapshots(snaps, model, loader, x, y, steps: list, lr: float) -> None:
+    """Adam on ``loader``'s batches, epoch after epoch, with a snapshot on (x, y) at each step in ``steps``."""
+    from .optim import Adam
 
-        stream = batches()
-        for done in range(steps[-1] + 1):
-            if done in steps:
-                _snapshot(snaps, model, x, y, f"step {done}")
-            if done == steps[-1]:
-                break
-            bx, by = next(stream)
-            opt.zero_grad()
-            F.cross_entropy(model(Tensor(bx)), by).backward()
-            opt.step()
-    say(os.path.abspath(snaps.write(path)))
-    return 0
+    opt = Adam(model.parameters(), lr=lr)
+
+    def batches():
+        while True:
+            yield from loader
+
+    stream = batches()
+    for done in range(steps[-1] + 1):
+        if done in steps:
+            _snapshot(snaps, model, x, y, f"step {done}")
+        if done == steps[-1]:
+            break
+        bx, by = next(stream)
+        opt.zero_grad()
+        F.cross_entropy(model(Tensor(bx)), by).backward()
+        opt.step()
