@@ -235,6 +235,20 @@ def main(argv=None):
             notes.append(f"no PyTorch column: {torch_version}")
         torch_version = None
     t0 = time.perf_counter()
+    runs = _run_all(args, torch_py, notes)
+    elapsed = time.perf_counter() - t0
+    info = common.machine_info(torch_version)
+    rows, cold = summarize(runs, args.epochs), cold_rows(runs)
+    md = _report(args, rows, cold, info, torch_version, elapsed, notes)
+    payload = dict(machine=info, args={k: v for k, v in vars(args).items()}, epoch=rows, cold=cold, runs=runs,
+                   notes=notes, elapsed_s=elapsed, markdown=md)
+    if args.json:
+        common.write_json(args.json, payload)
+    return payload
+
+
+def _run_all(args, torch_py, notes) -> dict:
+    """The alternating rounds (tinyconv and PyTorch, each a fresh process), then the cold-cache runs."""
     runs = {"tinyconv": [], "torch": [], "cold": []}
     with tempfile.TemporaryDirectory(prefix="bench-epoch-") as tmp:
         if args.quick and not args.data:
@@ -263,11 +277,12 @@ def main(argv=None):
             else:
                 print(f"cold cache {c + 1}/{args.cold}: first epoch {res['history'][0]['train_seconds']:.2f} s; "
                       f"process {res['wall_s']:.1f} s wall", flush=True)
-    elapsed = time.perf_counter() - t0
-    info = common.machine_info(torch_version)
+    return runs
+
+
+def _report(args, rows, cold, info, torch_version, elapsed, notes) -> str:
+    """Print the machine, the tables and the notes; write and return the markdown table."""
     print(common.describe_machine(info, {"threads": common.default_threads()}))
-    rows = summarize(runs, args.epochs)
-    cold = cold_rows(runs)
     cols = [("what", "what"), ("tinyconv", "tinyconv"), ("tinyconv_min", "min"), ("tinyconv_max", "max"),
             ("torch", "PyTorch"), ("torch_min", "min"), ("torch_max", "max"), ("ratio", "tinyconv/PyTorch"),
             ("ratio_min", "min"), ("ratio_max", "max")]
@@ -286,11 +301,7 @@ def main(argv=None):
     if args.markdown:
         with open(args.markdown, "w") as f:
             f.write(md + "\n")
-    payload = dict(machine=info, args={k: v for k, v in vars(args).items()}, epoch=rows, cold=cold, runs=runs,
-                   notes=notes, elapsed_s=elapsed, markdown=md)
-    if args.json:
-        common.write_json(args.json, payload)
-    return payload
+    return md
 
 
 if __name__ == "__main__":

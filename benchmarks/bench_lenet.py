@@ -185,6 +185,13 @@ def run(args, notes):
     never import torch and the torch worker (benchmarks/torch_lenet.py, PyTorch's interpreter) never imports
     tinyconv or numba, so no process has another framework's thread pools or allocator in it, and load drifts
     on the machine hit every variant alike."""
+    names, peers, torch_py, torch_version = _variants(args, notes)
+    results = _run_workers(args, names, peers, torch_py, torch_version, notes)
+    return _summarise(args, results, peers, notes)
+
+
+def _variants(args, notes):
+    """The variants to run: tinyconv's kernels, then torch and the peers asked for (each with its interpreter)."""
     torch_py, torch_version = (None, "--no-torch") if args.no_torch else common.peer_python("torch", args.torch_python)
     names = [k for k in args.kernels.split(",") if k]
     if torch_py:
@@ -201,6 +208,11 @@ def run(args, notes):
                 names.append(peer)
             else:
                 notes.append(f"no {peer} row: {why}")
+    return names, peers, torch_py, torch_version
+
+
+def _run_workers(args, names, peers, torch_py, torch_version, notes) -> dict:
+    """variant -> the results of its worker processes, ``--rounds`` of them, variants alternating."""
     per_round_split = -(-args.split_steps // args.rounds)
     results = {n: [] for n in names}
     with tempfile.TemporaryDirectory(prefix="bench-lenet-") as tmp:
@@ -236,6 +248,11 @@ def run(args, notes):
                     notes.append(f"variant {n!r} failed: {p.stderr.strip()[-600:]}")
                     continue
                 results[n].append(json.load(open(path)))
+    return results
+
+
+def _summarise(args, results: dict, peers: dict, notes) -> dict:
+    """The table's rows (medians, ranges, ratios to torch and to the fastest) and the last round's profiles."""
     rows, profiles, data_desc, threads = [], {}, None, None
     for n, runs in results.items():
         if not runs:
