@@ -39,6 +39,15 @@ def test_the_dice_frequencies_approach_one_sixth(shown):
     assert abs(freq.sum() - 1) < 1e-6
 
 
+def test_the_documentation_cells_show_tinyconvs_own(shown):
+    """2.7: ``dir(torch.distributions)`` and ``help(torch.ones)`` print the library's own documentation (not compared
+    with PyTorch's words): the distributions the course samples from, and the signature of ``ones``."""
+    listing, manual, ones = shown["2.7 documentation"]
+    assert "'Multinomial'" in listing and "'Normal'" in listing
+    assert "ones(*size" in manual and "dtype=None" in manual
+    assert ones.strip() == "tensor([1., 1., 1., 1.])"
+
+
 @pytest.mark.torch
 def test_against_pytorch(shown):
     pytest.importorskip("torch")

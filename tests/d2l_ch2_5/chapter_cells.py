@@ -2,7 +2,7 @@
 
 ``SECTIONS`` maps a section to its cells in order; the cells of a section share one namespace, and a cell whose
 last line is an expression shows that value (``tests/d2l_ch2_5/run_blocks.py`` runs them like a notebook does).
-Sections the suite leaves out: 2.7 (``dir()`` and ``help()`` print each library's own documentation), 3.4 and 4.7
+Sections the suite leaves out: 3.4 and 4.7
 (no code), 4.9-4.10 (no PyTorch cells in 4.9; 4.10 downloads Kaggle
 data), 5.3 (no PyTorch cells) and 5.6 (GPUs). The cells were taken from the book's sources as they are; IPython's
 ``%matplotlib inline`` lines stay and the runner skips them, as IPython would run them.
@@ -443,6 +443,20 @@ d2l.plt.axhline(y=0.167, color='black', linestyle='dashed')
 d2l.plt.gca().set_xlabel('Groups of experiments')
 d2l.plt.gca().set_ylabel('Estimated probability')
 d2l.plt.legend();
+'''
+
+
+SECTIONS["2.7 documentation"] = r'''
+# %%
+import torch
+
+print(dir(torch.distributions))
+
+# %%
+help(torch.ones)
+
+# %%
+torch.ones(4)
 '''
 
 
