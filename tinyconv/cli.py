@@ -520,8 +520,8 @@ def build_run(config: dict, data_root=None, *, out_dir=None, log_grads=False, pr
     augment = int(config["augment"])
     train_loader = DataLoader((x, y), batch_size=int(config["batch_size"]), shuffle=True, seed=int(config["seed"]),
                               transform=random_shift(augment) if augment else None, normalize=NORMALIZATION[dataset])
-    # 256, not 1000: the 1000-image batches' activations (19 MB for conv1 alone) raised the run's peak RSS by
-    # ~45 MiB, and the smaller batches evaluate as fast or faster
+    # 256, not 1000: a large evaluation batch's activations raise the run's peak memory and evaluate no faster
+    # (benchmarks/bench_epoch.py reports both)
     test_loader = DataLoader((xt, yt), batch_size=256, normalize=NORMALIZATION[dataset])
     epochs, steps = int(config["epochs"]), len(train_loader)
     schedule, interval, sched = config["schedule"], "epoch", None
