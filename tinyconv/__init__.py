@@ -27,9 +27,8 @@ from .profiler import profile
 from .random import get_rng_state, manual_seed, set_rng_state
 from . import summary  # a callable module: tc.summary(model, input_shape) is tc.summary.summary(...)
 from .device import device
+from .errors import DTypeError, ShapeError
 from .tensor import (
-    ShapeError,
-    DTypeError,
     Size,
     Tensor,
     allclose,

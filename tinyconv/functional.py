@@ -22,6 +22,7 @@ import contextvars
 import numpy as np
 
 from . import kernels
+from .errors import DTypeError, ShapeError
 from .functions import conv as conv_fn
 from .functions import fused as fused_fn
 from .functions import ops
@@ -29,7 +30,7 @@ from .functions import pooling as pool_fn
 from .functions.batch_norm import BatchNorm as _BatchNorm
 from .kernels import shapes
 from .random import default_generator
-from .tensor import DTypeError, ShapeError, Tensor, as_tensor, matmul
+from .tensor import Tensor, as_tensor, matmul
 
 __all__ = [
     "relu",

@@ -9,7 +9,9 @@ tensor does not widen one with dimensions.
 
 Item assignment and the in-place methods (``t[idx] = v``, ``+=``, ``add_``, ``zero_`` ...) write into the storage
 and take part in autograd as in PyTorch; ``_version`` counts those writes (shared with views) so the engine can
-refuse a backward through a tensor modified after it was saved.
+refuse a backward through a tensor modified after it was saved. That half of the class lives in
+:mod:`tinyconv.inplace`; the creation functions (``zeros``, ``randn`` ...) in :mod:`tinyconv.creation`; the
+errors (``ShapeError``, ``DTypeError``) in :mod:`tinyconv.errors`.
 
 ``t.data`` is PyTorch's escape hatch: a tensor sharing ``t``'s storage, cut off from the graph and with a version
 count of its own, so in-place writes through it (``w.data.normal_(0, 0.01)``, ``p.data.sub_(lr * p.grad)``) are
@@ -28,7 +30,9 @@ import numpy as np
 from . import autograd
 from .device import CPU, check_device
 from .device import device as _device
+from .errors import _KIND_RANK, ShapeError, _type_word
 from .functions import ops
+from .inplace import InPlaceWrites
 from .printing import tensor_body
 from .random import default_generator
 
@@ -77,15 +81,6 @@ class Size(tuple):
     def numel(self) -> int:
         """The number of elements a tensor of this shape holds."""
         return int(np.prod(self, dtype=np.int64))
-
-
-class ShapeError(ValueError, RuntimeError):
-    """Operands whose shapes don't fit together. Catchable as ValueError, or as RuntimeError like PyTorch's."""
-
-
-class DTypeError(TypeError, RuntimeError):
-    """Operands whose dtypes must agree but don't (a float64 batch into a float32 layer). Catchable as TypeError,
-    or as RuntimeError like PyTorch's."""
 
 
 def _check_dtype(dtype) -> np.dtype:
@@ -153,7 +148,7 @@ def _broadcast_check(a: "Tensor", b: "Tensor", op: str) -> None:
         raise
 
 
-class Tensor:
+class Tensor(InPlaceWrites):
     """An n-dimensional array with reverse-mode autograd.
 
     Attributes: ``data`` (this tensor's storage as a detached Tensor), ``grad`` (a Tensor or None),
@@ -315,145 +310,12 @@ class Tensor:
         """A copy with its own storage; gradients flow back to this tensor."""
         return ops.Clone.apply(self)
 
-    # ------------------------------------------------------------------------ versions and in-place writes
-    @property
-    def _version(self) -> int:
-        """How often the storage was modified in place (shared by the views of one tensor), as PyTorch's."""
-        return (self if self._base is None else self._base)._ver
-
-    def _bump_version(self) -> None:
-        """Count one in-place write of the storage (optimizers call it after updating the storage)."""
-        (self if self._base is None else self._base)._ver += 1
-
-    def _view(self, out: "Tensor") -> "Tensor":
-        """Mark ``out`` as a view of this tensor's storage when it is one, so both count versions together."""
-        if out._data is self._data or (out._data.base is not None and np.may_share_memory(out._data, self._data)):
-            out._base = self if self._base is None else self._base
-        return out
-
-    def _check_inplace(self, value=None, *, indexing: bool = False) -> None:
-        """Refuse, with PyTorch's words, an in-place write autograd could not account for."""
-        if not autograd.is_grad_enabled():
-            return
-        if self.requires_grad and self.grad_fn is None:
-            view = "a view of " if indexing else ""
-            raise RuntimeError(f"{view}a leaf Variable that requires grad is being used in an in-place operation.")
-        if self._base is not None and (self.requires_grad or getattr(value, "requires_grad", False)):
-            if self._base.requires_grad and self._base.grad_fn is None:
-                raise RuntimeError("a view of a leaf Variable that requires grad is being used in an in-place "
-                                   "operation.")
-            raise RuntimeError("tinyconv does not track in-place operations on a view (a tensor made by indexing, "
-                               "reshape, transpose, ...) that takes part in autograd: assign into the tensor it "
-                               "views (t[idx] = value) or modify a .clone()")
-
-    def _commit_inplace(self, result: "Tensor") -> "Tensor":
-        """Make ``result`` (computed out of place, same shape) this tensor's new value and autograd history."""
-        if result.shape != self.shape:
-            raise ShapeError(f"output with shape {list(self.shape)} doesn't match the broadcast shape "
-                             f"{list(result.shape)}")
-        node = result.grad_fn
-        if result._data is not self._data:
-            if _KIND_RANK[result.dtype.kind] > _KIND_RANK[self.dtype.kind]:
-                raise RuntimeError(f"result type {_type_word(result.dtype)} can't be cast to the desired output "
-                                   f"type {_type_word(self.dtype)}")
-            if node is not None and node._saved:
-                # The node kept arrays that alias the storage about to be overwritten: it gets its own copies.
-                mine = self._data
-                node._saved = tuple(a.copy() if isinstance(a, np.ndarray) and np.may_share_memory(a, mine) else a
-                                    for a in node._saved)
-                # Watched entries for those copies, and for the saved output (``result``, now private), go.
-                node.saved_versions = tuple(e for e in node.saved_versions
-                                            if e[0] is not None and not np.may_share_memory(e[0]._data, mine))
-            np.copyto(self._data, result._data, casting="unsafe")
-        if node is not None:
-            self.grad_fn, self.requires_grad = node, True
-            node.output_ref = weakref.ref(self)
-            node.output_meta = (self.shape, self.dtype)
-        self._bump_version()
-        return self
-
-    def _inplace(self, compute, value=None) -> "Tensor":
-        self._check_inplace(value)
-        return self._commit_inplace(compute())
-
+    # ------------------------------------------------------------------------------------ item assignment
     def __setitem__(self, index, value) -> None:
         """``t[index] = value`` for basic, advanced and boolean indices; ``value`` (a Tensor or numbers)
         broadcasts to the selected shape. Under autograd the gradient reaches ``value`` at the assigned
         positions and ``t``'s earlier history everywhere else (PyTorch's CopySlices)."""
         self._assign(_index_to_numpy(index), value, indexing=True)
-
-    def _assign(self, index, value, indexing: bool) -> "Tensor":
-        self._check_inplace(value, indexing=indexing)
-        if not isinstance(value, Tensor):
-            value = np.asarray(value)
-            if value.dtype.kind not in "biuf":
-                raise TypeError(f"can't assign a {type(value).__name__} of dtype {value.dtype} to a tensor")
-        elif value.dtype.kind == "f" and self.dtype.kind != "f" and value.requires_grad:
-            raise RuntimeError(f"assigning a {value.dtype.name} tensor that requires grad into a "
-                               f"{self.dtype.name} tensor would drop its gradient")
-        try:
-            out = ops.SetItem.apply(self, value, index=index)
-        except ValueError as e:  # NumPy checks shapes before writing anything
-            target = np.empty(self.shape, dtype=np.bool_)[index].shape
-            raise ShapeError(f"shape mismatch: value tensor of shape {list(np.shape(value))} cannot be broadcast "
-                             f"to indexing result of shape {list(target)}") from e
-        return self._commit_inplace(out)
-
-    def __iadd__(self, other):
-        return self._inplace(lambda: self + other, other)
-
-    def __isub__(self, other):
-        return self._inplace(lambda: self - other, other)
-
-    def __imul__(self, other):
-        return self._inplace(lambda: self * other, other)
-
-    def __itruediv__(self, other):
-        return self._inplace(lambda: self / other, other)
-
-    def add_(self, other, *, alpha=1):
-        return self._inplace(lambda: self + (other if alpha == 1 else other * alpha), other)
-
-    def sub_(self, other, *, alpha=1):
-        return self._inplace(lambda: self - (other if alpha == 1 else other * alpha), other)
-
-    def mul_(self, other):
-        return self._inplace(lambda: self * other, other)
-
-    def div_(self, other):
-        return self._inplace(lambda: self / other, other)
-
-    def clamp_(self, min=None, max=None):
-        return self._inplace(lambda: self.clamp(min, max))
-
-    clip_ = clamp_
-
-    def relu_(self):
-        return self._inplace(self.relu)
-
-    def fill_(self, value):
-        return self._assign(Ellipsis, value, indexing=False)
-
-    def zero_(self):
-        return self._assign(Ellipsis, 0, indexing=False)
-
-    def normal_(self, mean: float = 0.0, std: float = 1.0, *, generator=None):
-        """Fill with samples of N(``mean``, ``std``²) from tinyconv's generator (``w.data.normal_(0, 0.01)``)."""
-        if std < 0:
-            raise RuntimeError(f"normal_ expects std >= 0.0, but found std {std}")
-        draw = (generator or default_generator()).normal(mean, std, self.shape)
-        return self._assign(Ellipsis, draw.astype(self.dtype, copy=False), indexing=False)
-
-    def uniform_(self, a: float = 0.0, b: float = 1.0, *, generator=None):
-        """Fill with samples of U[``a``, ``b``) from tinyconv's generator."""
-        if a > b:
-            raise RuntimeError(f"uniform_ expects to return a [from, to) range, but found from={a} > to={b}")
-        draw = (generator or default_generator()).uniform(a, b, self.shape)
-        return self._assign(Ellipsis, draw.astype(self.dtype, copy=False), indexing=False)
-
-    def copy_(self, src, non_blocking: bool = False):
-        """Copy ``src`` (broadcast to this shape, cast to this dtype) into this tensor; gradients reach ``src``."""
-        return self._assign(Ellipsis, src, indexing=False)
 
     def backward(self, gradient=None, retain_graph: bool = False) -> None:
         """Accumulate the gradient of this tensor wrt every leaf that requires one into the leaves' ``.grad``."""
@@ -1181,15 +1043,6 @@ class Tensor:
 
     def cuda(self, device=None, non_blocking: bool = False):
         check_device("cuda" if device is None else device if isinstance(device, str) else f"cuda:{device}")
-
-
-_KIND_RANK = {"b": 0, "u": 1, "i": 1, "f": 2}
-
-
-def _type_word(dt: np.dtype) -> str:
-    """PyTorch's name for a dtype in its messages (Float, Double, Long, ...)."""
-    return {"float32": "Float", "float64": "Double", "int64": "Long", "int32": "Int", "uint8": "Byte",
-            "bool": "Bool"}.get(dt.name, dt.name)
 
 
 def result_type(a: Tensor, b: Tensor) -> np.dtype:

@@ -11,7 +11,7 @@ before it gives the parameters the checkpoint's shapes.
 """
 from __future__ import annotations
 
-from ..tensor import ShapeError
+from ..errors import ShapeError
 from .batchnorm import BatchNorm1d, BatchNorm2d
 from .conv import Conv2d, ConvTranspose2d
 from .layers import Linear
