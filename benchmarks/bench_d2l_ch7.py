@@ -38,29 +38,13 @@ import numpy as np
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO_ROOT = os.path.dirname(HERE)
 sys.path.insert(0, HERE)
+import common  # noqa: E402
 from d2l_ch7_nets import SIDES, build  # noqa: E402
 
 NETS = list(SIDES)
 
 
 # ---------------------------------------------------------------------------------------------------- workers
-def _set_threads_tinyconv(n: int) -> dict:
-    import numba
-
-    from tinyconv.kernels.threads import ensure_thread_pool
-
-    numba.set_num_threads(n)
-    ensure_thread_pool()
-    try:
-        from threadpoolctl import threadpool_limits
-
-        threadpool_limits(n, user_api="blas")
-        blas = n
-    except ImportError:  # pragma: no cover - threadpoolctl is a test dependency
-        blas = "unchanged"
-    return {"numba": numba.get_num_threads(), "blas": blas}
-
-
 def _measure(step, args) -> tuple:
     t = time.perf_counter()
     step()
@@ -83,7 +67,7 @@ def worker(args, data) -> dict:
         import tinyconv as fw
         from tinyconv.functional import cross_entropy
 
-        threads = _set_threads_tinyconv(args.threads)
+        threads = common.set_threads(args.threads)
         xt, yt = fw.tensor(x), fw.tensor(y)
         extra = {}
     else:

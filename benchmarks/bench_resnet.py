@@ -44,23 +44,6 @@ REPO_ROOT = os.path.dirname(HERE)
 
 
 # ---------------------------------------------------------------------------------------------------- workers
-def _set_threads_tinyconv(n: int) -> dict:
-    import numba
-
-    from tinyconv.kernels.threads import ensure_thread_pool
-
-    numba.set_num_threads(n)
-    ensure_thread_pool()
-    try:
-        from threadpoolctl import threadpool_limits
-
-        threadpool_limits(n, user_api="blas")
-        blas = n
-    except ImportError:  # pragma: no cover - threadpoolctl is a test dependency
-        blas = "unchanged"
-    return {"numba": numba.get_num_threads(), "blas": blas}
-
-
 def _timed(fn, samples: int) -> list[float]:
     out = []
     for _ in range(samples):
@@ -83,11 +66,13 @@ def _first_then_timed(step, args) -> tuple:
 
 def worker_tinyconv(args, data) -> dict:
     sys.path.insert(0, REPO_ROOT)  # this checkout's tinyconv
+    import common  # benchmarks/common.py, beside this file
+
     import tinyconv as tc
     from tinyconv import functional as F
     from tinyconv.nn.models import ResNet
 
-    threads = _set_threads_tinyconv(args.threads)
+    threads = common.set_threads(args.threads)
     model = ResNet()
     model.load_state_dict({k[len("w/"):]: data[k] for k in data.files if k.startswith("w/")})
     opt = tc.optim.Adam(model.parameters(), lr=1e-3)
