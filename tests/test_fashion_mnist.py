@@ -143,9 +143,9 @@ def test_the_published_checksums():
 def test_mirrors_checksums_and_classes_are_torchvisions():
     if importlib.util.find_spec("torchvision") is None:
         pytest.skip("torchvision is not installed")
-    from test_vision import import_torchvision  # the PyPI wheel needs a hand next to the CPU build of torch
+    from torchvision_cpu import import_real_torchvision
 
-    tv = import_torchvision()
+    tv = import_real_torchvision()
     assert dict(tv.datasets.FashionMNIST.resources) == fashion_mnist.MD5
     assert tv.datasets.FashionMNIST.mirrors[0] == fashion_mnist.MIRRORS[0]
     assert tv.datasets.FashionMNIST.classes == fashion_mnist.CLASSES

@@ -1,8 +1,6 @@
 """tinyconv.vision: torchvision's transforms and data set classes over tinyconv's data (no network: small IDX
 files in a tmp root)."""
 import importlib.util
-import sys
-import types
 
 import numpy as np
 import pytest
@@ -12,6 +10,8 @@ from tinyconv.data import write_idx
 from tinyconv.data.mnist import FILES
 from tinyconv.utils.data import DataLoader
 from tinyconv.vision import datasets, transforms
+
+from torchvision_cpu import import_real_torchvision
 
 
 def reference_resize(x: np.ndarray, out_h: int, out_w: int, antialias: bool = True) -> np.ndarray:
@@ -146,20 +146,6 @@ def test_a_missing_data_set_says_where_the_files_go(tmp_path):
         datasets.FashionMNIST(tmp_path, transform="resize")
 
 
-def import_torchvision():
-    """torchvision, importable next to the CPU build of torch: the PyPI wheel's compiled operators are built for
-    the CUDA build, and only the registration of their fake kernels fails to import; transforms and data sets
-    need none of them."""
-    try:
-        import torchvision
-    except RuntimeError:
-        for name in [m for m in sys.modules if m.startswith("torchvision")]:
-            del sys.modules[name]
-        sys.modules["torchvision._meta_registrations"] = types.ModuleType("torchvision._meta_registrations")
-        import torchvision
-    return torchvision
-
-
 @pytest.mark.torch
 def test_transforms_against_torchvision():
     pytest.importorskip("torch")
@@ -168,7 +154,7 @@ def test_transforms_against_torchvision():
     Image = pytest.importorskip("PIL.Image")
     import torch
 
-    tv = import_torchvision().transforms
+    tv = import_real_torchvision().transforms
     rng = np.random.default_rng(4)
     for shape, size in [((28, 28), 224), ((28, 28), 96), ((28, 28), 13), ((30, 40), 7), ((28, 28), (28, 50)),
                         ((28, 20), (17, 45))]:

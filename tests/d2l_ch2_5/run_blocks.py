@@ -141,27 +141,14 @@ def run_section(name: str, source: str, seed: int) -> list:
     return shown
 
 
-def import_real_torchvision() -> None:
-    """PyPI's torchvision wheel registers fake kernels for its compiled operators at import, which fails next to
-    the CPU build of torch; the transforms and data sets need none of them."""
-    import types
-
-    try:
-        import torchvision  # noqa: F401
-    except ImportError:
-        return  # no torchvision: 3.5's cells say so
-    except RuntimeError:
-        for name in [m for m in sys.modules if m.startswith("torchvision")]:
-            del sys.modules[name]
-        sys.modules["torchvision._meta_registrations"] = types.ModuleType("torchvision._meta_registrations")
-        import torchvision  # noqa: F401
-
-
 def main(backend: str, names: list, seed: int = 0) -> None:
     if backend == "tinyconv":
         alias_torch_to_tinyconv()
     else:
-        import_real_torchvision()
+        sys.path.insert(0, os.path.dirname(HERE))
+        from torchvision_cpu import import_real_torchvision
+
+        import_real_torchvision()  # None without torchvision: 3.5's cells then say so
     sys.path.insert(0, os.path.join(HERE, "shim"))
     sys.path.insert(0, HERE)
     from chapter_cells import SECTIONS

@@ -23,7 +23,6 @@ import os
 import sys
 import tempfile
 import traceback
-import types
 
 import numpy as np
 
@@ -43,18 +42,6 @@ def alias_to_tinyconv() -> None:
 
     fashion_mnist.FASHION_MNIST_DATA = dataclasses.replace(fashion_mnist.FASHION_MNIST_DATA, sizes=SIZES,
                                                            mirrors=())
-
-
-def import_real_torchvision() -> None:
-    """PyPI's torchvision wheel registers fake kernels for its compiled operators at import, which fails next to
-    the CPU build of torch; the transforms and data sets need none of them."""
-    try:
-        import torchvision  # noqa: F401
-    except RuntimeError:
-        for name in [m for m in sys.modules if m.startswith("torchvision")]:
-            del sys.modules[name]
-        sys.modules["torchvision._meta_registrations"] = types.ModuleType("torchvision._meta_registrations")
-        import torchvision  # noqa: F401
 
 
 def idx_bytes(a: np.ndarray) -> bytes:
@@ -79,6 +66,9 @@ def main(backend: str, mode: str, names) -> None:
     if backend == "tinyconv":
         alias_to_tinyconv()
     else:
+        sys.path.insert(0, os.path.dirname(HERE))
+        from torchvision_cpu import import_real_torchvision
+
         import_real_torchvision()
     sys.path.insert(0, os.path.join(HERE, "shim"))
     sys.path.insert(0, HERE)
