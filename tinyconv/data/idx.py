@@ -34,7 +34,7 @@ import numpy.typing as npt
 
 from ..files import atomic_write
 
-__all__ = ["IDXError", "DTYPE_CODES", "MAX_BYTES", "read_idx", "read_idx_checked", "parse_idx", "write_idx",
+__all__ = ["IDXError", "DTYPE_CODES", "MAX_BYTES", "read_idx", "read_idx_checked", "write_idx",
            "atomic_write"]
 
 #: IDX dtype code -> NumPy dtype of the payload as stored on disk (big-endian).
@@ -214,25 +214,6 @@ def read_idx_checked(path: str | os.PathLike, digest, *, dtype: npt.DTypeLike | 
     read, so a data set's reader allocates no more than the data set's own size."""
     return _read(Path(path), ndim=None if shape is None else len(shape), dtype=dtype, max_bytes=max_bytes,
                  digest=digest, shape=shape, what=what)
-
-
-def parse_idx(buf: bytes, path: str | os.PathLike, *, ndim: int | None = None,
-              dtype: npt.DTypeLike | None = None, was_gzip: bool = True, max_bytes: int = MAX_BYTES) -> np.ndarray:
-    """``read_idx`` on bytes already in memory (decompressed); ``path`` only names the file in errors."""
-    fail = _failer(Path(path), was_gzip)
-    header = _parse_header(bytes(buf[:4 + 4 * buf[3]]) if len(buf) >= 4 else bytes(buf), fail, ndim=ndim,
-                           dtype=dtype, max_bytes=max_bytes)
-    found = len(buf) - header.length
-    if found < header.payload:
-        raise fail(f"payload truncated: shape {header.shape} of {header.stored.name} needs {header.payload} "
-                   f"bytes, found {found}")
-    if found > header.payload:
-        raise fail(f"{found - header.payload} trailing bytes after the payload: shape {header.shape} of "
-                   f"{header.stored.name} needs {header.payload} bytes, found {found}")
-    data = np.frombuffer(buf, dtype=header.stored, count=header.payload // header.stored.itemsize,
-                         offset=header.length)
-    # astype copies: the result is writable and in native byte order.
-    return data.astype(header.stored.newbyteorder("="), copy=True).reshape(header.shape)
 
 
 def _idx_header(array: np.ndarray, path: Path) -> tuple[bytes, np.dtype]:
