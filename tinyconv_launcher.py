@@ -94,7 +94,10 @@ class Interrupts:
                 continue
             for signum in received:
                 if signum == signal.SIGINT:
-                    self.on_sigint()
+                    try:
+                        self.on_sigint()
+                    except Exception:  # noqa: BLE001 - the watcher must outlive any failure: stop rather than lose it
+                        self.stop_now()
 
     def on_sigint(self) -> None:
         """One Ctrl-C: acknowledge and ask for a clean stop (the first, while graceful), or stop now."""
@@ -108,9 +111,12 @@ class Interrupts:
 
     def stop_now(self) -> None:
         """End the process at once: the final line, the temporary files of unfinished writes removed, exit 130."""
-        files = sys.modules.get("tinyconv.files")
-        if files is not None:
-            files.remove_temporaries_in_progress()
+        try:  # a Ctrl-C can land while tinyconv.files is still being imported: then no write is in progress
+            remove = getattr(sys.modules.get("tinyconv.files"), "remove_temporaries_in_progress", None)
+            if remove is not None:
+                remove()
+        except Exception:  # noqa: BLE001 - nothing may keep the process from ending
+            pass
         try:
             line = self.final_line()
         except Exception:  # the line is a courtesy; stopping is the point

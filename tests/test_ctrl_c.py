@@ -175,6 +175,20 @@ def test_stopping_at_once_leaves_no_half_written_file(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["checkpoint.npz"]
 
 
+def test_stopping_while_tinyconv_files_is_half_imported():
+    """A Ctrl-C that lands while tinyconv.files is being imported (in sys.modules, not yet complete) still ends the
+    process with its one line: no traceback from the watcher thread, which would then be gone."""
+    script = (
+        "import sys, types\n"
+        "from tinyconv_launcher import Interrupts\n"
+        "sys.modules['tinyconv.files'] = types.ModuleType('tinyconv.files')  # as during its import\n"
+        "Interrupts().stop_now()\n"
+    )
+    r = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                       env=dict(os.environ, PYTHONPATH=str(REPO)))
+    assert r.returncode == 130 and r.stderr.strip() == "interrupted: nothing was written", r.stderr
+
+
 def test_a_ctrl_c_before_the_graceful_span_is_passed_on():
     """A Ctrl-C counted just before training starts still stops training (it is not lost in between)."""
     from tinyconv_launcher import Interrupts
