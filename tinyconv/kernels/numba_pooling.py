@@ -20,36 +20,66 @@ _JIT = dict(cache=True, fastmath=False)
 
 @njit(parallel=True, **_JIT)
 def _max_fwd(x, y, argmax, kh, kw, sh, sw, ph, pw, dh, dw):
+    """Any window, stride, padding, dilation and ceil_mode, a plane at a time, in three steps:
+
+    1. the plane, padded with -inf, is split into ``sh * sw`` phase planes (input row ``r`` of the padded plane is
+       row ``r // sh`` of the phases ``r % sh``, likewise the columns), flat with row stride ``wq``: then output
+       ``(i, j)`` reads tap ``(a, b)`` at a constant offset from ``p = i*wq + j`` in one of them;
+    2. per tap, in PyTorch's order (rows, then columns), one pass over every ``p`` keeps the maximum and which tap
+       gave it, as selects (``v > best or v != v``: the first maximum, the last NaN) that vectorise, where a
+       branch per value would be a coin toss the CPU mispredicts (PyTorch's loop, one window at a time);
+    3. the outputs and their flat input indices are written out (columns ``j >= Wo`` of ``p`` were spare).
+
+    A window of padding only (or of -inf only) keeps PyTorch's start index when it falls inside the plane (its
+    gradient lands there, as in PyTorch) and -1 otherwise (its gradient goes nowhere)."""
     n_img, n_ch, h, w = x.shape
     ho, wo = y.shape[2], y.shape[3]
+    hq = ho + ((kh - 1) * dh) // sh + 1
+    wq = wo + ((kw - 1) * dw) // sw + 1
+    npos = ho * wq
     for task in prange(n_img * n_ch):
         n = task // n_ch
         c = task % n_ch
         xs = x[n, c]
+        planes = np.full((sh * sw, hq * wq), -np.inf, dtype=x.dtype)
+        for i in range(h):
+            r = i + ph
+            if r // sh >= hq:
+                continue
+            row = planes[(r % sh) * sw:, (r // sh) * wq:]
+            for ps in range(sw):
+                j0 = (ps - pw) % sw  # the first column j with (j + pw) % sw == ps
+                dst = row[ps, (j0 + pw) // sw:]
+                for q in range(min((w - j0 + sw - 1) // sw, wq - (j0 + pw) // sw)):
+                    dst[q] = xs[i, j0 + q * sw]
+        best = np.full(npos, -np.inf, dtype=x.dtype)
+        tap = np.full(npos, -1, dtype=np.int32)
+        for a in range(kh):
+            for b in range(kw):
+                src = planes[((a * dh) % sh) * sw + (b * dw) % sw, ((a * dh) // sh) * wq + (b * dw) // sw:]
+                t = np.int32(a * kw + b)
+                for p in range(npos):
+                    v = src[p]
+                    bv = best[p]
+                    take = (v > bv) | (v != v)
+                    best[p] = v if take else bv
+                    tap[p] = t if take else tap[p]
         for i in range(ho):
-            hstart = i * sh - ph
-            hend = min(hstart + (kh - 1) * dh + 1, h)
-            while hstart < 0:
-                hstart += dh
             for j in range(wo):
-                wstart = j * sw - pw
-                wend = min(wstart + (kw - 1) * dw + 1, w)
-                while wstart < 0:
-                    wstart += dw
-                # A window of padding only keeps PyTorch's start index when it falls inside the plane (its
-                # gradient lands there, as in PyTorch) and -1 otherwise (its gradient goes nowhere).
-                best_idx = hstart * w + wstart
-                if best_idx >= h * w:
-                    best_idx = -1
-                best = -np.inf
-                for ih in range(hstart, hend, dh):
-                    for iw in range(wstart, wend, dw):
-                        v = xs[ih, iw]
-                        if v > best or np.isnan(v):
-                            best = v
-                            best_idx = ih * w + iw
-                y[n, c, i, j] = best
-                argmax[n, c, i, j] = best_idx
+                p = i * wq + j
+                y[n, c, i, j] = best[p]
+                t = tap[p]
+                if t >= 0:
+                    argmax[n, c, i, j] = (i * sh - ph + (t // kw) * dh) * w + j * sw - pw + (t % kw) * dw
+                    continue
+                hs = i * sh - ph
+                while hs < 0:
+                    hs += dh
+                ws = j * sw - pw
+                while ws < 0:
+                    ws += dw
+                first = hs * w + ws
+                argmax[n, c, i, j] = first if first < h * w else -1
 
 
 @njit(parallel=True, **_JIT)
