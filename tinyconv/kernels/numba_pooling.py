@@ -1,4 +1,5 @@
-"""Max and average 2-D pooling as compiled loops (numba), PyTorch's CPU loops line by line.
+"""Max and average 2-D pooling as compiled loops (numba): PyTorch's CPU loops line by line, except the max
+pooling of general windows, which takes a window's taps one at a time over a whole plane (see :func:`_max_fwd`).
 
 Same functions, arguments and results as :mod:`tinyconv.kernels.pooling` (see there for
 the semantics); parallel over the ``N*C`` planes, so no two threads write the same
