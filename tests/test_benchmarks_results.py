@@ -1,6 +1,7 @@
-"""Benchmark results as data: ``benchmarks/common.py`` saves one file per run in a fixed schema and knows the
-machine (CPU model, vector width of the CPU and of numba's target) from /proc/cpuinfo text. Nothing here times
-anything or writes into benchmarks/results."""
+"""Benchmark results as data: ``benchmarks/common.py`` saves one file per run in a fixed schema, knows the machine
+(CPU model, vector width of the CPU and of numba's target) from /proc/cpuinfo text, and
+``benchmarks/plot_results.py`` draws the files as figures. Nothing here times anything or writes into
+benchmarks/results."""
 import argparse
 import json
 import os
@@ -13,6 +14,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "benchmarks"))
 import common  # noqa: E402
+import plot_results  # noqa: E402
 
 # /proc/cpuinfo of three machines (shortened to the lines that matter)
 HASWELL = """processor\t: 0
@@ -181,3 +183,97 @@ def test_a_row_of_the_wrong_shape_is_named(tmp_path):
                                                      r"got 'fast'") as e:
         common.load_result(path)
     assert str(e.value).startswith(path)
+
+
+# ------------------------------------------------------------------------------------------------ figures
+def _synthetic_results(root: Path):
+    """Two machines, two benchmarks, plus an older result and a quick one that the figures must not show."""
+    older = common.save_result("lenet", {}, [common.result_row("training step, tinyconv[default]", "ms", (9.0, 9, 9),
+                                                               (3.0, 3, 3), headline=True)],
+                               results_dir=str(root), info=_info("AMD EPYC"))
+    d = json.loads(Path(older).read_text())
+    d["date"] = "2020-01-01T00:00:00+00:00"
+    Path(older).write_text(json.dumps(d))
+    for cpu, r in (("AMD EPYC", 0.7), ("Intel(R) Xeon(R) Processor", 1.2)):
+        common.save_result("lenet", {}, [common.result_row("training step, tinyconv[default]", "ms", (r, r, r),
+                                                           (1.0, 1, 1), headline=True, ratio_min=r * 0.9,
+                                                           ratio_max=r * 1.1),
+                                         common.result_row("training step, tinyconv[im2col]", "ms", (3 * r, 3, 3),
+                                                           (1.0, 1, 1))],
+                           results_dir=str(root), info=_info(cpu))
+        common.save_result("conv", {}, [common.result_row("lenet.conv2 fwd+bwd", "ms", (2 * r, 1, 3), (2.0, 2, 2)),
+                                        common.result_row("geometric mean", "ratio", None, ratio=r, headline=True)],
+                           results_dir=str(root), info=_info(cpu))
+    common.save_result("conv", {}, [common.result_row("lenet.conv2 fwd+bwd", "ms", (50.0, 50, 50), (1.0, 1, 1))],
+                       results_dir=str(root), quick=True, info=_info("AMD EPYC"))
+    return older
+
+
+def test_newest_result_per_machine_without_quick_runs(tmp_path):
+    older = _synthetic_results(tmp_path)
+    newest = plot_results.newest_per_machine(common.load_results(str(tmp_path)))
+    assert set(newest) == {"lenet", "conv"}
+    assert len(newest["lenet"]) == 2 and len(newest["conv"]) == 2
+    assert older not in {path for path, _ in newest["lenet"].values()}
+    assert all(not res["quick"] for m in newest.values() for _, res in m.values())
+    with_quick = plot_results.newest_per_machine(common.load_results(str(tmp_path)), include_quick=True)
+    assert [r["rows"][0]["ratio"] for _, r in with_quick["conv"].values()].count(50.0) == 1
+
+
+def test_plot_results_draws_every_figure(tmp_path, capsys):
+    pytest.importorskip("matplotlib")
+    _synthetic_results(tmp_path / "results")
+    out = tmp_path / "figures"
+    assert plot_results.main(["--results", str(tmp_path / "results"), "--out", str(out), "--format", "png,svg"]) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["conv.png", "conv.svg", "lenet.png", "lenet.svg",
+                                                     "overview.png", "overview.svg"]
+    for png in out.glob("*.png"):
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
+    assert "lenet.png" in capsys.readouterr().out
+
+
+def test_a_benchmark_figure_names_what_a_reader_needs():
+    """Title with the benchmark's name, one labelled row per measurement, machines, 1.0 and the target in the
+    legend, a bar of the right length for every machine's ratio."""
+    pytest.importorskip("matplotlib")
+    res = {}
+    for slug, r in (("amd-epyc_avx512", 0.7), ("intel-xeon_avx2", 1.2)):
+        rows = [common.result_row("step", "ms", (r, r, r), (1.0, 1, 1), headline=True),
+                common.result_row("batch norm", "ms", (2 * r, 1, 3), (1.0, 1, 1))]
+        res[slug] = (f"{slug}.json", {"benchmark": "resnet", "date": "2026-01-02T00:00:00+00:00", "commit": "abc1234",
+                                      "commit_dirty": False, "quick": False, "rows": rows,
+                                      "machine": {"slug": slug, "cpu": "CPU " + slug, "threads": 2, "usable_cpus": 2},
+                                      "versions": {"torch": "2.13.0"}})
+    fig = plot_results.benchmark_figure("resnet", res)
+    ax = fig.axes[0]
+    assert "ResNet training step (bench_resnet.py)" in ax.get_title()
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["step", "batch norm"]
+    legend = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert "PyTorch (1.0×)" in legend and "target (0.8×)" in legend
+    assert any(t.startswith("amd-epyc_avx512: CPU amd-epyc_avx512, 2 threads; commit abc1234") for t in legend)
+    widths = sorted(round(p.get_width(), 6) for p in ax.patches)
+    assert widths == [0.7, 1.2, 1.4, 2.4]
+    assert ax.get_xscale() == "log"
+
+
+def test_plot_results_names_a_malformed_file(tmp_path, capsys):
+    _synthetic_results(tmp_path)
+    broken = tmp_path / "conv" / "zz-broken.json"
+    broken.write_text('{"schema": 1}')
+    assert plot_results.main(["--results", str(tmp_path), "--out", str(tmp_path / "figures")]) == 2
+    err = capsys.readouterr().err
+    assert str(broken) in err and "missing keys" in err
+    assert not (tmp_path / "figures").exists()
+
+
+def test_plot_results_without_matplotlib_says_how_to_get_it(monkeypatch):
+    for name in [m for m in sys.modules if m == "matplotlib" or m.startswith("matplotlib.")]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    with pytest.raises(SystemExit, match=r'pip install -e "\.\[plot\]"'):
+        plot_results.benchmark_figure("conv", {})
+
+
+def test_plot_results_with_nothing_to_draw_says_so(tmp_path):
+    with pytest.raises(SystemExit, match="no result with a ratio to PyTorch"):
+        plot_results.draw_all(str(tmp_path))
