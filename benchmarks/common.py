@@ -352,10 +352,11 @@ def git_commit() -> str | None:
 
 
 def git_dirty() -> bool | None:
-    """Whether tracked files outside ``benchmarks/results`` differ from the commit (None without git)."""
+    """Whether the code differs from the commit: a tracked Python file, setup.cfg or pyproject.toml changed (None
+    without git). Documents and result files do not count."""
     try:
-        p = subprocess.run(["git", "-C", REPO_ROOT, "status", "--porcelain", "--untracked-files=no", "--", ".",
-                            ":(exclude)benchmarks/results"], capture_output=True, text=True, timeout=10)
+        p = subprocess.run(["git", "-C", REPO_ROOT, "status", "--porcelain", "--untracked-files=no", "--", "*.py",
+                            "setup.cfg", "pyproject.toml"], capture_output=True, text=True, timeout=10)
         return bool(p.stdout.strip()) if p.returncode == 0 else None
     except Exception:
         return None
@@ -454,8 +455,8 @@ def time_interleaved(fns, repeats: int = 5, warmup: int = 1, min_sample_s: float
     ``settle_s`` (one number per callable, or None): before each sample of that callable, call it untimed for
     that many seconds. OpenBLAS's worker threads busy-wait ~0.1 s after a multi-threaded product; sampled right
     after one, numba's or PyTorch's threads would lose a core to them and the slowdown would be charged to the
-    wrong column. (Sleeping instead does not work on the reference machine: a vCPU that idles for 0.1 s comes
-    back slowly, and the next sample ran 2-4x slower.)"""
+    wrong column. (Sleeping instead does not work on a virtual machine whose idle vCPU comes back slowly: the
+    next sample would be charged for the wake-up.)"""
     settle = list(settle_s) if settle_s is not None else [0.0] * len(fns)
     inners = []
     for fn in fns:
