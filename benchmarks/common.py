@@ -729,7 +729,8 @@ def result_machine(info: dict, threads, cpuinfo: str | None = None) -> dict:
             "vector_width": width, "numba_target": target, "logical_cpus": info.get("logical_cpus"),
             "usable_cpus": info.get("usable_cpus"), "threads": threads,
             "OPENBLAS_CORETYPE": env.get("OPENBLAS_CORETYPE"), "OPENBLAS_L2_SIZE": env.get("OPENBLAS_L2_SIZE"),
-            "blas_core": blas.get("core"), "memory_gib": info.get("memory_gib"), "platform": info.get("platform")}
+            "blas_core": blas.get("core"), "memory_gib": info.get("memory_gib"), "platform": info.get("platform"),
+            "loadavg_1_5_15": [round(x, 2) for x in os.getloadavg()] if hasattr(os, "getloadavg") else None}
 
 
 def save_result(benchmark: str, payload: dict, rows: list[dict], *, threads=None, torch_version: str | None = None,

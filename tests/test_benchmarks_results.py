@@ -118,7 +118,7 @@ def test_save_result_round_trip(tmp_path):
     assert set(common.MACHINE_KEYS) <= set(m)
     assert m["cpu"] == _info()["cpu"] and m["threads"] == 2 and m["usable_cpus"] == 2
     assert m["OPENBLAS_CORETYPE"] == "Haswell" and m["OPENBLAS_L2_SIZE"] is None and m["blas_core"] == "SkylakeX"
-    assert m["slug"].startswith("intel-xeon-platinum-8375c_")
+    assert m["slug"].startswith("intel-xeon-platinum-8375c_") and len(m["loadavg_1_5_15"]) == 3
     assert d["versions"]["torch"] == "2.13.0+cpu" and d["versions"]["numba"] == "0.60.0"
     assert d["rows"] == _rows() and d["details"] == payload
     step, bn, acc, alone = d["rows"]
