@@ -70,8 +70,9 @@ def _ordered(benchmarks) -> list[str]:
 def _machine_label(res) -> str:
     m, v = res["machine"], res["versions"]
     commit = (res["commit"] or "no git") + (" + changes" if res["commit_dirty"] else "")
-    return (f"{m['slug']}: {m['cpu']}, {m['threads'] if not isinstance(m['threads'], dict) else m['usable_cpus']} "
-            f"threads; commit {commit}, {res['date'][:10]}; torch {v.get('torch') or '-'}")
+    threads = m["threads"].get("threads") if isinstance(m["threads"], dict) else m["threads"]
+    return (f"{m['slug']}: {m['cpu']}, {threads} thread{'' if threads == 1 else 's'}; commit {commit}, "
+            f"{res['date'][:10]}; torch {v.get('torch') or '-'}")
 
 
 def _ratio_axis(ax, values, targets) -> None:
