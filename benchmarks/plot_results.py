@@ -70,9 +70,13 @@ def _ordered(benchmarks) -> list[str]:
 def _machine_label(res) -> str:
     m, v = res["machine"], res["versions"]
     commit = (res["commit"] or "no git") + (" + changes" if res["commit_dirty"] else "")
-    threads = m["threads"].get("threads") if isinstance(m["threads"], dict) else m["threads"]
-    return (f"{m['slug']}: {m['cpu']}, {threads} thread{'' if threads == 1 else 's'}; commit {commit}, "
-            f"{res['date'][:10]}; torch {v.get('torch') or '-'}")
+    return f"{m['slug']}: {m['cpu']}, {_threads(res)}; commit {commit}, {res['date'][:10]}; torch {v.get('torch') or '-'}"
+
+
+def _threads(res):
+    t = res["machine"]["threads"]
+    n = t.get("threads") if isinstance(t, dict) else t
+    return f"{n} thread{'' if n == 1 else 's'}"
 
 
 def _ratio_axis(ax, values, targets) -> None:
@@ -110,8 +114,9 @@ def _bars(ax, labels, series) -> list[float]:
                 ax.errorbar(r["ratio"], pos, xerr=[[r["ratio"] - lo], [hi - r["ratio"]]], fmt="none",
                             ecolor="black", elinewidth=0.8, capsize=2)
                 drawn += [lo, hi]
-            ax.annotate(f"{r['ratio']:.2f}×", (max(r["ratio"], hi or 0), pos), xytext=(4, 0),
-                        textcoords="offset points", va="center", fontsize=8)
+            ax.annotate(f"{r['ratio']:.2f}×" + r.get("_note", ""), (max(r["ratio"], hi or 0), pos), xytext=(4, 0),
+                        textcoords="offset points", va="center", fontsize=8,
+                        bbox=dict(facecolor="white", edgecolor="none", pad=0.5, alpha=0.8))
             drawn.append(r["ratio"])
     ax.set_yticks(range(len(labels)))
     ax.set_yticklabels(labels, fontsize=9)
@@ -174,8 +179,9 @@ def overview_figure(newest: dict):
         label = f"{title}\n{what}"
         labels.append(label)
         targets.append(target)
-        for slug, (head, res) in heads.items():
-            per_machine.setdefault(slug, (res, {}))[1][label] = head
+        for slug, (head, res) in heads.items():  # each bar says which run it is: results differ in both
+            note = f"  {_threads(res)}, {res['commit'] or 'no git'}{'+' if res['commit_dirty'] else ''}"
+            per_machine.setdefault(slug, (res, {}))[1][label] = dict(head, _note=note)
     if not labels:
         return None
     series = [(f"{slug}: {per_machine[slug][0]['machine']['cpu']}", per_machine[slug][1]) for slug in sorted(per_machine)]
