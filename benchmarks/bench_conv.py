@@ -746,7 +746,7 @@ def main(argv=None):
     targets = print_tables(conv_meta, conv_rows, layer_rows, retention, pool_rows, compile_res, sweep_rows, args,
                            notes)
     md = markdown(conv_rows, conv_meta, pool_rows, layer_rows, args, info)
-    print("\nmarkdown (benchmarks/README.md):\n\n" + md)
+    print("\nmarkdown:\n\n" + md)
     if args.markdown:
         with open(args.markdown, "w") as f:
             f.write(md + "\n")
@@ -862,7 +862,7 @@ def print_tables(conv_meta, conv_rows, layer_rows, retention, pool_rows, compile
 
 
 def markdown(conv_rows, conv_meta, pool_rows, layer_rows, args, info) -> str:
-    """The README tables: fwd+bwd per configuration and kernel (ms at the config's batch, median (min–max)), the
+    """The markdown tables: fwd+bwd per configuration and kernel (ms at the config's batch, median (min–max)), the
     LeNet layers through autograd, pooling; ratios of the default kernel ('auto') to torch."""
     shapes = {m["config"]: (f"{m['N']}x{m['C_in']}x{m['H']}x{m['H']} -> {m['C_out']}, {m['k']}x{m['k']}"
                             + (f" s{m['stride']}" if m["stride"] > 1 else "") + (f" p{m['padding']}" if m["padding"] else "")

@@ -21,7 +21,7 @@ minor page faults (the last do not depend on the machine's load). Then ``--cold`
 the warm-cache first epochs of the rounds.
 
 Numbers are medians over the rounds with the min-max spread; a ratio is tinyconv's median over PyTorch's, with
-the spread of the per-round ratios. ``--markdown`` writes the table for the README's Performance section.
+the spread of the per-round ratios. ``--markdown`` writes the tables as markdown.
 """
 from __future__ import annotations
 
@@ -309,7 +309,7 @@ def _report(args, rows, cold, info, torch_version, elapsed, notes) -> str:
                                          ("cold_minus_warm", "cold - warm")],
                                   title="\nnumba cache: warm vs cold (empty NUMBA_CACHE_DIR)"))
     md = markdown(rows, cold, args, info, torch_version)
-    print("\nmarkdown (README's Performance section):\n")
+    print("\nmarkdown:\n")
     print(md)
     print(f"\nbenchmark time {elapsed:.1f} s")
     for n in notes:

@@ -328,7 +328,7 @@ SPLIT_COLUMNS = [("variant", "variant"), ("data_ms", "data"), ("forward_ms", "fo
 
 
 def markdown(rows, args, info, res) -> str:
-    """The step table for the README: medians with the spread of the per-process medians, ratios to torch."""
+    """The step table as markdown: medians with the spread of the per-process medians, ratios to torch."""
     table = []
     torch_row = next((r for r in rows if r["kernel"] == "torch"), None)
     for r in rows:
@@ -430,7 +430,7 @@ def main(argv=None):
     for n in notes:
         print("note:", n)
     md = markdown(rows, args, info, res)
-    print("\nmarkdown (benchmarks/README.md):\n\n" + md)
+    print("\nmarkdown:\n\n" + md)
     if args.markdown:
         with open(args.markdown, "w") as f:
             f.write(md + "\n")

@@ -593,7 +593,7 @@ def format_table(rows: list[dict], columns: list[tuple[str, str]], title: str | 
 
 
 def markdown_table(rows: list[dict], columns: list[tuple[str, str]], title: str | None = None) -> str:
-    """A GitHub-markdown table (numbers right-aligned, ``fmt_num``; missing values '-'), for the READMEs.
+    """A GitHub-markdown table (numbers right-aligned, ``fmt_num``; missing values '-').
     A cell may be a ready string (e.g. "1.23 (1.20–1.31)")."""
     def num(v):
         return _is_num(v) or isinstance(v, str) and re.match(r"^-?[\d.]+(×)?( \(.*\))?$", v) is not None
