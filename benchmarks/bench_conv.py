@@ -600,6 +600,7 @@ def parse_args(argv=None):
     ap.add_argument("--threads", type=int, default=None, help="threads for numba, BLAS and torch (default: cores)")
     ap.add_argument("--direct-div", type=int, default=8, help="run the direct kernel on batch N // this")
     ap.add_argument("--json", metavar="PATH")
+    common.add_result_arguments(ap)
     ap.add_argument("--csv", metavar="PATH")
     ap.add_argument("--markdown", metavar="PATH", help="write the markdown tables here (they are also printed)")
     ap.add_argument("--sweep", action="store_true", help="also time fwd+bwd over batch, spatial size, channels")
@@ -745,7 +746,7 @@ def main(argv=None):
     targets = print_tables(conv_meta, conv_rows, layer_rows, retention, pool_rows, compile_res, sweep_rows, args,
                            notes)
     md = markdown(conv_rows, conv_meta, pool_rows, layer_rows, args, info)
-    print("\nmarkdown (benchmarks/README.md):\n\n" + md)
+    print("\nmarkdown:\n\n" + md)
     if args.markdown:
         with open(args.markdown, "w") as f:
             f.write(md + "\n")
@@ -766,7 +767,41 @@ def main(argv=None):
         common.write_json(args.json, payload)
     if args.csv:
         common.write_csv(args.csv, conv_rows + pool_rows)
+    common.save_if_asked(args, "conv", payload, result_rows(conv_rows, conv_meta, layer_rows, pool_rows),
+                         threads=threads, torch_version=torch_version, command=common.command(__file__, argv),
+                         info=info)
     return payload
+
+
+def result_rows(conv_rows, conv_meta, layer_rows, pool_rows) -> list[dict]:
+    """The result file's rows: the library's default kernel ('auto'; numba for pooling) against PyTorch, ms at
+    each configuration's batch, fwd+bwd (and LeNet conv1's fwd+wgrad); then the geometric mean of the
+    convolutions' fwd+bwd ratios."""
+    shapes = {m["config"]: (f"{m['N']}x{m['C_in']}x{m['H']}x{m['H']}→{m['C_out']}, {m['k']}x{m['k']}"
+                            + (f" s{m['stride']}" if m["stride"] > 1 else "") + (f" p{m['padding']}" if m["padding"] else "")
+                            + (f" g{m['groups']}" if m["groups"] > 1 else "")) for m in conv_meta}
+
+    def at_batch(r):
+        scale = r["ms_full"] / r["ms"] if r["ms"] else 1.0
+        return (r["ms_full"], r["min_ms"] * scale, r["max_ms"] * scale)
+
+    out = []
+    for group, rows, phases, defaults in (("convolution", conv_rows, ("fwd+bwd", "fwd+wgrad"), ("auto", "numba")),
+                                          ("through autograd", layer_rows, ("fwd+bwd", "fwd+wgrad"), ("auto", "numba")),
+                                          ("pooling 2x2", pool_rows, ("fwd+bwd",), ("numba",))):
+        for config, phase in dict.fromkeys((r["config"], r["phase"]) for r in rows if r["phase"] in phases):
+            sel = {r["kernel"]: r for r in rows if r["config"] == config and r["phase"] == phase}
+            mine = next((sel[k] for k in defaults if k in sel), None)
+            if mine is None:
+                continue
+            what = f"{config} ({shapes[config]}) {phase}" if config in shapes else f"{config} {phase}"
+            out.append(common.result_row(what, "ms", at_batch(mine), at_batch(sel["torch"]) if "torch" in sel else None,
+                                         group=group, config=config, phase=phase, kernel=mine["kernel"]))
+    ratios = [r["ratio"] for r in out if r["group"] == "convolution" and r["phase"] == "fwd+bwd" and r["ratio"]]
+    if ratios:
+        out.append(common.result_row(f"geometric mean, convolution fwd+bwd ({len(ratios)} layers)", "ratio", None,
+                                     ratio=float(np.exp(np.mean(np.log(ratios)))), group="summary", headline=True))
+    return out
 
 
 def merge_torch_runs(torch_runs, conv_rows, pool_rows, layer_rows, sweep_rows, checks, notes):
@@ -827,7 +862,7 @@ def print_tables(conv_meta, conv_rows, layer_rows, retention, pool_rows, compile
 
 
 def markdown(conv_rows, conv_meta, pool_rows, layer_rows, args, info) -> str:
-    """The README tables: fwd+bwd per configuration and kernel (ms at the config's batch, median (min–max)), the
+    """The markdown tables: fwd+bwd per configuration and kernel (ms at the config's batch, median (min–max)), the
     LeNet layers through autograd, pooling; ratios of the default kernel ('auto') to torch."""
     shapes = {m["config"]: (f"{m['N']}x{m['C_in']}x{m['H']}x{m['H']} -> {m['C_out']}, {m['k']}x{m['k']}"
                             + (f" s{m['stride']}" if m["stride"] > 1 else "") + (f" p{m['padding']}" if m["padding"] else "")
@@ -916,7 +951,8 @@ def blas_env_compare(argv, conv_rows, notes):
             if a.split("=", 1)[0] in ("--json", "--csv", "--plot", "--markdown"):
                 continue
             clean.append(a)
-        cmd = [sys.executable, os.path.abspath(__file__), *clean, "--no-compile", "--no-memory", "--json", path]
+        cmd = [sys.executable, os.path.abspath(__file__), *clean, "--no-compile", "--no-memory", "--no-save", "--json",
+               path]
         p = subprocess.run(cmd, env=common.blas_env_stripped(), capture_output=True, text=True)
         if p.returncode:
             notes.append(f"--blas-env-compare subprocess failed: {p.stderr[-400:]}")

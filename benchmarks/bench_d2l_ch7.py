@@ -200,6 +200,7 @@ def parse_args(argv=None):
     p.add_argument("--width", type=int, default=1, help="divide every channel count by this (default 1: the book's)")
     p.add_argument("--torch-python", help="interpreter for the PyTorch worker (default: this one)")
     p.add_argument("--json", help="write all results (every sample of every round) to this file")
+    common.add_result_arguments(p)
     p.add_argument("--quick", action="store_true", help="channels / 16, batch 2, 1 round of 1 step: a smoke test")
     p.add_argument("--worker", choices=("tinyconv", "torch"), help=argparse.SUPPRESS)
     p.add_argument("--net", choices=NETS, help=argparse.SUPPRESS)
@@ -224,7 +225,29 @@ def main(argv=None) -> int:
     if args.json:
         with open(args.json, "w") as f:
             json.dump(res, f, indent=1)
+    torch_version = next((one.get("torch") for runs in res["runs"].values() for one in runs.get("torch", [])), None)
+    common.save_if_asked(args, "d2l_ch7", res, result_rows(res), threads=args.threads, torch_version=torch_version,
+                         command=common.command(__file__, argv))
     return 0
+
+
+def result_rows(res: dict) -> list[dict]:
+    """The result file's rows: each network's step (ms), then the sum of the medians over the networks (the
+    headline; a single network is its own)."""
+    out = []
+    for r in res["rows"]:
+        tiny, torch = r["tinyconv"], r.get("torch")
+        out.append(common.result_row(f"{r['net']} ({r['side']}x{r['side']})", "ms",
+                                     (tiny["ms"], tiny["min_ms"], tiny["max_ms"]),
+                                     (torch["ms"], torch["min_ms"], torch["max_ms"]) if torch else None, net=r["net"]))
+    if len(out) > 1:
+        tiny_sum = sum(r["tinyconv_median"] for r in out)
+        torch_sum = sum(r["torch_median"] for r in out) if all(r["torch_median"] for r in out) else None
+        out.append(common.result_row(f"sum of the medians ({len(res['rows'])} networks)", "ms", (tiny_sum, None, None),
+                                     (torch_sum, None, None) if torch_sum else None, headline=True))
+    elif out:
+        out[0]["headline"] = True
+    return out
 
 
 if __name__ == "__main__":

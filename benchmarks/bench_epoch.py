@@ -21,7 +21,7 @@ minor page faults (the last do not depend on the machine's load). Then ``--cold`
 the warm-cache first epochs of the rounds.
 
 Numbers are medians over the rounds with the min-max spread; a ratio is tinyconv's median over PyTorch's, with
-the spread of the per-round ratios. ``--markdown`` writes the table for the README's Performance section.
+the spread of the per-round ratios. ``--markdown`` writes the tables as markdown.
 """
 from __future__ import annotations
 
@@ -215,6 +215,7 @@ def parse_args(argv=None):
     ap.add_argument("--no-torch", action="store_true", help="tinyconv only")
     ap.add_argument("--timeout", type=float, default=900, help="seconds per process")
     ap.add_argument("--json", metavar="PATH")
+    common.add_result_arguments(ap)
     ap.add_argument("--markdown", metavar="PATH", help="write the markdown table here (it is also printed)")
     ap.add_argument("--quick", action="store_true",
                     help="smoke test: generated MNIST-sized data, 512 training images, 1 epoch, 1 round, no cold run")
@@ -244,7 +245,22 @@ def main(argv=None):
                    notes=notes, elapsed_s=elapsed, markdown=md)
     if args.json:
         common.write_json(args.json, payload)
+    common.save_if_asked(args, "epoch", payload, result_rows(rows), threads=common.default_threads(),
+                         torch_version=torch_version, command=common.command(__file__, args.argv), info=info)
     return payload
+
+
+UNITS = {"minflt_k": "thousand faults", "peak_rss_mb": "MiB", "test_acc": "%"}
+
+
+def result_rows(rows: list[dict]) -> list[dict]:
+    """The result file's rows: every metric with both sides' median (min-max) and the spread of the per-round
+    ratios; the train seconds per epoch is the headline."""
+    return [common.result_row(r["what"], UNITS.get(r["metric"], "s"), (r["tinyconv"], r["tinyconv_min"], r["tinyconv_max"]),
+                              (r["torch"], r["torch_min"], r["torch_max"]) if r["torch"] is not None else None,
+                              ratio=r.get("ratio"), ratio_min=r.get("ratio_min"), ratio_max=r.get("ratio_max"),
+                              metric=r["metric"], headline=r["metric"] == "epoch_s")
+            for r in rows if r["tinyconv"] is not None]
 
 
 def _run_all(args, torch_py, notes) -> dict:
@@ -293,7 +309,7 @@ def _report(args, rows, cold, info, torch_version, elapsed, notes) -> str:
                                          ("cold_minus_warm", "cold - warm")],
                                   title="\nnumba cache: warm vs cold (empty NUMBA_CACHE_DIR)"))
     md = markdown(rows, cold, args, info, torch_version)
-    print("\nmarkdown (README's Performance section):\n")
+    print("\nmarkdown:\n")
     print(md)
     print(f"\nbenchmark time {elapsed:.1f} s")
     for n in notes:

@@ -328,7 +328,7 @@ SPLIT_COLUMNS = [("variant", "variant"), ("data_ms", "data"), ("forward_ms", "fo
 
 
 def markdown(rows, args, info, res) -> str:
-    """The step table for the README: medians with the spread of the per-process medians, ratios to torch."""
+    """The step table as markdown: medians with the spread of the per-process medians, ratios to torch."""
     table = []
     torch_row = next((r for r in rows if r["kernel"] == "torch"), None)
     for r in rows:
@@ -376,6 +376,7 @@ def parse_args(argv=None):
                          "else this one)")
     ap.add_argument("--no-memory", action="store_true")
     ap.add_argument("--json", metavar="PATH")
+    common.add_result_arguments(ap)
     ap.add_argument("--markdown", metavar="PATH", help="write the markdown step table here (it is also printed)")
     ap.add_argument("--quick", action="store_true", help="few steps, batch 16, synthetic (smoke test)")
     ap.add_argument("--worker", help=argparse.SUPPRESS)
@@ -418,8 +419,9 @@ def main(argv=None):
     targets = []
     default = next((r for r in rows if r["kernel"] == "default"), None)
     if default and default["x_torch"]:
-        targets.append(dict(target="LeNet step, default kernels (x torch)", value=default["x_torch"], limit=1.5,
-                            ok=default["x_torch"] <= 1.5))
+        limit = common.BENCHMARKS["lenet"][1]
+        targets.append(dict(target="LeNet step, default kernels (x torch)", value=default["x_torch"], limit=limit,
+                            ok=default["x_torch"] <= limit))
     if targets:
         print(common.format_table(targets, [("target", "target"), ("value", "measured"), ("limit", "limit"),
                                             ("ok", "met")], title="\ntargets"))
@@ -428,7 +430,7 @@ def main(argv=None):
     for n in notes:
         print("note:", n)
     md = markdown(rows, args, info, res)
-    print("\nmarkdown (benchmarks/README.md):\n\n" + md)
+    print("\nmarkdown:\n\n" + md)
     if args.markdown:
         with open(args.markdown, "w") as f:
             f.write(md + "\n")
@@ -438,7 +440,28 @@ def main(argv=None):
                    targets=targets, peak_rss_mb=common.peak_rss_mb(), notes=notes, elapsed_s=elapsed)
     if args.json:
         common.write_json(args.json, payload)
+    common.save_if_asked(args, "lenet", payload, result_rows(rows), threads=res["threads"],
+                         torch_version=res.get("torch_version"), command=common.command(__file__, args.argv), info=info)
     return payload
+
+
+def result_rows(rows: list[dict]) -> list[dict]:
+    """The result file's rows: each tinyconv variant's step against PyTorch's (median, fastest and slowest step),
+    with the ratio's range from the fastest and slowest worker processes; the default kernels are the headline."""
+    torch_row = next((r for r in rows if r["kernel"] == "torch"), None)
+    out = []
+    for r in rows:
+        if not r["variant"].startswith("tinyconv"):
+            continue
+        extra = {}
+        if torch_row is not None:
+            extra = dict(ratio_min=r["proc_min_ms"] / torch_row["proc_max_ms"],
+                         ratio_max=r["proc_max_ms"] / torch_row["proc_min_ms"])
+        out.append(common.result_row(f"training step, {r['variant']}", "ms", (r["step_ms"], r["min_ms"], r["max_ms"]),
+                                     (torch_row["step_ms"], torch_row["min_ms"], torch_row["max_ms"])
+                                     if torch_row is not None else None,
+                                     kernel=r["kernel"], headline=r["kernel"] == "default", **extra))
+    return out
 
 
 if __name__ == "__main__":

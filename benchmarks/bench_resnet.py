@@ -41,6 +41,8 @@ import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO_ROOT = os.path.dirname(HERE)
+sys.path.insert(0, HERE)
+import common  # noqa: E402  (imports neither tinyconv nor torch)
 
 
 # ---------------------------------------------------------------------------------------------------- workers
@@ -66,8 +68,6 @@ def _first_then_timed(step, args) -> tuple:
 
 def worker_tinyconv(args, data) -> dict:
     sys.path.insert(0, REPO_ROOT)  # this checkout's tinyconv
-    import common  # benchmarks/common.py, beside this file
-
     import tinyconv as tc
     from tinyconv import functional as F
     from tinyconv.nn.models import ResNet
@@ -265,6 +265,7 @@ def parse_args(argv=None):
     p.add_argument("--synthetic", action="store_true", help="random images instead of MNIST")
     p.add_argument("--torch-python", help="interpreter for the PyTorch worker (default: this one)")
     p.add_argument("--json", help="write all results (every sample of every round) to this file")
+    common.add_result_arguments(p)
     p.add_argument("--quick", action="store_true", help="batch 8, 1 round of 2 steps: a smoke test")
     p.add_argument("--worker", choices=("tinyconv", "torch"), help=argparse.SUPPRESS)
     p.add_argument("--data", help=argparse.SUPPRESS)
@@ -289,7 +290,25 @@ def main(argv=None) -> int:
     if args.json:
         with open(args.json, "w") as f:
             json.dump(res, f, indent=1)
+    torch_version = next((r.get("torch") for r in res["runs"].get("torch", [])), None)
+    common.save_if_asked(args, "resnet", res, result_rows(res), threads=args.threads, torch_version=torch_version,
+                         command=common.command(__file__, argv))
     return 0
+
+
+def result_rows(res: dict) -> list[dict]:
+    """The result file's rows: the training step (the headline) and batch norm alone (the first step of a process
+    stays in the details: with a cold numba cache it measures compilation)."""
+    rows = {r["framework"]: r for r in res["rows"]}
+    out = []
+    for what, unit, key, lo, hi in (("training step", "ms", "step_ms", "step_min_ms", "step_max_ms"),
+                                    (f"batch norm fwd+bwd ({res['batch']}, 16, 28, 28)", "ms", "bn_ms", "bn_min_ms",
+                                     "bn_max_ms")):
+        tiny, torch = rows["tinyconv"], rows.get("torch")
+        out.append(common.result_row(what, unit, (tiny[key], tiny[lo], tiny[hi]),
+                                     (torch[key], torch[lo], torch[hi]) if torch else None,
+                                     headline=key == "step_ms"))
+    return out
 
 
 if __name__ == "__main__":

@@ -243,21 +243,121 @@ def _set_numba_threads(n: int, out: dict) -> None:
 
 
 # ---------------------------------------------------------------------------------------------- machine
-def cpu_model() -> str:
+def _read_cpuinfo() -> str:
     try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
+        with open("/proc/cpuinfo") as f:
+            return f.read()
     except OSError:
-        pass
+        return ""
+
+
+def _cpuinfo_field(text: str, *names: str) -> str | None:
+    """The first value of a ``name : value`` line of /proc/cpuinfo text, for the first of ``names`` present."""
+    for name in names:
+        m = re.search(rf"^{re.escape(name)}\s*:\s*(.*)$", text, re.M)
+        if m and m.group(1).strip():
+            return m.group(1).strip()
+    return None
+
+
+#: ARM's "CPU implementer" codes of /proc/cpuinfo (aarch64 Linux prints no model name)
+ARM_IMPLEMENTERS = {"0x41": "ARM", "0x42": "Broadcom", "0x43": "Cavium", "0x46": "Fujitsu", "0x48": "HiSilicon",
+                    "0x4e": "NVIDIA", "0x51": "Qualcomm", "0x61": "Apple", "0xc0": "Ampere"}
+
+
+def cpu_model(cpuinfo: str | None = None) -> str:
+    """The CPU's model name from /proc/cpuinfo text (read from the file when None); on ARM, where Linux prints no
+    model name, the implementer and part numbers."""
+    text = _read_cpuinfo() if cpuinfo is None else cpuinfo
+    model = _cpuinfo_field(text, "model name", "Model name", "Hardware")
+    if model:
+        return model
+    implementer = _cpuinfo_field(text, "CPU implementer")
+    if implementer:
+        part = _cpuinfo_field(text, "CPU part")
+        return f"{ARM_IMPLEMENTERS.get(implementer.lower(), 'ARM implementer ' + implementer)}" + (
+            f" part {part}" if part else "")
     return platform.processor() or platform.machine()
+
+
+def cpu_flags(cpuinfo: str | None = None) -> set[str]:
+    """The instruction-set flags of /proc/cpuinfo text: x86's ``flags`` line, ARM's ``Features`` line."""
+    text = _read_cpuinfo() if cpuinfo is None else cpuinfo
+    return set((_cpuinfo_field(text, "flags", "Features") or "").split())
+
+
+#: widest vector instruction set first; each is named by one flag of /proc/cpuinfo or one LLVM feature
+VECTOR_WIDTHS = (("avx512", "avx512f"), ("avx2", "avx2"), ("avx", "avx"), ("sve", "sve"), ("neon", "asimd"),
+                 ("neon", "neon"), ("sse", "sse2"))
+#: LLVM CPU names -> the widest vectors that CPU has, for NUMBA_CPU_NAME set with empty NUMBA_CPU_FEATURES
+_LLVM_CPU_WIDTHS = (("avx512", r"skylake-avx512|cascadelake|cooperlake|cannonlake|icelake|tigerlake|rocketlake|"
+                               r"sapphirerapids|emeraldrapids|graniterapids|diamondrapids|znver[45]|x86-64-v4"),
+                    ("avx2", r"haswell|broadwell|skylake|alderlake|raptorlake|meteorlake|arrowlake|lunarlake|"
+                             r"znver[123]|x86-64-v3"),
+                    ("avx", r"sandybridge|ivybridge|btver2|bdver"),
+                    ("sse", r"x86-64|x86-64-v2|nehalem|westmere|core2|generic"))
+
+
+def vector_width(features) -> str:
+    """The widest vectors named by a set of flags: ``"avx512"``, ``"avx2"``, ``"avx"``, ``"sve"``, ``"neon"``,
+    ``"sse"``, or ``"unknown"``. ``features`` is an iterable of names (/proc/cpuinfo's flags) or an LLVM feature
+    string (``"+avx2,-avx512f,..."``, where only the ``+`` ones count)."""
+    if isinstance(features, str):
+        features = [f[1:] for f in features.split(",") if f.startswith("+")]
+    have = {f.lower() for f in features}
+    return next((width for width, flag in VECTOR_WIDTHS if flag in have), "unknown")
+
+
+def numba_target() -> dict | None:
+    """The CPU numba compiles for and its vector width: the host's, unless ``NUMBA_CPU_NAME`` /
+    ``NUMBA_CPU_FEATURES`` force another (both recorded). None in a PyTorch worker (no numba there)."""
+    if in_torch_worker():
+        return None
+    out = {"NUMBA_CPU_NAME": os.environ.get("NUMBA_CPU_NAME"),
+           "NUMBA_CPU_FEATURES": os.environ.get("NUMBA_CPU_FEATURES")}
+    try:
+        from llvmlite import binding
+        from numba.core import codegen, config
+    except Exception as e:  # pragma: no cover - numba is a dependency
+        return dict(out, error=repr(e))
+    name = config.CPU_NAME or binding.get_host_cpu_name()
+    features = config.CPU_FEATURES if config.CPU_FEATURES is not None else codegen.get_host_cpu_features()
+    width = vector_width(features)
+    if not features and config.CPU_NAME:  # empty feature string: LLVM takes the named CPU's own features
+        width = next((w for w, pat in _LLVM_CPU_WIDTHS if re.fullmatch(pat, name.lower())), "unknown")
+    return dict(out, cpu_name=name, vector_width=width)
+
+
+def _slug(text: str) -> str:
+    text = re.sub(r"\((r|tm|c)\)", " ", text.lower())
+    text = re.sub(r"@.*$|\b\d+-core\b|\bcpu\b|\bprocessor\b|\b(with|w/)\s.*$", " ", text)
+    return re.sub(r"[^a-z0-9]+", "-", text).strip("-")[:40].strip("-") or "cpu"
+
+
+def machine_slug(model: str, width: str, numba_width: str | None = None) -> str:
+    """A short file-name-safe name of a machine: its CPU model and vector width, e.g. ``amd-epyc_avx512``; with
+    ``_numba-<width>`` added when numba was made to compile for other vectors than the CPU has."""
+    slug = f"{_slug(model)}_{width}"
+    if numba_width and numba_width != width:
+        slug += f"_numba-{numba_width}"
+    return slug
 
 
 def git_commit() -> str | None:
     try:
-        here = os.path.dirname(os.path.abspath(__file__))
-        return subprocess.run(["git", "-C", here, "rev-parse", "--short", "HEAD"], capture_output=True,
+        return subprocess.run(["git", "-C", REPO_ROOT, "rev-parse", "--short", "HEAD"], capture_output=True,
                               text=True, timeout=5).stdout.strip() or None
+    except Exception:
+        return None
+
+
+def git_dirty() -> bool | None:
+    """Whether the code differs from the commit: a tracked Python file, setup.cfg or pyproject.toml changed (None
+    without git). Documents and result files do not count."""
+    try:
+        p = subprocess.run(["git", "-C", REPO_ROOT, "status", "--porcelain", "--untracked-files=no", "--", "*.py",
+                            "setup.cfg", "pyproject.toml"], capture_output=True, text=True, timeout=10)
+        return bool(p.stdout.strip()) if p.returncode == 0 else None
     except Exception:
         return None
 
@@ -355,8 +455,8 @@ def time_interleaved(fns, repeats: int = 5, warmup: int = 1, min_sample_s: float
     ``settle_s`` (one number per callable, or None): before each sample of that callable, call it untimed for
     that many seconds. OpenBLAS's worker threads busy-wait ~0.1 s after a multi-threaded product; sampled right
     after one, numba's or PyTorch's threads would lose a core to them and the slowdown would be charged to the
-    wrong column. (Sleeping instead does not work on the reference machine: a vCPU that idles for 0.1 s comes
-    back slowly, and the next sample ran 2-4x slower.)"""
+    wrong column. (Sleeping instead does not work on a virtual machine whose idle vCPU comes back slowly: the
+    next sample would be charged for the wake-up.)"""
     settle = list(settle_s) if settle_s is not None else [0.0] * len(fns)
     inners = []
     for fn in fns:
@@ -493,7 +593,7 @@ def format_table(rows: list[dict], columns: list[tuple[str, str]], title: str | 
 
 
 def markdown_table(rows: list[dict], columns: list[tuple[str, str]], title: str | None = None) -> str:
-    """A GitHub-markdown table (numbers right-aligned, ``fmt_num``; missing values '-'), for the READMEs.
+    """A GitHub-markdown table (numbers right-aligned, ``fmt_num``; missing values '-').
     A cell may be a ready string (e.g. "1.23 (1.20–1.31)")."""
     def num(v):
         return _is_num(v) or isinstance(v, str) and re.match(r"^-?[\d.]+(×)?( \(.*\))?$", v) is not None
@@ -569,6 +669,192 @@ def write_csv(path: str, rows: list[dict]) -> None:
         w.writeheader()
         for r in rows:
             w.writerow(r)
+
+
+# ------------------------------------------------------------------------------------------- result files
+#: The benchmarks that save a result file, in the order the figures show them: name -> (title, target). The target
+#: is the ratio tinyconv's time / PyTorch's that the project aims for (drawn as a dashed line), None for none.
+BENCHMARKS = {
+    "epoch": ("MNIST training run, whole process (bench_epoch.py)", 0.5),
+    "lenet": ("LeNet training step (bench_lenet.py)", 0.5),
+    "conv": ("convolution and pooling kernels (bench_conv.py)", 0.8),
+    "resnet": ("ResNet training step (bench_resnet.py)", 0.8),
+    "d2l_ch7": ("d2l chapter 7 networks, forward + backward (bench_d2l_ch7.py)", 1.0),
+}
+#: Where result files go: RESULTS_DIR/<benchmark>/<date>_<machine slug>_<commit>.json
+RESULTS_DIR = os.path.join(REPO_ROOT, "benchmarks", "results")
+#: Environment variable naming another folder for them (the tests point it at a temporary one)
+RESULTS_ENV = "TINYCONV_BENCH_RESULTS"
+RESULT_SCHEMA = 1
+RESULT_KEYS = ("schema", "benchmark", "date", "commit", "commit_dirty", "command", "quick", "machine", "versions",
+               "rows", "details")
+#: every row has these; a row may add others (group, kernel, headline, ratio_min, ratio_max, ...)
+ROW_KEYS = ("what", "unit", "tinyconv_median", "tinyconv_min", "tinyconv_max", "torch_median", "torch_min",
+            "torch_max", "ratio")
+MACHINE_KEYS = ("slug", "cpu", "vector_width", "numba_target", "logical_cpus", "usable_cpus", "threads",
+                "OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "blas_core")
+
+
+class ResultFileError(ValueError):
+    """A result file that is not what ``save_result`` writes; the message starts with the file's path."""
+
+
+def result_row(what: str, unit: str, tinyconv, torch=None, ratio="medians", **extra) -> dict:
+    """One row of a result file. ``tinyconv`` and ``torch``: (median, min, max), a :func:`spread` dict, or None.
+    ``ratio``: by default tinyconv's median over PyTorch's (None without both); None where no ratio means
+    anything (an accuracy)."""
+    def triple(v):
+        if v is None:
+            return (None, None, None)
+        if isinstance(v, dict):
+            return (v.get("median"), v.get("min"), v.get("max"))
+        return tuple(v)
+
+    (tm, tlo, thi), (pm, plo, phi) = triple(tinyconv), triple(torch)
+    if ratio == "medians":
+        ratio = tm / pm if tm is not None and pm else None
+    row = dict(what=what, unit=unit, tinyconv_median=tm, tinyconv_min=tlo, tinyconv_max=thi, torch_median=pm,
+               torch_min=plo, torch_max=phi, ratio=ratio)
+    row.update(extra)
+    return row
+
+
+def result_machine(info: dict, threads, cpuinfo: str | None = None) -> dict:
+    """The ``machine`` of a result file, from :func:`machine_info`'s ``info`` and the threads each framework used."""
+    width = vector_width(cpu_flags(cpuinfo))
+    target = numba_target()
+    env = info.get("env", {})
+    blas = info.get("blas", {})
+    return {"slug": machine_slug(info["cpu"], width, (target or {}).get("vector_width")), "cpu": info["cpu"],
+            "vector_width": width, "numba_target": target, "logical_cpus": info.get("logical_cpus"),
+            "usable_cpus": info.get("usable_cpus"), "threads": threads,
+            "OPENBLAS_CORETYPE": env.get("OPENBLAS_CORETYPE"), "OPENBLAS_L2_SIZE": env.get("OPENBLAS_L2_SIZE"),
+            "blas_core": blas.get("core"), "memory_gib": info.get("memory_gib"), "platform": info.get("platform"),
+            "loadavg_1_5_15": [round(x, 2) for x in os.getloadavg()] if hasattr(os, "getloadavg") else None}
+
+
+def save_result(benchmark: str, payload: dict, rows: list[dict], *, threads=None, torch_version: str | None = None,
+                command: list[str] | None = None, results_dir: str | None = None, quick: bool = False,
+                info: dict | None = None) -> str:
+    """Write one benchmark run as ``results_dir/<benchmark>/<date>_<machine slug>_<commit>.json`` (the schema:
+    ``RESULT_KEYS``, rows with ``ROW_KEYS``, the benchmark's whole payload under ``details``) and return its path.
+
+    ``info``: :func:`machine_info` of this run (computed when None); ``command``: the argv (default sys.argv)."""
+    import datetime
+
+    if benchmark not in BENCHMARKS:
+        raise ValueError(f"save_result: unknown benchmark {benchmark!r}; expected one of {sorted(BENCHMARKS)}")
+    info = info or machine_info(torch_version)
+    now = datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0)
+    commit, dirty = git_commit(), git_dirty()
+    blas = info.get("blas", {})
+    result = {
+        "schema": RESULT_SCHEMA, "benchmark": benchmark, "date": now.isoformat(), "commit": commit,
+        "commit_dirty": dirty, "command": list(sys.argv if command is None else command), "quick": bool(quick),
+        "machine": result_machine(info, threads if threads is not None else default_threads()),
+        "versions": {"python": info.get("python"), "numpy": info.get("numpy"), "numba": info.get("numba"),
+                     "torch": info.get("torch") or torch_version, "tinyconv": info.get("tinyconv"),
+                     "blas": f"{blas.get('name')} {blas.get('runtime_version') or blas.get('version')}"},
+        "rows": rows, "details": payload,
+    }
+    result = json.loads(json.dumps(result, default=_json_default))  # what a reader will get back
+    validate_result(result, f"save_result({benchmark!r})")
+    folder = os.path.join(results_dir or RESULTS_DIR, benchmark)
+    os.makedirs(folder, exist_ok=True)
+    stem = f"{now.strftime('%Y-%m-%dT%H%M%SZ')}_{result['machine']['slug']}_{commit or 'nogit'}" + (
+        "-dirty" if dirty else "")
+    path, n = os.path.join(folder, stem + ".json"), 1
+    while os.path.exists(path):
+        n += 1
+        path = os.path.join(folder, f"{stem}-{n}.json")
+    write_json(path, result)
+    return path
+
+
+def add_result_arguments(ap) -> None:
+    """``--no-save`` and ``--results-dir``: the options of every benchmark that saves a result file."""
+    ap.add_argument("--no-save", action="store_true", help="do not write the result file")
+    ap.add_argument("--results-dir", metavar="DIR",
+                    help=f"folder for the result file (default: ${RESULTS_ENV}, else benchmarks/results; a --quick "
+                         "run writes one only when this or the variable names a folder)")
+
+
+def command(script: str, argv: list[str] | None = None) -> list[str]:
+    """A benchmark's command line as a result file records it: the script relative to the repository, its
+    arguments (``sys.argv[1:]`` when ``argv`` is None)."""
+    return [os.path.relpath(os.path.abspath(script), REPO_ROOT), *(sys.argv[1:] if argv is None else argv)]
+
+
+def save_if_asked(args, benchmark: str, payload: dict, rows: list[dict], **kw) -> str | None:
+    """Save the result as ``args`` say (:func:`add_result_arguments`): a full run into ``--results-dir``,
+    ``$TINYCONV_BENCH_RESULTS`` or benchmarks/results; a ``--quick`` run never into benchmarks/results."""
+    where = args.results_dir or os.environ.get(RESULTS_ENV)
+    quick = bool(getattr(args, "quick", False))
+    if args.no_save or (quick and not where):
+        return None
+    path = save_result(benchmark, payload, rows, results_dir=where, quick=quick, **kw)
+    print(f"result saved: {path}")
+    return path
+
+
+def validate_result(d, source: str) -> None:
+    """Raise :class:`ResultFileError` naming ``source`` unless ``d`` has the schema ``save_result`` writes."""
+    def bad(msg):
+        raise ResultFileError(f"{source}: {msg}")
+
+    if not isinstance(d, dict):
+        bad(f"expected a JSON object with keys {list(RESULT_KEYS)}, got {type(d).__name__}")
+    missing = [k for k in RESULT_KEYS if k not in d]
+    if missing:
+        bad(f"missing keys {missing} (a result file has {list(RESULT_KEYS)})")
+    if d["schema"] != RESULT_SCHEMA:
+        bad(f"schema {d['schema']!r}, this code reads schema {RESULT_SCHEMA}")
+    if not isinstance(d["benchmark"], str) or not d["benchmark"]:
+        bad(f"'benchmark' must be a name, got {d['benchmark']!r}")
+    import datetime
+
+    try:
+        datetime.datetime.fromisoformat(d["date"])
+    except (TypeError, ValueError):
+        bad(f"'date' must be an ISO 8601 date and time, got {d['date']!r}")
+    machine = d["machine"]
+    if not isinstance(machine, dict) or [k for k in MACHINE_KEYS if k not in machine]:
+        bad(f"'machine' must be an object with keys {list(MACHINE_KEYS)}, got {machine!r:.200}")
+    if not isinstance(machine["slug"], str) or not re.fullmatch(r"[a-z0-9][a-z0-9_.-]*", machine["slug"]):
+        bad(f"machine 'slug' must be a lower-case file-name-safe name, got {machine['slug']!r}")
+    if not isinstance(d["rows"], list):
+        bad(f"'rows' must be a list of objects, got {type(d['rows']).__name__}")
+    for i, row in enumerate(d["rows"]):
+        if not isinstance(row, dict) or [k for k in ROW_KEYS if k not in row]:
+            bad(f"row {i} must be an object with keys {list(ROW_KEYS)}, got {row!r:.200}")
+        if not isinstance(row["what"], str) or not isinstance(row["unit"], str):
+            bad(f"row {i}: 'what' and 'unit' must be strings, got {row['what']!r} and {row['unit']!r}")
+        for k in ROW_KEYS[2:]:
+            v = row[k]
+            if v is not None and (not _is_num(v) or v != v):
+                bad(f"row {i} ({row['what']}): {k!r} must be a number or null, got {v!r}")
+        if row["ratio"] is not None and row["ratio"] <= 0:
+            bad(f"row {i} ({row['what']}): 'ratio' must be positive, got {row['ratio']!r}")
+
+
+def load_result(path: str) -> dict:
+    """One result file, checked; :class:`ResultFileError` naming the file when it is not one."""
+    try:
+        with open(path) as f:
+            d = json.load(f)
+    except json.JSONDecodeError as e:
+        raise ResultFileError(f"{path}: not valid JSON ({e})") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise ResultFileError(f"{path}: cannot be read ({e})") from None
+    validate_result(d, path)
+    return d
+
+
+def load_results(root: str | None = None) -> list[tuple[str, dict]]:
+    """(path, result) of every ``*.json`` under ``root`` (default: benchmarks/results), sorted by path."""
+    root = root or RESULTS_DIR
+    paths = sorted(os.path.join(d, f) for d, _, files in os.walk(root) for f in files if f.endswith(".json"))
+    return [(p, load_result(p)) for p in paths]
 
 
 def blas_env_stripped() -> dict:

@@ -10,7 +10,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 def test_bench_d2l_ch7_quick(tmp_path):
     out = tmp_path / "ch7.json"
     p = subprocess.run([sys.executable, os.path.join(ROOT, "benchmarks", "bench_d2l_ch7.py"), "--quick",
-                        "--json", str(out)], capture_output=True, text=True, timeout=600, cwd=str(tmp_path))
+                        "--json", str(out), "--results-dir", str(tmp_path / "results")],
+                       capture_output=True, text=True, timeout=600, cwd=str(tmp_path))
     assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
     assert "forward + backward" in p.stdout
     d = json.loads(out.read_text())
@@ -25,3 +26,9 @@ def test_bench_d2l_ch7_quick(tmp_path):
         if "torch" in r:  # same weights and batch: the same eval-mode loss in both frameworks
             assert abs(r["torch"]["check_loss"] - tiny["check_loss"]) < 1e-3
             assert r["x_torch"] > 0
+    # the result file (a quick run saves only into a folder it is given): one row per network and their sum
+    saved = [json.loads(f.read_text()) for f in (tmp_path / "results" / "d2l_ch7").glob("*.json")]
+    assert len(saved) == 1 and saved[0]["quick"] is True
+    saved_rows = saved[0]["rows"]
+    assert [r["net"] for r in saved_rows[:-1]] == list(rows) and saved_rows[-1]["headline"]
+    assert saved_rows[-1]["tinyconv_median"] == sum(r["tinyconv"]["ms"] for r in d["rows"])

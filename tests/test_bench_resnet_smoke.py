@@ -10,7 +10,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 def test_bench_resnet_quick(tmp_path):
     out = tmp_path / "resnet.json"
     p = subprocess.run([sys.executable, os.path.join(ROOT, "benchmarks", "bench_resnet.py"), "--quick", "--synthetic",
-                        "--json", str(out)], capture_output=True, text=True, timeout=300, cwd=str(tmp_path))
+                        "--json", str(out), "--results-dir", str(tmp_path / "results")],
+                       capture_output=True, text=True, timeout=300, cwd=str(tmp_path))
     assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
     assert "training step" in p.stdout and "BN fwd+bwd" in p.stdout
     d = json.loads(out.read_text())
@@ -22,3 +23,9 @@ def test_bench_resnet_quick(tmp_path):
     if "torch" in rows:  # when this interpreter has torch: same weights and batch give the same first loss
         assert abs(rows["torch"]["first_loss"] - tiny["first_loss"]) < 1e-4
         assert "step_x_torch" in tiny
+    # the result file (a quick run saves only into a folder it is given)
+    saved = [json.loads(f.read_text()) for f in (tmp_path / "results" / "resnet").glob("*.json")]
+    assert len(saved) == 1 and saved[0]["quick"] is True and saved[0]["details"]["rows"] == d["rows"]
+    step = saved[0]["rows"][0]
+    assert step["what"] == "training step" and step["headline"] and step["tinyconv_median"] == tiny["step_ms"]
+    assert (step["ratio"] is not None) == ("torch" in rows)

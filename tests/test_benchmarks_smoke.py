@@ -3,13 +3,16 @@
 Each runs in a subprocess with this interpreter, as a user would run it. PyTorch columns appear when this
 interpreter can import torch (the benchmarks then use it for their separate torch processes); the tests never
 import torch themselves. ``TINYCONV_BENCH_TORCH_PYTHON`` is removed from their environment, except in the
-``torch``-marked test, which runs only when it names an interpreter with PyTorch.
+``torch``-marked test, which runs only when it names an interpreter with PyTorch. ``TINYCONV_BENCH_RESULTS``
+points at the test's temporary folder, so the result files of the benchmarks that save one land there (marked
+quick), never in benchmarks/results.
 """
 import importlib.util
 import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -20,19 +23,43 @@ HAVE_TORCH = importlib.util.find_spec("torch") is not None
 TORCH_PYTHON = os.environ.get("TINYCONV_BENCH_TORCH_PYTHON")
 
 
-def _env(torch_python=None):
+def _env(tmp_path, torch_python=None):
     env = {k: v for k, v in os.environ.items() if k != "TINYCONV_BENCH_TORCH_PYTHON"}
     if torch_python:
         env["TINYCONV_BENCH_TORCH_PYTHON"] = torch_python
+    env["TINYCONV_BENCH_RESULTS"] = str(tmp_path / "results")
     return env
+
+
+def _repo_results():
+    return sorted(p for p in Path(BENCH, "results").rglob("*") if p.is_file())
 
 
 def _run(script, tmp_path, *extra, torch_python=None, timeout=120):
     out = tmp_path / "out.json"
+    before = _repo_results()
     p = subprocess.run([sys.executable, os.path.join(BENCH, script), "--quick", "--json", str(out), *extra],
-                       capture_output=True, text=True, timeout=timeout, cwd=str(tmp_path), env=_env(torch_python))
+                       capture_output=True, text=True, timeout=timeout, cwd=str(tmp_path),
+                       env=_env(tmp_path, torch_python))
     assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
+    assert _repo_results() == before, "a --quick run wrote into benchmarks/results"
     return p.stdout, json.loads(out.read_text())
+
+
+def _saved(tmp_path, benchmark):
+    """The one result file the run saved (into $TINYCONV_BENCH_RESULTS), read back through the schema check."""
+    files = sorted((tmp_path / "results").rglob("*.json"))
+    assert [f.parent.name for f in files] == [benchmark], files
+    sys.path.insert(0, BENCH)
+    try:
+        import common
+    finally:
+        sys.path.remove(BENCH)
+    d = common.load_result(str(files[0]))
+    assert d["benchmark"] == benchmark and d["quick"] is True and d["rows"]
+    assert (d["versions"]["torch"] is not None) == HAVE_TORCH
+    assert all((r["ratio"] is not None) == HAVE_TORCH for r in d["rows"] if r["unit"] != "%")
+    return d
 
 
 def _machine_ok(d):
@@ -66,6 +93,14 @@ def test_bench_conv_quick(tmp_path):
     assert (tmp_path / "conv.csv").read_text().startswith("config,")
     md = (tmp_path / "conv.md").read_text()
     assert "| convolution | phase |" in md and "| 4x1x12x12 -> 3, 5x5 p2 | fwd+bwd |" in md and "Reproduce:" in md
+    saved = _saved(tmp_path, "conv")
+    what = [r["what"] for r in saved["rows"]]
+    assert "lenet.conv1 (4x1x12x12→3, 5x5 p2) fwd+bwd" in what and "lenet.conv1 (4x1x12x12→3, 5x5 p2) fwd+wgrad" in what
+    assert {r["group"] for r in saved["rows"]} >= {"convolution", "through autograd", "pooling 2x2"}
+    auto = next(r for r in rows if r["config"] == "lenet.conv2" and r["kernel"] == "auto" and r["phase"] == "fwd+bwd")
+    mine = next(r for r in saved["rows"] if r.get("config") == "lenet.conv2" and r.get("phase") == "fwd+bwd")
+    assert mine["kernel"] == "auto" and mine["tinyconv_median"] == auto["ms_full"]
+    assert saved["command"][:2] == ["benchmarks/bench_conv.py", "--quick"]
 
 
 def test_bench_lenet_quick(tmp_path):
@@ -92,6 +127,10 @@ def test_bench_lenet_quick(tmp_path):
     assert d["peak_rss_mb"] > 0
     md = (tmp_path / "lenet.md").read_text()
     assert "| tinyconv[default] |" in md and "minor page faults/step" in md
+    saved = _saved(tmp_path, "lenet")
+    steps = {r["kernel"]: r for r in saved["rows"]}
+    assert set(steps) == {"default", "im2col", "numba", "direct"} and steps["default"]["headline"]
+    assert steps["default"]["tinyconv_median"] == rows["tinyconv[default]"]["step_ms"]
 
 
 def test_bench_fusion_quick(tmp_path):
@@ -104,6 +143,7 @@ def test_bench_fusion_quick(tmp_path):
             assert r[key] > 0, key
         assert r["fused_over_unfused"] == r["fused_total_median_ms"] / r["unfused_total_median_ms"]
     assert "fused / unfused" in out
+    assert not (tmp_path / "results").exists()  # tinyconv against itself: no result file
 
 
 def test_bench_startup_quick(tmp_path):
@@ -131,6 +171,9 @@ def test_bench_epoch_quick(tmp_path):
     assert (rows["epoch_s"].get("ratio") is not None) == HAVE_TORCH
     md = (tmp_path / "epoch.md").read_text()
     assert md.startswith("`tinyconv train --epochs 1 --augment 0`") and "Reproduce: `python benchmarks/bench_epoch.py" in md
+    saved = _saved(tmp_path, "epoch")
+    first = saved["rows"][0]
+    assert first["headline"] and first["unit"] == "s" and first["tinyconv_median"] == rows["epoch_s"]["tinyconv"]
 
 
 def test_torch_lenet_reads_the_same_batches_as_tinyconv(tmp_path):
