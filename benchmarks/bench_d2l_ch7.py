@@ -69,7 +69,7 @@ def worker(args, data) -> dict:
 
         threads = common.set_threads(args.threads)
         xt, yt = fw.tensor(x), fw.tensor(y)
-        extra = {}
+        extra = {"blas_core": common.blas_info().get("core"), "blas_env": _blas_vars_set()}
     else:
         import torch as fw
 
@@ -125,48 +125,75 @@ def _stats(samples) -> dict:
             "n": len(samples)}
 
 
+BLAS_DEFAULT = "tinyconv_blas_default"  # tinyconv with OpenBLAS's own choice of kernels (--blas-env-compare)
+
+
+def _blas_vars_set() -> dict:
+    return {k: os.environ[k] for k in common.BLAS_TUNING_VARS if k in os.environ}
+
+
 def run(args) -> dict:
     torch_python = _torch_python(args)
-    frameworks = [("tinyconv", sys.executable)] + ([("torch", torch_python)] if torch_python else [])
+    # (label, worker, interpreter, environment): each a fresh process per network and round, alternating
+    frameworks = [("tinyconv", "tinyconv", sys.executable, None)]
+    if args.blas_env_compare and _blas_vars_set():
+        frameworks.append((BLAS_DEFAULT, "tinyconv", sys.executable, common.blas_env_stripped()))
+    if torch_python:
+        frameworks.append(("torch", "torch", torch_python, None))
     rows, runs = [], {}
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.nets:
             data_path = os.path.join(tmp, f"{name}.npz")
             _prepare(name, args, data_path)
-            results = {fw: [] for fw, _ in frameworks}
+            results = {fw: [] for fw, _, _, _ in frameworks}
             for r in range(args.rounds):
-                for fw, python in frameworks:
+                for fw, worker_name, python, env in frameworks:
                     out_path = os.path.join(tmp, f"{name}-{fw}-{r}.json")
-                    cmd = [python, os.path.abspath(__file__), "--worker", fw, "--net", name, "--data", data_path,
-                           "--out", out_path, "--threads", str(args.threads), "--steps", str(args.steps),
+                    cmd = [python, os.path.abspath(__file__), "--worker", worker_name, "--net", name, "--data",
+                           data_path, "--out", out_path, "--threads", str(args.threads), "--steps", str(args.steps),
                            "--warmup", str(args.warmup), "--width", str(args.width)]
-                    p = subprocess.run(cmd, capture_output=True, text=True)
+                    p = subprocess.run(cmd, capture_output=True, text=True, env=env)
                     if p.returncode != 0:
                         raise RuntimeError(f"{fw} worker for {name} failed:\n{p.stdout[-2000:]}{p.stderr[-4000:]}")
                     with open(out_path) as f:
                         results[fw].append(json.load(f))
             row = {"net": name, "side": SIDES[name]}
+            for fw in (f for f in ("tinyconv", BLAS_DEFAULT) if f in results):
+                row[f"{fw}_blas_core"] = results[fw][0].get("blas_core")
             for fw, res in results.items():
                 s = _stats(t for one in res for t in one["step_s"])
                 row[fw] = {**s, "first_step_s": statistics.median(one["first_step_s"] for one in res),
                            "check_loss": res[0]["check_loss"]}
             if "torch" in row:
                 row["x_torch"] = row["tinyconv"]["ms"] / row["torch"]["ms"]
+                if BLAS_DEFAULT in row:
+                    row["x_torch_blas_default"] = row[BLAS_DEFAULT]["ms"] / row["torch"]["ms"]
             rows.append(row)
             runs[name] = results
     out = {"benchmark": "d2l_ch7", "batch": args.batch, "threads": args.threads, "rounds": args.rounds,
-           "width": args.width, "torch_python": torch_python, "rows": rows, "runs": runs}
+           "width": args.width, "torch_python": torch_python, "rows": rows, "runs": runs,
+           "blas_env": _blas_vars_set(), "blas_env_compare": any(fw == BLAS_DEFAULT for fw, _, _, _ in frameworks)}
     if torch_python:
         out["sum_x_torch"] = sum(r["tinyconv"]["ms"] for r in rows) / sum(r["torch"]["ms"] for r in rows)
+        if out["blas_env_compare"]:
+            out["sum_x_torch_blas_default"] = (sum(r[BLAS_DEFAULT]["ms"] for r in rows)
+                                               / sum(r["torch"]["ms"] for r in rows))
     return out
 
 
 def format_report(res: dict) -> str:
     width = "" if res["width"] == 1 else f", channels / {res['width']}"
+    compare = res.get("blas_env_compare")
+    env = ", ".join(f"{k}={v}" for k, v in res.get("blas_env", {}).items())
     lines = [f"d2l chapter 7 networks, forward + backward, batch {res['batch']}, float32, one input channel"
              f"{width}, {res['threads']} threads; {res['rounds']} rounds of fresh processes per framework; "
-             "medians (min-max) in ms",
-             f"{'network':<10} {'side':>4} {'tinyconv':>28} {'torch':>28} {'x torch':>8} {'check losses':>20}"]
+             "medians (min-max) in ms"]
+    if compare:
+        lines.append(f"tinyconv: with this environment's {env}; 'OpenBLAS own': the same without them (OpenBLAS "
+                     "picks its kernels for this CPU)")
+    lines.append(f"{'network':<10} {'side':>4} {'tinyconv':>28} "
+                 + (f"{'tinyconv, OpenBLAS own':>28} " if compare else "")
+                 + f"{'torch':>28} {'x torch':>8} " + (f"{'x torch':>8} " if compare else "") + f"{'check losses':>20}")
     def cell(r, fw):
         if fw not in r:
             return ""
@@ -176,12 +203,15 @@ def format_report(res: dict) -> str:
     for r in res["rows"]:
         losses = f"{r['tinyconv']['check_loss']:.4f}" + (f" / {r['torch']['check_loss']:.4f}" if "torch" in r else "")
         ratio = f"{r['x_torch']:.2f}x" if "x_torch" in r else ""
-        lines.append(f"{r['net']:<10} {r['side']:>4} {cell(r, 'tinyconv'):>28} {cell(r, 'torch'):>28} {ratio:>8} "
-                     f"{losses:>20}")
+        ratio2 = f"{r['x_torch_blas_default']:.2f}x" if "x_torch_blas_default" in r else ""
+        lines.append(f"{r['net']:<10} {r['side']:>4} {cell(r, 'tinyconv'):>28} "
+                     + (f"{cell(r, BLAS_DEFAULT):>28} " if compare else "")
+                     + f"{cell(r, 'torch'):>28} {ratio:>8} " + (f"{ratio2:>8} " if compare else "") + f"{losses:>20}")
     if res["torch_python"] is None:
         lines.append("(PyTorch not found: pass --torch-python PATH to add its column)")
     else:
-        lines.append(f"sum of medians: {res['sum_x_torch']:.2f}x torch")
+        lines.append(f"sum of medians: {res['sum_x_torch']:.2f}x torch"
+                     + (f"; OpenBLAS own: {res['sum_x_torch_blas_default']:.2f}x" if compare else ""))
         differ = [r["net"] for r in res["rows"]
                   if abs(r["tinyconv"]["check_loss"] - r["torch"]["check_loss"]) > 1e-3 * max(1.0, r["torch"]["check_loss"])]
         lines.append("eval-mode losses " + ("agree (same weights, same batch)" if not differ
@@ -200,6 +230,9 @@ def parse_args(argv=None):
     p.add_argument("--width", type=int, default=1, help="divide every channel count by this (default 1: the book's)")
     p.add_argument("--torch-python", help="interpreter for the PyTorch worker (default: this one)")
     p.add_argument("--json", help="write all results (every sample of every round) to this file")
+    p.add_argument("--blas-env-compare", action="store_true",
+                   help=f"also time tinyconv without {' and '.join(common.BLAS_TUNING_VARS)} where they are set "
+                        "(OpenBLAS then picks its own kernels for this CPU): one more fresh process per round")
     common.add_result_arguments(p)
     p.add_argument("--quick", action="store_true", help="channels / 16, batch 2, 1 round of 1 step: a smoke test")
     p.add_argument("--worker", choices=("tinyconv", "torch"), help=argparse.SUPPRESS)
@@ -240,13 +273,25 @@ def result_rows(res: dict) -> list[dict]:
         out.append(common.result_row(f"{r['net']} ({r['side']}x{r['side']})", "ms",
                                      (tiny["ms"], tiny["min_ms"], tiny["max_ms"]),
                                      (torch["ms"], torch["min_ms"], torch["max_ms"]) if torch else None, net=r["net"]))
-    if len(out) > 1:
-        tiny_sum = sum(r["tinyconv_median"] for r in out)
-        torch_sum = sum(r["torch_median"] for r in out) if all(r["torch_median"] for r in out) else None
+    per_net = list(out)
+    if res.get("blas_env_compare"):
+        for r in res["rows"]:
+            tiny, torch = r[BLAS_DEFAULT], r.get("torch")
+            out.append(common.result_row(f"{r['net']} ({r['side']}x{r['side']}), OpenBLAS's own kernels", "ms",
+                                         (tiny["ms"], tiny["min_ms"], tiny["max_ms"]),
+                                         (torch["ms"], torch["min_ms"], torch["max_ms"]) if torch else None,
+                                         net=r["net"], blas_env="unset"))
+    if len(per_net) > 1:
+        tiny_sum = sum(r["tinyconv_median"] for r in per_net)
+        torch_sum = sum(r["torch_median"] for r in per_net) if all(r["torch_median"] for r in per_net) else None
         out.append(common.result_row(f"sum of the medians ({len(res['rows'])} networks)", "ms", (tiny_sum, None, None),
                                      (torch_sum, None, None) if torch_sum else None, headline=True))
-    elif out:
-        out[0]["headline"] = True
+        if res.get("blas_env_compare"):
+            out.append(common.result_row(f"sum of the medians ({len(res['rows'])} networks), OpenBLAS's own kernels",
+                                         "ms", (sum(r[BLAS_DEFAULT]["ms"] for r in res["rows"]), None, None),
+                                         (torch_sum, None, None) if torch_sum else None, blas_env="unset"))
+    elif per_net:
+        per_net[0]["headline"] = True
     return out
 
 

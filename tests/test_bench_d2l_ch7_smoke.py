@@ -32,3 +32,24 @@ def test_bench_d2l_ch7_quick(tmp_path):
     saved_rows = saved[0]["rows"]
     assert [r["net"] for r in saved_rows[:-1]] == list(rows) and saved_rows[-1]["headline"]
     assert saved_rows[-1]["tinyconv_median"] == sum(r["tinyconv"]["ms"] for r in d["rows"])
+
+
+def test_bench_d2l_ch7_blas_env_compare(tmp_path):
+    """--blas-env-compare adds a tinyconv column without OPENBLAS_CORETYPE (here set to a core OpenBLAS knows),
+    in its own worker processes, with its rows in the result file."""
+    env = dict(os.environ, OPENBLAS_CORETYPE="Haswell", TINYCONV_BENCH_NO_TORCH="1")
+    out = tmp_path / "ch7.json"
+    p = subprocess.run([sys.executable, os.path.join(ROOT, "benchmarks", "bench_d2l_ch7.py"), "--quick", "--nets",
+                        "nin", "resnet18", "--blas-env-compare", "--json", str(out), "--results-dir",
+                        str(tmp_path / "results")], capture_output=True, text=True, timeout=600, cwd=str(tmp_path),
+                       env=env)
+    assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
+    assert "OpenBLAS own" in p.stdout
+    d = json.loads(out.read_text())
+    assert d["blas_env_compare"] and d["blas_env"]["OPENBLAS_CORETYPE"] == "Haswell"
+    for r in d["rows"]:
+        assert r["tinyconv_blas_default"]["n"] == 1 and r["tinyconv_blas_default"]["ms"] > 0
+        assert abs(r["tinyconv_blas_default"]["check_loss"] - r["tinyconv"]["check_loss"]) < 1e-3
+    runs = d["runs"]["nin"]
+    assert runs["tinyconv"][0]["blas_env"] == {**runs["tinyconv"][0]["blas_env"], "OPENBLAS_CORETYPE": "Haswell"}
+    assert "OPENBLAS_CORETYPE" not in runs["tinyconv_blas_default"][0]["blas_env"]
