@@ -535,7 +535,7 @@ def build_run(config: dict, data_root=None, *, out_dir=None, log_grads=False, pr
         raise ValueError(f"unknown schedule {schedule!r}; valid: {', '.join(SCHEDULES)}")
     return Trainer(model, opt, train_loader, test_loader, epochs=epochs, scheduler=sched,
                    scheduler_interval=interval, out_dir=out_dir, log_grads=log_grads, config=config,
-                   progress=progress, out=out, callback=callback, handle_sigint=handle_sigint)
+                   progress=progress, out=out, callback=callback, handle_sigint=handle_sigint, precompile=True)
 
 
 def _peak_memory_mib() -> float:
@@ -665,6 +665,8 @@ def _fit_and_report(args, trainer, config: dict, out_dir: Path, state, say, grac
             _stderr(f"try a smaller --lr (--force to start over in {out_dir}, or --out DIR for a new folder)")
         return 1
     finally:
+        if trainer.precompile_report is not None:  # kernels compiled by the helper process count too
+            notice.count += trainer.precompile_report.helper
         if notice.summary():
             say(notice.summary())
     _print_run_summary(history, out_dir, time.perf_counter() - t0)

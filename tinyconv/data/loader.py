@@ -160,6 +160,11 @@ class DataLoader:
         n, b = self.num_samples, self.batch_size
         return n // b if self.drop_last else -(-n // b)
 
+    def example_batch(self) -> tuple[np.ndarray, np.ndarray]:
+        """A full-size batch (the first ``batch_size`` samples) made as an epoch makes its batches, without
+        touching the loader's position or any random state: what a dry run needs for shapes and dtypes."""
+        return self._make_batch(np.arange(min(self.batch_size, self.num_samples)), 0, 0)
+
     # ------------------------------------------------------------------ randomness and state
 
     @staticmethod

@@ -105,11 +105,15 @@ class Trainer:
         out: where the per-epoch summary lines go (default stdout).
         handle_sigint: catch Ctrl-C to stop cleanly (only possible in the main thread).
         callback: optional ``callback(trainer, epoch, batch)`` after every batch (tests use it to stop early).
+        precompile: at the start of this session's first epoch, compile the kernels of a training step ahead
+            (:meth:`compile_ahead`; its time counts in that epoch's seconds), so that a cold numba cache costs
+            less; ``precompile_report`` then says what it did.
     """
 
     def __init__(self, model, optimizer, train_loader, test_loader=None, *, epochs: int, scheduler=None,
                  scheduler_interval: str = "epoch", out_dir=None, log_grads: bool = False, config=None,
-                 progress: bool = True, out=None, handle_sigint: bool = True, callback=None):
+                 progress: bool = True, out=None, handle_sigint: bool = True, callback=None,
+                 precompile: bool = False):
         if scheduler_interval not in ("batch", "epoch"):
             raise ValueError(f"scheduler_interval must be 'batch' or 'epoch', got {scheduler_interval!r}")
         if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 0:
@@ -121,6 +125,8 @@ class Trainer:
         self.log_grads, self.config = bool(log_grads), dict(config or {})
         self.progress, self.out, self.handle_sigint = progress, out, handle_sigint
         self.callback = callback
+        # compile the kernels ahead at the start of this session's first epoch (its time counts in the epoch's)
+        self.precompile, self.precompile_report = bool(precompile), None
         self.history: list[dict] = []
         self.epoch = 0  # completed epochs
         self._batch = 0  # batches of the epoch in progress that are fully applied
@@ -256,6 +262,41 @@ class Trainer:
         self.load_state_dict(load_checkpoint(path), path)
 
     # -------------------------------------------------------------------------------------------- loop
+    def compile_ahead(self, processes: int | None = None):
+        """Compile the numba kernels that a training step and an evaluation batch will call, before the first
+        batch, ``processes`` at a time (:mod:`tinyconv.kernels.precompile`): on a cold numba cache the first
+        batch then only loads them; on a warm one this costs a dry run of milliseconds. The dry run works on
+        copies of the model and optimizer, and the random state is put back, so training is unchanged.
+        Returns the :class:`~tinyconv.kernels.precompile.Report`, or None when the dry run failed (the kernels
+        then compile on their first call, as without this)."""
+        from ..kernels import precompile
+
+        if self.epoch >= self.epochs:  # nothing left to train
+            return None
+        model, opt = copy.deepcopy((self.model, self.optimizer))
+        x, y = self.train_loader.example_batch()
+        batches = [(x, y)] + ([self.test_loader.example_batch()] if self.test_loader is not None else [])
+        rng = get_rng_state()
+
+        def dry_run():
+            model.train()
+            loss = F.cross_entropy(model(Tensor(x)), y)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            if len(batches) > 1:
+                model.eval()
+                with no_grad():
+                    model(Tensor(batches[1][0]))
+
+        try:
+            calls = precompile.record(dry_run)
+        except Exception:  # a model the recorder cannot run dry: compile as the run goes
+            return None
+        finally:
+            set_rng_state(rng)
+        return precompile.compile_ahead(calls, processes)
+
     def fit(self) -> list[dict]:
         """Train until ``epochs`` epochs are complete; return the history (one dict per epoch)."""
         if self.out_dir is not None:
@@ -293,6 +334,9 @@ class Trainer:
         model.train()
         bar = self._progress_bar(start_batch)
         t0 = time.perf_counter()
+        if self.precompile:
+            self.precompile = False
+            self.precompile_report = self.compile_ahead()
         in_update = False
         try:
             for x, y in loader:

@@ -1,0 +1,230 @@
+"""Compile the numba kernels a computation will call before it runs, split over two processes (the cold start).
+
+A first run on a cold numba cache compiles every kernel it meets, one after the other, on one core (numba holds
+one compiler lock per process). Most of that time is LLVM's; two processes compile two halves at once, and each
+half lands in numba's on-disk cache, where the other process loads it in milliseconds. Three steps:
+
+* :func:`record` runs a function (a *dry run*: e.g. one training step on a copy of the model) with every
+  tinyconv kernel replaced by a recorder that notes which kernel was called with which argument types and
+  returns at once, so nothing compiles and nothing is computed. The dry run's own numbers are garbage by
+  design: it must run on copies, and its only product is the list of :class:`KernelCall`.
+* :func:`missing` keeps the calls that numba's cache cannot answer (a warm cache: none, and nothing else happens).
+* :func:`compile_ahead` splits those into halves of about equal cost, starts ``python -m
+  tinyconv.kernels.precompile`` for one half and compiles the other half itself, then waits for the helper.
+
+Kernels are compiled for exactly the argument types the real run will pass, so the run itself only loads them.
+Results do not depend on any of this: the same kernels run, compiled by the same compiler for the same CPU.
+"""
+from __future__ import annotations
+
+import importlib
+import os
+import pickle
+import subprocess
+import sys
+import tempfile
+import time
+import warnings
+from dataclasses import dataclass, field
+
+import numpy as np
+
+__all__ = ["KernelCall", "Report", "record", "missing", "split", "compile_calls", "compile_ahead", "default_processes"]
+
+
+@dataclass(frozen=True)
+class KernelCall:
+    """One kernel and the numba types of its arguments: ``getattr(import_module(module), name)`` compiled for
+    ``signature``."""
+
+    module: str
+    name: str
+    signature: tuple
+
+    def dispatcher(self):
+        return getattr(importlib.import_module(self.module), self.name)
+
+
+def _dispatchers() -> list:
+    """``(module, attribute, dispatcher)`` for every numba dispatcher bound at module level in tinyconv."""
+    from numba.core.dispatcher import Dispatcher
+
+    found = []
+    for mname, mod in list(sys.modules.items()):
+        if mod is None or not (mname == "tinyconv" or mname.startswith("tinyconv.")):
+            continue
+        for attr, value in list(vars(mod).items()):
+            if isinstance(value, Dispatcher):
+                found.append((mname, attr, value))
+    return found
+
+
+class _Recorder:
+    """Stands in for a dispatcher during :func:`record`: notes the call's argument types, computes nothing."""
+
+    def __init__(self, dispatcher, calls: list):
+        self.dispatcher, self.calls = dispatcher, calls
+
+    def __call__(self, *args, **kwargs):
+        from numba import typeof
+
+        if kwargs:
+            raise TypeError("precompile.record: tinyconv's kernels are called with positional arguments only")
+        self.calls.append((self.dispatcher, tuple(typeof(a) for a in args)))
+
+
+def record(fn) -> list[KernelCall]:
+    """Run ``fn()`` with tinyconv's kernels replaced by recorders; return the calls it made, first ones first,
+    each (kernel, argument types) once. ``fn`` must work on copies: every array a kernel would have written keeps
+    what it held (``np.empty``'s garbage), so whatever ``fn`` computes is meaningless. Floating-point warnings from
+    that garbage are silenced; kernels called from Python with a result are not supported (none is)."""
+    calls, patched, recorders = [], [], {}
+    for mname, attr, disp in _dispatchers():
+        rec = recorders.setdefault(id(disp), _Recorder(disp, calls))
+        setattr(sys.modules[mname], attr, rec)
+        patched.append((mname, attr, disp))
+    try:
+        with np.errstate(all="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            fn()
+    finally:
+        for mname, attr, disp in patched:
+            setattr(sys.modules[mname], attr, disp)
+    out, seen = [], set()
+    for disp, sig in calls:
+        call = KernelCall(disp.py_func.__module__, disp.py_func.__name__, sig)
+        if call not in seen:
+            seen.add(call)
+            out.append(call)
+    return out
+
+
+def missing(calls) -> list[KernelCall]:
+    """The calls that are neither compiled in this process nor in numba's on-disk cache."""
+    out = []
+    for call in calls:
+        disp = call.dispatcher()
+        if disp.overloads.get(call.signature) is not None:
+            continue
+        try:
+            cached = disp._cache.load_overload(call.signature, disp.targetctx)
+        except Exception:  # numba's cache API is internal: when it changes, treat the call as missing
+            cached = None
+        if cached is None:
+            out.append(call)
+    return out
+
+
+def _code_size(disp, seen: set) -> int:
+    """Bytecode size of a kernel and of the kernels it calls (compiled with it), each once."""
+    from numba.core.dispatcher import Dispatcher
+
+    if id(disp) in seen:
+        return 0
+    seen.add(id(disp))
+    code = disp.py_func.__code__
+    return len(code.co_code) + sum(_code_size(g, seen) for name in code.co_names
+                                   if isinstance(g := disp.py_func.__globals__.get(name), Dispatcher))
+
+
+def _cost(call: KernelCall) -> float:
+    """A rough compile time in seconds: a fixed part (larger for a parallel kernel, whose loops numba turns into a
+    thread pool's tasks) and a part that grows with the code, callees included. Only the split uses it."""
+    disp = call.dispatcher()
+    fixed = 0.3 if disp.targetoptions.get("parallel") else 0.05
+    return fixed + 5e-4 * _code_size(disp, set())
+
+
+def split(calls, parts: int = 2) -> list[list[KernelCall]]:
+    """``calls`` in ``parts`` lists of about equal cost (greedy, costliest first; the first list is never the
+    lighter one, so the process that also has other work keeps it)."""
+    groups, loads = [[] for _ in range(parts)], [0] * parts
+    for call in sorted(calls, key=_cost, reverse=True):
+        i = loads.index(min(loads))
+        groups[i].append(call)
+        loads[i] += _cost(call)
+    return groups
+
+
+def compile_calls(calls) -> None:
+    """Compile (or load from the cache) every call, in this process."""
+    for call in calls:
+        call.dispatcher().compile(call.signature)
+
+
+@dataclass
+class Report:
+    """What :func:`compile_ahead` did: kernels compiled here and in the helper process, and the wall time."""
+
+    here: int = 0
+    helper: int = 0
+    seconds: float = 0.0
+    helper_error: str | None = None
+    helper_calls: list = field(default_factory=list)  # what the helpers compiled (this process loads them)
+
+
+def default_processes() -> int:
+    """How many processes :func:`compile_ahead` uses: the cores this process may run on, at most 4 (each helper
+    pays an interpreter start and tinyconv's import first)."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # not on Linux
+        cores = os.cpu_count() or 1
+    return max(1, min(4, cores))
+
+
+def compile_ahead(calls, processes: int | None = None) -> Report:
+    """Compile the ``calls`` that numba's cache lacks, ``processes`` (default :func:`default_processes`) at a
+    time: this process takes the first share, ``python -m tinyconv.kernels.precompile`` each other one. A helper
+    that fails only costs time: the kernels it left compile on their first call, as without any of this."""
+    t0 = time.perf_counter()
+    processes = default_processes() if processes is None else processes
+    todo = missing(calls)
+    report = Report()
+    if len(todo) < 2 or processes < 2:
+        compile_calls(todo)
+        report.here, report.seconds = len(todo), time.perf_counter() - t0
+        return report
+    mine, *others = split(todo, processes)
+    # the helper imports this tinyconv, wherever the parent found it
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([root] + [p for p in [os.environ.get("PYTHONPATH")] if p]))
+    helpers = []
+    try:
+        for share in others:
+            if not share:
+                continue
+            err = tempfile.TemporaryFile()
+            p = subprocess.Popen([sys.executable, "-m", "tinyconv.kernels.precompile"], stdin=subprocess.PIPE,
+                                 stdout=subprocess.DEVNULL, stderr=err, env=env)
+            helpers.append((p, share, err))
+            p.stdin.write(pickle.dumps(share))  # between our own processes: not a file anyone else reads
+            p.stdin.close()
+        compile_calls(mine)
+        report.here = len(mine)
+        for p, share, err in helpers:
+            if p.wait() == 0:
+                report.helper += len(share)
+                report.helper_calls += share
+            else:
+                err.seek(0)
+                lines = err.read().decode(errors="replace").strip().splitlines()
+                report.helper_error = lines[-1] if lines else f"exit status {p.returncode}"
+    finally:
+        for p, _, err in helpers:
+            if p.poll() is None:  # interrupted while a helper still compiles: its work is of no use to anyone
+                p.kill()
+                p.wait()
+            err.close()
+    report.seconds = time.perf_counter() - t0
+    return report
+
+
+def main() -> int:
+    """The helper process: compile the pickled list of calls on stdin."""
+    compile_calls(pickle.loads(sys.stdin.buffer.read()))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
