@@ -273,25 +273,26 @@ class Trainer:
 
         if self.epoch >= self.epochs:  # nothing left to train
             return None
-        model, opt = copy.deepcopy((self.model, self.optimizer))
-        x, y = self.train_loader.example_batch()
-        batches = [(x, y)] + ([self.test_loader.example_batch()] if self.test_loader is not None else [])
         rng = get_rng_state()
-
-        def dry_run():
-            model.train()
-            loss = F.cross_entropy(model(Tensor(x)), y)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            if len(batches) > 1:
-                model.eval()
-                with no_grad():
-                    model(Tensor(batches[1][0]))
-
         try:
+            # one deepcopy of both: the copied optimizer steps the copied model's parameters
+            model, opt = copy.deepcopy((self.model, self.optimizer))
+            x, y = self.train_loader.example_batch()
+            test = self.test_loader.example_batch() if self.test_loader is not None else None
+
+            def dry_run():
+                model.train()
+                loss = F.cross_entropy(model(Tensor(x)), y)
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+                if test is not None:
+                    model.eval()
+                    with no_grad():
+                        model(Tensor(test[0]))
+
             calls = precompile.record(dry_run)
-        except Exception:  # a model the recorder cannot run dry: compile as the run goes
+        except Exception:  # a model or loader the dry run cannot handle: the kernels compile as the run goes
             return None
         finally:
             set_rng_state(rng)
