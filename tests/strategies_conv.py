@@ -54,11 +54,14 @@ class ConvConfig:
 
 @st.composite
 def conv_configs(draw, max_batch=3, max_group_channels=3, max_groups=3, max_kernel=4,
-                 max_stride=3, max_dilation=3, max_size=10, allow_same=True):
-    """A valid conv2d configuration with a non-empty output."""
+                 max_stride=3, max_dilation=3, max_size=10, allow_same=True, group_channels=None):
+    """A valid conv2d configuration with a non-empty output. ``group_channels``: a strategy for the input and output
+    channels per group (default: 1 .. max_group_channels)."""
+    if group_channels is None:
+        group_channels = st.integers(1, max_group_channels)
     groups = draw(st.integers(1, max_groups))
-    c_in = groups * draw(st.integers(1, max_group_channels))
-    c_out = groups * draw(st.integers(1, max_group_channels))
+    c_in = groups * draw(group_channels)
+    c_out = groups * draw(group_channels)
     kernel = (draw(st.integers(1, max_kernel)), draw(st.integers(1, max_kernel)))
     stride = (draw(st.integers(1, max_stride)), draw(st.integers(1, max_stride)))
     dilation = (draw(st.integers(1, max_dilation)), draw(st.integers(1, max_dilation)))
@@ -84,6 +87,17 @@ def conv_configs(draw, max_batch=3, max_group_channels=3, max_groups=3, max_kern
     seed = draw(st.integers(0, 2**32 - 1))
     return ConvConfig(n, c_in, c_out, groups, h, w, kernel, stride, dilation, padding_arg,
                       args.padding, args.out_shape, seed)
+
+
+def blocked_conv_configs(max_size=12):
+    """Stride-1 configurations that reach every tile of the register-blocked kernels
+    (:mod:`tinyconv.kernels.numba_jit.fast.blocked`) in every variant: batches past 4, channels per group around
+    each tile's width and past it by odd counts (6, 8 and their tails in the forward tiles; 8, 16 and 32, whole or
+    with a tail, in grad_weight's position-major tiles, float64 and float32; fewer in its dot-product tiles), groups,
+    dilation, 'same' (uneven) padding, planes that end inside a block."""
+    channels = st.one_of(st.integers(1, 9), st.sampled_from([12, 16, 17]), st.sampled_from([32, 35]))
+    return conv_configs(max_batch=6, max_groups=2, max_kernel=3, max_stride=1, max_dilation=2, max_size=max_size,
+                        group_channels=channels)
 
 
 @dataclass(frozen=True)

@@ -3,6 +3,11 @@ valid one and what runs agrees with ``direct``; the layout it names is the one t
 shape alone (and the backward keeps the forward's); each named threshold is where the choice changes."""
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -12,7 +17,7 @@ import tinyconv as tc
 import tinyconv.kernels as K
 from tinyconv import functional as F
 from tinyconv.kernels import choose, shapes
-from tinyconv.kernels.numba_jit.fast import batch_last, blocked, depthwise, flat_rows
+from tinyconv.kernels.numba_jit.fast import batch_last, blocked, depthwise, flat_rows, simd
 from tinyconv.kernels.numba_jit.fast import conv as numba_conv
 
 from strategies_conv import conv_configs
@@ -48,11 +53,11 @@ def thresholds(request, monkeypatch):
 # ----------------------------------------------------------------------------- valid, and agrees with direct
 
 @jit_only
-@pytest.mark.parametrize("enabled", [False, True], ids=["no-avx512", "avx512"])
+@pytest.mark.parametrize("tiles", [None, *blocked.TILES], ids=["no-tiles", *blocked.TILES])
 @settings(deadline=None, max_examples=15, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(cfg=conv_configs(max_size=8), dtype=st.sampled_from([np.float64, np.float32]))
-def test_every_choice_is_valid_and_agrees_with_direct(thresholds, enabled, cfg, dtype, monkeypatch):
-    monkeypatch.setattr(blocked, "ENABLED", enabled)  # (the tiles run, slowly, without 512-bit registers too)
+def test_every_choice_is_valid_and_agrees_with_direct(thresholds, tiles, cfg, dtype, monkeypatch):
+    monkeypatch.setattr(choose, "BLOCKED_TILES", tiles)  # (every variant runs on any CPU, slowly where it spills)
     args = _args(cfg.x_shape, cfg.w_shape, *cfg.kernel_args)
     out_hw = args.out_shape[2:]
     for op in choose.CONV_OPS:
@@ -72,22 +77,29 @@ def test_every_choice_is_valid_and_agrees_with_direct(thresholds, enabled, cfg, 
 
 
 @jit_only
+@pytest.mark.parametrize("tiles", [None, *blocked.TILES], ids=["no-tiles", *blocked.TILES])
 @settings(deadline=None, max_examples=20, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(cfg=conv_configs(max_size=8))
-def test_the_layout_named_is_the_one_that_runs(thresholds, cfg, monkeypatch):
+def test_the_layout_named_is_the_one_that_runs(thresholds, tiles, cfg, monkeypatch):
+    """The layout the chooser names is the one that runs, the blocked loops in the variant it names
+    (``choose.BLOCKED_TILES``)."""
     ran = []
 
     def spy(module, name, label):
         real = getattr(module, name)
         monkeypatch.setattr(module, name, lambda *a, **k: (ran.append(label), real(*a, **k))[1])
 
+    def spy_tiles(name):  # the blocked loops' last argument is the variant
+        real = getattr(blocked, name)
+        monkeypatch.setattr(blocked, name, lambda *a: (ran.append(("blocked", a[-1])), real(*a))[1])
+
     spy(depthwise, "forward", "depthwise"), spy(depthwise, "grad_input", "depthwise")
     spy(depthwise, "grad_weight", "depthwise")
-    spy(blocked, "forward", "blocked"), spy(blocked, "grad_input", "blocked"), spy(blocked, "grad_weight", "blocked")
+    spy_tiles("forward"), spy_tiles("grad_input"), spy_tiles("grad_weight")
     spy(batch_last, "forward", "batch_last"), spy(batch_last, "grad_weight", "batch_last")
     spy(flat_rows, "forward_core", "flat_rows"), spy(flat_rows, "grad_input_core", "flat_rows")
     spy(flat_rows, "grad_weight_core", "flat_rows")
-    monkeypatch.setattr(blocked, "ENABLED", False)
+    monkeypatch.setattr(choose, "BLOCKED_TILES", tiles)
     args = _args(cfg.x_shape, cfg.w_shape, *cfg.kernel_args)
     x, w, gy = cfg.arrays()
     out_hw = args.out_shape[2:]
@@ -97,10 +109,11 @@ def test_the_layout_named_is_the_one_that_runs(thresholds, cfg, monkeypatch):
         ran.clear()
         layout = choose.numba_layout(op, cfg.x_shape, cfg.w_shape, out_hw, args)
         run()
-        # grad_input's phases and depthwise_as_forward run as forward convolutions (a phase no tap reaches runs
-        # nothing: it is zero)
-        want = {"phases": "batch_last", "depthwise_as_forward": "depthwise"}.get(layout, layout)
-        assert set(ran) <= {want} and (ran or layout == "phases"), (op, layout, ran)
+        # grad_input's phases and depthwise_as_forward run as forward convolutions, a phase in the forward's own
+        # layout (a phase no tap reaches runs nothing: it is zero)
+        want = {"phases": {"batch_last", ("blocked", tiles)}, "depthwise_as_forward": {"depthwise"},
+                "blocked": {("blocked", tiles)}}.get(layout, {layout})
+        assert set(ran) <= want and (ran or layout == "phases"), (op, layout, ran)
 
 
 def test_without_the_jit_everything_goes_to_im2col(monkeypatch):
@@ -187,12 +200,12 @@ def _layout(op, **kw):
 
 @pytest.fixture
 def no_tiles(monkeypatch):
-    monkeypatch.setattr(blocked, "ENABLED", False)
+    monkeypatch.setattr(choose, "BLOCKED_TILES", None)
 
 
 @pytest.fixture
 def tiles(monkeypatch):
-    monkeypatch.setattr(blocked, "ENABLED", True)
+    monkeypatch.setattr(choose, "BLOCKED_TILES", "avx512")
 
 
 @jit_only
@@ -289,7 +302,7 @@ def test_im2col_batch_last_max_bytes(monkeypatch):
 def test_min_block_use(monkeypatch, tiles):
     x_shape, w_shape = (2, 8, 5, 5), (8, 8, 3, 3)
     args = _args(x_shape, w_shape, padding=1)
-    use = blocked.block_use((5, 5), 7)   # 25 outputs among 33 flat positions, in whole 32-position blocks
+    use = blocked.block_use((5, 5), 7, "avx512")  # 25 outputs among 33 flat positions, in whole 32-position blocks
     assert 0 < use < 1
     for limit, want in ((use - 1e-9, True), (use, True), (use + 1e-9, False)):
         monkeypatch.setattr(choose, "MIN_BLOCK_USE", limit)
@@ -304,8 +317,64 @@ def test_min_tile_fill(monkeypatch, tiles):
     for c in (3, 4, 5):
         args = _args((2, 2, 16, 16), (c, 2, 3, 3), padding=1)
         fills[c] = choose.uses_blocked("forward", (2, 2, 16, 16), (c, 2, 3, 3), (16, 16), args)
-    assert blocked.tile_channels(4) == 6
+    assert blocked.tile_channels(4, "avx512") == 6
     assert fills == {3: False, 4: True, 5: True}
     monkeypatch.setattr(choose, "MIN_TILE_FILL", (5, 6))  # the named fraction is what decides
     args = _args((2, 2, 16, 16), (4, 2, 3, 3), padding=1)
     assert not choose.uses_blocked("forward", (2, 2, 16, 16), (4, 2, 3, 3), (16, 16), args)
+
+
+# ----------------------------------------------------------------------------- the blocked loops' variant
+
+X86, ARM = "x86_64-unknown-linux-gnu", "aarch64-unknown-linux-gnu"
+
+
+@pytest.fixture(scope="module")
+def llvm_targets():
+    """LLVM's x86 and AArch64 code generators (numba itself sets up only the host's)."""
+    from llvmlite import binding
+
+    try:
+        binding.initialize_all_targets()
+        binding.initialize_all_asmprinters()
+        for triple in (X86, ARM):
+            binding.Target.from_triple(triple)
+    except RuntimeError as e:
+        pytest.skip(f"this llvmlite has no code generator for both x86 and AArch64: {e}")
+
+
+@pytest.mark.parametrize("cpu, features, triple, unit", [
+    ("haswell", "", X86, "avx2"),                          # AVX2 and FMA: 16 registers of 256 bits
+    ("znver3", "", X86, "avx2"),
+    ("haswell", "+avx2,+fma,+avx,+sse4.2", X86, "avx2"),
+    ("skylake-avx512", "", X86, "avx512"),                 # AVX-512F: 32 registers of 512 bits
+    ("znver5", "", X86, "avx512"),
+    ("skylake-avx512", "-avx512f", X86, "avx2"),           # the features decide, not the name
+    ("haswell", "+avx512f", X86, "avx512"),                # (what numba passes for NUMBA_CPU_NAME alone)
+    ("sandybridge", "", X86, "generic"),                   # AVX without FMA
+    ("x86-64", "", X86, "generic"),                        # SSE2
+    ("neoverse-v1", "", ARM, "generic"),                   # NEON: 128-bit registers
+    ("generic", "", ARM, "generic"),
+])
+def test_vector_unit_is_what_llvm_compiles_for(llvm_targets, cpu, features, triple, unit):
+    assert simd.vector_unit(cpu, features, triple) == unit
+    assert choose.blocked_tiles_for(unit) == (unit if unit != "generic" else None)
+
+
+def test_the_variant_follows_numbas_target():
+    """NUMBA_CPU_NAME / NUMBA_CPU_FEATURES pick the variant in a fresh process, whatever the host: an AVX2 CPU the
+    avx2 tiles, a generic one none (the flat-rows and batch-last loops); importing compiles nothing."""
+    root = Path(__file__).resolve().parents[1]
+    code = ("from tinyconv.kernels import choose; from tinyconv.kernels.numba_jit.fast import simd; "
+            "print(simd.compiled_vector_unit(), choose.BLOCKED_TILES)")
+    got = {}
+    for name, features in (("haswell", "+avx2,+fma,+avx,+sse4.2"), ("generic", None)):
+        env = {k: v for k, v in os.environ.items() if not k.startswith("NUMBA_CPU")}
+        env.update(NUMBA_CPU_NAME=name, PYTHONPATH=str(root) + os.pathsep + env.get("PYTHONPATH", ""))
+        if features is not None:
+            env["NUMBA_CPU_FEATURES"] = features
+        r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=str(root),
+                           timeout=300)
+        assert r.returncode == 0, r.stderr
+        got[name] = r.stdout.split()
+    assert got == {"haswell": ["avx2", "avx2"], "generic": ["generic", "None"]}

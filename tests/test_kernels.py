@@ -20,7 +20,7 @@ from tinyconv.kernels.numba_jit import plain
 from tinyconv.kernels.numba_jit.fast import blocked, workspace
 from tinyconv.kernels.numba_jit.fast import conv as numba_fast  # the numba backend's module (its layout choice)
 
-from strategies_conv import conv_configs
+from strategies_conv import blocked_conv_configs, conv_configs
 
 # the backend objects, called through their checked doors (conv2d_forward, ...)
 direct, im2col, numba = K.get_kernel("direct"), K.get_kernel("im2col"), K.get_kernel("numba")
@@ -617,6 +617,8 @@ def test_numba_kernels_run_without_the_jit():
     code = """
 import numpy as np
 import tinyconv.kernels as K
+from tinyconv.kernels import shapes
+from tinyconv.kernels.numba_jit.fast import blocked
 direct, numba_jit = K.get_kernel("direct"), K.get_kernel("numba")
 pooling, numba_pooling = K.get_pool_kernel("numpy"), K.get_pool_kernel("numba")
 assert not K.jit_enabled()
@@ -649,6 +651,17 @@ for dt in (np.float64, np.float32):
     for args in [(1, (1, 1, 0, 1), (2, 1), 3), (2, 1, 1, 3)]:
         agrees(numba_jit, xd, wd, args, (6, 5))
         agrees(K.get_kernel("numba-plain"), xd, wd, args, (6, 5))
+    for tiles in blocked.TILES:  # each variant of the register tiles (its vectors NumPy arrays here)
+        for c_out in (10, 66):   # forward tiles with a tail; grad_weight's dot-product and position-major tiles
+            wb = rng.standard_normal((c_out, 2, 3, 2)).astype(dt)
+            a = shapes.normalize_conv_args((2, 4, 7, 6), wb.shape, 1, (1, 1, 0, 1), 1, 2)
+            gy = rng.standard_normal(a.out_shape).astype(dt)
+            y = blocked.forward(x, wb, np.zeros(c_out, dt), a, np.empty(a.out_shape, dt), tiles)
+            np.testing.assert_allclose(y, direct.forward(x, wb, a), **close)
+            np.testing.assert_allclose(blocked.grad_input(gy, wb, (7, 6), a, tiles),
+                                       direct.grad_input(gy, wb, (7, 6), a), **close)
+            np.testing.assert_allclose(blocked.grad_weight(x, gy, a, wb.shape, tiles),
+                                       direct.grad_weight(x, gy, a), **close)
     for column_bytes in (1, 1 << 23):  # a chunk of one image, the whole batch
         K.im2col.COLUMN_BYTES = column_bytes
         agrees(K.get_kernel("im2col"), x, w, ((2, 1), (1, 0, 2, 1), (1, 2), 2), (8, 6))
@@ -730,69 +743,81 @@ def test_numba_grad_input_as_forward_phases(cfg, extra, dtype):
 
 
 @pytest.mark.skipif(not K.jit_enabled(), reason="the register-blocked kernels are compiled code only")
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("tiles", blocked.TILES)
 @settings(deadline=None, max_examples=30)
-@given(cfg=conv_configs(max_batch=6, max_group_channels=5, max_kernel=4, max_stride=1, max_size=14),
-       extra=st.integers(0, 3), dtype=st.sampled_from([np.float64, np.float32]))
-def test_numba_blocked_path(cfg, extra, dtype):
-    """The register-blocked stride-1 kernels (blocked), forced on every configuration they take: odd
-    channel counts and groups (tiles of 4 output channels with a remainder), batches past 4, dilation, 'same'
-    (uneven) padding, grad_input on a larger input (as output_padding gives), against the direct kernel."""
+@given(cfg=blocked_conv_configs(), extra=st.integers(0, 3))
+def test_numba_blocked_path(tiles, dtype, cfg, extra):
+    """The register-blocked stride-1 kernels (blocked), each variant forced on (on any CPU: a variant whose tiles do
+    not fit the registers is slow, not wrong) on every configuration they take: every tile of the forward and of
+    grad_weight with its tails (odd channel counts, groups), batches past 4, dilation, 'same' (uneven) padding,
+    grad_input on a larger input (as output_padding gives), against the direct kernel: float64 to 1e-10 and
+    float32 to 1e-4 of the largest value."""
     x, w, gy = cfg.arrays(dtype)
     big = (cfg.h + extra, cfg.w + extra)
     args = shapes.normalize_conv_args(cfg.x_shape, cfg.w_shape, *cfg.kernel_args)
     big_args = shapes.normalize_conv_args((cfg.n, cfg.c_in) + big, cfg.w_shape, *cfg.kernel_args)
-    saved = choose.MIN_BLOCK_USE, blocked.ENABLED
-    choose.MIN_BLOCK_USE, blocked.ENABLED = 0.0, True  # (also where AVX-512 is missing)
+    saved = choose.MIN_BLOCK_USE, choose.BLOCKED_TILES
+    choose.MIN_BLOCK_USE, choose.BLOCKED_TILES = 0.0, tiles
     try:
         taken = [choose.uses_blocked("forward", cfg.x_shape, cfg.w_shape, args.out_shape[2:], args),
                  choose.uses_blocked("grad_input", (cfg.n, cfg.c_in) + big, cfg.w_shape, gy.shape[2:], big_args),
                  choose.uses_blocked("grad_weight", cfg.x_shape, cfg.w_shape, args.out_shape[2:], args)]
         got = _all_ops(numba, cfg, x, w, gy, big)
     finally:
-        choose.MIN_BLOCK_USE, blocked.ENABLED = saved
+        choose.MIN_BLOCK_USE, choose.BLOCKED_TILES = saved
     depthwise = choose.is_depthwise(cfg.c_in, cfg.c_out, cfg.c_in // cfg.groups, cfg.groups)
     (kh, kw), (dh, dw), (top, bottom, left, right) = cfg.kernel, cfg.dilation, cfg.padding
     reach = max(top, bottom) <= (kh - 1) * dh and max(left, right) <= (kw - 1) * dw
-    tile = blocked.tile_channels
-    fills = [3 * c >= 2 * -(-c // tile(c)) * tile(c) for c in (cfg.c_out // cfg.groups, cfg.c_in // cfg.groups)]
+    fills = [3 * c >= 2 * -(-c // blocked.tile_channels(c, tiles)) * blocked.tile_channels(c, tiles)
+             for c in (cfg.c_out // cfg.groups, cfg.c_in // cfg.groups)]
     assert taken == [not depthwise and fills[0], not depthwise and reach and fills[1], not depthwise]
     ref = _all_ops(direct, cfg, x.astype(np.float64), w.astype(np.float64), gy.astype(np.float64), big)
     tol = 1e-10 if dtype == np.float64 else 1e-4
     for what, a, b in zip(("forward", "grad_input", "grad_weight"), got, ref):
         assert a.dtype == dtype and a.shape == b.shape
-        _assert_close(a, b, tol, f"blocked {what}")
+        _assert_close(a, b, tol, f"blocked {tiles} {what}")
 
 
 @pytest.mark.skipif(not K.jit_enabled(), reason="the register-blocked kernels are compiled code only")
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("tiles", blocked.TILES)
 @settings(deadline=None, max_examples=20)
-@given(n=st.integers(1, 5), groups=st.integers(1, 2), og=st.sampled_from([16, 17, 32, 35]), cg=st.integers(1, 3),
-       kernel=st.tuples(st.integers(1, 3), st.integers(1, 3)), dilation=st.tuples(st.integers(1, 2), st.integers(1, 2)),
-       padding=st.tuples(*[st.integers(0, 2)] * 4), hw=st.tuples(st.integers(3, 9), st.integers(3, 9)),
-       dtype=st.sampled_from([np.float64, np.float32]), seed=st.integers(0, 2**32 - 1))
-def test_blocked_wide_grad_weight(n, groups, og, cg, kernel, dilation, padding, hw, dtype, seed):
-    """grad_weight of layers with at least 2 vectors of output channels per group (blocked's
-    position-major kernel: channels padded to whole tiles, pairs past the last dropped) against direct."""
-    x_shape, w_shape = (n, cg * groups) + hw, (og * groups, cg) + kernel
-    try:
-        args = shapes.normalize_conv_args(x_shape, w_shape, 1, padding, dilation, groups)
-    except ValueError:
-        assume(False)
-    rng = np.random.default_rng(seed)
-    x, gy = rng.uniform(-1, 1, x_shape), rng.uniform(-1, 1, args.out_shape)
-    got = blocked.grad_weight(x.astype(dtype), gy.astype(dtype), args, w_shape)
-    assert got.dtype == dtype and got.shape == w_shape
-    _assert_close(got, direct.conv2d_grad_weight(x, gy, kernel, 1, padding, dilation, groups),
-                  1e-10 if dtype == np.float64 else 1e-4, "blocked grad_weight, wide")
+@given(cfg=blocked_conv_configs(max_size=9))
+def test_blocked_kernels_called_directly(tiles, dtype, cfg):
+    """Each variant's three kernels called directly, whatever the chooser would take (grad_weight on 1 or 2 vectors
+    of output channels and on fewer; the forward with 4, 6 or 8 channels a tile, even where few are real), against
+    the direct kernel: float64 to 1e-10, float32 to 1e-4 of the largest value."""
+    args = shapes.normalize_conv_args(cfg.x_shape, cfg.w_shape, *cfg.kernel_args)
+    x, w, gy = cfg.arrays(dtype)
+    x64, w64, gy64 = x.astype(np.float64), w.astype(np.float64), gy.astype(np.float64)
+    tol = 1e-10 if dtype == np.float64 else 1e-4
+    y = blocked.forward(x, w, np.zeros(cfg.c_out, dtype=dtype), args, np.empty(args.out_shape, dtype=dtype), tiles)
+    _assert_close(y, direct.conv2d_forward(x64, w64, *cfg.kernel_args), tol, f"blocked {tiles} forward")
+    gw = blocked.grad_weight(x, gy, args, cfg.w_shape, tiles)
+    assert gw.dtype == dtype and gw.shape == cfg.w_shape
+    _assert_close(gw, direct.conv2d_grad_weight(x64, gy64, cfg.kernel, *cfg.kernel_args), tol,
+                  f"blocked {tiles} grad_weight")
+    (kh, kw), (dh, dw), (top, bottom, left, right) = cfg.kernel, cfg.dilation, cfg.padding
+    if max(top, bottom) <= (kh - 1) * dh and max(left, right) <= (kw - 1) * dw:
+        gx = blocked.grad_input(gy, w, (cfg.h, cfg.w), args, tiles)
+        _assert_close(gx, direct.conv2d_grad_input(gy64, w64, (cfg.h, cfg.w), *cfg.kernel_args), tol,
+                      f"blocked {tiles} grad_input")
 
 
-def test_blocked_block_use_rule(monkeypatch):
+def test_blocked_tile_rules(monkeypatch):
     """The share of a block's positions that are outputs decides (3x3 planes waste 23 of a 32-position block), and
-    the share of a tile's output channels that are real (tiles of 8, or of 6 where that wastes fewer)."""
-    assert [blocked.tile_channels(c) for c in (1, 2, 3, 6, 8, 12, 16, 20, 64)] == [6, 6, 6, 6, 8, 6, 8, 8, 8]
-    assert blocked.block_use((3, 3), 5) == 9 / 32
-    assert blocked.block_use((32, 32), 34) == 1024 / (-(-(31 * 34 + 32) // 32) * 32)
-    assert blocked.block_use((0, 5), 7) == 0.0
-    monkeypatch.setattr(blocked, "ENABLED", True)  # the rule as on a CPU with AVX-512
+    the share of a tile's output channels that are real (avx512: tiles of 8, or of 6 where that computes a tenth
+    fewer channels; avx2: 6, or 4)."""
+    widths = (1, 2, 3, 4, 5, 6, 8, 12, 16, 20, 30, 64)
+    assert [blocked.tile_channels(c, "avx512") for c in widths] == [6, 6, 6, 6, 6, 6, 8, 6, 8, 8, 8, 8]
+    assert [blocked.tile_channels(c, "avx2") for c in widths] == [4, 4, 4, 4, 6, 6, 4, 6, 4, 4, 6, 6]
+    assert blocked.block_use((3, 3), 5, "avx512") == 9 / 32
+    assert blocked.block_use((3, 3), 5, "avx2") == 9 / 16
+    assert blocked.block_use((32, 32), 34, "avx512") == 1024 / (-(-(31 * 34 + 32) // 32) * 32)
+    assert blocked.block_use((32, 32), 34, "avx2") == 1024 / (-(-(31 * 34 + 32) // 16) * 16)
+    assert blocked.block_use((0, 5), 7, "avx2") == 0.0
+    monkeypatch.setattr(choose, "BLOCKED_TILES", "avx512")  # the rule as on a CPU with AVX-512
     if K.jit_enabled():
         a = shapes.normalize_conv_args((2, 8, 3, 3), (8, 8, 3, 3), 1, 1, 1, 1)
         assert not choose.uses_blocked("forward", (2, 8, 3, 3), (8, 8, 3, 3), (3, 3), a)
@@ -810,6 +835,15 @@ def test_blocked_block_use_rule(monkeypatch):
         assert not choose.uses_blocked("grad_input", (2, 3, 16, 16), (4, 3, 3, 3), (16, 16), a)  # 3 of 6
         a = shapes.normalize_conv_args((2, 8, 16, 16), (8, 8, 3, 3), 2, 1, 1, 1)
         assert not choose.uses_blocked("forward", (2, 8, 16, 16), (8, 8, 3, 3), (8, 8), a)
+        monkeypatch.setattr(choose, "BLOCKED_TILES", "avx2")  # 2 of a tile's 4 channels, 3 of 4
+        a = shapes.normalize_conv_args((2, 3, 16, 16), (2, 3, 3, 3), 1, 1, 1, 1)
+        assert not choose.uses_blocked("forward", (2, 3, 16, 16), (2, 3, 3, 3), (16, 16), a)
+        assert choose.uses_blocked("grad_input", (2, 3, 16, 16), (2, 3, 3, 3), (16, 16), a)
+        a = shapes.normalize_conv_args((2, 8, 3, 3), (8, 8, 3, 3), 1, 1, 1, 1)  # 9 of 16 positions
+        assert choose.uses_blocked("forward", (2, 8, 3, 3), (8, 8, 3, 3), (3, 3), a)
+        monkeypatch.setattr(choose, "BLOCKED_TILES", None)  # no variant for the CPU: never
+        a = shapes.normalize_conv_args((2, 8, 16, 16), (8, 8, 3, 3), 1, 1, 1, 1)
+        assert not any(choose.uses_blocked(op, (2, 8, 16, 16), (8, 8, 3, 3), (16, 16), a) for op in choose.CONV_OPS)
 
 
 @settings(deadline=None, max_examples=20)

@@ -4,7 +4,8 @@ Three levels, each a function of the shapes and arguments only (so a shape alway
 
 * :func:`conv_backend`: what ``kernel="auto"`` runs for one operation, ``"numba"`` or ``"im2col"``.
 * :func:`numba_layout`: the ``numba`` backend's loops for one operation: ``"depthwise"`` (per-plane loops,
-  ``"depthwise_as_forward"`` for a stride-1 grad_input), ``"blocked"`` (register tiles, stride 1),
+  ``"depthwise_as_forward"`` for a stride-1 grad_input), ``"blocked"`` (register tiles, stride 1, in the variant
+  :data:`BLOCKED_TILES` sized for the registers numba compiles for),
   ``"batch_last"`` (the batch innermost), ``"phases"`` (grad_input as batch-last forward convolutions of grad_y,
   one per phase of the stride) or ``"flat_rows"`` (the general layout).
 * :func:`im2col_grad_input_layout`: im2col's grad_input in ``"batch_last"`` columns or in ``"chunks"`` of images.
@@ -19,7 +20,7 @@ from __future__ import annotations
 
 from numba import config as _numba_config
 
-from .numba_jit.fast import adjoint, blocked, flat_rows
+from .numba_jit.fast import adjoint, blocked, flat_rows, simd
 from .shapes import conv_output_size
 
 __all__ = ["CONV_OPS", "jit_enabled", "is_depthwise", "conv_backend", "pool_backend", "numba_layout",
@@ -30,6 +31,18 @@ __all__ = ["CONV_OPS", "jit_enabled", "is_depthwise", "conv_backend", "pool_back
            "FLAT_ROWS_GW_MAX_K", "IM2COL_BATCH_LAST_MAX_BYTES"]
 
 CONV_OPS = ("forward", "grad_input", "grad_weight")
+
+
+def blocked_tiles_for(vector_unit):
+    """The register-blocked loops' variant (:data:`.blocked.TILES`) for a vector unit (:func:`.simd.vector_unit`):
+    the tiles sized for its registers, or None where none is (other CPUs, ARM included, take the flat-rows and
+    batch-last loops)."""
+    return vector_unit if vector_unit in blocked.TILES else None
+
+
+# -- the register-blocked loops' variant, for the CPU numba compiles for (asked from LLVM, not from a table of CPUs;
+#    tests set it to run every variant on any CPU: correct everywhere, slow where its tiles spill)
+BLOCKED_TILES = blocked_tiles_for(simd.compiled_vector_unit())
 
 # -- the numba backend's layouts
 BATCH_LAST_MIN_N = 32           # batch-last loops (numba, and im2col's grad_input columns) from this many images
@@ -140,13 +153,14 @@ def numba_grad_input_layout(gx_shape, w_shape, gy_hw, args):
 
 
 def uses_blocked(op, x_shape, w_shape, out_hw, args) -> bool:
-    """Whether ``op`` runs on the register-blocked loops (:mod:`.numba_jit.fast.blocked`): JIT on, a CPU with
-    512-bit vector registers (``blocked.ENABLED``), stride 1, not depthwise, at least :data:`MIN_BLOCK_USE` of the
-    computed positions are outputs and (forward, grad_input) :data:`MIN_TILE_FILL` of the tiles' output channels
-    are real. grad_input also needs a padding of at most ``(k - 1) * dilation`` on every side (its grad_y is padded
-    by the difference); grad_weight, from :data:`BATCH_LAST_MIN_N` images, outputs of at least
-    :data:`BATCH_LAST_MAX_POS` positions (below, the batch-last loops)."""
-    if not (jit_enabled() and blocked.ENABLED) or args.stride != (1, 1):
+    """Whether ``op`` runs on the register-blocked loops (:mod:`.numba_jit.fast.blocked`): JIT on, a variant of
+    tiles for the CPU numba compiles for (:data:`BLOCKED_TILES`), stride 1, not depthwise, at least
+    :data:`MIN_BLOCK_USE` of the computed positions (in the variant's blocks) are outputs and (forward,
+    grad_input) :data:`MIN_TILE_FILL` of the tiles' output channels are real. grad_input also needs a padding of at
+    most ``(k - 1) * dilation`` on every side (its grad_y is padded by the difference); grad_weight, from
+    :data:`BATCH_LAST_MIN_N` images, outputs of at least :data:`BATCH_LAST_MAX_POS` positions (below, the
+    batch-last loops)."""
+    if not (jit_enabled() and BLOCKED_TILES) or args.stride != (1, 1):
         return False
     c_out, cg, kh, kw = w_shape
     if is_depthwise(x_shape[1], c_out, cg, args.groups):
@@ -156,17 +170,17 @@ def uses_blocked(op, x_shape, w_shape, out_hw, args) -> bool:
         if max(top, bottom) > (kh - 1) * dh or max(left, right) > (kw - 1) * dw or not _fills_tile(cg):
             return False
         # the loops' output is grad_x, their planes grad_y padded to x's width plus the kernel's reach
-        return blocked.block_use(x_shape[2:], x_shape[3] + (kw - 1) * dw) >= MIN_BLOCK_USE
+        return blocked.block_use(x_shape[2:], x_shape[3] + (kw - 1) * dw, BLOCKED_TILES) >= MIN_BLOCK_USE
     if op == "forward" and not _fills_tile(c_out // args.groups):
         return False
     if op == "grad_weight" and x_shape[0] >= BATCH_LAST_MIN_N and out_hw[0] * out_hw[1] < BATCH_LAST_MAX_POS:
         return False
-    return blocked.block_use(out_hw, x_shape[3] + left + right) >= MIN_BLOCK_USE
+    return blocked.block_use(out_hw, x_shape[3] + left + right, BLOCKED_TILES) >= MIN_BLOCK_USE
 
 
 def _fills_tile(channels) -> bool:
     """At least :data:`MIN_TILE_FILL` of the output channels a blocked tile computes (whole tiles) are real."""
-    tc = blocked.tile_channels(channels)
+    tc = blocked.tile_channels(channels, BLOCKED_TILES)
     num, den = MIN_TILE_FILL
     return den * channels >= num * (-(-channels // tc) * tc)
 

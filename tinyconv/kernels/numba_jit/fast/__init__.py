@@ -6,7 +6,7 @@ module         what it holds
 =============  ======================================================================================
 conv           the ``numba`` backend: forward / grad_input / grad_weight, each running one layout below
 flat_rows      flat padded rows: each tap a constant offset into a flattened padded plane (all three ops)
-blocked        register-blocked tiles on the flat-rows layout at stride 1 (512-bit vectors)
+blocked        register-blocked tiles on the flat-rows layout at stride 1 (variants for AVX-512 and AVX2)
 simd           explicit 64-byte vectors inside numba kernels: load, store, splat, fma, lane sum
 batch_last     the batch innermost, for big batches (forward, grad_weight)
 adjoint        grad_input as forward convolutions of grad_y, one per phase of the stride

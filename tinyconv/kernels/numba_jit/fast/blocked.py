@@ -1,54 +1,67 @@
-"""Register-blocked convolution at stride 1 (the numba backend's kernel for wide layers).
+"""Register-blocked convolution at stride 1 (the numba backend's kernel for wide layers), in two variants: tiles
+sized for 32 registers of 512 bits (``"avx512"``) and for 16 registers of 256 bits (``"avx2"``, where each of the
+64-byte vectors of :mod:`.simd` takes two). :mod:`tinyconv.kernels.choose` picks the variant for the CPU numba
+compiles for; either runs anywhere (a tile that does not fit the registers spills: slow, still exact).
 
 The flat-rows layout (:mod:`.flat_rows`) makes every tap ``(a, b)`` of a stride-1 convolution a constant offset
 into an image's zero-padded channel plane, stored flat with row stride ``Wp``: output position ``p = i*Wp + j``
 reads ``x_flat[c, p + off[t]]``. Its loops keep the accumulators in memory, one pass over a plane of outputs per
 few taps, so wide layers (64 channels, 576 multiply-adds per output) spend their time loading and storing them.
 
-Here a task (one image, 8 output channels of one group; 6 where that wastes fewer, :func:`tile_channels`) walks
-the plane in blocks of 2 vectors of positions (32 float32, 16 float64; :mod:`.simd`) and holds the block's 8 x 2
-vector tile in registers while the whole sum over input channels and taps runs: per (channel, tap), 2 vector
-loads of the input and 8 weights broadcast feed 16 vector multiply-adds, and the tile is stored once, with the
-bias, at the end. Positions past the last output
-(``j >= Wo`` in a row, the tail of the last block) are computed from the zero slack and dropped. Why 8 x 2: a
-4 x 4 tile loads twice the input per multiply-add, which costs wherever the input outgrows L1; a 16 x 1 tile has
-blocks too long for small planes (``benchmarks/bench_conv.py`` times the layers this was decided on).
+Here a task (one image, a tile's output channels of one group) walks the plane in blocks of positions and holds
+the block's tile of vector sums in registers while the whole sum over input channels and taps runs, then stores
+it once, with the bias. avx512: 8 output channels x 2 vectors (32 float32 positions, 16 float64): per (channel,
+tap), 2 vector loads of the input and 8 weights broadcast feed 16 vector multiply-adds. avx2: 6 x 1 (12
+registers for the sums, 2 for the input, 1 broadcast weight: the shape of OpenBLAS's Haswell sgemm kernel). Each
+has a narrower tile (6, 4 channels) for layers it fits better (:func:`tile_channels`). Positions past the last
+output (``j >= Wo`` in a row, the tail of the last block) are computed from the zero slack and dropped. Why 8 x 2
+on AVX-512: a 4 x 4 tile loads twice the input per multiply-add, which costs wherever the input outgrows L1; a
+16 x 1 tile has blocks too long for small planes. Why 6 x 1 on AVX2: the largest tile whose sums, input and
+broadcast fit 16 registers (``benchmarks/bench_conv.py`` times the layers these were decided on).
 
 The same kernel gives grad_input at stride 1: the adjoint of a stride-1 convolution is a stride-1 convolution of
 grad_y, padded by ``(k - 1)*d - padding`` on each side, with the kernel flipped and its channel axes swapped.
 
-grad_weight, ``gw[o, c, t] = sum_p gy[o, p] * x[c, p + off[t]]``, is a sum over positions. With at least
-``2 * lanes`` output channels per group it holds the same kind of tile, vectors over output channels: grad_y is
-copied position-major (``gy_t[p, o]``, channels contiguous) and per position 2 vector loads of it and 8 input
-values broadcast feed 16 multiply-adds into the sums of 32 channels x 8 (channel, tap) pairs; the copies cost
-less than the dot products they replace. Narrower layers take a 4 x 4 tile of dot products, vectors along the
-positions, summed across lanes at the end.
+grad_weight, ``gw[o, c, t] = sum_p gy[o, p] * x[c, p + off[t]]``, is a sum over positions. With at least a tile's
+worth of output channels per group (2 vectors on avx512, 1 on avx2) it holds the same kind of tile with vectors
+over output channels, on grad_y copied position-major (``gy_t[p, o]``, channels contiguous; on avx2 a task copies
+its channels of one image into a buffer of its own, which stays in cache while it sweeps the (input channel, tap)
+pairs): per position, the tile's loads of that row and one input value per pair broadcast feed its
+multiply-adds (2 vectors x 8 pairs on avx512, 1 x 6 on avx2). The copies cost less than the dot products they
+replace. Narrower layers
+take tiles of dot products, vectors along the positions, summed across lanes at the end (4 channels x 4 pairs on
+avx512, 2 x 3 on avx2).
 """
 from __future__ import annotations
 
 import numpy as np
 from numba import njit, prange
 
-from .simd import fma, hsum, lanes, load, splat, store, wide_registers
+from .simd import fma, hsum, lanes, load, splat, store
 from .workspace import scratch_zeros
 
-__all__ = ["forward", "grad_input", "grad_weight", "block_use", "tile_channels", "ENABLED",
-           "TILE_VECTORS"]
+__all__ = ["forward", "grad_input", "grad_weight", "block_use", "tile_channels", "TILES", "TILE_VECTORS",
+           "TILE_CHANNELS"]
 
 _JIT = dict(cache=True)
-TILE_VECTORS = 2  # vectors of positions per tile: a block of 32 float32 (16 float64) positions
-ENABLED = wide_registers()  # only where the tiles fit in the registers (AVX-512); the flat-rows loops else
+TILES = ("avx512", "avx2")  # the variants: tiles for 32 registers of 512 bits, for 16 of 256 bits
+TILE_VECTORS = {"avx512": 2, "avx2": 1}    # forward: vectors of positions per tile (a block of 32 or 16 float32)
+TILE_CHANNELS = {"avx512": (8, 6), "avx2": (6, 4)}  # ... output channels per tile: the widest, a narrower one
+GRAD_WEIGHT_VECTORS = {"avx512": 2, "avx2": 1}  # grad_weight's position-major tiles: vectors of output channels
+GRAD_WEIGHT_PAIRS = {"avx512": 8, "avx2": 6}    # ... x (input channel, tap) pairs
+MIN_TASKS = 8  # grad_weight splits an image's pairs into runs where fewer tasks would leave threads idle
 
 
-def block_use(out_hw, padded_width) -> float:
+def block_use(out_hw, padded_width, tiles) -> float:
     """The share of the computed positions that are outputs: Ho*Wo over the flat positions (row stride Wp,
-    garbage columns included) rounded up to whole float32 blocks (float64's are half as long, so use more).
+    garbage columns included) rounded up to whole float32 blocks of the ``tiles`` variant (float64's are half as
+    long, so use more).
     Small planes waste most of a block (a 4x4 output uses a quarter of it); :mod:`tinyconv.kernels.choose` leaves
     those to other loops."""
     ho, wo = out_hw
     if ho * wo == 0:
         return 0.0
-    blk = TILE_VECTORS * 16
+    blk = TILE_VECTORS[tiles] * 16
     npos = (ho - 1) * padded_width + wo
     return ho * wo / (-(-npos // blk) * blk)
 
@@ -68,7 +81,7 @@ def _pad_planes(x, xp, top, left, wp):
 
 
 @njit(fastmath={"contract"}, inline="always", **_JIT)
-def _tile(rows, c0, cg, base, wk, offs, out, p0):
+def _tile_8x2(rows, c0, cg, base, wk, offs, out, p0):
     """out[k, p0 + p] = sum_{c < cg, t} wk[c*T + t, k] * rows[c0 + c, base + offs[t] + p] for k < 8 (or 6) and
     p < 2 vectors: the 8 x 2 vector tile held in registers for the whole sum (per (channel, tap): 2 loads, 8
     weights broadcast, 16 multiply-adds), stored once. rows: (C, L) flat planes; wk: (cg*T, 8 or 6) the weights of
@@ -109,19 +122,51 @@ def _tile(rows, c0, cg, base, wk, offs, out, p0):
             store(out[k], p0 + vl, hi)
 
 
+@njit(fastmath={"contract"}, inline="always", **_JIT)
+def _tile_6x1(rows, c0, cg, base, wk, offs, out, p0):
+    """out[k, p0 + p] = sum_{c < cg, t} wk[c*T + t, k] * rows[c0 + c, base + offs[t] + p] for k < 6 (or 4) and
+    p < 1 vector: the 6 x 1 vector tile for 16 registers of 256 bits (AVX2), where a 64-byte vector takes two:
+    12 accumulators, 2 for the input and 1 broadcast weight (the shape of OpenBLAS's Haswell sgemm kernel). Per
+    (channel, tap): 1 vector load, 6 weights broadcast, 6 vector multiply-adds. wk: (cg*T, 6 or 4)."""
+    ntap = offs.shape[0]
+    six = wk.shape[1] == 6
+    z = splat(out, 0.0)
+    a0, a1, a2, a3, a4, a5 = z, z, z, z, z, z
+    for c in range(cg):
+        xc = rows[c0 + c]
+        for t in range(ntap):
+            u = load(xc, base + offs[t])
+            wr = wk[c * ntap + t]
+            a0 = fma(splat(out, wr[0]), u, a0)
+            a1 = fma(splat(out, wr[1]), u, a1)
+            a2 = fma(splat(out, wr[2]), u, a2)
+            a3 = fma(splat(out, wr[3]), u, a3)
+            if six:  # (loop-invariant: the compiler makes one loop of each kind)
+                a4 = fma(splat(out, wr[4]), u, a4)
+                a5 = fma(splat(out, wr[5]), u, a5)
+    store(out[0], p0, a0)
+    store(out[1], p0, a1)
+    store(out[2], p0, a2)
+    store(out[3], p0, a3)
+    if six:
+        store(out[4], p0, a4)
+        store(out[5], p0, a5)
+
+
 @njit(parallel=True, fastmath={"contract"}, **_JIT)
-def _forward_tiles(xp, wpack, bias, offs, y, wp, cg):
+def _forward_tiles(xp, wpack, bias, offs, y, wp, cg, vectors):
     """y[n, o, i, j] = bias[o] + sum_{c, t} w[o, c, t] * xp[n, g*cg + c, i*wp + j + offs[t]].
 
     xp: (N, C_in, L) padded planes, row stride wp, with at least one block of zero slack past the last position
-    a tap reads; wpack: (groups * tiles, cg * T, 8 or 6) the weights of a tile's output channels side by side
-    (:func:`pack_weights`; zero past a group's last channel); y: (N, C_out, Ho, Wo)."""
+    a tap reads; wpack: (groups * tiles, cg * T, tc) the weights of a tile's tc output channels side by side
+    (:func:`pack_weights`; zero past a group's last channel); y: (N, C_out, Ho, Wo). ``vectors``: 2, the 8 x 2
+    tiles (tc 8 or 6) of the avx512 variant; 1, the 6 x 1 tiles (tc 6 or 4) of the avx2 one."""
     n_img, c_out, ho, wo = y.shape
     groups = xp.shape[1] // cg
     og = c_out // groups
     tc = wpack.shape[2]
     nob = (og + tc - 1) // tc
-    blk = TILE_VECTORS * lanes(xp[0, 0])
+    blk = vectors * lanes(xp[0, 0])
     npos = (ho - 1) * wp + wo
     nblk = (npos + blk - 1) // blk
     for task in prange(n_img * groups * nob):
@@ -132,7 +177,10 @@ def _forward_tiles(xp, wpack, bias, offs, y, wp, cg):
         nb = min(tc, (g + 1) * og - o0)
         out = np.empty((tc, nblk * blk), dtype=y.dtype)
         for q in range(nblk):
-            _tile(xp[n], g * cg, cg, q * blk, wpack[rest], offs, out, q * blk)
+            if vectors == 2:
+                _tile_8x2(xp[n], g * cg, cg, q * blk, wpack[rest], offs, out, q * blk)
+            else:
+                _tile_6x1(xp[n], g * cg, cg, q * blk, wpack[rest], offs, out, q * blk)
         for k in range(nb):
             b = bias[o0 + k]
             for i in range(ho):
@@ -152,7 +200,7 @@ def _pair_input(planes, c0, r, kr, offs):
 
 
 @njit(parallel=True, fastmath={"contract"}, **_JIT)
-def _grad_weight_tiles(xp, gyf, offs, part, cg):
+def _grad_weight_4x4(xp, gyf, offs, part, cg):
     """part[n, o, r] = sum_p gyf[n, o, p] * xp[n, g*cg + r // T, p + offs[r % T]] for the pairs r = c*T + t.
 
     xp: (N, C_in, L) padded planes as in :func:`_forward_tiles`; gyf: (N, C_out, P) grad_y with the same row
@@ -219,6 +267,67 @@ def _grad_weight_tiles(xp, gyf, offs, part, cg):
             for k in range(min(4, last - o0 + 1)):
                 for m in range(min(4, kr - r0)):
                     part[n, o0 + k, r0 + m] = sums[k, m]
+
+
+@njit(parallel=True, fastmath={"contract"}, **_JIT)
+def _grad_weight_2x3(xp, gyf, offs, part, cg):
+    """:func:`_grad_weight_4x4` with the tile for 16 registers of 256 bits (AVX2), where a vector takes two: 2
+    output channels x 3 pairs, 6 vector sums in 12 registers; per vector of positions, 2 loads of grad_y and 3 of
+    the input feed 6 multiply-adds."""
+    n_img, c_out, npr = gyf.shape
+    ntap = offs.shape[0]
+    groups = xp.shape[1] // cg
+    og = c_out // groups
+    nob = (og + 1) // 2
+    kr = cg * ntap
+    vl = lanes(xp[0, 0])
+    nvec = npr // vl
+    for task in prange(n_img * groups * nob):
+        n = task // (groups * nob)
+        rest = task % (groups * nob)
+        g = rest // nob
+        o0 = g * og + 2 * (rest % nob)
+        last = (g + 1) * og - 1
+        g0 = gyf[n, o0]
+        g1 = gyf[n, min(o0 + 1, last)]
+        for r0 in range(0, kr, 3):
+            x0 = _pair_input(xp[n], g * cg, r0, kr, offs)
+            x1 = _pair_input(xp[n], g * cg, r0 + 1, kr, offs)
+            x2 = _pair_input(xp[n], g * cg, r0 + 2, kr, offs)
+            z = splat(xp, 0.0)
+            a00, a01, a02, a10, a11, a12 = z, z, z, z, z, z
+            for v in range(nvec):
+                p = v * vl
+                u0 = load(g0, p)
+                u1 = load(g1, p)
+                v0 = load(x0, p)
+                a00 = fma(u0, v0, a00)
+                a10 = fma(u1, v0, a10)
+                v1 = load(x1, p)
+                a01 = fma(u0, v1, a01)
+                a11 = fma(u1, v1, a11)
+                v2 = load(x2, p)
+                a02 = fma(u0, v2, a02)
+                a12 = fma(u1, v2, a12)
+            sums = (hsum(a00), hsum(a01), hsum(a02), hsum(a10), hsum(a11), hsum(a12))
+            for k in range(min(2, last - o0 + 1)):
+                for m in range(min(3, kr - r0)):
+                    part[n, o0 + k, r0 + m] = sums[3 * k + m]
+
+
+@njit(inline="always", **_JIT)
+def _position_major(gy, n, o0, count, wp, width):
+    """buf[(i*wp + j)*width + o] = gy[n, o0 + o, i, j] for o < count: ``width`` output channels of one image's grad_y
+    position-major (channels contiguous) with row stride wp, zero in the garbage columns and past the last
+    channel."""
+    ho, wo = gy.shape[2], gy.shape[3]
+    buf = np.zeros(((ho - 1) * wp + wo) * width, dtype=gy.dtype)
+    for o in range(count):
+        src = gy[n, o0 + o]
+        for i in range(ho):
+            for j in range(wo):
+                buf[(i * wp + j) * width + o] = src[i, j]
+    return buf
 
 
 @njit(parallel=True, **_JIT)
@@ -297,17 +406,69 @@ def _grad_weight_wide(xp, gyt, offs, part, cg, npos):
                 store(pn[r0 + k], o0 + vl, hi)
 
 
-def tile_channels(og) -> int:
-    """Output channels per tile for ``og`` per group: 8, or 6 where that wastes fewer (LeNet's 6 channels, 12)."""
-    return 6 if -(-og // 6) * 6 < -(-og // 8) * 8 else 8
+@njit(parallel=True, fastmath={"contract"}, **_JIT)
+def _grad_weight_1x6(xp, gy, offs, part, cg, wp, chunks):
+    """part[n, r, g*ogp + o] = sum_p gy[n, g*og + o, p] * xp[n, g*cg + r // T, p + offs[r % T]] for the pairs
+    r = c*T + t (p over the flat positions, row stride wp): one image's share of grad_w (summed by the caller, in
+    image order), channels padded to ogp = part.shape[2] // groups, a whole number of vectors.
+
+    A task (image, 1 vector of output channels, one of ``chunks`` runs of pairs) copies its channels of grad_y
+    position-major (:func:`_position_major`), then holds a 1 x 6 tile of vector sums, 1 vector of channels x 6
+    pairs, over the whole plane: per position, 1 load of the copy and 6 input values broadcast feed 6
+    multiply-adds (pairs past the last repeat it, dropped). Sized for 16 registers of 256 bits (AVX2), where a
+    vector takes two: 12 for the sums."""
+    n_img, c_out, ho, wo = gy.shape
+    ntap = offs.shape[0]
+    groups = xp.shape[1] // cg
+    og = c_out // groups
+    ogp = part.shape[2] // groups
+    vl = lanes(xp[0, 0])
+    nov = ogp // vl
+    kr = cg * ntap
+    npos = (ho - 1) * wp + wo
+    run = -(-((kr + 5) // 6) // chunks) * 6  # pairs per chunk
+    per_img = groups * nov * chunks
+    for task in prange(n_img * per_img):
+        n = task // per_img
+        rest = task % per_img
+        g = rest // (nov * chunks)
+        v0 = vl * ((rest // chunks) % nov)  # the tile's first channel within the group
+        gt = _position_major(gy, n, g * og + v0, min(vl, og - v0), wp, vl)
+        c0 = g * cg
+        pn = part[n]
+        col = g * ogp + v0
+        for r0 in range(run * (rest % chunks), min(kr, run * (rest % chunks + 1)), 6):
+            x0, x1 = _pair_input(xp[n], c0, r0, kr, offs), _pair_input(xp[n], c0, r0 + 1, kr, offs)
+            x2, x3 = _pair_input(xp[n], c0, r0 + 2, kr, offs), _pair_input(xp[n], c0, r0 + 3, kr, offs)
+            x4, x5 = _pair_input(xp[n], c0, r0 + 4, kr, offs), _pair_input(xp[n], c0, r0 + 5, kr, offs)
+            z = splat(xp, 0.0)
+            a0, a1, a2, a3, a4, a5 = z, z, z, z, z, z
+            for p in range(npos):
+                u = load(gt, p * vl)
+                a0 = fma(u, splat(xp, x0[p]), a0)
+                a1 = fma(u, splat(xp, x1[p]), a1)
+                a2 = fma(u, splat(xp, x2[p]), a2)
+                a3 = fma(u, splat(xp, x3[p]), a3)
+                a4 = fma(u, splat(xp, x4[p]), a4)
+                a5 = fma(u, splat(xp, x5[p]), a5)
+            for k, a in enumerate((a0, a1, a2, a3, a4, a5)):
+                if r0 + k < kr:
+                    store(pn[r0 + k], col, a)
 
 
-def pack_weights(w, groups):
-    """(C_out, cg, kh, kw) -> (groups * tiles, cg*kh*kw, tc): the tc = :func:`tile_channels` output channels of a
-    tile side by side, zero past a group's last channel."""
+def tile_channels(og, tiles) -> int:
+    """Output channels per forward tile of the ``tiles`` variant for ``og`` per group: the variant's widest tile, or
+    its narrower one where that computes at least a tenth fewer channels (a narrower tile does less work per load
+    of the input): avx512 8, or 6 for LeNet's 6 channels, 12; avx2 6, or 4 for 16."""
+    widest, narrower = TILE_CHANNELS[tiles]
+    return narrower if 10 * (-(-og // narrower) * narrower) <= 9 * (-(-og // widest) * widest) else widest
+
+
+def pack_weights(w, groups, tc):
+    """(C_out, cg, kh, kw) -> (groups * tiles, cg*kh*kw, tc): the tc output channels of a tile side by side, zero
+    past a group's last channel."""
     c_out, cg, kh, kw = w.shape
     og, k = c_out // groups, cg * kh * kw
-    tc = tile_channels(og)
     nob = -(-og // tc)
     packed = np.zeros((groups, nob * tc, k), dtype=w.dtype)
     packed[:, :og] = np.asarray(w).reshape(groups, og, k)
@@ -320,26 +481,27 @@ def _padded_planes(x, kernel_hw, padding, dilation, role):
     (kh, kw), (top, bottom, left, right), (dh, dw) = kernel_hw, padding, dilation
     # at stride 1 the padded size is also the output's plus the kernel's reach (grad_input pads grad_y to make it so)
     hp, wp = h + top + bottom, wd + left + right
-    slack = TILE_VECTORS * 64 // x.dtype.itemsize  # one block of positions past the last one a tap reads
+    slack = max(TILE_VECTORS.values()) * 64 // x.dtype.itemsize  # a block of positions past the last a tap reads
     xp = scratch_zeros((n, c_in, hp * wp + slack), x.dtype, ("blocked." + role, x.shape, tuple(padding)))
     _pad_planes(np.ascontiguousarray(x), xp, top, left, wp)
     offs = np.array([a * dh * wp + b * dw for a in range(kh) for b in range(kw)], dtype=np.int64)
     return xp, wp, offs
 
 
-def _conv(x, w, bias, padding, dilation, groups, y, role):
+def _conv(x, w, bias, padding, dilation, groups, y, role, tiles):
     """y (N, C_out, Ho, Wo) = stride-1 conv of x with w, zero padding (top, bottom, left, right)."""
     xp, wp, offs = _padded_planes(x, w.shape[2:], padding, dilation, role)
-    _forward_tiles(xp, pack_weights(w, groups), bias, offs, y, wp, w.shape[1])
+    tc = tile_channels(w.shape[0] // groups, tiles)
+    _forward_tiles(xp, pack_weights(w, groups, tc), bias, offs, y, wp, w.shape[1], TILE_VECTORS[tiles])
     return y
 
 
-def forward(x, w, bias, args, y):
+def forward(x, w, bias, args, y, tiles):
     """y = conv2d(x, w) + bias at stride 1 (args.stride == (1, 1)); bias: (C_out,)."""
-    return _conv(x, w, bias, args.padding, args.dilation, args.groups, y, "x")
+    return _conv(x, w, bias, args.padding, args.dilation, args.groups, y, "x", tiles)
 
 
-def grad_input(grad_y, w, input_hw, args):
+def grad_input(grad_y, w, input_hw, args, tiles):
     """grad_x (N, C_in, H, W) of a stride-1 conv2d: grad_y convolved with the flipped, channel-swapped kernel."""
     c_out, cg, kh, kw = w.shape
     groups = args.groups
@@ -356,28 +518,36 @@ def grad_input(grad_y, w, input_hw, args):
     pr = wd + (kw - 1) * dw - wo - pl
     gx = np.empty((grad_y.shape[0], cg * groups, h, wd), dtype=grad_y.dtype)
     return _conv(grad_y, wt, np.zeros(cg * groups, dtype=grad_y.dtype), (pt, pb, pl, pr), (dh, dw), groups, gx,
-                 "grad_y")
+                 "grad_y", tiles)
 
 
-def grad_weight(x, grad_y, args, w_shape):
+def grad_weight(x, grad_y, args, w_shape, tiles):
     """grad_w (C_out, C_in/groups, kh, kw) of a stride-1 conv2d."""
     c_out, cg, kh, kw = w_shape
     n, ho, wo = grad_y.shape[0], grad_y.shape[2], grad_y.shape[3]
     xp, wp, offs = _padded_planes(x, (kh, kw), args.padding, args.dilation, "x")
     vl = 64 // x.dtype.itemsize
     groups, og = args.groups, c_out // args.groups
-    if og >= 2 * vl:
-        ogp = -(-og // (2 * vl)) * 2 * vl  # channels per group, padded to whole tiles
-        npos = (ho - 1) * wp + wo
-        gyt = scratch_zeros((n, npos * groups * ogp), x.dtype, ("blocked.grad_y_t", grad_y.shape, wp, groups))
-        _to_position_major(np.ascontiguousarray(grad_y), gyt, wp, ogp)
+    width = GRAD_WEIGHT_VECTORS[tiles] * vl  # output channels of a position-major tile
+    if og >= width:
+        ogp = -(-og // width) * width  # channels per group, padded to whole tiles
         part = np.empty((n, cg * kh * kw, groups * ogp), dtype=x.dtype)
-        _grad_weight_wide(xp, gyt, offs, part, cg, npos)
+        # runs of pairs per (image, channels) task: enough tasks for the threads where images are few
+        tasks = n * groups * (ogp // width)
+        chunks = max(1, min(-(-cg * kh * kw // GRAD_WEIGHT_PAIRS[tiles]), -(-MIN_TASKS // tasks)))
+        if tiles == "avx512":
+            npos = (ho - 1) * wp + wo
+            gyt = scratch_zeros((n, npos * groups * ogp), x.dtype, ("blocked.grad_y_t", grad_y.shape, wp, groups))
+            _to_position_major(np.ascontiguousarray(grad_y), gyt, wp, ogp)
+            _grad_weight_wide(xp, gyt, offs, part, cg, npos)
+        else:
+            _grad_weight_1x6(xp, np.ascontiguousarray(grad_y), offs, part, cg, wp, chunks)
         total = part.sum(axis=0).reshape(cg * kh * kw, groups, ogp)[:, :, :og]
         return np.ascontiguousarray(total.transpose(1, 2, 0)).reshape(w_shape)
     npr = -(-((ho - 1) * wp + wo) // vl) * vl
     gyf = scratch_zeros((n, c_out, npr), x.dtype, ("blocked.grad_y", grad_y.shape, wp))
     _pad_planes(np.ascontiguousarray(grad_y), gyf, 0, 0, wp)
     part = np.empty((n, c_out, cg * kh * kw), dtype=x.dtype)
-    _grad_weight_tiles(xp, gyf, offs, part, cg)
+    kernel = _grad_weight_4x4 if tiles == "avx512" else _grad_weight_2x3
+    kernel(xp, gyf, offs, part, cg)
     return part.sum(axis=0).reshape(w_shape)

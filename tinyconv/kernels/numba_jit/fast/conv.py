@@ -4,8 +4,8 @@ The sums are those of :mod:`..plain`; the loops here compute them in layouts tha
 
 * :mod:`.flat_rows`: every kernel tap a constant offset into a channel's flattened padded plane, strides by a
   polyphase split; the backward kernels on the same layout (the default layout).
-* :mod:`.blocked`: the flat-rows layout at stride 1 with register-blocked tiles of explicit 512-bit vectors
-  (:mod:`.simd`), where a plane fills its blocks.
+* :mod:`.blocked`: the flat-rows layout at stride 1 with register-blocked tiles of explicit 64-byte vectors
+  (:mod:`.simd`), sized for the CPU's registers (AVX-512 or AVX2), where a plane fills its blocks.
 * :mod:`.batch_last`: the batch innermost, for big batches (forward and grad_weight; grad_input as forward
   convolutions of grad_y, one per phase of the stride, :mod:`.adjoint`), with scratch buffers in :mod:`.workspace`.
 * :mod:`.depthwise`: per-plane loops for ``groups == C_in == C_out``.
@@ -47,7 +47,7 @@ def forward(x, w, args, bias=None):
         return y
     if layout == "blocked":
         ensure_thread_pool()
-        return blocked.forward(x, w, bias, args, y)
+        return blocked.forward(x, w, bias, args, y, choose.BLOCKED_TILES)
     if layout == "batch_last":
         return batch_last.forward(x, w, bias, args, y)
     lay = flat_rows.Layout(x.shape[2], x.shape[3], args.padding, args.stride, args.dilation, args.kernel_hw)
@@ -74,7 +74,7 @@ def grad_input(grad_y, w, input_hw, args):
         return _depthwise_grad_input(grad_y, w, gx, args, as_forward=layout == "depthwise_as_forward")
     if layout == "blocked":
         ensure_thread_pool()
-        return blocked.grad_input(grad_y, w, input_hw, args)
+        return blocked.grad_input(grad_y, w, input_hw, args, choose.BLOCKED_TILES)
     if layout == "phases":
         return _grad_input_by_phases(grad_y, w, input_hw, args, phases)
     lay = flat_rows.Layout(h, w_in, args.padding, args.stride, args.dilation, args.kernel_hw)
@@ -146,7 +146,7 @@ def grad_weight(x, grad_y, args):
         return gw
     if layout == "blocked":
         ensure_thread_pool()
-        return blocked.grad_weight(x, grad_y, args, w_shape)
+        return blocked.grad_weight(x, grad_y, args, w_shape, choose.BLOCKED_TILES)
     if layout == "batch_last":
         return batch_last.grad_weight(x, grad_y, args, w_shape)
     lay = flat_rows.Layout(x.shape[2], x.shape[3], args.padding, args.stride, args.dilation, args.kernel_hw)

@@ -12,25 +12,60 @@ checks: a caller guarantees that ``i .. i + lanes - 1`` is inside the array. Arr
 """
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 from llvmlite import ir
 from numba import config, types
 from numba.core import cgutils
 from numba.extending import intrinsic, models, register_model
 
-__all__ = ["Vector", "lanes", "load", "store", "splat", "fma", "hsum", "wide_registers"]
+__all__ = ["Vector", "lanes", "load", "store", "splat", "fma", "hsum", "vector_unit", "compiled_vector_unit"]
 
 VECTOR_BYTES = 64
 
 
-def wide_registers() -> bool:
-    """Whether numba compiles for 512-bit vector registers (AVX-512F: 32 of them). Kernels that hold many vectors
-    at once need them: with AVX2's 16 registers of half the width, a 16-vector tile spills to memory and the
-    register-blocked loops become slower than the flat-rows ones (``benchmarks/bench_conv.py`` shows it)."""
+# A multiply-add of two 64-byte vectors; the assembly LLVM makes of it says what registers hold a Vector.
+_PROBE_IR = """
+define void @probe(<16 x float>* %p) {
+  %a = load <16 x float>, <16 x float>* %p
+  %b = call <16 x float> @llvm.fma.v16f32(<16 x float> %a, <16 x float> %a, <16 x float> %a)
+  store <16 x float> %b, <16 x float>* %p
+  ret void
+}
+declare <16 x float> @llvm.fma.v16f32(<16 x float>, <16 x float>, <16 x float>)
+"""
+
+
+@functools.cache
+def vector_unit(cpu_name: str, features: str, triple: str) -> str:
+    """What a :class:`Vector` is in registers when LLVM compiles for this CPU name, feature string and target
+    triple (numba's ``NUMBA_CPU_NAME``, ``NUMBA_CPU_FEATURES`` and the process's triple): ``"avx512"`` (one of 32
+    512-bit registers, fused multiply-adds), ``"avx2"`` (two of 16 256-bit registers, fused multiply-adds) or
+    ``"generic"`` (anything else: narrower registers, multiply-adds as library calls, another architecture).
+
+    Asked from LLVM itself, from the assembly of one vector multiply-add, not from a table of CPU names: a name
+    with its default features (``haswell``, ``skylake-avx512``) and an explicit feature list (``+avx2,+fma``, or
+    the host's with ``+avx512f``) answer alike, whatever CPU the process runs on."""
     from llvmlite import binding
 
-    features = config.CPU_FEATURES or binding.get_host_cpu_features().flatten()
-    return "+avx512f" in features.split(",")
+    machine = binding.Target.from_triple(triple).create_target_machine(cpu=cpu_name, features=features, opt=2)
+    module = binding.parse_assembly(_PROBE_IR)
+    module.triple = machine.triple
+    asm = machine.emit_assembly(module)
+    if "vfmadd" not in asm:
+        return "generic"
+    return "avx512" if "%zmm" in asm else "avx2" if "%ymm" in asm else "generic"
+
+
+def compiled_vector_unit() -> str:
+    """:func:`vector_unit` of the CPU numba compiles for: its target's triple, CPU name and features (the host's
+    unless ``NUMBA_CPU_NAME`` / ``NUMBA_CPU_FEATURES`` say otherwise; note that numba passes the host's features
+    with a ``NUMBA_CPU_NAME`` unless ``NUMBA_CPU_FEATURES`` is set too)."""
+    from numba.core.registry import cpu_target
+
+    triple, cpu_name, features = cpu_target.target_context.codegen().magic_tuple()
+    return vector_unit(cpu_name, features, triple)
 
 
 class Vector(types.Type):
