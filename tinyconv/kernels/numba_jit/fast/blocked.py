@@ -24,11 +24,10 @@ grad_y, padded by ``(k - 1)*d - padding`` on each side, with the kernel flipped 
 
 grad_weight, ``gw[o, c, t] = sum_p gy[o, p] * x[c, p + off[t]]``, is a sum over positions. With at least a tile's
 worth of output channels per group (2 vectors on avx512, 1 on avx2) it holds the same kind of tile with vectors
-over output channels, on grad_y copied position-major (``gy_t[p, o]``, channels contiguous; on avx2 a task copies
-its channels of one image into a buffer of its own, which stays in cache while it sweeps the (input channel, tap)
-pairs): per position, the tile's loads of that row and one input value per pair broadcast feed its
-multiply-adds (2 vectors x 8 pairs on avx512, 1 x 6 on avx2). The copies cost less than the dot products they
-replace. Narrower layers
+over output channels: a task copies its channels of one image's grad_y position-major (``gy_t[p, o]``, channels
+contiguous) into a buffer of its own, which stays in cache while it sweeps the (input channel, tap) pairs; per
+position, the tile's loads of that row and one input value per pair broadcast feed its multiply-adds (2 vectors
+x 8 pairs on avx512, 1 x 6 on avx2). The copies cost less than the dot products they replace. Narrower layers
 take tiles of dot products, vectors along the positions, summed across lanes at the end (4 channels x 4 pairs on
 avx512, 2 x 3 on avx2).
 """
@@ -330,93 +329,75 @@ def _position_major(gy, n, o0, count, wp, width):
     return buf
 
 
-@njit(parallel=True, **_JIT)
-def _to_position_major(gy, gyt, wp, ogp):
-    """gyt[n, (i*wp + j)*C + g*ogp + o] = gy[n, g*og + o, i, j], C = groups*ogp; the rest (pre-zeroed: garbage
-    columns, padding channels) stays zero."""
-    n_img, c_out, ho, wo = gy.shape
-    ctot = gyt.shape[1] // ((ho - 1) * wp + wo)
-    og = c_out // (ctot // ogp)
-    for task in prange(n_img * ho):
-        n = task // ho
-        i = task % ho
-        d = gyt[n]
-        for c in range(c_out):
-            col = (c // og) * ogp + c % og
-            for j in range(wo):
-                d[(i * wp + j) * ctot + col] = gy[n, c, i, j]
-
-
 @njit(parallel=True, fastmath={"contract"}, **_JIT)
-def _grad_weight_wide(xp, gyt, offs, part, cg, npos):
-    """part[n, r, g*ogp + o] = sum_p gyt[n, p*C + g*ogp + o] * xp[n, g*cg + r // T, p + offs[r % T]] for the pairs
-    r = c*T + t: one image's share of grad_w (summed by the caller, in image order), channels padded to ogp.
+def _grad_weight_2x8(xp, gy, offs, part, cg, wp, chunks):
+    """part[n, r, g*ogp + o] = sum_p gy[n, g*og + o, p] * xp[n, g*cg + r // T, p + offs[r % T]] for the pairs
+    r = c*T + t (p over the flat positions, row stride wp): one image's share of grad_w (summed by the caller, in
+    image order), channels padded to ogp = part.shape[2] // groups, a whole number of 2 vectors.
 
-    A task (image, 2 vectors of output channels, 8 pairs) holds a 2 x 8 tile of vector sums for the whole plane;
-    per position, 2 loads of grad_y's row and 8 input values broadcast (pairs past the last repeat it, dropped)."""
-    n_img = xp.shape[0]
+    A task (image, 2 vectors of output channels, one of ``chunks`` runs of pairs) copies its channels of grad_y
+    position-major (:func:`_position_major`), then holds a 2 x 8 tile of vector sums, 2 vectors of channels x 8
+    pairs, over the whole plane: per position, 2 loads of the copy and 8 input values broadcast feed 16
+    multiply-adds (pairs past the last repeat it, dropped). Sized for 32 registers of 512 bits (AVX-512)."""
+    n_img, c_out, ho, wo = gy.shape
     ntap = offs.shape[0]
     groups = xp.shape[1] // cg
-    ctot = part.shape[2]
-    ogp = ctot // groups
+    og = c_out // groups
+    ogp = part.shape[2] // groups
     vl = lanes(xp[0, 0])
     nov = ogp // (2 * vl)
     kr = cg * ntap
-    nrb = (kr + 7) // 8
-    per_img = groups * nov * nrb
+    npos = (ho - 1) * wp + wo
+    run = -(-((kr + 7) // 8) // chunks) * 8  # pairs per chunk
+    per_img = groups * nov * chunks
     for task in prange(n_img * per_img):
         n = task // per_img
         rest = task % per_img
-        g = rest // (nov * nrb)
-        o0 = g * ogp + 2 * vl * ((rest // nrb) % nov)
-        r0 = 8 * (rest % nrb)
+        g = rest // (nov * chunks)
+        v0 = 2 * vl * ((rest // chunks) % nov)  # the tile's first channel within the group
+        gt = _position_major(gy, n, g * og + v0, min(2 * vl, og - v0), wp, 2 * vl)
         c0 = g * cg
-        gn = gyt[n]
-        x0, x1 = _pair_input(xp[n], c0, r0, kr, offs), _pair_input(xp[n], c0, r0 + 1, kr, offs)
-        x2, x3 = _pair_input(xp[n], c0, r0 + 2, kr, offs), _pair_input(xp[n], c0, r0 + 3, kr, offs)
-        x4, x5 = _pair_input(xp[n], c0, r0 + 4, kr, offs), _pair_input(xp[n], c0, r0 + 5, kr, offs)
-        x6, x7 = _pair_input(xp[n], c0, r0 + 6, kr, offs), _pair_input(xp[n], c0, r0 + 7, kr, offs)
-        z = splat(xp, 0.0)
-        a0, a1, a2, a3, a4, a5, a6, a7 = z, z, z, z, z, z, z, z
-        b0, b1, b2, b3, b4, b5, b6, b7 = z, z, z, z, z, z, z, z
-        for p in range(npos):
-            q = p * ctot + o0
-            u = load(gn, q)
-            v = load(gn, q + vl)
-            s = splat(xp, x0[p])
-            a0, b0 = fma(u, s, a0), fma(v, s, b0)
-            s = splat(xp, x1[p])
-            a1, b1 = fma(u, s, a1), fma(v, s, b1)
-            s = splat(xp, x2[p])
-            a2, b2 = fma(u, s, a2), fma(v, s, b2)
-            s = splat(xp, x3[p])
-            a3, b3 = fma(u, s, a3), fma(v, s, b3)
-            s = splat(xp, x4[p])
-            a4, b4 = fma(u, s, a4), fma(v, s, b4)
-            s = splat(xp, x5[p])
-            a5, b5 = fma(u, s, a5), fma(v, s, b5)
-            s = splat(xp, x6[p])
-            a6, b6 = fma(u, s, a6), fma(v, s, b6)
-            s = splat(xp, x7[p])
-            a7, b7 = fma(u, s, a7), fma(v, s, b7)
         pn = part[n]
-        for k, (lo, hi) in enumerate(((a0, b0), (a1, b1), (a2, b2), (a3, b3), (a4, b4), (a5, b5), (a6, b6), (a7, b7))):
-            if r0 + k < kr:
-                store(pn[r0 + k], o0, lo)
-                store(pn[r0 + k], o0 + vl, hi)
+        col = g * ogp + v0
+        for r0 in range(run * (rest % chunks), min(kr, run * (rest % chunks + 1)), 8):
+            x0, x1 = _pair_input(xp[n], c0, r0, kr, offs), _pair_input(xp[n], c0, r0 + 1, kr, offs)
+            x2, x3 = _pair_input(xp[n], c0, r0 + 2, kr, offs), _pair_input(xp[n], c0, r0 + 3, kr, offs)
+            x4, x5 = _pair_input(xp[n], c0, r0 + 4, kr, offs), _pair_input(xp[n], c0, r0 + 5, kr, offs)
+            x6, x7 = _pair_input(xp[n], c0, r0 + 6, kr, offs), _pair_input(xp[n], c0, r0 + 7, kr, offs)
+            z = splat(xp, 0.0)
+            a0, a1, a2, a3, a4, a5, a6, a7 = z, z, z, z, z, z, z, z
+            b0, b1, b2, b3, b4, b5, b6, b7 = z, z, z, z, z, z, z, z
+            for p in range(npos):
+                u = load(gt, p * 2 * vl)
+                v = load(gt, p * 2 * vl + vl)
+                s = splat(xp, x0[p])
+                a0, b0 = fma(u, s, a0), fma(v, s, b0)
+                s = splat(xp, x1[p])
+                a1, b1 = fma(u, s, a1), fma(v, s, b1)
+                s = splat(xp, x2[p])
+                a2, b2 = fma(u, s, a2), fma(v, s, b2)
+                s = splat(xp, x3[p])
+                a3, b3 = fma(u, s, a3), fma(v, s, b3)
+                s = splat(xp, x4[p])
+                a4, b4 = fma(u, s, a4), fma(v, s, b4)
+                s = splat(xp, x5[p])
+                a5, b5 = fma(u, s, a5), fma(v, s, b5)
+                s = splat(xp, x6[p])
+                a6, b6 = fma(u, s, a6), fma(v, s, b6)
+                s = splat(xp, x7[p])
+                a7, b7 = fma(u, s, a7), fma(v, s, b7)
+            for k, (lo, hi) in enumerate(((a0, b0), (a1, b1), (a2, b2), (a3, b3), (a4, b4), (a5, b5), (a6, b6),
+                                          (a7, b7))):
+                if r0 + k < kr:
+                    store(pn[r0 + k], col, lo)
+                    store(pn[r0 + k], col + vl, hi)
 
 
 @njit(parallel=True, fastmath={"contract"}, **_JIT)
 def _grad_weight_1x6(xp, gy, offs, part, cg, wp, chunks):
-    """part[n, r, g*ogp + o] = sum_p gy[n, g*og + o, p] * xp[n, g*cg + r // T, p + offs[r % T]] for the pairs
-    r = c*T + t (p over the flat positions, row stride wp): one image's share of grad_w (summed by the caller, in
-    image order), channels padded to ogp = part.shape[2] // groups, a whole number of vectors.
-
-    A task (image, 1 vector of output channels, one of ``chunks`` runs of pairs) copies its channels of grad_y
-    position-major (:func:`_position_major`), then holds a 1 x 6 tile of vector sums, 1 vector of channels x 6
-    pairs, over the whole plane: per position, 1 load of the copy and 6 input values broadcast feed 6
-    multiply-adds (pairs past the last repeat it, dropped). Sized for 16 registers of 256 bits (AVX2), where a
-    vector takes two: 12 for the sums."""
+    """:func:`_grad_weight_2x8` with the tile for 16 registers of 256 bits (AVX2), where a vector takes two: a
+    task's channels are 1 vector (ogp a whole number of vectors), its tile 1 vector of channels x 6 pairs (12
+    registers); per position, 1 load of the copy and 6 input values broadcast feed 6 multiply-adds."""
     n_img, c_out, ho, wo = gy.shape
     ntap = offs.shape[0]
     groups = xp.shape[1] // cg
@@ -535,13 +516,8 @@ def grad_weight(x, grad_y, args, w_shape, tiles):
         # runs of pairs per (image, channels) task: enough tasks for the threads where images are few
         tasks = n * groups * (ogp // width)
         chunks = max(1, min(-(-cg * kh * kw // GRAD_WEIGHT_PAIRS[tiles]), -(-MIN_TASKS // tasks)))
-        if tiles == "avx512":
-            npos = (ho - 1) * wp + wo
-            gyt = scratch_zeros((n, npos * groups * ogp), x.dtype, ("blocked.grad_y_t", grad_y.shape, wp, groups))
-            _to_position_major(np.ascontiguousarray(grad_y), gyt, wp, ogp)
-            _grad_weight_wide(xp, gyt, offs, part, cg, npos)
-        else:
-            _grad_weight_1x6(xp, np.ascontiguousarray(grad_y), offs, part, cg, wp, chunks)
+        kernel = _grad_weight_2x8 if tiles == "avx512" else _grad_weight_1x6
+        kernel(xp, np.ascontiguousarray(grad_y), offs, part, cg, wp, chunks)
         total = part.sum(axis=0).reshape(cg * kh * kw, groups, ogp)[:, :, :og]
         return np.ascontiguousarray(total.transpose(1, 2, 0)).reshape(w_shape)
     npr = -(-((ho - 1) * wp + wo) // vl) * vl
