@@ -25,10 +25,11 @@ from .shapes import conv_output_size
 
 __all__ = ["CONV_OPS", "jit_enabled", "is_depthwise", "conv_backend", "pool_backend", "numba_layout",
            "numba_grad_input_layout", "grad_input_phases", "uses_blocked", "uses_batch_last_forward",
-           "im2col_grad_input_layout", "BATCH_LAST_MIN_N", "BATCH_LAST_MAX_POS", "BATCH_LAST_MIN_GARBAGE",
-           "MIN_BLOCK_USE", "MIN_TILE_FILL", "IM2COL_MIN_K", "IM2COL_MIN_OG", "NUMBA_MIN_IN_POS",
-           "NUMBA_MIN_IN_POS_CHANNELS", "NUMBA_MAX_STRIDED_OUT_POS", "BLOCKED_GW_MIN_OG", "BLOCKED_GW_MAX_K",
-           "FLAT_ROWS_GW_MAX_K", "IM2COL_BATCH_LAST_MAX_BYTES"]
+           "im2col_grad_input_layout", "blocked_tiles_for", "VECTOR_UNIT", "BLOCKED_TILES", "BATCH_LAST_MIN_N",
+           "BATCH_LAST_MAX_POS", "BATCH_LAST_MIN_GARBAGE", "MIN_BLOCK_USE", "MIN_TILE_FILL", "IM2COL_MIN_K",
+           "NUMBA_MIN_STRIDED_TAPS", "IM2COL_MIN_OG", "NUMBA_MIN_IN_POS", "NUMBA_MIN_IN_POS_CHANNELS",
+           "NUMBA_MAX_STRIDED_OUT_POS", "BLOCKED_GW_MIN_OG", "BLOCKED_GW_MAX_K", "FLAT_ROWS_GW_MAX_K",
+           "IM2COL_BATCH_LAST_MAX_BYTES"]
 
 CONV_OPS = ("forward", "grad_input", "grad_weight")
 
@@ -40,9 +41,10 @@ def blocked_tiles_for(vector_unit):
     return vector_unit if vector_unit in blocked.TILES else None
 
 
-# -- the register-blocked loops' variant, for the CPU numba compiles for (asked from LLVM, not from a table of CPUs;
-#    tests set it to run every variant on any CPU: correct everywhere, slow where its tiles spill)
-BLOCKED_TILES = blocked_tiles_for(simd.compiled_vector_unit())
+# -- what numba compiles for (asked from LLVM, not from a table of CPUs): the vector unit, and the register-blocked
+#    loops' variant for it (tests set that to run every variant on any CPU: correct everywhere, slow where it spills)
+VECTOR_UNIT = simd.compiled_vector_unit()
+BLOCKED_TILES = blocked_tiles_for(VECTOR_UNIT)
 
 # -- the numba backend's layouts
 BATCH_LAST_MIN_N = 32           # batch-last loops (numba, and im2col's grad_input columns) from this many images
@@ -53,6 +55,8 @@ MIN_TILE_FILL = (2, 3)          # ... and (forward, grad_input) at least 2/3 of 
 
 # -- auto: numba or im2col
 IM2COL_MIN_K = 512              # forward: im2col from this many multiply-adds per output (C_in/groups * kh * kw)
+NUMBA_MIN_STRIDED_TAPS = {"avx512": 49}  # forward, strided: numba from this many taps (7x7) where numba's vectors
+                                         # are 512 bits (elsewhere im2col)
 IM2COL_MIN_OG = 32              # grad_input: im2col from this many output channels per group ...
 NUMBA_MIN_IN_POS = 1024         # ... unless the input has this many positions ...
 NUMBA_MIN_IN_POS_CHANNELS = 8   # ... and at least this many input channels per group
@@ -104,8 +108,10 @@ def conv_backend(op, x_shape, w_shape, args) -> str:
     out_hw = _out_hw(x_shape, w_shape, args)
     blocked_ = taps > 1 and uses_blocked(op, x_shape, w_shape, out_hw, args)
     if op == "forward":
+        strided_taps = NUMBA_MIN_STRIDED_TAPS.get(VECTOR_UNIT)
         fast = blocked_ or (taps > 1 and (
-            (unit_stride and k < IM2COL_MIN_K) or uses_batch_last_forward(x_shape, out_hw, args)))
+            (k < IM2COL_MIN_K and (unit_stride or (strided_taps is not None and taps >= strided_taps)))
+            or uses_batch_last_forward(x_shape, out_hw, args)))
     elif op == "grad_input":
         gy_shape = (x_shape[0], c_out) + out_hw
         fast = blocked_ or (taps > 1 and (
