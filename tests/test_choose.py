@@ -260,8 +260,6 @@ def test_numba_max_strided_out_pos(monkeypatch, no_tiles):
 @jit_only
 def test_blocked_grad_weight_thresholds(monkeypatch, tiles):
     monkeypatch.setattr(choose, "FLAT_ROWS_GW_MAX_K", 0)  # leave the tiles as the only numba path at batch 2
-    _boundary(monkeypatch, "BLOCKED_GW_MIN_OG", 8, _backend("grad_weight", padding=1), "im2col", "numba", "numba",
-              lambda og: ((2, 4, 16, 16), (og, 4, 3, 3)))
     _boundary(monkeypatch, "BLOCKED_GW_MAX_K", 8, _backend("grad_weight"), "numba", "numba", "im2col",
               lambda k: ((2, 1, 16, 16), (32, 1, 1, k)))
 

@@ -28,7 +28,7 @@ __all__ = ["CONV_OPS", "jit_enabled", "is_depthwise", "conv_backend", "pool_back
            "im2col_grad_input_layout", "blocked_tiles_for", "VECTOR_UNIT", "BLOCKED_TILES", "BATCH_LAST_MIN_N",
            "BATCH_LAST_MAX_POS", "BATCH_LAST_MIN_GARBAGE", "MIN_BLOCK_USE", "MIN_TILE_FILL", "IM2COL_MIN_K",
            "NUMBA_MIN_STRIDED_TAPS", "IM2COL_MIN_OG", "NUMBA_MIN_IN_POS", "NUMBA_MIN_IN_POS_CHANNELS",
-           "NUMBA_MAX_STRIDED_OUT_POS", "BLOCKED_GW_MIN_OG", "BLOCKED_GW_MAX_K", "FLAT_ROWS_GW_MAX_K",
+           "NUMBA_MAX_STRIDED_OUT_POS", "BLOCKED_GW_MAX_K", "FLAT_ROWS_GW_MAX_K",
            "IM2COL_BATCH_LAST_MAX_BYTES"]
 
 CONV_OPS = ("forward", "grad_input", "grad_weight")
@@ -61,8 +61,7 @@ IM2COL_MIN_OG = 32              # grad_input: im2col from this many output chann
 NUMBA_MIN_IN_POS = 1024         # ... unless the input has this many positions ...
 NUMBA_MIN_IN_POS_CHANNELS = 8   # ... and at least this many input channels per group
 NUMBA_MAX_STRIDED_OUT_POS = 256  # grad_weight, strided: numba's batch-last loops up to this many output positions
-BLOCKED_GW_MIN_OG = 32          # grad_weight: numba's blocked loops from this many output channels per group ...
-BLOCKED_GW_MAX_K = 1024         # ... up to this many multiply-adds per output
+BLOCKED_GW_MAX_K = 1024         # grad_weight: numba's blocked loops up to this many multiply-adds per output
 FLAT_ROWS_GW_MAX_K = 160        # grad_weight at stride 1: numba's flat-rows loops up to this many multiply-adds
 
 # -- im2col's grad_input
@@ -121,7 +120,7 @@ def conv_backend(op, x_shape, w_shape, args) -> str:
     else:
         batch_last = x_shape[0] >= BATCH_LAST_MIN_N and (
             unit_stride or out_hw[0] * out_hw[1] <= NUMBA_MAX_STRIDED_OUT_POS)
-        fast = ((blocked_ and og >= BLOCKED_GW_MIN_OG and k <= BLOCKED_GW_MAX_K) or (taps > 1 and batch_last)
+        fast = ((blocked_ and k <= BLOCKED_GW_MAX_K) or (taps > 1 and batch_last)
                 or (unit_stride and k <= FLAT_ROWS_GW_MAX_K))
     return "numba" if fast else "im2col"
 
