@@ -323,6 +323,46 @@ def test_min_block_use(monkeypatch, tiles):
 
 
 @jit_only
+def test_batch_min_block_use(monkeypatch):
+    """From BATCH_LAST_MIN_N images a variant named in BATCH_MIN_BLOCK_USE needs that share of its blocks' positions
+    (forward and grad_input); with fewer images, or another variant, MIN_BLOCK_USE decides."""
+    monkeypatch.setattr(choose, "BLOCKED_TILES", "avx2")
+    monkeypatch.setattr(choose, "MIN_BLOCK_USE", 0.0)
+    w_shape = (8, 8, 3, 3)
+    use = blocked.block_use((5, 5), 7, "avx2")   # 25 outputs among 33 flat positions, in whole 16-position blocks
+    assert 0 < use < 1
+    for limit, want in ((use - 1e-9, True), (use, True), (use + 1e-9, False)):
+        monkeypatch.setattr(choose, "BATCH_MIN_BLOCK_USE", {"avx2": limit})
+        for op in ("forward", "grad_input"):
+            for n, want_n in ((32, want), (31, True)):
+                x_shape = (n, 8, 5, 5)
+                args = _args(x_shape, w_shape, padding=1)
+                assert choose.uses_blocked(op, x_shape, w_shape, (5, 5), args) is want_n, (op, n, limit)
+    monkeypatch.setattr(choose, "BLOCKED_TILES", "avx512")  # not named: MIN_BLOCK_USE alone
+    args = _args((32, 8, 5, 5), w_shape, padding=1)
+    assert choose.uses_blocked("forward", (32, 8, 5, 5), w_shape, (5, 5), args)
+
+
+@jit_only
+def test_batch_gw_min_pos(monkeypatch):
+    """From BATCH_LAST_MIN_N images grad_weight takes the blocked loops from BATCH_GW_MIN_POS output positions for
+    the variants named there, from BATCH_LAST_MAX_POS for the others; with fewer images, whatever the size."""
+    monkeypatch.setattr(choose, "BLOCKED_TILES", "avx2")
+    monkeypatch.setattr(choose, "BATCH_GW_MIN_POS", {"avx2": 64})
+    monkeypatch.setattr(choose, "BATCH_LAST_MAX_POS", 100)
+
+    def layouts(n):
+        return [_layout("grad_weight", padding=1)((n, 8, 8, w), (8, 8, 3, 3)) for w in (7, 8, 9)]  # 56, 64, 72
+
+    assert layouts(32) == ["batch_last", "blocked", "blocked"]
+    assert layouts(31) == ["blocked"] * 3
+    monkeypatch.setattr(choose, "BLOCKED_TILES", "avx512")
+    assert layouts(32) == ["batch_last"] * 3
+    monkeypatch.setattr(choose, "BATCH_LAST_MAX_POS", 64)
+    assert layouts(32) == ["batch_last", "blocked", "blocked"]
+
+
+@jit_only
 def test_min_tile_fill(monkeypatch, tiles):
     """Tiles of 6 output channels for 1..6: 4 of 6 is two thirds (used), 3 of 6 is not."""
     monkeypatch.setattr(choose, "MIN_BLOCK_USE", 0.0)

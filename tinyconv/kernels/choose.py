@@ -26,9 +26,9 @@ from .shapes import conv_output_size
 __all__ = ["CONV_OPS", "jit_enabled", "is_depthwise", "conv_backend", "pool_backend", "numba_layout",
            "numba_grad_input_layout", "grad_input_phases", "uses_blocked", "uses_batch_last_forward",
            "im2col_grad_input_layout", "blocked_tiles_for", "VECTOR_UNIT", "BLOCKED_TILES", "BATCH_LAST_MIN_N",
-           "BATCH_LAST_MAX_POS", "BATCH_LAST_MIN_GARBAGE", "MIN_BLOCK_USE", "MIN_TILE_FILL", "IM2COL_MIN_K",
-           "NUMBA_MIN_STRIDED_TAPS", "IM2COL_MIN_OG", "NUMBA_MIN_IN_POS", "NUMBA_MIN_IN_POS_CHANNELS",
-           "NUMBA_MAX_STRIDED_OUT_POS", "BLOCKED_GW_MAX_K", "FLAT_ROWS_GW_MAX_K",
+           "BATCH_LAST_MAX_POS", "BATCH_LAST_MIN_GARBAGE", "MIN_BLOCK_USE", "MIN_TILE_FILL", "BATCH_MIN_BLOCK_USE",
+           "BATCH_GW_MIN_POS", "IM2COL_MIN_K", "NUMBA_MIN_STRIDED_TAPS", "IM2COL_MIN_OG", "NUMBA_MIN_IN_POS",
+           "NUMBA_MIN_IN_POS_CHANNELS", "NUMBA_MAX_STRIDED_OUT_POS", "BLOCKED_GW_MAX_K", "FLAT_ROWS_GW_MAX_K",
            "IM2COL_BATCH_LAST_MAX_BYTES"]
 
 CONV_OPS = ("forward", "grad_input", "grad_weight")
@@ -52,6 +52,9 @@ BATCH_LAST_MAX_POS = 784        # forward: batch-last whatever the garbage up to
 BATCH_LAST_MIN_GARBAGE = 0.2    # forward on larger outputs: batch-last only if more flat-rows positions are garbage
 MIN_BLOCK_USE = 0.5             # register-blocked tiles where at least this share of a block's positions are outputs
 MIN_TILE_FILL = (2, 3)          # ... and (forward, grad_input) at least 2/3 of a tile's output channels are real
+# ... and from BATCH_LAST_MIN_N images, where the batch-last loops are the other choice, per variant of the tiles:
+BATCH_MIN_BLOCK_USE = {"avx2": 0.6}  # forward, grad_input: at least this share (else MIN_BLOCK_USE)
+BATCH_GW_MIN_POS = {"avx2": 100}     # grad_weight: outputs of at least this many positions (else BATCH_LAST_MAX_POS)
 
 # -- auto: numba or im2col
 IM2COL_MIN_K = 512              # forward: im2col from this many multiply-adds per output (C_in/groups * kh * kw)
@@ -162,25 +165,30 @@ def uses_blocked(op, x_shape, w_shape, out_hw, args) -> bool:
     tiles for the CPU numba compiles for (:data:`BLOCKED_TILES`), stride 1, not depthwise, at least
     :data:`MIN_BLOCK_USE` of the computed positions (in the variant's blocks) are outputs and (forward,
     grad_input) :data:`MIN_TILE_FILL` of the tiles' output channels are real. grad_input also needs a padding of at
-    most ``(k - 1) * dilation`` on every side (its grad_y is padded by the difference); grad_weight, from
-    :data:`BATCH_LAST_MIN_N` images, outputs of at least :data:`BATCH_LAST_MAX_POS` positions (below, the
-    batch-last loops)."""
+    most ``(k - 1) * dilation`` on every side (its grad_y is padded by the difference). From
+    :data:`BATCH_LAST_MIN_N` images (where the batch-last loops are the other choice), per variant: forward and
+    grad_input at least :data:`BATCH_MIN_BLOCK_USE` of the positions, grad_weight outputs of at least
+    :data:`BATCH_GW_MIN_POS` positions."""
     if not (jit_enabled() and BLOCKED_TILES) or args.stride != (1, 1):
         return False
     c_out, cg, kh, kw = w_shape
     if is_depthwise(x_shape[1], c_out, cg, args.groups):
         return False
     (dh, dw), (top, bottom, left, right) = args.dilation, args.padding
+    batch = x_shape[0] >= BATCH_LAST_MIN_N
+    min_use = max(MIN_BLOCK_USE, BATCH_MIN_BLOCK_USE.get(BLOCKED_TILES, 0.0)) if batch else MIN_BLOCK_USE
     if op == "grad_input":
         if max(top, bottom) > (kh - 1) * dh or max(left, right) > (kw - 1) * dw or not _fills_tile(cg):
             return False
         # the loops' output is grad_x, their planes grad_y padded to x's width plus the kernel's reach
-        return blocked.block_use(x_shape[2:], x_shape[3] + (kw - 1) * dw, BLOCKED_TILES) >= MIN_BLOCK_USE
+        return blocked.block_use(x_shape[2:], x_shape[3] + (kw - 1) * dw, BLOCKED_TILES) >= min_use
     if op == "forward" and not _fills_tile(c_out // args.groups):
         return False
-    if op == "grad_weight" and x_shape[0] >= BATCH_LAST_MIN_N and out_hw[0] * out_hw[1] < BATCH_LAST_MAX_POS:
-        return False
-    return blocked.block_use(out_hw, x_shape[3] + left + right, BLOCKED_TILES) >= MIN_BLOCK_USE
+    if op == "grad_weight":
+        if batch and out_hw[0] * out_hw[1] < BATCH_GW_MIN_POS.get(BLOCKED_TILES, BATCH_LAST_MAX_POS):
+            return False
+        min_use = MIN_BLOCK_USE
+    return blocked.block_use(out_hw, x_shape[3] + left + right, BLOCKED_TILES) >= min_use
 
 
 def _fills_tile(channels) -> bool:
