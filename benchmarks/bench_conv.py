@@ -153,14 +153,15 @@ def _flat(r):
 
 
 def blas_settle(kernel_names, quick: bool) -> list:
-    """Untimed warm-up seconds before each round-robin sample (see common.time_interleaved): 0.12 s when the
-    implementation sampled just before is another one and either may run multi-threaded OpenBLAS products (im2col,
-    and auto where it picks im2col): after one, its threads spin for ~0.1 s and would take cores from the next;
-    before one, its products would start on BLAS threads left asleep by the other's loops (a cold start that
-    only auto's samples paid, after numba's, while im2col's came warm after auto's)."""
+    """Untimed warm-up seconds before each round-robin sample (see common.time_interleaved): 0.12 s when the job
+    sampled just before or this one may run multi-threaded OpenBLAS products (im2col, and auto where it picks
+    im2col): after one, its threads spin for ~0.1 s and would take cores from the next; before one, its products
+    would start cold, on BLAS threads (and scratch buffers) that other loops left idle: another implementation's,
+    or auto's own numba loops for the phase before (a cold start only auto's samples paid, while im2col's came warm
+    after its own)."""
     blas = ("im2col", "auto")
     prev = kernel_names[-1:] + kernel_names[:-1]  # round-robin: the last job precedes the first
-    return [0.12 if not quick and (p in blas or k in blas) and p != k else 0.0 for k, p in zip(kernel_names, prev)]
+    return [0.12 if not quick and (p in blas or k in blas) else 0.0 for k, p in zip(kernel_names, prev)]
 
 
 def bench_convs(configs, kernels, torch, repeats, direct_div, quick, notes, checks=None):
