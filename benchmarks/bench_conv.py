@@ -152,16 +152,14 @@ def _flat(r):
     return [r.numpy() if hasattr(r, "numpy") and not isinstance(r, np.ndarray) else np.asarray(r)]
 
 
-def blas_settle(kernel_names, quick: bool) -> list:
-    """Untimed warm-up seconds before each round-robin sample (see common.time_interleaved): 0.12 s when the job
-    sampled just before or this one may run multi-threaded OpenBLAS products (im2col, and auto where it picks
-    im2col): after one, its threads spin for ~0.1 s and would take cores from the next; before one, its products
-    would start cold, on BLAS threads (and scratch buffers) that other loops left idle: another implementation's,
-    or auto's own numba loops for the phase before (a cold start only auto's samples paid, while im2col's came warm
-    after its own)."""
-    blas = ("im2col", "auto")
-    prev = kernel_names[-1:] + kernel_names[:-1]  # round-robin: the last job precedes the first
-    return [0.12 if not quick and (p in blas or k in blas) else 0.0 for k, p in zip(kernel_names, prev)]
+def warm_ups(jobs: int, quick: bool) -> list:
+    """Untimed warm-up seconds before each round-robin sample (see common.time_interleaved): 0.12 s of the sampled
+    job's own calls before every sample, alike for every implementation. Why: after a multi-threaded OpenBLAS
+    product (im2col, auto where it picks im2col) OpenBLAS's threads spin for ~0.1 s and take cores from the next
+    sample, and a sample that follows other loops starts cold (BLAS threads, scratch buffers, caches). Warming only
+    the samples next to BLAS ones favoured some columns over others running the same code: auto's numba phases
+    came warm and numba's own did not, or auto's im2col phase cold after its own numba phase."""
+    return [0.0 if quick else 0.12] * jobs
 
 
 def bench_convs(configs, kernels, torch, repeats, direct_div, quick, notes, checks=None):
@@ -201,7 +199,7 @@ def bench_convs(configs, kernels, torch, repeats, direct_div, quick, notes, chec
             jobs.extend((kname, nb, phase, fn) for phase, fn in ph.items())
         timings = common.time_interleaved([j[3] for j in jobs], repeats=repeats, warmup=1,
                                           min_sample_s=0.0 if quick else 0.005, max_inner=8,
-                                          settle_s=blas_settle([j[0] for j in jobs], quick))
+                                          settle_s=warm_ups(len(jobs), quick))
         for (kname, nb, phase, _), t in zip(jobs, timings):
             scale = n / nb
             mult = {"fwd": 1, "bwd": 2, "fwd+bwd": 3, "fwd+wgrad": 2}[phase]
@@ -293,7 +291,7 @@ def layer_level(configs, kernel_names, torch, repeats, quick, notes):
             jobs.append((name, "torch", phase, flops * (3 if need_x else 2), tstep))
     timings = common.time_interleaved([j[4] for j in jobs], repeats=repeats, warmup=1,
                                       min_sample_s=0.0 if quick else 0.005, max_inner=8,
-                                      settle_s=blas_settle([j[1] for j in jobs], quick))
+                                      settle_s=warm_ups(len(jobs), quick))
     for (name, kname, phase, flops, _), t in zip(jobs, timings):
         rows.append(dict(config=f"{name} (autograd, bias)", kernel=kname, batch=None, phase=phase,
                          ms=t["median_s"] * 1e3, min_ms=t["min_s"] * 1e3, max_ms=t["max_s"] * 1e3,
