@@ -146,6 +146,32 @@ def test_numpy_openblas_is_chosen_among_the_pools():
     assert blas._find_openblas(FakeController([])) is None
 
 
+@pytest.mark.parametrize("core, wide", [("SkylakeX", True), ("Cooperlake", True), ("SAPPHIRERAPIDS", True),
+                                        ("Haswell", False), ("Zen", False), ("Sandybridge", False)])
+def test_wide_kernels_by_openblas_core(monkeypatch, core, wide):
+    monkeypatch.setattr(blas, "_openblas", SimpleNamespace(architecture=core))
+    assert blas.wide_kernels() is wide
+    monkeypatch.setattr(blas, "_openblas", None)  # numpy's BLAS not an OpenBLAS
+    assert blas.wide_kernels() is False
+
+
+def test_wide_kernels_follow_openblas_coretype():
+    """OPENBLAS_CORETYPE=Haswell (the setting this project's machines run with) gives AVX2 kernels, in a fresh
+    process; OpenBLAS's own pick otherwise, whatever it is."""
+    import os
+    import subprocess
+    import sys
+
+    code = "from tinyconv.kernels import blas; print(blas.openblas() is not None, blas.wide_kernels())"
+    env = dict(os.environ, OPENBLAS_CORETYPE="Haswell")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
+    assert r.returncode == 0, r.stderr
+    found, wide = r.stdout.split()
+    if found == "False":
+        pytest.skip("numpy's BLAS is not an OpenBLAS")
+    assert wide == "False"
+
+
 def test_the_controller_is_threadpoolctls_and_built_once():
     lib = blas.openblas()
     numpy_pools = [i for i in threadpool_info() if i["internal_api"] == "openblas" and "/torch/" not in i["filepath"]]

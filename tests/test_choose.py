@@ -218,11 +218,15 @@ def test_im2col_min_k(monkeypatch, no_tiles):
 @jit_only
 def test_numba_min_strided_taps(monkeypatch, no_tiles):
     # strided forward: numba from this many taps (a 1 x t kernel on one channel), where numba's vector unit has a
-    # value; im2col at any count elsewhere
+    # value and OpenBLAS's kernels are narrower; im2col at any count elsewhere
     monkeypatch.setattr(choose, "VECTOR_UNIT", "avx512")
+    monkeypatch.setattr(choose.blas, "wide_kernels", lambda: False)
     monkeypatch.setattr(choose, "NUMBA_MIN_STRIDED_TAPS", {"avx512": 6})
     pick = _backend("forward", stride=2)
     assert [pick((2, 1, 4, 24), (4, 1, 1, t)) for t in (5, 6, 7)] == ["im2col", "numba", "numba"]
+    monkeypatch.setattr(choose.blas, "wide_kernels", lambda: True)
+    assert [pick((2, 1, 4, 24), (4, 1, 1, t)) for t in (5, 6, 7)] == ["im2col"] * 3
+    monkeypatch.setattr(choose.blas, "wide_kernels", lambda: False)
     monkeypatch.setattr(choose, "VECTOR_UNIT", "avx2")
     assert [pick((2, 1, 4, 24), (4, 1, 1, t)) for t in (5, 6, 7)] == ["im2col"] * 3
     monkeypatch.setattr(choose, "VECTOR_UNIT", "avx512")

@@ -20,9 +20,10 @@ import threading
 import numpy as np
 from threadpoolctl import ThreadpoolController
 
-__all__ = ["matmul", "single_thread", "openblas", "SMALL_MATMUL_MACS"]
+__all__ = ["matmul", "single_thread", "openblas", "wide_kernels", "SMALL_MATMUL_MACS", "WIDE_CORES"]
 
 SMALL_MATMUL_MACS = 1 << 24  # products below this many multiply-adds run on one thread
+WIDE_CORES = ("skylakex", "cooperlake", "sapphirerapids")  # OpenBLAS's core types with 512-bit vector kernels
 
 _lock = threading.Lock()
 _UNSET = object()
@@ -38,6 +39,14 @@ def openblas():
     if _openblas is _UNSET:
         _openblas = _find_openblas(ThreadpoolController())
     return _openblas
+
+
+def wide_kernels() -> bool:
+    """Whether numpy's OpenBLAS runs kernels with 512-bit vectors: its core type (its own pick for the CPU, or
+    ``OPENBLAS_CORETYPE``) is one of :data:`WIDE_CORES`. False for other cores and where numpy's BLAS is not an
+    OpenBLAS."""
+    lib = openblas()
+    return lib is not None and str(lib.architecture).lower() in WIDE_CORES
 
 
 def _find_openblas(controller: ThreadpoolController):

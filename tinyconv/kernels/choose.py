@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from numba import config as _numba_config
 
+from . import blas
 from .numba_jit.fast import adjoint, blocked, flat_rows, simd
 from .shapes import conv_output_size
 
@@ -59,7 +60,7 @@ BATCH_GW_MIN_POS = {"avx2": 100}     # grad_weight: outputs of at least this man
 # -- auto: numba or im2col
 IM2COL_MIN_K = 512              # forward: im2col from this many multiply-adds per output (C_in/groups * kh * kw)
 NUMBA_MIN_STRIDED_TAPS = {"avx512": 49}  # forward, strided: numba from this many taps (7x7) where numba's vectors
-                                         # are 512 bits (elsewhere im2col)
+                                         # are 512 bits and OpenBLAS's 256 (elsewhere im2col)
 IM2COL_MIN_OG = 32              # grad_input: im2col from this many output channels per group ...
 NUMBA_MIN_IN_POS = 1024         # ... unless the input has this many positions ...
 NUMBA_MIN_IN_POS_CHANNELS = 8   # ... and at least this many input channels per group
@@ -110,9 +111,8 @@ def conv_backend(op, x_shape, w_shape, args) -> str:
     out_hw = _out_hw(x_shape, w_shape, args)
     blocked_ = taps > 1 and uses_blocked(op, x_shape, w_shape, out_hw, args)
     if op == "forward":
-        strided_taps = NUMBA_MIN_STRIDED_TAPS.get(VECTOR_UNIT)
         fast = blocked_ or (taps > 1 and (
-            (k < IM2COL_MIN_K and (unit_stride or (strided_taps is not None and taps >= strided_taps)))
+            (k < IM2COL_MIN_K and (unit_stride or _strided_numba(taps)))
             or uses_batch_last_forward(x_shape, out_hw, args)))
     elif op == "grad_input":
         gy_shape = (x_shape[0], c_out) + out_hw
@@ -126,6 +126,13 @@ def conv_backend(op, x_shape, w_shape, args) -> str:
         fast = ((blocked_ and k <= BLOCKED_GW_MAX_K) or (taps > 1 and batch_last)
                 or (unit_stride and k <= FLAT_ROWS_GW_MAX_K))
     return "numba" if fast else "im2col"
+
+
+def _strided_numba(taps) -> bool:
+    """A strided forward of this many taps runs faster on numba's loops than on im2col's product: from
+    :data:`NUMBA_MIN_STRIDED_TAPS` taps where numba compiles vectors twice as wide as OpenBLAS's kernels."""
+    least = NUMBA_MIN_STRIDED_TAPS.get(VECTOR_UNIT)
+    return least is not None and taps >= least and not blas.wide_kernels()
 
 
 def numba_layout(op, x_shape, w_shape, out_hw, args) -> str:
