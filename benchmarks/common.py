@@ -26,7 +26,8 @@ if REPO_ROOT not in sys.path:
     sys.path.insert(0, REPO_ROOT)
 
 # env vars that change how BLAS / OpenMP / numba behave: reported with every result
-ENV_PATTERNS = ("OPENBLAS_", "GOTO", "OMP_", "MKL_", "NUMBA_", "BLIS_", "VECLIB_", "NUMEXPR_", "KMP_")
+ENV_PATTERNS = ("OPENBLAS_", "GOTO", "OMP_", "MKL_", "NUMBA_", "BLIS_", "VECLIB_", "NUMEXPR_", "KMP_",
+                "ATEN_CPU_CAPABILITY", "ONEDNN_", "DNNL_")  # the last three: PyTorch's vector width
 # the two that, set here, were seen to slow OpenBLAS down (see --blas-env-compare in bench_conv)
 BLAS_TUNING_VARS = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
 
