@@ -135,10 +135,13 @@ def _cost(call: KernelCall) -> float:
     return fixed + 5e-4 * _code_size(disp, set())
 
 
+HELPER_START_S = 0.35  # a helper's head start lost to its interpreter and tinyconv's import, in _cost's seconds
+
+
 def split(calls, parts: int = 2) -> list[list[KernelCall]]:
-    """``calls`` in ``parts`` lists of about equal cost (greedy, costliest first; the first list is never the
-    lighter one, so the process that also has other work keeps it)."""
-    groups, loads = [[] for _ in range(parts)], [0] * parts
+    """``calls`` in ``parts`` lists that end at about the same time (greedy, costliest first): the first for this
+    process, the others for helpers, which start :data:`HELPER_START_S` later."""
+    groups, loads = [[] for _ in range(parts)], [0.0] + [HELPER_START_S] * (parts - 1)
     for call in sorted(calls, key=_cost, reverse=True):
         i = loads.index(min(loads))
         groups[i].append(call)
