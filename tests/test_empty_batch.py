@@ -1,5 +1,7 @@
 """An empty batch (N = 0) goes through every op and layer, forward and backward, like PyTorch: output (0, ...),
 gradients of the right shape (zeros for parameters, empty for the input), no exception."""
+import warnings
+
 import numpy as np
 import pytest
 
@@ -111,6 +113,13 @@ def test_lenet_and_every_layer_on_an_empty_batch(variant):
     model.eval()
     with tc.no_grad():
         assert model(tc.zeros(0, 1, 28, 28)).shape == (0, 10)
+
+
+def test_the_mean_of_nothing_is_nan_without_a_warning():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert np.isnan(float(tc.zeros(0, 3).mean().item()))
+        assert np.isnan(tc.zeros(0, 3).mean(dim=0).numpy()).all()
 
 
 def test_mean_losses_on_an_empty_batch_are_nan_like_pytorch():

@@ -8,6 +8,8 @@ asked for it). Broadcasting is undone by :func:`unbroadcast`, which sums the gra
 """
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 
 from ..autograd import Function
@@ -378,6 +380,10 @@ class Mean(Function):
     def forward(ctx, a, dim=None, keepdim=False):
         ctx.shape, ctx.dim, ctx.keepdim = a.shape, dim, keepdim
         ctx.count = a.size if dim is None else int(np.prod([a.shape[d] for d in dim]))
+        if ctx.count == 0:  # the mean of nothing is NaN, as in PyTorch, without NumPy's warning
+            with np.errstate(invalid="ignore"), warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)
+                return np.mean(a, axis=dim, keepdims=keepdim)
         return np.mean(a, axis=dim, keepdims=keepdim)
 
     @staticmethod
