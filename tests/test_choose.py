@@ -235,6 +235,22 @@ def test_numba_min_strided_taps(monkeypatch, no_tiles):
 
 
 @jit_only
+def test_blocked_one_tap(monkeypatch, tiles):
+    # a 1x1 convolution whose plane suits the register tiles: on them where the vector unit is listed and OpenBLAS's
+    # kernels are narrower; im2col's product elsewhere
+    monkeypatch.setattr(choose, "VECTOR_UNIT", "avx512")
+    monkeypatch.setattr(choose.blas, "wide_kernels", lambda: False)
+    shapes = ((4, 256, 12, 12), (64, 256, 1, 1))
+    ops = ("forward", "grad_input", "grad_weight")
+    assert [_backend(op)(*shapes) for op in ops] == ["numba"] * 3
+    monkeypatch.setattr(choose.blas, "wide_kernels", lambda: True)
+    assert [_backend(op)(*shapes) for op in ops] == ["im2col"] * 3
+    monkeypatch.setattr(choose.blas, "wide_kernels", lambda: False)
+    monkeypatch.setattr(choose, "BLOCKED_ONE_TAP", ())
+    assert [_backend(op)(*shapes) for op in ops] == ["im2col"] * 3
+
+
+@jit_only
 def test_im2col_min_og(monkeypatch, no_tiles):
     # strided grad_input: numba below this many output channels per group
     _boundary(monkeypatch, "IM2COL_MIN_OG", 4, _backend("grad_input", stride=2), "numba", "im2col", "im2col",

@@ -28,7 +28,7 @@ __all__ = ["CONV_OPS", "jit_enabled", "is_depthwise", "conv_backend", "pool_back
            "numba_grad_input_layout", "grad_input_phases", "uses_blocked", "uses_batch_last_forward",
            "im2col_grad_input_layout", "blocked_tiles_for", "VECTOR_UNIT", "BLOCKED_TILES", "BATCH_LAST_MIN_N",
            "BATCH_LAST_MAX_POS", "BATCH_LAST_MIN_GARBAGE", "MIN_BLOCK_USE", "MIN_TILE_FILL", "BATCH_MIN_BLOCK_USE",
-           "BATCH_GW_MIN_POS", "IM2COL_MIN_K", "NUMBA_MIN_STRIDED_TAPS", "IM2COL_MIN_OG", "NUMBA_MIN_IN_POS",
+           "BATCH_GW_MIN_POS", "BLOCKED_ONE_TAP", "IM2COL_MIN_K", "NUMBA_MIN_STRIDED_TAPS", "IM2COL_MIN_OG", "NUMBA_MIN_IN_POS",
            "NUMBA_MIN_IN_POS_CHANNELS", "NUMBA_MAX_STRIDED_OUT_POS", "BLOCKED_GW_MAX_K", "FLAT_ROWS_GW_MAX_K",
            "IM2COL_BATCH_LAST_MAX_BYTES"]
 
@@ -58,6 +58,8 @@ BATCH_MIN_BLOCK_USE = {"avx2": 0.6}  # forward, grad_input: at least this share 
 BATCH_GW_MIN_POS = {"avx2": 100}     # grad_weight: outputs of at least this many positions (else BATCH_LAST_MAX_POS)
 
 # -- auto: numba or im2col
+BLOCKED_ONE_TAP = ("avx512",)   # 1x1 convolutions on the register tiles (where they fit) for these vector units,
+                                # where OpenBLAS's kernels are narrower (else im2col: one plain matrix product)
 IM2COL_MIN_K = 512              # forward: im2col from this many multiply-adds per output (C_in/groups * kh * kw)
 NUMBA_MIN_STRIDED_TAPS = {"avx512": 49}  # forward, strided: numba from this many taps (7x7) where numba's vectors
                                          # are 512 bits and OpenBLAS's 256 (elsewhere im2col)
@@ -97,7 +99,8 @@ def _out_hw(x_shape, w_shape, args):
 def conv_backend(op, x_shape, w_shape, args) -> str:
     """``"numba"`` or ``"im2col"``: what ``kernel="auto"`` runs for ``op`` of the convolution of an input of
     ``x_shape`` with a weight of ``w_shape``. numba's loops where they keep up (one tap is a plain matrix product:
-    im2col), im2col's one large BLAS product for reductions too long for them."""
+    im2col, except on the register tiles where :func:`_one_tap_numba` says), im2col's one large BLAS product for
+    reductions too long for them."""
     if op not in CONV_OPS:
         raise ValueError(f"unknown conv op {op!r}; valid ops: {CONV_OPS}")
     if not jit_enabled():
@@ -109,7 +112,7 @@ def conv_backend(op, x_shape, w_shape, args) -> str:
     if is_depthwise(x_shape[1], c_out, cg, x_shape[1] // max(1, cg)):
         return "numba"
     out_hw = _out_hw(x_shape, w_shape, args)
-    blocked_ = taps > 1 and uses_blocked(op, x_shape, w_shape, out_hw, args)
+    blocked_ = (taps > 1 or _one_tap_numba()) and uses_blocked(op, x_shape, w_shape, out_hw, args)
     if op == "forward":
         fast = blocked_ or (taps > 1 and (
             (k < IM2COL_MIN_K and (unit_stride or _strided_numba(taps)))
@@ -126,6 +129,12 @@ def conv_backend(op, x_shape, w_shape, args) -> str:
         fast = ((blocked_ and k <= BLOCKED_GW_MAX_K) or (taps > 1 and batch_last)
                 or (unit_stride and k <= FLAT_ROWS_GW_MAX_K))
     return "numba" if fast else "im2col"
+
+
+def _one_tap_numba() -> bool:
+    """1x1 convolutions run faster on numba's register tiles than as im2col's product (where the tiles fit the
+    plane) for a vector unit in :data:`BLOCKED_ONE_TAP`, when OpenBLAS's kernels are narrower than its vectors."""
+    return VECTOR_UNIT in BLOCKED_ONE_TAP and not blas.wide_kernels()
 
 
 def _strided_numba(taps) -> bool:
