@@ -194,6 +194,8 @@ def test_auto_is_a_backend_with_the_same_interface():
     for method in ("forward", "grad_input", "grad_weight", "max_pool", "max_pool_backward", "avg_pool",
                    "avg_pool_backward", "conv2d_forward", "max_pool2d_forward", "choose", "choose_pool"):
         assert callable(getattr(auto, method)), method
-    chosen = auto.choose("forward", (8, 64, 16, 16), (128, 64, 1, 1),
-                         normalize_conv_args((8, 64, 16, 16), (128, 64, 1, 1)))
-    assert chosen is K.get_kernel("im2col")  # 1x1 convolutions are a plain GEMM
+    for x_shape, w_shape in (((8, 64, 16, 16), (128, 64, 1, 1)), ((8, 3, 16, 16), (8, 3, 3, 3))):
+        args = normalize_conv_args(x_shape, w_shape)
+        for op in ("forward", "grad_input", "grad_weight"):  # auto asks the one chooser
+            assert auto.choose(op, x_shape, w_shape, args) is K.get_kernel(
+                K.choose.conv_backend(op, x_shape, w_shape, args))
