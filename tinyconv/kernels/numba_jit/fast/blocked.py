@@ -152,6 +152,17 @@ def _tile_6x1(rows, c0, cg, base, wk, offs, out, p0):
         store(out[5], p0, a5)
 
 
+@njit(inline="always", **_JIT)
+def _tile_task(task, groups, nob, og, width):
+    """Task ``task`` of a loop over (image, group, tile of ``width`` output channels), ``nob`` tiles a group of
+    ``og`` channels: ``(n, tile, g, o0)``, the image, the tile's index over all groups, the group and its first
+    output channel."""
+    n = task // (groups * nob)
+    tile = task % (groups * nob)
+    g = tile // nob
+    return n, tile, g, g * og + width * (tile % nob)
+
+
 @njit(parallel=True, fastmath={"contract"}, **_JIT)
 def _forward_tiles(xp, wpack, bias, offs, y, wp, cg, vectors):
     """y[n, o, i, j] = bias[o] + sum_{c, t} w[o, c, t] * xp[n, g*cg + c, i*wp + j + offs[t]].
@@ -169,10 +180,7 @@ def _forward_tiles(xp, wpack, bias, offs, y, wp, cg, vectors):
     npos = (ho - 1) * wp + wo
     nblk = (npos + blk - 1) // blk
     for task in prange(n_img * groups * nob):
-        n = task // (groups * nob)
-        rest = task % (groups * nob)
-        g = rest // nob
-        o0 = g * og + tc * (rest % nob)
+        n, rest, g, o0 = _tile_task(task, groups, nob, og, tc)
         nb = min(tc, (g + 1) * og - o0)
         out = np.empty((tc, nblk * blk), dtype=y.dtype)
         for q in range(nblk):
@@ -215,10 +223,7 @@ def _grad_weight_4x4(xp, gyf, offs, part, cg):
     vl = lanes(xp[0, 0])
     nvec = npr // vl
     for task in prange(n_img * groups * nob):
-        n = task // (groups * nob)
-        rest = task % (groups * nob)
-        g = rest // nob
-        o0 = g * og + 4 * (rest % nob)
+        n, _, g, o0 = _tile_task(task, groups, nob, og, 4)
         last = (g + 1) * og - 1  # past it, a tile repeats the group's last channel and drops the copies
         g0 = gyf[n, o0]
         g1 = gyf[n, min(o0 + 1, last)]
@@ -282,10 +287,7 @@ def _grad_weight_2x3(xp, gyf, offs, part, cg):
     vl = lanes(xp[0, 0])
     nvec = npr // vl
     for task in prange(n_img * groups * nob):
-        n = task // (groups * nob)
-        rest = task % (groups * nob)
-        g = rest // nob
-        o0 = g * og + 2 * (rest % nob)
+        n, _, g, o0 = _tile_task(task, groups, nob, og, 2)
         last = (g + 1) * og - 1
         g0 = gyf[n, o0]
         g1 = gyf[n, min(o0 + 1, last)]
