@@ -79,7 +79,6 @@ def test_compile_ahead_changes_nothing_in_the_run():
     rng = tc.random.get_rng_state()
     report = ahead.compile_ahead()
     assert report is not None and report.helper_error is None
-    assert {k: v.numpy() for k, v in ahead.model.state_dict().items()}.keys() == weights.keys()
     for k, v in ahead.model.state_dict().items():
         np.testing.assert_array_equal(v.numpy(), weights[k])
     assert ahead.optimizer.state_dict()["state"] == {}

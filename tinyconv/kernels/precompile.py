@@ -142,10 +142,10 @@ def split(calls, parts: int = 2) -> list[list[KernelCall]]:
     """``calls`` in ``parts`` lists that end at about the same time (greedy, costliest first): the first for this
     process, the others for helpers, which start :data:`HELPER_START_S` later."""
     groups, loads = [[] for _ in range(parts)], [0.0] + [HELPER_START_S] * (parts - 1)
-    for call in sorted(calls, key=_cost, reverse=True):
+    for cost, _, call in sorted(((_cost(c), -k, c) for k, c in enumerate(calls)), reverse=True):
         i = loads.index(min(loads))
         groups[i].append(call)
-        loads[i] += _cost(call)
+        loads[i] += cost
     return groups
 
 
