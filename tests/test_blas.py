@@ -1,9 +1,8 @@
-"""tinyconv.kernels.blas: small products on one OpenBLAS thread, the thread count restored, the result unchanged;
-numpy's OpenBLAS found and driven through threadpoolctl."""
+"""tinyconv.kernels.blas: OpenBLAS on one thread in nested and concurrent sections, the thread count restored;
+numpy's OpenBLAS found and driven through threadpoolctl. (The products themselves: test_workers.py.)"""
 import threading
 from types import SimpleNamespace
 
-import numpy as np
 import pytest
 from threadpoolctl import threadpool_info
 
@@ -30,80 +29,6 @@ def fake_blas(monkeypatch):
     fake = RecordingBLAS(threads=4)
     monkeypatch.setattr(blas, "_openblas", fake)
     return fake
-
-
-def test_small_product_runs_on_one_thread_and_restores(fake_blas, monkeypatch):
-    seen = []
-    real = np.matmul
-    monkeypatch.setattr(blas.np, "matmul", lambda a, b, out=None: (seen.append(fake_blas.threads),
-                                                                     real(a, b, out=out))[1])
-    a, b = np.ones((128, 400), np.float32), np.ones((400, 120), np.float32)
-    out = blas.matmul(a, b)
-    assert seen == [1]                      # the product itself ran with one thread
-    assert fake_blas.calls == [1, 4]        # and the user's count came back
-    assert fake_blas.threads == 4
-    np.testing.assert_array_equal(out, np.full((128, 120), 400, np.float32))
-
-
-def test_large_product_keeps_every_thread(fake_blas, monkeypatch):
-    monkeypatch.setattr(blas, "SMALL_MATMUL_MACS", 1000)
-    blas.matmul(np.ones((10, 10)), np.ones((10, 11)))        # 1100 multiply-adds: not small
-    assert fake_blas.calls == []
-    blas.matmul(np.ones((3, 10, 10)), np.ones((10, 3)))      # batch counts: 900 < 1000
-    assert fake_blas.calls == [1, 4]
-
-
-def test_turned_off_and_single_thread_untouched(fake_blas, monkeypatch):
-    monkeypatch.setattr(blas, "SMALL_MATMUL_MACS", 0)
-    blas.matmul(np.ones((2, 2)), np.ones((2, 2)))
-    assert fake_blas.calls == []
-    monkeypatch.setattr(blas, "SMALL_MATMUL_MACS", 1 << 24)
-    fake_blas.threads = 1
-    blas.matmul(np.ones((2, 2)), np.ones((2, 2)))
-    assert fake_blas.calls == []
-
-
-def test_thread_count_restored_when_matmul_raises(fake_blas):
-    with pytest.raises(ValueError):
-        blas.matmul(np.ones((2, 3)), np.ones((4, 2)))
-    assert fake_blas.threads == 4 and fake_blas.calls == [1, 4]
-
-
-def test_concurrent_small_products_leave_the_count_as_it_was(fake_blas):
-    a = np.ones((8, 8))
-    errors = []
-
-    def work():
-        try:
-            for _ in range(200):
-                np.testing.assert_array_equal(blas.matmul(a, a), a * 8)
-        except Exception as e:  # pragma: no cover - reported below
-            errors.append(e)
-
-    threads = [threading.Thread(target=work) for _ in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert not errors and fake_blas.threads == 4
-
-
-@pytest.mark.parametrize("shapes", [((5,), (5,)), ((5,), (5, 3)), ((2, 4, 5), (5, 3)), ((4, 5), (2, 5, 3)),
-                                    ((0, 5), (5, 3))])
-def test_same_result_as_numpy(shapes):
-    rng = np.random.default_rng(0)
-    a, b = (rng.standard_normal(s) for s in shapes)
-    np.testing.assert_array_equal(blas.matmul(a, b), np.matmul(a, b))
-
-
-def test_real_openblas_count_unchanged():
-    """With numpy's own OpenBLAS (when this process has one), the thread count is the same after a product."""
-    lib = blas.openblas()
-    if lib is None:
-        pytest.skip("numpy's BLAS is not an OpenBLAS")
-    before = lib.get_num_threads()
-    blas.matmul(np.ones((16, 16)), np.ones((16, 16)))
-    assert lib.get_num_threads() == before
 
 
 def test_single_thread_sections_nest_and_restore_once(fake_blas):

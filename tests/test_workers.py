@@ -112,3 +112,134 @@ def test_im2col_same_bits_for_one_and_two_threads(dtype, monkeypatch):
     assert len(im2col._chunks(37, 36, 25, np.dtype(dtype).itemsize)) > 4
     for a, b in zip(results[0][:3], results[1][:3]):
         np.testing.assert_array_equal(a, b)
+
+
+# ----------------------------------------------------------------------------------------------- matmul
+
+class RecordingBLAS:
+    """Stands in for numpy's OpenBLAS: records every thread-count change."""
+
+    def __init__(self, threads):
+        self.threads = threads
+        self.calls = []
+
+    def get_num_threads(self):
+        return self.threads
+
+    def set_num_threads(self, n):
+        self.calls.append(n)
+        self.threads = n
+
+
+@pytest.fixture
+def fake_blas(monkeypatch):
+    fake = RecordingBLAS(threads=4)
+    monkeypatch.setattr(blas, "_openblas", fake)
+    return fake
+
+
+@pytest.fixture
+def recorded_products(fake_blas, monkeypatch):
+    """Every np.matmul workers.matmul makes: (thread id, OpenBLAS's thread count then, output shape)."""
+    seen = []
+    real = np.matmul
+
+    def record(a, b, out=None):
+        r = real(a, b, out=out)
+        seen.append((threading.get_ident(), fake_blas.threads, r.shape))
+        return r
+
+    monkeypatch.setattr(workers.np, "matmul", record)
+    return seen
+
+
+def _ints(rng, shape):
+    """Small integers as floats: every sum is exact, so any split must give the very same bits."""
+    return rng.integers(-4, 5, shape).astype(np.float64)
+
+
+def test_small_product_runs_whole_on_the_caller_with_one_blas_thread(recorded_products, fake_blas, two_threads):
+    a, b = np.ones((128, 400), np.float32), np.ones((400, 120), np.float32)
+    out = workers.matmul(a, b)
+    assert recorded_products == [(threading.get_ident(), 1, (128, 120))]
+    assert fake_blas.calls == [1, 4] and fake_blas.threads == 4    # the user's count came back
+    np.testing.assert_array_equal(out, np.full((128, 120), 400, np.float32))
+
+
+@pytest.mark.parametrize("m, k, n", [(16, 300, 1000), (1000, 300, 16), (37, 50, 41), (3, 2, 1)])
+@pytest.mark.parametrize("transposed", [False, True])
+def test_large_product_is_split_over_the_threads(recorded_products, fake_blas, two_threads, monkeypatch, m, k, n,
+                                                 transposed):
+    """Above SMALL_MATMUL_MACS a product is split along its longer output side into one part per thread, each on
+    one OpenBLAS thread, and gives numpy's bits (transposed views, as the backward of a linear layer passes, too)."""
+    monkeypatch.setattr(workers, "SMALL_MATMUL_MACS", 1)
+    rng = np.random.default_rng(0)
+    a = _ints(rng, (k, m)).T if transposed else _ints(rng, (m, k))
+    b = _ints(rng, (n, k)).T if transposed else _ints(rng, (k, n))
+    out = workers.matmul(a, b)
+    np.testing.assert_array_equal(out, a @ b)
+    parts = [shape for _, _, shape in recorded_products]
+    long_side = max(m, n)
+    assert len(parts) == min(2, long_side) and {threads for _, threads, _ in recorded_products} == {1}
+    assert sum(s[0] if m > n else s[1] for s in parts) == long_side       # the parts tile the longer side
+    assert len({tid for tid, _, _ in recorded_products}) == len(parts)   # ... each on its own thread
+    assert fake_blas.threads == 4
+
+
+def test_split_product_writes_into_out_and_keeps_errors(two_threads, monkeypatch):
+    monkeypatch.setattr(workers, "SMALL_MATMUL_MACS", 1)
+    rng = np.random.default_rng(1)
+    a, b = _ints(rng, (20, 7)), _ints(rng, (7, 90))
+    out = np.full((20, 90), np.nan)
+    assert workers.matmul(a, b, out=out) is out
+    np.testing.assert_array_equal(out, a @ b)
+    with pytest.raises(ValueError):
+        workers.matmul(np.ones((2, 3)), np.ones((4, 2)))
+
+
+@pytest.mark.parametrize("shapes", [((5,), (5,)), ((5,), (5, 3)), ((2, 4, 5), (5, 3)), ((4, 5), (2, 5, 3)),
+                                    ((0, 5), (5, 3)), ((6, 5), (5, 0))])
+@pytest.mark.parametrize("small", [1 << 24, 1])
+def test_same_result_as_numpy(shapes, small, monkeypatch):
+    monkeypatch.setattr(workers, "SMALL_MATMUL_MACS", small)
+    rng = np.random.default_rng(0)
+    a, b = (_ints(rng, s) for s in shapes)
+    np.testing.assert_array_equal(workers.matmul(a, b), np.matmul(a, b))
+
+
+def test_thread_count_restored_when_matmul_raises(fake_blas):
+    with pytest.raises(ValueError):
+        workers.matmul(np.ones((2, 3)), np.ones((4, 2)))
+    assert fake_blas.threads == 4 and fake_blas.calls == [1, 4]
+
+
+def test_real_openblas_count_unchanged(two_threads, monkeypatch):
+    """With numpy's own OpenBLAS (when this process has one), the thread count is the same after products, small
+    and split."""
+    lib = blas.openblas()
+    if lib is None:
+        pytest.skip("numpy's BLAS is not an OpenBLAS")
+    before = lib.get_num_threads()
+    workers.matmul(np.ones((16, 16)), np.ones((16, 16)))
+    monkeypatch.setattr(workers, "SMALL_MATMUL_MACS", 1)
+    workers.matmul(np.ones((16, 16)), np.ones((16, 64)))
+    assert lib.get_num_threads() == before
+
+
+def test_concurrent_small_products_leave_the_count_as_it_was(fake_blas):
+    a = np.ones((8, 8))
+    errors = []
+
+    def work():
+        try:
+            for _ in range(200):
+                np.testing.assert_array_equal(workers.matmul(a, a), a * 8)
+        except Exception as e:  # pragma: no cover - reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=work) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors and fake_blas.threads == 4

@@ -1,28 +1,25 @@
-"""numpy's matrix product, run on one BLAS thread when the product is small.
+"""numpy's OpenBLAS, found and driven: on one thread while tinyconv's own threads run products, and which kernels
+it runs.
 
 Why: OpenBLAS (numpy's BLAS on Linux wheels) splits even a small product over all its threads, and its worker
 threads then busy-wait (``OPENBLAS_THREAD_TIMEOUT``) for the next call. On a machine with few cores those spinning
-threads take the cores that numba's parallel loops need next; a small product is a little slower on one thread,
-far less than what the spinning threads cost (``benchmarks/bench_lenet.py --blas-threads`` measures a training
-step both ways).
+threads take the cores that numba's parallel loops need next (``benchmarks/bench_lenet.py --blas-threads``
+measures a training step both ways). So tinyconv makes every product on one OpenBLAS thread
+(:func:`single_thread`) and spreads large ones over threads of its own, which sleep between calls
+(:mod:`.workers`).
 
-:func:`matmul` is ``np.matmul`` that drops OpenBLAS to one thread around products of fewer than
-:data:`SMALL_MATMUL_MACS` multiply-adds and restores the previous count afterwards. Large products (im2col on wide
-layers) keep every thread. numpy's OpenBLAS is found and driven by threadpoolctl (a controller built once, on first
-use); where numpy's BLAS is not an OpenBLAS (other platforms, MKL), :func:`matmul` is plain ``np.matmul``. Set
-``tinyconv.kernels.blas.SMALL_MATMUL_MACS = 0`` to turn the behaviour off.
+numpy's OpenBLAS is found and driven by threadpoolctl (a controller built once, on first use); where numpy's BLAS
+is not an OpenBLAS (other platforms, MKL), :func:`single_thread` does nothing and :func:`wide_kernels` is False.
 """
 from __future__ import annotations
 
 import contextlib
 import threading
 
-import numpy as np
 from threadpoolctl import ThreadpoolController
 
-__all__ = ["matmul", "single_thread", "openblas", "wide_kernels", "SMALL_MATMUL_MACS", "WIDE_CORES"]
+__all__ = ["single_thread", "openblas", "wide_kernels", "WIDE_CORES"]
 
-SMALL_MATMUL_MACS = 1 << 24  # products below this many multiply-adds run on one thread
 WIDE_CORES = ("skylakex", "cooperlake", "sapphirerapids")  # OpenBLAS's core types with 512-bit vector kernels
 
 _lock = threading.Lock()
@@ -94,15 +91,3 @@ def single_thread():
             _depth -= 1
             if _depth == 0 and _saved_threads != 1:
                 _set_threads(lib, _saved_threads)
-
-
-def matmul(a: np.ndarray, b: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
-    """``np.matmul(a, b, out=out)`` on one BLAS thread when it is small (see the module docstring)."""
-    if a.ndim < 2 or b.ndim < 2:
-        return np.matmul(a, b, out=out)
-    m, k, n = a.shape[-2], a.shape[-1], b.shape[-1]
-    batch = max(a.size // max(m * k, 1), b.size // max(k * n, 1), 1)
-    if batch * m * k * n >= SMALL_MATMUL_MACS:
-        return np.matmul(a, b, out=out)
-    with single_thread():
-        return np.matmul(a, b, out=out)
