@@ -89,9 +89,16 @@ def test_openblas_on_one_thread_inside(two_threads, monkeypatch):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_im2col_same_bits_for_one_and_two_threads(dtype, monkeypatch):
-    """Chunks go to threads by a fixed rule and grad_weight sums the chunks' parts in chunk order."""
-    monkeypatch.setattr(im2col, "COLUMN_BYTES", 4096)  # a few images per chunk: many chunks
+@pytest.mark.parametrize("column_bytes", [4096, 2**20])
+def test_im2col_same_bits_for_one_and_two_threads(dtype, column_bytes, monkeypatch):
+    """Chunks go to threads by a fixed rule and grad_weight sums the chunks' parts in chunk order (4096 bytes: a few
+    images per chunk, many chunks); a single chunk splits its products over the threads (2**20 bytes: the whole
+    batch in one chunk, every product split)."""
+    monkeypatch.setattr(im2col, "COLUMN_BYTES", column_bytes)
+    monkeypatch.setattr(workers, "SMALL_MATMUL_MACS", 1)
+    split = []
+    real = workers.map_chunks
+    monkeypatch.setattr(workers, "map_chunks", lambda fn, chunks: split.append(len(chunks)) or real(fn, chunks))
     if numba.config.NUMBA_NUM_THREADS < 2:
         pytest.skip("numba has a single thread here")
     rng = np.random.default_rng(0)
@@ -109,7 +116,9 @@ def test_im2col_same_bits_for_one_and_two_threads(dtype, monkeypatch):
                             be.conv2d_grad_weight(x, gy, (3, 3), 2, 1, 1, 2), gy))
     finally:
         numba.set_num_threads(before)
-    assert len(im2col._chunks(37, 36, 25, np.dtype(dtype).itemsize)) > 4
+    chunks = len(im2col._chunks(37, 36, 25, np.dtype(dtype).itemsize))
+    assert chunks > 4 if column_bytes == 4096 else chunks == 1
+    assert (max(split) > 4) if column_bytes == 4096 else (split.count(2) >= 3)  # products split at 2 threads
     for a, b in zip(results[0][:3], results[1][:3]):
         np.testing.assert_array_equal(a, b)
 

@@ -23,7 +23,7 @@ columns ``(N, K, P)`` would (``benchmarks/conv_cpu_time.py`` times the layers). 
 
 The chunks are independent (each writes its own images of ``y`` or ``grad_x``, or returns its own part of
 ``grad_w``, summed in chunk order), so they run on tinyconv's worker threads (:mod:`.workers`), each product on
-one OpenBLAS thread. The column copies (serial per chunk; im2col, col2im, the transposes between ``(N, C, P)``
+one OpenBLAS thread; a single chunk splits its products over those threads instead. The column copies (serial per chunk; im2col, col2im, the transposes between ``(N, C, P)``
 arrays and ``(C, nb*P)`` matrices, with the bias added on the way out) are compiled loops
 (:mod:`.numba_jit.fast.columns`) that read the unpadded input
 and test the padding per row; with ``NUMBA_DISABLE_JIT=1`` they are NumPy strided copies of a padded copy
@@ -58,6 +58,14 @@ def _chunks(n, k, npos, itemsize):
     count = -(-n // per)
     per = -(-n // count)
     return [(n0, min(per, n - n0)) for n0 in range(0, n, per)]
+
+
+def _product(chunks):
+    """The matrix product for the chunks' loop: numpy's, one per thread, where the chunks keep the threads busy;
+    with a single chunk (a small batch of small images: the whole batch's columns fit one), the product itself
+    split over the threads (:func:`.workers.matmul`), so that the other cores are not idle. (A chunk on a worker
+    thread never splits its product: the workers would wait for each other.)"""
+    return workers.matmul if len(chunks) == 1 else np.matmul
 
 
 def _windows(x_pad, kernel_hw, out_hw, stride, dilation):
@@ -128,6 +136,8 @@ def forward(x, w, args, bias=None):
     bias = np.zeros(c_out, dtype=dtype) if bias is None else np.ascontiguousarray(bias, dtype=dtype)
     src = _Columns(x, args, cg, (ho, wo))
     wmat = np.ascontiguousarray(w).reshape(c_out, k)
+    chunks = _chunks(n, k, npos, dtype.itemsize)
+    matmul = _product(chunks)
 
     def chunk(c):  # images n0..n0+nb-1 -> y (disjoint per chunk)
         n0, nb = c
@@ -135,10 +145,10 @@ def forward(x, w, args, bias=None):
         out = scratch_empty((og, nb * npos), dtype, "im2col.out")
         for g in range(G):
             src.build(cols, n0, nb, g)
-            np.matmul(wmat[g * og:(g + 1) * og], cols, out=out)
+            matmul(wmat[g * og:(g + 1) * og], cols, out=out)
             _from_matrix(out, y, bias, n0, nb, g * og)
 
-    workers.map_chunks(chunk, _chunks(n, k, npos, dtype.itemsize))
+    workers.map_chunks(chunk, chunks)
     return y.reshape(args.out_shape)
 
 
@@ -167,6 +177,8 @@ def grad_input(grad_y, w, input_hw, args):
     if choose.im2col_grad_input_layout(n, k, npos, dtype.itemsize) == "batch_last":
         return _grad_input_batch_last(grad_y, wmat, gx, args, (ho, wo))
     gy = np.ascontiguousarray(grad_y).reshape(n, c_out, npos)
+    chunks = _chunks(n, k, npos, dtype.itemsize)
+    matmul = _product(chunks)
 
     def chunk(c):  # images n0..n0+nb-1 of gx (disjoint per chunk)
         n0, nb = c
@@ -174,7 +186,7 @@ def grad_input(grad_y, w, input_hw, args):
         gym = scratch_empty((og, nb * npos), dtype, "im2col.out")
         for g in range(G):
             _to_matrix(gy, gym, n0, nb, g * og)
-            np.matmul(wmat[g * og:(g + 1) * og].T, gym, out=dcols)  # the gradient of every column entry
+            matmul(wmat[g * og:(g + 1) * og].T, gym, out=dcols)  # the gradient of every column entry
             if jit:
                 columns.col2im_chunk(dcols, gx, g * cg, n0, nb, cg, kh, kw, sh, sw, dh, dw, top, left, ho, wo)
                 continue
@@ -184,7 +196,7 @@ def grad_input(grad_y, w, input_hw, args):
                 for b in range(kw):
                     gxg[:, :, tap(a, dh, sh, ho), tap(b, dw, sw, wo)] += d6[:, a, b].transpose(1, 0, 2, 3)
 
-    workers.map_chunks(chunk, _chunks(n, k, npos, dtype.itemsize))
+    workers.map_chunks(chunk, chunks)
     if jit:
         return gx
     return np.ascontiguousarray(gx[:, :, top:top + h, left:left + w_in])
@@ -232,6 +244,8 @@ def grad_weight(x, grad_y, args):
         return np.zeros(w_shape, dtype=dtype)
     src = _Columns(x, args, cg, (ho, wo))
     gy = np.ascontiguousarray(grad_y).reshape(n, c_out, npos)
+    chunks = _chunks(n, k, npos, dtype.itemsize)
+    matmul = _product(chunks)
 
     def chunk(c):  # this chunk's share of grad_w
         n0, nb = c
@@ -241,10 +255,10 @@ def grad_weight(x, grad_y, args):
         for g in range(G):
             src.build(cols, n0, nb, g)
             _to_matrix(gy, gym, n0, nb, g * og)
-            np.matmul(gym, cols.T, out=part[g * og:(g + 1) * og])
+            matmul(gym, cols.T, out=part[g * og:(g + 1) * og])
         return part
 
-    parts = workers.map_chunks(chunk, _chunks(n, k, npos, dtype.itemsize))
+    parts = workers.map_chunks(chunk, chunks)
     grad_w = parts[0]
     for part in parts[1:]:  # in chunk order: the same sum whatever the thread count
         grad_w += part
