@@ -238,6 +238,12 @@ def test_load_state_dict_errors_leave_optimizer_unchanged():
     with pytest.raises(ValueError, match=r"momentum_buffer' of parameter 0 has shape \(5,\)"):
         opt.load_state_dict(bad)
     assert opt.param_groups[0]["lr"] == 0.1
+    for kind in (np.complex64, "U3"):  # not real numbers: refused, where a cast would drop the imaginary part
+        bad = {"state": {0: {"momentum_buffer": np.zeros(2, kind)}}, "param_groups": good["param_groups"]}
+        with pytest.raises(ValueError, match=r"momentum_buffer' of parameter 0 holds .* values, expected real"):
+            opt.load_state_dict(bad)
+    np.testing.assert_array_equal(opt.state_dict()["state"][0]["momentum_buffer"],
+                                  good["state"][0]["momentum_buffer"])
     with pytest.raises(ValueError, match="2 parameter group"):
         opt.load_state_dict({"state": {}, "param_groups": good["param_groups"] * 2})
     with pytest.raises(ValueError, match="'state' and 'param_groups'"):

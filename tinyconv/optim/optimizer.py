@@ -188,6 +188,10 @@ class Optimizer:
                     if value.shape != p.shape:
                         raise ValueError(f"optimizer state '{name}' of parameter {idx} has shape {tuple(value.shape)}, "
                                          f"the parameter has shape {tuple(p.shape)}")
+                    if not (np.issubdtype(value.dtype, np.number) or value.dtype == np.bool_) or \
+                            np.issubdtype(value.dtype, np.complexfloating):
+                        raise ValueError(f"optimizer state '{name}' of parameter {idx} holds {value.dtype} values, "
+                                         f"expected real numbers (the parameter is {p.dtype})")
                     value = value.astype(p.dtype, copy=True)
                 elif isinstance(value, (np.ndarray, np.generic)):
                     value = value.item()
