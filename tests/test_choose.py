@@ -17,16 +17,16 @@ import tinyconv as tc
 import tinyconv.kernels as K
 from tinyconv import functional as F
 from tinyconv.kernels import choose, shapes
-from tinyconv.kernels.numba_jit.fast import batch_last, blocked, depthwise, flat_rows, simd
+from tinyconv.kernels.numba_jit.fast import batch_last, blocked, blocked_batch_last, depthwise, flat_rows, simd
 from tinyconv.kernels.numba_jit.fast import conv as numba_conv
 
 from strategies_conv import conv_configs
 
 jit_only = pytest.mark.skipif(not K.jit_enabled(), reason="without the JIT every operation goes to im2col")
 
-LAYOUTS = {"forward": {"depthwise", "blocked", "batch_last", "flat_rows"},
-           "grad_input": {"depthwise", "depthwise_as_forward", "blocked", "phases", "flat_rows"},
-           "grad_weight": {"depthwise", "blocked", "batch_last", "flat_rows"}}
+LAYOUTS = {"forward": {"depthwise", "blocked", "blocked_batch_last", "batch_last", "flat_rows"},
+           "grad_input": {"depthwise", "depthwise_as_forward", "blocked", "blocked_batch_last", "phases", "flat_rows"},
+           "grad_weight": {"depthwise", "blocked", "blocked_batch_last", "batch_last", "flat_rows"}}
 # thresholds that make every layout reachable on the small shapes hypothesis draws
 SMALL = dict(BATCH_LAST_MIN_N=2, BATCH_LAST_MAX_POS=12, MIN_BLOCK_USE=0.0)
 
@@ -89,13 +89,15 @@ def test_the_layout_named_is_the_one_that_runs(thresholds, tiles, cfg, monkeypat
         real = getattr(module, name)
         monkeypatch.setattr(module, name, lambda *a, **k: (ran.append(label), real(*a, **k))[1])
 
-    def spy_tiles(name):  # the blocked loops' last argument is the variant
-        real = getattr(blocked, name)
-        monkeypatch.setattr(blocked, name, lambda *a: (ran.append(("blocked", a[-1])), real(*a))[1])
+    def spy_tiles(name, module=blocked, label="blocked"):  # the tiles' last argument is the variant
+        real = getattr(module, name)
+        monkeypatch.setattr(module, name, lambda *a: (ran.append((label, a[-1])), real(*a))[1])
 
     spy(depthwise, "forward", "depthwise"), spy(depthwise, "grad_input", "depthwise")
     spy(depthwise, "grad_weight", "depthwise")
     spy_tiles("forward"), spy_tiles("grad_input"), spy_tiles("grad_weight")
+    for name in ("forward", "grad_input", "grad_weight"):
+        spy_tiles(name, blocked_batch_last, "blocked_batch_last")
     spy(batch_last, "forward", "batch_last"), spy(batch_last, "grad_weight", "batch_last")
     spy(flat_rows, "forward_core", "flat_rows"), spy(flat_rows, "grad_input_core", "flat_rows")
     spy(flat_rows, "grad_weight_core", "flat_rows")
@@ -111,8 +113,9 @@ def test_the_layout_named_is_the_one_that_runs(thresholds, tiles, cfg, monkeypat
         run()
         # grad_input's phases and depthwise_as_forward run as forward convolutions, a phase in the forward's own
         # layout (a phase no tap reaches runs nothing: it is zero)
-        want = {"phases": {"batch_last", ("blocked", tiles)}, "depthwise_as_forward": {"depthwise"},
-                "blocked": {("blocked", tiles)}}.get(layout, {layout})
+        want = {"phases": {"batch_last", ("blocked", tiles), ("blocked_batch_last", tiles)},
+                "depthwise_as_forward": {"depthwise"}, "blocked": {("blocked", tiles)},
+                "blocked_batch_last": {("blocked_batch_last", tiles)}}.get(layout, {layout})
         assert set(ran) <= want and (ran or layout == "phases"), (op, layout, ran)
 
 
@@ -248,6 +251,34 @@ def test_blocked_one_tap(monkeypatch, tiles):
     monkeypatch.setattr(choose.blas, "wide_kernels", lambda: False)
     monkeypatch.setattr(choose, "BLOCKED_ONE_TAP", ())
     assert [_backend(op)(*shapes) for op in ops] == ["im2col"] * 3
+
+
+@jit_only
+@pytest.mark.parametrize("variant", blocked.TILES)
+def test_tiles_on_batch_last_planes(monkeypatch, variant):
+    """Small planes in small batches take the register tiles on batch-last planes: GoogLeNet's and ResNet-18's
+    6x6 layers at batch 16 (and 12x12 ones where the blocks are 32 positions long), not their 24x24 ones (whose flat blocks are well used), not 3x3 planes (fewer
+    than TILES_BATCH_LAST_MIN_POS positions: im2col's product), not a batch of BATCH_LAST_MIN_N, and grad_weight
+    only with a whole tile of output channels."""
+    monkeypatch.setattr(choose, "BLOCKED_TILES", variant)
+    width = blocked.GRAD_WEIGHT_VECTORS[variant] * 16
+
+    def layouts(x_shape, w_shape):
+        a = _args(x_shape, w_shape, padding=w_shape[2] // 2)
+        return [choose.numba_layout(op, x_shape, w_shape, a.out_shape[2:], a) for op in choose.CONV_OPS]
+
+    bl = ["blocked_batch_last"] * 3
+    assert layouts((16, 160, 6, 6), (320, 160, 3, 3)) == bl
+    # 12x12: 144 of 192 flat positions in 32-position blocks (avx512), of 176 in 16-position ones (avx2)
+    assert layouts((16, 128, 12, 12), (128, 128, 3, 3)) == (bl if variant == "avx512" else ["blocked"] * 3)
+    assert layouts((16, 64, 24, 24), (64, 64, 3, 3)) == ["blocked"] * 3
+    assert "blocked_batch_last" not in layouts((16, 512, 3, 3), (512, 512, 3, 3))
+    assert "blocked_batch_last" not in layouts((32, 160, 6, 6), (320, 160, 3, 3))
+    assert layouts((16, 160, 6, 6), (width - 1, 160, 3, 3))[2] != "blocked_batch_last"
+    assert [_backend(op, padding=1)((16, 512, 6, 6), (512, 512, 3, 3)) for op in choose.CONV_OPS] == ["numba"] * 3
+    # one row of outputs: its flat blocks half used, its batch-last ones fully
+    _boundary(monkeypatch, "TILES_BATCH_LAST_MIN_POS", 36, _layout("forward", padding=1), "blocked",
+              "blocked_batch_last", "blocked_batch_last", lambda pos: ((16, 64, 1, pos), (64, 64, 3, 3)))
 
 
 @jit_only

@@ -11,13 +11,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hypothesis import assume, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 import tinyconv.kernels as K
 from tinyconv.kernels import choose, shapes
 from tinyconv.kernels.numba_jit import plain
-from tinyconv.kernels.numba_jit.fast import blocked, workspace
+from tinyconv.kernels.numba_jit.fast import blocked, blocked_batch_last, workspace
 from tinyconv.kernels.numba_jit.fast import conv as numba_fast  # the numba backend's module (its layout choice)
 
 from strategies_conv import blocked_conv_configs, conv_configs
@@ -803,6 +803,64 @@ def test_blocked_kernels_called_directly(tiles, dtype, cfg):
         gx = blocked.grad_input(gy, w, (cfg.h, cfg.w), args, tiles)
         _assert_close(gx, direct.conv2d_grad_input(gy64, w64, (cfg.h, cfg.w), *cfg.kernel_args), tol,
                       f"blocked {tiles} grad_input")
+
+
+@pytest.mark.skipif(not K.jit_enabled(), reason="the register-blocked kernels are compiled code only")
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("tiles", blocked.TILES)
+@settings(deadline=None, max_examples=20, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(cfg=blocked_conv_configs(max_size=9), extra=st.integers(0, 2))
+def test_blocked_batch_last_kernels(tiles, dtype, cfg, extra, monkeypatch):
+    """The register tiles on batch-last planes (blocked_batch_last), each variant, called directly (grad_weight
+    also on fewer output channels than a tile) and through the numba backend with the chooser's thresholds opened
+    so that it takes them for every operation it can (rows of Wo*N values that end inside a block, groups,
+    dilation, uneven padding, grad_input on a larger input), against the direct kernel: float64 to 1e-10, float32
+    to 1e-4 of the largest value."""
+    args = shapes.normalize_conv_args(cfg.x_shape, cfg.w_shape, *cfg.kernel_args)
+    x, w, gy = cfg.arrays(dtype)
+    big = (cfg.h + extra, cfg.w + extra)
+    x64, w64, gy64 = x.astype(np.float64), w.astype(np.float64), gy.astype(np.float64)
+    tol = 1e-10 if dtype == np.float64 else 1e-4
+    bias = np.linspace(-1, 1, cfg.c_out).astype(dtype)
+    y = blocked_batch_last.forward(x, w, bias, args, np.empty(args.out_shape, dtype=dtype), tiles)
+    _assert_close(y, direct.conv2d_forward(x64, w64, *cfg.kernel_args) + bias[:, None, None], tol,
+                  f"blocked_batch_last {tiles} forward")
+    gw = blocked_batch_last.grad_weight(x, gy, args, cfg.w_shape, tiles)
+    assert gw.dtype == dtype and gw.shape == cfg.w_shape
+    _assert_close(gw, direct.conv2d_grad_weight(x64, gy64, cfg.kernel, *cfg.kernel_args), tol,
+                  f"blocked_batch_last {tiles} grad_weight")
+    (kh, kw), (dh, dw), (top, bottom, left, right) = cfg.kernel, cfg.dilation, cfg.padding
+    reach = max(top, bottom) <= (kh - 1) * dh and max(left, right) <= (kw - 1) * dw
+    if reach:
+        gx = blocked_batch_last.grad_input(gy, w, (cfg.h, cfg.w), args, tiles)
+        _assert_close(gx, direct.conv2d_grad_input(gy64, w64, (cfg.h, cfg.w), *cfg.kernel_args), tol,
+                      f"blocked_batch_last {tiles} grad_input")
+    monkeypatch.setattr(choose, "BLOCKED_TILES", tiles)
+    monkeypatch.setattr(choose, "TILES_BATCH_LAST_MAX_FLAT_USE", 1.01)
+    monkeypatch.setattr(choose, "TILES_BATCH_LAST_MIN_POS", 0)
+    monkeypatch.setattr(choose, "BATCH_LAST_MIN_N", 1000)
+    gy_big = np.random.default_rng(cfg.seed).uniform(-1, 1, (cfg.n, cfg.c_out) + tuple(
+        shapes.conv_output_size(s, k, 1, p, d) for s, k, p, d in
+        zip(big, cfg.kernel, (top + bottom, left + right), cfg.dilation))).astype(dtype)
+    big_args = shapes.normalize_conv_args((cfg.n, cfg.c_in) + big, cfg.w_shape, *cfg.kernel_args)
+    taken = [choose.numba_layout("forward", cfg.x_shape, cfg.w_shape, args.out_shape[2:], args),
+             choose.numba_layout("grad_input", (cfg.n, cfg.c_in) + big, cfg.w_shape, gy_big.shape[2:], big_args),
+             choose.numba_layout("grad_weight", cfg.x_shape, cfg.w_shape, args.out_shape[2:], args)]
+    got = (numba.forward(x, w, args), numba.grad_input(gy_big, w, big, big_args), numba.grad_weight(x, gy, args))
+    depthwise = choose.is_depthwise(cfg.c_in, cfg.c_out, cfg.c_in // cfg.groups, cfg.groups)
+    fills = [choose._fills_tile(c) for c in (cfg.c_out // cfg.groups, cfg.c_in // cfg.groups)]
+    wide = cfg.c_out // cfg.groups >= blocked.GRAD_WEIGHT_VECTORS[tiles] * 16
+    better = [blocked_batch_last.block_use(hw, cfg.n, tiles) > blocked.block_use(hw, width, tiles)
+              for hw, width in ((args.out_shape[2:], cfg.w + left + right), (big, big[1] + (kw - 1) * dw))]
+    want = [not depthwise and fills[0] and better[0], not depthwise and reach and fills[1] and better[1],
+            not depthwise and wide and better[0]]
+    assert [t == "blocked_batch_last" for t in taken] == want, (taken, want)
+    ref = (direct.conv2d_forward(x64, w64, *cfg.kernel_args),
+           direct.conv2d_grad_input(gy_big.astype(np.float64), w64, big, *cfg.kernel_args),
+           direct.conv2d_grad_weight(x64, gy64, cfg.kernel, *cfg.kernel_args))
+    for what, a, b in zip(("forward", "grad_input", "grad_weight"), got, ref):
+        assert a.dtype == dtype and a.shape == b.shape
+        _assert_close(a, b, tol, f"numba via blocked_batch_last {tiles} {what}")
 
 
 def test_blocked_tile_rules(monkeypatch):

@@ -5,7 +5,8 @@ Three levels, each a function of the shapes and arguments only (so a shape alway
 * :func:`conv_backend`: what ``kernel="auto"`` runs for one operation, ``"numba"`` or ``"im2col"``.
 * :func:`numba_layout`: the ``numba`` backend's loops for one operation: ``"depthwise"`` (per-plane loops,
   ``"depthwise_as_forward"`` for a stride-1 grad_input), ``"blocked"`` (register tiles, stride 1, in the variant
-  :data:`BLOCKED_TILES` sized for the registers numba compiles for),
+  :data:`BLOCKED_TILES` sized for the registers numba compiles for), ``"blocked_batch_last"`` (the same tiles on
+  batch-last planes, for small planes in small batches),
   ``"batch_last"`` (the batch innermost), ``"phases"`` (grad_input as batch-last forward convolutions of grad_y,
   one per phase of the stride) or ``"flat_rows"`` (the general layout).
 * :func:`im2col_grad_input_layout`: im2col's grad_input in ``"batch_last"`` columns or in ``"chunks"`` of images.
@@ -21,11 +22,12 @@ from __future__ import annotations
 from numba import config as _numba_config
 
 from . import blas
-from .numba_jit.fast import adjoint, blocked, flat_rows, simd
+from .numba_jit.fast import adjoint, blocked, blocked_batch_last, flat_rows, simd
 from .shapes import conv_output_size
 
 __all__ = ["CONV_OPS", "jit_enabled", "is_depthwise", "conv_backend", "pool_backend", "numba_layout",
-           "numba_grad_input_layout", "grad_input_phases", "uses_blocked", "uses_batch_last_forward",
+           "numba_grad_input_layout", "grad_input_phases", "uses_blocked", "uses_blocked_batch_last",
+           "uses_batch_last_forward", "TILES_BATCH_LAST_MAX_FLAT_USE", "TILES_BATCH_LAST_MIN_POS",
            "im2col_grad_input_layout", "blocked_tiles_for", "VECTOR_UNIT", "BLOCKED_TILES", "BATCH_LAST_MIN_N",
            "BATCH_LAST_MAX_POS", "BATCH_LAST_MIN_GARBAGE", "MIN_BLOCK_USE", "MIN_TILE_FILL", "BATCH_MIN_BLOCK_USE",
            "BATCH_GW_MIN_POS", "BLOCKED_ONE_TAP", "IM2COL_MIN_K", "NUMBA_MIN_STRIDED_TAPS", "IM2COL_MIN_OG", "NUMBA_MIN_IN_POS",
@@ -56,6 +58,9 @@ MIN_TILE_FILL = (2, 3)          # ... and (forward, grad_input) at least 2/3 of 
 # ... and from BATCH_LAST_MIN_N images, where the batch-last loops are the other choice, per variant of the tiles:
 BATCH_MIN_BLOCK_USE = {"avx2": 0.6}  # forward, grad_input: at least this share (else MIN_BLOCK_USE)
 BATCH_GW_MIN_POS = {"avx2": 100}     # grad_weight: outputs of at least this many positions (else BATCH_LAST_MAX_POS)
+# register tiles on batch-last planes, below BATCH_LAST_MIN_N images: where the flat-rows blocks are used less than
+TILES_BATCH_LAST_MAX_FLAT_USE = 0.8  # this (small planes: 12x12 and below) ...
+TILES_BATCH_LAST_MIN_POS = 16        # ... on outputs of at least this many positions (3x3 planes: im2col's product)
 
 # -- auto: numba or im2col
 BLOCKED_ONE_TAP = ("avx512",)   # 1x1 convolutions on the register tiles (where they fit) for these vector units,
@@ -112,7 +117,10 @@ def conv_backend(op, x_shape, w_shape, args) -> str:
     if is_depthwise(x_shape[1], c_out, cg, x_shape[1] // max(1, cg)):
         return "numba"
     out_hw = _out_hw(x_shape, w_shape, args)
-    blocked_ = (taps > 1 or _one_tap_numba()) and uses_blocked(op, x_shape, w_shape, out_hw, args)
+    tiles_ok = taps > 1 or _one_tap_numba()
+    if tiles_ok and uses_blocked_batch_last(op, x_shape, w_shape, out_hw, args):
+        return "numba"
+    blocked_ = tiles_ok and uses_blocked(op, x_shape, w_shape, out_hw, args)
     if op == "forward":
         fast = blocked_ or (taps > 1 and (
             (k < IM2COL_MIN_K and (unit_stride or _strided_numba(taps)))
@@ -154,6 +162,8 @@ def numba_layout(op, x_shape, w_shape, out_hw, args) -> str:
     c_out, cg = w_shape[0], w_shape[1]
     if is_depthwise(x_shape[1], c_out, cg, args.groups):
         return "depthwise"
+    if uses_blocked_batch_last(op, x_shape, w_shape, out_hw, args):
+        return "blocked_batch_last"
     if uses_blocked(op, x_shape, w_shape, out_hw, args):
         return "blocked"
     if op == "forward":
@@ -170,6 +180,8 @@ def numba_grad_input_layout(gx_shape, w_shape, gy_hw, args):
         if args.stride == (1, 1) and max(top, bottom) <= (kh - 1) * dh and max(left, right) <= (kw - 1) * dw:
             return "depthwise_as_forward", None
         return "depthwise", None
+    if uses_blocked_batch_last("grad_input", gx_shape, w_shape, gy_hw, args):
+        return "blocked_batch_last", None
     if uses_blocked("grad_input", gx_shape, w_shape, gy_hw, args):
         return "blocked", None
     phases = grad_input_phases((gx_shape[0], c_out) + tuple(gy_hw), gx_shape[2:], args)
@@ -205,6 +217,37 @@ def uses_blocked(op, x_shape, w_shape, out_hw, args) -> bool:
             return False
         min_use = MIN_BLOCK_USE
     return blocked.block_use(out_hw, x_shape[3] + left + right, BLOCKED_TILES) >= min_use
+
+
+def uses_blocked_batch_last(op, x_shape, w_shape, out_hw, args) -> bool:
+    """Whether ``op`` runs on the register tiles on batch-last planes (:mod:`.numba_jit.fast.blocked_batch_last`):
+    JIT on, a variant of tiles (:data:`BLOCKED_TILES`), stride 1, not depthwise, fewer than :data:`BATCH_LAST_MIN_N`
+    images, an output (grad_input: grad_x) of at least :data:`TILES_BATCH_LAST_MIN_POS` positions whose flat-rows
+    blocks would be used less than :data:`TILES_BATCH_LAST_MAX_FLAT_USE` and less than the batch-last ones, and
+    whole tiles of channels: (forward, grad_input) :data:`MIN_TILE_FILL` of a tile's output channels real,
+    (grad_weight) at least one tile of output channels per group. grad_input also needs a padding of at most
+    ``(k - 1) * dilation`` on every side, as on the flat planes."""
+    if not (jit_enabled() and BLOCKED_TILES) or args.stride != (1, 1) or x_shape[0] >= BATCH_LAST_MIN_N:
+        return False
+    c_out, cg, kh, kw = w_shape
+    if is_depthwise(x_shape[1], c_out, cg, args.groups):
+        return False
+    (dh, dw), (top, bottom, left, right) = args.dilation, args.padding
+    if op == "grad_input":
+        if max(top, bottom) > (kh - 1) * dh or max(left, right) > (kw - 1) * dw or not _fills_tile(cg):
+            return False
+        hw, width = x_shape[2:], x_shape[3] + (kw - 1) * dw
+    else:
+        hw, width = out_hw, x_shape[3] + left + right
+        og = c_out // args.groups
+        if op == "forward" and not _fills_tile(og):
+            return False
+        if op == "grad_weight" and og < blocked.GRAD_WEIGHT_VECTORS[BLOCKED_TILES] * 16:
+            return False
+    if hw[0] * hw[1] < TILES_BATCH_LAST_MIN_POS:
+        return False
+    flat = blocked.block_use(hw, width, BLOCKED_TILES)
+    return flat < TILES_BATCH_LAST_MAX_FLAT_USE and blocked_batch_last.block_use(hw, x_shape[0], BLOCKED_TILES) > flat
 
 
 def _fills_tile(channels) -> bool:

@@ -5,7 +5,8 @@ The sums are those of :mod:`..plain`; the loops here compute them in layouts tha
 * :mod:`.flat_rows`: every kernel tap a constant offset into a channel's flattened padded plane, strides by a
   polyphase split; the backward kernels on the same layout (the default layout).
 * :mod:`.blocked`: the flat-rows layout at stride 1 with register-blocked tiles of explicit 64-byte vectors
-  (:mod:`.simd`), sized for the CPU's registers (AVX-512 or AVX2), where a plane fills its blocks.
+  (:mod:`.simd`), sized for the CPU's registers (AVX-512 or AVX2), where a plane fills its blocks;
+  :mod:`.blocked_batch_last`: the same tiles on batch-last planes, for small planes in small batches.
 * :mod:`.batch_last`: the batch innermost, for big batches (forward and grad_weight; grad_input as forward
   convolutions of grad_y, one per phase of the stride, :mod:`.adjoint`), with scratch buffers in :mod:`.workspace`.
 * :mod:`.depthwise`: per-plane loops for ``groups == C_in == C_out``.
@@ -24,7 +25,7 @@ import numpy as np
 from ... import choose, numba_pooling
 from ...backend import Backend
 from ...threads import ensure_thread_pool
-from . import adjoint, batch_last, blocked, depthwise, flat_rows
+from . import adjoint, batch_last, blocked, blocked_batch_last, depthwise, flat_rows
 from .workspace import clear_workspace
 
 __all__ = ["forward", "grad_input", "grad_weight", "NumbaBackend", "backend", "clear_workspace"]
@@ -45,9 +46,10 @@ def forward(x, w, args, bias=None):
         depthwise.forward(np.ascontiguousarray(x), np.ascontiguousarray(w), bias, y, *_depthwise_args(
             x.shape[2:], y.shape[2:], args))
         return y
-    if layout == "blocked":
+    if layout in ("blocked", "blocked_batch_last"):
         ensure_thread_pool()
-        return blocked.forward(x, w, bias, args, y, choose.BLOCKED_TILES)
+        kernels = blocked if layout == "blocked" else blocked_batch_last
+        return kernels.forward(x, w, bias, args, y, choose.BLOCKED_TILES)
     if layout == "batch_last":
         return batch_last.forward(x, w, bias, args, y)
     lay = flat_rows.Layout(x.shape[2], x.shape[3], args.padding, args.stride, args.dilation, args.kernel_hw)
@@ -72,9 +74,10 @@ def grad_input(grad_y, w, input_hw, args):
     layout, phases = choose.numba_grad_input_layout(gx.shape, w.shape, grad_y.shape[2:], args)
     if layout in ("depthwise", "depthwise_as_forward"):
         return _depthwise_grad_input(grad_y, w, gx, args, as_forward=layout == "depthwise_as_forward")
-    if layout == "blocked":
+    if layout in ("blocked", "blocked_batch_last"):
         ensure_thread_pool()
-        return blocked.grad_input(grad_y, w, input_hw, args, choose.BLOCKED_TILES)
+        kernels = blocked if layout == "blocked" else blocked_batch_last
+        return kernels.grad_input(grad_y, w, input_hw, args, choose.BLOCKED_TILES)
     if layout == "phases":
         return _grad_input_by_phases(grad_y, w, input_hw, args, phases)
     lay = flat_rows.Layout(h, w_in, args.padding, args.stride, args.dilation, args.kernel_hw)
@@ -144,9 +147,10 @@ def grad_weight(x, grad_y, args):
         depthwise.grad_weight(np.ascontiguousarray(x), np.ascontiguousarray(grad_y), gw,
                               *_depthwise_args(x.shape[2:], grad_y.shape[2:], args))
         return gw
-    if layout == "blocked":
+    if layout in ("blocked", "blocked_batch_last"):
         ensure_thread_pool()
-        return blocked.grad_weight(x, grad_y, args, w_shape, choose.BLOCKED_TILES)
+        kernels = blocked if layout == "blocked" else blocked_batch_last
+        return kernels.grad_weight(x, grad_y, args, w_shape, choose.BLOCKED_TILES)
     if layout == "batch_last":
         return batch_last.grad_weight(x, grad_y, args, w_shape)
     lay = flat_rows.Layout(x.shape[2], x.shape[3], args.padding, args.stride, args.dilation, args.kernel_hw)

@@ -1,0 +1,259 @@
+"""The register tiles of :mod:`.blocked` on batch-last planes: stride-1 convolutions of small planes.
+
+On a small plane the flat-rows layout of :mod:`.blocked` computes many positions it drops: the garbage columns
+``j >= Wo`` of every row and the tail of the last block (a 6x6 output in blocks of 32 positions uses 36 of 64).
+With the batch innermost, ``xt[c, (h*Wp + w)*N + n]`` (``N`` images, padded planes, row stride ``Wp*N``), output
+row ``i`` of every image is one run of ``Wo*N`` contiguous values, and tap ``(a, b)`` reads the run
+``(a*d_h*Wp + b*d_w)*N`` further on. The tiles then walk each row's run only: for a batch of 16 float32 images a
+block of 16 values is one output position of every image, and no block holds a garbage column.
+
+* forward (and grad_input at stride 1, the adjoint being a stride-1 convolution of grad_y): a task is one output
+  row of a tile's output channels; per block of the row, the tile of :mod:`.blocked` (``_tile_8x2`` or
+  ``_tile_6x1``) sums over the input channels and taps in registers; the task then writes its row of ``y``.
+* grad_weight, ``gw[o, c, t] = sum_{i, j, n} gy[n, o, i, j] * xt[c, (i*Wp + j)*N + n + off[t]]``: grad_y is
+  copied once, a tile of output channels at a time, position-major (``gt[tile, (i*Wo + j)*N + n, o]``); a task
+  (a tile of channels, 8 or 6 (input channel, tap) pairs) holds the tile of vector sums of :mod:`.blocked`'s
+  position-major kernels over every position of every image, and stores it once: no per-image parts to add.
+
+Which layers take these loops is decided in :mod:`tinyconv.kernels.choose` (:func:`~tinyconv.kernels.choose.
+uses_blocked_batch_last`).
+"""
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, prange
+
+from .batch_last import batch_last_copy
+from .blocked import (GRAD_WEIGHT_PAIRS, GRAD_WEIGHT_VECTORS, TILE_VECTORS, _pair_input, _tile_6x1, _tile_8x2,
+                      _tile_task, pack_weights, tile_channels)
+from .simd import fma, lanes, load, splat, store
+
+__all__ = ["forward", "grad_input", "grad_weight", "block_use"]
+
+_JIT = dict(cache=True)
+
+
+def block_use(out_hw, n, tiles) -> float:
+    """The share of the computed values that are outputs: each output row's ``Wo*N`` values rounded up to whole
+    float32 blocks of the ``tiles`` variant (compare :func:`.blocked.block_use`)."""
+    run = out_hw[1] * n
+    if out_hw[0] * run == 0:
+        return 0.0
+    blk = TILE_VECTORS[tiles] * 16
+    return run / (-(-run // blk) * blk)
+
+
+@njit(parallel=True, fastmath={"contract"}, **_JIT)
+def _forward_rows(xt, wpack, bias, offs, y, wp, cg, vectors):
+    """y[n, o, i, j] = bias[o] + sum_{c, t} w[o, c, t] * xt[g*cg + c, (i*wp + j)*N + n + offs[t]].
+
+    xt: (C_in, L) batch-last padded planes, row stride wp*N, with at least a block of slack past the last value a
+    tap reads; wpack: (groups * tiles, cg * T, tc) as :func:`.blocked.pack_weights`; offs: the taps' offsets in
+    xt's rows; y: (N, C_out, Ho, Wo). ``vectors``: 2, the 8 x 2 tiles; 1, the 6 x 1 tiles."""
+    n_img, c_out, ho, wo = y.shape
+    groups = xt.shape[0] // cg
+    og = c_out // groups
+    tc = wpack.shape[2]
+    nob = (og + tc - 1) // tc
+    blk = vectors * lanes(xt[0])
+    run = wo * n_img
+    nblk = (run + blk - 1) // blk
+    for task in prange(groups * nob * ho):
+        i = task % ho
+        _, tile, g, o0 = _tile_task(task // ho, groups, nob, og, tc)
+        out = np.empty((tc, nblk * blk), dtype=y.dtype)
+        for q in range(nblk):
+            if vectors == 2:
+                _tile_8x2(xt, g * cg, cg, i * wp * n_img + q * blk, wpack[tile], offs, out, q * blk)
+            else:
+                _tile_6x1(xt, g * cg, cg, i * wp * n_img + q * blk, wpack[tile], offs, out, q * blk)
+        for k in range(min(tc, (g + 1) * og - o0)):
+            b = bias[o0 + k]
+            ok = out[k]
+            for j in range(wo):
+                for n in range(n_img):
+                    y[n, o0 + k, i, j] = ok[j * n_img + n] + b
+
+
+@njit(parallel=True, **_JIT)
+def _tile_major(gy, gt, og):
+    """gt[g*nov + v, (i*Wo + j)*N + n, l] = gy[n, g*og + v*width + l, i, j], zero for channels past the group's
+    last (width = gt.shape[2], nov tiles per group)."""
+    n_img, c_out, ho, wo = gy.shape
+    ntile, _, width = gt.shape
+    nov = ntile // (c_out // og)
+    for task in prange(ntile * ho):
+        tile = task // ho
+        i = task % ho
+        o0 = (tile // nov) * og + (tile % nov) * width
+        count = min(width, (tile // nov + 1) * og - o0)
+        dst = gt[tile]
+        for j in range(wo):
+            for n in range(n_img):
+                p = (i * wo + j) * n_img + n
+                for k in range(count):
+                    dst[p, k] = gy[n, o0 + k, i, j]
+                for k in range(count, width):
+                    dst[p, k] = 0
+
+
+@njit(parallel=True, fastmath={"contract"}, **_JIT)
+def _grad_weight_2x8(xt, gt, offs, part, cg, wp, ho, wo):
+    """part[r, tile*width + l] = sum_{i, j, n} gt[tile, (i*Wo + j)*N + n, l] * xt[g*cg + r // T,
+    (i*wp + j)*N + n + offs[r % T]] for the pairs r = c*T + t (g: the tile's group), width = 2 vectors.
+
+    A task (a tile of 2 vectors of output channels, 8 pairs) holds 2 x 8 vector sums over every position of every
+    image: per position, 2 loads of the tile's copy of grad_y and 8 input values broadcast feed 16 multiply-adds
+    (pairs past the last repeat it, dropped). Sized for 32 registers of 512 bits (AVX-512)."""
+    ntile, npos, width = gt.shape
+    ntap = offs.shape[0]
+    groups = xt.shape[0] // cg
+    nov = ntile // groups
+    n_img = npos // (ho * wo)
+    vl = lanes(xt[0])
+    kr = cg * ntap
+    nrb = (kr + 7) // 8
+    run = wo * n_img
+    for task in prange(ntile * nrb):
+        tile = task // nrb
+        r0 = 8 * (task % nrb)
+        c0 = (tile // nov) * cg
+        gtt = gt[tile].reshape(-1)
+        x0, x1 = _pair_input(xt, c0, r0, kr, offs), _pair_input(xt, c0, r0 + 1, kr, offs)
+        x2, x3 = _pair_input(xt, c0, r0 + 2, kr, offs), _pair_input(xt, c0, r0 + 3, kr, offs)
+        x4, x5 = _pair_input(xt, c0, r0 + 4, kr, offs), _pair_input(xt, c0, r0 + 5, kr, offs)
+        x6, x7 = _pair_input(xt, c0, r0 + 6, kr, offs), _pair_input(xt, c0, r0 + 7, kr, offs)
+        z = splat(xt, 0.0)
+        a0, a1, a2, a3, a4, a5, a6, a7 = z, z, z, z, z, z, z, z
+        b0, b1, b2, b3, b4, b5, b6, b7 = z, z, z, z, z, z, z, z
+        for i in range(ho):
+            xb = i * wp * n_img
+            gb = i * run
+            for p in range(run):
+                u = load(gtt, (gb + p) * width)
+                v = load(gtt, (gb + p) * width + vl)
+                s = splat(xt, x0[xb + p])
+                a0, b0 = fma(u, s, a0), fma(v, s, b0)
+                s = splat(xt, x1[xb + p])
+                a1, b1 = fma(u, s, a1), fma(v, s, b1)
+                s = splat(xt, x2[xb + p])
+                a2, b2 = fma(u, s, a2), fma(v, s, b2)
+                s = splat(xt, x3[xb + p])
+                a3, b3 = fma(u, s, a3), fma(v, s, b3)
+                s = splat(xt, x4[xb + p])
+                a4, b4 = fma(u, s, a4), fma(v, s, b4)
+                s = splat(xt, x5[xb + p])
+                a5, b5 = fma(u, s, a5), fma(v, s, b5)
+                s = splat(xt, x6[xb + p])
+                a6, b6 = fma(u, s, a6), fma(v, s, b6)
+                s = splat(xt, x7[xb + p])
+                a7, b7 = fma(u, s, a7), fma(v, s, b7)
+        col = tile * width
+        for k, (lo, hi) in enumerate(((a0, b0), (a1, b1), (a2, b2), (a3, b3), (a4, b4), (a5, b5), (a6, b6),
+                                      (a7, b7))):
+            if r0 + k < kr:
+                store(part[r0 + k], col, lo)
+                store(part[r0 + k], col + vl, hi)
+
+
+@njit(parallel=True, fastmath={"contract"}, **_JIT)
+def _grad_weight_1x6(xt, gt, offs, part, cg, wp, ho, wo):
+    """:func:`_grad_weight_2x8` with the tile for 16 registers of 256 bits (AVX2), where a vector takes two: a tile
+    of 1 vector of output channels x 6 pairs (12 registers); per position, 1 load of the copy and 6 input values
+    broadcast feed 6 multiply-adds."""
+    ntile, npos, width = gt.shape
+    ntap = offs.shape[0]
+    groups = xt.shape[0] // cg
+    nov = ntile // groups
+    n_img = npos // (ho * wo)
+    kr = cg * ntap
+    nrb = (kr + 5) // 6
+    run = wo * n_img
+    for task in prange(ntile * nrb):
+        tile = task // nrb
+        r0 = 6 * (task % nrb)
+        c0 = (tile // nov) * cg
+        gtt = gt[tile].reshape(-1)
+        x0, x1 = _pair_input(xt, c0, r0, kr, offs), _pair_input(xt, c0, r0 + 1, kr, offs)
+        x2, x3 = _pair_input(xt, c0, r0 + 2, kr, offs), _pair_input(xt, c0, r0 + 3, kr, offs)
+        x4, x5 = _pair_input(xt, c0, r0 + 4, kr, offs), _pair_input(xt, c0, r0 + 5, kr, offs)
+        z = splat(xt, 0.0)
+        a0, a1, a2, a3, a4, a5 = z, z, z, z, z, z
+        for i in range(ho):
+            xb = i * wp * n_img
+            gb = i * run
+            for p in range(run):
+                u = load(gtt, (gb + p) * width)
+                a0 = fma(u, splat(xt, x0[xb + p]), a0)
+                a1 = fma(u, splat(xt, x1[xb + p]), a1)
+                a2 = fma(u, splat(xt, x2[xb + p]), a2)
+                a3 = fma(u, splat(xt, x3[xb + p]), a3)
+                a4 = fma(u, splat(xt, x4[xb + p]), a4)
+                a5 = fma(u, splat(xt, x5[xb + p]), a5)
+        col = tile * width
+        for k, a in enumerate((a0, a1, a2, a3, a4, a5)):
+            if r0 + k < kr:
+                store(part[r0 + k], col, a)
+
+
+def _planes(x, kernel_hw, padding, dilation, role, tiles):
+    """(xt, wp, offs): x's zero-padded batch-last planes flat, (C, L), row stride wp*N, with zero rows below the
+    last enough for a block of slack; and the taps' offsets."""
+    n = x.shape[0]
+    (kh, kw), (top, bottom, left, right), (dh, dw) = kernel_hw, padding, dilation
+    wp = x.shape[3] + left + right
+    slack = TILE_VECTORS[tiles] * 64 // x.dtype.itemsize
+    extra = -(-slack // (wp * n))  # zero rows past the last a tap reads: the tail of a row's last block
+    xt = batch_last_copy(x, (top, bottom + extra, left, right), role)
+    offs = np.array([(a * dh * wp + b * dw) * n for a in range(kh) for b in range(kw)], dtype=np.int64)
+    return xt.reshape(xt.shape[0], -1), wp, offs
+
+
+def _conv(x, w, bias, padding, dilation, groups, y, role, tiles):
+    """y (N, C_out, Ho, Wo) = stride-1 conv of x with w, zero padding (top, bottom, left, right)."""
+    xt, wp, offs = _planes(x, w.shape[2:], padding, dilation, role, tiles)
+    tc = tile_channels(w.shape[0] // groups, tiles)
+    _forward_rows(xt, pack_weights(w, groups, tc), bias, offs, y, wp, w.shape[1], TILE_VECTORS[tiles])
+    return y
+
+
+def forward(x, w, bias, args, y, tiles):
+    """y = conv2d(x, w) + bias at stride 1 (args.stride == (1, 1)); bias: (C_out,)."""
+    return _conv(x, w, bias, args.padding, args.dilation, args.groups, y, "blocked_bl.x", tiles)
+
+
+def grad_input(grad_y, w, input_hw, args, tiles):
+    """grad_x (N, C_in, H, W) of a stride-1 conv2d: grad_y convolved with the flipped, channel-swapped kernel
+    (the padding as in :func:`.blocked.grad_input`)."""
+    c_out, cg, kh, kw = w.shape
+    groups = args.groups
+    og = c_out // groups
+    (dh, dw), (top, _, left, _) = args.dilation, args.padding
+    h, wd = input_hw
+    ho, wo = grad_y.shape[2], grad_y.shape[3]
+    wt = np.asarray(w)[:, :, ::-1, ::-1].reshape(groups, og, cg, kh, kw).transpose(0, 2, 1, 3, 4).reshape(
+        groups * cg, og, kh, kw)
+    pt, pl = (kh - 1) * dh - top, (kw - 1) * dw - left
+    pb = h + (kh - 1) * dh - ho - pt
+    pr = wd + (kw - 1) * dw - wo - pl
+    gx = np.empty((grad_y.shape[0], cg * groups, h, wd), dtype=grad_y.dtype)
+    return _conv(grad_y, wt, np.zeros(cg * groups, dtype=grad_y.dtype), (pt, pb, pl, pr), (dh, dw), groups, gx,
+                 "blocked_bl.grad_y", tiles)
+
+
+def grad_weight(x, grad_y, args, w_shape, tiles):
+    """grad_w (C_out, C_in/groups, kh, kw) of a stride-1 conv2d with at least one tile of output channels per group
+    (``GRAD_WEIGHT_VECTORS[tiles]`` vectors)."""
+    c_out, cg, kh, kw = w_shape
+    n, ho, wo = grad_y.shape[0], grad_y.shape[2], grad_y.shape[3]
+    xt, wp, offs = _planes(x, (kh, kw), args.padding, args.dilation, "blocked_bl.x", tiles)
+    groups, og = args.groups, c_out // args.groups
+    width = GRAD_WEIGHT_VECTORS[tiles] * 64 // x.dtype.itemsize  # output channels of a tile
+    nov = -(-og // width)
+    gt = np.empty((groups * nov, ho * wo * n, width), dtype=x.dtype)
+    _tile_major(np.ascontiguousarray(grad_y), gt, og)
+    part = np.empty((cg * kh * kw, groups * nov * width), dtype=x.dtype)
+    kernel = _grad_weight_2x8 if tiles == "avx512" else _grad_weight_1x6
+    kernel(xt, gt, offs, part, cg, wp, ho, wo)
+    total = part.reshape(cg * kh * kw, groups, nov * width)[:, :, :og]
+    return np.ascontiguousarray(total.transpose(1, 2, 0)).reshape(w_shape)
