@@ -259,7 +259,7 @@ def test_tiles_on_batch_last_planes(monkeypatch, variant):
     """Small planes in small batches take the register tiles on batch-last planes: GoogLeNet's and ResNet-18's
     6x6 layers at batch 16 (and 12x12 ones where the blocks are 32 positions long), not their 24x24 ones (whose flat blocks are well used), not 3x3 planes (fewer
     than TILES_BATCH_LAST_MIN_POS positions: im2col's product), not a batch of BATCH_LAST_MIN_N, and grad_weight
-    only with a whole tile of output channels."""
+    only for the variants in TILES_BATCH_LAST_GW, with a whole tile of output channels."""
     monkeypatch.setattr(choose, "BLOCKED_TILES", variant)
     width = blocked.GRAD_WEIGHT_VECTORS[variant] * 16
 
@@ -268,6 +268,8 @@ def test_tiles_on_batch_last_planes(monkeypatch, variant):
         return [choose.numba_layout(op, x_shape, w_shape, a.out_shape[2:], a) for op in choose.CONV_OPS]
 
     bl = ["blocked_batch_last"] * 3
+    assert layouts((16, 160, 6, 6), (320, 160, 3, 3)) == (bl if variant == "avx512" else bl[:2] + ["blocked"])
+    monkeypatch.setattr(choose, "TILES_BATCH_LAST_GW", (variant,))  # grad_weight's tiles: avx512's, here either
     assert layouts((16, 160, 6, 6), (320, 160, 3, 3)) == bl
     # 12x12: 144 of 192 flat positions in 32-position blocks (avx512), of 176 in 16-position ones (avx2)
     assert layouts((16, 128, 12, 12), (128, 128, 3, 3)) == (bl if variant == "avx512" else ["blocked"] * 3)

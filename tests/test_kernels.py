@@ -849,6 +849,7 @@ def test_blocked_batch_last_kernels(tiles, dtype, cfg, extra, monkeypatch):
     got = (numba.forward(x, w, args), numba.grad_input(gy_big, w, big, big_args), numba.grad_weight(x, gy, args))
     depthwise = choose.is_depthwise(cfg.c_in, cfg.c_out, cfg.c_in // cfg.groups, cfg.groups)
     fills = [choose._fills_tile(c) for c in (cfg.c_out // cfg.groups, cfg.c_in // cfg.groups)]
+    monkeypatch.setattr(choose, "TILES_BATCH_LAST_GW", (tiles,))
     wide = cfg.c_out // cfg.groups >= blocked.GRAD_WEIGHT_VECTORS[tiles] * 16
     better = [blocked_batch_last.block_use(hw, cfg.n, tiles) > blocked.block_use(hw, width, tiles)
               for hw, width in ((args.out_shape[2:], cfg.w + left + right), (big, big[1] + (kw - 1) * dw))]

@@ -28,6 +28,7 @@ from .shapes import conv_output_size
 __all__ = ["CONV_OPS", "jit_enabled", "is_depthwise", "conv_backend", "pool_backend", "numba_layout",
            "numba_grad_input_layout", "grad_input_phases", "uses_blocked", "uses_blocked_batch_last",
            "uses_batch_last_forward", "TILES_BATCH_LAST_MAX_FLAT_USE", "TILES_BATCH_LAST_MIN_POS",
+           "TILES_BATCH_LAST_GW",
            "im2col_grad_input_layout", "blocked_tiles_for", "VECTOR_UNIT", "BLOCKED_TILES", "BATCH_LAST_MIN_N",
            "BATCH_LAST_MAX_POS", "BATCH_LAST_MIN_GARBAGE", "MIN_BLOCK_USE", "MIN_TILE_FILL", "BATCH_MIN_BLOCK_USE",
            "BATCH_GW_MIN_POS", "BLOCKED_ONE_TAP", "IM2COL_MIN_K", "NUMBA_MIN_STRIDED_TAPS", "IM2COL_MIN_OG", "NUMBA_MIN_IN_POS",
@@ -61,6 +62,7 @@ BATCH_GW_MIN_POS = {"avx2": 100}     # grad_weight: outputs of at least this man
 # register tiles on batch-last planes, below BATCH_LAST_MIN_N images: where the flat-rows blocks are used less than
 TILES_BATCH_LAST_MAX_FLAT_USE = 0.8  # this (small planes: 12x12 and below) ...
 TILES_BATCH_LAST_MIN_POS = 16        # ... on outputs of at least this many positions (3x3 planes: im2col's product)
+TILES_BATCH_LAST_GW = ("avx512",)    # ... grad_weight too, for these variants (AVX2's 1 x 6 tile: im2col's product)
 
 # -- auto: numba or im2col
 BLOCKED_ONE_TAP = ("avx512",)   # 1x1 convolutions on the register tiles (where they fit) for these vector units,
@@ -225,7 +227,7 @@ def uses_blocked_batch_last(op, x_shape, w_shape, out_hw, args) -> bool:
     images, an output (grad_input: grad_x) of at least :data:`TILES_BATCH_LAST_MIN_POS` positions whose flat-rows
     blocks would be used less than :data:`TILES_BATCH_LAST_MAX_FLAT_USE` and less than the batch-last ones, and
     whole tiles of channels: (forward, grad_input) :data:`MIN_TILE_FILL` of a tile's output channels real,
-    (grad_weight) at least one tile of output channels per group. grad_input also needs a padding of at most
+    (grad_weight, for the variants in :data:`TILES_BATCH_LAST_GW`) at least one tile of output channels per group. grad_input also needs a padding of at most
     ``(k - 1) * dilation`` on every side, as on the flat planes."""
     if not (jit_enabled() and BLOCKED_TILES) or args.stride != (1, 1) or x_shape[0] >= BATCH_LAST_MIN_N:
         return False
@@ -242,7 +244,8 @@ def uses_blocked_batch_last(op, x_shape, w_shape, out_hw, args) -> bool:
         og = c_out // args.groups
         if op == "forward" and not _fills_tile(og):
             return False
-        if op == "grad_weight" and og < blocked.GRAD_WEIGHT_VECTORS[BLOCKED_TILES] * 16:
+        if op == "grad_weight" and (BLOCKED_TILES not in TILES_BATCH_LAST_GW
+                                    or og < blocked.GRAD_WEIGHT_VECTORS[BLOCKED_TILES] * 16):
             return False
     if hw[0] * hw[1] < TILES_BATCH_LAST_MIN_POS:
         return False
