@@ -257,9 +257,10 @@ def test_blocked_one_tap(monkeypatch, tiles):
 @pytest.mark.parametrize("variant", blocked.TILES)
 def test_tiles_on_batch_last_planes(monkeypatch, variant):
     """Small planes in small batches take the register tiles on batch-last planes: GoogLeNet's and ResNet-18's
-    6x6 layers at batch 16 (and 12x12 ones where the blocks are 32 positions long), not their 24x24 ones (whose flat blocks are well used), not 3x3 planes (fewer
-    than TILES_BATCH_LAST_MIN_POS positions: im2col's product), not a batch of BATCH_LAST_MIN_N, and grad_weight
-    only for the variants in TILES_BATCH_LAST_GW, with a whole tile of output channels."""
+    6x6 layers at batch 16 (and 12x12 ones where the blocks are 32 positions long), not their 24x24 ones (whose
+    flat blocks are well used), not 3x3 planes (fewer than TILES_BATCH_LAST_MIN_POS positions: im2col's product),
+    not a batch of BATCH_LAST_MIN_N, and grad_weight only for the variants in TILES_BATCH_LAST_GW, with a whole tile
+    of output channels."""
     monkeypatch.setattr(choose, "BLOCKED_TILES", variant)
     width = blocked.GRAD_WEIGHT_VECTORS[variant] * 16
 

@@ -227,8 +227,8 @@ def uses_blocked_batch_last(op, x_shape, w_shape, out_hw, args) -> bool:
     images, an output (grad_input: grad_x) of at least :data:`TILES_BATCH_LAST_MIN_POS` positions whose flat-rows
     blocks would be used less than :data:`TILES_BATCH_LAST_MAX_FLAT_USE` and less than the batch-last ones, and
     whole tiles of channels: (forward, grad_input) :data:`MIN_TILE_FILL` of a tile's output channels real,
-    (grad_weight, for the variants in :data:`TILES_BATCH_LAST_GW`) at least one tile of output channels per group. grad_input also needs a padding of at most
-    ``(k - 1) * dilation`` on every side, as on the flat planes."""
+    (grad_weight, for the variants in :data:`TILES_BATCH_LAST_GW`) at least one tile of output channels per group.
+    grad_input also needs a padding of at most ``(k - 1) * dilation`` on every side, as on the flat planes."""
     if not (jit_enabled() and BLOCKED_TILES) or args.stride != (1, 1) or x_shape[0] >= BATCH_LAST_MIN_N:
         return False
     c_out, cg, kh, kw = w_shape

@@ -23,10 +23,10 @@ columns ``(N, K, P)`` would (``benchmarks/conv_cpu_time.py`` times the layers). 
 
 The chunks are independent (each writes its own images of ``y`` or ``grad_x``, or returns its own part of
 ``grad_w``, summed in chunk order), so they run on tinyconv's worker threads (:mod:`.workers`), each product on
-one OpenBLAS thread; a single chunk splits its products over those threads instead. The column copies (serial per chunk; im2col, col2im, the transposes between ``(N, C, P)``
-arrays and ``(C, nb*P)`` matrices, with the bias added on the way out) are compiled loops
-(:mod:`.numba_jit.fast.columns`) that read the unpadded input
-and test the padding per row; with ``NUMBA_DISABLE_JIT=1`` they are NumPy strided copies of a padded copy
+one OpenBLAS thread; a single chunk splits its products over those threads instead. The column copies (serial
+per chunk; im2col, col2im, the transposes between ``(N, C, P)`` arrays and ``(C, nb*P)`` matrices, with the bias
+added on the way out) are compiled loops (:mod:`.numba_jit.fast.columns`) that read the unpadded input and test
+the padding per row; with ``NUMBA_DISABLE_JIT=1`` they are NumPy strided copies of a padded copy
 (windows viewed with ``as_strided``, one slice-add per tap for col2im). dtype is kept end to end.
 Pooling: NumPy's (:mod:`.pooling`), inherited from :class:`~.backend.Backend`.
 """

@@ -24,8 +24,16 @@ import numpy as np
 from numba import njit, prange
 
 from .batch_last import batch_last_copy
-from .blocked import (GRAD_WEIGHT_PAIRS, GRAD_WEIGHT_VECTORS, TILE_VECTORS, _pair_input, _tile_6x1, _tile_8x2,
-                      _tile_task, pack_weights, tile_channels)
+from .blocked import (
+    GRAD_WEIGHT_VECTORS,
+    TILE_VECTORS,
+    _pair_input,
+    _tile_6x1,
+    _tile_8x2,
+    _tile_task,
+    pack_weights,
+    tile_channels,
+)
 from .simd import fma, lanes, load, splat, store
 
 __all__ = ["forward", "grad_input", "grad_weight", "block_use"]
