@@ -70,13 +70,11 @@ def _pad_planes(x, xp, top, left, wp):
     """xp[n, c, (i + top)*wp + j + left] = x[n, c, i, j]; the rest of xp (pre-zeroed) stays zero."""
     n_img, c_all, h, w = x.shape
     for task in prange(n_img * c_all):
-        n = task // c_all
-        c = task % c_all
-        d = xp[n, c]
+        d = xp[task // c_all, task % c_all]
+        s = x[task // c_all, task % c_all]
         for i in range(h):
             base = (i + top) * wp + left
-            for j in range(w):
-                d[base + j] = x[n, c, i, j]
+            d[base:base + w] = s[i]  # a row slice: numba copies it as one block (element loops ran 2-3x slower)
 
 
 @njit(fastmath={"contract"}, inline="always", **_JIT)
