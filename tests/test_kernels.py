@@ -779,6 +779,26 @@ def test_numba_blocked_path(tiles, dtype, cfg, extra):
         _assert_close(a, b, tol, f"blocked {tiles} {what}")
 
 
+@pytest.mark.parametrize("shape, groups, tc", [((10, 3, 3, 2), 1, 8), ((16, 2, 1, 1), 1, 8), ((6, 1, 5, 5), 1, 6),
+                                               ((15, 4, 3, 3), 3, 4), ((7, 1, 2, 2), 7, 6)])
+def test_pack_weights_lays_out_each_tile_channel_by_channel(shape, groups, tc):
+    """packed[g*tiles + b, r, lane] = w[g*og + b*tc + lane] flattened at r, zero past a group's last channel; the
+    same from a flipped (non-contiguous) view, as grad_input passes it."""
+    rng = np.random.default_rng(0)
+    w = rng.standard_normal(shape).astype(np.float32)
+    og, k = shape[0] // groups, shape[1] * shape[2] * shape[3]
+    for src in (w, w[:, :, ::-1, ::-1]):
+        packed = blocked.pack_weights(src, groups, tc)
+        nob = -(-og // tc)
+        assert packed.shape == (groups * nob, k, tc) and packed.flags.c_contiguous
+        flat = np.ascontiguousarray(src).reshape(groups, og, k)
+        for g in range(groups):
+            for b in range(nob):
+                for lane in range(tc):
+                    o = b * tc + lane
+                    want = flat[g, o] if o < og else np.zeros(k, np.float32)
+                    np.testing.assert_array_equal(packed[g * nob + b, :, lane], want)
+
 @pytest.mark.skipif(not K.jit_enabled(), reason="the register-blocked kernels are compiled code only")
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("tiles", blocked.TILES)

@@ -34,6 +34,7 @@ avx512, 2 x 3 on avx2).
 from __future__ import annotations
 
 import numpy as np
+from numba import config as numba_config
 from numba import njit, prange
 
 from .simd import fma, hsum, lanes, load, splat, store
@@ -451,9 +452,34 @@ def pack_weights(w, groups, tc):
     c_out, cg, kh, kw = w.shape
     og, k = c_out // groups, cg * kh * kw
     nob = -(-og // tc)
-    packed = np.zeros((groups, nob * tc, k), dtype=w.dtype)
-    packed[:, :og] = np.asarray(w).reshape(groups, og, k)
-    return np.ascontiguousarray(packed.reshape(groups, nob, tc, k).transpose(0, 1, 3, 2)).reshape(groups * nob, k, tc)
+    w3 = np.asarray(w).reshape(groups, og, k)
+    if numba_config.DISABLE_JIT:  # NumPy's copies: the loop below, interpreted, would be slow
+        packed = np.zeros((groups, nob * tc, k), dtype=w.dtype)
+        packed[:, :og] = w3
+        return np.ascontiguousarray(packed.reshape(groups, nob, tc, k).transpose(0, 1, 3, 2)).reshape(
+            groups * nob, k, tc)
+    packed = np.empty((groups * nob, k, tc), dtype=w.dtype)
+    _pack_tiles(np.ascontiguousarray(w3), packed, og)
+    return packed
+
+
+@njit(parallel=True, **_JIT)
+def _pack_tiles(w3, packed, og):
+    """packed[g*nob + b, r, l] = w3[g, b*tc + l, r], zero past the group's last channel (one pass, where NumPy's
+    zero-fill, copy and transpose took three)."""
+    groups, k = w3.shape[0], w3.shape[2]
+    nob, tc = packed.shape[0] // groups, packed.shape[2]
+    for task in prange(groups * nob):
+        o0 = (task % nob) * tc
+        dst = packed[task]
+        for lane in range(tc):
+            if o0 + lane < og:
+                src = w3[task // nob, o0 + lane]
+                for r in range(k):
+                    dst[r, lane] = src[r]
+            else:
+                for r in range(k):
+                    dst[r, lane] = 0
 
 
 def _padded_planes(x, kernel_hw, padding, dilation, role):
