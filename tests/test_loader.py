@@ -35,6 +35,20 @@ def test_batch_shapes_dtypes_and_drop_last(drop_last, sizes):
         assert y.dtype == np.int64 and y.shape == (len(x),)
 
 
+@pytest.mark.parametrize("n, batch, drop_last, sizes", [(23, 5, False, [5, 3]), (23, 5, True, [5]), (20, 5, False, [5]),
+                                                         (3, 5, False, [3])])
+def test_example_batches_are_a_full_batch_and_the_smaller_last_one(n, batch, drop_last, sizes):
+    """What a dry run (Trainer.compile_ahead) needs: every batch size an epoch makes, each made as the epoch
+    makes it, without moving the loader."""
+    loader = DataLoader(make_data(n), batch_size=batch, drop_last=drop_last, shuffle=True, seed=0)
+    examples = loader.example_batches()
+    assert [len(x) for x, _ in examples] == sizes
+    epoch_sizes = sorted({len(x) for x, _ in loader}, reverse=True)
+    assert [len(x) for x, _ in examples] == epoch_sizes
+    np.testing.assert_array_equal(examples[0][0], loader.example_batch()[0])
+    assert all(x.dtype == np.float32 and x.shape[1:] == (1, 28, 28) for x, _ in examples)
+
+
 def test_normalisation_values():
     images, labels = make_data(7)
     x, y = next(iter(DataLoader((images, labels), batch_size=7)))

@@ -109,6 +109,17 @@ def test_a_lenet_step_records_its_conv_and_pool_kernels():
     assert len(calls) == len(set(calls))
 
 
+def test_the_dry_run_takes_every_batch_size_an_epoch_makes(monkeypatch):
+    """A smaller last batch may take other kernels (batch-last loops below 32 images), so the dry run runs the
+    training step and the evaluation at each batch size the loaders make (here: train 32 and 8, test 32)."""
+    seen = []
+    model = _small_cnn()
+    model.register_forward_pre_hook(lambda module, args: seen.append((module.training, args[0].shape[0])))
+    monkeypatch.setattr(precompile, "compile_ahead", lambda calls, processes=None: None)
+    _trainer(model, n=40, batch=32).compile_ahead()
+    assert sorted(seen) == [(False, 32), (True, 8), (True, 32)]
+
+
 @given(costs=st.lists(st.sampled_from(["_relu_fwd", "_relu_bwd", "_adam"]), min_size=0, max_size=12),
        parts=st.integers(1, 4))
 def test_split_keeps_every_call_once(costs, parts):

@@ -165,6 +165,15 @@ class DataLoader:
         touching the loader's position or any random state: what a dry run needs for shapes and dtypes."""
         return self._make_batch(np.arange(min(self.batch_size, self.num_samples)), 0, 0)
 
+    def example_batches(self) -> list[tuple[np.ndarray, np.ndarray]]:
+        """:meth:`example_batch`, and a batch of the size of an epoch's last one where that is smaller (its kernels
+        can differ: a small batch may take other loops), made the same way."""
+        batches = [self.example_batch()]
+        tail = self.num_samples % self.batch_size
+        if tail and not self.drop_last and self.num_samples > self.batch_size:
+            batches.append(self._make_batch(np.arange(tail), 0, 0))
+        return batches
+
     # ------------------------------------------------------------------ randomness and state
 
     @staticmethod

@@ -263,12 +263,13 @@ class Trainer:
 
     # -------------------------------------------------------------------------------------------- loop
     def compile_ahead(self, processes: int | None = None):
-        """Compile the numba kernels that a training step and an evaluation batch will call, before the first
-        batch, ``processes`` at a time (:mod:`tinyconv.kernels.precompile`): on a cold numba cache the first
-        batch then only loads them; on a warm one this costs a dry run of milliseconds. The dry run works on
-        copies of the model and optimizer, and the random state is put back, so training is unchanged.
-        Returns the :class:`~tinyconv.kernels.precompile.Report`, or None when the dry run failed (the kernels
-        then compile on their first call, as without this)."""
+        """Compile the numba kernels that a training step and an evaluation batch will call (at the loaders' full
+        batch size and at the size of an epoch's smaller last batch), before the first batch, ``processes`` at a
+        time (:mod:`tinyconv.kernels.precompile`): on a cold numba cache the first batch then only loads them; on
+        a warm one this costs a dry run of milliseconds. The dry run works on copies of the model and optimizer,
+        and the random state is put back, so training is unchanged. Returns the
+        :class:`~tinyconv.kernels.precompile.Report`, or None when the dry run failed (the kernels then compile
+        on their first call, as without this)."""
         from ..kernels import precompile
 
         if self.epoch >= self.epochs:  # nothing left to train
@@ -277,19 +278,20 @@ class Trainer:
         try:
             # one deepcopy of both: the copied optimizer steps the copied model's parameters
             model, opt = copy.deepcopy((self.model, self.optimizer))
-            x, y = self.train_loader.example_batch()
-            test = self.test_loader.example_batch() if self.test_loader is not None else None
+            train = self.train_loader.example_batches()  # a full batch, and the epoch's smaller last one if any
+            test = self.test_loader.example_batches() if self.test_loader is not None else []
 
             def dry_run():
                 model.train()
-                loss = F.cross_entropy(model(Tensor(x)), y)
-                opt.zero_grad()
-                loss.backward()
-                opt.step()
-                if test is not None:
-                    model.eval()
-                    with no_grad():
-                        model(Tensor(test[0]))
+                for x, y in train:
+                    loss = F.cross_entropy(model(Tensor(x)), y)
+                    opt.zero_grad()
+                    loss.backward()
+                    opt.step()
+                model.eval()
+                with no_grad():
+                    for x, _ in test:
+                        model(Tensor(x))
 
             calls = precompile.record(dry_run)
         except Exception:  # a model or loader the dry run cannot handle: the kernels compile as the run goes
