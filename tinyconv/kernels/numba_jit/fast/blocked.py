@@ -162,38 +162,60 @@ def _tile_task(task, groups, nob, og, width):
     return n, tile, g, g * og + width * (tile % nob)
 
 
-@njit(parallel=True, fastmath={"contract"}, **_JIT)
-def _forward_tiles(xp, wpack, bias, offs, y, wp, cg, vectors):
-    """y[n, o, i, j] = bias[o] + sum_{c, t} w[o, c, t] * xp[n, g*cg + c, i*wp + j + offs[t]].
-
-    xp: (N, C_in, L) padded planes, row stride wp, with at least one block of zero slack past the last position
-    a tap reads; wpack: (groups * tiles, cg * T, tc) the weights of a tile's tc output channels side by side
-    (:func:`pack_weights`; zero past a group's last channel); y: (N, C_out, Ho, Wo). ``vectors``: 2, the 8 x 2
-    tiles (tc 8 or 6) of the avx512 variant; 1, the 6 x 1 tiles (tc 6 or 4) of the avx2 one."""
+@njit(inline="always", fastmath={"contract"}, **_JIT)
+def _forward_task(task, xp, wpack, bias, offs, y, wp, cg, vectors):
+    """Task ``task`` of :func:`_forward_tiles_8x2` (``vectors`` 2) or :func:`_forward_tiles_6x1` (1): one image's
+    outputs of one tile of output channels, block by block of positions, then written to y with the bias.
+    Inlined into each kernel with ``vectors`` a constant, so each compiles one tile's code (a cold start's
+    compile time)."""
     n_img, c_out, ho, wo = y.shape
     groups = xp.shape[1] // cg
     og = c_out // groups
     tc = wpack.shape[2]
     nob = (og + tc - 1) // tc
     blk = vectors * lanes(xp[0, 0])
-    npos = (ho - 1) * wp + wo
-    nblk = (npos + blk - 1) // blk
-    for task in prange(n_img * groups * nob):
-        n, rest, g, o0 = _tile_task(task, groups, nob, og, tc)
-        nb = min(tc, (g + 1) * og - o0)
-        out = np.empty((tc, nblk * blk), dtype=y.dtype)
-        for q in range(nblk):
-            if vectors == 2:
-                _tile_8x2(xp[n], g * cg, cg, q * blk, wpack[rest], offs, out, q * blk)
-            else:
-                _tile_6x1(xp[n], g * cg, cg, q * blk, wpack[rest], offs, out, q * blk)
-        for k in range(nb):
-            b = bias[o0 + k]
-            for i in range(ho):
-                yo = y[n, o0 + k, i]
-                ok = out[k, i * wp:]
-                for j in range(wo):
-                    yo[j] = ok[j] + b
+    nblk = ((ho - 1) * wp + wo + blk - 1) // blk
+    n, rest, g, o0 = _tile_task(task, groups, nob, og, tc)
+    out = np.empty((tc, nblk * blk), dtype=y.dtype)
+    for q in range(nblk):
+        if vectors == 2:
+            _tile_8x2(xp[n], g * cg, cg, q * blk, wpack[rest], offs, out, q * blk)
+        else:
+            _tile_6x1(xp[n], g * cg, cg, q * blk, wpack[rest], offs, out, q * blk)
+    for k in range(min(tc, (g + 1) * og - o0)):
+        b = bias[o0 + k]
+        for i in range(ho):
+            yo = y[n, o0 + k, i]
+            ok = out[k, i * wp:]
+            for j in range(wo):
+                yo[j] = ok[j] + b
+
+
+@njit(inline="always", **_JIT)
+def _forward_tasks(xp, wpack, y, cg):
+    """Tasks of the forward kernels: images x groups x tiles of output channels."""
+    groups = xp.shape[1] // cg
+    tc = wpack.shape[2]
+    return y.shape[0] * groups * ((y.shape[1] // groups + tc - 1) // tc)
+
+
+@njit(parallel=True, fastmath={"contract"}, **_JIT)
+def _forward_tiles_8x2(xp, wpack, bias, offs, y, wp, cg):
+    """y[n, o, i, j] = bias[o] + sum_{c, t} w[o, c, t] * xp[n, g*cg + c, i*wp + j + offs[t]] on the 8 x 2 tiles
+    (tc 8 or 6) of the avx512 variant.
+
+    xp: (N, C_in, L) padded planes, row stride wp, with at least one block of zero slack past the last position
+    a tap reads; wpack: (groups * tiles, cg * T, tc) the weights of a tile's tc output channels side by side
+    (:func:`pack_weights`; zero past a group's last channel); y: (N, C_out, Ho, Wo)."""
+    for task in prange(_forward_tasks(xp, wpack, y, cg)):
+        _forward_task(task, xp, wpack, bias, offs, y, wp, cg, 2)
+
+
+@njit(parallel=True, fastmath={"contract"}, **_JIT)
+def _forward_tiles_6x1(xp, wpack, bias, offs, y, wp, cg):
+    """:func:`_forward_tiles_8x2` on the 6 x 1 tiles (tc 6 or 4) of the avx2 variant."""
+    for task in prange(_forward_tasks(xp, wpack, y, cg)):
+        _forward_task(task, xp, wpack, bias, offs, y, wp, cg, 1)
 
 
 @njit(inline="always", **_JIT)
@@ -209,7 +231,7 @@ def _pair_input(planes, c0, r, kr, offs):
 def _grad_weight_4x4(xp, gyf, offs, part, cg):
     """part[n, o, r] = sum_p gyf[n, o, p] * xp[n, g*cg + r // T, p + offs[r % T]] for the pairs r = c*T + t.
 
-    xp: (N, C_in, L) padded planes as in :func:`_forward_tiles`; gyf: (N, C_out, P) grad_y with the same row
+    xp: (N, C_in, L) padded planes as in :func:`_forward_tiles_8x2`; gyf: (N, C_out, P) grad_y with the same row
     stride, zero past each row's Wo outputs, P a whole number of vectors; part: (N, C_out, cg*T), one image's
     share of grad_w per image (summed by the caller, in image order). A task (image, 4 output channels) holds
     a 4 x 4 tile of vector sums, 4 channels x 4 (input channel, tap) pairs, over the whole plane."""
@@ -463,13 +485,14 @@ def pack_weights(w, groups, tc):
     return packed
 
 
-@njit(parallel=True, **_JIT)
+@njit(**_JIT)
 def _pack_tiles(w3, packed, og):
     """packed[g*nob + b, r, l] = w3[g, b*tc + l, r], zero past the group's last channel (one pass, where NumPy's
-    zero-fill, copy and transpose took three)."""
+    zero-fill, copy and transpose took three; serial: a parallel loop would cost a cold start more to compile
+    than it saves)."""
     groups, k = w3.shape[0], w3.shape[2]
     nob, tc = packed.shape[0] // groups, packed.shape[2]
-    for task in prange(groups * nob):
+    for task in range(groups * nob):
         o0 = (task % nob) * tc
         dst = packed[task]
         for lane in range(tc):
@@ -499,7 +522,8 @@ def _conv(x, w, bias, padding, dilation, groups, y, role, tiles):
     """y (N, C_out, Ho, Wo) = stride-1 conv of x with w, zero padding (top, bottom, left, right)."""
     xp, wp, offs = _padded_planes(x, w.shape[2:], padding, dilation, role)
     tc = tile_channels(w.shape[0] // groups, tiles)
-    _forward_tiles(xp, pack_weights(w, groups, tc), bias, offs, y, wp, w.shape[1], TILE_VECTORS[tiles])
+    kernel = _forward_tiles_8x2 if TILE_VECTORS[tiles] == 2 else _forward_tiles_6x1
+    kernel(xp, pack_weights(w, groups, tc), bias, offs, y, wp, w.shape[1])
     return y
 
 

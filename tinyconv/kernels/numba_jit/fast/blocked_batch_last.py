@@ -51,36 +51,59 @@ def block_use(out_hw, n, tiles) -> float:
     return run / (-(-run // blk) * blk)
 
 
-@njit(parallel=True, fastmath={"contract"}, **_JIT)
-def _forward_rows(xt, wpack, bias, offs, y, wp, cg, vectors):
-    """y[n, o, i, j] = bias[o] + sum_{c, t} w[o, c, t] * xt[g*cg + c, (i*wp + j)*N + n + offs[t]].
-
-    xt: (C_in, L) batch-last padded planes, row stride wp*N, with at least a block of slack past the last value a
-    tap reads; wpack: (groups * tiles, cg * T, tc) as :func:`.blocked.pack_weights`; offs: the taps' offsets in
-    xt's rows; y: (N, C_out, Ho, Wo). ``vectors``: 2, the 8 x 2 tiles; 1, the 6 x 1 tiles."""
+@njit(inline="always", fastmath={"contract"}, **_JIT)
+def _forward_row(task, xt, wpack, bias, offs, y, wp, cg, vectors):
+    """Task ``task`` of :func:`_forward_rows_8x2` (``vectors`` 2) or :func:`_forward_rows_6x1` (1): one output row
+    of one tile of output channels, block by block of the row's run, then written to y with the bias (inlined
+    with ``vectors`` a constant, so each kernel compiles one tile's code)."""
     n_img, c_out, ho, wo = y.shape
     groups = xt.shape[0] // cg
     og = c_out // groups
     tc = wpack.shape[2]
     nob = (og + tc - 1) // tc
     blk = vectors * lanes(xt[0])
-    run = wo * n_img
-    nblk = (run + blk - 1) // blk
-    for task in prange(groups * nob * ho):
-        i = task % ho
-        _, tile, g, o0 = _tile_task(task // ho, groups, nob, og, tc)
-        out = np.empty((tc, nblk * blk), dtype=y.dtype)
-        for q in range(nblk):
-            if vectors == 2:
-                _tile_8x2(xt, g * cg, cg, i * wp * n_img + q * blk, wpack[tile], offs, out, q * blk)
-            else:
-                _tile_6x1(xt, g * cg, cg, i * wp * n_img + q * blk, wpack[tile], offs, out, q * blk)
-        for k in range(min(tc, (g + 1) * og - o0)):
-            b = bias[o0 + k]
-            ok = out[k]
-            for j in range(wo):
-                for n in range(n_img):
-                    y[n, o0 + k, i, j] = ok[j * n_img + n] + b
+    nblk = (wo * n_img + blk - 1) // blk
+    i = task % ho
+    _, tile, g, o0 = _tile_task(task // ho, groups, nob, og, tc)
+    out = np.empty((tc, nblk * blk), dtype=y.dtype)
+    for q in range(nblk):
+        if vectors == 2:
+            _tile_8x2(xt, g * cg, cg, i * wp * n_img + q * blk, wpack[tile], offs, out, q * blk)
+        else:
+            _tile_6x1(xt, g * cg, cg, i * wp * n_img + q * blk, wpack[tile], offs, out, q * blk)
+    for k in range(min(tc, (g + 1) * og - o0)):
+        b = bias[o0 + k]
+        ok = out[k]
+        for j in range(wo):
+            for n in range(n_img):
+                y[n, o0 + k, i, j] = ok[j * n_img + n] + b
+
+
+@njit(inline="always", **_JIT)
+def _forward_row_tasks(xt, wpack, y, cg):
+    """Tasks of the forward kernels: groups x tiles of output channels x output rows."""
+    groups = xt.shape[0] // cg
+    tc = wpack.shape[2]
+    return groups * ((y.shape[1] // groups + tc - 1) // tc) * y.shape[2]
+
+
+@njit(parallel=True, fastmath={"contract"}, **_JIT)
+def _forward_rows_8x2(xt, wpack, bias, offs, y, wp, cg):
+    """y[n, o, i, j] = bias[o] + sum_{c, t} w[o, c, t] * xt[g*cg + c, (i*wp + j)*N + n + offs[t]] on the 8 x 2
+    tiles of the avx512 variant.
+
+    xt: (C_in, L) batch-last padded planes, row stride wp*N, with at least a block of slack past the last value a
+    tap reads; wpack: (groups * tiles, cg * T, tc) as :func:`.blocked.pack_weights`; offs: the taps' offsets in
+    xt's rows; y: (N, C_out, Ho, Wo)."""
+    for task in prange(_forward_row_tasks(xt, wpack, y, cg)):
+        _forward_row(task, xt, wpack, bias, offs, y, wp, cg, 2)
+
+
+@njit(parallel=True, fastmath={"contract"}, **_JIT)
+def _forward_rows_6x1(xt, wpack, bias, offs, y, wp, cg):
+    """:func:`_forward_rows_8x2` on the 6 x 1 tiles of the avx2 variant."""
+    for task in prange(_forward_row_tasks(xt, wpack, y, cg)):
+        _forward_row(task, xt, wpack, bias, offs, y, wp, cg, 1)
 
 
 @njit(parallel=True, **_JIT)
@@ -221,7 +244,8 @@ def _conv(x, w, bias, padding, dilation, groups, y, role, tiles):
     """y (N, C_out, Ho, Wo) = stride-1 conv of x with w, zero padding (top, bottom, left, right)."""
     xt, wp, offs = _planes(x, w.shape[2:], padding, dilation, role, tiles)
     tc = tile_channels(w.shape[0] // groups, tiles)
-    _forward_rows(xt, pack_weights(w, groups, tc), bias, offs, y, wp, w.shape[1], TILE_VECTORS[tiles])
+    kernel = _forward_rows_8x2 if TILE_VECTORS[tiles] == 2 else _forward_rows_6x1
+    kernel(xt, pack_weights(w, groups, tc), bias, offs, y, wp, w.shape[1])
     return y
 
 
