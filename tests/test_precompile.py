@@ -120,19 +120,27 @@ def test_the_dry_run_takes_every_batch_size_an_epoch_makes(monkeypatch):
     assert sorted(seen) == [(False, 32), (True, 8), (True, 32)]
 
 
-@given(costs=st.lists(st.sampled_from(["_relu_fwd", "_relu_bwd", "_adam"]), min_size=0, max_size=12),
-       parts=st.integers(1, 4))
-def test_split_keeps_every_call_once(costs, parts):
+@given(names=st.lists(st.sampled_from(["_relu_fwd", "_relu_bwd", "_adam"]), min_size=0, max_size=12))
+def test_by_cost_orders_every_call_costliest_first(names):
     calls = [precompile.KernelCall(("tinyconv.kernels.adam" if n == "_adam" else "tinyconv.kernels.activations"), n,
-                                   (i,)) for i, n in enumerate(costs)]
-    groups = precompile.split(calls, parts)
-    assert len(groups) == parts
-    assert sorted(c.signature for g in groups for c in g) == sorted(c.signature for c in calls)
-    # a helper's load counts its start-up; greedy: no one ends later than the earliest by more than the costliest call
-    loads = [sum(precompile._cost(c) for c in g) + (precompile.HELPER_START_S if i else 0.0)
-             for i, g in enumerate(groups)]
-    if calls:
-        assert max(loads) - min(loads) <= max(precompile._cost(c) for c in calls) + precompile.HELPER_START_S + 1e-9
+                                   (i,)) for i, n in enumerate(names)]
+    ordered = precompile.by_cost(calls)
+    assert sorted(c.signature for c in ordered) == sorted(c.signature for c in calls)
+    costs = [precompile._cost(c) for c in ordered]
+    assert costs == sorted(costs, reverse=True)
+
+
+def test_each_call_is_claimed_by_one_process_only(tmp_path):
+    """Two walks over the same list with the same claims folder compile disjoint sets that cover the list; a call
+    claimed elsewhere first (here: file 1) is left to its claimer."""
+    activations._relu_fwd(np.zeros(4, np.float32), np.zeros(4, np.float32))  # compiled: compile() is a lookup
+    sig = next(iter(activations._relu_fwd.overloads))
+    calls = [precompile.KernelCall("tinyconv.kernels.activations", "_relu_fwd", sig)] * 4
+    (tmp_path / "1").touch()
+    first = precompile.claim_and_compile(calls, str(tmp_path))
+    second = precompile.claim_and_compile(calls, str(tmp_path))
+    assert len(first) == 3 and second == []
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["0", "1", "2", "3"]
 
 
 def test_a_cold_cache_is_compiled_in_two_processes(tmp_path):

@@ -9,8 +9,10 @@ half lands in numba's on-disk cache, where the other process loads it in millise
   returns at once, so nothing compiles and nothing is computed. The dry run's own numbers are garbage by
   design: it must run on copies, and its only product is the list of :class:`KernelCall`.
 * :func:`missing` keeps the calls that numba's cache cannot answer (a warm cache: none, and nothing else happens).
-* :func:`compile_ahead` splits those into halves of about equal cost, starts ``python -m
-  tinyconv.kernels.precompile`` for one half and compiles the other half itself, then waits for the helper.
+* :func:`compile_ahead` starts ``python -m tinyconv.kernels.precompile`` helpers and compiles alongside them:
+  every process walks the same list, costliest first, and takes the next call nobody has claimed yet (a claim is
+  a file created exclusively), so the processes end within about one call of each other whatever each call
+  really costs; then it waits for the helpers.
 
 Kernels are compiled for exactly the argument types the real run will pass, so the run itself only loads them.
 Results do not depend on any of this: the same kernels run, compiled by the same compiler for the same CPU.
@@ -29,7 +31,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-__all__ = ["KernelCall", "Report", "record", "missing", "split", "compile_calls", "compile_ahead", "default_processes"]
+__all__ = ["KernelCall", "Report", "record", "missing", "by_cost", "claim_and_compile", "compile_calls", "compile_ahead",
+           "default_processes"]
 
 
 @dataclass(frozen=True)
@@ -129,24 +132,31 @@ def _code_size(disp, seen: set) -> int:
 
 def _cost(call: KernelCall) -> float:
     """A rough compile time in seconds: a fixed part (larger for a parallel kernel, whose loops numba turns into a
-    thread pool's tasks) and a part that grows with the code, callees included. Only the split uses it."""
+    thread pool's tasks) and a part that grows with the code, callees included. Only the claiming order
+    uses it."""
     disp = call.dispatcher()
     fixed = 0.3 if disp.targetoptions.get("parallel") else 0.05
     return fixed + 5e-4 * _code_size(disp, set())
 
 
-HELPER_START_S = 0.35  # a helper's head start lost to its interpreter and tinyconv's import, in _cost's seconds
+def by_cost(calls) -> list[KernelCall]:
+    """``calls`` costliest first (by :func:`_cost`; ties in recording order): the order every process claims them
+    in, so that the long compilations start first and the last ones to finish are short."""
+    return [c for _, _, c in sorted(((_cost(c), -k, c) for k, c in enumerate(calls)), reverse=True)]
 
 
-def split(calls, parts: int = 2) -> list[list[KernelCall]]:
-    """``calls`` in ``parts`` lists that end at about the same time (greedy, costliest first): the first for this
-    process, the others for helpers, which start :data:`HELPER_START_S` later."""
-    groups, loads = [[] for _ in range(parts)], [0.0] + [HELPER_START_S] * (parts - 1)
-    for cost, _, call in sorted(((_cost(c), -k, c) for k, c in enumerate(calls)), reverse=True):
-        i = loads.index(min(loads))
-        groups[i].append(call)
-        loads[i] += cost
-    return groups
+def claim_and_compile(calls, claims: str) -> list[KernelCall]:
+    """Compile, in order, each of ``calls`` that no other process has claimed, and return those. A claim on call
+    ``i`` is creating the file ``claims/i`` exclusively, which exactly one process can do."""
+    mine = []
+    for i, call in enumerate(calls):
+        try:
+            os.close(os.open(os.path.join(claims, str(i)), os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+        except FileExistsError:
+            continue
+        call.dispatcher().compile(call.signature)
+        mine.append(call)
+    return mine
 
 
 def compile_calls(calls) -> None:
@@ -178,8 +188,10 @@ def default_processes() -> int:
 
 def compile_ahead(calls, processes: int | None = None) -> Report:
     """Compile the ``calls`` that numba's cache lacks, ``processes`` (default :func:`default_processes`) at a
-    time: this process takes the first share, ``python -m tinyconv.kernels.precompile`` each other one. A helper
-    that fails only costs time: the kernels it left compile on their first call, as without any of this."""
+    time: this process and ``processes - 1`` helpers (``python -m tinyconv.kernels.precompile``) each take the
+    next unclaimed call, costliest first (:func:`claim_and_compile`). A helper that fails only costs time: what it
+    never claimed this process compiles, and what it claimed and left compiles on its first call, as without any
+    of this."""
     t0 = time.perf_counter()
     processes = default_processes() if processes is None else processes
     todo = missing(calls)
@@ -188,44 +200,46 @@ def compile_ahead(calls, processes: int | None = None) -> Report:
         compile_calls(todo)
         report.here, report.seconds = len(todo), time.perf_counter() - t0
         return report
-    mine, *others = split(todo, processes)
+    todo = by_cost(todo)
     # the helper imports this tinyconv, wherever the parent found it
     root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([root] + [p for p in [os.environ.get("PYTHONPATH")] if p]))
     helpers = []
-    try:
-        for share in others:
-            if not share:
-                continue
-            err = tempfile.TemporaryFile()
-            p = subprocess.Popen([sys.executable, "-m", "tinyconv.kernels.precompile"], stdin=subprocess.PIPE,
-                                 stdout=subprocess.DEVNULL, stderr=err, env=env)
-            helpers.append((p, share, err))
-            p.stdin.write(pickle.dumps(share))  # between our own processes: not a file anyone else reads
-            p.stdin.close()
-        compile_calls(mine)
-        report.here = len(mine)
-        for p, share, err in helpers:
-            if p.wait() == 0:
-                report.helper += len(share)
-                report.helper_calls += share
-            else:
-                err.seek(0)
-                lines = err.read().decode(errors="replace").strip().splitlines()
-                report.helper_error = lines[-1] if lines else f"exit status {p.returncode}"
-    finally:
-        for p, _, err in helpers:
-            if p.poll() is None:  # interrupted while a helper still compiles: its work is of no use to anyone
-                p.kill()
-                p.wait()
-            err.close()
+    with tempfile.TemporaryDirectory(prefix="tinyconv-claims-") as claims:
+        try:
+            for _ in range(processes - 1):
+                err = tempfile.TemporaryFile()
+                p = subprocess.Popen([sys.executable, "-m", "tinyconv.kernels.precompile"], stdin=subprocess.PIPE,
+                                     stdout=subprocess.DEVNULL, stderr=err, env=env)
+                helpers.append((p, err))
+                p.stdin.write(pickle.dumps((todo, claims)))  # between our own processes: not a file anyone reads
+                p.stdin.close()
+            mine = claim_and_compile(todo, claims)
+            report.here = len(mine)
+            failed = False
+            for p, err in helpers:
+                if p.wait() != 0:
+                    failed = True
+                    err.seek(0)
+                    lines = err.read().decode(errors="replace").strip().splitlines()
+                    report.helper_error = lines[-1] if lines else f"exit status {p.returncode}"
+            if not failed:
+                report.helper_calls = [c for c in todo if c not in mine]
+                report.helper = len(report.helper_calls)
+        finally:
+            for p, err in helpers:
+                if p.poll() is None:  # interrupted while a helper still compiles: its work is of no use to anyone
+                    p.kill()
+                    p.wait()
+                err.close()
     report.seconds = time.perf_counter() - t0
     return report
 
 
 def main() -> int:
-    """The helper process: compile the pickled list of calls on stdin."""
-    compile_calls(pickle.loads(sys.stdin.buffer.read()))
+    """The helper process: claim and compile calls of the pickled ``(calls, claims folder)`` on stdin."""
+    calls, claims = pickle.loads(sys.stdin.buffer.read())
+    claim_and_compile(calls, claims)
     return 0
 
 
