@@ -1,11 +1,13 @@
-"""Shared test configuration: hypothesis profiles, and a fourth conv backend (tests/einsum_backend.py), registered
-so that every test that runs "all registered backends" runs it too.
+"""Shared test configuration: hypothesis profiles, a fourth conv backend (tests/einsum_backend.py), registered
+so that every test that runs "all registered backends" runs it too, and numba's threads shared out between
+pytest-xdist's workers.
 
 ``ci`` (selected by CI via HYPOTHESIS_PROFILE=ci, and whenever the CI variable is set) is deterministic and
 bounded; ``dev`` is the default for local runs; ``thorough`` explores more examples.
 """
 import os
 
+import numba
 from hypothesis import HealthCheck, settings
 
 import tinyconv.kernels
@@ -30,3 +32,14 @@ settings.register_profile(
 )
 _default = "ci" if os.environ.get("CI") else "dev"
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", _default))
+
+
+def _share_the_cores():
+    """Each of pytest-xdist's N workers runs numba on cores/N threads by default (tests that need more set them):
+    N workers of all-core parallel loops, whose idle threads spin, slowed one another tens of times on 2 cores."""
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    if workers > 1:
+        numba.set_num_threads(max(1, numba.config.NUMBA_NUM_THREADS // workers))
+
+
+_share_the_cores()
