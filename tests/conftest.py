@@ -8,6 +8,7 @@ bounded; ``dev`` is the default for local runs; ``thorough`` explores more examp
 import os
 
 import numba
+import pytest
 from hypothesis import HealthCheck, settings
 
 import tinyconv.kernels
@@ -43,3 +44,28 @@ def _share_the_cores():
 
 
 _share_the_cores()
+
+
+class RecordingBLAS:
+    """Stands in for numpy's OpenBLAS: records every thread-count change (test_blas, test_workers)."""
+
+    def __init__(self, threads):
+        self.threads = threads
+        self.calls = []
+
+    def get_num_threads(self):
+        return self.threads
+
+    def set_num_threads(self, n):
+        self.calls.append(n)
+        self.threads = n
+
+
+@pytest.fixture
+def fake_blas(monkeypatch):
+    """tinyconv.kernels.blas driving a RecordingBLAS of 4 threads instead of numpy's OpenBLAS."""
+    from tinyconv.kernels import blas
+
+    fake = RecordingBLAS(threads=4)
+    monkeypatch.setattr(blas, "_openblas", fake)
+    return fake

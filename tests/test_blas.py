@@ -9,28 +9,6 @@ from threadpoolctl import threadpool_info
 from tinyconv.kernels import blas
 
 
-class RecordingBLAS:
-    """Stands in for numpy's OpenBLAS: records every thread-count change and what was set during np.matmul."""
-
-    def __init__(self, threads):
-        self.threads = threads
-        self.calls = []
-
-    def get_num_threads(self):
-        return self.threads
-
-    def set_num_threads(self, n):
-        self.calls.append(n)
-        self.threads = n
-
-
-@pytest.fixture
-def fake_blas(monkeypatch):
-    fake = RecordingBLAS(threads=4)
-    monkeypatch.setattr(blas, "_openblas", fake)
-    return fake
-
-
 def test_single_thread_sections_nest_and_restore_once(fake_blas):
     with blas.single_thread():
         assert fake_blas.threads == 1

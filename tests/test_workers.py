@@ -125,28 +125,6 @@ def test_im2col_same_bits_for_one_and_two_threads(dtype, column_bytes, monkeypat
 
 # ----------------------------------------------------------------------------------------------- matmul
 
-class RecordingBLAS:
-    """Stands in for numpy's OpenBLAS: records every thread-count change."""
-
-    def __init__(self, threads):
-        self.threads = threads
-        self.calls = []
-
-    def get_num_threads(self):
-        return self.threads
-
-    def set_num_threads(self, n):
-        self.calls.append(n)
-        self.threads = n
-
-
-@pytest.fixture
-def fake_blas(monkeypatch):
-    fake = RecordingBLAS(threads=4)
-    monkeypatch.setattr(blas, "_openblas", fake)
-    return fake
-
-
 @pytest.fixture
 def recorded_products(fake_blas, monkeypatch):
     """Every np.matmul workers.matmul makes: (thread id, OpenBLAS's thread count then, output shape)."""

@@ -40,7 +40,7 @@ from numba import njit, prange
 from .simd import fma, hsum, lanes, load, splat, store
 from .workspace import scratch_zeros
 
-__all__ = ["forward", "grad_input", "grad_weight", "block_use", "tile_channels", "TILES", "TILE_VECTORS",
+__all__ = ["forward", "grad_input", "grad_weight", "adjoint", "block_use", "tile_channels", "TILES", "TILE_VECTORS",
            "TILE_CHANNELS"]
 
 _JIT = dict(cache=True)
@@ -532,23 +532,28 @@ def forward(x, w, bias, args, y, tiles):
     return _conv(x, w, bias, args.padding, args.dilation, args.groups, y, "x", tiles)
 
 
-def grad_input(grad_y, w, input_hw, args, tiles):
-    """grad_x (N, C_in, H, W) of a stride-1 conv2d: grad_y convolved with the flipped, channel-swapped kernel."""
+def adjoint(grad_y, w, input_hw, args):
+    """The stride-1 convolution whose output is grad_x (N, C_in, H, W): ``(wt, padding, gx)``, the kernel flipped
+    with its channel axes swapped, ``wt[g*cg + c, o, a, b] = w[g*og + o, c, kh-1-a, kw-1-b]``; grad_y's padding
+    (top, bottom, left, right), ``(k - 1)*d - padding`` before and, below and right, the rows grad_x reads past
+    the output; and gx, uninitialised. (:func:`grad_input` and :mod:`.blocked_batch_last`'s.)"""
     c_out, cg, kh, kw = w.shape
     groups = args.groups
     og = c_out // groups
     (dh, dw), (top, _, left, _) = args.dilation, args.padding
     h, wd = input_hw
     ho, wo = grad_y.shape[2], grad_y.shape[3]
-    # wt[g*cg + c, o, a, b] = w[g*og + o, c, kh-1-a, kw-1-b]
     wt = np.asarray(w)[:, :, ::-1, ::-1].reshape(groups, og, cg, kh, kw).transpose(0, 2, 1, 3, 4).reshape(
         groups * cg, og, kh, kw)
     pt, pl = (kh - 1) * dh - top, (kw - 1) * dw - left
-    # rows past the output that grad_x reads are zero padding below (and right of) grad_y
-    pb = h + (kh - 1) * dh - ho - pt
-    pr = wd + (kw - 1) * dw - wo - pl
-    gx = np.empty((grad_y.shape[0], cg * groups, h, wd), dtype=grad_y.dtype)
-    return _conv(grad_y, wt, np.zeros(cg * groups, dtype=grad_y.dtype), (pt, pb, pl, pr), (dh, dw), groups, gx,
+    padding = (pt, h + (kh - 1) * dh - ho - pt, pl, wd + (kw - 1) * dw - wo - pl)
+    return wt, padding, np.empty((grad_y.shape[0], cg * groups, h, wd), dtype=grad_y.dtype)
+
+
+def grad_input(grad_y, w, input_hw, args, tiles):
+    """grad_x (N, C_in, H, W) of a stride-1 conv2d: grad_y convolved with the flipped, channel-swapped kernel."""
+    wt, padding, gx = adjoint(grad_y, w, input_hw, args)
+    return _conv(grad_y, wt, np.zeros(wt.shape[0], dtype=grad_y.dtype), padding, args.dilation, args.groups, gx,
                  "grad_y", tiles)
 
 

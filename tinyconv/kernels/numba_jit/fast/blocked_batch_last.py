@@ -31,6 +31,7 @@ from .blocked import (
     _tile_6x1,
     _tile_8x2,
     _tile_task,
+    adjoint,
     pack_weights,
     tile_channels,
 )
@@ -256,20 +257,9 @@ def forward(x, w, bias, args, y, tiles):
 
 def grad_input(grad_y, w, input_hw, args, tiles):
     """grad_x (N, C_in, H, W) of a stride-1 conv2d: grad_y convolved with the flipped, channel-swapped kernel
-    (the padding as in :func:`.blocked.grad_input`)."""
-    c_out, cg, kh, kw = w.shape
-    groups = args.groups
-    og = c_out // groups
-    (dh, dw), (top, _, left, _) = args.dilation, args.padding
-    h, wd = input_hw
-    ho, wo = grad_y.shape[2], grad_y.shape[3]
-    wt = np.asarray(w)[:, :, ::-1, ::-1].reshape(groups, og, cg, kh, kw).transpose(0, 2, 1, 3, 4).reshape(
-        groups * cg, og, kh, kw)
-    pt, pl = (kh - 1) * dh - top, (kw - 1) * dw - left
-    pb = h + (kh - 1) * dh - ho - pt
-    pr = wd + (kw - 1) * dw - wo - pl
-    gx = np.empty((grad_y.shape[0], cg * groups, h, wd), dtype=grad_y.dtype)
-    return _conv(grad_y, wt, np.zeros(cg * groups, dtype=grad_y.dtype), (pt, pb, pl, pr), (dh, dw), groups, gx,
+    (:func:`.blocked.adjoint`)."""
+    wt, padding, gx = adjoint(grad_y, w, input_hw, args)
+    return _conv(grad_y, wt, np.zeros(wt.shape[0], dtype=grad_y.dtype), padding, args.dilation, args.groups, gx,
                  "blocked_bl.grad_y", tiles)
 
 
