@@ -37,7 +37,7 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", _default))
 
 def _share_the_cores():
     """Each of pytest-xdist's N workers runs numba on cores/N threads by default (tests that need more set them):
-    N workers of all-core parallel loops, whose idle threads spin, slowed one another tens of times on 2 cores."""
+    N workers of all-core parallel loops, whose idle threads spin, slow one another down badly on few cores."""
     workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
     if workers > 1:
         numba.set_num_threads(max(1, numba.config.NUMBA_NUM_THREADS // workers))
