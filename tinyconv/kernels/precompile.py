@@ -1,8 +1,8 @@
-"""Compile the numba kernels a computation will call before it runs, split over two processes (the cold start).
+"""Compile the numba kernels a computation will call before it runs, shared out between processes (the cold start).
 
 A first run on a cold numba cache compiles every kernel it meets, one after the other, on one core (numba holds
-one compiler lock per process). Most of that time is LLVM's; two processes compile two halves at once, and each
-half lands in numba's on-disk cache, where the other process loads it in milliseconds. Three steps:
+one compiler lock per process). Most of that time is LLVM's; several processes compile different kernels at once,
+and each kernel lands in numba's on-disk cache, where the other processes load it in milliseconds. Three steps:
 
 * :func:`record` runs a function (a *dry run*: e.g. one training step on a copy of the model) with every
   tinyconv kernel replaced by a recorder that notes which kernel was called with which argument types and

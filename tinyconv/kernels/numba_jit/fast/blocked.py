@@ -162,17 +162,24 @@ def _tile_task(task, groups, nob, og, width):
     return n, tile, g, g * og + width * (tile % nob)
 
 
+@njit(inline="always", **_JIT)
+def _tile_groups(c_in, cg, c_out, tc):
+    """(groups, output channels per group, tiles of tc output channels per group) of the forward kernels here
+    and in :mod:`.blocked_batch_last`."""
+    groups = c_in // cg
+    og = c_out // groups
+    return groups, og, (og + tc - 1) // tc
+
+
 @njit(inline="always", fastmath={"contract"}, **_JIT)
 def _forward_task(task, xp, wpack, bias, offs, y, wp, cg, vectors):
     """Task ``task`` of :func:`_forward_tiles_8x2` (``vectors`` 2) or :func:`_forward_tiles_6x1` (1): one image's
     outputs of one tile of output channels, block by block of positions, then written to y with the bias.
     Inlined into each kernel with ``vectors`` a constant, so each compiles one tile's code (a cold start's
     compile time)."""
-    n_img, c_out, ho, wo = y.shape
-    groups = xp.shape[1] // cg
-    og = c_out // groups
+    ho, wo = y.shape[2], y.shape[3]
     tc = wpack.shape[2]
-    nob = (og + tc - 1) // tc
+    groups, og, nob = _tile_groups(xp.shape[1], cg, y.shape[1], tc)
     blk = vectors * lanes(xp[0, 0])
     nblk = ((ho - 1) * wp + wo + blk - 1) // blk
     n, rest, g, o0 = _tile_task(task, groups, nob, og, tc)
@@ -194,9 +201,8 @@ def _forward_task(task, xp, wpack, bias, offs, y, wp, cg, vectors):
 @njit(inline="always", **_JIT)
 def _forward_tasks(xp, wpack, y, cg):
     """Tasks of the forward kernels: images x groups x tiles of output channels."""
-    groups = xp.shape[1] // cg
-    tc = wpack.shape[2]
-    return y.shape[0] * groups * ((y.shape[1] // groups + tc - 1) // tc)
+    groups, _, nob = _tile_groups(xp.shape[1], cg, y.shape[1], wpack.shape[2])
+    return y.shape[0] * groups * nob
 
 
 @njit(parallel=True, fastmath={"contract"}, **_JIT)

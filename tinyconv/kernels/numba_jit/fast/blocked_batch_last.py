@@ -30,6 +30,7 @@ from .blocked import (
     _pair_input,
     _tile_6x1,
     _tile_8x2,
+    _tile_groups,
     _tile_task,
     adjoint,
     pack_weights,
@@ -57,11 +58,9 @@ def _forward_row(task, xt, wpack, bias, offs, y, wp, cg, vectors):
     """Task ``task`` of :func:`_forward_rows_8x2` (``vectors`` 2) or :func:`_forward_rows_6x1` (1): one output row
     of one tile of output channels, block by block of the row's run, then written to y with the bias (inlined
     with ``vectors`` a constant, so each kernel compiles one tile's code)."""
-    n_img, c_out, ho, wo = y.shape
-    groups = xt.shape[0] // cg
-    og = c_out // groups
+    n_img, ho, wo = y.shape[0], y.shape[2], y.shape[3]
     tc = wpack.shape[2]
-    nob = (og + tc - 1) // tc
+    groups, og, nob = _tile_groups(xt.shape[0], cg, y.shape[1], tc)
     blk = vectors * lanes(xt[0])
     nblk = (wo * n_img + blk - 1) // blk
     i = task % ho
@@ -83,9 +82,8 @@ def _forward_row(task, xt, wpack, bias, offs, y, wp, cg, vectors):
 @njit(inline="always", **_JIT)
 def _forward_row_tasks(xt, wpack, y, cg):
     """Tasks of the forward kernels: groups x tiles of output channels x output rows."""
-    groups = xt.shape[0] // cg
-    tc = wpack.shape[2]
-    return groups * ((y.shape[1] // groups + tc - 1) // tc) * y.shape[2]
+    groups, _, nob = _tile_groups(xt.shape[0], cg, y.shape[1], wpack.shape[2])
+    return groups * nob * y.shape[2]
 
 
 @njit(parallel=True, fastmath={"contract"}, **_JIT)
