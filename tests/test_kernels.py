@@ -779,25 +779,35 @@ def test_numba_blocked_path(tiles, dtype, cfg, extra):
         _assert_close(a, b, tol, f"blocked {tiles} {what}")
 
 
+@pytest.mark.parametrize("split", [False, True])
 @pytest.mark.parametrize("shape, groups, tc", [((10, 3, 3, 2), 1, 8), ((16, 2, 1, 1), 1, 8), ((6, 1, 5, 5), 1, 6),
-                                               ((15, 4, 3, 3), 3, 4), ((7, 1, 2, 2), 7, 6)])
-def test_pack_weights_lays_out_each_tile_channel_by_channel(shape, groups, tc):
-    """packed[g*tiles + b, r, lane] = w[g*og + b*tc + lane] flattened at r, zero past a group's last channel; the
-    same from a flipped (non-contiguous) view, as grad_input passes it."""
+                                               ((15, 4, 3, 3), 3, 4), ((7, 1, 2, 2), 7, 6), ((6, 9, 3, 1), 2, 4)])
+def test_pack_weights_lays_out_each_tile_channel_by_channel(shape, groups, tc, split, monkeypatch):
+    """packed[g*tiles + b, r, lane] = w[g*og + b*tc + lane] flattened at r, zero past a group's last channel, also
+    from a flipped (non-contiguous) view; with ``adjoint``, the same layout of grad_input's kernel, ``wt[g*cg + c,
+    o, a, b] = w[g*og + o, c, kh-1-a, kw-1-b]``, tiles over the input channels. ``split``: the packing shared out
+    over two worker threads, as for large weights."""
+    if split:
+        monkeypatch.setattr(blocked, "PACK_SPLIT", 1)
+        monkeypatch.setattr(blocked.workers, "num_threads", lambda: 2)
     rng = np.random.default_rng(0)
     w = rng.standard_normal(shape).astype(np.float32)
-    og, k = shape[0] // groups, shape[1] * shape[2] * shape[3]
-    for src in (w, w[:, :, ::-1, ::-1]):
-        packed = blocked.pack_weights(src, groups, tc)
-        nob = -(-og // tc)
+    og, cg, kh, kw = shape[0] // groups, shape[1], shape[2], shape[3]
+    wt = w[:, :, ::-1, ::-1].reshape(groups, og, cg, kh, kw).transpose(0, 2, 1, 3, 4).reshape(groups * cg, og, kh, kw)
+    cases = [(w, False, w), (w[:, :, ::-1, ::-1], False, w[:, :, ::-1, ::-1]), (w, True, wt)]
+    for src, adjoint, want_w in cases:
+        packed = blocked.pack_weights(src, groups, tc, adjoint=adjoint)
+        lanes_real, k = want_w.shape[0] // groups, want_w[0].size
+        nob = -(-lanes_real // tc)
         assert packed.shape == (groups * nob, k, tc) and packed.flags.c_contiguous
-        flat = np.ascontiguousarray(src).reshape(groups, og, k)
+        flat = np.ascontiguousarray(want_w).reshape(groups, lanes_real, k)
         for g in range(groups):
             for b in range(nob):
                 for lane in range(tc):
                     o = b * tc + lane
-                    want = flat[g, o] if o < og else np.zeros(k, np.float32)
-                    np.testing.assert_array_equal(packed[g * nob + b, :, lane], want)
+                    want = flat[g, o] if o < lanes_real else np.zeros(k, np.float32)
+                    np.testing.assert_array_equal(packed[g * nob + b, :, lane], want, err_msg=f"adjoint={adjoint}")
+
 
 @pytest.mark.skipif(not K.jit_enabled(), reason="the register-blocked kernels are compiled code only")
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])

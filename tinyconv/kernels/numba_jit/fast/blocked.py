@@ -37,6 +37,7 @@ import numpy as np
 from numba import config as numba_config
 from numba import njit, prange
 
+from ... import workers
 from .simd import fma, hsum, lanes, load, splat, store
 from .workspace import scratch_zeros
 
@@ -50,6 +51,7 @@ TILE_CHANNELS = {"avx512": (8, 6), "avx2": (6, 4)}  # ... output channels per ti
 GRAD_WEIGHT_VECTORS = {"avx512": 2, "avx2": 1}  # grad_weight's position-major tiles: vectors of output channels
 GRAD_WEIGHT_PAIRS = {"avx512": 8, "avx2": 6}    # ... x (input channel, tap) pairs
 MIN_TASKS = 8  # grad_weight splits an image's pairs into runs where fewer tasks would leave threads idle
+PACK_SPLIT = 1 << 20  # pack_weights splits packings of at least this many values over the worker threads
 
 
 def block_use(out_hw, padded_width, tiles) -> float:
@@ -474,41 +476,73 @@ def tile_channels(og, tiles) -> int:
     return narrower if 10 * (-(-og // narrower) * narrower) <= 9 * (-(-og // widest) * widest) else widest
 
 
-def pack_weights(w, groups, tc):
-    """(C_out, cg, kh, kw) -> (groups * tiles, cg*kh*kw, tc): the tc output channels of a tile side by side, zero
-    past a group's last channel."""
+def pack_weights(w, groups, tc, adjoint=False):
+    """The weights of each tile's tc output channels side by side, zero past a group's last channel:
+    (C_out, cg, kh, kw) -> (groups * tiles, cg*kh*kw, tc), ``packed[g*tiles + b, c*T + t, l] = w[g*og + b*tc + l,
+    c, t]``. With ``adjoint``, those of grad_input's convolution (:func:`adjoint`), read from ``w`` itself:
+    (groups * tiles, og*kh*kw, tc), ``packed[g*tiles + b, o*T + t, l] = w[g*og + o, b*tc + l, T-1-t]``, tiles
+    over the input channels. One pass over the weights (no flipped, transposed copy first); large weights are
+    split over tinyconv's worker threads."""
     c_out, cg, kh, kw = w.shape
-    og, k = c_out // groups, cg * kh * kw
-    nob = -(-og // tc)
-    w3 = np.asarray(w).reshape(groups, og, k)
+    og, ntap = c_out // groups, kh * kw
+    lanes_real, pairs = (cg, og) if adjoint else (og, cg)
+    nob = -(-lanes_real // tc)
     if numba_config.DISABLE_JIT:  # NumPy's copies: the loop below, interpreted, would be slow
-        packed = np.zeros((groups, nob * tc, k), dtype=w.dtype)
-        packed[:, :og] = w3
-        return np.ascontiguousarray(packed.reshape(groups, nob, tc, k).transpose(0, 1, 3, 2)).reshape(
-            groups * nob, k, tc)
-    packed = np.empty((groups * nob, k, tc), dtype=w.dtype)
-    _pack_tiles(np.ascontiguousarray(w3), packed, og)
+        w5 = np.asarray(w).reshape(groups, og, cg, ntap)
+        if adjoint:
+            w5 = w5[..., ::-1].transpose(0, 2, 1, 3)  # (groups, cg, og, T), taps flipped
+        packed = np.zeros((groups, nob * tc, pairs * ntap), dtype=w.dtype)
+        packed[:, :lanes_real] = w5.reshape(groups, lanes_real, pairs * ntap)
+        return np.ascontiguousarray(packed.reshape(groups, nob, tc, -1).transpose(0, 1, 3, 2)).reshape(
+            groups * nob, pairs * ntap, tc)
+    w4 = np.ascontiguousarray(w).reshape(groups, og, cg, ntap)
+    packed = np.empty((groups * nob, pairs * ntap, tc), dtype=w.dtype)
+    outer = pairs if adjoint else groups * nob  # what _pack_tiles' outer loop runs over, and the threads share
+
+    def pack(first, last=outer):
+        _pack_tiles(w4, packed, first, min(last, outer), adjoint)
+
+    if packed.size < PACK_SPLIT or outer < 2:
+        pack(0)
+    else:
+        step = -(-outer // workers.num_threads())
+        workers.map_chunks(lambda first: pack(first, first + step), list(range(0, outer, step)))
     return packed
 
 
-@njit(**_JIT)
-def _pack_tiles(w3, packed, og):
-    """packed[g*nob + b, r, l] = w3[g, b*tc + l, r], zero past the group's last channel (one pass, where NumPy's
-    zero-fill, copy and transpose took three; serial: a parallel loop would cost a cold start more to compile
-    than it saves)."""
-    groups, k = w3.shape[0], w3.shape[2]
-    nob, tc = packed.shape[0] // groups, packed.shape[2]
-    for task in range(groups * nob):
-        o0 = (task % nob) * tc
-        dst = packed[task]
-        for lane in range(tc):
-            if o0 + lane < og:
-                src = w3[task // nob, o0 + lane]
-                for r in range(k):
-                    dst[r, lane] = src[r]
-            else:
-                for r in range(k):
-                    dst[r, lane] = 0
+@njit(nogil=True, **_JIT)
+def _pack_tiles(w4, packed, first, last, adjoint):
+    """:func:`pack_weights` from w4 (groups, og, cg, T): the forward's tiles ``first .. last - 1``, or with
+    ``adjoint`` grad_input's rows of the pairs (output channels) ``first .. last - 1`` in every tile. Serial (one
+    pass where NumPy's zero-fill, copy and transpose took three), releasing the GIL so that :func:`pack_weights`
+    can run parts side by side."""
+    og, cg, ntap = w4.shape[1], w4.shape[2], w4.shape[3]
+    tc = packed.shape[2]
+    lanes_real = cg if adjoint else og
+    nob = -(-lanes_real // tc)
+    if adjoint:  # w4[g, o] (contiguous) feeds the rows of pair o in every tile: read each in turn
+        for o in range(first, last):
+            for task in range(packed.shape[0]):
+                g, c0 = task // nob, (task % nob) * tc
+                real = min(tc, cg - c0)
+                for t in range(ntap):
+                    row = packed[task, o * ntap + t]
+                    for lane in range(real):
+                        row[lane] = w4[g, o, c0 + lane, ntap - 1 - t]
+                    for lane in range(real, tc):
+                        row[lane] = 0
+    else:  # a tile's tc output channels: tc contiguous runs, each copied down its lane
+        for task in range(first, last):
+            g, o0 = task // nob, (task % nob) * tc
+            dst = packed[task]
+            for lane in range(tc):
+                if o0 + lane < og:
+                    src = w4[g, o0 + lane].reshape(-1)
+                    for r in range(cg * ntap):
+                        dst[r, lane] = src[r]
+                else:
+                    for r in range(cg * ntap):
+                        dst[r, lane] = 0
 
 
 def _padded_planes(x, kernel_hw, padding, dilation, role):
@@ -524,43 +558,42 @@ def _padded_planes(x, kernel_hw, padding, dilation, role):
     return xp, wp, offs
 
 
-def _conv(x, w, bias, padding, dilation, groups, y, role, tiles):
-    """y (N, C_out, Ho, Wo) = stride-1 conv of x with w, zero padding (top, bottom, left, right)."""
-    xp, wp, offs = _padded_planes(x, w.shape[2:], padding, dilation, role)
-    tc = tile_channels(w.shape[0] // groups, tiles)
+def _conv(x, wpack, kernel_hw, bias, padding, dilation, groups, y, role, tiles):
+    """y (N, C_out, Ho, Wo) = stride-1 conv of x with the packed weights ``wpack`` (:func:`pack_weights`), zero
+    padding (top, bottom, left, right)."""
+    xp, wp, offs = _padded_planes(x, kernel_hw, padding, dilation, role)
     kernel = _forward_tiles_8x2 if TILE_VECTORS[tiles] == 2 else _forward_tiles_6x1
-    kernel(xp, pack_weights(w, groups, tc), bias, offs, y, wp, w.shape[1])
+    kernel(xp, wpack, bias, offs, y, wp, x.shape[1] // groups)
     return y
 
 
 def forward(x, w, bias, args, y, tiles):
     """y = conv2d(x, w) + bias at stride 1 (args.stride == (1, 1)); bias: (C_out,)."""
-    return _conv(x, w, bias, args.padding, args.dilation, args.groups, y, "x", tiles)
+    wpack = pack_weights(w, args.groups, tile_channels(w.shape[0] // args.groups, tiles))
+    return _conv(x, wpack, w.shape[2:], bias, args.padding, args.dilation, args.groups, y, "x", tiles)
 
 
-def adjoint(grad_y, w, input_hw, args):
-    """The stride-1 convolution whose output is grad_x (N, C_in, H, W): ``(wt, padding, gx)``, the kernel flipped
-    with its channel axes swapped, ``wt[g*cg + c, o, a, b] = w[g*og + o, c, kh-1-a, kw-1-b]``; grad_y's padding
-    (top, bottom, left, right), ``(k - 1)*d - padding`` before and, below and right, the rows grad_x reads past
-    the output; and gx, uninitialised. (:func:`grad_input` and :mod:`.blocked_batch_last`'s.)"""
+def adjoint(grad_y, w, input_hw, args, tiles):
+    """The stride-1 convolution whose output is grad_x (N, C_in, H, W): ``(wpack, padding, gx)``, the kernel
+    flipped with its channel axes swapped (``wt[g*cg + c, o, a, b] = w[g*og + o, c, kh-1-a, kw-1-b]``), packed for
+    the ``tiles`` variant (:func:`pack_weights` with ``adjoint``); grad_y's padding (top, bottom, left, right),
+    ``(k - 1)*d - padding`` before and, below and right, the rows grad_x reads past the output; and gx,
+    uninitialised. (:func:`grad_input` and :mod:`.blocked_batch_last`'s.)"""
     c_out, cg, kh, kw = w.shape
-    groups = args.groups
-    og = c_out // groups
     (dh, dw), (top, _, left, _) = args.dilation, args.padding
     h, wd = input_hw
     ho, wo = grad_y.shape[2], grad_y.shape[3]
-    wt = np.asarray(w)[:, :, ::-1, ::-1].reshape(groups, og, cg, kh, kw).transpose(0, 2, 1, 3, 4).reshape(
-        groups * cg, og, kh, kw)
+    wpack = pack_weights(w, args.groups, tile_channels(cg, tiles), adjoint=True)
     pt, pl = (kh - 1) * dh - top, (kw - 1) * dw - left
     padding = (pt, h + (kh - 1) * dh - ho - pt, pl, wd + (kw - 1) * dw - wo - pl)
-    return wt, padding, np.empty((grad_y.shape[0], cg * groups, h, wd), dtype=grad_y.dtype)
+    return wpack, padding, np.empty((grad_y.shape[0], cg * args.groups, h, wd), dtype=grad_y.dtype)
 
 
 def grad_input(grad_y, w, input_hw, args, tiles):
     """grad_x (N, C_in, H, W) of a stride-1 conv2d: grad_y convolved with the flipped, channel-swapped kernel."""
-    wt, padding, gx = adjoint(grad_y, w, input_hw, args)
-    return _conv(grad_y, wt, np.zeros(wt.shape[0], dtype=grad_y.dtype), padding, args.dilation, args.groups, gx,
-                 "grad_y", tiles)
+    wpack, padding, gx = adjoint(grad_y, w, input_hw, args, tiles)
+    return _conv(grad_y, wpack, w.shape[2:], np.zeros(gx.shape[1], dtype=grad_y.dtype), padding, args.dilation,
+                 args.groups, gx, "grad_y", tiles)
 
 
 def grad_weight(x, grad_y, args, w_shape, tiles):

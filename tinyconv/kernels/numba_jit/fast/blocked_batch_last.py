@@ -239,26 +239,27 @@ def _planes(x, kernel_hw, padding, dilation, role, tiles):
     return xt.reshape(xt.shape[0], -1), wp, offs
 
 
-def _conv(x, w, bias, padding, dilation, groups, y, role, tiles):
-    """y (N, C_out, Ho, Wo) = stride-1 conv of x with w, zero padding (top, bottom, left, right)."""
-    xt, wp, offs = _planes(x, w.shape[2:], padding, dilation, role, tiles)
-    tc = tile_channels(w.shape[0] // groups, tiles)
+def _conv(x, wpack, kernel_hw, bias, padding, dilation, groups, y, role, tiles):
+    """y (N, C_out, Ho, Wo) = stride-1 conv of x with the packed weights ``wpack`` (:func:`.blocked.pack_weights`),
+    zero padding (top, bottom, left, right)."""
+    xt, wp, offs = _planes(x, kernel_hw, padding, dilation, role, tiles)
     kernel = _forward_rows_8x2 if TILE_VECTORS[tiles] == 2 else _forward_rows_6x1
-    kernel(xt, pack_weights(w, groups, tc), bias, offs, y, wp, w.shape[1])
+    kernel(xt, wpack, bias, offs, y, wp, x.shape[1] // groups)
     return y
 
 
 def forward(x, w, bias, args, y, tiles):
     """y = conv2d(x, w) + bias at stride 1 (args.stride == (1, 1)); bias: (C_out,)."""
-    return _conv(x, w, bias, args.padding, args.dilation, args.groups, y, "blocked_bl.x", tiles)
+    wpack = pack_weights(w, args.groups, tile_channels(w.shape[0] // args.groups, tiles))
+    return _conv(x, wpack, w.shape[2:], bias, args.padding, args.dilation, args.groups, y, "blocked_bl.x", tiles)
 
 
 def grad_input(grad_y, w, input_hw, args, tiles):
     """grad_x (N, C_in, H, W) of a stride-1 conv2d: grad_y convolved with the flipped, channel-swapped kernel
     (:func:`.blocked.adjoint`)."""
-    wt, padding, gx = adjoint(grad_y, w, input_hw, args)
-    return _conv(grad_y, wt, np.zeros(wt.shape[0], dtype=grad_y.dtype), padding, args.dilation, args.groups, gx,
-                 "blocked_bl.grad_y", tiles)
+    wpack, padding, gx = adjoint(grad_y, w, input_hw, args, tiles)
+    return _conv(grad_y, wpack, w.shape[2:], np.zeros(gx.shape[1], dtype=grad_y.dtype), padding, args.dilation,
+                 args.groups, gx, "blocked_bl.grad_y", tiles)
 
 
 def grad_weight(x, grad_y, args, w_shape, tiles):
