@@ -127,14 +127,27 @@ def _tile_major(gy, gt, og):
                     dst[p, k] = 0
 
 
+@njit(inline="always", **_JIT)
+def _store_sums(sums, gw, tile, nov, og, r0):
+    """gw[g*og + v*width + l, r0 + k] = sums[k, l] for tile = g*nov + v (width = sums.shape[1]): the tile's real
+    channels l (those past its group's last dropped) and the pairs r0 + k < cg*T."""
+    g, v = tile // nov, tile % nov
+    o0 = g * og + v * sums.shape[1]
+    for k in range(min(sums.shape[0], gw.shape[1] - r0)):
+        for lane in range(min(sums.shape[1], (g + 1) * og - o0)):
+            gw[o0 + lane, r0 + k] = sums[k, lane]
+
+
 @njit(parallel=True, fastmath={"contract"}, **_JIT)
-def _grad_weight_2x8(xt, gt, offs, part, cg, wp, ho, wo):
-    """part[r, tile*width + l] = sum_{i, j, n} gt[tile, (i*Wo + j)*N + n, l] * xt[g*cg + r // T,
-    (i*wp + j)*N + n + offs[r % T]] for the pairs r = c*T + t (g: the tile's group), width = 2 vectors.
+def _grad_weight_2x8(xt, gt, offs, gw, cg, wp, ho, wo):
+    """gw[g*og + v*width + l, r] = sum_{i, j, n} gt[tile, (i*Wo + j)*N + n, l] * xt[g*cg + r // T,
+    (i*wp + j)*N + n + offs[r % T]] for the pairs r = c*T + t, tile = g*nov + v, width = 2 vectors; gw (C_out,
+    cg*T), og = C_out / groups.
 
     A task (a tile of 2 vectors of output channels, 8 pairs) holds 2 x 8 vector sums over every position of every
     image: per position, 2 loads of the tile's copy of grad_y and 8 input values broadcast feed 16 multiply-adds
-    (pairs past the last repeat it, dropped). Sized for 32 registers of 512 bits (AVX-512)."""
+    (pairs past the last repeat it, dropped); its sums go to gw through a small buffer (channels past the group's
+    last dropped), so grad_w needs no transposed copy. Sized for 32 registers of 512 bits (AVX-512)."""
     ntile, npos, width = gt.shape
     ntap = offs.shape[0]
     groups = xt.shape[0] // cg
@@ -178,16 +191,16 @@ def _grad_weight_2x8(xt, gt, offs, part, cg, wp, ho, wo):
                 a6, b6 = fma(u, s, a6), fma(v, s, b6)
                 s = splat(xt, x7[xb + p])
                 a7, b7 = fma(u, s, a7), fma(v, s, b7)
-        col = tile * width
+        sums = np.empty((8, width), dtype=gw.dtype)
         for k, (lo, hi) in enumerate(((a0, b0), (a1, b1), (a2, b2), (a3, b3), (a4, b4), (a5, b5), (a6, b6),
                                       (a7, b7))):
-            if r0 + k < kr:
-                store(part[r0 + k], col, lo)
-                store(part[r0 + k], col + vl, hi)
+            store(sums[k], 0, lo)
+            store(sums[k], vl, hi)
+        _store_sums(sums, gw, tile, nov, gw.shape[0] // groups, r0)
 
 
 @njit(parallel=True, fastmath={"contract"}, **_JIT)
-def _grad_weight_1x6(xt, gt, offs, part, cg, wp, ho, wo):
+def _grad_weight_1x6(xt, gt, offs, gw, cg, wp, ho, wo):
     """:func:`_grad_weight_2x8` with the tile for 16 registers of 256 bits (AVX2), where a vector takes two: a tile
     of 1 vector of output channels x 6 pairs (12 registers); per position, 1 load of the copy and 6 input values
     broadcast feed 6 multiply-adds."""
@@ -220,10 +233,10 @@ def _grad_weight_1x6(xt, gt, offs, part, cg, wp, ho, wo):
                 a3 = fma(u, splat(xt, x3[xb + p]), a3)
                 a4 = fma(u, splat(xt, x4[xb + p]), a4)
                 a5 = fma(u, splat(xt, x5[xb + p]), a5)
-        col = tile * width
+        sums = np.empty((6, width), dtype=gw.dtype)
         for k, a in enumerate((a0, a1, a2, a3, a4, a5)):
-            if r0 + k < kr:
-                store(part[r0 + k], col, a)
+            store(sums[k], 0, a)
+        _store_sums(sums, gw, tile, nov, gw.shape[0] // groups, r0)
 
 
 def _planes(x, kernel_hw, padding, dilation, role, tiles):
@@ -273,8 +286,7 @@ def grad_weight(x, grad_y, args, w_shape, tiles):
     nov = -(-og // width)
     gt = np.empty((groups * nov, ho * wo * n, width), dtype=x.dtype)
     _tile_major(np.ascontiguousarray(grad_y), gt, og)
-    part = np.empty((cg * kh * kw, groups * nov * width), dtype=x.dtype)
+    gw = np.empty((c_out, cg * kh * kw), dtype=x.dtype)
     kernel = _grad_weight_2x8 if tiles == "avx512" else _grad_weight_1x6
-    kernel(xt, gt, offs, part, cg, wp, ho, wo)
-    total = part.reshape(cg * kh * kw, groups, nov * width)[:, :, :og]
-    return np.ascontiguousarray(total.transpose(1, 2, 0)).reshape(w_shape)
+    kernel(xt, gt, offs, gw, cg, wp, ho, wo)
+    return gw.reshape(w_shape)
