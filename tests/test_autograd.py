@@ -185,6 +185,65 @@ def test_leaf_grad_is_independent_copy():
     assert y.grad.numpy()[0] == 1.0
 
 
+class _Keeps(Function):
+    """y = 2x; its backward returns a fresh array, and keeps it in ``kept`` when asked to."""
+
+    kept = []
+    keep = False
+
+    @staticmethod
+    def forward(ctx, a):
+        return a * 2
+
+    @staticmethod
+    def backward(ctx, g):
+        out = g * 2
+        if _Keeps.keep:
+            _Keeps.kept.append(out)
+        return (out,)
+
+
+@pytest.mark.parametrize("keep", [False, True])
+def test_leaf_takes_a_gradient_nothing_else_holds_without_a_copy(keep, monkeypatch):
+    """A leaf's first gradient is the backward's own array when nothing else refers to it (no copy), and a copy
+    when something does (here the Function kept it): writing into .grad then leaves the kept array alone."""
+    monkeypatch.setattr(_Keeps, "keep", keep)
+    monkeypatch.setattr(_Keeps, "kept", [])
+    x = tc.tensor([1.0, 2.0], requires_grad=True)
+    seen, orig = [], type(x)._accumulate_grad
+
+    def spy(self, g, owned=False):
+        seen.append(g)
+        orig(self, g, owned)
+
+    monkeypatch.setattr(type(x), "_accumulate_grad", spy)
+    _Keeps.apply(x).sum().backward()
+    np.testing.assert_array_equal(x.grad.numpy(), [2.0, 2.0])
+    assert (x.grad.numpy() is seen[0]) is not keep
+    x.grad.numpy()[0] = 100.0
+    if keep:
+        np.testing.assert_array_equal(_Keeps.kept[0], [2.0, 2.0])
+
+
+def test_weight_gradients_are_not_copied_and_the_hook_sees_its_own(monkeypatch):
+    """A Linear layer's weight gradient (a fresh product) becomes .grad as it is: the array that reached the
+    leaf; a leaf with a hook gets a copy (the hook may keep the tensor it was handed)."""
+    lin = tc.nn.Linear(3, 2)
+    arrays = {}
+    orig = type(lin.weight)._accumulate_grad
+
+    def spy(self, g, owned=False):
+        arrays[id(self)] = g
+        orig(self, g, owned)
+
+    held = []
+    lin.bias.register_hook(lambda g: held.append(g))
+    monkeypatch.setattr(type(lin.weight), "_accumulate_grad", spy)
+    lin(tc.tensor(np.ones((4, 3), np.float32))).sum().backward()
+    assert lin.weight.grad.numpy() is arrays[id(lin.weight)]
+    assert not np.shares_memory(lin.bias.grad.numpy(), held[0].numpy())
+
+
 def test_float32_stays_float32_through_forward_and_backward():
     x = tc.tensor(np.ones((2, 3), dtype=np.float32), requires_grad=True)
     w = tc.tensor(np.ones((4, 3), dtype=np.float32), requires_grad=True)

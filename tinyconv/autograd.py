@@ -17,7 +17,8 @@ the gradient of the images.
 This module is the bottom floor of tinyconv: it imports NumPy only, and knows nothing of ``Tensor``. It works on
 any object that carries the few attributes the engine reads (``data``, ``requires_grad``, ``grad_fn``, ``shape``,
 ``dtype``, ``_hooks``, ``_retains_grad``, ``_version``) and three methods the Tensor layer defines for it:
-``_op_result(array, grad_fn)`` (wrap an op's result), ``_accumulate_grad(array)`` (a leaf's hooks, then ``.grad +=``) and
+``_op_result(array, grad_fn)`` (wrap an op's result), ``_accumulate_grad(array, owned)`` (a leaf's hooks, then
+``.grad +=``; ``owned``: nothing else refers to the array, so it may become ``.grad`` without a copy) and
 ``_nonleaf_grad(array) -> array`` (a non-leaf's hooks and ``retain_grad``).
 
 In-place operations: a node remembers its inputs' ``grad_fn`` as they were when it ran (``input_fns``), so a tensor
@@ -378,8 +379,16 @@ def _backward_pass(tensor, grad, retain_graph: bool) -> None:
         _route(node, input_grads, grads, leaf_grads)
         if not retain_graph:
             node.release()
-    for leaf, g in leaf_grads.values():
-        leaf._accumulate_grad(g)
+    input_grads = g = None  # the walk's last references: leaf_grads alone holds the leaves' arrays now
+    for key in list(leaf_grads):
+        leaf, g = leaf_grads.pop(key)
+        # A gradient nothing else refers to (an array of its own, or the whole of one no one else holds) is
+        # handed over as .grad, not copied: a model's weight gradients are fresh arrays, and a copy would be one
+        # more pass over fresh memory the size of the model every step.
+        owned = (type(g) is np.ndarray and g.flags.writeable and sys.getrefcount(g) <= _SOLE_REFS and (
+            g.base is None or (type(g.base) is np.ndarray and g.base.base is None and g.base.size == g.size
+                               and sys.getrefcount(g.base) <= _SOLE_REFS)))
+        leaf._accumulate_grad(g, owned)
 
 
 def _seed_gradient(tensor, grad):

@@ -347,11 +347,15 @@ class Tensor(InPlaceWrites):
                 grad = autograd.as_grad_array(result, grad.shape, grad.dtype, f"hook {hook!r}")
         return grad
 
-    def _accumulate_grad(self, grad: np.ndarray) -> None:
-        """A leaf receives its summed gradient: run its hooks, then add it into ``.grad``."""
+    def _accumulate_grad(self, grad: np.ndarray, owned: bool = False) -> None:
+        """A leaf receives its summed gradient: run its hooks, then add it into ``.grad``. ``owned``: the engine
+        says nothing else refers to ``grad``, so a first gradient becomes ``.grad`` as it is."""
         if self._hooks:
-            grad = self._run_hooks(grad)
+            grad, owned = self._run_hooks(grad), False  # a hook may keep the tensor it was handed
         if self.grad is None:
+            if owned and grad.dtype == self._data.dtype:
+                self.grad = Tensor(grad)
+                return
             # Copy: the engine may hand the same array to several leaves, and users may mutate .grad in place.
             self.grad = Tensor(np.array(grad, dtype=self._data.dtype, copy=True))
         else:
