@@ -1019,5 +1019,11 @@ def test_numba_workspace_is_bounded(monkeypatch):
     x, w = np.ones((40, 1, 8, 8), np.float32), np.ones((2, 1, 3, 3), np.float32)
     for pad in (0, 1, 2):
         numba.conv2d_forward(x, w, (1, 1), (pad,) * 4, (1, 1), 1)
-    assert len(workspace._workspace.buffers) == 1  # only the most recent one is kept
+    buffers = workspace._workspace.buffers
+    assert len(buffers) == 1  # only the most recent one is kept
+    assert workspace._workspace.nbytes == next(iter(buffers.values())).nbytes  # the running total follows
+    monkeypatch.setattr(workspace, "WORKSPACE_MAX_BYTES", 2**30)
+    for pad in (0, 1, 2, 1):
+        numba.conv2d_forward(x, w, (1, 1), (pad,) * 4, (1, 1), 1)
+    assert len(buffers) == 3 and workspace._workspace.nbytes == sum(b.nbytes for b in buffers.values())
     numba_fast.clear_workspace()

@@ -22,35 +22,33 @@ def scratch_zeros(shape, dtype, key):
     """A zero-initialised array of ``shape`` that later calls with the same ``key`` get back.
     Callers only ever write the part of it that ``key`` identifies (the interior of a padded
     copy), so what must stay zero stays zero. Never returned to users."""
-    cache = getattr(_workspace, "buffers", None)
-    if cache is None:
-        cache = _workspace.buffers = OrderedDict()
-    key = (tuple(shape), np.dtype(dtype).str, key)
-    buf = cache.pop(key, None)
-    if buf is None:
-        buf = np.zeros(shape, dtype=dtype)
-    cache[key] = buf
-    while sum(b.nbytes for b in cache.values()) > WORKSPACE_MAX_BYTES and len(cache) > 1:
-        cache.popitem(last=False)
-    return buf
+    return _scratch((tuple(shape), np.dtype(dtype).str, key), shape, dtype, np.zeros)
 
 
 def scratch_empty(shape, dtype, key):
     """An array of ``shape`` that later calls with the same ``key`` get back, with whatever the last caller left
     in it (for buffers that are overwritten in full before they are read, such as im2col's columns)."""
+    return _scratch((tuple(shape), np.dtype(dtype).str, "empty", key), shape, dtype, np.empty)
+
+
+def _scratch(key, shape, dtype, make):
+    """This thread's buffer under ``key``, made by ``make`` the first time; the least recently used ones are
+    dropped while the buffers hold more than WORKSPACE_MAX_BYTES (a running total: no sum over them per call)."""
     cache = getattr(_workspace, "buffers", None)
     if cache is None:
-        cache = _workspace.buffers = OrderedDict()
-    key = (tuple(shape), np.dtype(dtype).str, "empty", key)
+        clear_workspace()
+        cache = _workspace.buffers
     buf = cache.pop(key, None)
     if buf is None:
-        buf = np.empty(shape, dtype=dtype)
+        buf = make(shape, dtype=dtype)
+        _workspace.nbytes += buf.nbytes
     cache[key] = buf
-    while sum(b.nbytes for b in cache.values()) > WORKSPACE_MAX_BYTES and len(cache) > 1:
-        cache.popitem(last=False)
+    while _workspace.nbytes > WORKSPACE_MAX_BYTES and len(cache) > 1:
+        _workspace.nbytes -= cache.popitem(last=False)[1].nbytes
     return buf
 
 
 def clear_workspace():
     """Drop this thread's cached scratch buffers (see WORKSPACE_MAX_BYTES)."""
     _workspace.buffers = OrderedDict()
+    _workspace.nbytes = 0
