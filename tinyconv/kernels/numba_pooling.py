@@ -17,6 +17,7 @@ from .threads import ensure_thread_pool
 __all__ = ["max_pool", "max_pool_backward", "avg_pool", "avg_pool_backward"]
 
 _JIT = dict(cache=True, fastmath=False)
+MAX_POOL_CHUNKS = 256  # the general max pooling's parallel loop: chunks of planes, each with its own scratch
 
 
 @njit(parallel=True, **_JIT)
@@ -38,49 +39,65 @@ def _max_fwd(x, y, argmax, kh, kw, sh, sw, ph, pw, dh, dw):
     hq = ho + ((kh - 1) * dh) // sh + 1
     wq = wo + ((kw - 1) * dw) // sw + 1
     npos = ho * wq
-    for task in prange(n_img * n_ch):
-        n = task // n_ch
-        c = task % n_ch
-        xs = x[n, c]
-        planes = np.full((sh * sw, hq * wq), -np.inf, dtype=x.dtype)
-        for i in range(h):
-            r = i + ph
-            if r // sh >= hq:
+    ntask = n_img * n_ch
+    nchunk = min(ntask, MAX_POOL_CHUNKS)
+    for chunk in prange(nchunk):  # the scratch planes once per chunk of planes, not per plane
+        planes = np.empty((sh * sw, hq * wq), dtype=x.dtype)
+        best = np.empty(npos, dtype=x.dtype)
+        tap = np.empty(npos, dtype=np.int32)
+        for task in range(chunk * ntask // nchunk, (chunk + 1) * ntask // nchunk):
+            _max_plane(x, y, argmax, task, planes, best, tap, kh, kw, sh, sw, ph, pw, dh, dw, hq, wq)
+
+
+@njit(inline="always", **_JIT)
+def _max_plane(x, y, argmax, task, planes, best, tap, kh, kw, sh, sw, ph, pw, dh, dw, hq, wq):
+    """Plane ``task`` (image, channel) of :func:`_max_fwd`, in its chunk's scratch arrays: ``planes`` (the phase
+    planes, row stride ``wq``, ``hq`` rows), ``best`` and ``tap`` (one entry per position ``p = i*wq + j``)."""
+    n_ch, h, w = x.shape[1], x.shape[2], x.shape[3]
+    ho, wo = y.shape[2], y.shape[3]
+    npos = best.shape[0]
+    n = task // n_ch
+    c = task % n_ch
+    xs = x[n, c]
+    planes[:] = -np.inf
+    for i in range(h):
+        r = i + ph
+        if r // sh >= hq:
+            continue
+        row = planes[(r % sh) * sw:, (r // sh) * wq:]
+        for ps in range(sw):
+            j0 = (ps - pw) % sw  # the first column j with (j + pw) % sw == ps
+            dst = row[ps, (j0 + pw) // sw:]
+            for q in range(min((w - j0 + sw - 1) // sw, wq - (j0 + pw) // sw)):
+                dst[q] = xs[i, j0 + q * sw]
+    best[:] = -np.inf
+    tap[:] = -1
+    for a in range(kh):
+        for b in range(kw):
+            src = planes[((a * dh) % sh) * sw + (b * dw) % sw, ((a * dh) // sh) * wq + (b * dw) // sw:]
+            t = np.int32(a * kw + b)
+            for p in range(npos):
+                v = src[p]
+                bv = best[p]
+                take = (v > bv) | (v != v)
+                best[p] = v if take else bv
+                tap[p] = t if take else tap[p]
+    for i in range(ho):
+        for j in range(wo):
+            p = i * wq + j
+            y[n, c, i, j] = best[p]
+            t = tap[p]
+            if t >= 0:
+                argmax[n, c, i, j] = (i * sh - ph + (t // kw) * dh) * w + j * sw - pw + (t % kw) * dw
                 continue
-            row = planes[(r % sh) * sw:, (r // sh) * wq:]
-            for ps in range(sw):
-                j0 = (ps - pw) % sw  # the first column j with (j + pw) % sw == ps
-                dst = row[ps, (j0 + pw) // sw:]
-                for q in range(min((w - j0 + sw - 1) // sw, wq - (j0 + pw) // sw)):
-                    dst[q] = xs[i, j0 + q * sw]
-        best = np.full(npos, -np.inf, dtype=x.dtype)
-        tap = np.full(npos, -1, dtype=np.int32)
-        for a in range(kh):
-            for b in range(kw):
-                src = planes[((a * dh) % sh) * sw + (b * dw) % sw, ((a * dh) // sh) * wq + (b * dw) // sw:]
-                t = np.int32(a * kw + b)
-                for p in range(npos):
-                    v = src[p]
-                    bv = best[p]
-                    take = (v > bv) | (v != v)
-                    best[p] = v if take else bv
-                    tap[p] = t if take else tap[p]
-        for i in range(ho):
-            for j in range(wo):
-                p = i * wq + j
-                y[n, c, i, j] = best[p]
-                t = tap[p]
-                if t >= 0:
-                    argmax[n, c, i, j] = (i * sh - ph + (t // kw) * dh) * w + j * sw - pw + (t % kw) * dw
-                    continue
-                hs = i * sh - ph
-                while hs < 0:
-                    hs += dh
-                ws = j * sw - pw
-                while ws < 0:
-                    ws += dw
-                first = hs * w + ws
-                argmax[n, c, i, j] = first if first < h * w else -1
+            hs = i * sh - ph
+            while hs < 0:
+                hs += dh
+            ws = j * sw - pw
+            while ws < 0:
+                ws += dw
+            first = hs * w + ws
+            argmax[n, c, i, j] = first if first < h * w else -1
 
 
 @njit(parallel=True, **_JIT)
