@@ -10,6 +10,8 @@ block of 16 values is one output position of every image, and no block holds a g
 * forward (and grad_input at stride 1, the adjoint being a stride-1 convolution of grad_y): a task is one output
   row of a tile's output channels; per block of the row, the tile of :mod:`.blocked` (``_tile_8x2`` or
   ``_tile_6x1``) sums over the input channels and taps in registers; the task then writes its row of ``y``.
+  Tasks run row by row (every tile of a row, then the next row), so a thread's consecutive tasks read the same
+  input rows while they are in its cache.
 * grad_weight, ``gw[o, c, t] = sum_{i, j, n} gy[n, o, i, j] * xt[c, (i*Wp + j)*N + n + off[t]]``: grad_y is
   copied once, a tile of output channels at a time, position-major (``gt[tile, (i*Wo + j)*N + n, o]``); a task
   (a tile of channels, 8 or 6 (input channel, tap) pairs) holds the tile of vector sums of :mod:`.blocked`'s
@@ -58,13 +60,12 @@ def _forward_row(task, xt, wpack, bias, offs, y, wp, cg, vectors):
     """Task ``task`` of :func:`_forward_rows_8x2` (``vectors`` 2) or :func:`_forward_rows_6x1` (1): one output row
     of one tile of output channels, block by block of the row's run, then written to y with the bias (inlined
     with ``vectors`` a constant, so each kernel compiles one tile's code)."""
-    n_img, ho, wo = y.shape[0], y.shape[2], y.shape[3]
+    n_img, wo = y.shape[0], y.shape[3]
     tc = wpack.shape[2]
     groups, og, nob = _tile_groups(xt.shape[0], cg, y.shape[1], tc)
     blk = vectors * lanes(xt[0])
     nblk = (wo * n_img + blk - 1) // blk
-    i = task % ho
-    _, tile, g, o0 = _tile_task(task // ho, groups, nob, og, tc)
+    i, tile, g, o0 = _tile_task(task, groups, nob, og, tc)  # row-major: a thread's tasks share input rows
     out = np.empty((tc, nblk * blk), dtype=y.dtype)
     for q in range(nblk):
         if vectors == 2:
@@ -81,7 +82,7 @@ def _forward_row(task, xt, wpack, bias, offs, y, wp, cg, vectors):
 
 @njit(inline="always", **_JIT)
 def _forward_row_tasks(xt, wpack, y, cg):
-    """Tasks of the forward kernels: groups x tiles of output channels x output rows."""
+    """Tasks of the forward kernels: output rows x groups x tiles of output channels."""
     groups, _, nob = _tile_groups(xt.shape[0], cg, y.shape[1], wpack.shape[2])
     return groups * nob * y.shape[2]
 
