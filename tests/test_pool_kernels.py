@@ -370,20 +370,26 @@ def test_window_of_padding_only_sends_its_gradient_nowhere(module):
     np.testing.assert_array_equal(gx, np.zeros_like(x))
 
 
+@pytest.mark.parametrize("flat", [False, True])
+@pytest.mark.parametrize("shape", [(3, 4, 9, 8), (2, 3, 7, 9), (1, 2, 2, 3), (2, 2, 6, 60)])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_numba_2x2_fast_path_equals_the_general_loop(dtype):
+def test_numba_2x2_fast_path_equals_the_general_loop(dtype, shape, flat):
+    """Both 2x2 loops (per row, and per plane: ``flat``, whatever this CPU's choice) against the general loop and
+    NumPy's: odd sizes (last row or column dropped), many ties, NaNs, signed zeros."""
     rng = np.random.default_rng(5)
-    x = rng.integers(-2, 3, size=(3, 4, 9, 8)).astype(dtype)  # odd height: last row dropped; many ties
+    x = rng.integers(-2, 3, size=shape).astype(dtype)  # many ties
+    x.reshape(-1)[::7] = -0.0
     x[0, 0, 0, 1] = np.nan
-    x[1, 2, 4, 4] = x[1, 2, 5, 5] = np.nan  # two NaNs in one window: the last one wins, as in PyTorch
-    y, argmax = numba_pooling.max_pool2d_forward(x, 2, 2)
+    x[-1, -1, 0, 0] = x[-1, -1, 1, 1] = np.nan  # two NaNs in one window: the last one wins, as in PyTorch
+    y, argmax = numba_loops.max_pool(x, shapes.normalize_pool_args(x.shape, 2, 2), flat=flat)
+    assert y.shape == (shape[0], shape[1], shape[2] // 2, shape[3] // 2)
     y_ref = np.empty_like(y)
     argmax_ref = np.empty_like(argmax)
     numba_loops._max_fwd(x, y_ref, argmax_ref, 2, 2, 2, 2, 0, 0, 1, 1)
-    np.testing.assert_array_equal(y, y_ref)
+    np.testing.assert_array_equal(y.view(np.uint8), y_ref.view(np.uint8))  # bit for bit: NaNs, signed zeros
     np.testing.assert_array_equal(argmax, argmax_ref)
     y_np, argmax_np = pooling.max_pool2d_forward(x, 2, 2)
-    np.testing.assert_array_equal(y, y_np)
+    np.testing.assert_array_equal(y, y_np)  # (NumPy's maximum may give either zero of a tie of signed zeros)
     np.testing.assert_array_equal(argmax, argmax_np)
 
 

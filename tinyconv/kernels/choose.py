@@ -10,6 +10,8 @@ Three levels, each a function of the shapes and arguments only (so a shape alway
   ``"batch_last"`` (the batch innermost), ``"phases"`` (grad_input as batch-last forward convolutions of grad_y,
   one per phase of the stride) or ``"flat_rows"`` (the general layout).
 * :func:`im2col_grad_input_layout`: im2col's grad_input in ``"batch_last"`` columns or in ``"chunks"`` of images.
+* :func:`pool_backend` and :func:`max_pool_flat`: what pools, and the numba 2x2 max pooling's loop (per row or
+  per plane).
 
 The thresholds below are named; the values come from timing each implementation on layers of LeNet, a ResNet and
 wider synthetic ones (``benchmarks/bench_conv.py`` measures them; ``benchmarks/README.md`` says how). A conv
@@ -33,7 +35,7 @@ __all__ = ["CONV_OPS", "jit_enabled", "is_depthwise", "conv_backend", "pool_back
            "BATCH_LAST_MAX_POS", "BATCH_LAST_MIN_GARBAGE", "MIN_BLOCK_USE", "MIN_TILE_FILL", "BATCH_MIN_BLOCK_USE",
            "BATCH_GW_MIN_POS", "BLOCKED_ONE_TAP", "IM2COL_MIN_K", "NUMBA_MIN_STRIDED_TAPS", "IM2COL_MIN_OG", "NUMBA_MIN_IN_POS",
            "NUMBA_MIN_IN_POS_CHANNELS", "NUMBA_MAX_STRIDED_OUT_POS", "BLOCKED_GW_MAX_K", "FLAT_ROWS_GW_MAX_K",
-           "IM2COL_BATCH_LAST_MAX_BYTES"]
+           "IM2COL_BATCH_LAST_MAX_BYTES", "MAX_POOL_FLAT_OUT_W", "max_pool_flat"]
 
 CONV_OPS = ("forward", "grad_input", "grad_weight")
 
@@ -77,6 +79,10 @@ NUMBA_MAX_STRIDED_OUT_POS = 256  # grad_weight, strided: numba's batch-last loop
 BLOCKED_GW_MAX_K = 1024         # grad_weight: numba's blocked loops up to this many multiply-adds per output
 FLAT_ROWS_GW_MAX_K = 160        # grad_weight at stride 1: numba's flat-rows loops up to this many multiply-adds
 
+# -- pooling
+MAX_POOL_FLAT_OUT_W = {"avx2": 24}  # 2x2 max pooling in one loop per plane below this output width, per vector
+                                    # unit (its row loop runs shorter rows value by value, a branch per select)
+
 # -- im2col's grad_input
 IM2COL_BATCH_LAST_MAX_BYTES = 64 * 2**20  # batch-last columns of the whole batch up to this size
 
@@ -94,6 +100,13 @@ def is_depthwise(c_in, c_out, cg, groups) -> bool:
 def pool_backend() -> str:
     """What ``auto`` pools with: ``"numba"``, or ``"numpy"`` without the JIT."""
     return "numba" if jit_enabled() else "numpy"
+
+
+def max_pool_flat(out_w) -> bool:
+    """Whether the numba 2x2 max pooling runs one loop per plane (:func:`.numba_pooling._max_fwd_2x2_flat`) for
+    outputs ``out_w`` wide: below :data:`MAX_POOL_FLAT_OUT_W` of the vector unit numba compiles for (the row loop
+    elsewhere)."""
+    return out_w < MAX_POOL_FLAT_OUT_W.get(VECTOR_UNIT, 0)
 
 
 def _out_hw(x_shape, w_shape, args):

@@ -137,6 +137,51 @@ def _max_fwd_2x2(x, y, argmax):
 
 
 @njit(parallel=True, **_JIT)
+def _max_fwd_2x2_flat(x, y, argmax):
+    """:func:`_max_fwd_2x2` as one loop per plane over the positions ``q = i*W + j`` (rows of W, not Wo): the
+    window of ``q`` starts at flat input ``2*q``, so the loop is as long as the plane, and vectorises however short
+    its rows are (the columns ``Wo <= j < W`` are computed and dropped). For CPUs whose row loop vectorises only
+    from rows of a few vectors and takes the short ones value by value, with a branch per select
+    (:func:`~tinyconv.kernels.choose.max_pool_flat` says where)."""
+    n_img, n_ch, h, w = x.shape
+    ho, wo = y.shape[2], y.shape[3]
+    span = (ho - 1) * w + wo  # the last row's dropped columns are not computed: their windows leave the plane
+    ntask = n_img * n_ch
+    nchunk = min(ntask, MAX_POOL_CHUNKS)
+    for chunk in prange(nchunk):
+        best = np.empty(span, dtype=x.dtype)
+        first = np.empty(span, dtype=argmax.dtype)
+        for task in range(chunk * ntask // nchunk, (chunk + 1) * ntask // nchunk):
+            n = task // n_ch
+            c = task % n_ch
+            top = x[n, c].reshape(-1)
+            bottom = top[w:]
+            for q in range(span):
+                b = top[2 * q]
+                k = 0
+                v = top[2 * q + 1]
+                take = (v > b) | (v != v)
+                b = v if take else b
+                k = 1 if take else k
+                v = bottom[2 * q]
+                take = (v > b) | (v != v)
+                b = v if take else b
+                k = w if take else k
+                v = bottom[2 * q + 1]
+                take = (v > b) | (v != v)
+                b = v if take else b
+                k = w + 1 if take else k
+                best[q] = b
+                first[q] = 2 * q + k
+            for i in range(ho):
+                yrow = y[n, c, i]
+                arow = argmax[n, c, i]
+                for j in range(wo):
+                    yrow[j] = best[i * w + j]
+                    arow[j] = first[i * w + j]
+
+
+@njit(parallel=True, **_JIT)
 def _max_bwd(gy, argmax, gx):
     """gx (N, C, H*W; not initialised) = the gradients of gy scattered to their argmax (a flat index into the
     plane). Each task zeroes its own plane first, while it is in cache (a separate np.zeros was one more pass over
@@ -255,10 +300,11 @@ def _avg_bwd(gy, gx, kh, kw, sh, sw, ph, pw, count_include_pad, divisor_override
                         gxs[ih, iw] += g
 
 
-def max_pool(x, args):
+def max_pool(x, args, flat=False):
     """Return ``(y, argmax)``; see :func:`tinyconv.kernels.pooling.max_pool`. ``argmax`` is int32 when a plane
     has fewer than 2**31 pixels (always, in practice): with int64 indices next to float32 values the 2x2 loop
-    does not vectorise (``benchmarks/bench_conv.py`` times the pooling kernels)."""
+    does not vectorise (``benchmarks/bench_conv.py`` times the pooling kernels). ``flat``: the 2x2 case in
+    :func:`_max_fwd_2x2_flat`'s loop, one per plane, instead of one per row."""
     y = np.empty(args.out_shape, dtype=x.dtype)
     small = x.shape[2] * x.shape[3] < 2**31
     argmax = np.empty(args.out_shape, dtype=np.int32 if small else np.int64)
@@ -267,7 +313,7 @@ def max_pool(x, args):
                                                   args.dilation)
         ensure_thread_pool()
         if is_fast_2x2(args, x.shape):
-            _max_fwd_2x2(np.ascontiguousarray(x), y, argmax)
+            (_max_fwd_2x2_flat if flat else _max_fwd_2x2)(np.ascontiguousarray(x), y, argmax)
         else:
             _max_fwd(np.ascontiguousarray(x), y, argmax, kh, kw, sh, sw, ph, pw, dh, dw)
     return y, argmax

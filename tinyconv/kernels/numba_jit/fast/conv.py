@@ -28,7 +28,7 @@ from ...threads import ensure_thread_pool
 from . import adjoint, batch_last, blocked, blocked_batch_last, depthwise, flat_rows
 from .workspace import clear_workspace
 
-__all__ = ["forward", "grad_input", "grad_weight", "NumbaBackend", "backend", "clear_workspace"]
+__all__ = ["forward", "grad_input", "grad_weight", "max_pool", "NumbaBackend", "backend", "clear_workspace"]
 
 
 def forward(x, w, args, bias=None):
@@ -169,6 +169,12 @@ def grad_weight(x, grad_y, args):
     return gw.reshape(w_shape)
 
 
+def max_pool(x, args):
+    """Max pooling (:func:`.numba_pooling.max_pool`) in the loop :func:`~tinyconv.kernels.choose.max_pool_flat`
+    picks for this CPU."""
+    return numba_pooling.max_pool(x, args, flat=choose.max_pool_flat(args.out_shape[3]))
+
+
 def _depthwise_args(input_hw, out_hw, args):
     """(sh, sw, dh, dw, top, left, Hp, Wp) of :mod:`.depthwise`'s kernels."""
     (sh, sw), (dh, dw), (kh, kw) = args.stride, args.dilation, args.kernel_hw
@@ -186,7 +192,7 @@ class NumbaBackend(Backend):
     forward = staticmethod(forward)
     grad_input = staticmethod(grad_input)
     grad_weight = staticmethod(grad_weight)
-    max_pool = staticmethod(numba_pooling.max_pool)
+    max_pool = staticmethod(max_pool)
     max_pool_backward = staticmethod(numba_pooling.max_pool_backward)
     avg_pool = staticmethod(numba_pooling.avg_pool)
     avg_pool_backward = staticmethod(numba_pooling.avg_pool_backward)
