@@ -134,9 +134,11 @@ def _store_sums(sums, gw, tile, nov, og, r0):
     channels l (those past its group's last dropped) and the pairs r0 + k < cg*T."""
     g, v = tile // nov, tile % nov
     o0 = g * og + v * sums.shape[1]
-    for k in range(min(sums.shape[0], gw.shape[1] - r0)):
-        for lane in range(min(sums.shape[1], (g + 1) * og - o0)):
-            gw[o0 + lane, r0 + k] = sums[k, lane]
+    pairs = min(sums.shape[0], gw.shape[1] - r0)
+    for lane in range(min(sums.shape[1], (g + 1) * og - o0)):  # a run of pairs per row of gw
+        row = gw[o0 + lane]
+        for k in range(pairs):
+            row[r0 + k] = sums[k, lane]
 
 
 @njit(parallel=True, fastmath={"contract"}, **_JIT)
