@@ -258,9 +258,10 @@ def test_blocked_one_tap(monkeypatch, tiles):
 def test_tiles_on_batch_last_planes(monkeypatch, variant):
     """Small planes in small batches take the register tiles on batch-last planes: GoogLeNet's and ResNet-18's
     6x6 layers at batch 16 (and 12x12 ones where the blocks are 32 positions long), not their 24x24 ones (whose
-    flat blocks are well used), not 3x3 planes (fewer than TILES_BATCH_LAST_MIN_POS positions: im2col's product),
-    not a batch of BATCH_LAST_MIN_N, and grad_weight only for the variants in TILES_BATCH_LAST_GW, with a whole tile
-    of output channels."""
+    flat blocks are well used), 3x3 planes only for the variants in TILES_BATCH_LAST_MIN_POS_TILES (elsewhere they
+    have fewer than TILES_BATCH_LAST_MIN_POS positions: im2col's product), never 2x2 ones, not a batch of
+    BATCH_LAST_MIN_N, and grad_weight only for the variants in TILES_BATCH_LAST_GW, with a whole tile of output
+    channels."""
     monkeypatch.setattr(choose, "BLOCKED_TILES", variant)
     width = blocked.GRAD_WEIGHT_VECTORS[variant] * 16
 
@@ -275,6 +276,12 @@ def test_tiles_on_batch_last_planes(monkeypatch, variant):
     # 12x12: 144 of 192 flat positions in 32-position blocks (avx512), of 176 in 16-position ones (avx2)
     assert layouts((16, 128, 12, 12), (128, 128, 3, 3)) == (bl if variant == "avx512" else ["blocked"] * 3)
     assert layouts((16, 64, 24, 24), (64, 64, 3, 3)) == ["blocked"] * 3
+    three = layouts((16, 512, 3, 3), (512, 512, 3, 3))
+    assert (three[:2] == bl[:2]) is (variant in choose.TILES_BATCH_LAST_MIN_POS_TILES)
+    monkeypatch.setattr(choose, "TILES_BATCH_LAST_MIN_POS_TILES", {variant: 9})
+    assert layouts((16, 512, 3, 3), (512, 512, 3, 3)) == bl
+    assert "blocked_batch_last" not in layouts((16, 512, 2, 2), (512, 512, 3, 3))
+    monkeypatch.setattr(choose, "TILES_BATCH_LAST_MIN_POS_TILES", {})
     assert "blocked_batch_last" not in layouts((16, 512, 3, 3), (512, 512, 3, 3))
     assert "blocked_batch_last" not in layouts((32, 160, 6, 6), (320, 160, 3, 3))
     assert layouts((16, 160, 6, 6), (width - 1, 160, 3, 3))[2] != "blocked_batch_last"

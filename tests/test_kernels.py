@@ -868,6 +868,7 @@ def test_blocked_batch_last_kernels(tiles, dtype, cfg, extra, monkeypatch):
     monkeypatch.setattr(choose, "BLOCKED_TILES", tiles)
     monkeypatch.setattr(choose, "TILES_BATCH_LAST_MAX_FLAT_USE", 1.01)
     monkeypatch.setattr(choose, "TILES_BATCH_LAST_MIN_POS", 0)
+    monkeypatch.setattr(choose, "TILES_BATCH_LAST_MIN_POS_TILES", {})
     monkeypatch.setattr(choose, "BATCH_LAST_MIN_N", 1000)
     gy_big = np.random.default_rng(cfg.seed).uniform(-1, 1, (cfg.n, cfg.c_out) + tuple(
         shapes.conv_output_size(s, k, 1, p, d) for s, k, p, d in

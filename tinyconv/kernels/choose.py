@@ -30,6 +30,7 @@ from .shapes import conv_output_size
 __all__ = ["CONV_OPS", "jit_enabled", "is_depthwise", "conv_backend", "pool_backend", "numba_layout",
            "numba_grad_input_layout", "grad_input_phases", "uses_blocked", "uses_blocked_batch_last",
            "uses_batch_last_forward", "TILES_BATCH_LAST_MAX_FLAT_USE", "TILES_BATCH_LAST_MIN_POS",
+           "TILES_BATCH_LAST_MIN_POS_TILES",
            "TILES_BATCH_LAST_GW",
            "im2col_grad_input_layout", "blocked_tiles_for", "VECTOR_UNIT", "BLOCKED_TILES", "BATCH_LAST_MIN_N",
            "BATCH_LAST_MAX_POS", "BATCH_LAST_MIN_GARBAGE", "MIN_BLOCK_USE", "MIN_TILE_FILL", "BATCH_MIN_BLOCK_USE",
@@ -63,7 +64,8 @@ BATCH_MIN_BLOCK_USE = {"avx2": 0.6}  # forward, grad_input: at least this share 
 BATCH_GW_MIN_POS = {"avx2": 100}     # grad_weight: outputs of at least this many positions (else BATCH_LAST_MAX_POS)
 # register tiles on batch-last planes, below BATCH_LAST_MIN_N images: where the flat-rows blocks are used less than
 TILES_BATCH_LAST_MAX_FLAT_USE = 0.8  # this (small planes: 12x12 and below) ...
-TILES_BATCH_LAST_MIN_POS = 16        # ... on outputs of at least this many positions (3x3 planes: im2col's product)
+TILES_BATCH_LAST_MIN_POS = 16        # ... on outputs of at least this many positions (3x3 planes: im2col's product) ...
+TILES_BATCH_LAST_MIN_POS_TILES = {"avx512": 9}  # ... or this many for these variants (3x3 planes on the tiles)
 TILES_BATCH_LAST_GW = ("avx512",)    # ... grad_weight too, for these variants (AVX2's 1 x 6 tile: im2col's product)
 
 # -- auto: numba or im2col
@@ -237,7 +239,8 @@ def uses_blocked(op, x_shape, w_shape, out_hw, args) -> bool:
 def uses_blocked_batch_last(op, x_shape, w_shape, out_hw, args) -> bool:
     """Whether ``op`` runs on the register tiles on batch-last planes (:mod:`.numba_jit.fast.blocked_batch_last`):
     JIT on, a variant of tiles (:data:`BLOCKED_TILES`), stride 1, not depthwise, fewer than :data:`BATCH_LAST_MIN_N`
-    images, an output (grad_input: grad_x) of at least :data:`TILES_BATCH_LAST_MIN_POS` positions whose flat-rows
+    images, an output (grad_input: grad_x) of at least :data:`TILES_BATCH_LAST_MIN_POS` positions (per variant:
+    :data:`TILES_BATCH_LAST_MIN_POS_TILES`) whose flat-rows
     blocks would be used less than :data:`TILES_BATCH_LAST_MAX_FLAT_USE` and less than the batch-last ones, and
     whole tiles of channels: (forward, grad_input) :data:`MIN_TILE_FILL` of a tile's output channels real,
     (grad_weight, for the variants in :data:`TILES_BATCH_LAST_GW`) at least one tile of output channels per group.
@@ -260,7 +263,7 @@ def uses_blocked_batch_last(op, x_shape, w_shape, out_hw, args) -> bool:
         if op == "grad_weight" and (BLOCKED_TILES not in TILES_BATCH_LAST_GW
                                     or og < blocked.GRAD_WEIGHT_VECTORS[BLOCKED_TILES] * 16):
             return False
-    if hw[0] * hw[1] < TILES_BATCH_LAST_MIN_POS:
+    if hw[0] * hw[1] < TILES_BATCH_LAST_MIN_POS_TILES.get(BLOCKED_TILES, TILES_BATCH_LAST_MIN_POS):
         return False
     flat = blocked.block_use(hw, width, BLOCKED_TILES)
     return flat < TILES_BATCH_LAST_MAX_FLAT_USE and blocked_batch_last.block_use(hw, x_shape[0], BLOCKED_TILES) > flat
