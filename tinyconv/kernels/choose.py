@@ -78,7 +78,8 @@ IM2COL_MIN_OG = 32              # grad_input: im2col from this many output chann
 NUMBA_MIN_IN_POS = 1024         # ... unless the input has this many positions ...
 NUMBA_MIN_IN_POS_CHANNELS = 8   # ... and at least this many input channels per group
 NUMBA_MAX_STRIDED_OUT_POS = 256  # grad_weight, strided: numba's batch-last loops up to this many output positions
-BLOCKED_GW_MAX_K = 1024         # grad_weight: numba's blocked loops up to this many multiply-adds per output
+BLOCKED_GW_MAX_K = {"avx2": 1024}  # grad_weight: numba's blocked loops up to this many multiply-adds per
+                                  # output for these variants (any number for the others)
 FLAT_ROWS_GW_MAX_K = 160        # grad_weight at stride 1: numba's flat-rows loops up to this many multiply-adds
 
 # -- pooling
@@ -151,7 +152,8 @@ def conv_backend(op, x_shape, w_shape, args) -> str:
     else:
         batch_last = x_shape[0] >= BATCH_LAST_MIN_N and (
             unit_stride or out_hw[0] * out_hw[1] <= NUMBA_MAX_STRIDED_OUT_POS)
-        fast = ((blocked_ and k <= BLOCKED_GW_MAX_K) or (taps > 1 and batch_last)
+        max_k = BLOCKED_GW_MAX_K.get(BLOCKED_TILES)
+        fast = ((blocked_ and (max_k is None or k <= max_k)) or (taps > 1 and batch_last)
                 or (unit_stride and k <= FLAT_ROWS_GW_MAX_K))
     return "numba" if fast else "im2col"
 
