@@ -41,18 +41,22 @@ def _max_fwd(x, y, argmax, kh, kw, sh, sw, ph, pw, dh, dw):
     npos = ho * wq
     ntask = n_img * n_ch
     nchunk = min(ntask, MAX_POOL_CHUNKS)
+    tap_offset = np.empty(kh * kw, dtype=np.int64)  # tap t's flat offset from its window's first pixel
+    for t in range(kh * kw):
+        tap_offset[t] = (t // kw) * dh * w + (t % kw) * dw
     for chunk in prange(nchunk):  # the scratch planes once per chunk of planes, not per plane
         planes = np.empty((sh * sw, hq * wq), dtype=x.dtype)
         best = np.empty(npos, dtype=x.dtype)
         tap = np.empty(npos, dtype=np.int32)
         for task in range(chunk * ntask // nchunk, (chunk + 1) * ntask // nchunk):
-            _max_plane(x, y, argmax, task, planes, best, tap, kh, kw, sh, sw, ph, pw, dh, dw, hq, wq)
+            _max_plane(x, y, argmax, task, planes, best, tap, tap_offset, kh, kw, sh, sw, ph, pw, dh, dw, hq, wq)
 
 
 @njit(inline="always", **_JIT)
-def _max_plane(x, y, argmax, task, planes, best, tap, kh, kw, sh, sw, ph, pw, dh, dw, hq, wq):
+def _max_plane(x, y, argmax, task, planes, best, tap, tap_offset, kh, kw, sh, sw, ph, pw, dh, dw, hq, wq):
     """Plane ``task`` (image, channel) of :func:`_max_fwd`, in its chunk's scratch arrays: ``planes`` (the phase
-    planes, row stride ``wq``, ``hq`` rows), ``best`` and ``tap`` (one entry per position ``p = i*wq + j``)."""
+    planes, row stride ``wq``, ``hq`` rows), ``best`` and ``tap`` (one entry per position ``p = i*wq + j``);
+    ``tap_offset``: each tap's flat offset in the input plane (no division per output)."""
     n_ch, h, w = x.shape[1], x.shape[2], x.shape[3]
     ho, wo = y.shape[2], y.shape[3]
     npos = best.shape[0]
@@ -88,7 +92,7 @@ def _max_plane(x, y, argmax, task, planes, best, tap, kh, kw, sh, sw, ph, pw, dh
             y[n, c, i, j] = best[p]
             t = tap[p]
             if t >= 0:
-                argmax[n, c, i, j] = (i * sh - ph + (t // kw) * dh) * w + j * sw - pw + (t % kw) * dw
+                argmax[n, c, i, j] = (i * sh - ph) * w + j * sw - pw + tap_offset[t]
                 continue
             hs = i * sh - ph
             while hs < 0:
