@@ -837,15 +837,17 @@ def test_blocked_kernels_called_directly(tiles, dtype, cfg):
 
 @pytest.mark.skipif(not K.jit_enabled(), reason="the register-blocked kernels are compiled code only")
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
-@pytest.mark.parametrize("tiles", blocked.TILES)
+@pytest.mark.parametrize("tiles, vectors", [(t, None) for t in blocked.TILES] + [("avx512", 3)])
 @settings(deadline=None, max_examples=20, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(cfg=blocked_conv_configs(max_size=9), extra=st.integers(0, 2))
-def test_blocked_batch_last_kernels(tiles, dtype, cfg, extra, monkeypatch):
-    """The register tiles on batch-last planes (blocked_batch_last), each variant, called directly (grad_weight
-    also on fewer output channels than a tile) and through the numba backend with the chooser's thresholds opened
-    so that it takes them for every operation it can (rows of Wo*N values that end inside a block, groups,
-    dilation, uneven padding, grad_input on a larger input), against the direct kernel: float64 to 1e-10, float32
-    to 1e-4 of the largest value."""
+def test_blocked_batch_last_kernels(tiles, vectors, dtype, cfg, extra, monkeypatch):
+    """The register tiles on batch-last planes (blocked_batch_last), each variant (``vectors`` 3: avx512's 8 x 3
+    tile forced, whatever the rows), called directly (grad_weight also on fewer output channels than a tile) and
+    through the numba backend with the chooser's thresholds opened so that it takes them for every operation it
+    can (rows of Wo*N values that end inside a block, groups, dilation, uneven padding, grad_input on a larger
+    input), against the direct kernel: float64 to 1e-10, float32 to 1e-4 of the largest value."""
+    if vectors:
+        monkeypatch.setattr(blocked_batch_last, "row_vectors", lambda run, tiles: vectors)
     args = shapes.normalize_conv_args(cfg.x_shape, cfg.w_shape, *cfg.kernel_args)
     x, w, gy = cfg.arrays(dtype)
     big = (cfg.h + extra, cfg.w + extra)
@@ -893,6 +895,15 @@ def test_blocked_batch_last_kernels(tiles, dtype, cfg, extra, monkeypatch):
     for what, a, b in zip(("forward", "grad_input", "grad_weight"), got, ref):
         assert a.dtype == dtype and a.shape == b.shape
         _assert_close(a, b, tol, f"numba via blocked_batch_last {tiles} {what}")
+
+
+def test_batch_last_row_tiles():
+    """avx512 takes its 8 x 3 tile where blocks of 48 waste fewer of a row's Wo*N values than blocks of 32 (a 3x3
+    output of 16 images: 48 of 48 against 48 of 64), else its 8 x 2; avx2 always its 1-vector tile."""
+    assert [blocked_batch_last.row_vectors(run, "avx512") for run in (48, 96, 192, 80, 16, 144, 40)] == [
+        3, 2, 2, 2, 2, 3, 3]
+    assert {blocked_batch_last.row_vectors(run, "avx2") for run in (48, 96, 80, 16, 144)} == {1}
+    assert blocked_batch_last.block_use((3, 3), 16, "avx512") == 1.0
 
 
 def test_blocked_tile_rules(monkeypatch):

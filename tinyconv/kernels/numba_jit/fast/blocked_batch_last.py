@@ -11,7 +11,8 @@ block of 16 values is one output position of every image, and no block holds a g
   row of a tile's output channels; per block of the row, the tile of :mod:`.blocked` (``_tile_8x2`` or
   ``_tile_6x1``) sums over the input channels and taps in registers; the task then writes its row of ``y``.
   Tasks run row by row (every tile of a row, then the next row), so a thread's consecutive tasks read the same
-  input rows while they are in its cache.
+  input rows while they are in its cache. On avx512, rows whose values fill blocks of 48 better than blocks of 32
+  (a 3x3 output of 16 images: rows of 48) take an 8 x 3 tile (:func:`row_vectors`).
 * grad_weight, ``gw[o, c, t] = sum_{i, j, n} gy[n, o, i, j] * xt[c, (i*Wp + j)*N + n + off[t]]``: grad_y is
   copied once, a tile of output channels at a time, position-major (``gt[tile, (i*Wo + j)*N + n, o]``); a task
   (a tile of channels, 8 or 6 (input channel, tap) pairs) holds the tile of vector sums of :mod:`.blocked`'s
@@ -40,7 +41,7 @@ from .blocked import (
 )
 from .simd import fma, lanes, load, splat, store
 
-__all__ = ["forward", "grad_input", "grad_weight", "block_use"]
+__all__ = ["forward", "grad_input", "grad_weight", "block_use", "row_vectors"]
 
 _JIT = dict(cache=True)
 
@@ -48,16 +49,32 @@ _JIT = dict(cache=True)
 def block_use(out_hw, n, tiles) -> float:
     """The share of the computed values that are outputs: each output row's ``Wo*N`` values rounded up to whole
     float32 blocks of the ``tiles`` variant (compare :func:`.blocked.block_use`)."""
+    return _run_use(out_hw, n, row_vectors(out_hw[1] * n, tiles))
+
+
+def _run_use(out_hw, n, vectors) -> float:
+    """The share of outputs among the values computed in blocks of ``vectors`` float32 vectors."""
     run = out_hw[1] * n
     if out_hw[0] * run == 0:
         return 0.0
-    blk = TILE_VECTORS[tiles] * 16
+    blk = vectors * 16
     return run / (-(-run // blk) * blk)
+
+
+def row_vectors(run, tiles) -> int:
+    """Vectors of a block along an output row of ``run`` float32 values (``Wo*N``): the variant's tile
+    (:data:`.blocked.TILE_VECTORS`), or for avx512 the 8 x 3 tile where its blocks of 48 waste fewer values than
+    blocks of 32 (a 3x3 output of 16 images: rows of 48, two blocks of 32 with a quarter dropped)."""
+    vectors = TILE_VECTORS[tiles]
+    if tiles == "avx512" and _run_use((1, run), 1, 3) > _run_use((1, run), 1, vectors):
+        return 3
+    return vectors
 
 
 @njit(inline="always", fastmath={"contract"}, **_JIT)
 def _forward_row(task, xt, wpack, bias, offs, y, wp, cg, vectors):
-    """Task ``task`` of :func:`_forward_rows_8x2` (``vectors`` 2) or :func:`_forward_rows_6x1` (1): one output row
+    """Task ``task`` of :func:`_forward_rows_8x2` (``vectors`` 2), :func:`_forward_rows_8x3` (3) or
+    :func:`_forward_rows_6x1` (1): one output row
     of one tile of output channels, block by block of the row's run, then written to y with the bias (inlined
     with ``vectors`` a constant, so each kernel compiles one tile's code)."""
     n_img, wo = y.shape[0], y.shape[3]
@@ -68,7 +85,9 @@ def _forward_row(task, xt, wpack, bias, offs, y, wp, cg, vectors):
     i, tile, g, o0 = _tile_task(task, groups, nob, og, tc)  # row-major: a thread's tasks share input rows
     out = np.empty((tc, nblk * blk), dtype=y.dtype)
     for q in range(nblk):
-        if vectors == 2:
+        if vectors == 3:
+            _tile_8x3(xt, g * cg, cg, i * wp * n_img + q * blk, wpack[tile], offs, out, q * blk)
+        elif vectors == 2:
             _tile_8x2(xt, g * cg, cg, i * wp * n_img + q * blk, wpack[tile], offs, out, q * blk)
         else:
             _tile_6x1(xt, g * cg, cg, i * wp * n_img + q * blk, wpack[tile], offs, out, q * blk)
@@ -104,6 +123,57 @@ def _forward_rows_6x1(xt, wpack, bias, offs, y, wp, cg):
     """:func:`_forward_rows_8x2` on the 6 x 1 tiles of the avx2 variant."""
     for task in prange(_forward_row_tasks(xt, wpack, y, cg)):
         _forward_row(task, xt, wpack, bias, offs, y, wp, cg, 1)
+
+
+@njit(parallel=True, fastmath={"contract"}, **_JIT)
+def _forward_rows_8x3(xt, wpack, bias, offs, y, wp, cg):
+    """:func:`_forward_rows_8x2` on 8 x 3 tiles (avx512: 24 sums, 3 input vectors and a broadcast weight fill 28
+    of the 32 registers), for rows of 48 values (:func:`row_vectors`)."""
+    for task in prange(_forward_row_tasks(xt, wpack, y, cg)):
+        _forward_row(task, xt, wpack, bias, offs, y, wp, cg, 3)
+
+
+@njit(fastmath={"contract"}, inline="always", **_JIT)
+def _tile_8x3(rows, c0, cg, base, wk, offs, out, p0):
+    """:func:`.blocked._tile_8x2` with 3 vectors of positions: per (channel, tap), 3 vector loads and 8 weights
+    broadcast feed 24 vector multiply-adds. wk: (cg*T, 8 or 6)."""
+    ntap = offs.shape[0]
+    vl = lanes(out[0])
+    eight = wk.shape[1] == 8
+    z = splat(out, 0.0)
+    a0, a1, a2, a3, a4, a5, a6, a7 = z, z, z, z, z, z, z, z
+    b0, b1, b2, b3, b4, b5, b6, b7 = z, z, z, z, z, z, z, z
+    d0, d1, d2, d3, d4, d5, d6, d7 = z, z, z, z, z, z, z, z
+    for c in range(cg):
+        xc = rows[c0 + c]
+        for t in range(ntap):
+            u = load(xc, base + offs[t])
+            v = load(xc, base + offs[t] + vl)
+            s = load(xc, base + offs[t] + 2 * vl)
+            wr = wk[c * ntap + t]
+            w = splat(out, wr[0])
+            a0, b0, d0 = fma(w, u, a0), fma(w, v, b0), fma(w, s, d0)
+            w = splat(out, wr[1])
+            a1, b1, d1 = fma(w, u, a1), fma(w, v, b1), fma(w, s, d1)
+            w = splat(out, wr[2])
+            a2, b2, d2 = fma(w, u, a2), fma(w, v, b2), fma(w, s, d2)
+            w = splat(out, wr[3])
+            a3, b3, d3 = fma(w, u, a3), fma(w, v, b3), fma(w, s, d3)
+            w = splat(out, wr[4])
+            a4, b4, d4 = fma(w, u, a4), fma(w, v, b4), fma(w, s, d4)
+            w = splat(out, wr[5])
+            a5, b5, d5 = fma(w, u, a5), fma(w, v, b5), fma(w, s, d5)
+            if eight:  # (loop-invariant: the compiler makes one loop of each kind)
+                w = splat(out, wr[6])
+                a6, b6, d6 = fma(w, u, a6), fma(w, v, b6), fma(w, s, d6)
+                w = splat(out, wr[7])
+                a7, b7, d7 = fma(w, u, a7), fma(w, v, b7), fma(w, s, d7)
+    for k, (lo, mid, hi) in enumerate(((a0, b0, d0), (a1, b1, d1), (a2, b2, d2), (a3, b3, d3), (a4, b4, d4),
+                                       (a5, b5, d5), (a6, b6, d6), (a7, b7, d7))):
+        if k < wk.shape[1]:
+            store(out[k], p0, lo)
+            store(out[k], p0 + vl, mid)
+            store(out[k], p0 + 2 * vl, hi)
 
 
 @njit(parallel=True, **_JIT)
@@ -242,40 +312,45 @@ def _grad_weight_1x6(xt, gt, offs, gw, cg, wp, ho, wo):
         _store_sums(sums, gw, tile, nov, gw.shape[0] // groups, r0)
 
 
-def _planes(x, kernel_hw, padding, dilation, role, tiles):
+def _planes(x, kernel_hw, padding, dilation, role, vectors):
     """(xt, wp, offs): x's zero-padded batch-last planes flat, (C, L), row stride wp*N, with zero rows below the
-    last enough for a block of slack; and the taps' offsets."""
+    last enough for a block of ``vectors`` vectors of slack; and the taps' offsets."""
     n = x.shape[0]
     (kh, kw), (top, bottom, left, right), (dh, dw) = kernel_hw, padding, dilation
     wp = x.shape[3] + left + right
-    slack = TILE_VECTORS[tiles] * 64 // x.dtype.itemsize
+    slack = vectors * 64 // x.dtype.itemsize
     extra = -(-slack // (wp * n))  # zero rows past the last a tap reads: the tail of a row's last block
     xt = batch_last_copy(x, (top, bottom + extra, left, right), role)
     offs = np.array([(a * dh * wp + b * dw) * n for a in range(kh) for b in range(kw)], dtype=np.int64)
     return xt.reshape(xt.shape[0], -1), wp, offs
 
 
-def _conv(x, wpack, kernel_hw, bias, padding, dilation, groups, y, role, tiles):
+_ROW_KERNELS = {1: _forward_rows_6x1, 2: _forward_rows_8x2, 3: _forward_rows_8x3}
+
+
+def _conv(x, wpack, kernel_hw, bias, padding, dilation, groups, y, role, vectors):
     """y (N, C_out, Ho, Wo) = stride-1 conv of x with the packed weights ``wpack`` (:func:`.blocked.pack_weights`),
-    zero padding (top, bottom, left, right)."""
-    xt, wp, offs = _planes(x, kernel_hw, padding, dilation, role, tiles)
-    kernel = _forward_rows_8x2 if TILE_VECTORS[tiles] == 2 else _forward_rows_6x1
-    kernel(xt, wpack, bias, offs, y, wp, x.shape[1] // groups)
+    zero padding (top, bottom, left, right), on the tiles of ``vectors`` vectors."""
+    xt, wp, offs = _planes(x, kernel_hw, padding, dilation, role, vectors)
+    _ROW_KERNELS[vectors](xt, wpack, bias, offs, y, wp, x.shape[1] // groups)
     return y
 
 
-def forward(x, w, bias, args, y, tiles):
-    """y = conv2d(x, w) + bias at stride 1 (args.stride == (1, 1)); bias: (C_out,)."""
+def forward(x, w, bias, args, y, tiles, vectors=None):
+    """y = conv2d(x, w) + bias at stride 1 (args.stride == (1, 1)); bias: (C_out,). ``vectors``: the tile's
+    vectors of positions, by default :func:`row_vectors`' (tests set each the variant has)."""
     wpack = pack_weights(w, args.groups, tile_channels(w.shape[0] // args.groups, tiles))
-    return _conv(x, wpack, w.shape[2:], bias, args.padding, args.dilation, args.groups, y, "blocked_bl.x", tiles)
+    vectors = vectors or row_vectors(y.shape[3] * x.shape[0], tiles)
+    return _conv(x, wpack, w.shape[2:], bias, args.padding, args.dilation, args.groups, y, "blocked_bl.x", vectors)
 
 
-def grad_input(grad_y, w, input_hw, args, tiles):
+def grad_input(grad_y, w, input_hw, args, tiles, vectors=None):
     """grad_x (N, C_in, H, W) of a stride-1 conv2d: grad_y convolved with the flipped, channel-swapped kernel
-    (:func:`.blocked.adjoint`)."""
+    (:func:`.blocked.adjoint`); ``vectors`` as for :func:`forward`."""
     wpack, padding, gx = adjoint(grad_y, w, input_hw, args, tiles)
+    vectors = vectors or row_vectors(input_hw[1] * grad_y.shape[0], tiles)
     return _conv(grad_y, wpack, w.shape[2:], np.zeros(gx.shape[1], dtype=grad_y.dtype), padding, args.dilation,
-                 args.groups, gx, "blocked_bl.grad_y", tiles)
+                 args.groups, gx, "blocked_bl.grad_y", vectors)
 
 
 def grad_weight(x, grad_y, args, w_shape, tiles):
@@ -283,7 +358,7 @@ def grad_weight(x, grad_y, args, w_shape, tiles):
     (``GRAD_WEIGHT_VECTORS[tiles]`` vectors)."""
     c_out, cg, kh, kw = w_shape
     n, ho, wo = grad_y.shape[0], grad_y.shape[2], grad_y.shape[3]
-    xt, wp, offs = _planes(x, (kh, kw), args.padding, args.dilation, "blocked_bl.x", tiles)
+    xt, wp, offs = _planes(x, (kh, kw), args.padding, args.dilation, "blocked_bl.x", TILE_VECTORS[tiles])
     groups, og = args.groups, c_out // args.groups
     width = GRAD_WEIGHT_VECTORS[tiles] * 64 // x.dtype.itemsize  # output channels of a tile
     nov = -(-og // width)
