@@ -39,7 +39,7 @@ from numba import njit, prange
 
 from ... import workers
 from .simd import fma, hsum, lanes, load, splat, store
-from .workspace import scratch_zeros
+from .workspace import scratch_empty, scratch_zeros
 
 __all__ = ["forward", "grad_input", "grad_weight", "adjoint", "block_use", "tile_channels", "TILES", "TILE_VECTORS",
            "TILE_CHANNELS"]
@@ -51,6 +51,9 @@ TILE_CHANNELS = {"avx512": (8, 6), "avx2": (6, 4)}  # ... output channels per ti
 GRAD_WEIGHT_VECTORS = {"avx512": 2, "avx2": 1}  # grad_weight's position-major tiles: vectors of output channels
 GRAD_WEIGHT_PAIRS = {"avx512": 8, "avx2": 6}    # ... x (input channel, tap) pairs
 MIN_TASKS = 8  # grad_weight splits an image's pairs into runs where fewer tasks would leave threads idle
+GRAD_WEIGHT_SLOTS = 4  # grad_weight's position-major tiles sum the images into this many parts (each image's own
+                       # part was a batch-sized array of fresh memory each call); fixed, so sums do not depend on
+                       # the thread count
 PACK_SPLIT = 1 << 20  # pack_weights splits packings of at least this many values over the worker threads
 
 
@@ -345,6 +348,15 @@ def _grad_weight_2x3(xp, gyf, offs, part, cg):
                     part[n, o0 + k, r0 + m] = sums[3 * k + m]
 
 
+@njit(inline="always", fastmath={"contract"}, **_JIT)
+def _add_into(row, col, v, first):
+    """row[col:col + lanes] = v (``first``) or += v: a tile's sums over one image into its slot's part."""
+    if first:
+        store(row, col, v)
+    else:
+        store(row, col, fma(load(row, col), splat(row, 1.0), v))  # x*1 + v: the sum, rounded once
+
+
 @njit(inline="always", **_JIT)
 def _position_major(gy, n, o0, count, wp, width):
     """buf[(i*wp + j)*width + o] = gy[n, o0 + o, i, j] for o < count: ``width`` output channels of one image's grad_y
@@ -362,14 +374,16 @@ def _position_major(gy, n, o0, count, wp, width):
 
 @njit(parallel=True, fastmath={"contract"}, **_JIT)
 def _grad_weight_2x8(xp, gy, offs, part, cg, wp, chunks):
-    """part[n, r, g*ogp + o] = sum_p gy[n, g*og + o, p] * xp[n, g*cg + r // T, p + offs[r % T]] for the pairs
-    r = c*T + t (p over the flat positions, row stride wp): one image's share of grad_w (summed by the caller, in
-    image order), channels padded to ogp = part.shape[2] // groups, a whole number of 2 vectors.
+    """part[s, r, g*ogp + o] = sum_{n = s, s + S, ...} sum_p gy[n, g*og + o, p] * xp[n, g*cg + r // T,
+    p + offs[r % T]] for the pairs r = c*T + t (p over the flat positions, row stride wp): slot s's share of
+    grad_w, every S-th image from the s-th (S = part.shape[0]; the caller sums the slots in order), channels padded
+    to ogp = part.shape[2] // groups, a whole number of 2 vectors.
 
-    A task (image, 2 vectors of output channels, one of ``chunks`` runs of pairs) copies its channels of grad_y
-    position-major (:func:`_position_major`), then holds a 2 x 8 tile of vector sums, 2 vectors of channels x 8
-    pairs, over the whole plane: per position, 2 loads of the copy and 8 input values broadcast feed 16
-    multiply-adds (pairs past the last repeat it, dropped). Sized for 32 registers of 512 bits (AVX-512)."""
+    A task (slot, 2 vectors of output channels, one of ``chunks`` runs of pairs) takes its images in turn: copies
+    its channels of the image's grad_y position-major (:func:`_position_major`), then, per 8 pairs, holds a 2 x 8
+    tile of vector sums, 2 vectors of channels x 8 pairs, over the whole plane (per position, 2 loads of the copy
+    and 8 input values broadcast feed 16 multiply-adds; pairs past the last repeat it, dropped) and adds it into
+    the slot's part. Sized for 32 registers of 512 bits (AVX-512)."""
     n_img, c_out, ho, wo = gy.shape
     ntap = offs.shape[0]
     groups = xp.shape[1] // cg
@@ -380,48 +394,50 @@ def _grad_weight_2x8(xp, gy, offs, part, cg, wp, chunks):
     kr = cg * ntap
     npos = (ho - 1) * wp + wo
     run = -(-((kr + 7) // 8) // chunks) * 8  # pairs per chunk
-    per_img = groups * nov * chunks
-    for task in prange(n_img * per_img):
-        n = task // per_img
-        rest = task % per_img
+    slots = part.shape[0]
+    per_slot = groups * nov * chunks
+    for task in prange(slots * per_slot):
+        slot = task // per_slot
+        rest = task % per_slot
         g = rest // (nov * chunks)
         v0 = 2 * vl * ((rest // chunks) % nov)  # the tile's first channel within the group
-        gt = _position_major(gy, n, g * og + v0, min(2 * vl, og - v0), wp, 2 * vl)
         c0 = g * cg
-        pn = part[n]
+        pn = part[slot]
         col = g * ogp + v0
-        for r0 in range(run * (rest % chunks), min(kr, run * (rest % chunks + 1)), 8):
-            x0, x1 = _pair_input(xp[n], c0, r0, kr, offs), _pair_input(xp[n], c0, r0 + 1, kr, offs)
-            x2, x3 = _pair_input(xp[n], c0, r0 + 2, kr, offs), _pair_input(xp[n], c0, r0 + 3, kr, offs)
-            x4, x5 = _pair_input(xp[n], c0, r0 + 4, kr, offs), _pair_input(xp[n], c0, r0 + 5, kr, offs)
-            x6, x7 = _pair_input(xp[n], c0, r0 + 6, kr, offs), _pair_input(xp[n], c0, r0 + 7, kr, offs)
-            z = splat(xp, 0.0)
-            a0, a1, a2, a3, a4, a5, a6, a7 = z, z, z, z, z, z, z, z
-            b0, b1, b2, b3, b4, b5, b6, b7 = z, z, z, z, z, z, z, z
-            for p in range(npos):
-                u = load(gt, p * 2 * vl)
-                v = load(gt, p * 2 * vl + vl)
-                s = splat(xp, x0[p])
-                a0, b0 = fma(u, s, a0), fma(v, s, b0)
-                s = splat(xp, x1[p])
-                a1, b1 = fma(u, s, a1), fma(v, s, b1)
-                s = splat(xp, x2[p])
-                a2, b2 = fma(u, s, a2), fma(v, s, b2)
-                s = splat(xp, x3[p])
-                a3, b3 = fma(u, s, a3), fma(v, s, b3)
-                s = splat(xp, x4[p])
-                a4, b4 = fma(u, s, a4), fma(v, s, b4)
-                s = splat(xp, x5[p])
-                a5, b5 = fma(u, s, a5), fma(v, s, b5)
-                s = splat(xp, x6[p])
-                a6, b6 = fma(u, s, a6), fma(v, s, b6)
-                s = splat(xp, x7[p])
-                a7, b7 = fma(u, s, a7), fma(v, s, b7)
-            for k, (lo, hi) in enumerate(((a0, b0), (a1, b1), (a2, b2), (a3, b3), (a4, b4), (a5, b5), (a6, b6),
-                                          (a7, b7))):
-                if r0 + k < kr:
-                    store(pn[r0 + k], col, lo)
-                    store(pn[r0 + k], col + vl, hi)
+        for n in range(slot, n_img, slots):
+            gt = _position_major(gy, n, g * og + v0, min(2 * vl, og - v0), wp, 2 * vl)
+            for r0 in range(run * (rest % chunks), min(kr, run * (rest % chunks + 1)), 8):
+                x0, x1 = _pair_input(xp[n], c0, r0, kr, offs), _pair_input(xp[n], c0, r0 + 1, kr, offs)
+                x2, x3 = _pair_input(xp[n], c0, r0 + 2, kr, offs), _pair_input(xp[n], c0, r0 + 3, kr, offs)
+                x4, x5 = _pair_input(xp[n], c0, r0 + 4, kr, offs), _pair_input(xp[n], c0, r0 + 5, kr, offs)
+                x6, x7 = _pair_input(xp[n], c0, r0 + 6, kr, offs), _pair_input(xp[n], c0, r0 + 7, kr, offs)
+                z = splat(xp, 0.0)
+                a0, a1, a2, a3, a4, a5, a6, a7 = z, z, z, z, z, z, z, z
+                b0, b1, b2, b3, b4, b5, b6, b7 = z, z, z, z, z, z, z, z
+                for p in range(npos):
+                    u = load(gt, p * 2 * vl)
+                    v = load(gt, p * 2 * vl + vl)
+                    s = splat(xp, x0[p])
+                    a0, b0 = fma(u, s, a0), fma(v, s, b0)
+                    s = splat(xp, x1[p])
+                    a1, b1 = fma(u, s, a1), fma(v, s, b1)
+                    s = splat(xp, x2[p])
+                    a2, b2 = fma(u, s, a2), fma(v, s, b2)
+                    s = splat(xp, x3[p])
+                    a3, b3 = fma(u, s, a3), fma(v, s, b3)
+                    s = splat(xp, x4[p])
+                    a4, b4 = fma(u, s, a4), fma(v, s, b4)
+                    s = splat(xp, x5[p])
+                    a5, b5 = fma(u, s, a5), fma(v, s, b5)
+                    s = splat(xp, x6[p])
+                    a6, b6 = fma(u, s, a6), fma(v, s, b6)
+                    s = splat(xp, x7[p])
+                    a7, b7 = fma(u, s, a7), fma(v, s, b7)
+                for k, (lo, hi) in enumerate(((a0, b0), (a1, b1), (a2, b2), (a3, b3), (a4, b4), (a5, b5), (a6, b6),
+                                              (a7, b7))):
+                    if r0 + k < kr:
+                        _add_into(pn[r0 + k], col, lo, n == slot)
+                        _add_into(pn[r0 + k], col + vl, hi, n == slot)
 
 
 @njit(parallel=True, fastmath={"contract"}, **_JIT)
@@ -439,33 +455,35 @@ def _grad_weight_1x6(xp, gy, offs, part, cg, wp, chunks):
     kr = cg * ntap
     npos = (ho - 1) * wp + wo
     run = -(-((kr + 5) // 6) // chunks) * 6  # pairs per chunk
-    per_img = groups * nov * chunks
-    for task in prange(n_img * per_img):
-        n = task // per_img
-        rest = task % per_img
+    slots = part.shape[0]
+    per_slot = groups * nov * chunks
+    for task in prange(slots * per_slot):
+        slot = task // per_slot
+        rest = task % per_slot
         g = rest // (nov * chunks)
         v0 = vl * ((rest // chunks) % nov)  # the tile's first channel within the group
-        gt = _position_major(gy, n, g * og + v0, min(vl, og - v0), wp, vl)
         c0 = g * cg
-        pn = part[n]
+        pn = part[slot]
         col = g * ogp + v0
-        for r0 in range(run * (rest % chunks), min(kr, run * (rest % chunks + 1)), 6):
-            x0, x1 = _pair_input(xp[n], c0, r0, kr, offs), _pair_input(xp[n], c0, r0 + 1, kr, offs)
-            x2, x3 = _pair_input(xp[n], c0, r0 + 2, kr, offs), _pair_input(xp[n], c0, r0 + 3, kr, offs)
-            x4, x5 = _pair_input(xp[n], c0, r0 + 4, kr, offs), _pair_input(xp[n], c0, r0 + 5, kr, offs)
-            z = splat(xp, 0.0)
-            a0, a1, a2, a3, a4, a5 = z, z, z, z, z, z
-            for p in range(npos):
-                u = load(gt, p * vl)
-                a0 = fma(u, splat(xp, x0[p]), a0)
-                a1 = fma(u, splat(xp, x1[p]), a1)
-                a2 = fma(u, splat(xp, x2[p]), a2)
-                a3 = fma(u, splat(xp, x3[p]), a3)
-                a4 = fma(u, splat(xp, x4[p]), a4)
-                a5 = fma(u, splat(xp, x5[p]), a5)
-            for k, a in enumerate((a0, a1, a2, a3, a4, a5)):
-                if r0 + k < kr:
-                    store(pn[r0 + k], col, a)
+        for n in range(slot, n_img, slots):
+            gt = _position_major(gy, n, g * og + v0, min(vl, og - v0), wp, vl)
+            for r0 in range(run * (rest % chunks), min(kr, run * (rest % chunks + 1)), 6):
+                x0, x1 = _pair_input(xp[n], c0, r0, kr, offs), _pair_input(xp[n], c0, r0 + 1, kr, offs)
+                x2, x3 = _pair_input(xp[n], c0, r0 + 2, kr, offs), _pair_input(xp[n], c0, r0 + 3, kr, offs)
+                x4, x5 = _pair_input(xp[n], c0, r0 + 4, kr, offs), _pair_input(xp[n], c0, r0 + 5, kr, offs)
+                z = splat(xp, 0.0)
+                a0, a1, a2, a3, a4, a5 = z, z, z, z, z, z
+                for p in range(npos):
+                    u = load(gt, p * vl)
+                    a0 = fma(u, splat(xp, x0[p]), a0)
+                    a1 = fma(u, splat(xp, x1[p]), a1)
+                    a2 = fma(u, splat(xp, x2[p]), a2)
+                    a3 = fma(u, splat(xp, x3[p]), a3)
+                    a4 = fma(u, splat(xp, x4[p]), a4)
+                    a5 = fma(u, splat(xp, x5[p]), a5)
+                for k, a in enumerate((a0, a1, a2, a3, a4, a5)):
+                    if r0 + k < kr:
+                        _add_into(pn[r0 + k], col, a, n == slot)
 
 
 def tile_channels(og, tiles) -> int:
@@ -606,13 +624,14 @@ def grad_weight(x, grad_y, args, w_shape, tiles):
     width = GRAD_WEIGHT_VECTORS[tiles] * vl  # output channels of a position-major tile
     if og >= width:
         ogp = -(-og // width) * width  # channels per group, padded to whole tiles
-        part = np.empty((n, cg * kh * kw, groups * ogp), dtype=x.dtype)
-        # runs of pairs per (image, channels) task: enough tasks for the threads where images are few
-        tasks = n * groups * (ogp // width)
+        slots = min(n, GRAD_WEIGHT_SLOTS)
+        part = scratch_empty((slots, cg * kh * kw, groups * ogp), x.dtype, "blocked.grad_weight")
+        # runs of pairs per (slot, channels) task: enough tasks for the threads where slots are few
+        tasks = slots * groups * (ogp // width)
         chunks = max(1, min(-(-cg * kh * kw // GRAD_WEIGHT_PAIRS[tiles]), -(-MIN_TASKS // tasks)))
         kernel = _grad_weight_2x8 if tiles == "avx512" else _grad_weight_1x6
         kernel(xp, np.ascontiguousarray(grad_y), offs, part, cg, wp, chunks)
-        total = part.sum(axis=0).reshape(cg * kh * kw, groups, ogp)[:, :, :og]
+        total = (part[0] if slots == 1 else part.sum(axis=0)).reshape(cg * kh * kw, groups, ogp)[:, :, :og]
         return np.ascontiguousarray(total.transpose(1, 2, 0)).reshape(w_shape)
     npr = -(-((ho - 1) * wp + wo) // vl) * vl
     gyf = scratch_zeros((n, c_out, npr), x.dtype, ("blocked.grad_y", grad_y.shape, wp))
