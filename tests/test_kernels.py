@@ -779,15 +779,17 @@ def test_numba_blocked_path(tiles, dtype, cfg, extra):
         _assert_close(a, b, tol, f"blocked {tiles} {what}")
 
 
-@pytest.mark.parametrize("split", [False, True])
+@pytest.mark.parametrize("how", ["numpy", "loop", "split"])
 @pytest.mark.parametrize("shape, groups, tc", [((10, 3, 3, 2), 1, 8), ((16, 2, 1, 1), 1, 8), ((6, 1, 5, 5), 1, 6),
                                                ((15, 4, 3, 3), 3, 4), ((7, 1, 2, 2), 7, 6), ((6, 9, 3, 1), 2, 4)])
-def test_pack_weights_lays_out_each_tile_channel_by_channel(shape, groups, tc, split, monkeypatch):
+def test_pack_weights_lays_out_each_tile_channel_by_channel(shape, groups, tc, how, monkeypatch):
     """packed[g*tiles + b, r, lane] = w[g*og + b*tc + lane] flattened at r, zero past a group's last channel, also
     from a flipped (non-contiguous) view; with ``adjoint``, the same layout of grad_input's kernel, ``wt[g*cg + c,
-    o, a, b] = w[g*og + o, c, kh-1-a, kw-1-b]``, tiles over the input channels. ``split``: the packing shared out
-    over two worker threads, as for large weights."""
-    if split:
+    o, a, b] = w[g*og + o, c, kh-1-a, kw-1-b]``, tiles over the input channels. ``how``: NumPy's copies (small
+    weights), the compiled loop (large ones), or that loop shared out over two worker threads (the largest)."""
+    if how != "numpy":
+        monkeypatch.setattr(blocked, "PACK_NUMPY_MAX", -1)
+    if how == "split":
         monkeypatch.setattr(blocked, "PACK_SPLIT", 1)
         monkeypatch.setattr(blocked.workers, "num_threads", lambda: 2)
     rng = np.random.default_rng(0)

@@ -55,6 +55,8 @@ GRAD_WEIGHT_SLOTS = 4  # grad_weight's position-major tiles sum the images into 
                        # part was a batch-sized array of fresh memory each call); fixed, so sums do not depend on
                        # the thread count
 PACK_SPLIT = 1 << 20  # pack_weights splits packings of at least this many values over the worker threads
+PACK_NUMPY_MAX = 1 << 15  # ... and leaves weights up to this many values to NumPy's copies, a few microseconds:
+                          # small models (LeNet's, the MNIST ResNet's) then never compile its loop on a cold start
 
 
 def block_use(out_hw, padded_width, tiles) -> float:
@@ -505,7 +507,7 @@ def pack_weights(w, groups, tc, adjoint=False):
     og, ntap = c_out // groups, kh * kw
     lanes_real, pairs = (cg, og) if adjoint else (og, cg)
     nob = -(-lanes_real // tc)
-    if numba_config.DISABLE_JIT:  # NumPy's copies: the loop below, interpreted, would be slow
+    if numba_config.DISABLE_JIT or w.size <= PACK_NUMPY_MAX:  # NumPy's copies (interpreted, the loop is slow)
         w5 = np.asarray(w).reshape(groups, og, cg, ntap)
         if adjoint:
             w5 = w5[..., ::-1].transpose(0, 2, 1, 3)  # (groups, cg, og, T), taps flipped
