@@ -104,6 +104,28 @@ def _max_plane(x, y, argmax, task, planes, best, tap, tap_offset, kh, kw, sh, sw
             argmax[n, c, i, j] = first if first < h * w else -1
 
 
+@njit(inline="always", **_JIT)
+def _max_2x2(top, bottom, p, w):
+    """(value, offset) of the first maximum of the window top[p], top[p + 1], bottom[p], bottom[p + 1] (offsets 0,
+    1, w, w + 1), or of its last NaN: selects, not branches (``v != v`` is the NaN test), so that loops over
+    windows vectorise."""
+    best = top[p]
+    k = 0
+    v = top[p + 1]
+    take = (v > best) | (v != v)
+    best = v if take else best
+    k = 1 if take else k
+    v = bottom[p]
+    take = (v > best) | (v != v)
+    best = v if take else best
+    k = w if take else k
+    v = bottom[p + 1]
+    take = (v > best) | (v != v)
+    best = v if take else best
+    k = w + 1 if take else k
+    return best, k
+
+
 @njit(parallel=True, **_JIT)
 def _max_fwd_2x2(x, y, argmax):
     """The common case (2x2 window, stride 2, no padding, no dilation) without any bounds logic: every
@@ -122,20 +144,7 @@ def _max_fwd_2x2(x, y, argmax):
             arow = argmax[n, c, i]
             r0 = 2 * i * w
             for j in range(wo):
-                best = top[2 * j]
-                k = 0
-                v = top[2 * j + 1]
-                take = (v > best) | (v != v)
-                best = v if take else best
-                k = 1 if take else k
-                v = bottom[2 * j]
-                take = (v > best) | (v != v)
-                best = v if take else best
-                k = w if take else k
-                v = bottom[2 * j + 1]
-                take = (v > best) | (v != v)
-                best = v if take else best
-                k = w + 1 if take else k
+                best, k = _max_2x2(top, bottom, 2 * j, w)
                 yrow[j] = best
                 arow[j] = r0 + 2 * j + k
 
@@ -161,20 +170,7 @@ def _max_fwd_2x2_flat(x, y, argmax):
             top = x[n, c].reshape(-1)
             bottom = top[w:]
             for q in range(span):
-                b = top[2 * q]
-                k = 0
-                v = top[2 * q + 1]
-                take = (v > b) | (v != v)
-                b = v if take else b
-                k = 1 if take else k
-                v = bottom[2 * q]
-                take = (v > b) | (v != v)
-                b = v if take else b
-                k = w if take else k
-                v = bottom[2 * q + 1]
-                take = (v > b) | (v != v)
-                b = v if take else b
-                k = w + 1 if take else k
+                b, k = _max_2x2(top, bottom, 2 * q, w)
                 best[q] = b
                 first[q] = 2 * q + k
             for i in range(ho):
