@@ -27,7 +27,8 @@ worth of output channels per group (2 vectors on avx512, 1 on avx2) it holds the
 over output channels: a task copies its channels of one image's grad_y position-major (``gy_t[p, o]``, channels
 contiguous) into a buffer of its own, which stays in cache while it sweeps the (input channel, tap) pairs; per
 position, the tile's loads of that row and one input value per pair broadcast feed its multiply-adds (2 vectors
-x 8 pairs on avx512, 1 x 6 on avx2). The copies cost less than the dot products they replace. Narrower layers
+x 8 pairs on avx512, 1 x 6 on avx2). The copies cost less than the dot products they replace. A task takes every
+S-th image (:data:`GRAD_WEIGHT_SLOTS`) and adds each image's tile into its slot's part of grad_w. Narrower layers
 take tiles of dot products, vectors along the positions, summed across lanes at the end (4 channels x 4 pairs on
 avx512, 2 x 3 on avx2).
 """
@@ -51,9 +52,8 @@ TILE_CHANNELS = {"avx512": (8, 6), "avx2": (6, 4)}  # ... output channels per ti
 GRAD_WEIGHT_VECTORS = {"avx512": 2, "avx2": 1}  # grad_weight's position-major tiles: vectors of output channels
 GRAD_WEIGHT_PAIRS = {"avx512": 8, "avx2": 6}    # ... x (input channel, tap) pairs
 MIN_TASKS = 8  # grad_weight splits an image's pairs into runs where fewer tasks would leave threads idle
-GRAD_WEIGHT_SLOTS = 4  # grad_weight's position-major tiles sum the images into this many parts (each image's own
-                       # part was a batch-sized array of fresh memory each call); fixed, so sums do not depend on
-                       # the thread count
+GRAD_WEIGHT_SLOTS = 4  # grad_weight's position-major tiles sum the images into this many parts, not one per image
+                       # (a batch-sized array per call); fixed, so the sums do not depend on the thread count
 PACK_SPLIT = 1 << 20  # pack_weights splits packings of at least this many values over the worker threads
 PACK_NUMPY_MAX = 1 << 15  # ... and leaves weights up to this many values to NumPy's copies, a few microseconds:
                           # small models (LeNet's, the MNIST ResNet's) then never compile its loop on a cold start
