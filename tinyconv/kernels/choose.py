@@ -1,6 +1,6 @@
-"""Which loop runs: every choice between convolution implementations is made here, and only here.
+"""Which loop runs: every choice between convolution (and pooling) implementations is made here, and only here.
 
-Three levels, each a function of the shapes and arguments only (so a shape always gets the same answer):
+Each a function of the shapes and arguments only (so a shape always gets the same answer):
 
 * :func:`conv_backend`: what ``kernel="auto"`` runs for one operation, ``"numba"`` or ``"im2col"``.
 * :func:`numba_layout`: the ``numba`` backend's loops for one operation: ``"depthwise"`` (per-plane loops,
@@ -242,8 +242,8 @@ def uses_blocked_batch_last(op, x_shape, w_shape, out_hw, args) -> bool:
     """Whether ``op`` runs on the register tiles on batch-last planes (:mod:`.numba_jit.fast.blocked_batch_last`):
     JIT on, a variant of tiles (:data:`BLOCKED_TILES`), stride 1, not depthwise, fewer than :data:`BATCH_LAST_MIN_N`
     images, an output (grad_input: grad_x) of at least :data:`TILES_BATCH_LAST_MIN_POS` positions (per variant:
-    :data:`TILES_BATCH_LAST_MIN_POS_TILES`) whose flat-rows
-    blocks would be used less than :data:`TILES_BATCH_LAST_MAX_FLAT_USE` and less than the batch-last ones, and
+    :data:`TILES_BATCH_LAST_MIN_POS_TILES`) whose flat-rows blocks would be used less than
+    :data:`TILES_BATCH_LAST_MAX_FLAT_USE` and less than the batch-last ones, and
     whole tiles of channels: (forward, grad_input) :data:`MIN_TILE_FILL` of a tile's output channels real,
     (grad_weight, for the variants in :data:`TILES_BATCH_LAST_GW`) at least one tile of output channels per group.
     grad_input also needs a padding of at most ``(k - 1) * dilation`` on every side, as on the flat planes."""
