@@ -517,7 +517,8 @@ def pack_weights(w, groups, tc, adjoint=False):
             groups * nob, pairs * ntap, tc)
     w4 = np.ascontiguousarray(w).reshape(groups, og, cg, ntap)
     packed = np.empty((groups * nob, pairs * ntap, tc), dtype=w.dtype)
-    outer = pairs if adjoint else groups * nob  # what _pack_tiles' outer loop runs over, and the threads share
+    # what _pack_tiles' outer loop runs over, and the threads share: pairs (grad_input's, several taps) or tiles
+    outer = pairs if adjoint and ntap > 1 else groups * nob
 
     def pack(first, last=outer):
         _pack_tiles(w4, packed, first, min(last, outer), adjoint)
@@ -533,14 +534,25 @@ def pack_weights(w, groups, tc, adjoint=False):
 @njit(nogil=True, **_JIT)
 def _pack_tiles(w4, packed, first, last, adjoint):
     """:func:`pack_weights` from w4 (groups, og, cg, T): the forward's tiles ``first .. last - 1``, or with
-    ``adjoint`` grad_input's rows of the pairs (output channels) ``first .. last - 1`` in every tile. Serial (one
-    pass where NumPy's zero-fill, copy and transpose took three), releasing the GIL so that :func:`pack_weights`
-    can run parts side by side."""
+    ``adjoint`` grad_input's rows of the pairs (output channels) ``first .. last - 1`` in every tile (of the tiles
+    ``first .. last - 1`` for a single tap). Serial (one pass where NumPy's zero-fill, copy and transpose took
+    three), releasing the GIL so that :func:`pack_weights` can run parts side by side."""
     og, cg, ntap = w4.shape[1], w4.shape[2], w4.shape[3]
     tc = packed.shape[2]
     lanes_real = cg if adjoint else og
     nob = -(-lanes_real // tc)
-    if adjoint:  # w4[g, o] (contiguous) feeds the rows of pair o in every tile: read each in turn
+    if adjoint and ntap == 1:  # a tile's row o is tc contiguous weights of w4[g, o]: one run copied per row
+        for task in range(first, last):
+            g, c0 = task // nob, (task % nob) * tc
+            real = min(tc, cg - c0)
+            dst = packed[task]
+            for o in range(og):
+                row = dst[o]
+                for lane in range(real):
+                    row[lane] = w4[g, o, c0 + lane, 0]
+                for lane in range(real, tc):
+                    row[lane] = 0
+    elif adjoint:  # w4[g, o] (contiguous) feeds the rows of pair o in every tile: read each in turn
         for o in range(first, last):
             for task in range(packed.shape[0]):
                 g, c0 = task // nob, (task % nob) * tc
