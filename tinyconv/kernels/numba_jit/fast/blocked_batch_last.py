@@ -49,16 +49,14 @@ _JIT = dict(cache=True)
 def block_use(out_hw, n, tiles) -> float:
     """The share of the computed values that are outputs: each output row's ``Wo*N`` values rounded up to whole
     float32 blocks of the ``tiles`` variant (compare :func:`.blocked.block_use`)."""
-    return _run_use(out_hw, n, row_vectors(out_hw[1] * n, tiles))
-
-
-def _run_use(out_hw, n, vectors) -> float:
-    """The share of outputs among the values computed in blocks of ``vectors`` float32 vectors."""
     run = out_hw[1] * n
-    if out_hw[0] * run == 0:
-        return 0.0
+    return _run_use(run, row_vectors(run, tiles)) if out_hw[0] else 0.0
+
+
+def _run_use(run, vectors) -> float:
+    """The share of a row's ``run`` values among those computed in blocks of ``vectors`` float32 vectors."""
     blk = vectors * 16
-    return run / (-(-run // blk) * blk)
+    return run / (-(-run // blk) * blk) if run else 0.0
 
 
 def row_vectors(run, tiles) -> int:
@@ -66,7 +64,7 @@ def row_vectors(run, tiles) -> int:
     (:data:`.blocked.TILE_VECTORS`), or for avx512 the 8 x 3 tile where its blocks of 48 waste fewer values than
     blocks of 32 (a 3x3 output of 16 images: rows of 48, two blocks of 32 with a quarter dropped)."""
     vectors = TILE_VECTORS[tiles]
-    if tiles == "avx512" and _run_use((1, run), 1, 3) > _run_use((1, run), 1, vectors):
+    if tiles == "avx512" and _run_use(run, 3) > _run_use(run, vectors):
         return 3
     return vectors
 
