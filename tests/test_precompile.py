@@ -69,6 +69,50 @@ def test_record_puts_the_kernels_back_when_the_dry_run_fails():
     assert activations._relu_fwd is before
 
 
+def _dispatchers_in_tables():
+    """(module, name) of module-level dicts, lists and tuples in tinyconv that hold numba dispatchers."""
+    from numba.core.dispatcher import Dispatcher
+
+    def holds(value, depth=0):
+        if isinstance(value, Dispatcher):
+            return True
+        if depth < 2 and isinstance(value, dict):
+            return any(holds(v, depth + 1) for v in (*value.keys(), *value.values()))
+        if depth < 2 and isinstance(value, (list, tuple, set, frozenset)):
+            return any(holds(v, depth + 1) for v in value)
+        return False
+
+    return [(name, attr) for name, mod in list(sys.modules.items()) if name.startswith("tinyconv") and mod
+            for attr, value in list(vars(mod).items()) if not isinstance(value, Dispatcher) and holds(value)]
+
+
+def test_no_kernel_is_kept_where_the_recorder_cannot_reach_it():
+    """record() swaps the dispatchers bound to module names; one kept in a table built at import would run for real
+    in the dry run, and compile against the recorders that stand in for its helpers (a TypingError)."""
+    import importlib
+    import pkgutil
+
+    for info in pkgutil.walk_packages(tc.__path__, "tinyconv."):
+        if not info.name.endswith("__main__"):
+            importlib.import_module(info.name)
+    assert _dispatchers_in_tables() == []
+
+
+@pytest.mark.parametrize("tiles, vectors", [("avx2", 1), ("avx512", 2), ("avx512", 3)])
+def test_record_reaches_each_batch_last_tile_kernel(tiles, vectors):
+    from tinyconv.kernels import shapes
+    from tinyconv.kernels.numba_jit.fast import blocked_batch_last
+
+    x, w = np.ones((4, 3, 6, 6), np.float32), np.ones((8, 3, 3, 3), np.float32)
+    args = shapes.normalize_conv_args(x.shape, w.shape, 1, 1)
+    y = np.full((4, 8, 6, 6), 7.0, np.float32)
+    calls = precompile.record(
+        lambda: blocked_batch_last.forward(x, w, np.zeros(8, np.float32), args, y, tiles, vectors))
+    kernel = {1: "_forward_rows_6x1", 2: "_forward_rows_8x2", 3: "_forward_rows_8x3"}[vectors]
+    assert kernel in {c.name for c in calls}
+    assert (y == 7.0).all()  # recorded, not run
+
+
 def test_compile_ahead_changes_nothing_in_the_run():
     """Same weights, optimizer state, random state and history with and without the dry run."""
     tc.manual_seed(0)

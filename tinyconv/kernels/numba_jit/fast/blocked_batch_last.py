@@ -323,14 +323,19 @@ def _planes(x, kernel_hw, padding, dilation, role, vectors):
     return xt.reshape(xt.shape[0], -1), wp, offs
 
 
-_ROW_KERNELS = {1: _forward_rows_6x1, 2: _forward_rows_8x2, 3: _forward_rows_8x3}
+def _row_kernel(vectors):
+    """The forward kernel for tiles of ``vectors`` vectors, looked up when called (a table built at import would
+    hold the dispatchers themselves, out of reach of :func:`tinyconv.kernels.precompile.record`)."""
+    if vectors == 1:
+        return _forward_rows_6x1
+    return _forward_rows_8x2 if vectors == 2 else _forward_rows_8x3
 
 
 def _conv(x, wpack, kernel_hw, bias, padding, dilation, groups, y, role, vectors):
     """y (N, C_out, Ho, Wo) = stride-1 conv of x with the packed weights ``wpack`` (:func:`.blocked.pack_weights`),
     zero padding (top, bottom, left, right), on the tiles of ``vectors`` vectors."""
     xt, wp, offs = _planes(x, kernel_hw, padding, dilation, role, vectors)
-    _ROW_KERNELS[vectors](xt, wpack, bias, offs, y, wp, x.shape[1] // groups)
+    _row_kernel(vectors)(xt, wpack, bias, offs, y, wp, x.shape[1] // groups)
     return y
 
 
