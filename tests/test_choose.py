@@ -285,7 +285,9 @@ def test_tiles_on_batch_last_planes(monkeypatch, variant):
     assert "blocked_batch_last" not in layouts((16, 512, 3, 3), (512, 512, 3, 3))
     assert "blocked_batch_last" not in layouts((32, 160, 6, 6), (320, 160, 3, 3))
     assert layouts((16, 160, 6, 6), (width - 1, 160, 3, 3))[2] != "blocked_batch_last"
-    assert [_backend(op, padding=1)((16, 512, 6, 6), (512, 512, 3, 3)) for op in choose.CONV_OPS] == ["numba"] * 3
+    deep = variant in choose.TILES_BATCH_LAST_MAX_K  # 4608 multiply-adds per output: im2col's there
+    assert [_backend(op, padding=1)((16, 512, 6, 6), (512, 512, 3, 3)) for op in choose.CONV_OPS] == (
+        ["im2col", "im2col", "numba"] if deep else ["numba"] * 3)
     # one row of outputs: its flat blocks half used, its batch-last ones fully
     _boundary(monkeypatch, "TILES_BATCH_LAST_MIN_POS", 36, _layout("forward", padding=1), "blocked",
               "blocked_batch_last", "blocked_batch_last", lambda pos: ((16, 64, 1, pos), (64, 64, 3, 3)))
@@ -496,3 +498,66 @@ def test_the_variant_follows_numbas_target():
         assert r.returncode == 0, r.stderr
         got[name] = r.stdout.split()
     assert got == {"haswell": ["avx2", "avx2"], "generic": ["generic", "None"]}
+
+
+@jit_only
+def test_blocked_planes_in_l2(monkeypatch):
+    """For a variant named in BLOCKED_PLANES_IN_L2, auto runs forward and grad_input on the flat-rows tiles only
+    while one image's padded input planes (float32) are smaller than L2_BYTES, else im2col; other variants
+    whatever their size."""
+    monkeypatch.setattr(choose, "BLOCKED_TILES", "avx2")
+    x_shape, w_shape = (2, 8, 16, 16), (8, 8, 3, 3)
+    args = _args(x_shape, w_shape, padding=1)
+    planes = 8 * 18 * 18 * 4  # forward: x's 8 channels padded to 18x18; grad_input: grad_y's 8, padded by 2
+    for op in ("forward", "grad_input"):
+        assert choose.uses_blocked(op, x_shape, w_shape, (16, 16), args)
+        assert not choose.uses_blocked_batch_last(op, x_shape, w_shape, (16, 16), args)
+        for l2, want in ((planes + 1, "numba"), (planes, "im2col")):
+            monkeypatch.setattr(choose, "L2_BYTES", l2)
+            assert choose.conv_backend(op, x_shape, w_shape, args) == want, (op, l2)
+    monkeypatch.setattr(choose, "BLOCKED_PLANES_IN_L2", ())
+    assert choose.conv_backend("forward", x_shape, w_shape, args) == "numba"
+
+
+@jit_only
+def test_tiles_batch_last_max_k(monkeypatch):
+    """For a variant named in TILES_BATCH_LAST_MAX_K, auto runs forward and grad_input on the batch-last tiles up
+    to that many multiply-adds per output (forward: C_in/groups * taps, grad_input: C_out/groups * taps)."""
+    monkeypatch.setattr(choose, "BLOCKED_TILES", "avx2")
+    x_shape, w_shape = (8, 6, 6, 6), (12, 6, 3, 3)
+    args = _args(x_shape, w_shape, padding=1)
+    for op, k in (("forward", 6 * 9), ("grad_input", 12 * 9)):
+        assert choose.uses_blocked_batch_last(op, x_shape, w_shape, (6, 6), args), op
+        for limit, want in ((k, "numba"), (k - 1, "im2col")):
+            monkeypatch.setattr(choose, "TILES_BATCH_LAST_MAX_K", {"avx2": limit})
+            assert choose.conv_backend(op, x_shape, w_shape, args) == want, (op, limit)
+    monkeypatch.setattr(choose, "TILES_BATCH_LAST_MAX_K", {})
+    assert choose.conv_backend("forward", x_shape, w_shape, args) == "numba"
+
+
+@jit_only
+def test_blocked_gw_min_pos_any_k(monkeypatch):
+    """grad_weight on the blocked loops beyond BLOCKED_GW_MAX_K multiply-adds per output where the output has at
+    least BLOCKED_GW_MIN_POS_ANY_K positions (for the variants named in both)."""
+    monkeypatch.setattr(choose, "BLOCKED_TILES", "avx2")
+    x_shape, w_shape = (2, 32, 12, 12), (8, 32, 3, 3)  # 288 multiply-adds per output, 144 output positions
+    args = _args(x_shape, w_shape, padding=1)
+    assert choose.uses_blocked("grad_weight", x_shape, w_shape, (12, 12), args)
+    monkeypatch.setattr(choose, "BLOCKED_GW_MAX_K", {"avx2": 287})
+    for least, want in ((144, "numba"), (145, "im2col")):
+        monkeypatch.setattr(choose, "BLOCKED_GW_MIN_POS_ANY_K", {"avx2": least})
+        assert choose.conv_backend("grad_weight", x_shape, w_shape, args) == want, least
+    monkeypatch.setattr(choose, "BLOCKED_GW_MAX_K", {"avx2": 288})
+    assert choose.conv_backend("grad_weight", x_shape, w_shape, args) == "numba"
+
+
+def test_l2_bytes_reads_the_size_linux_reports(tmp_path):
+    for index, (level, size) in enumerate((("1", "32K"), ("2", "1024K"), ("3", "32M"))):
+        d = tmp_path / f"index{index}"
+        d.mkdir()
+        (d / "level").write_text(level + "\n")
+        (d / "size").write_text(size + "\n")
+    assert choose._l2_bytes(str(tmp_path)) == 1024 * 1024
+    (tmp_path / "index1" / "size").write_text("garbage\n")
+    assert choose._l2_bytes(str(tmp_path), default=123) == 123
+    assert choose._l2_bytes(str(tmp_path / "missing"), default=456) == 456

@@ -21,6 +21,8 @@ operation goes to im2col, whose column copies then are NumPy's (the numba loops 
 """
 from __future__ import annotations
 
+import os
+
 from numba import config as _numba_config
 
 from . import blas
@@ -36,7 +38,8 @@ __all__ = ["CONV_OPS", "jit_enabled", "is_depthwise", "conv_backend", "pool_back
            "BATCH_LAST_MAX_POS", "BATCH_LAST_MIN_GARBAGE", "MIN_BLOCK_USE", "MIN_TILE_FILL", "BATCH_MIN_BLOCK_USE",
            "BATCH_GW_MIN_POS", "BLOCKED_ONE_TAP", "IM2COL_MIN_K", "NUMBA_MIN_STRIDED_TAPS", "IM2COL_MIN_OG", "NUMBA_MIN_IN_POS",
            "NUMBA_MIN_IN_POS_CHANNELS", "NUMBA_MAX_STRIDED_OUT_POS", "BLOCKED_GW_MAX_K", "FLAT_ROWS_GW_MAX_K",
-           "IM2COL_BATCH_LAST_MAX_BYTES", "MAX_POOL_FLAT_OUT_W", "max_pool_flat"]
+           "IM2COL_BATCH_LAST_MAX_BYTES", "MAX_POOL_FLAT_OUT_W", "max_pool_flat", "BLOCKED_PLANES_IN_L2", "L2_BYTES",
+           "TILES_BATCH_LAST_MAX_K", "BLOCKED_GW_MIN_POS_ANY_K"]
 
 CONV_OPS = ("forward", "grad_input", "grad_weight")
 
@@ -69,6 +72,12 @@ TILES_BATCH_LAST_MIN_POS_TILES = {"avx512": 9}  # ... or this many for these var
 TILES_BATCH_LAST_GW = ("avx512",)    # ... grad_weight too, for these variants (AVX2's 1 x 6 tile: im2col's product)
 
 # -- auto: numba or im2col
+BLOCKED_PLANES_IN_L2 = ("avx2",)  # forward and grad_input on the flat-rows tiles only where one image's padded input
+                                  # planes (float32) fit the core's L2 cache (:data:`L2_BYTES`), for these variants:
+                                  # every tile of output channels (6 on 16 registers) reads them again, from L3
+                                  # beyond it, where im2col's packed product does not
+TILES_BATCH_LAST_MAX_K = {"avx2": 2048}  # forward and grad_input on the batch-last tiles up to this many multiply-adds
+                                         # per output for these variants (deeper sums: im2col's product)
 BLOCKED_ONE_TAP = ("avx512",)   # 1x1 convolutions on the register tiles (where they fit) for these vector units,
                                 # where OpenBLAS's kernels are narrower (else im2col: one plain matrix product)
 IM2COL_MIN_K = 512              # forward: im2col from this many multiply-adds per output (C_in/groups * kh * kw)
@@ -79,7 +88,8 @@ NUMBA_MIN_IN_POS = 1024         # ... unless the input has this many positions .
 NUMBA_MIN_IN_POS_CHANNELS = 8   # ... and at least this many input channels per group
 NUMBA_MAX_STRIDED_OUT_POS = 256  # grad_weight, strided: numba's batch-last loops up to this many output positions
 BLOCKED_GW_MAX_K = {"avx2": 1024}  # grad_weight: numba's blocked loops up to this many multiply-adds per
-                                  # output for these variants (any number for the others)
+                                  # output for these variants (any number for the others) ...
+BLOCKED_GW_MIN_POS_ANY_K = {"avx2": 144}  # ... whatever the number on outputs of this many positions (12x12)
 FLAT_ROWS_GW_MAX_K = 160        # grad_weight at stride 1: numba's flat-rows loops up to this many multiply-adds
 
 # -- pooling
@@ -88,6 +98,25 @@ MAX_POOL_FLAT_OUT_W = {"avx2": 24}  # 2x2 max pooling in one loop per plane belo
 
 # -- im2col's grad_input
 IM2COL_BATCH_LAST_MAX_BYTES = 64 * 2**20  # batch-last columns of the whole batch up to this size
+
+
+def _l2_bytes(root="/sys/devices/system/cpu/cpu0/cache", default=512 * 1024) -> int:
+    """The size of one core's L2 cache, as Linux reports it under ``root`` (``default`` where it does not)."""
+    try:
+        for index in sorted(os.listdir(root)):
+            with open(os.path.join(root, index, "level")) as f:
+                if f.read().strip() != "2":
+                    continue
+            with open(os.path.join(root, index, "size")) as f:
+                size = f.read().strip().upper()
+            scale = {"K": 1024, "M": 1024 ** 2}.get(size[-1:], 1)
+            return int(size.rstrip("KM")) * scale
+    except (OSError, ValueError):
+        pass
+    return default
+
+
+L2_BYTES = _l2_bytes()
 
 
 def jit_enabled() -> bool:
@@ -123,7 +152,9 @@ def conv_backend(op, x_shape, w_shape, args) -> str:
     """``"numba"`` or ``"im2col"``: what ``kernel="auto"`` runs for ``op`` of the convolution of an input of
     ``x_shape`` with a weight of ``w_shape``. numba's loops where they keep up (one tap is a plain matrix product:
     im2col, except on the register tiles where :func:`_one_tap_numba` says), im2col's one large BLAS product for
-    reductions too long for them."""
+    reductions too long for them. On the tiles of the variants so named, im2col also where an image's planes
+    overflow the L2 cache (:data:`BLOCKED_PLANES_IN_L2`) or the batch-last tiles' sums are deep
+    (:data:`TILES_BATCH_LAST_MAX_K`)."""
     if op not in CONV_OPS:
         raise ValueError(f"unknown conv op {op!r}; valid ops: {CONV_OPS}")
     if not jit_enabled():
@@ -136,9 +167,13 @@ def conv_backend(op, x_shape, w_shape, args) -> str:
         return "numba"
     out_hw = _out_hw(x_shape, w_shape, args)
     tiles_ok = taps > 1 or _one_tap_numba()
+    sum_k = og * taps if op == "grad_input" else k  # multiply-adds per output value of the op
     if tiles_ok and uses_blocked_batch_last(op, x_shape, w_shape, out_hw, args):
-        return "numba"
+        deep = op != "grad_weight" and sum_k > TILES_BATCH_LAST_MAX_K.get(BLOCKED_TILES, sum_k)
+        return "im2col" if deep else "numba"
     blocked_ = tiles_ok and uses_blocked(op, x_shape, w_shape, out_hw, args)
+    if blocked_ and op != "grad_weight" and not _planes_fit_l2(op, x_shape, w_shape, args):
+        return "im2col"
     if op == "forward":
         fast = blocked_ or (taps > 1 and (
             (k < IM2COL_MIN_K and (unit_stride or _strided_numba(taps)))
@@ -153,9 +188,26 @@ def conv_backend(op, x_shape, w_shape, args) -> str:
         batch_last = x_shape[0] >= BATCH_LAST_MIN_N and (
             unit_stride or out_hw[0] * out_hw[1] <= NUMBA_MAX_STRIDED_OUT_POS)
         max_k = BLOCKED_GW_MAX_K.get(BLOCKED_TILES)
+        if out_hw[0] * out_hw[1] >= BLOCKED_GW_MIN_POS_ANY_K.get(BLOCKED_TILES, out_hw[0] * out_hw[1] + 1):
+            max_k = None
         fast = ((blocked_ and (max_k is None or k <= max_k)) or (taps > 1 and batch_last)
                 or (unit_stride and k <= FLAT_ROWS_GW_MAX_K))
     return "numba" if fast else "im2col"
+
+
+def _planes_fit_l2(op, x_shape, w_shape, args) -> bool:
+    """Whether one image's padded input planes of ``op`` on the flat-rows tiles (forward: x's channels of a group;
+    grad_input: grad_y's, padded by the kernel's reach), in float32, fit :data:`L2_BYTES`; always for the variants
+    not in :data:`BLOCKED_PLANES_IN_L2`."""
+    if BLOCKED_TILES not in BLOCKED_PLANES_IN_L2:
+        return True
+    c_out, cg, kh, kw = w_shape
+    (dh, dw), (top, bottom, left, right) = args.dilation, args.padding
+    if op == "grad_input":
+        channels, h, w = c_out // args.groups, x_shape[2] + (kh - 1) * dh, x_shape[3] + (kw - 1) * dw
+    else:
+        channels, h, w = cg, x_shape[2] + top + bottom, x_shape[3] + left + right
+    return channels * h * w * 4 < L2_BYTES  # (strictly: the tile's weights and outputs need room too)
 
 
 def _one_tap_numba() -> bool:
