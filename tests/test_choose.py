@@ -561,3 +561,19 @@ def test_l2_bytes_reads_the_size_linux_reports(tmp_path):
     (tmp_path / "index1" / "size").write_text("garbage\n")
     assert choose._l2_bytes(str(tmp_path), default=123) == 123
     assert choose._l2_bytes(str(tmp_path / "missing"), default=456) == 456
+
+
+def test_max_pool_planes_last(monkeypatch):
+    """Max pooling windows other than 2x2 / stride 2 run many planes at a time on planes of at most
+    MAX_POOL_PLANES_LAST_MAX_PIXELS pixels, and the numba backend's door takes that loop there."""
+    assert choose.max_pool_planes_last((16, 16)) and not choose.max_pool_planes_last((16, 17))
+    monkeypatch.setattr(choose, "MAX_POOL_PLANES_LAST_MAX_PIXELS", 20)
+    assert choose.max_pool_planes_last((4, 5)) and not choose.max_pool_planes_last((3, 7))
+    seen = []
+    real = numba_conv.numba_pooling.max_pool
+    monkeypatch.setattr(numba_conv.numba_pooling, "max_pool",
+                        lambda x, args, flat=False, planes_last=False: seen.append(planes_last) or real(x, args))
+    for shape in ((2, 3, 4, 5), (2, 3, 3, 7)):
+        x = np.zeros(shape, np.float32)
+        numba_conv.max_pool(x, shapes.normalize_pool_args(x.shape, 3, 1, 1))
+    assert seen == [True, False]

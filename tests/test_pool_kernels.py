@@ -419,3 +419,27 @@ def test_numba_2x2_fast_paths_equal_the_general_loops(dtype, shape, ceil_mode):
         np.testing.assert_allclose(gx, gx_ref, **tol)
         assert y.dtype == gx.dtype == dtype
 
+
+
+@settings(deadline=None)
+@given(cfg=pool_configs(max_batch=8, max_channels=5), special=st.booleans(), chunk=st.sampled_from([16, 32]),
+       dtype=st.sampled_from([np.float32, np.float64]))
+def test_numba_planes_last_loop_equals_numpy(cfg, special, chunk, dtype):
+    """The many-planes-at-a-time loop against NumPy's on any window, stride, padding, dilation and ceil_mode, in
+    chunks of planes with a partial last one: ties, NaNs (the last wins), windows of -inf only, bit for bit."""
+    x, _ = cfg.arrays(integer=True)
+    x = x.astype(dtype)
+    if special:
+        x.reshape(-1)[::5] = np.nan
+        x.reshape(-1)[1::3] = -np.inf
+    y, argmax = np.empty(cfg.out_shape, dtype), np.empty(cfg.out_shape, np.int32)
+    (kh, kw), (sh, sw), (ph, pw), (dh, dw) = cfg.kernel, cfg.stride, cfg.padding, cfg.dilation
+    numba_loops._max_fwd_planes_last(x, y, argmax, kh, kw, sh, sw, ph, pw, dh, dw, chunk)
+    y_ref, argmax_ref = pooling.max_pool2d_forward(x, cfg.kernel, cfg.stride, cfg.padding, cfg.dilation,
+                                                   cfg.ceil_mode)
+    np.testing.assert_array_equal(y.view(np.uint8), y_ref.view(np.uint8))
+    np.testing.assert_array_equal(argmax, argmax_ref)
+    args = shapes.normalize_pool_args(x.shape, cfg.kernel, cfg.stride, cfg.padding, cfg.dilation, cfg.ceil_mode)
+    y2, argmax2 = numba_loops.max_pool(x, args, planes_last=True)  # the door, its chunk size
+    np.testing.assert_array_equal(y2.view(np.uint8), y_ref.view(np.uint8))
+    np.testing.assert_array_equal(argmax2, argmax_ref)

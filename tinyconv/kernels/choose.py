@@ -10,8 +10,8 @@ Each a function of the shapes and arguments only (so a shape always gets the sam
   ``"batch_last"`` (the batch innermost), ``"phases"`` (grad_input as batch-last forward convolutions of grad_y,
   one per phase of the stride) or ``"flat_rows"`` (the general layout).
 * :func:`im2col_grad_input_layout`: im2col's grad_input in ``"batch_last"`` columns or in ``"chunks"`` of images.
-* :func:`pool_backend` and :func:`max_pool_flat`: what pools, and the numba 2x2 max pooling's loop (per row or
-  per plane).
+* :func:`pool_backend`, :func:`max_pool_flat` and :func:`max_pool_planes_last`: what pools, the numba 2x2 max
+  pooling's loop (per row or per plane) and the other windows' (a plane at a time, or many small ones).
 
 The thresholds below are named; the values come from timing each implementation on layers of LeNet, a ResNet and
 wider synthetic ones (``benchmarks/bench_conv.py`` measures them; ``benchmarks/README.md`` says how). A conv
@@ -39,7 +39,8 @@ __all__ = ["CONV_OPS", "jit_enabled", "is_depthwise", "conv_backend", "pool_back
            "BATCH_GW_MIN_POS", "BLOCKED_ONE_TAP", "IM2COL_MIN_K", "NUMBA_MIN_STRIDED_TAPS", "IM2COL_MIN_OG", "NUMBA_MIN_IN_POS",
            "NUMBA_MIN_IN_POS_CHANNELS", "NUMBA_MAX_STRIDED_OUT_POS", "BLOCKED_GW_MAX_K", "FLAT_ROWS_GW_MAX_K",
            "IM2COL_BATCH_LAST_MAX_BYTES", "MAX_POOL_FLAT_OUT_W", "max_pool_flat", "BLOCKED_PLANES_IN_L2", "L2_BYTES",
-           "TILES_BATCH_LAST_MAX_K", "BLOCKED_GW_MIN_POS_ANY_K"]
+           "TILES_BATCH_LAST_MAX_K", "BLOCKED_GW_MIN_POS_ANY_K", "MAX_POOL_PLANES_LAST_MAX_PIXELS",
+           "max_pool_planes_last"]
 
 CONV_OPS = ("forward", "grad_input", "grad_weight")
 
@@ -96,6 +97,9 @@ FLAT_ROWS_GW_MAX_K = 160        # grad_weight at stride 1: numba's flat-rows loo
 MAX_POOL_FLAT_OUT_W = {"avx2": 24}  # 2x2 max pooling in one loop per plane below this output width, per vector
                                     # unit (its row loop runs shorter rows value by value, a branch per select)
 
+MAX_POOL_PLANES_LAST_MAX_PIXELS = 256  # other max pooling windows many planes at a time (batch-last) on planes of
+                                      # up to this many pixels (16x16), where one plane's passes are short
+
 # -- im2col's grad_input
 IM2COL_BATCH_LAST_MAX_BYTES = 64 * 2**20  # batch-last columns of the whole batch up to this size
 
@@ -139,6 +143,13 @@ def max_pool_flat(out_w) -> bool:
     outputs ``out_w`` wide: below :data:`MAX_POOL_FLAT_OUT_W` of the vector unit numba compiles for (the row loop
     elsewhere)."""
     return out_w < MAX_POOL_FLAT_OUT_W.get(VECTOR_UNIT, 0)
+
+
+def max_pool_planes_last(in_hw) -> bool:
+    """Whether the numba max pooling of windows other than 2x2 / stride 2 runs many planes at a time
+    (:func:`.numba_pooling._max_fwd_planes_last`): on input planes of at most
+    :data:`MAX_POOL_PLANES_LAST_MAX_PIXELS` pixels."""
+    return in_hw[0] * in_hw[1] <= MAX_POOL_PLANES_LAST_MAX_PIXELS
 
 
 def _out_hw(x_shape, w_shape, args):

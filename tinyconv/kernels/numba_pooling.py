@@ -18,6 +18,8 @@ __all__ = ["max_pool", "max_pool_backward", "avg_pool", "avg_pool_backward"]
 
 _JIT = dict(cache=True, fastmath=False)
 MAX_POOL_CHUNKS = 256  # the general max pooling's parallel loop: chunks of planes, each with its own scratch
+PLANES_LAST_SCRATCH = 16384  # _max_fwd_planes_last: pixels of a task's batch-last copy (64 KiB of float32),
+                            # in chunks of 16 to 256 planes
 
 
 @njit(parallel=True, **_JIT)
@@ -102,6 +104,63 @@ def _max_plane(x, y, argmax, task, planes, best, tap, tap_offset, kh, kw, sh, sw
                 ws += dw
             first = hs * w + ws
             argmax[n, c, i, j] = first if first < h * w else -1
+
+
+@njit(parallel=True, **_JIT)
+def _max_fwd_planes_last(x, y, argmax, kh, kw, sh, sw, ph, pw, dh, dw, chunk):
+    """:func:`_max_fwd` for small planes (below 2**31 pixels), many at a time: a task copies ``chunk`` planes
+    batch-last into its scratch (``xs[k, q]``: pixel ``k`` of plane ``q``), so that each tap of an output is one
+    pass over the chunk's planes, long and vectorised, where one plane's passes would be a few values each. Taps
+    in padding are skipped (they are -inf, never taken); the same selects, first-maximum / last-NaN rule and
+    start index of a window of padding (or -inf) only."""
+    n_img, n_ch, h, w = x.shape
+    ho, wo = y.shape[2], y.shape[3]
+    nplanes = n_img * n_ch
+    xf = x.reshape(nplanes, h * w)
+    yf = y.reshape(nplanes, ho * wo)
+    af = argmax.reshape(nplanes, ho * wo)
+    for task in prange((nplanes + chunk - 1) // chunk):
+        p0 = task * chunk
+        m = min(chunk, nplanes - p0)
+        xs = np.empty((h * w, chunk), dtype=x.dtype)
+        best = np.empty(chunk, dtype=x.dtype)
+        arg = np.empty(chunk, dtype=np.int32)  # beside float32 values (int64 ones keep the loop scalar)
+        for q in range(m):
+            plane = xf[p0 + q]
+            for k in range(h * w):
+                xs[k, q] = plane[k]
+        for i in range(ho):
+            for j in range(wo):
+                best[:m] = -np.inf
+                arg[:m] = -1
+                for a in range(kh):
+                    r = i * sh - ph + a * dh
+                    if r < 0 or r >= h:
+                        continue
+                    for b in range(kw):
+                        c = j * sw - pw + b * dw
+                        if c < 0 or c >= w:
+                            continue
+                        k = np.int32(r * w + c)
+                        row = xs[k]
+                        for q in range(m):
+                            v = row[q]
+                            bv = best[q]
+                            take = (v > bv) | (v != v)
+                            best[q] = v if take else bv
+                            arg[q] = k if take else arg[q]
+                hs = i * sh - ph
+                while hs < 0:
+                    hs += dh
+                ws = j * sw - pw
+                while ws < 0:
+                    ws += dw
+                first = hs * w + ws
+                start = first if first < h * w else -1  # a window with nothing above -inf reports this
+                o = i * wo + j
+                for q in range(m):
+                    yf[p0 + q, o] = best[q]
+                    af[p0 + q, o] = arg[q] if arg[q] >= 0 else start
 
 
 @njit(inline="always", **_JIT)
@@ -300,11 +359,12 @@ def _avg_bwd(gy, gx, kh, kw, sh, sw, ph, pw, count_include_pad, divisor_override
                         gxs[ih, iw] += g
 
 
-def max_pool(x, args, flat=False):
+def max_pool(x, args, flat=False, planes_last=False):
     """Return ``(y, argmax)``; see :func:`tinyconv.kernels.pooling.max_pool`. ``argmax`` is int32 when a plane
     has fewer than 2**31 pixels (always, in practice): with int64 indices next to float32 values the 2x2 loop
     does not vectorise (``benchmarks/bench_conv.py`` times the pooling kernels). ``flat``: the 2x2 case in
-    :func:`_max_fwd_2x2_flat`'s loop, one per plane, instead of one per row."""
+    :func:`_max_fwd_2x2_flat`'s loop, one per plane, instead of one per row; ``planes_last``: the other windows
+    in :func:`_max_fwd_planes_last`'s loops, many small planes at a time."""
     y = np.empty(args.out_shape, dtype=x.dtype)
     small = x.shape[2] * x.shape[3] < 2**31
     argmax = np.empty(args.out_shape, dtype=np.int32 if small else np.int64)
@@ -314,6 +374,9 @@ def max_pool(x, args, flat=False):
         ensure_thread_pool()
         if is_fast_2x2(args, x.shape):
             (_max_fwd_2x2_flat if flat else _max_fwd_2x2)(np.ascontiguousarray(x), y, argmax)
+        elif planes_last:
+            chunk = max(16, min(256, PLANES_LAST_SCRATCH // (x.shape[2] * x.shape[3]) // 16 * 16))
+            _max_fwd_planes_last(np.ascontiguousarray(x), y, argmax, kh, kw, sh, sw, ph, pw, dh, dw, chunk)
         else:
             _max_fwd(np.ascontiguousarray(x), y, argmax, kh, kw, sh, sw, ph, pw, dh, dw)
     return y, argmax

@@ -170,9 +170,10 @@ def grad_weight(x, grad_y, args):
 
 
 def max_pool(x, args):
-    """Max pooling (:func:`.numba_pooling.max_pool`) in the loop :func:`~tinyconv.kernels.choose.max_pool_flat`
-    picks for this CPU."""
-    return numba_pooling.max_pool(x, args, flat=choose.max_pool_flat(args.out_shape[3]))
+    """Max pooling (:func:`.numba_pooling.max_pool`) in the loops :func:`~tinyconv.kernels.choose.max_pool_flat`
+    and :func:`~tinyconv.kernels.choose.max_pool_planes_last` pick."""
+    return numba_pooling.max_pool(x, args, flat=choose.max_pool_flat(args.out_shape[3]),
+                                  planes_last=choose.max_pool_planes_last(x.shape[2:]))
 
 
 def _depthwise_args(input_hw, out_hw, args):
