@@ -95,15 +95,23 @@ def _max_plane(x, y, argmax, task, planes, best, tap, tap_offset, kh, kw, sh, sw
             t = tap[p]
             if t >= 0:
                 argmax[n, c, i, j] = (i * sh - ph) * w + j * sw - pw + tap_offset[t]
-                continue
-            hs = i * sh - ph
-            while hs < 0:
-                hs += dh
-            ws = j * sw - pw
-            while ws < 0:
-                ws += dw
-            first = hs * w + ws
-            argmax[n, c, i, j] = first if first < h * w else -1
+            else:
+                argmax[n, c, i, j] = _window_start(i, j, sh, sw, ph, pw, dh, dw, h, w)
+
+
+@njit(inline="always", **_JIT)
+def _window_start(i, j, sh, sw, ph, pw, dh, dw, h, w):
+    """What output (i, j)'s argmax is when no pixel of its window is above -inf (padding or -inf only): PyTorch's
+    start index, the window's first tap inside the plane, or -1 where that is past the plane (its gradient then
+    goes nowhere)."""
+    hs = i * sh - ph
+    while hs < 0:
+        hs += dh
+    ws = j * sw - pw
+    while ws < 0:
+        ws += dw
+    first = hs * w + ws
+    return first if first < h * w else -1
 
 
 @njit(parallel=True, **_JIT)
@@ -149,14 +157,7 @@ def _max_fwd_planes_last(x, y, argmax, kh, kw, sh, sw, ph, pw, dh, dw, chunk):
                             take = (v > bv) | (v != v)
                             best[q] = v if take else bv
                             arg[q] = k if take else arg[q]
-                hs = i * sh - ph
-                while hs < 0:
-                    hs += dh
-                ws = j * sw - pw
-                while ws < 0:
-                    ws += dw
-                first = hs * w + ws
-                start = first if first < h * w else -1  # a window with nothing above -inf reports this
+                start = _window_start(i, j, sh, sw, ph, pw, dh, dw, h, w)
                 o = i * wo + j
                 for q in range(m):
                     yf[p0 + q, o] = best[q]
