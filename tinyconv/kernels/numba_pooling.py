@@ -22,6 +22,15 @@ PLANES_LAST_SCRATCH = 16384  # _max_fwd_planes_last: pixels of a task's batch-la
                             # in chunks of 16 to 256 planes
 
 
+@njit(inline="always", **_JIT)
+def _first_max(v, best, t, k):
+    """(best, k) after value ``v`` of tap ``t``: v and t where v is above best or NaN, else best and k, so that
+    the window's first maximum (or its last NaN, PyTorch's rule) wins. Selects, not branches (``v != v`` is the
+    NaN test), so that loops over windows vectorise."""
+    take = (v > best) | (v != v)
+    return (v if take else best), (t if take else k)
+
+
 @njit(parallel=True, **_JIT)
 def _max_fwd(x, y, argmax, kh, kw, sh, sw, ph, pw, dh, dw):
     """Any window, stride, padding, dilation and ceil_mode, a plane at a time, in three steps:
@@ -83,11 +92,7 @@ def _max_plane(x, y, argmax, task, planes, best, tap, tap_offset, kh, kw, sh, sw
             src = planes[((a * dh) % sh) * sw + (b * dw) % sw, ((a * dh) // sh) * wq + (b * dw) // sw:]
             t = np.int32(a * kw + b)
             for p in range(npos):
-                v = src[p]
-                bv = best[p]
-                take = (v > bv) | (v != v)
-                best[p] = v if take else bv
-                tap[p] = t if take else tap[p]
+                best[p], tap[p] = _first_max(src[p], best[p], t, tap[p])
     for i in range(ho):
         for j in range(wo):
             p = i * wq + j
@@ -152,11 +157,7 @@ def _max_fwd_planes_last(x, y, argmax, kh, kw, sh, sw, ph, pw, dh, dw, chunk):
                         k = np.int32(r * w + c)
                         row = xs[k]
                         for q in range(m):
-                            v = row[q]
-                            bv = best[q]
-                            take = (v > bv) | (v != v)
-                            best[q] = v if take else bv
-                            arg[q] = k if take else arg[q]
+                            best[q], arg[q] = _first_max(row[q], best[q], k, arg[q])
                 start = _window_start(i, j, sh, sw, ph, pw, dh, dw, h, w)
                 o = i * wo + j
                 for q in range(m):
