@@ -159,3 +159,45 @@ def test_module_that_raises_does_not_leave_profiler_broken():
         _small_graph()  # still recorded (in the scope left open by the failed forward)
     assert _counts(prof)[("Mul", "forward")] == 1
     assert autograd.get_observer() is None
+
+
+@pytest.mark.skipif(not tc.kernels.choose.jit_enabled(), reason="numba compiles nothing with NUMBA_DISABLE_JIT=1")
+def test_a_numba_compilation_is_its_own_row_and_not_the_ops_time():
+    """A kernel compiled inside an op (a cold numba cache's first call) is a ``compile`` row named by the kernel,
+    taken out of that op's self time; the next call compiles nothing and adds no row."""
+    from numba import njit
+
+    @njit(cache=False)  # a new kernel: compiled by its first call, whatever numba's cache holds
+    def _triple_kernel(x, out):
+        for i in range(x.shape[0]):
+            out[i] = 3.0 * x[i]
+
+    class Triple(autograd.Function):
+        @staticmethod
+        def forward(ctx, x):
+            out = np.empty_like(x)
+            _triple_kernel(x.reshape(-1), out.reshape(-1))
+            return out
+
+        @staticmethod
+        def backward(ctx, grad):
+            return (3.0 * grad,)
+
+    x = tc.tensor(np.arange(4, dtype=np.float64))
+    with tc.profile() as prof:
+        y = Triple.apply(x)
+    np.testing.assert_array_equal(y.numpy(), 3.0 * np.arange(4))
+    [compiled] = [e for e in prof.events() if e["kind"] == "compile"]
+    [op] = [e for e in prof.events() if e["kind"] == "op"]
+    assert compiled["name"] == "_triple_kernel" and compiled["phase"] == "compile" and compiled["count"] == 1
+    assert compiled["self_s"] > 0.01  # compiling takes tens of milliseconds at least; running it microseconds
+    assert op["self_s"] < compiled["self_s"] and op["total_s"] >= compiled["total_s"]
+    summary = prof.summary()
+    assert summary["compile_s"] == pytest.approx(compiled["self_s"])
+    assert summary["overhead_s"] < compiled["self_s"]  # not counted as the profiler's or the engine's own time
+    table = prof.table()
+    assert "numba compiling kernels" in table and "_triple_kernel" in table
+    with tc.profile() as again:
+        Triple.apply(x)
+    assert not [e for e in again.events() if e["kind"] == "compile"]
+    assert again.summary()["compile_s"] == 0 and "numba compiling" not in again.table()

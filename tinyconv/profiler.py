@@ -30,6 +30,10 @@ What is timed (``time.perf_counter``):
   :func:`tinyconv.nn.set_fusion`); ``profile()`` without a model sees the fused node as one op.
 * **engine** -- the whole ``backward()`` call; its *self* time (total minus the nodes' ``backward``) is the
   autograd engine's own overhead: graph sort, gradient accumulation, hooks.
+* **compile** -- numba compiling a kernel (phase ``compile``, named by the kernel): the first call of a kernel on
+  a cold numba cache, inside the op that called it. It is exclusive time like an op's and is taken out of that
+  op's self time, so a first step's profile shows the compilation apart instead of as a very slow op. Loading a
+  kernel from numba's cache is not a compilation and stays in the op.
 
 Regions, modules and the engine are *inclusive*: their ``total`` contains the ops (and regions) run inside them.
 Their ``self`` time excludes those, so e.g. a module's self time is the Python overhead of its ``forward`` (argument
@@ -43,6 +47,7 @@ The profiler follows the thread that runs the graph; it is not meant for several
 """
 from __future__ import annotations
 
+import threading
 import time
 import weakref
 from contextlib import contextmanager
@@ -54,7 +59,8 @@ __all__ = ["Profile", "profile", "record"]
 _perf = time.perf_counter
 
 # kinds of entries
-OP, REGION, MODULE, ENGINE = "op", "region", "module", "engine"
+OP, REGION, MODULE, ENGINE, COMPILE = "op", "region", "module", "engine", "compile"
+EXCLUSIVE = (OP, COMPILE)  # kinds whose time is their own; the others contain what ran inside them
 ENGINE_NAME = "autograd engine"
 TOP_SCOPE = "(top level)"
 
@@ -84,6 +90,8 @@ class Profile(autograd.Observer):
         self._handles: list = []
         self._t0 = None
         self._active = False
+        self._compiles = None  # numba's event listener while active (None: no numba event API)
+        self._compiling: list = []  # open compile frames: [frame, t0, depth] of the outermost compilation
         # (scope, name) of every node whose forward this profile timed, for its backward: kept here rather than
         # written onto the engine's nodes
         self._node_tags: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
@@ -98,11 +106,15 @@ class Profile(autograd.Observer):
             self._install_module_hooks(self.model)
         self._active = True
         autograd.set_observer(self)
+        self._listen_to_compiles()
         self._t0 = _perf()
         return self
 
     def __exit__(self, *exc) -> None:
         self.wall_s += _perf() - self._t0
+        if self._compiles is not None:
+            self._compiles.__exit__(None, None, None)
+            self._compiles = None
         autograd.set_observer(self._previous)
         self._previous = None
         self._active = False
@@ -207,6 +219,48 @@ class Profile(autograd.Observer):
                 stack[-1][0] += dt
             self._add((kind, self._scopes[-1], name, phase), dt, dt - frame[0])
 
+    def _listen_to_compiles(self) -> None:
+        """Time numba's compilations (the outermost of nested ones) run by this thread as ``compile`` frames."""
+        try:
+            from numba.core import event
+        except ImportError:  # pragma: no cover - numba is a dependency; its event API is internal-ish
+            return
+        profile, thread = self, threading.get_ident()
+
+        class _Listener(event.Listener):  # numba insists on its own base class
+            def on_start(self, ev):
+                if threading.get_ident() == thread:
+                    profile._compile_started()
+
+            def on_end(self, ev):
+                if threading.get_ident() == thread:
+                    profile._compile_ended(ev.data.get("dispatcher"))
+
+        self._compiles = event.install_listener("numba:compile", _Listener())
+        self._compiles.__enter__()
+
+    def _compile_started(self) -> None:
+        if self._compiling:  # a kernel compiled as part of another: the outer compilation's time
+            self._compiling.append(None)
+            return
+        frame = [0.0]
+        self._stack.append(frame)
+        self._compiling.append([frame, _perf(), len(self._stack)])
+
+    def _compile_ended(self, dispatcher) -> None:
+        if not self._compiling:
+            return
+        opened = self._compiling.pop()
+        if opened is None:
+            return
+        frame, t0, depth = opened
+        dt = _perf() - t0
+        del self._stack[depth - 1:]
+        if self._stack:
+            self._stack[-1][0] += dt
+        name = getattr(getattr(dispatcher, "py_func", None), "__name__", "numba kernel")
+        self._add((COMPILE, self._scopes[-1], name, "compile"), dt, dt - frame[0])
+
     def _install_module_hooks(self, model) -> None:
         open_frames = {}
 
@@ -269,13 +323,15 @@ class Profile(autograd.Observer):
         return list(rows.values())
 
     def summary(self) -> dict:
-        """Wall time, time in ops (forward, backward), and time outside every op/region/module ("untracked")."""
+        """Wall time, time in ops (forward, backward), in numba's compilations, and outside every
+        op/region/module ("untracked")."""
         fw = sum(s[2] for k, s in self.stats.items() if k[0] == OP and k[3] == "forward")
         bw = sum(s[2] for k, s in self.stats.items() if k[0] == OP and k[3] == "backward")
+        compile_s = sum(s[2] for k, s in self.stats.items() if k[0] == COMPILE)
         inside = sum(s[2] for s in self.stats.values())
         wall = self.wall_s + (_perf() - self._t0 if self._active else 0.0)
-        return dict(wall_s=wall, ops_forward_s=fw, ops_backward_s=bw, ops_s=fw + bw,
-                    overhead_s=inside - fw - bw, untracked_s=max(wall - inside, 0.0))
+        return dict(wall_s=wall, ops_forward_s=fw, ops_backward_s=bw, ops_s=fw + bw, compile_s=compile_s,
+                    overhead_s=inside - fw - bw - compile_s, untracked_s=max(wall - inside, 0.0))
 
     def to_dict(self, group_by: str | None = None) -> dict:
         """Everything as plain JSON-able data: the summary and the events (raw, or grouped like ``table``)."""
@@ -299,8 +355,9 @@ class Profile(autograd.Observer):
             if sort_by not in self._SORT_KEYS:
                 raise ValueError(f"sort_by must be one of {sorted(self._SORT_KEYS) + ['name']}, got {sort_by!r}")
             rows.sort(key=lambda r: r[self._SORT_KEYS[sort_by]], reverse=True)
-        # ops first (exclusive time), then the inclusive entries
-        rows = [r for r in rows if r["kind"] == OP] + [r for r in rows if r["kind"] != OP]
+        # ops first, then compilations (exclusive time), then the inclusive entries
+        rows = ([r for r in rows if r["kind"] == OP] + [r for r in rows if r["kind"] == COMPILE]
+                + [r for r in rows if r["kind"] not in EXCLUSIVE])
         if limit is not None:
             ops = [r for r in rows if r["kind"] == OP][:limit]
             rows = ops + [r for r in rows if r["kind"] != OP]
@@ -326,14 +383,15 @@ class Profile(autograd.Observer):
         lines = [
             f"profile: wall {summ['wall_s'] * 1e3:.1f} ms; ops {summ['ops_s'] * 1e3:.1f} ms "
             f"(forward {summ['ops_forward_s'] * 1e3:.1f}, backward {summ['ops_backward_s'] * 1e3:.1f}); "
-            f"self time of regions/modules/engine {summ['overhead_s'] * 1e3:.1f} ms; "
+            + (f"numba compiling kernels {summ['compile_s'] * 1e3:.1f} ms; " if summ["compile_s"] else "")
+            + f"self time of regions/modules/engine {summ['overhead_s'] * 1e3:.1f} ms; "
             f"untracked {summ['untracked_s'] * 1e3:.1f} ms",
             fmt(head),
             fmt(["-" * w for w in widths]),
         ]
         lines += [fmt(row) for row in table]
-        lines.append("(ops: exclusive time; region/module/engine: total is inclusive, self excludes the ops and "
-                     "regions inside; %wall uses self time)")
+        lines.append("(ops and compile: exclusive time; region/module/engine: total is inclusive, self excludes the "
+                     "ops and regions inside; %wall uses self time)")
         return "\n".join(lines)
 
     def __str__(self) -> str:
