@@ -220,7 +220,8 @@ class Profile(autograd.Observer):
             self._add((kind, self._scopes[-1], name, phase), dt, dt - frame[0])
 
     def _listen_to_compiles(self) -> None:
-        """Time numba's compilations (the outermost of nested ones) run by this thread as ``compile`` frames."""
+        """Time numba's compilations (the outermost of nested ones) run by this thread as ``compile`` frames, while
+        this profile is the one recording (a profile nested inside it records them instead)."""
         try:
             from numba.core import event
         except ImportError:  # pragma: no cover - numba is a dependency; its event API is internal-ish
@@ -229,11 +230,11 @@ class Profile(autograd.Observer):
 
         class _Listener(event.Listener):  # numba insists on its own base class
             def on_start(self, ev):
-                if threading.get_ident() == thread:
+                if threading.get_ident() == thread and autograd.get_observer() is profile:
                     profile._compile_started()
 
             def on_end(self, ev):
-                if threading.get_ident() == thread:
+                if threading.get_ident() == thread and autograd.get_observer() is profile:
                     profile._compile_ended(ev.data.get("dispatcher"))
 
         self._compiles = event.install_listener("numba:compile", _Listener())
