@@ -90,7 +90,7 @@ class Profile(autograd.Observer):
         self._handles: list = []
         self._t0 = None
         self._active = False
-        self._compiles = None  # numba's event listener while active (None: no numba event API)
+        self._compiles = None  # the compile_events block while active
         self._compiling: list = []  # open compile frames: [frame, t0, depth] of the outermost compilation
         # (scope, name) of every node whose forward this profile timed, for its backward: kept here rather than
         # written onto the engine's nodes
@@ -222,22 +222,15 @@ class Profile(autograd.Observer):
     def _listen_to_compiles(self) -> None:
         """Time numba's compilations (the outermost of nested ones) run by this thread as ``compile`` frames, while
         this profile is the one recording (a profile nested inside it records them instead)."""
-        try:
-            from numba.core import event
-        except ImportError:  # pragma: no cover - numba is a dependency; its event API is internal-ish
-            return
-        profile, thread = self, threading.get_ident()
+        from .kernels.precompile import compile_events
 
-        class _Listener(event.Listener):  # numba insists on its own base class
-            def on_start(self, ev):
-                if threading.get_ident() == thread and autograd.get_observer() is profile:
-                    profile._compile_started()
+        thread = threading.get_ident()
 
-            def on_end(self, ev):
-                if threading.get_ident() == thread and autograd.get_observer() is profile:
-                    profile._compile_ended(ev.data.get("dispatcher"))
+        def recording() -> bool:
+            return threading.get_ident() == thread and autograd.get_observer() is self
 
-        self._compiles = event.install_listener("numba:compile", _Listener())
+        self._compiles = compile_events(lambda d: recording() and self._compile_started(),
+                                        lambda d: recording() and self._compile_ended(d))
         self._compiles.__enter__()
 
     def _compile_started(self) -> None:

@@ -27,12 +27,13 @@ import sys
 import tempfile
 import time
 import warnings
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import numpy as np
 
 __all__ = ["KernelCall", "Report", "record", "missing", "by_cost", "claim_and_compile", "compile_calls", "compile_ahead",
-           "default_processes"]
+           "default_processes", "compile_events"]
 
 
 @dataclass(frozen=True)
@@ -46,6 +47,28 @@ class KernelCall:
 
     def dispatcher(self):
         return getattr(importlib.import_module(self.module), self.name)
+
+
+@contextmanager
+def compile_events(on_start, on_end):
+    """Inside the block, ``on_start(dispatcher)`` and ``on_end(dispatcher)`` around each numba compilation, in the
+    thread that compiles (a kernel compiled as part of another nests: start, start, end, end), through numba's
+    event API; loading a kernel from numba's cache is not a compilation. Nothing where numba has no such API."""
+    try:
+        from numba.core import event
+    except ImportError:  # pragma: no cover - numba is a dependency; its event API is internal-ish
+        yield
+        return
+
+    class _Listener(event.Listener):  # numba insists on its own base class
+        def on_start(self, ev):
+            on_start(ev.data.get("dispatcher"))
+
+        def on_end(self, ev):
+            on_end(ev.data.get("dispatcher"))
+
+    with event.install_listener("numba:compile", _Listener()):
+        yield
 
 
 def _dispatchers() -> list:

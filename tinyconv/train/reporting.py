@@ -125,34 +125,23 @@ class CompileNotice:
         self.say, self.seconds, self.count = say, 0.0, 0
         self._depth, self._t0, self._cm = 0, 0.0, None
 
-    def notify(self, event) -> None:
-        if event.is_start:
-            if self._depth == 0:
-                if self.count == 0:
-                    self.say(self.MESSAGE)
-                self._t0 = time.perf_counter()
-            self._depth += 1
-        elif event.is_end:
-            self._depth = max(self._depth - 1, 0)
-            if self._depth == 0:
-                self.seconds += time.perf_counter() - self._t0
-                self.count += 1
+    def started(self, dispatcher=None) -> None:
+        if self._depth == 0:
+            if self.count == 0:
+                self.say(self.MESSAGE)
+            self._t0 = time.perf_counter()
+        self._depth += 1
+
+    def ended(self, dispatcher=None) -> None:
+        self._depth = max(self._depth - 1, 0)
+        if self._depth == 0:
+            self.seconds += time.perf_counter() - self._t0
+            self.count += 1
 
     def __enter__(self) -> CompileNotice:
-        try:
-            from numba.core import event
-        except ImportError:  # pragma: no cover - numba is a dependency; its event API is internal-ish
-            return self
-        notice = self
+        from ..kernels.precompile import compile_events
 
-        class _Listener(event.Listener):  # numba insists on its own base class
-            def on_start(self, ev):
-                notice.notify(ev)
-
-            def on_end(self, ev):
-                notice.notify(ev)
-
-        self._cm = event.install_listener("numba:compile", _Listener())
+        self._cm = compile_events(self.started, self.ended)
         self._cm.__enter__()
         return self
 
