@@ -275,8 +275,8 @@ def _recipe_options(g) -> None:
                    help=f"random shifts of up to PIXELS pixels per training image, 0 = off, at most "
                         f"{IMAGE_SIDE - 1} (default: {d['augment']})")
     g.add_argument("--kernel", type=_arg("kernel"),
-                   help="convolution algorithm for the conv layers: auto, direct, im2col, numba or numba-plain "
-                        "(default: tinyconv's default)")
+                   help="convolution algorithm for the conv layers: auto, tune (auto, timed on this CPU), direct, "
+                        "im2col, numba or numba-plain (default: tinyconv's default)")
     g.add_argument("--seed", type=_arg("seed"),
                    help=f"seed for initialisation, shuffling and augmentation (default: {d['seed']})")
     g.add_argument("--limit", type=_arg("limit"), metavar="N", help="train on the first N training images only")

@@ -40,14 +40,14 @@ def conv2d_forward(ctx, x, w, b, args, backend):
     :class:`~tinyconv.functions.fused.Conv2dReluMaxPool2d`: runs the chosen backend, records on ``ctx`` the
     backends of the gradients it will need. Returns ``(y, (x or None, w or None))``, the arrays the backward
     needs (x only for grad_weight, w only for grad_input)."""
-    run = backend.choose("forward", x.shape, w.shape, args)
+    run = backend.choose("forward", x.shape, w.shape, args, x.dtype)
     y = run.forward(x, w, args, b)
     need_x, need_w, _ = ctx.needs_input_grad
     ctx.args, ctx.x_shape, ctx.kernel_used = args, x.shape, run.name
     if need_x:
-        ctx.grad_input_backend = backend.choose("grad_input", x.shape, w.shape, args)
+        ctx.grad_input_backend = backend.choose("grad_input", x.shape, w.shape, args, x.dtype)
     if need_w:
-        ctx.grad_weight_backend = backend.choose("grad_weight", x.shape, w.shape, args)
+        ctx.grad_weight_backend = backend.choose("grad_weight", x.shape, w.shape, args, x.dtype)
     return y, (x if need_w else None, w if need_x else None)
 
 
@@ -100,7 +100,7 @@ class ConvTranspose2d(KernelFunction):
         # the equivalent conv2d maps an image of the output's shape (C_out channels) to x (C_in channels);
         # w is its weight
         conv_x_shape = args.out_shape
-        run = backend.choose("grad_input", conv_x_shape, w.shape, args)
+        run = backend.choose("grad_input", conv_x_shape, w.shape, args, x.dtype)
         y = run.grad_input(x, w, conv_x_shape[2:], args)
         if b is not None:
             y += b.reshape(1, -1, 1, 1)
@@ -109,9 +109,9 @@ class ConvTranspose2d(KernelFunction):
         ctx.x_shape, ctx.unbatched, ctx.kernel_used = x.shape, unbatched, run.name
         ctx.conv_args = conv_args(conv_x_shape, w.shape, args.stride, args.padding, args.dilation, args.groups)
         if need_x:
-            ctx.grad_input_backend = backend.choose("forward", conv_x_shape, w.shape, ctx.conv_args)
+            ctx.grad_input_backend = backend.choose("forward", conv_x_shape, w.shape, ctx.conv_args, x.dtype)
         if need_w:
-            ctx.grad_weight_backend = backend.choose("grad_weight", conv_x_shape, w.shape, ctx.conv_args)
+            ctx.grad_weight_backend = backend.choose("grad_weight", conv_x_shape, w.shape, ctx.conv_args, x.dtype)
         return y[0] if unbatched else y
 
     @staticmethod

@@ -14,6 +14,7 @@ im2col       :mod:`.im2col`            windows -> columns + one BLAS matmul per 
 numba-plain  :mod:`.numba_jit.plain`   three plain ``prange`` loop nests: the one to read
 numba        :mod:`.numba_jit.fast`    the same sums in layouts arranged for speed
 auto         :mod:`.auto`              hands each op to the backend :mod:`.choose` names
+tune         :mod:`.tune`              hands each op to the one it timed fastest here
 ===========  ========================  =================================================
 
 Pooling has two implementations: NumPy's (:mod:`.pooling`, what every backend inherits; selected as ``numpy``)
@@ -32,7 +33,9 @@ What ``"auto"`` runs for each operation, and which loops the ``numba`` and ``im2
 decided in one place, :mod:`.choose`, with named thresholds (``benchmarks/bench_conv.py`` times the backends
 against each other on the layers that set them). In short: numba's compiled loops for multi-tap convolutions
 with short reductions, small images in big batches, depthwise layers and pooling; im2col's one large BLAS product
-for 1x1 convolutions and long reductions; im2col for everything when the JIT is disabled.
+for 1x1 convolutions and long reductions; im2col for everything when the JIT is disabled. ``"tune"`` instead
+times ``numba`` and ``im2col`` on each operation's shapes the first time it meets them and runs the faster
+(:mod:`.tune`: PyTorch's ``torch.backends.cudnn.benchmark``, for this CPU).
 """
 from __future__ import annotations
 
@@ -41,7 +44,7 @@ import os
 import threading
 import warnings
 
-from . import auto, choose, direct, im2col, numba_jit, numba_pooling, pooling, shapes, windows
+from . import auto, choose, direct, im2col, numba_jit, numba_pooling, pooling, shapes, tune, windows
 from .backend import Backend
 from .choose import jit_enabled
 from .shapes import normalize_conv_args
@@ -54,9 +57,10 @@ __all__ = [
     "auto", "pooling", "numba_pooling",
 ]
 
-KERNELS: dict[str, Backend] = {}  # name -> backend, the concrete ones ("auto" delegates to them)
+KERNELS: dict[str, Backend] = {}  # name -> backend, the concrete ones ("auto" and "tune" delegate to them)
 POOL_KERNELS: dict[str, Backend] = {}  # pooling name ("numpy", "numba") -> the backend whose pooling runs
 AUTO = "auto"
+CHOOSERS = {AUTO: auto.backend, "tune": tune.backend}  # the names that pick a concrete backend per operation
 CONV_OPS = auto.CONV_OPS
 
 _ENV_CONV = "TINYCONV_KERNEL"
@@ -71,8 +75,8 @@ def register(backend: Backend) -> Backend:
     if not isinstance(backend, Backend):
         raise TypeError(f"register() expects a tinyconv.kernels.Backend instance, got {type(backend).__name__}")
     name = backend.name
-    if not isinstance(name, str) or not name or name != name.lower() or name == AUTO:
-        raise ValueError(f"a backend needs a lower-case name other than 'auto', got {name!r}")
+    if not isinstance(name, str) or not name or name != name.lower() or name in CHOOSERS:
+        raise ValueError(f"a backend needs a lower-case name other than {_valid_list(CHOOSERS)}, got {name!r}")
     if KERNELS.get(name, backend) is not backend:
         raise ValueError(f"a different backend is already registered as {name!r}")
     KERNELS[name] = backend
@@ -96,14 +100,22 @@ def _valid_list(table) -> str:
     return ", ".join(repr(k) for k in table)
 
 
+def _choosers(table) -> tuple[str, ...]:
+    """The choosing names valid beside ``table``'s: "auto" and "tune" for conv kernels, "auto" for pooling."""
+    return tuple(CHOOSERS) if table is KERNELS else (AUTO,)
+
+
+def _or_choosers(table) -> str:
+    return "(or " + ", ".join(repr(k) for k in _choosers(table)) + ")"
+
+
 def _check_name(name, table, what, plural):
     if not isinstance(name, str):
         raise TypeError(f"{what} name must be a string, got {name!r} "
                         f"(type {type(name).__name__})")
     key = name.lower()
-    if key != AUTO and key not in table:
-        raise ValueError(f"unknown {what} {name!r}; valid {plural}: {_valid_list(table)} "
-                         f"(or 'auto')")
+    if key not in _choosers(table) and key not in table:
+        raise ValueError(f"unknown {what} {name!r}; valid {plural}: {_valid_list(table)} {_or_choosers(table)}")
     return key
 
 
@@ -127,7 +139,7 @@ def _from_env(var, table, what, plural):
         return _check_name(value.strip(), table, what, plural)
     except (TypeError, ValueError):
         warnings.warn(f"environment variable {var}={value!r} is not a valid {what}; valid {plural}: "
-                      f"{_valid_list(table)} (or 'auto'); using 'auto'", RuntimeWarning, stacklevel=2)
+                      f"{_valid_list(table)} {_or_choosers(table)}; using 'auto'", RuntimeWarning, stacklevel=2)
         return AUTO
 
 
@@ -139,13 +151,14 @@ _default_pool = _from_env(_ENV_POOL, POOL_KERNELS, "pool kernel", "pool kernels"
 
 def get_kernel(name) -> Backend:
     """The backend registered under ``name`` ("direct", "im2col", "numba"); ``"auto"`` gives the auto backend,
-    which hands each call to the fastest of them (see :func:`choose_kernel`)."""
+    which hands each call to the fastest of them by :mod:`.choose`'s rule, ``"tune"`` the one that times them on
+    this CPU (:mod:`.tune`; see :func:`choose_kernel`)."""
     key = _check_name(name, KERNELS, "conv kernel", "kernels")
-    return auto.backend if key == AUTO else KERNELS[key]
+    return CHOOSERS.get(key) or KERNELS[key]
 
 
 def set_default_kernel(name) -> None:
-    """Set the process-wide default conv kernel ("direct", "im2col", "numba" or "auto")."""
+    """Set the process-wide default conv kernel ("direct", "im2col", "numba", "auto" or "tune")."""
     global _default_conv
     _default_conv = _check_name(name, KERNELS, "conv kernel", "kernels")
 
@@ -177,14 +190,15 @@ def resolve_kernel(name=None) -> str:
 def resolve_backend(name=None) -> Backend:
     """The backend object for ``name`` (validated), or for the default in force when ``name`` is None."""
     key = get_default_kernel() if name is None else _check_name(name, KERNELS, "conv kernel", "kernels")
-    return auto.backend if key == AUTO else KERNELS[key]
+    return CHOOSERS.get(key) or KERNELS[key]
 
 
 def choose_kernel(x_shape, w_shape, stride=1, padding=0, dilation=1, groups=1, *,
                   op="forward", kernel=None) -> str:
     """Name of the concrete kernel that runs ``op`` ("forward", "grad_input" or
-    "grad_weight") for these shapes: ``kernel`` (or the default in force) unless that is
-    ``"auto"``, in which case the rule in this module's docstring decides."""
+    "grad_weight") for these shapes (float32): ``kernel`` (or the default in force) unless that is
+    ``"auto"``, in which case the rule in this module's docstring decides, or ``"tune"``, which times the
+    candidates the first time it meets the shapes (:mod:`.tune`)."""
     backend = resolve_backend(kernel)
     args = normalize_conv_args(x_shape, w_shape, stride, padding, dilation, groups)
     return backend.choose(op, tuple(x_shape), tuple(w_shape), args).name

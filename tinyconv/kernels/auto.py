@@ -10,9 +10,9 @@ from .backend import Backend
 from .choose import CONV_OPS
 from .numba_jit.fast import conv as numba_conv
 
-__all__ = ["AutoBackend", "backend", "CONV_OPS"]
+__all__ = ["AutoBackend", "backend", "BACKENDS", "CONV_OPS"]
 
-_BACKENDS = {"numba": numba_conv.backend, "im2col": im2col.backend, "numpy": direct.backend}
+BACKENDS = {"numba": numba_conv.backend, "im2col": im2col.backend, "numpy": direct.backend}  # what choose names
 
 
 class AutoBackend(Backend):
@@ -21,26 +21,26 @@ class AutoBackend(Backend):
 
     name = "auto"
 
-    def choose(self, op, x_shape, w_shape, args):
-        return _BACKENDS[choose.conv_backend(op, x_shape, w_shape, args)]
+    def choose(self, op, x_shape, w_shape, args, dtype=None):
+        return BACKENDS[choose.conv_backend(op, x_shape, w_shape, args)]
 
     def choose_pool(self):
-        return _BACKENDS[choose.pool_backend()]
+        return BACKENDS[choose.pool_backend()]
 
     @property
     def pool_name(self):
         return self.choose_pool().pool_name
 
     def forward(self, x, w, args, bias=None):
-        return self.choose("forward", x.shape, w.shape, args).forward(x, w, args, bias)
+        return self.choose("forward", x.shape, w.shape, args, x.dtype).forward(x, w, args, bias)
 
     def grad_input(self, grad_y, w, input_hw, args):
         x_shape = (grad_y.shape[0], w.shape[1] * args.groups) + tuple(input_hw)
-        return self.choose("grad_input", x_shape, w.shape, args).grad_input(grad_y, w, input_hw, args)
+        return self.choose("grad_input", x_shape, w.shape, args, grad_y.dtype).grad_input(grad_y, w, input_hw, args)
 
     def grad_weight(self, x, grad_y, args):
         w_shape = (grad_y.shape[1], x.shape[1] // args.groups) + args.kernel_hw
-        return self.choose("grad_weight", x.shape, w_shape, args).grad_weight(x, grad_y, args)
+        return self.choose("grad_weight", x.shape, w_shape, args, x.dtype).grad_weight(x, grad_y, args)
 
     def max_pool(self, x, args):
         return self.choose_pool().max_pool(x, args)

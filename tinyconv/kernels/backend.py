@@ -12,7 +12,8 @@ and normalised once, at the public door (:mod:`tinyconv.functional`), into :clas
     max_pool_backward(grad_y, argmax, input_shape, non_overlapping=False) -> grad_x
     avg_pool(x, args, count_include_pad=True, divisor_override=None) -> y
     avg_pool_backward(grad_y, input_shape, args, count_include_pad=True, divisor_override=None) -> grad_x
-    choose(op, x_shape, w_shape, args) -> Backend        the backend that runs op: itself, except for "auto"
+    choose(op, x_shape, w_shape, args, dtype=None) -> Backend   the backend that runs op: itself, except for
+                                                          "auto" and "tune"
     choose_pool() -> Backend                              the same for pooling
 
 The grad_input's ``grad_y`` may be spatially smaller than ``args.out_shape`` (a transposed convolution with
@@ -78,9 +79,9 @@ class Backend:
     def grad_weight(self, x: np.ndarray, grad_y: np.ndarray, args: ConvArgs) -> np.ndarray:
         raise NotImplementedError(f"backend {self.name!r} has no conv grad_weight")
 
-    def choose(self, op: str, x_shape, w_shape, args: ConvArgs) -> "Backend":
+    def choose(self, op: str, x_shape, w_shape, args: ConvArgs, dtype=None) -> "Backend":
         """The backend that runs ``op`` ("forward", "grad_input", "grad_weight") of the convolution of an input
-        of ``x_shape`` with a weight of ``w_shape`` and these arguments."""
+        of ``x_shape`` with a weight of ``w_shape`` and these arguments, on arrays of ``dtype`` (None: float32)."""
         return self
 
     def choose_pool(self) -> "Backend":

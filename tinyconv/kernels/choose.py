@@ -1,4 +1,5 @@
-"""Which loop runs: every choice between convolution (and pooling) implementations is made here, and only here.
+"""Which loop runs: every rule that chooses between convolution (and pooling) implementations is here, and only here
+(the ``tune`` kernel, :mod:`.tune`, times ``numba`` against ``im2col`` instead of asking :func:`conv_backend`).
 
 Each a function of the shapes and arguments only (so a shape always gets the same answer):
 
@@ -27,7 +28,7 @@ from numba import config as _numba_config
 
 from . import blas
 from .numba_jit.fast import adjoint, blocked, blocked_batch_last, flat_rows, simd
-from .shapes import conv_output_size
+from .shapes import conv_out_hw
 
 __all__ = ["CONV_OPS", "jit_enabled", "is_depthwise", "conv_backend", "pool_backend", "numba_layout",
            "numba_grad_input_layout", "grad_input_phases", "uses_blocked", "uses_blocked_batch_last",
@@ -152,13 +153,6 @@ def max_pool_planes_last(in_hw) -> bool:
     return in_hw[0] * in_hw[1] <= MAX_POOL_PLANES_LAST_MAX_PIXELS
 
 
-def _out_hw(x_shape, w_shape, args):
-    """The convolution's output size (``args.out_shape`` is not it inside a transposed convolution)."""
-    top, bottom, left, right = args.padding
-    return (conv_output_size(x_shape[2], w_shape[2], args.stride[0], top + bottom, args.dilation[0]),
-            conv_output_size(x_shape[3], w_shape[3], args.stride[1], left + right, args.dilation[1]))
-
-
 def conv_backend(op, x_shape, w_shape, args) -> str:
     """``"numba"`` or ``"im2col"``: what ``kernel="auto"`` runs for ``op`` of the convolution of an input of
     ``x_shape`` with a weight of ``w_shape``. numba's loops where they keep up (one tap is a plain matrix product:
@@ -176,7 +170,7 @@ def conv_backend(op, x_shape, w_shape, args) -> str:
     og = c_out * cg // max(1, x_shape[1])  # output channels per group
     if is_depthwise(x_shape[1], c_out, cg, x_shape[1] // max(1, cg)):
         return "numba"
-    out_hw = _out_hw(x_shape, w_shape, args)
+    out_hw = conv_out_hw(x_shape, w_shape, args)
     tiles_ok = taps > 1 or _one_tap_numba()
     sum_k = og * taps if op == "grad_input" else k  # multiply-adds per output value of the op
     if tiles_ok and uses_blocked_batch_last(op, x_shape, w_shape, out_hw, args):

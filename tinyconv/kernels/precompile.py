@@ -25,6 +25,7 @@ import pickle
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import warnings
 from contextlib import contextmanager
@@ -33,7 +34,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 __all__ = ["KernelCall", "Report", "record", "missing", "by_cost", "claim_and_compile", "compile_calls", "compile_ahead",
-           "default_processes", "compile_events"]
+           "default_processes", "compile_events", "recording"]
 
 
 @dataclass(frozen=True)
@@ -99,6 +100,14 @@ class _Recorder:
         self.calls.append((self.dispatcher, tuple(typeof(a) for a in args)))
 
 
+_recording = threading.local()
+
+
+def recording() -> bool:
+    """Whether this thread is inside :func:`record` (its kernels compute nothing: nothing may be measured)."""
+    return getattr(_recording, "depth", 0) > 0
+
+
 def record(fn) -> list[KernelCall]:
     """Run ``fn()`` with tinyconv's kernels replaced by recorders; return the calls it made, first ones first,
     each (kernel, argument types) once. ``fn`` must work on copies: every array a kernel would have written keeps
@@ -109,11 +118,13 @@ def record(fn) -> list[KernelCall]:
         rec = recorders.setdefault(id(disp), _Recorder(disp, calls))
         setattr(sys.modules[mname], attr, rec)
         patched.append((mname, attr, disp))
+    _recording.depth = getattr(_recording, "depth", 0) + 1
     try:
         with np.errstate(all="ignore"), warnings.catch_warnings():
             warnings.simplefilter("ignore")
             fn()
     finally:
+        _recording.depth -= 1
         for mname, attr, disp in patched:
             setattr(sys.modules[mname], attr, disp)
     out, seen = [], set()

@@ -28,6 +28,7 @@ __all__ = [
     "single",
     "conv_output_size",
     "conv_transpose_output_size",
+    "conv_out_hw",
     "normalize_padding",
     "normalize_conv_args",
     "normalize_conv_transpose_args",
@@ -93,6 +94,15 @@ def conv_transpose_output_size(n: int, k: int, s: int, p_total: int, d: int,
     """Output length of a transposed convolution along one axis (PyTorch's formula):
     ``(n - 1) * s - p_total + d * (k - 1) + output_padding + 1``."""
     return (n - 1) * s - p_total + d * (k - 1) + output_padding + 1
+
+
+def conv_out_hw(x_shape, w_shape, args) -> tuple[int, int]:
+    """(Ho, Wo) of the convolution of an input of ``x_shape`` (N, C, H, W) with a weight of ``w_shape``
+    (C_out, C_in/groups, kh, kw) under the normalised ``args`` (its ``out_shape`` is not that inside a transposed
+    convolution, whose args describe the convolution it is the adjoint of)."""
+    top, bottom, left, right = args.padding
+    return (conv_output_size(x_shape[2], w_shape[2], args.stride[0], top + bottom, args.dilation[0]),
+            conv_output_size(x_shape[3], w_shape[3], args.stride[1], left + right, args.dilation[1]))
 
 
 def _check_positive(v: tuple[int, int], name: str) -> None:
