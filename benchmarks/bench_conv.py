@@ -30,7 +30,7 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import common  # noqa: E402  (also puts the repository root on sys.path)
 
-DEFAULT_KERNELS = "direct,im2col,numba,auto"
+DEFAULT_KERNELS = "direct,im2col,numba,auto,tune"
 
 # name, N, C_in, H=W, C_out, k, stride, padding, groups
 CONFIGS = [
@@ -200,16 +200,28 @@ def bench_convs(configs, kernels, torch, repeats, direct_div, quick, notes, chec
         timings = common.time_interleaved([j[3] for j in jobs], repeats=repeats, warmup=1,
                                           min_sample_s=0.0 if quick else 0.005, max_inner=8,
                                           settle_s=warm_ups(len(jobs), quick))
+        picks = {kname: conv_picks(kname, n, c_in, h, c_out, k, s, p, g) for kname in kernels
+                 if kname in ("auto", "tune")}
         for (kname, nb, phase, _), t in zip(jobs, timings):
             scale = n / nb
             mult = {"fwd": 1, "bwd": 2, "fwd+bwd": 3, "fwd+wgrad": 2}[phase]
-            rows.append(dict(config=name, kernel=kname, batch=nb, phase=phase,
+            rows.append(dict(config=name, kernel=kname, batch=nb, phase=phase, picks=picks.get(kname),
                              ms=t["median_s"] * 1e3, min_ms=t["min_s"] * 1e3, max_ms=t["max_s"] * 1e3,
                              ms_full=t["median_s"] * 1e3 * scale,
                              gflops=mult * flops_full / scale / t["median_s"] / 1e9,
                              repeats=t["repeats"], inner=t["inner"]))
     add_ratios(rows)
     return rows, meta
+
+
+def conv_picks(kname, n, c_in, h, c_out, k, s, p, g) -> str:
+    """What chooser ``kname`` ("auto", "tune") runs for forward / grad_input / grad_weight of this config (tune:
+    what it measured, when the timed runs met it first), e.g. "numba/numba/im2col"."""
+    from tinyconv import kernels as registry
+
+    x_shape, w_shape = (n, c_in, h, h), (c_out, c_in // g, k, k)
+    return "/".join(registry.choose_kernel(x_shape, w_shape, s, p, 1, g, op=op, kernel=kname)
+                    for op in ("forward", "grad_input", "grad_weight"))
 
 
 def add_ratios(rows, key="ms_full", group=("config", "phase")):
@@ -596,7 +608,8 @@ def parse_args(argv=None):
                     help="lenet: LeNet's two convs; shapes: those and four wider ones; resnet: the convs of "
                          "nn.models.ResNet(); all: shapes + resnet")
     ap.add_argument("--kernels", default=DEFAULT_KERNELS,
-                    help="comma-separated subset; auto = the library default (picks per operation)")
+                    help="comma-separated subset; auto = the library default (picks per operation by a rule), "
+                         "tune = picks per operation by timing numba against im2col")
     ap.add_argument("--repeats", type=int, default=7)
     ap.add_argument("--threads", type=int, default=None, help="threads for numba, BLAS and torch (default: cores)")
     ap.add_argument("--direct-div", type=int, default=8, help="run the direct kernel on batch N // this")
@@ -902,8 +915,14 @@ def markdown(conv_rows, conv_meta, pool_rows, layer_rows, args, info) -> str:
     return "\n".join(parts + ["", f"Reproduce: `{cmd}`"])
 
 
+CHOSEN_FROM = ("numba", "im2col")  # the kernels auto and tune choose between
+PICK_LIMIT = 1.05  # a chooser's fwd+bwd within this factor of the faster of them
+
+
 def conv_targets(conv_rows, pool_rows, layer_rows=()) -> list[dict]:
-    """The issue's conv/pooling targets, from this run's numbers (only where torch was measured)."""
+    """The issue's conv/pooling targets, from this run's numbers (against torch only where torch was measured;
+    auto's and tune's picks against the faster of numba and im2col, measured here: met where the time is within
+    :data:`PICK_LIMIT` of it, or where the chooser runs that kernel for every operation, the same code)."""
     out = []
 
     def get(rows, config, kernel, phase):
@@ -925,6 +944,19 @@ def conv_targets(conv_rows, pool_rows, layer_rows=()) -> list[dict]:
             limit = 1.0 if r["phase"] == "fwd+wgrad" else 1.5
             out.append(dict(target=f"default kernel {r['config']} {r['phase']} (x torch)", value=r["x_torch"],
                             limit=limit, ok=r["x_torch"] <= limit))
+    for config in dict.fromkeys(r["config"] for r in conv_rows):  # the choosers against the best concrete kernel
+        best = [r for k in CHOSEN_FROM if (r := get(conv_rows, config, k, "fwd+bwd"))]
+        if not best:
+            continue
+        best = min(best, key=lambda r: r["ms_full"])
+        for kname in ("auto", "tune"):
+            r = get(conv_rows, config, kname, "fwd+bwd")
+            if r:
+                # a chooser that runs the best kernel for all three operations runs its code: any gap is noise
+                same = r.get("picks") == "/".join([best["kernel"]] * 3)
+                ratio = r["ms_full"] / best["ms_full"]
+                out.append(dict(target=f"{kname} {config} fwd+bwd ({r.get('picks')}; x the best: {best['kernel']})",
+                                value=ratio, limit=PICK_LIMIT, ok=same or ratio <= PICK_LIMIT))
     for r in pool_rows:
         if r["phase"] == "fwd+bwd" and r["kernel"] != "torch" and r["x_torch"]:
             out.append(dict(target=f"{r['kernel']} {r['config']} fwd+bwd (x torch)", value=r["x_torch"],
