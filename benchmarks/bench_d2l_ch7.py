@@ -68,6 +68,8 @@ def worker(args, data) -> dict:
         from tinyconv.functional import cross_entropy
 
         threads = common.set_threads(args.threads)
+        if args.kernel:
+            fw.set_default_kernel(args.kernel)
         xt, yt = fw.tensor(x), fw.tensor(y)
         extra = {"blas_core": common.blas_info().get("core"), "blas_env": _blas_vars_set()}
     else:
@@ -152,6 +154,8 @@ def run(args) -> dict:
                     cmd = [python, os.path.abspath(__file__), "--worker", worker_name, "--net", name, "--data",
                            data_path, "--out", out_path, "--threads", str(args.threads), "--steps", str(args.steps),
                            "--warmup", str(args.warmup), "--width", str(args.width)]
+                    if args.kernel and worker_name == "tinyconv":
+                        cmd += ["--kernel", args.kernel]
                     p = subprocess.run(cmd, capture_output=True, text=True, env=env)
                     if p.returncode != 0:
                         raise RuntimeError(f"{fw} worker for {name} failed:\n{p.stdout[-2000:]}{p.stderr[-4000:]}")
@@ -171,6 +175,7 @@ def run(args) -> dict:
             rows.append(row)
             runs[name] = results
     out = {"benchmark": "d2l_ch7", "batch": args.batch, "threads": args.threads, "rounds": args.rounds,
+           "kernel": args.kernel or "default",
            "width": args.width, "torch_python": torch_python, "rows": rows, "runs": runs,
            "blas_env": _blas_vars_set(), "blas_env_compare": any(fw == BLAS_DEFAULT for fw, _, _, _ in frameworks)}
     if torch_python:
@@ -187,7 +192,7 @@ def format_report(res: dict) -> str:
     env = ", ".join(f"{k}={v}" for k, v in res.get("blas_env", {}).items())
     lines = [f"d2l chapter 7 networks, forward + backward, batch {res['batch']}, float32, one input channel"
              f"{width}, {res['threads']} threads; {res['rounds']} rounds of fresh processes per framework; "
-             "medians (min-max) in ms"]
+             f"medians (min-max) in ms; tinyconv's conv kernel: {res.get('kernel', 'default')}"]
     if compare:
         lines.append(f"tinyconv: with this environment's {env}; 'OpenBLAS own': the same without them (OpenBLAS "
                      "picks its kernels for this CPU)")
@@ -228,6 +233,8 @@ def parse_args(argv=None):
     p.add_argument("--batch", type=int, default=16)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--width", type=int, default=1, help="divide every channel count by this (default 1: the book's)")
+    p.add_argument("--kernel", help="tinyconv's conv kernel (default: its default, auto; tune times numba against "
+                                    "im2col in the untimed first step); such a run is not saved with the results")
     p.add_argument("--torch-python", help="interpreter for the PyTorch worker (default: this one)")
     p.add_argument("--json", help="write all results (every sample of every round) to this file")
     p.add_argument("--blas-env-compare", action="store_true",
@@ -259,6 +266,9 @@ def main(argv=None) -> int:
         with open(args.json, "w") as f:
             json.dump(res, f, indent=1)
     torch_version = next((one.get("torch") for runs in res["runs"].values() for one in runs.get("torch", [])), None)
+    if args.kernel:  # the saved results (and their figures) are the default kernel's
+        print("not saved: a run with --kernel (use --json to keep it)")
+        return 0
     common.save_if_asked(args, "d2l_ch7", res, result_rows(res), threads=args.threads, torch_version=torch_version,
                          command=common.command(__file__, argv))
     return 0
