@@ -128,3 +128,20 @@ def test_tune_is_a_conv_kernel_name(monkeypatch):
 
     with pytest.raises(ValueError, match="other than 'auto', 'tune'"):
         K.register(Named())
+
+
+def test_tune_runs_transposed_convolutions():
+    """A transposed convolution's forward is a grad_input (with output_padding here), its input's gradient a
+    forward: tune times and runs those, and the results are the reference loops'."""
+    rng = np.random.default_rng(2)
+    xs = rng.standard_normal((4, 6, 5, 7))
+    ws = rng.standard_normal((6, 3, 3, 3))
+    out = {}
+    for kernel in ("tune", "direct"):
+        x, w = tc.tensor(xs, requires_grad=True), tc.tensor(ws, requires_grad=True)
+        y = F.conv_transpose2d(x, w, stride=2, padding=1, output_padding=(1, 0), dilation=2, kernel=kernel)
+        (y * y).sum().backward()
+        out[kernel] = (y.numpy(), x.grad.numpy(), w.grad.numpy())
+    for a, b in zip(out["tune"], out["direct"]):
+        np.testing.assert_allclose(a, b, rtol=0, atol=1e-10 * np.abs(b).max())
+    assert sorted(p["op"] for p in tune.picks()) == ["forward", "grad_input", "grad_weight"]
