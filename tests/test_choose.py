@@ -239,16 +239,14 @@ def test_numba_min_strided_taps(monkeypatch, no_tiles):
 
 @jit_only
 def test_blocked_one_tap(monkeypatch, tiles):
-    # a 1x1 convolution whose plane suits the register tiles: on them where the vector unit is listed and OpenBLAS's
-    # kernels are narrower; im2col's product elsewhere
+    # a 1x1 convolution whose plane suits the register tiles: on them where the vector unit is listed, whatever
+    # OpenBLAS's kernels; im2col's product elsewhere
     monkeypatch.setattr(choose, "VECTOR_UNIT", "avx512")
-    monkeypatch.setattr(choose.blas, "wide_kernels", lambda: False)
     shapes = ((4, 256, 12, 12), (64, 256, 1, 1))
     ops = ("forward", "grad_input", "grad_weight")
-    assert [_backend(op)(*shapes) for op in ops] == ["numba"] * 3
-    monkeypatch.setattr(choose.blas, "wide_kernels", lambda: True)
-    assert [_backend(op)(*shapes) for op in ops] == ["im2col"] * 3
-    monkeypatch.setattr(choose.blas, "wide_kernels", lambda: False)
+    for wide in (False, True):
+        monkeypatch.setattr(choose.blas, "wide_kernels", lambda wide=wide: wide)
+        assert [_backend(op)(*shapes) for op in ops] == ["numba"] * 3
     monkeypatch.setattr(choose, "BLOCKED_ONE_TAP", ())
     assert [_backend(op)(*shapes) for op in ops] == ["im2col"] * 3
 
@@ -517,6 +515,33 @@ def test_blocked_planes_in_l2(monkeypatch):
             assert choose.conv_backend(op, x_shape, w_shape, args) == want, (op, l2)
     monkeypatch.setattr(choose, "BLOCKED_PLANES_IN_L2", ())
     assert choose.conv_backend("forward", x_shape, w_shape, args) == "numba"
+
+
+@jit_only
+def test_wide_blas_deep_sums_on_large_planes(monkeypatch):
+    """Where OpenBLAS runs 512-bit kernels, auto runs forward and grad_input on the flat-rows tiles only for sums
+    under WIDE_BLAS_MIN_K multiply-adds per output (forward: C_in/groups * taps, grad_input: C_out/groups * taps)
+    or planes of at most WIDE_BLAS_L2_SHARE of L2_BYTES (forward: x's channels padded, grad_input: grad_y's padded
+    by the kernel's reach), else im2col; with narrower kernels, on the tiles whatever the sums."""
+    monkeypatch.setattr(choose, "BLOCKED_TILES", "avx512")
+    monkeypatch.setattr(choose, "BLOCKED_PLANES_IN_L2", ())
+    x_shape, w_shape = (2, 16, 20, 20), (32, 16, 3, 3)
+    args = _args(x_shape, w_shape, padding=1)
+    for op, k, planes in (("forward", 16 * 9, 16 * 22 * 22 * 4), ("grad_input", 32 * 9, 32 * 22 * 22 * 4)):
+        assert choose.uses_blocked(op, x_shape, w_shape, (20, 20), args), op
+        assert not choose.uses_blocked_batch_last(op, x_shape, w_shape, (20, 20), args), op
+        monkeypatch.setattr(choose.blas, "wide_kernels", lambda: True)
+        for min_k, l2, want in ((k, 4 * planes, "numba"), (k, 4 * planes - 4, "im2col"),
+                                (k + 1, 4 * planes - 4, "numba")):
+            monkeypatch.setattr(choose, "WIDE_BLAS_MIN_K", min_k)
+            monkeypatch.setattr(choose, "L2_BYTES", l2)
+            assert choose.conv_backend(op, x_shape, w_shape, args) == want, (op, min_k, l2)
+        monkeypatch.setattr(choose.blas, "wide_kernels", lambda: False)
+        monkeypatch.setattr(choose, "WIDE_BLAS_MIN_K", k)
+        assert choose.conv_backend(op, x_shape, w_shape, args) == "numba", op
+    # grad_weight keeps its own rules
+    monkeypatch.setattr(choose.blas, "wide_kernels", lambda: True)
+    assert choose.conv_backend("grad_weight", x_shape, w_shape, args) == "numba"
 
 
 @jit_only

@@ -37,7 +37,8 @@ __all__ = ["CONV_OPS", "jit_enabled", "is_depthwise", "conv_backend", "pool_back
            "TILES_BATCH_LAST_GW",
            "im2col_grad_input_layout", "blocked_tiles_for", "VECTOR_UNIT", "BLOCKED_TILES", "BATCH_LAST_MIN_N",
            "BATCH_LAST_MAX_POS", "BATCH_LAST_MIN_GARBAGE", "MIN_BLOCK_USE", "MIN_TILE_FILL", "BATCH_MIN_BLOCK_USE",
-           "BATCH_GW_MIN_POS", "BLOCKED_ONE_TAP", "IM2COL_MIN_K", "NUMBA_MIN_STRIDED_TAPS", "IM2COL_MIN_OG", "NUMBA_MIN_IN_POS",
+           "BATCH_GW_MIN_POS", "BLOCKED_ONE_TAP", "WIDE_BLAS_MIN_K", "WIDE_BLAS_L2_SHARE",
+           "IM2COL_MIN_K", "NUMBA_MIN_STRIDED_TAPS", "IM2COL_MIN_OG", "NUMBA_MIN_IN_POS",
            "NUMBA_MIN_IN_POS_CHANNELS", "NUMBA_MAX_STRIDED_OUT_POS", "BLOCKED_GW_MAX_K", "FLAT_ROWS_GW_MAX_K",
            "IM2COL_BATCH_LAST_MAX_BYTES", "MAX_POOL_FLAT_OUT_W", "max_pool_flat", "BLOCKED_PLANES_IN_L2", "L2_BYTES",
            "TILES_BATCH_LAST_MAX_K", "BLOCKED_GW_MIN_POS_ANY_K", "MAX_POOL_PLANES_LAST_MAX_PIXELS",
@@ -81,7 +82,10 @@ BLOCKED_PLANES_IN_L2 = ("avx2",)  # forward and grad_input on the flat-rows tile
 TILES_BATCH_LAST_MAX_K = {"avx2": 2048}  # forward and grad_input on the batch-last tiles up to this many multiply-adds
                                          # per output for these variants (deeper sums: im2col's product)
 BLOCKED_ONE_TAP = ("avx512",)   # 1x1 convolutions on the register tiles (where they fit) for these vector units,
-                                # where OpenBLAS's kernels are narrower (else im2col: one plain matrix product)
+                                # whatever OpenBLAS's kernels (else im2col: one plain matrix product)
+WIDE_BLAS_MIN_K = 1024          # forward and grad_input on the flat-rows tiles, where OpenBLAS runs 512-bit kernels:
+WIDE_BLAS_L2_SHARE = 0.25       # im2col from this many multiply-adds per output on planes (one image's, float32)
+                                # larger than this share of L2_BYTES: its packed product then outruns the tiles
 IM2COL_MIN_K = 512              # forward: im2col from this many multiply-adds per output (C_in/groups * kh * kw)
 NUMBA_MIN_STRIDED_TAPS = {"avx512": 49}  # forward, strided: numba from this many taps (7x7) where numba's vectors
                                          # are 512 bits and OpenBLAS's 256 (elsewhere im2col)
@@ -159,7 +163,8 @@ def conv_backend(op, x_shape, w_shape, args) -> str:
     im2col, except on the register tiles where :func:`_one_tap_numba` says), im2col's one large BLAS product for
     reductions too long for them. On the tiles of the variants so named, im2col also where an image's planes
     overflow the L2 cache (:data:`BLOCKED_PLANES_IN_L2`) or the batch-last tiles' sums are deep
-    (:data:`TILES_BATCH_LAST_MAX_K`)."""
+    (:data:`TILES_BATCH_LAST_MAX_K`); where OpenBLAS's kernels are as wide as the tiles, also for deep sums on
+    large planes (:data:`WIDE_BLAS_MIN_K`)."""
     if op not in CONV_OPS:
         raise ValueError(f"unknown conv op {op!r}; valid ops: {CONV_OPS}")
     if not jit_enabled():
@@ -177,7 +182,7 @@ def conv_backend(op, x_shape, w_shape, args) -> str:
         deep = op != "grad_weight" and sum_k > TILES_BATCH_LAST_MAX_K.get(BLOCKED_TILES, sum_k)
         return "im2col" if deep else "numba"
     blocked_ = tiles_ok and uses_blocked(op, x_shape, w_shape, out_hw, args)
-    if blocked_ and op != "grad_weight" and not _planes_fit_l2(op, x_shape, w_shape, args):
+    if blocked_ and op != "grad_weight" and not _tiles_keep_up(op, x_shape, w_shape, args, sum_k):
         return "im2col"
     if op == "forward":
         fast = blocked_ or (taps > 1 and (
@@ -200,25 +205,36 @@ def conv_backend(op, x_shape, w_shape, args) -> str:
     return "numba" if fast else "im2col"
 
 
-def _planes_fit_l2(op, x_shape, w_shape, args) -> bool:
-    """Whether one image's padded input planes of ``op`` on the flat-rows tiles (forward: x's channels of a group;
-    grad_input: grad_y's, padded by the kernel's reach), in float32, fit :data:`L2_BYTES`; always for the variants
-    not in :data:`BLOCKED_PLANES_IN_L2`."""
-    if BLOCKED_TILES not in BLOCKED_PLANES_IN_L2:
-        return True
+def _tiles_keep_up(op, x_shape, w_shape, args, sum_k) -> bool:
+    """Whether ``op`` (forward or grad_input, ``sum_k`` multiply-adds per output) on the flat-rows tiles keeps up
+    with im2col's product: its planes (:func:`_plane_bytes`) fit :data:`L2_BYTES` for the variants in
+    :data:`BLOCKED_PLANES_IN_L2`, and, where OpenBLAS runs 512-bit kernels, :data:`WIDE_BLAS_L2_SHARE` of it for
+    sums of :data:`WIDE_BLAS_MIN_K` and more."""
+    if BLOCKED_TILES in BLOCKED_PLANES_IN_L2 and _plane_bytes(op, x_shape, w_shape, args) >= L2_BYTES:
+        return False
+    if sum_k >= WIDE_BLAS_MIN_K and blas.wide_kernels():
+        return _plane_bytes(op, x_shape, w_shape, args) <= WIDE_BLAS_L2_SHARE * L2_BYTES
+    return True
+
+
+def _plane_bytes(op, x_shape, w_shape, args) -> int:
+    """The size of one image's padded input planes of ``op`` on the flat-rows tiles (forward: x's channels of a
+    group; grad_input: grad_y's, padded by the kernel's reach), in float32 (strictly: the tile's weights and
+    outputs need room in the cache too)."""
     c_out, cg, kh, kw = w_shape
     (dh, dw), (top, bottom, left, right) = args.dilation, args.padding
     if op == "grad_input":
         channels, h, w = c_out // args.groups, x_shape[2] + (kh - 1) * dh, x_shape[3] + (kw - 1) * dw
     else:
         channels, h, w = cg, x_shape[2] + top + bottom, x_shape[3] + left + right
-    return channels * h * w * 4 < L2_BYTES  # (strictly: the tile's weights and outputs need room too)
+    return channels * h * w * 4
 
 
 def _one_tap_numba() -> bool:
     """1x1 convolutions run faster on numba's register tiles than as im2col's product (where the tiles fit the
-    plane) for a vector unit in :data:`BLOCKED_ONE_TAP`, when OpenBLAS's kernels are narrower than its vectors."""
-    return VECTOR_UNIT in BLOCKED_ONE_TAP and not blas.wide_kernels()
+    plane) for a vector unit in :data:`BLOCKED_ONE_TAP` (against OpenBLAS's 256-bit kernels and its 512-bit
+    ones alike)."""
+    return VECTOR_UNIT in BLOCKED_ONE_TAP
 
 
 def _strided_numba(taps) -> bool:
