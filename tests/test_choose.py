@@ -545,6 +545,37 @@ def test_wide_blas_deep_sums_on_large_planes(monkeypatch):
 
 
 @jit_only
+@pytest.mark.parametrize("variant", blocked.TILES)
+def test_blas_wider_than_numba(monkeypatch, variant):
+    """Where OpenBLAS runs 512-bit kernels and numba compiles narrower vectors, an op of a multi-tap convolution
+    whose product has BLAS_WIDER_MIN_ROWS rows (forward, grad_weight: C_out/groups; grad_input: C_in/groups) and
+    sums of BLAS_WIDER_MIN_K (forward, grad_weight: C_in/groups * taps; grad_input: C_out/groups * taps) runs as
+    im2col's product; other ops, and every op with numba's AVX-512 vectors or narrower BLAS kernels, as the other
+    rules say."""
+    monkeypatch.setattr(choose, "BLOCKED_TILES", variant)
+    monkeypatch.setattr(choose, "BLAS_WIDER_MIN_ROWS", 128)
+    monkeypatch.setattr(choose, "BLAS_WIDER_MIN_K", 512)
+
+    def picks(x_shape, w_shape, unit, wide):
+        monkeypatch.setattr(choose, "VECTOR_UNIT", unit)
+        monkeypatch.setattr(choose.blas, "wide_kernels", lambda: wide)
+        a = _args(x_shape, w_shape, padding=w_shape[2] // 2)
+        return [choose.conv_backend(op, x_shape, w_shape, a) for op in choose.CONV_OPS]
+
+    assert picks((4, 128, 10, 10), (128, 128, 3, 3), "avx2", True) == ["im2col"] * 3
+    # grad_input's product has C_in/groups = 64 rows: the other rules
+    other = picks((4, 64, 10, 10), (128, 64, 3, 3), "avx2", False)
+    assert picks((4, 64, 10, 10), (128, 64, 3, 3), "avx2", True) == ["im2col", other[1], "im2col"]
+    monkeypatch.setattr(choose, "BLAS_WIDER_MIN_K", 577)  # forward's and grad_weight's sums: 576
+    assert picks((4, 64, 10, 10), (128, 64, 3, 3), "avx2", True) == other
+    monkeypatch.setattr(choose, "BLAS_WIDER_MIN_K", 512)
+    for x_shape, w_shape in (((4, 128, 10, 10), (128, 128, 3, 3)), ((4, 256, 10, 10), (256, 256, 1, 1))):
+        assert picks(x_shape, w_shape, "avx512", True) == picks(x_shape, w_shape, "avx512", False)
+        if w_shape[2] == 1:  # one tap: the other rules
+            assert picks(x_shape, w_shape, "avx2", True) == picks(x_shape, w_shape, "avx2", False)
+
+
+@jit_only
 def test_tiles_batch_last_max_k(monkeypatch):
     """For a variant named in TILES_BATCH_LAST_MAX_K, auto runs forward and grad_input on the batch-last tiles up
     to that many multiply-adds per output (forward: C_in/groups * taps, grad_input: C_out/groups * taps)."""

@@ -38,7 +38,8 @@ __all__ = ["CONV_OPS", "jit_enabled", "is_depthwise", "conv_backend", "pool_back
            "im2col_grad_input_layout", "blocked_tiles_for", "VECTOR_UNIT", "BLOCKED_TILES", "BATCH_LAST_MIN_N",
            "BATCH_LAST_MAX_POS", "BATCH_LAST_MIN_GARBAGE", "MIN_BLOCK_USE", "MIN_TILE_FILL", "BATCH_MIN_BLOCK_USE",
            "BATCH_GW_MIN_POS", "BLOCKED_ONE_TAP", "WIDE_BLAS_MIN_K", "WIDE_BLAS_L2_SHARE",
-           "IM2COL_MIN_K", "NUMBA_MIN_STRIDED_TAPS", "IM2COL_MIN_OG", "NUMBA_MIN_IN_POS",
+           "BLAS_WIDER_MIN_ROWS", "BLAS_WIDER_MIN_K", "IM2COL_MIN_K", "NUMBA_MIN_STRIDED_TAPS", "IM2COL_MIN_OG",
+           "NUMBA_MIN_IN_POS",
            "NUMBA_MIN_IN_POS_CHANNELS", "NUMBA_MAX_STRIDED_OUT_POS", "BLOCKED_GW_MAX_K", "FLAT_ROWS_GW_MAX_K",
            "IM2COL_BATCH_LAST_MAX_BYTES", "MAX_POOL_FLAT_OUT_W", "max_pool_flat", "BLOCKED_PLANES_IN_L2", "L2_BYTES",
            "TILES_BATCH_LAST_MAX_K", "BLOCKED_GW_MIN_POS_ANY_K", "MAX_POOL_PLANES_LAST_MAX_PIXELS",
@@ -83,6 +84,8 @@ TILES_BATCH_LAST_MAX_K = {"avx2": 2048}  # forward and grad_input on the batch-l
                                          # per output for these variants (deeper sums: im2col's product)
 BLOCKED_ONE_TAP = ("avx512",)   # 1x1 convolutions on the register tiles (where they fit) for these vector units,
                                 # whatever OpenBLAS's kernels (else im2col: one plain matrix product)
+BLAS_WIDER_MIN_ROWS = 128      # where OpenBLAS's vectors are wider than numba's (512-bit kernels, narrower tiles):
+BLAS_WIDER_MIN_K = 512          # im2col for multi-tap ops whose product has this many rows and sums this long
 WIDE_BLAS_MIN_K = 1024          # forward and grad_input on the flat-rows tiles, where OpenBLAS runs 512-bit kernels:
 WIDE_BLAS_L2_SHARE = 0.25       # im2col from this many multiply-adds per output on planes (one image's, float32)
                                 # larger than this share of L2_BYTES: its packed product then outruns the tiles
@@ -164,7 +167,8 @@ def conv_backend(op, x_shape, w_shape, args) -> str:
     reductions too long for them. On the tiles of the variants so named, im2col also where an image's planes
     overflow the L2 cache (:data:`BLOCKED_PLANES_IN_L2`) or the batch-last tiles' sums are deep
     (:data:`TILES_BATCH_LAST_MAX_K`); where OpenBLAS's kernels are as wide as the tiles, also for deep sums on
-    large planes (:data:`WIDE_BLAS_MIN_K`)."""
+    large planes (:data:`WIDE_BLAS_MIN_K`); where they are wider, for every large product
+    (:data:`BLAS_WIDER_MIN_ROWS`)."""
     if op not in CONV_OPS:
         raise ValueError(f"unknown conv op {op!r}; valid ops: {CONV_OPS}")
     if not jit_enabled():
@@ -178,6 +182,9 @@ def conv_backend(op, x_shape, w_shape, args) -> str:
     out_hw = conv_out_hw(x_shape, w_shape, args)
     tiles_ok = taps > 1 or _one_tap_numba()
     sum_k = og * taps if op == "grad_input" else k  # multiply-adds per output value of the op
+    rows = cg if op == "grad_input" else og  # ... and rows of im2col's product (its output channels per group)
+    if taps > 1 and _blas_wider() and rows >= BLAS_WIDER_MIN_ROWS and sum_k >= BLAS_WIDER_MIN_K:
+        return "im2col"
     if tiles_ok and uses_blocked_batch_last(op, x_shape, w_shape, out_hw, args):
         deep = op != "grad_weight" and sum_k > TILES_BATCH_LAST_MAX_K.get(BLOCKED_TILES, sum_k)
         return "im2col" if deep else "numba"
@@ -228,6 +235,12 @@ def _plane_bytes(op, x_shape, w_shape, args) -> int:
     else:
         channels, h, w = cg, x_shape[2] + top + bottom, x_shape[3] + left + right
     return channels * h * w * 4
+
+
+def _blas_wider() -> bool:
+    """OpenBLAS runs 512-bit kernels where numba compiles narrower vectors (AVX2 told to numba on an AVX-512 CPU,
+    or a CPU without the register tiles)."""
+    return VECTOR_UNIT != "avx512" and blas.wide_kernels()
 
 
 def _one_tap_numba() -> bool:
