@@ -71,7 +71,8 @@ def worker(args, data) -> dict:
         if args.kernel:
             fw.set_default_kernel(args.kernel)
         xt, yt = fw.tensor(x), fw.tensor(y)
-        extra = {"blas_core": common.blas_info().get("core"), "blas_env": _blas_vars_set()}
+        extra = {"blas_core": common.blas_info().get("core"), "blas_env": _blas_vars_set(),
+                 "kernel": fw.kernels.get_default_kernel()}
     else:
         import torch as fw
 
@@ -93,6 +94,10 @@ def worker(args, data) -> dict:
         loss.backward()
 
     first, samples = _measure(step, args)
+    if extra.get("kernel") == "tune":  # the operations it timed (in the first step)
+        from tinyconv.kernels import tune
+
+        extra["tune_picks"] = len(tune.picks())
     return {"framework": args.worker, "net": args.net, "threads": threads, "first_step_s": first,
             "step_s": samples, "check_loss": check_loss, **extra}
 

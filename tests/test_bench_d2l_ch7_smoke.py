@@ -53,3 +53,20 @@ def test_bench_d2l_ch7_blas_env_compare(tmp_path):
     runs = d["runs"]["nin"]
     assert runs["tinyconv"][0]["blas_env"] == {**runs["tinyconv"][0]["blas_env"], "OPENBLAS_CORETYPE": "Haswell"}
     assert "OPENBLAS_CORETYPE" not in runs["tinyconv_blas_default"][0]["blas_env"]
+
+
+def test_bench_d2l_ch7_kernel(tmp_path):
+    """--kernel runs tinyconv's workers with that conv kernel (tune: it times the operations in the first step),
+    says so, and saves nothing with the results (they are the default kernel's)."""
+    env = dict(os.environ, TINYCONV_BENCH_NO_TORCH="1")
+    out = tmp_path / "ch7.json"
+    p = subprocess.run([sys.executable, os.path.join(ROOT, "benchmarks", "bench_d2l_ch7.py"), "--quick", "--nets",
+                        "nin", "--kernel", "tune", "--json", str(out), "--results-dir", str(tmp_path / "results")],
+                       capture_output=True, text=True, timeout=600, cwd=str(tmp_path), env=env)
+    assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
+    assert "tinyconv's conv kernel: tune" in p.stdout and "not saved" in p.stdout
+    d = json.loads(out.read_text())
+    assert d["kernel"] == "tune"
+    [run] = d["runs"]["nin"]["tinyconv"]
+    assert run["kernel"] == "tune" and run["tune_picks"] >= 3 * 4  # NiN's convolutions, three operations each
+    assert not (tmp_path / "results").exists()
