@@ -576,6 +576,32 @@ def test_blas_wider_than_numba(monkeypatch, variant):
 
 
 @jit_only
+@pytest.mark.parametrize("variant", blocked.TILES)
+def test_grad_weight_few_pairs_on_large_planes(monkeypatch, variant):
+    """grad_weight on the position-major tiles (a tile's worth of output channels per group) goes to im2col where
+    the (input channel, tap) pairs are at most GW_FEW_PAIRS and the output has more than GW_FEW_PAIRS_MAX_POS
+    positions: VGG's first layer, not its second (576 pairs), nor the same layer on small planes, nor one with too
+    few output channels for those tiles."""
+    monkeypatch.setattr(choose, "BLOCKED_TILES", variant)
+    width = blocked.GRAD_WEIGHT_VECTORS[variant] * 16
+
+    def pick(x_shape, w_shape):
+        a = _args(x_shape, w_shape, padding=1)
+        assert choose.uses_blocked("grad_weight", x_shape, w_shape, a.out_shape[2:], a)
+        return choose.conv_backend("grad_weight", x_shape, w_shape, a)
+
+    first = ((4, 1, 80, 80), (width, 1, 3, 3))  # 9 pairs, 6400 positions
+    narrow = ((4, 1, 80, 80), (width - 1, 1, 3, 3))  # too few output channels for the position-major tiles
+    monkeypatch.setattr(choose, "GW_FEW_PAIRS_MAX_POS", 6400)
+    assert pick(*first) == pick(*narrow) == "numba"
+    monkeypatch.setattr(choose, "GW_FEW_PAIRS_MAX_POS", 6399)
+    assert pick(*first) == "im2col"
+    assert pick(*narrow) == "numba"
+    monkeypatch.setattr(choose, "GW_FEW_PAIRS", 8)
+    assert pick(*first) == "numba"
+
+
+@jit_only
 def test_tiles_batch_last_max_k(monkeypatch):
     """For a variant named in TILES_BATCH_LAST_MAX_K, auto runs forward and grad_input on the batch-last tiles up
     to that many multiply-adds per output (forward: C_in/groups * taps, grad_input: C_out/groups * taps)."""

@@ -38,7 +38,8 @@ __all__ = ["CONV_OPS", "jit_enabled", "is_depthwise", "conv_backend", "pool_back
            "im2col_grad_input_layout", "blocked_tiles_for", "VECTOR_UNIT", "BLOCKED_TILES", "BATCH_LAST_MIN_N",
            "BATCH_LAST_MAX_POS", "BATCH_LAST_MIN_GARBAGE", "MIN_BLOCK_USE", "MIN_TILE_FILL", "BATCH_MIN_BLOCK_USE",
            "BATCH_GW_MIN_POS", "BLOCKED_ONE_TAP", "WIDE_BLAS_MIN_K", "WIDE_BLAS_L2_SHARE",
-           "BLAS_WIDER_MIN_ROWS", "BLAS_WIDER_MIN_K", "IM2COL_MIN_K", "NUMBA_MIN_STRIDED_TAPS", "IM2COL_MIN_OG",
+           "BLAS_WIDER_MIN_ROWS", "BLAS_WIDER_MIN_K", "GW_FEW_PAIRS", "GW_FEW_PAIRS_MAX_POS", "IM2COL_MIN_K",
+           "NUMBA_MIN_STRIDED_TAPS", "IM2COL_MIN_OG",
            "NUMBA_MIN_IN_POS",
            "NUMBA_MIN_IN_POS_CHANNELS", "NUMBA_MAX_STRIDED_OUT_POS", "BLOCKED_GW_MAX_K", "FLAT_ROWS_GW_MAX_K",
            "IM2COL_BATCH_LAST_MAX_BYTES", "MAX_POOL_FLAT_OUT_W", "max_pool_flat", "BLOCKED_PLANES_IN_L2", "L2_BYTES",
@@ -100,6 +101,10 @@ BLOCKED_GW_MAX_K = {"avx2": 1024}  # grad_weight: numba's blocked loops up to th
                                   # output for these variants (any number for the others) ...
 BLOCKED_GW_MIN_POS_ANY_K = {"avx2": 144}  # ... whatever the number on outputs of this many positions (12x12)
 FLAT_ROWS_GW_MAX_K = 160        # grad_weight at stride 1: numba's flat-rows loops up to this many multiply-adds
+GW_FEW_PAIRS = 32               # grad_weight on the position-major tiles (output channels in vectors): im2col for up
+GW_FEW_PAIRS_MAX_POS = 4096     # to this many (input channel, tap) pairs on outputs of more positions than this
+                                # (a 224x224 first layer): the position-major copy of grad_y each task makes is
+                                # large, and so few pairs do not repay it
 
 # -- pooling
 MAX_POOL_FLAT_OUT_W = {"avx2": 24}  # 2x2 max pooling in one loop per plane below this output width, per vector
@@ -168,7 +173,7 @@ def conv_backend(op, x_shape, w_shape, args) -> str:
     overflow the L2 cache (:data:`BLOCKED_PLANES_IN_L2`) or the batch-last tiles' sums are deep
     (:data:`TILES_BATCH_LAST_MAX_K`); where OpenBLAS's kernels are as wide as the tiles, also for deep sums on
     large planes (:data:`WIDE_BLAS_MIN_K`); where they are wider, for every large product
-    (:data:`BLAS_WIDER_MIN_ROWS`)."""
+    (:data:`BLAS_WIDER_MIN_ROWS`). grad_weight of few pairs on large outputs too (:data:`GW_FEW_PAIRS`)."""
     if op not in CONV_OPS:
         raise ValueError(f"unknown conv op {op!r}; valid ops: {CONV_OPS}")
     if not jit_enabled():
@@ -190,6 +195,9 @@ def conv_backend(op, x_shape, w_shape, args) -> str:
         return "im2col" if deep else "numba"
     blocked_ = tiles_ok and uses_blocked(op, x_shape, w_shape, out_hw, args)
     if blocked_ and op != "grad_weight" and not _tiles_keep_up(op, x_shape, w_shape, args, sum_k):
+        return "im2col"
+    if (blocked_ and op == "grad_weight" and og >= blocked.GRAD_WEIGHT_VECTORS[BLOCKED_TILES] * 16
+            and k <= GW_FEW_PAIRS and out_hw[0] * out_hw[1] > GW_FEW_PAIRS_MAX_POS):
         return "im2col"
     if op == "forward":
         fast = blocked_ or (taps > 1 and (
