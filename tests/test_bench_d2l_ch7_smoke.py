@@ -4,6 +4,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -55,6 +57,7 @@ def test_bench_d2l_ch7_blas_env_compare(tmp_path):
     assert "OPENBLAS_CORETYPE" not in runs["tinyconv_blas_default"][0]["blas_env"]
 
 
+@pytest.mark.skipif(os.environ.get("NUMBA_DISABLE_JIT", "0") not in ("", "0"), reason="without the JIT tune measures nothing")
 def test_bench_d2l_ch7_kernel(tmp_path):
     """--kernel runs tinyconv's workers with that conv kernel (tune: it times the operations in the first step),
     says so, and saves nothing with the results (they are the default kernel's)."""

@@ -14,6 +14,8 @@ import tinyconv.nn.functional as F
 from tinyconv.kernels import auto, choose, precompile, shapes, tune
 
 X_SHAPE, W_SHAPE = (4, 3, 9, 9), (5, 3, 3, 3)
+# without the JIT tune is auto and measures nothing (test_tune_without_the_jit_is_auto)
+jit_only = pytest.mark.skipif(not K.jit_enabled(), reason="without the JIT tune measures nothing")
 ARGS = shapes.normalize_conv_args(X_SHAPE, W_SHAPE, 1, 1, 1, 1)
 
 
@@ -36,6 +38,7 @@ def _slow(monkeypatch, name, op, seconds=0.02):
     monkeypatch.setattr(be, op, slowed)
 
 
+@jit_only
 @pytest.mark.parametrize("op", choose.CONV_OPS)
 @pytest.mark.parametrize("slow, fast", [("im2col", "numba"), ("numba", "im2col")])
 def test_tune_runs_the_backend_it_timed_faster(monkeypatch, op, slow, fast):
@@ -47,6 +50,7 @@ def test_tune_runs_the_backend_it_timed_faster(monkeypatch, op, slow, fast):
     assert pick["seconds"][slow] >= 0.02 > pick["seconds"][fast]
 
 
+@jit_only
 def test_tune_measures_each_shape_once(monkeypatch):
     calls = []
     real = tune.measure
@@ -70,6 +74,7 @@ def test_tune_leaves_out_a_backend_that_fails(monkeypatch):
     assert tune.backend.choose("grad_weight", X_SHAPE, W_SHAPE, ARGS).name == "im2col"
 
 
+@jit_only
 def test_tune_measures_nothing_in_a_dry_run():
     """precompile.record: the kernels compute nothing, so tune gives auto's choice, keeps nothing, and lets both
     candidates' kernels be recorded (a cold start compiles what the measurements will run)."""
@@ -93,6 +98,7 @@ def test_tune_without_the_jit_is_auto(monkeypatch):
     assert tune.backend.choose("forward", X_SHAPE, W_SHAPE, ARGS).name == "im2col"
 
 
+@jit_only
 @pytest.mark.parametrize("dtype, tol", [(np.float32, 1e-4), (np.float64, 1e-10)])
 def test_tune_computes_what_direct_computes(dtype, tol):
     """Through autograd, float32 and float64: the output and both gradients agree with the reference loops
@@ -130,6 +136,7 @@ def test_tune_is_a_conv_kernel_name(monkeypatch):
         K.register(Named())
 
 
+@jit_only
 def test_tune_runs_transposed_convolutions():
     """A transposed convolution's forward is a grad_input (with output_padding here), its input's gradient a
     forward: tune times and runs those, and the results are the reference loops'."""
