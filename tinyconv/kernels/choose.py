@@ -196,7 +196,7 @@ def conv_backend(op, x_shape, w_shape, args) -> str:
     blocked_ = tiles_ok and uses_blocked(op, x_shape, w_shape, out_hw, args)
     if blocked_ and op != "grad_weight" and not _tiles_keep_up(op, x_shape, w_shape, args, sum_k):
         return "im2col"
-    if (blocked_ and op == "grad_weight" and og >= blocked.GRAD_WEIGHT_VECTORS[BLOCKED_TILES] * 16
+    if (blocked_ and op == "grad_weight" and og >= blocked.grad_weight_tile_channels(BLOCKED_TILES)
             and k <= GW_FEW_PAIRS and out_hw[0] * out_hw[1] > GW_FEW_PAIRS_MAX_POS):
         return "im2col"
     if op == "forward":
@@ -357,7 +357,7 @@ def uses_blocked_batch_last(op, x_shape, w_shape, out_hw, args) -> bool:
         if op == "forward" and not _fills_tile(og):
             return False
         if op == "grad_weight" and (BLOCKED_TILES not in TILES_BATCH_LAST_GW
-                                    or og < blocked.GRAD_WEIGHT_VECTORS[BLOCKED_TILES] * 16):
+                                    or og < blocked.grad_weight_tile_channels(BLOCKED_TILES)):
             return False
     if hw[0] * hw[1] < TILES_BATCH_LAST_MIN_POS_TILES.get(BLOCKED_TILES, TILES_BATCH_LAST_MIN_POS):
         return False

@@ -37,26 +37,30 @@ _lock = threading.Lock()
 
 
 def _arrays(op, x_shape, w_shape, args, dtype, rng):
-    """Random inputs of ``op`` for these shapes: the arguments its backend method takes."""
-    c_out = w_shape[0]
+    """Inputs of ``op`` for these shapes, random (zeros where ``rng`` is None): the arguments its backend method
+    takes."""
+    def array(shape):
+        return np.zeros(shape, dtype) if rng is None else rng.standard_normal(shape).astype(dtype)
+
     out_hw = conv_out_hw(x_shape, w_shape, args)
-    w = rng.standard_normal(w_shape).astype(dtype)
+    w = array(w_shape)
     if op == "forward":
-        return (rng.standard_normal(x_shape).astype(dtype), w, args)
-    gy = rng.standard_normal((x_shape[0], c_out) + out_hw).astype(dtype)
+        return (array(x_shape), w, args)
+    gy = array((x_shape[0], w_shape[0]) + out_hw)
     if op == "grad_input":
         return (gy, w, tuple(x_shape[2:]), args)
-    return (rng.standard_normal(x_shape).astype(dtype), gy, args)
+    return (array(x_shape), gy, args)
 
 
 def measure(op, x_shape, w_shape, args, dtype=np.float32, candidates=CANDIDATES, rounds=ROUNDS) -> dict:
     """``{backend name: fastest of rounds seconds}`` for ``op`` of the convolution of an input of ``x_shape``
     (N, C_in, H, W) with a weight of ``w_shape`` (C_out, C_in/groups, kh, kw) and normalised ``args``, on random
-    arrays of ``dtype``: each candidate once untimed, then ``rounds`` timed runs each, alternating. A candidate
-    that raises is left out (an empty dict if all do)."""
+    arrays of ``dtype`` (zeros with ``rounds=0``: nothing is timed, the candidates only run once): each candidate
+    once untimed, then ``rounds`` timed runs each, alternating. A candidate that raises is left out (an empty dict
+    if all do)."""
     if op not in CONV_OPS:
         raise ValueError(f"unknown conv op {op!r}; valid ops: {CONV_OPS}")
-    inputs = _arrays(op, x_shape, w_shape, args, np.dtype(dtype), np.random.default_rng(0))
+    inputs = _arrays(op, x_shape, w_shape, args, np.dtype(dtype), np.random.default_rng(0) if rounds else None)
     runs = {name: getattr(BACKENDS[name], op) for name in candidates}
     for name, run in list(runs.items()):
         try:

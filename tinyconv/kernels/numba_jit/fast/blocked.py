@@ -42,7 +42,8 @@ from ... import workers
 from .simd import fma, hsum, lanes, load, splat, store
 from .workspace import scratch_empty, scratch_zeros
 
-__all__ = ["forward", "grad_input", "grad_weight", "adjoint", "block_use", "tile_channels", "TILES", "TILE_VECTORS",
+__all__ = ["forward", "grad_input", "grad_weight", "adjoint", "block_use", "tile_channels",
+           "grad_weight_tile_channels", "TILES", "TILE_VECTORS",
            "TILE_CHANNELS"]
 
 _JIT = dict(cache=True)
@@ -488,6 +489,12 @@ def _grad_weight_1x6(xp, gy, offs, part, cg, wp, chunks):
                         _add_into(pn[r0 + k], col, a, n == slot)
 
 
+def grad_weight_tile_channels(tiles, itemsize=4) -> int:
+    """Output channels of one position-major grad_weight tile of the ``tiles`` variant, for values of ``itemsize``
+    bytes (:data:`GRAD_WEIGHT_VECTORS` 64-byte vectors): groups with fewer take the dot-product tiles."""
+    return GRAD_WEIGHT_VECTORS[tiles] * 64 // itemsize
+
+
 def tile_channels(og, tiles) -> int:
     """Output channels per forward tile of the ``tiles`` variant for ``og`` per group: the variant's widest tile, or
     its narrower one where that computes at least a tenth fewer channels (a narrower tile does less work per load
@@ -635,7 +642,7 @@ def grad_weight(x, grad_y, args, w_shape, tiles):
     xp, wp, offs = _padded_planes(x, (kh, kw), args.padding, args.dilation, "x")
     vl = 64 // x.dtype.itemsize
     groups, og = args.groups, c_out // args.groups
-    width = GRAD_WEIGHT_VECTORS[tiles] * vl  # output channels of a position-major tile
+    width = grad_weight_tile_channels(tiles, x.dtype.itemsize)
     if og >= width:
         ogp = -(-og // width) * width  # channels per group, padded to whole tiles
         slots = min(n, GRAD_WEIGHT_SLOTS)

@@ -28,7 +28,6 @@ from numba import njit, prange
 
 from .batch_last import batch_last_copy
 from .blocked import (
-    GRAD_WEIGHT_VECTORS,
     TILE_VECTORS,
     _pair_input,
     _tile_6x1,
@@ -36,6 +35,7 @@ from .blocked import (
     _tile_groups,
     _tile_task,
     adjoint,
+    grad_weight_tile_channels,
     pack_weights,
     tile_channels,
 )
@@ -358,12 +358,12 @@ def grad_input(grad_y, w, input_hw, args, tiles, vectors=None):
 
 def grad_weight(x, grad_y, args, w_shape, tiles):
     """grad_w (C_out, C_in/groups, kh, kw) of a stride-1 conv2d with at least one tile of output channels per group
-    (``GRAD_WEIGHT_VECTORS[tiles]`` vectors)."""
+    (:func:`.blocked.grad_weight_tile_channels`)."""
     c_out, cg, kh, kw = w_shape
     n, ho, wo = grad_y.shape[0], grad_y.shape[2], grad_y.shape[3]
     xt, wp, offs = _planes(x, (kh, kw), args.padding, args.dilation, "blocked_bl.x", TILE_VECTORS[tiles])
     groups, og = args.groups, c_out // args.groups
-    width = GRAD_WEIGHT_VECTORS[tiles] * 64 // x.dtype.itemsize  # output channels of a tile
+    width = grad_weight_tile_channels(tiles, x.dtype.itemsize)
     nov = -(-og // width)
     gt = np.empty((groups * nov, ho * wo * n, width), dtype=x.dtype)
     _tile_major(np.ascontiguousarray(grad_y), gt, og)
