@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 import tinyconv.kernels as K
-from tinyconv.kernels import choose, shapes
+from tinyconv.kernels import choose, shapes, workers
 from tinyconv.kernels.numba_jit import plain
 from tinyconv.kernels.numba_jit.fast import blocked, blocked_batch_last, workspace
 from tinyconv.kernels.numba_jit.fast import conv as numba_fast  # the numba backend's module (its layout choice)
@@ -395,18 +395,40 @@ def test_grad_input_for_a_larger_input(cfg, extra_h, extra_w, name):
        dtype=st.sampled_from([np.float64, np.float32]))
 def test_im2col_chunks_of_images_agree_with_direct(cfg, column_bytes, dtype):
     """im2col's channel-major columns, one chunk of images at a time: a chunk of one image (1 byte), a few, the
-    whole batch; batches up to 6 and odd channel counts."""
+    whole batch; batches up to 6 and odd channel counts (grad_weight's minimum of positions per chunk off, so that
+    its chunks are as small as the others')."""
     x, w, gy = cfg.arrays(np.float64)
     ref = _all_ops(direct, cfg, x, w, gy)
-    before = K.im2col.COLUMN_BYTES
-    K.im2col.COLUMN_BYTES = column_bytes
+    before = K.im2col.COLUMN_BYTES, K.im2col.GRAD_WEIGHT_MIN_POSITIONS
+    K.im2col.COLUMN_BYTES, K.im2col.GRAD_WEIGHT_MIN_POSITIONS = column_bytes, 0
     try:
         got = _all_ops(im2col, cfg, x.astype(dtype), w.astype(dtype), gy.astype(dtype))
     finally:
-        K.im2col.COLUMN_BYTES = before
+        K.im2col.COLUMN_BYTES, K.im2col.GRAD_WEIGHT_MIN_POSITIONS = before
     for what, a, b in zip(("forward", "grad_input", "grad_weight"), got, ref):
         assert a.shape == b.shape and a.dtype == dtype
         _assert_close(a, b, 1e-10 if dtype == np.float64 else 1e-4, f"im2col {what}")
+
+
+@pytest.mark.parametrize("dtype, tol", [(np.float64, 1e-10), (np.float32, 1e-4)])
+def test_im2col_grad_weight_chunks_sum_over_enough_positions(dtype, tol, monkeypatch):
+    """grad_weight's chunks hold at least GRAD_WEIGHT_MIN_POSITIONS output positions even where COLUMN_BYTES
+    holds one image (a 6x6 plane: 36 positions an image), and their parts still add up to direct's gradient;
+    forward keeps COLUMN_BYTES's chunks."""
+    monkeypatch.setattr(K.im2col, "COLUMN_BYTES", 1)
+    monkeypatch.setattr(K.im2col, "GRAD_WEIGHT_MIN_POSITIONS", 100)
+    seen = []
+    real = workers.map_chunks
+    monkeypatch.setattr(workers, "map_chunks", lambda fn, chunks: seen.append(list(chunks)) or real(fn, chunks))
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((9, 5, 6, 6)).astype(dtype)
+    w = rng.standard_normal((7, 5, 3, 3)).astype(dtype)
+    args = shapes.normalize_conv_args(x.shape, w.shape, 1, 1, 1, 1)
+    gy = rng.standard_normal(args.out_shape).astype(dtype)
+    _assert_close(im2col.grad_weight(x, gy, args), direct.grad_weight(x, gy, args), tol, "grad_weight")
+    assert seen[-1] == [(0, 3), (3, 3), (6, 3)]   # 3 images of 36 positions >= 100, balanced
+    im2col.forward(x, w, args)
+    assert seen[-1] == [(n, 1) for n in range(9)]
 
 
 @pytest.mark.parametrize("x_shape, w_shape, stride, padding, groups", [
@@ -662,6 +684,7 @@ for dt in (np.float64, np.float32):
                                        direct.grad_input(gy, wb, (7, 6), a), **close)
             np.testing.assert_allclose(blocked.grad_weight(x, gy, a, wb.shape, tiles),
                                        direct.grad_weight(x, gy, a), **close)
+    K.im2col.GRAD_WEIGHT_MIN_POSITIONS = 0
     for column_bytes in (1, 1 << 23):  # a chunk of one image, the whole batch
         K.im2col.COLUMN_BYTES = column_bytes
         agrees(K.get_kernel("im2col"), x, w, ((2, 1), (1, 0, 2, 1), (1, 2), 2), (8, 6))

@@ -95,6 +95,7 @@ def test_im2col_same_bits_for_one_and_two_threads(dtype, column_bytes, monkeypat
     images per chunk, many chunks); a single chunk splits its products over the threads (2**20 bytes: the whole
     batch in one chunk, every product split)."""
     monkeypatch.setattr(im2col, "COLUMN_BYTES", column_bytes)
+    monkeypatch.setattr(im2col, "GRAD_WEIGHT_MIN_POSITIONS", 0)
     monkeypatch.setattr(workers, "SMALL_MATMUL_MACS", 1)
     split = []
     real = workers.map_chunks

@@ -19,7 +19,9 @@ Why this layout: the images of a chunk share one product whose long side is ``nb
 7x7 and 4x4 stages, batch 128) still make a large, efficient BLAS call instead of ``N`` tiny ones, as batch-major
 columns ``(N, K, P)`` would (``benchmarks/conv_cpu_time.py`` times the layers). A chunk holds as many images as fit
 :data:`COLUMN_BYTES` of columns (at least one), so the column buffer stays in cache-sized pieces and is reused
-(:mod:`.numba_jit.fast.workspace`) instead of being fresh memory every call.
+(:mod:`.numba_jit.fast.workspace`) instead of being fresh memory every call; grad_weight's chunks hold at least
+:data:`GRAD_WEIGHT_MIN_POSITIONS` output positions, so that each chunk's product sums long enough to repay
+writing its whole ``(C_out, K)`` part.
 
 The chunks are independent (each writes its own images of ``y`` or ``grad_x``, or returns its own part of
 ``grad_w``, summed in chunk order), so they run on tinyconv's worker threads (:mod:`.workers`), each product on
@@ -43,18 +45,25 @@ from .numba_jit.fast.workspace import scratch_empty
 from .threads import ensure_thread_pool
 from .windows import pad, tap
 
-__all__ = ["forward", "grad_input", "grad_weight", "Im2colBackend", "backend", "COLUMN_BYTES"]
+__all__ = ["forward", "grad_input", "grad_weight", "Im2colBackend", "backend", "COLUMN_BYTES",
+           "GRAD_WEIGHT_MIN_POSITIONS"]
 
 COLUMN_BYTES = 2 * 2**20  # column buffer of one chunk: images per chunk = COLUMN_BYTES // (K*P*itemsize), >= 1
+#: grad_weight's chunks sum over at least this many output positions (images x H_out*W_out), more than
+#: COLUMN_BYTES holds where need be: each chunk writes a whole (C_out, K) part, and a short sum per part (one
+#: 12x12 image of a 384-channel layer: 144 positions for a 384x3456 part) spends the product on memory traffic.
+GRAD_WEIGHT_MIN_POSITIONS = 512
 
 
 def _jit() -> bool:
     return not _numba_config.DISABLE_JIT
 
 
-def _chunks(n, k, npos, itemsize):
-    """(first image, images) of each chunk: as many images as fit COLUMN_BYTES (at least one), balanced."""
+def _chunks(n, k, npos, itemsize, min_positions=0):
+    """(first image, images) of each chunk: as many images as fit COLUMN_BYTES (at least one, and at least
+    ``min_positions / npos``), balanced."""
     per = max(1, min(n, COLUMN_BYTES // max(1, k * npos * itemsize)))
+    per = min(n, max(per, -(-min_positions // max(npos, 1))))
     count = -(-n // per)
     per = -(-n // count)
     return [(n0, min(per, n - n0)) for n0 in range(0, n, per)]
@@ -244,7 +253,7 @@ def grad_weight(x, grad_y, args):
         return np.zeros(w_shape, dtype=dtype)
     src = _Columns(x, args, cg, (ho, wo))
     gy = np.ascontiguousarray(grad_y).reshape(n, c_out, npos)
-    chunks = _chunks(n, k, npos, dtype.itemsize)
+    chunks = _chunks(n, k, npos, dtype.itemsize, GRAD_WEIGHT_MIN_POSITIONS)
     matmul = _product(chunks)
 
     def chunk(c):  # this chunk's share of grad_w
