@@ -24,7 +24,7 @@ def _config(*argv):
 
 def test_resnet_has_its_own_defaults_and_options_still_win():
     config = _config("--model", "resnet")
-    assert (config["model"], config["schedule"], config["lr"], config["epochs"]) == ("resnet", "onecycle", 3e-3, 10)
+    assert (config["model"], config["schedule"], config["lr"], config["epochs"]) == ("resnet", "onecycle", 3e-3, 15)
     assert cli.default_out_dir(config).as_posix() == "runs/resnet"
     config = _config("--model", "resnet", "--lr", "1e-3", "--schedule", "cosine")
     assert (config["lr"], config["schedule"]) == (1e-3, "cosine")
