@@ -426,9 +426,39 @@ def test_im2col_grad_weight_chunks_sum_over_enough_positions(dtype, tol, monkeyp
     args = shapes.normalize_conv_args(x.shape, w.shape, 1, 1, 1, 1)
     gy = rng.standard_normal(args.out_shape).astype(dtype)
     _assert_close(im2col.grad_weight(x, gy, args), direct.grad_weight(x, gy, args), tol, "grad_weight")
-    assert seen[-1] == [(0, 3), (3, 3), (6, 3)]   # 3 images of 36 positions >= 100, balanced
+    assert seen[-1] == [(0, 3), (3, 3), (6, 3)]   # 3 images of 36 positions >= 100
     im2col.forward(x, w, args)
     assert seen[-1] == [(n, 1) for n in range(9)]
+    x10 = rng.standard_normal((10, 5, 6, 6)).astype(dtype)
+    gy10 = rng.standard_normal((10,) + args.out_shape[1:]).astype(dtype)
+    args10 = shapes.normalize_conv_args(x10.shape, w.shape, 1, 1, 1, 1)
+    _assert_close(im2col.grad_weight(x10, gy10, args10), direct.grad_weight(x10, gy10, args10), tol, "grad_weight")
+    assert seen[-1] == [(0, 4), (4, 3), (7, 3)]   # no short last chunk
+
+
+@settings(deadline=None, max_examples=200)
+@given(n=st.integers(1, 300), k=st.integers(1, 5000), npos=st.integers(1, 2000),
+       min_positions=st.sampled_from([0, 1, 100, 512, 5000]), column_bytes=st.sampled_from([1, 4096, 2 * 2**20]))
+def test_im2col_chunks_partition_the_batch(n, k, npos, min_positions, column_bytes):
+    """_chunks covers images 0..n-1 in order; each chunk holds at most COLUMN_BYTES of columns (or one image);
+    with a minimum of positions, chunk sizes differ by at most one image and every chunk has the minimum (a single
+    chunk when the batch has fewer), growing past COLUMN_BYTES by less than twice the minimum."""
+    before = K.im2col.COLUMN_BYTES
+    K.im2col.COLUMN_BYTES = column_bytes
+    try:
+        chunks = K.im2col._chunks(n, k, npos, 4, min_positions)
+    finally:
+        K.im2col.COLUMN_BYTES = before
+    assert [c[0] for c in chunks] == [sum(b for _, b in chunks[:i]) for i in range(len(chunks))]
+    sizes = [b for _, b in chunks]
+    assert sum(sizes) == n and min(sizes) >= 1
+    per = max(1, min(n, column_bytes // (k * npos * 4)))
+    if min_positions == 0:
+        assert max(sizes) <= per
+        return
+    assert max(sizes) - min(sizes) <= 1
+    assert len(chunks) == 1 or min(sizes) * npos >= min_positions
+    assert max(sizes) <= per or max(sizes) * npos < 2 * min_positions + npos
 
 
 @pytest.mark.parametrize("x_shape, w_shape, stride, padding, groups", [

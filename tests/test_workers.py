@@ -90,12 +90,14 @@ def test_openblas_on_one_thread_inside(two_threads, monkeypatch):
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("column_bytes", [4096, 2**20])
-def test_im2col_same_bits_for_one_and_two_threads(dtype, column_bytes, monkeypatch):
+@pytest.mark.parametrize("gw_min_positions", [0, 150])
+def test_im2col_same_bits_for_one_and_two_threads(dtype, column_bytes, gw_min_positions, monkeypatch):
     """Chunks go to threads by a fixed rule and grad_weight sums the chunks' parts in chunk order (4096 bytes: a few
     images per chunk, many chunks); a single chunk splits its products over the threads (2**20 bytes: the whole
-    batch in one chunk, every product split)."""
+    batch in one chunk, every product split). grad_weight's minimum of positions per chunk off, or at 150
+    (6 images of 25 positions: 6 chunks of 6 or 7 images)."""
     monkeypatch.setattr(im2col, "COLUMN_BYTES", column_bytes)
-    monkeypatch.setattr(im2col, "GRAD_WEIGHT_MIN_POSITIONS", 0)
+    monkeypatch.setattr(im2col, "GRAD_WEIGHT_MIN_POSITIONS", gw_min_positions)
     monkeypatch.setattr(workers, "SMALL_MATMUL_MACS", 1)
     split = []
     real = workers.map_chunks

@@ -19,9 +19,10 @@ Why this layout: the images of a chunk share one product whose long side is ``nb
 7x7 and 4x4 stages, batch 128) still make a large, efficient BLAS call instead of ``N`` tiny ones, as batch-major
 columns ``(N, K, P)`` would (``benchmarks/conv_cpu_time.py`` times the layers). A chunk holds as many images as fit
 :data:`COLUMN_BYTES` of columns (at least one), so the column buffer stays in cache-sized pieces and is reused
-(:mod:`.numba_jit.fast.workspace`) instead of being fresh memory every call; grad_weight's chunks hold at least
-:data:`GRAD_WEIGHT_MIN_POSITIONS` output positions, so that each chunk's product sums long enough to repay
-writing its whole ``(C_out, K)`` part.
+(:mod:`.numba_jit.fast.workspace`) instead of being fresh memory every call. grad_weight's chunks are larger
+where that would leave them fewer than :data:`GRAD_WEIGHT_MIN_POSITIONS` output positions (unless the whole
+batch has fewer), so that each chunk's product sums long enough to repay writing its whole ``(C_out, K)`` part;
+their columns then hold fewer than ``K * (2 * GRAD_WEIGHT_MIN_POSITIONS + P)`` values.
 
 The chunks are independent (each writes its own images of ``y`` or ``grad_x``, or returns its own part of
 ``grad_w``, summed in chunk order), so they run on tinyconv's worker threads (:mod:`.workers`), each product on
@@ -49,9 +50,9 @@ __all__ = ["forward", "grad_input", "grad_weight", "Im2colBackend", "backend", "
            "GRAD_WEIGHT_MIN_POSITIONS"]
 
 COLUMN_BYTES = 2 * 2**20  # column buffer of one chunk: images per chunk = COLUMN_BYTES // (K*P*itemsize), >= 1
-#: grad_weight's chunks sum over at least this many output positions (images x H_out*W_out), more than
-#: COLUMN_BYTES holds where need be: each chunk writes a whole (C_out, K) part, and a short sum per part (one
-#: 12x12 image of a 384-channel layer: 144 positions for a 384x3456 part) spends the product on memory traffic.
+#: grad_weight's chunks sum over at least this many output positions (images x H_out*W_out) where the batch has
+#: them, beyond COLUMN_BYTES where need be: each chunk writes a whole (C_out, K) part, and a short sum per part
+#: (one 12x12 image of a 384-channel layer: 144 positions for a 384x3456 part) spends the product on memory traffic.
 GRAD_WEIGHT_MIN_POSITIONS = 512
 
 
@@ -60,11 +61,20 @@ def _jit() -> bool:
 
 
 def _chunks(n, k, npos, itemsize, min_positions=0):
-    """(first image, images) of each chunk: as many images as fit COLUMN_BYTES (at least one, and at least
-    ``min_positions / npos``), balanced."""
+    """(first image, images) of each of the chunks of images 0..n-1 (n >= 1), in order: as many images as fit
+    COLUMN_BYTES (at least one). Without ``min_positions`` the chunks are as equal as whole ``per`` can make them
+    (the last may be shorter); with it, their sizes differ by at most one image and each chunk holds at least
+    ``min_positions`` output positions (a single chunk when the whole batch has fewer), beyond COLUMN_BYTES where
+    need be. A function of the shapes only, never of the thread count, so the sums over chunks are the same
+    however many threads run them."""
     per = max(1, min(n, COLUMN_BYTES // max(1, k * npos * itemsize)))
-    per = min(n, max(per, -(-min_positions // max(npos, 1))))
     count = -(-n // per)
+    if min_positions > 0:
+        least = -(-min_positions // max(npos, 1))  # images that hold min_positions
+        count = min(count, max(1, n // least))     # every chunk gets >= n // count >= least images
+        size, extra = divmod(n, count)
+        starts = [i * size + min(i, extra) for i in range(count + 1)]
+        return [(starts[i], starts[i + 1] - starts[i]) for i in range(count)]
     per = -(-n // count)
     return [(n0, min(per, n - n0)) for n0 in range(0, n, per)]
 
