@@ -109,3 +109,28 @@ def test_a_section_on_another_thread_takes_effect():
     t.join()
     assert seen == [1, before]
     assert lib.get_num_threads() == before
+
+
+def test_sections_call_openblas_own_thread_count_functions():
+    """A section sets numpy's OpenBLAS through its own C functions (threadpoolctl's calls cost several times more,
+    and a training step opens dozens of sections); what they set is what threadpoolctl reads."""
+    lib = blas.openblas()
+    if lib is None or lib.threading_layer == "openmp":
+        pytest.skip("numpy's BLAS is not a pthreads OpenBLAS")
+    get, put = blas._thread_count_functions(lib)
+    assert not hasattr(get, "__self__") and not hasattr(put, "__self__")  # not the controller's methods
+    before = lib.get_num_threads()
+    assert get() == before
+    try:
+        put(1)
+        assert lib.get_num_threads() == 1
+    finally:
+        put(before)
+    assert lib.get_num_threads() == before
+
+
+def test_a_controller_without_the_lookup_is_driven_through_its_methods(fake_blas):
+    get, put = blas._thread_count_functions(fake_blas)
+    assert get() == 4
+    put(2)
+    assert fake_blas.threads == 2 and fake_blas.calls == [2]

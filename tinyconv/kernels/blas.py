@@ -13,7 +13,6 @@ is not an OpenBLAS (other platforms, MKL), :func:`single_thread` does nothing an
 """
 from __future__ import annotations
 
-import contextlib
 import threading
 
 from threadpoolctl import ThreadpoolController
@@ -64,30 +63,63 @@ def _set_threads(lib, n: int) -> None:
     lib.set_num_threads(int(n))
 
 
+def _thread_count_functions(lib):
+    """``(get, set)`` of ``lib``'s thread count: OpenBLAS's own ``openblas_get_num_threads`` and
+    ``openblas_set_num_threads`` (through the ctypes handle threadpoolctl found them by), called directly, or the
+    controller's methods where those cannot be had (an OpenMP-threaded OpenBLAS, whose limit is per thread, or a
+    controller without the lookup). threadpoolctl's calls cost several microseconds each, and a training step opens
+    a section around every product (``benchmarks/bench_lenet.py`` times the step)."""
+    lookup = getattr(lib, "_get_symbol", None)
+    if lookup is not None and getattr(lib, "threading_layer", None) != "openmp":
+        try:
+            get, put = lookup("openblas_get_num_threads"), lookup("openblas_set_num_threads")
+        except Exception:  # pragma: no cover - threadpoolctl's private lookup changed: use its public calls
+            get = put = None
+        if get is not None and put is not None:
+            return get, put
+    return lib.get_num_threads, lambda n: _set_threads(lib, n)
+
+
 _depth = 0          # how many single_thread() sections are open, in any thread
 _saved_threads = 1  # OpenBLAS's thread count before the first of them
+_counts = (None, None, None)  # (lib, get, set): the thread-count functions of the controller last used
 
 
-@contextlib.contextmanager
 def single_thread():
     """OpenBLAS on one thread while the block runs (nested and concurrent sections share one count: the first
     sets it, the last restores it). Products made inside run on the calling thread, so several threads of
-    tinyconv's own (:mod:`.workers`) can each run one, and no OpenBLAS thread is left spinning afterwards."""
-    lib = openblas()
-    if lib is None:
-        yield
-        return
-    global _depth, _saved_threads
-    with _lock:
-        if _depth == 0:
-            _saved_threads = lib.get_num_threads()
-            if _saved_threads != 1:
-                _set_threads(lib, 1)
-        _depth += 1
-    try:
-        yield
-    finally:
+    tinyconv's own (:mod:`.workers`) can each run one, and no OpenBLAS thread is left spinning afterwards.
+    ``with single_thread(): ...``"""
+    return _Section()
+
+
+class _Section:
+    """One :func:`single_thread` block (a class, not a generator: a training step opens dozens)."""
+
+    __slots__ = ("_put",)
+
+    def __enter__(self):
+        global _depth, _saved_threads, _counts
+        self._put = None
+        lib = openblas()
+        if lib is None:
+            return self
         with _lock:
-            _depth -= 1
-            if _depth == 0 and _saved_threads != 1:
-                _set_threads(lib, _saved_threads)
+            if _counts[0] is not lib:
+                _counts = (lib,) + _thread_count_functions(lib)
+            _, get, self._put = _counts
+            if _depth == 0:
+                _saved_threads = get()
+                if _saved_threads != 1:
+                    self._put(1)
+            _depth += 1
+        return self
+
+    def __exit__(self, *exc_info):
+        global _depth
+        if self._put is not None:
+            with _lock:
+                _depth -= 1
+                if _depth == 0 and _saved_threads != 1:
+                    self._put(_saved_threads)
+        return False
