@@ -13,7 +13,7 @@ import warnings
 import numpy as np
 
 from ..autograd import Function
-from ..kernels import activations, workers
+from ..kernels import activations, thin_matmul, workers
 
 
 def unbroadcast(grad: np.ndarray, shape: tuple) -> np.ndarray:
@@ -156,7 +156,7 @@ class MatMul(Function):
     @staticmethod
     def forward(ctx, a, b):
         ctx.save_for_backward(a, b)
-        return workers.matmul(a, b)
+        return _product(a, b)
 
     @staticmethod
     def backward(ctx, g):
@@ -169,9 +169,16 @@ class MatMul(Function):
         b2 = b[:, None] if b.ndim == 1 else b
         g2 = np.expand_dims(g, -2) if a.ndim == 1 else g
         g2 = np.expand_dims(g2, -1) if b.ndim == 1 else g2
-        ga = unbroadcast(workers.matmul(g2, np.swapaxes(b2, -1, -2)), a2.shape).reshape(a.shape) if na else None
-        gb = unbroadcast(workers.matmul(np.swapaxes(a2, -1, -2), g2), b2.shape).reshape(b.shape) if nb else None
+        ga = unbroadcast(_product(g2, np.swapaxes(b2, -1, -2)), a2.shape).reshape(a.shape) if na else None
+        gb = unbroadcast(_product(np.swapaxes(a2, -1, -2), g2), b2.shape).reshape(b.shape) if nb else None
         return ga, gb
+
+
+def _product(a, b):
+    """``a @ b``: a fully connected layer's thin products (few rows, or a sum of few terms, on a large matrix) on
+    :mod:`tinyconv.kernels.thin_matmul`'s loops, every other product on :func:`tinyconv.kernels.workers.matmul`."""
+    out = thin_matmul.matmul(a, b)
+    return workers.matmul(a, b) if out is None else out
 
 
 # ---------------------------------------------------------------------------------------------- elementwise
