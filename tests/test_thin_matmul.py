@@ -148,4 +148,28 @@ def test_a_fully_connected_layer_runs_its_products_on_the_thin_kernels(monkeypat
                                rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(x.grad.numpy(), g @ w, rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(layer.weight.grad.numpy(), g.T @ x.detach().numpy(), rtol=1e-12, atol=1e-12)
-    assert calls == [JIT] * 3
+    assert sum(calls) == (3 if JIT else 0) and calls[:2] == [JIT, JIT]
+    if JIT:  # the weight's gradient made in the weight's layout (no copy for the optimizer), the same sums
+        assert layer.weight.grad.numpy().flags.c_contiguous
+        same = real(np.ascontiguousarray(x.detach().numpy().T), g).T
+        np.testing.assert_array_equal(layer.weight.grad.numpy(), same)
+
+
+@pytest.mark.parametrize("batch,features,large", [(64, 1100, True), (8, 40, False)])
+def test_a_linear_weight_gradient_in_the_weight_layout_where_the_product_is_large(batch, features, large):
+    """Beyond the thin products too: a large product (here 64 rows, past THIN) gives the weight a C-contiguous
+    gradient; a small one (LeNet's layers) is computed as before, bit for bit, strided."""
+    from tinyconv.kernels import workers
+    tc.manual_seed(0)
+    layer = nn.Linear(features, features)
+    x = tc.tensor(np.random.default_rng(4).standard_normal((batch, features)).astype(np.float32))
+    g = np.random.default_rng(5).standard_normal((batch, features)).astype(np.float32)
+    layer(x).backward(tc.tensor(g))
+    grad = layer.weight.grad.numpy()
+    assert (batch * features * features >= workers.SMALL_MATMUL_MACS) == large
+    np.testing.assert_allclose(grad, g.T.astype(np.float64) @ x.detach().numpy().astype(np.float64), rtol=1e-4,
+                               atol=1e-4)
+    if large:
+        assert grad.flags.c_contiguous
+    else:
+        np.testing.assert_array_equal(grad, np.matmul(x.detach().numpy().T, g).T)
