@@ -172,16 +172,15 @@ class MatMul(Function):
         ga = unbroadcast(_product(g2, np.swapaxes(b2, -1, -2)), a2.shape).reshape(a.shape) if na else None
         gb = None
         if nb:
-            gb_t = None
-            if b2.ndim == 2 and a2.ndim == 2 and b2.T.flags.c_contiguous and not b2.flags.c_contiguous:
+            if (b2.ndim == 2 and a2.ndim == 2 and b2.T.flags.c_contiguous and not b2.flags.c_contiguous
+                    and g2.shape[0] * g2.shape[1] * a2.shape[1] >= workers.SMALL_MATMUL_MACS):
                 # b is a transposed matrix (a Linear layer's weight.T): its gradient made as the transpose of a
                 # C-contiguous g.T @ a, so that the weight's own gradient is C-contiguous (an optimizer copied a
                 # strided one every step, a transposing copy of the whole weight). The same sums, term by term,
-                # where the thin loops make it; products below workers.SMALL_MATMUL_MACS as before.
-                gb_t = thin_matmul.matmul(g2.T, a2)
-                if gb_t is None and g2.shape[0] * g2.shape[1] * a2.shape[1] >= workers.SMALL_MATMUL_MACS:
-                    gb_t = workers.matmul(g2.T, a2)
-            gb = _product(np.swapaxes(a2, -1, -2), g2) if gb_t is None else gb_t.T
+                # where the thin loops make it; smaller products as before.
+                gb = _product(g2.T, a2).T
+            else:
+                gb = _product(np.swapaxes(a2, -1, -2), g2)
             gb = unbroadcast(gb, b2.shape).reshape(b.shape)
         return ga, gb
 

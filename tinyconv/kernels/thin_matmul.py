@@ -30,14 +30,14 @@ from __future__ import annotations
 import numpy as np
 from numba import config, njit, prange
 
-from . import blas
+from . import blas, workers
 from .numba_jit.fast.simd import fma, hsum, lanes, load, splat, store
 from .threads import ensure_thread_pool
 
 __all__ = ["matmul", "THIN", "MIN_MACS"]
 
 THIN = 32             # a product is thin when its result has at most this many rows or its sum this many terms
-MIN_MACS = 1 << 24    # ... and at least this many multiply-adds (below: BLAS on the calling thread)
+MIN_MACS = workers.SMALL_MATMUL_MACS  # ... and at least this many multiply-adds (below: BLAS on the calling thread)
 COLUMN_BLOCK = 8      # few rows: a task's stripes of columns (8 x 32 float32: 1 KiB of a row of b)
 ROW_RUN = 64          # ... and the rows of b summed in registers before their tiles are added to the task's buffer
 MIN_BLOCKS = 8        # ... and at least this many blocks where the columns allow (work for every thread)
