@@ -710,6 +710,10 @@ for dt in (np.float64, np.float32):
             gy = rng.standard_normal(a.out_shape).astype(dt)
             y = blocked.forward(x, wb, np.zeros(c_out, dt), a, np.empty(a.out_shape, dt), tiles)
             np.testing.assert_allclose(y, direct.forward(x, wb, a), **close)
+            pooled, where = blocked.forward_max_pool(x, wb, np.zeros(c_out, dt), a, tiles)  # (simd.max_2x2's NumPy)
+            want, want_where = pooling.max_pool2d_forward(y, 2, 2)
+            np.testing.assert_array_equal(pooled, want)
+            np.testing.assert_array_equal(where, want_where)
             np.testing.assert_allclose(blocked.grad_input(gy, wb, (7, 6), a, tiles),
                                        direct.grad_input(gy, wb, (7, 6), a), **close)
             np.testing.assert_allclose(blocked.grad_weight(x, gy, a, wb.shape, tiles),

@@ -35,13 +35,21 @@ def _bias_grad(g: np.ndarray) -> np.ndarray:
     return np.einsum("ncp->c", g.reshape(g.shape[0], g.shape[1], math.prod(g.shape[2:])))
 
 
-def conv2d_forward(ctx, x, w, b, args, backend):
+def conv2d_forward(ctx, x, w, b, args, backend, max_pool=None):
     """The batched forward of :class:`Conv2d` (x ``(N, C_in, H, W)``), shared with the fused
     :class:`~tinyconv.functions.fused.Conv2dReluMaxPool2d`: runs the chosen backend, records on ``ctx`` the
     backends of the gradients it will need. Returns ``(y, (x or None, w or None))``, the arrays the backward
-    needs (x only for grad_weight, w only for grad_input)."""
+    needs (x only for grad_weight, w only for grad_input). With ``max_pool=(pool, pool_args)``, y is ``(out,
+    argmax)``, the max pooling of the conv by the backend ``pool``: in the conv's own loops where its backend has
+    them (:meth:`~tinyconv.kernels.Backend.forward_max_pool`, for the same pooling kernels), else the two in turn."""
     run = backend.choose("forward", x.shape, w.shape, args, x.dtype)
-    y = run.forward(x, w, args, b)
+    if max_pool is None:
+        y = run.forward(x, w, args, b)
+    else:
+        pool, pool_args = max_pool
+        y = run.forward_max_pool(x, w, args, b, pool_args) if run.pool_name == pool.pool_name else None
+        if y is None:
+            y = pool.max_pool(run.forward(x, w, args, b), pool_args)
     need_x, need_w, _ = ctx.needs_input_grad
     ctx.args, ctx.x_shape, ctx.kernel_used = args, x.shape, run.name
     if need_x:

@@ -7,7 +7,9 @@ padding, as here). So:
 
 * forward: ``y = conv2d(x, w) + b`` (the kernel adds the bias as it writes y), ``(p, argmax) = max_pool(y)``,
   ``out = relu(p)`` on the pooled tensor, 4x smaller for 2x2 windows. y is freed at once: the node keeps only
-  ``out`` and ``argmax``, where the unfused layers keep the ReLU's full-size output.
+  ``out`` and ``argmax``, where the unfused layers keep the ReLU's full-size output. Where the conv runs on numba's
+  register tiles and the pooling is 2x2 / stride 2, the tiles pool their own outputs and y is never written
+  (:meth:`~tinyconv.kernels.Backend.forward_max_pool`).
 * backward: ``g`` masked by ``out > 0`` (on the pooled tensor again), sent to each window's argmax, then the
   conv's backward. The unfused ReLU backward pass over the full-size gradient is gone.
 
@@ -38,11 +40,12 @@ class Conv2dReluMaxPool2d(KernelFunction):
     @staticmethod
     def forward(ctx, x, w, b, conv_args, pool_args, backend, pool_backend, unbatched, dtype):
         x, w, b = _cast(x, dtype), _cast(w, dtype), _cast(b, dtype)
-        y, (x_saved, w_saved) = conv2d_forward(ctx, x[None] if unbatched else x, w, b, conv_args, backend)
         pool = pool_backend.choose_pool()
-        out, argmax = pool.max_pool(y, pool_args)
+        (out, argmax), (x_saved, w_saved) = conv2d_forward(ctx, x[None] if unbatched else x, w, b, conv_args,
+                                                           backend, max_pool=(pool, pool_args))
         np.maximum(out, 0, out=out)  # ReLU on the pooled values (NaN stays NaN, as in relu_forward)
-        ctx.y_shape, ctx.pool, ctx.pool_used, ctx.unbatched = y.shape, pool, pool.pool_name, unbatched
+        ctx.y_shape, ctx.pool, ctx.pool_used = tuple(conv_args.out_shape), pool, pool.pool_name
+        ctx.unbatched = unbatched
         result = out[0] if unbatched else out
         if any(ctx.needs_input_grad):
             ctx.saved_argmax = argmax  # freed by the engine after backward, like the saved tensors

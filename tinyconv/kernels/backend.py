@@ -8,6 +8,8 @@ and normalised once, at the public door (:mod:`tinyconv.functional`), into :clas
     forward(x, w, args, bias=None) -> y                   x (N, C_in, H, W), w (C_out, C_in/groups, kh, kw)
     grad_input(grad_y, w, input_hw, args) -> grad_x       the adjoint of forward on an input of input_hw
     grad_weight(x, grad_y, args) -> grad_w                (C_out, C_in/groups, kh, kw)
+    forward_max_pool(x, w, args, bias, pool_args)         (y, argmax) of max_pool(forward(...)) in one pass, or
+        -> (y, argmax) or None                            None where the backend has no such loop (the default)
     max_pool(x, args) -> (y, argmax)                      argmax: flat index h*W + w per output (int32/int64)
     max_pool_backward(grad_y, argmax, input_shape, non_overlapping=False) -> grad_x
     avg_pool(x, args, count_include_pad=True, divisor_override=None) -> y
@@ -78,6 +80,11 @@ class Backend:
 
     def grad_weight(self, x: np.ndarray, grad_y: np.ndarray, args: ConvArgs) -> np.ndarray:
         raise NotImplementedError(f"backend {self.name!r} has no conv grad_weight")
+
+    def forward_max_pool(self, x, w, args: ConvArgs, bias, pool_args):
+        """``(y, argmax)`` of ``max_pool(forward(x, w, args, bias), pool_args)`` in one pass where this backend has
+        such a loop for these shapes, else None (the caller then runs the two)."""
+        return None
 
     def choose(self, op: str, x_shape, w_shape, args: ConvArgs, dtype=None) -> "Backend":
         """The backend that runs ``op`` ("forward", "grad_input", "grad_weight") of the convolution of an input

@@ -19,6 +19,11 @@ on AVX-512: a 4 x 4 tile loads twice the input per multiply-add, which costs whe
 16 x 1 tile has blocks too long for small planes. Why 6 x 1 on AVX2: the largest tile whose sums, input and
 broadcast fit 16 registers (``benchmarks/bench_conv.py`` times the layers these were decided on).
 
+The fused ``Conv2d, ReLU, MaxPool2d`` node asks for the conv's 2x2 max pooling instead of the conv
+(:func:`forward_max_pool`): the same tasks pool each plane of a tile's outputs while it is still in cache
+(:func:`.simd.max_2x2`, a vector of windows at a time), so the conv's output, four times the pooled one, is never
+written out and read back.
+
 The same kernel gives grad_input at stride 1: the adjoint of a stride-1 convolution is a stride-1 convolution of
 grad_y, padded by ``(k - 1)*d - padding`` on each side, with the kernel flipped and its channel axes swapped.
 
@@ -39,10 +44,10 @@ from numba import config as numba_config
 from numba import njit, prange
 
 from ... import workers
-from .simd import fma, hsum, lanes, load, splat, store
+from .simd import fma, hsum, lanes, load, max_2x2, splat, store
 from .workspace import scratch_empty, scratch_zeros
 
-__all__ = ["forward", "grad_input", "grad_weight", "adjoint", "block_use", "tile_channels",
+__all__ = ["forward", "forward_max_pool", "grad_input", "grad_weight", "adjoint", "block_use", "tile_channels",
            "grad_weight_tile_channels", "TILES", "TILE_VECTORS",
            "TILE_CHANNELS"]
 
@@ -180,30 +185,59 @@ def _tile_groups(c_in, cg, c_out, tc):
 
 
 @njit(inline="always", fastmath={"contract"}, **_JIT)
-def _forward_task(task, xp, wpack, bias, offs, y, wp, cg, vectors):
+def _forward_task(task, xp, wpack, bias, offs, y, argmax, wp, cg, ho, wo, vectors):
     """Task ``task`` of :func:`_forward_tiles_8x2` (``vectors`` 2) or :func:`_forward_tiles_6x1` (1): one image's
-    outputs of one tile of output channels, block by block of positions, then written to y with the bias.
-    Inlined into each kernel with ``vectors`` a constant, so each compiles one tile's code (a cold start's
-    compile time)."""
-    ho, wo = y.shape[2], y.shape[3]
+    outputs (Ho x Wo) of one tile of output channels, block by block of positions, then written to y with the bias;
+    or, where ``argmax`` has rows, their 2x2 max pooling (:func:`_max_pool_planes`). Inlined into each kernel with
+    ``vectors`` a constant, so each compiles one tile's code (a cold start's compile time)."""
     tc = wpack.shape[2]
     groups, og, nob = _tile_groups(xp.shape[1], cg, y.shape[1], tc)
     blk = vectors * lanes(xp[0, 0])
     nblk = ((ho - 1) * wp + wo + blk - 1) // blk
     n, rest, g, o0 = _tile_task(task, groups, nob, og, tc)
-    out = np.empty((tc, nblk * blk), dtype=y.dtype)
+    out = np.empty((tc, nblk * blk + 2 * lanes(xp[0, 0])), dtype=y.dtype)  # slack: _max_pool_planes' reads
     for q in range(nblk):
         if vectors == 2:
             _tile_8x2(xp[n], g * cg, cg, q * blk, wpack[rest], offs, out, q * blk)
         else:
             _tile_6x1(xp[n], g * cg, cg, q * blk, wpack[rest], offs, out, q * blk)
-    for k in range(min(tc, (g + 1) * og - o0)):
-        b = bias[o0 + k]
-        for i in range(ho):
-            yo = y[n, o0 + k, i]
-            ok = out[k, i * wp:]
-            for j in range(wo):
-                yo[j] = ok[j] + b
+    count = min(tc, (g + 1) * og - o0)
+    if argmax.shape[2] > 0:
+        _max_pool_planes(out, bias, y, argmax, n, o0, count, wp, wo)
+    else:
+        for k in range(count):
+            b = bias[o0 + k]
+            for i in range(ho):
+                yo = y[n, o0 + k, i]
+                row = out[k, i * wp:]
+                for j in range(wo):
+                    yo[j] = row[j] + b
+
+
+@njit(**_JIT)
+def _max_pool_planes(out, bias, y, argmax, n, o0, count, wp, wo):
+    """y[n, o0 + k] (Ho // 2, Wo // 2), for k < count, = the 2x2 max pooling of the plane ``out[k, i*wp + j] +
+    bias[o0 + k]`` (Wo wide, row stride wp), and argmax[n, o0 + k] where each maximum was, as max_pool2d numbers it
+    (``2*i*Wo + 2*j`` plus 0, 1, Wo or Wo + 1): a vector of windows at a time along each row (:func:`.simd.max_2x2`).
+    A vector that reaches past its row is stored whole where the plane has room (the next rows overwrite the
+    excess), else into scratch and copied. ``out`` needs two vectors of slack past ``(Ho - 1)*wp + Wo``. Not
+    inlined: compiled once, apart from the forward kernels (their compile time on a cold start)."""
+    ho2, wo2 = y.shape[2], y.shape[3]
+    vl = lanes(out[0])
+    best, index = np.empty(vl, dtype=y.dtype), np.empty(vl, dtype=np.int32)
+    for k in range(count):
+        ok, b = out[k], bias[o0 + k]
+        yf, af = y[n, o0 + k].reshape(-1), argmax[n, o0 + k].reshape(-1)
+        for i in range(ho2):
+            for j0 in range(0, wo2, vl):
+                f = i * wo2 + j0
+                whole = f + vl <= ho2 * wo2
+                max_2x2(ok, 2 * (i * wp + j0), wp, b, yf if whole else best, af if whole else index,
+                        f if whole else 0, 2 * (i * wo + j0), wo)
+                if not whole:
+                    for j in range(min(vl, wo2 - j0)):
+                        yf[f + j] = best[j]
+                        af[f + j] = index[j]
 
 
 @njit(inline="always", **_JIT)
@@ -214,22 +248,23 @@ def _forward_tasks(xp, wpack, y, cg):
 
 
 @njit(parallel=True, fastmath={"contract"}, **_JIT)
-def _forward_tiles_8x2(xp, wpack, bias, offs, y, wp, cg):
+def _forward_tiles_8x2(xp, wpack, bias, offs, y, argmax, wp, cg, ho, wo):
     """y[n, o, i, j] = bias[o] + sum_{c, t} w[o, c, t] * xp[n, g*cg + c, i*wp + j + offs[t]] on the 8 x 2 tiles
     (tc 8 or 6) of the avx512 variant.
 
     xp: (N, C_in, L) padded planes, row stride wp, with at least one block of zero slack past the last position
     a tap reads; wpack: (groups * tiles, cg * T, tc) the weights of a tile's tc output channels side by side
-    (:func:`pack_weights`; zero past a group's last channel); y: (N, C_out, Ho, Wo)."""
+    (:func:`pack_weights`; zero past a group's last channel); y: (N, C_out, Ho, Wo), or with an ``argmax`` of
+    rows (not (0, 0, 0, 0)) y and argmax (N, C_out, Ho // 2, Wo // 2): the conv's 2x2 max pooling."""
     for task in prange(_forward_tasks(xp, wpack, y, cg)):
-        _forward_task(task, xp, wpack, bias, offs, y, wp, cg, 2)
+        _forward_task(task, xp, wpack, bias, offs, y, argmax, wp, cg, ho, wo, 2)
 
 
 @njit(parallel=True, fastmath={"contract"}, **_JIT)
-def _forward_tiles_6x1(xp, wpack, bias, offs, y, wp, cg):
+def _forward_tiles_6x1(xp, wpack, bias, offs, y, argmax, wp, cg, ho, wo):
     """:func:`_forward_tiles_8x2` on the 6 x 1 tiles (tc 6 or 4) of the avx2 variant."""
     for task in prange(_forward_tasks(xp, wpack, y, cg)):
-        _forward_task(task, xp, wpack, bias, offs, y, wp, cg, 1)
+        _forward_task(task, xp, wpack, bias, offs, y, argmax, wp, cg, ho, wo, 1)
 
 
 @njit(inline="always", **_JIT)
@@ -597,12 +632,17 @@ def _padded_planes(x, kernel_hw, padding, dilation, role):
     return xp, wp, offs
 
 
-def _conv(x, wpack, kernel_hw, bias, padding, dilation, groups, y, role, tiles):
+_NO_ARGMAX = np.empty((0, 0, 0, 0), dtype=np.int32)  # "no pooling" to the forward kernels (same type as an argmax)
+
+
+def _conv(x, wpack, kernel_hw, bias, padding, dilation, groups, y, role, tiles, argmax=_NO_ARGMAX, out_hw=None):
     """y (N, C_out, Ho, Wo) = stride-1 conv of x with the packed weights ``wpack`` (:func:`pack_weights`), zero
-    padding (top, bottom, left, right)."""
+    padding (top, bottom, left, right). With an ``argmax`` and the conv's ``out_hw``, y and argmax (N, C_out,
+    Ho // 2, Wo // 2) get the conv's 2x2 max pooling instead (:func:`forward_max_pool`)."""
     xp, wp, offs = _padded_planes(x, kernel_hw, padding, dilation, role)
+    ho, wo = y.shape[2:] if out_hw is None else out_hw
     kernel = _forward_tiles_8x2 if TILE_VECTORS[tiles] == 2 else _forward_tiles_6x1
-    kernel(xp, wpack, bias, offs, y, wp, x.shape[1] // groups)
+    kernel(xp, wpack, bias, offs, y, argmax, wp, x.shape[1] // groups, ho, wo)
     return y
 
 
@@ -610,6 +650,20 @@ def forward(x, w, bias, args, y, tiles):
     """y = conv2d(x, w) + bias at stride 1 (args.stride == (1, 1)); bias: (C_out,)."""
     wpack = pack_weights(w, args.groups, tile_channels(w.shape[0] // args.groups, tiles))
     return _conv(x, wpack, w.shape[2:], bias, args.padding, args.dilation, args.groups, y, "x", tiles)
+
+
+def forward_max_pool(x, w, bias, args, tiles):
+    """``(y, argmax)``: the 2x2 / stride-2 max pooling (no padding, floor mode) of conv2d(x, w) + bias at stride 1,
+    pooled in the forward's tasks (the conv's output is never written); y (N, C_out, Ho // 2, Wo // 2), argmax int32
+    flat indices into the conv's (Ho, Wo) planes, both as max_pool2d gives them."""
+    n, c_out = x.shape[0], w.shape[0]
+    ho, wo = args.out_shape[2], args.out_shape[3]
+    y = np.empty((n, c_out, ho // 2, wo // 2), dtype=x.dtype)
+    argmax = np.empty(y.shape, dtype=np.int32)
+    if y.size:
+        wpack = pack_weights(w, args.groups, tile_channels(c_out // args.groups, tiles))
+        _conv(x, wpack, w.shape[2:], bias, args.padding, args.dilation, args.groups, y, "x", tiles, argmax, (ho, wo))
+    return y, argmax
 
 
 def adjoint(grad_y, w, input_hw, args, tiles):

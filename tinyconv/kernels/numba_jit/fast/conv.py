@@ -24,6 +24,7 @@ import numpy as np
 
 from ... import choose, numba_pooling
 from ...backend import Backend
+from ...pooling import is_fast_2x2
 from ...threads import ensure_thread_pool
 from . import adjoint, batch_last, blocked, blocked_batch_last, depthwise, flat_rows
 from .workspace import clear_workspace
@@ -59,6 +60,19 @@ def forward(x, w, args, bias=None):
     ensure_thread_pool()
     flat_rows.forward_core(src, wf, bias, lay.offs, y, cg, c_out // args.groups, lay.row, npos)
     return y
+
+
+def forward_max_pool(x, w, args, bias, pool_args):
+    """``(y, argmax)`` of the max pooling ``pool_args`` of conv2d(x, w) + bias in one pass, where the conv runs on
+    the register tiles (:mod:`.blocked`) and the pooling is 2x2 / stride 2 without padding; else None."""
+    ho, wo = args.out_shape[2], args.out_shape[3]
+    if not is_fast_2x2(pool_args, args.out_shape) or ho * wo >= 2**31:  # (int32 indices, as numba's pooling)
+        return None
+    if choose.numba_layout("forward", x.shape, w.shape, (ho, wo), args) != "blocked":
+        return None
+    bias = np.zeros(w.shape[0], dtype=x.dtype) if bias is None else np.ascontiguousarray(bias)
+    ensure_thread_pool()
+    return blocked.forward_max_pool(x, w, bias, args, choose.BLOCKED_TILES)
 
 
 def grad_input(grad_y, w, input_hw, args):
@@ -191,6 +205,7 @@ class NumbaBackend(Backend):
     name = "numba"
     pool_name = "numba"
     forward = staticmethod(forward)
+    forward_max_pool = staticmethod(forward_max_pool)
     grad_input = staticmethod(grad_input)
     grad_weight = staticmethod(grad_weight)
     max_pool = staticmethod(max_pool)

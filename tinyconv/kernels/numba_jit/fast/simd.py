@@ -20,7 +20,8 @@ from numba import config, types
 from numba.core import cgutils
 from numba.extending import intrinsic, models, register_model
 
-__all__ = ["Vector", "lanes", "load", "store", "splat", "fma", "hsum", "vector_unit", "compiled_vector_unit"]
+__all__ = ["Vector", "lanes", "load", "store", "splat", "fma", "hsum", "max_2x2", "vector_unit",
+           "compiled_vector_unit"]
 
 VECTOR_BYTES = 64
 
@@ -187,6 +188,62 @@ def hsum(typingctx, v):
     return v.dtype(v), codegen
 
 
+@intrinsic
+def max_2x2(typingctx, src, s, row, bias, y, a, f, base, width):
+    """``lanes`` 2x2 max-pooling windows side by side, pooled into ``y[f : f + lanes]`` and ``a[f : f + lanes]``.
+
+    Window ``l`` holds ``src[s + 2l]``, ``src[s + 2l + 1]``, ``src[s + row + 2l]`` and ``src[s + row + 2l + 1]``
+    (each plus ``bias``, a scalar, unless it is None); ``y[f + l]`` is its first maximum, or its last NaN (the max
+    pooling's rule), and ``a[f + l]`` where that was: ``base + 2l`` plus 0, 1, ``width`` or ``width + 1`` (an int32
+    array: max_pool2d's index into a plane ``width`` wide, for ``base`` the index of the first window's first
+    value). Reads ``2*lanes`` values from ``s`` and from ``s + row``; writes whole vectors."""
+    _check_array(src, "max_2x2")
+    _check_array(y, "max_2x2")
+    if y.dtype != src.dtype or not (isinstance(a, types.Array) and a.ndim == 1 and a.dtype == types.int32):
+        raise TypeError(f"max_2x2 writes {src.dtype} maxima and int32 indices, got {y} and {a}")
+    with_bias = not isinstance(bias, (types.NoneType, types.Omitted))
+
+    def codegen(context, builder, sig, args):
+        src_t, s_t, row_t, bias_t, y_t, a_t, f_t, base_t, width_t = sig.args
+        src_a, s_a, row_a, bias_a, y_a, a_a, f_a, base_a, width_a = args
+        n = Vector(src_t.dtype).lanes
+        fvec = context.get_value_type(Vector(src_t.dtype))
+        i32 = ir.IntType(32)
+        ivec = ir.VectorType(i32, n)
+        align = src_t.dtype.bitwidth // 8
+
+        def broadcast(value, vec):
+            one = builder.insert_element(ir.Constant(vec, ir.Undefined), value, ir.Constant(i32, 0))
+            return builder.shuffle_vector(one, ir.Constant(vec, ir.Undefined), ir.Constant(ivec, [0] * n))
+
+        s_i = context.cast(builder, s_a, s_t, types.intp)
+        values = []
+        for first in (s_i, builder.add(s_i, context.cast(builder, row_a, row_t, types.intp))):  # top, bottom row
+            lo = builder.load(_pointer(context, builder, src_t, src_a, types.intp, first), align=align)
+            nxt = builder.add(first, context.get_constant(types.intp, n))
+            hi = builder.load(_pointer(context, builder, src_t, src_a, types.intp, nxt), align=align)
+            for parity in (0, 1):  # even and odd values of the two vectors: the windows' left and right columns
+                v = builder.shuffle_vector(lo, hi, ir.Constant(ivec, [2 * k + parity for k in range(n)]))
+                if with_bias:
+                    v = builder.fadd(v, broadcast(context.cast(builder, bias_a, bias_t, src_t.dtype), fvec))
+                values.append(v)
+        width = builder.trunc(context.cast(builder, width_a, width_t, types.int64), i32)
+        offsets = (ir.Constant(i32, 1), width, builder.add(width, ir.Constant(i32, 1)))
+        best, offset = values[0], ir.Constant(ivec, [0] * n)
+        for v, off in zip(values[1:], offsets):  # take v where it is above the best so far, or NaN
+            take = builder.or_(builder.fcmp_ordered(">", v, best), builder.fcmp_unordered("uno", v, v))
+            best = builder.select(take, v, best)
+            offset = builder.select(take, broadcast(off, ivec), offset)
+        base = builder.trunc(context.cast(builder, base_a, base_t, types.int64), i32)
+        index = builder.add(builder.add(broadcast(base, ivec), ir.Constant(ivec, [2 * k for k in range(n)])), offset)
+        builder.store(best, _pointer(context, builder, y_t, y_a, f_t, f_a), align=align)
+        ary = context.make_array(a_t)(context, builder, a_a)
+        at = builder.gep(ary.data, [context.cast(builder, f_a, f_t, types.intp)])
+        builder.store(index, builder.bitcast(at, ivec.as_pointer()), align=4)
+        return context.get_dummy_value()
+
+    return types.none(src, s, row, bias, y, a, f, base, width), codegen
+
 if config.DISABLE_JIT:  # pure Python: the same operations on NumPy arrays of `lanes` elements
 
     def lanes(arr):  # noqa: F811
@@ -209,3 +266,14 @@ if config.DISABLE_JIT:  # pure Python: the same operations on NumPy arrays of `l
         while len(v) > 1:
             v = v[:len(v) // 2] + v[len(v) // 2:]
         return v[0]
+
+    def max_2x2(src, s, row, bias, y, a, f, base, width):  # noqa: F811
+        n = lanes(src)
+        values = [src[s + row * (k // 2) + k % 2:][:2 * n:2] for k in range(4)]
+        if bias is not None:
+            values = [v + bias for v in values]
+        best, offset = values[0].copy(), np.zeros(n, dtype=np.int32)
+        for v, off in zip(values[1:], (1, width, width + 1)):
+            take = (v > best) | np.isnan(v)
+            best[take], offset[take] = v[take], off
+        y[f:f + n], a[f:f + n] = best, base + 2 * np.arange(n, dtype=np.int32) + offset
