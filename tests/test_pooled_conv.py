@@ -74,10 +74,11 @@ def test_max_2x2_pools_a_vector_of_windows_by_the_first_maximum_and_the_last_nan
 
 
 def _pooled_configs():
-    """Stride-1 convs as the tiles take them, with outputs from 2x2 up to wider than two vectors of windows (the
-    row loop's whole vectors, its last partial one, and planes too small for a whole vector)."""
+    """Stride-1 convs as the tiles take them, with outputs from 2x2 up to wider than two vectors of float32 windows
+    (72 wide: 36 windows; the row loop's whole vectors, its last partial one, and planes too small for a whole
+    vector)."""
     channels = st.one_of(st.integers(1, 9), st.sampled_from([12, 16, 17]))
-    return conv_configs(max_batch=5, max_groups=2, max_kernel=3, max_stride=1, max_dilation=2, max_size=40,
+    return conv_configs(max_batch=5, max_groups=2, max_kernel=3, max_stride=1, max_dilation=2, max_size=72,
                         group_channels=channels)
 
 
@@ -125,6 +126,49 @@ def test_forward_max_pool_is_the_max_pooling_of_the_forward_bit_for_bit(tiles, d
                   guard_a[:cfg.n], (ho, wo))
     assert np.array_equal(guard_y[:cfg.n], y, equal_nan=True) and np.array_equal(guard_a[:cfg.n], argmax)
     assert (guard_y[cfg.n] == -7).all() and (guard_a[cfg.n] == -7).all()
+
+
+@jit_only
+def test_a_bias_of_another_dtype_is_added_in_the_inputs_dtype_on_both_paths():
+    """forward and forward_max_pool take the bias in x's dtype alike (a float64 bias of a float32 conv): the pooled
+    values stay the pooling of forward's, bit for bit."""
+    rng = np.random.default_rng(7)
+    x = rng.standard_normal((4, 3, 12, 20)).astype(np.float32)
+    w = rng.standard_normal((8, 3, 3, 3)).astype(np.float32)
+    bias = rng.standard_normal(8)  # float64
+    args = shapes.normalize_conv_args(x.shape, w.shape, 1, 1, 1, 1)
+    pool_args = shapes.normalize_pool_args(args.out_shape, 2, 2)
+    for tiles in blocked.TILES:
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(choose, "BLOCKED_TILES", tiles)
+            mp.setattr(choose, "MIN_BLOCK_USE", 0.0)
+            mp.setattr(choose, "TILES_BATCH_LAST_MAX_FLAT_USE", 0.0)
+            conv = numba_conv.forward(x, w, args, bias)
+            assert conv.dtype == np.float32
+            y, argmax = numba_conv.forward_max_pool(x, w, args, bias, pool_args)
+        want, want_argmax = numba_pooling.max_pool(conv, pool_args)
+        assert np.array_equal(y, want) and np.array_equal(argmax, want_argmax), tiles
+
+
+@jit_only
+def test_max_pool_planes_writes_the_planes_it_is_given_and_nothing_else():
+    """The pooled epilogue of one task: planes o0 .. o0 + count - 1 of image n, from the tile's flat outputs; every
+    other plane of y and argmax keeps what it held (tasks run side by side on the others)."""
+    rng = np.random.default_rng(5)
+    ho, wo, wp, tc = 9, 13, 15, 8
+    lanes = 16
+    out = rng.standard_normal((tc, ho * wp + 3 * lanes)).astype(np.float32)
+    bias = rng.standard_normal(12).astype(np.float32)
+    y = np.full((3, 12, ho // 2, wo // 2), -7, np.float32)
+    argmax = np.full(y.shape, -7, np.int32)
+    blocked._max_pool_planes(out, bias, y, argmax, 1, 3, 5, wp, wo)
+    for k in range(5):
+        plane = (out[k, :ho * wp].reshape(ho, wp)[:, :wo] + bias[3 + k])[None, None]
+        want, want_argmax = numba_pooling.max_pool(plane, shapes.normalize_pool_args(plane.shape, 2, 2))
+        assert np.array_equal(y[1, 3 + k], want[0, 0]) and np.array_equal(argmax[1, 3 + k], want_argmax[0, 0])
+    untouched = np.ones(y.shape, bool)
+    untouched[1, 3:8] = False
+    assert (y[untouched] == -7).all() and (argmax[untouched] == -7).all()
 
 
 @pytest.fixture
@@ -211,6 +255,12 @@ def test_a_pooled_conv_without_bias_and_in_float64_through_the_functional_door(m
     x = tc.tensor(rng.standard_normal((5, 4, 21, 38)), requires_grad=True)
     w = tc.tensor(rng.standard_normal((7, 4, 3, 3)), requires_grad=True)
     fused = F.conv2d_relu_max_pool2d(x, w, None, padding=1, pool_kernel_size=2, kernel="numba")
-    unfused = F.max_pool2d(F.relu(F.conv2d(x, w, None, padding=1, kernel="numba")), 2)
     assert calls == ["avx2"] and fused.shape == (5, 7, 10, 19) and fused.dtype == tc.float64
-    assert np.array_equal(fused.numpy(), unfused.numpy())
+    g = tc.tensor(rng.standard_normal(fused.shape))
+    fused.backward(g)
+    got = [fused.numpy(), x.grad.numpy().copy(), w.grad.numpy().copy()]
+    x.grad, w.grad = None, None
+    unfused = F.max_pool2d(F.relu(F.conv2d(x, w, None, padding=1, kernel="numba")), 2)
+    unfused.backward(g)
+    for a, b in zip(got, [unfused.numpy(), x.grad.numpy(), w.grad.numpy()]):
+        assert np.array_equal(a, b)

@@ -640,6 +640,8 @@ def _conv(x, wpack, kernel_hw, bias, padding, dilation, groups, y, role, tiles, 
     padding (top, bottom, left, right). With an ``argmax`` and the conv's ``out_hw``, y and argmax (N, C_out,
     Ho // 2, Wo // 2) get the conv's 2x2 max pooling instead (:func:`forward_max_pool`)."""
     xp, wp, offs = _padded_planes(x, kernel_hw, padding, dilation, role)
+    if (argmax is _NO_ARGMAX) != (out_hw is None):
+        raise ValueError("_conv pools into argmax with the conv's out_hw, or neither")
     ho, wo = y.shape[2:] if out_hw is None else out_hw
     kernel = _forward_tiles_8x2 if TILE_VECTORS[tiles] == 2 else _forward_tiles_6x1
     kernel(xp, wpack, bias, offs, y, argmax, wp, x.shape[1] // groups, ho, wo)

@@ -40,7 +40,7 @@ def forward(x, w, args, bias=None):
     if y.size == 0:
         return y
     c_out, cg, kh, kw = w.shape
-    bias = np.zeros(c_out, dtype=dtype) if bias is None else np.ascontiguousarray(bias)
+    bias = np.zeros(c_out, dtype=dtype) if bias is None else np.ascontiguousarray(bias, dtype=dtype)
     layout = choose.numba_layout("forward", x.shape, w.shape, y.shape[2:], args)
     if layout == "depthwise":
         ensure_thread_pool()
@@ -70,7 +70,8 @@ def forward_max_pool(x, w, args, bias, pool_args):
         return None
     if choose.numba_layout("forward", x.shape, w.shape, (ho, wo), args) != "blocked":
         return None
-    bias = np.zeros(w.shape[0], dtype=x.dtype) if bias is None else np.ascontiguousarray(bias)
+    # the bias in x's dtype, as forward adds it: the pooled values are then forward's bit for bit
+    bias = np.zeros(w.shape[0], dtype=x.dtype) if bias is None else np.ascontiguousarray(bias, dtype=x.dtype)
     ensure_thread_pool()
     return blocked.forward_max_pool(x, w, bias, args, choose.BLOCKED_TILES)
 

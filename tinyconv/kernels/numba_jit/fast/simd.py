@@ -1,4 +1,5 @@
-"""Explicit 64-byte vectors (16 float32 or 8 float64 lanes) inside numba kernels: load, store, splat, fma, sum.
+"""Explicit 64-byte vectors (16 float32 or 8 float64 lanes) inside numba kernels: load, store, splat, fma, sum, and
+a vector of 2x2 max-pooling windows (``max_2x2``).
 
 Why: numba hands its loops to LLVM's auto-vectoriser, which on Intel's AVX-512 CPUs keeps to 256-bit registers
 ("prefer-vector-width=256") and, in a loop nest, keeps accumulators in memory: every pass over a row of outputs
@@ -8,7 +9,8 @@ channels and taps runs) needs the tile to be named values, which these vectors a
 
 These are numba intrinsics, usable only inside ``@njit`` code; with ``NUMBA_DISABLE_JIT=1`` the same names are
 NumPy functions on short arrays (at the end of this file), so the kernels still run, slowly. They do no bounds
-checks: a caller guarantees that ``i .. i + lanes - 1`` is inside the array. Arrays are 1-D and contiguous.
+checks: a caller guarantees that ``i .. i + lanes - 1`` is inside the array (``max_2x2``: the spans its docstring
+names). Arrays are 1-D and contiguous.
 """
 from __future__ import annotations
 
