@@ -62,6 +62,18 @@ def test_dataset_option_and_old_checkpoints():
         parse(["train", "--dataset", "cifar10"])
 
 
+def test_train_builds_each_batch_in_turn_without_a_prefetch_thread(fashion_root):
+    """tinyconv train's loader builds each batch when asked (numba's loops use every core: a prefetching thread
+    would compete with them)."""
+    import threading
+
+    config = dict(cli.TRAIN_DEFAULTS, dataset="fashion-mnist", limit=256, test_limit=64)
+    trainer = cli.build_run(config, fashion_root, progress=False, custom_data=True)
+    assert trainer.train_loader.prefetch == 0
+    for _ in trainer.train_loader:
+        assert not [t for t in threading.enumerate() if t.name == "tinyconv-DataLoader-prefetch"]
+
+
 def test_each_data_set_is_normalised_with_its_own_statistics(fashion_root):
     from tinyconv.data import NORMALIZATION, load_split
 

@@ -519,8 +519,11 @@ def build_run(config: dict, data_root=None, *, out_dir=None, log_grads=False, pr
     x, y = _load_split(data_root, True, config["limit"], custom_data, dataset)
     xt, yt = _load_split(data_root, False, config["test_limit"], custom_data, dataset)
     augment = int(config["augment"])
+    # batches built in turn (prefetch=0): numba's loops use every core, and a thread building the next batch beside
+    # them slows each step by more than building the batch costs (benchmarks/bench_epoch.py times the epoch)
     train_loader = DataLoader((x, y), batch_size=int(config["batch_size"]), shuffle=True, seed=int(config["seed"]),
-                              transform=random_shift(augment) if augment else None, normalize=NORMALIZATION[dataset])
+                              transform=random_shift(augment) if augment else None, normalize=NORMALIZATION[dataset],
+                              prefetch=0)
     # 250, not 1000: a large evaluation batch's activations raise the run's peak memory and evaluate no faster
     # (benchmarks/bench_epoch.py reports both); and it divides the 10,000 test images of MNIST and Fashion-MNIST,
     # so no smaller last batch takes other kernels, which a cold start would compile as well
