@@ -57,7 +57,7 @@ def test_lenet_page_holds_the_engine_order_and_true_values(tmp_path, variant):
     nodes = data["nodes"]
     assert [n["id"] for n in nodes] == list(range(len(nodes))) == data["forward"]
     assert all({"id", "op", "name", "shape", "inputs", "stats"} <= set(n) for n in nodes)
-    assert nodes[-1]["op"] == "Mean" and nodes[-1]["shape"] == []
+    assert nodes[-1]["op"] == "NllLoss" and nodes[-1]["shape"] == []
     assert sorted(data["backward"]) == data["forward"]
     names = {n["name"] for n in nodes}
     assert {"conv1", "conv2", "fc1", "fc2", "fc3"} <= names
@@ -90,7 +90,7 @@ def test_lenet_page_holds_the_engine_order_and_true_values(tmp_path, variant):
         assert len(checks) == min(3, p.numel()) and all(c["ok"] for c in checks), (name, checks)
 
     # the logits node: its output is the model's output, the gradient arriving is (softmax - onehot) / N
-    logits_node = next(n for n in nodes if n["name"] == "fc3" and n["op"] == "Add")
+    logits_node = next(n for n in nodes if n["name"] == "fc3" and n["op"] == "Linear")
     with tc.no_grad():
         z = model(x).numpy().astype(np.float64)
     data_logits = snap["nodes"][logits_node["id"]]

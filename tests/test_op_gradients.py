@@ -321,3 +321,64 @@ def test_dropout_scales_and_is_reproducible():
     tc.manual_seed(3)
     np.testing.assert_array_equal(F.dropout(x, 0.25).numpy(), y.numpy())
     assert F.dropout(x, 0.25, training=False) is x
+
+
+# ------------------------------------------------------------------------------ one-node Linear and NllLoss
+@pytest.mark.parametrize("bias", [True, False])
+@pytest.mark.parametrize("needs", ["all", "input only", "weight only"])
+def test_linear_is_one_node_on_its_three_inputs(bias, needs):
+    rng = np.random.default_rng(1)
+    x = tc.tensor(rng.standard_normal((3, 2, 5)), requires_grad=needs != "weight only")
+    w = tc.tensor(rng.standard_normal((4, 5)), requires_grad=needs != "input only")
+    b = tc.tensor(rng.standard_normal(4), requires_grad=needs == "all") if bias else None
+    out = F.linear(x, w, b)
+    assert out.grad_fn.name() == "LinearBackward"
+    assert [t for _, t in out.grad_fn.next_functions] == [x, w, b]  # the weight itself, not a transpose of it
+    g = rng.standard_normal((3, 2, 4))
+    out.backward(tc.tensor(g))
+    g2, x2 = g.reshape(-1, 4), x.numpy().reshape(-1, 5)
+    if x.requires_grad:
+        np.testing.assert_allclose(x.grad.numpy(), (g2 @ w.numpy()).reshape(3, 2, 5), rtol=1e-12)
+    if w.requires_grad:
+        assert w.grad.numpy().flags.c_contiguous
+        np.testing.assert_allclose(w.grad.numpy(), g2.T @ x2, rtol=1e-12)
+    if b is not None and b.requires_grad:
+        np.testing.assert_allclose(b.grad.numpy(), g2.sum(0), rtol=1e-12)
+    check(lambda t: F.linear(t, w.detach(), None if b is None else b.detach()), x.detach().requires_grad_())
+
+
+def test_linear_of_a_vector_and_a_weight_changed_before_backward():
+    x = tc.tensor(np.arange(3.0), requires_grad=True)
+    w = tc.tensor(np.ones((2, 3)), requires_grad=True)
+    check(lambda t, v: F.linear(t, v), x, w)
+    out = F.linear(x, w).sum()
+    with tc.no_grad():
+        w.mul_(2.0)
+    with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+        out.backward()
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+@pytest.mark.parametrize("weighted", [False, True])
+def test_nll_loss_node_on_spatial_and_unbatched_scores(reduction, weighted):
+    rng = np.random.default_rng(2)
+    weight = tc.tensor(rng.uniform(0.5, 2.0, 3)) if weighted else None
+    w = np.ones(3) if weight is None else weight.numpy()
+    for shape, target in (((2, 3, 2, 2), rng.integers(0, 3, (2, 2, 2))), ((3,), np.array(2))):
+        logp = tc.tensor(rng.standard_normal(shape), requires_grad=True)
+        loss = F.nll_loss(logp, target, weight=weight, reduction=reduction)
+        assert loss.grad_fn.name() == "NllLossBackward"
+        picked = (np.take_along_axis(logp.numpy(), np.expand_dims(target, 1), 1).squeeze(1) if len(shape) > 1
+                  else logp.numpy()[target])
+        per = -picked * w[target]
+        expected = {"none": per, "sum": per.sum(), "mean": per.sum() / w[target].sum()}[reduction]
+        np.testing.assert_allclose(loss.numpy(), expected, rtol=1e-12)
+        check(lambda t: F.nll_loss(t, target, weight=weight, reduction=reduction), logp)  # noqa: B023
+
+
+def test_cross_entropy_is_log_softmax_then_nll_loss_as_in_pytorch():
+    logits = tc.tensor(np.random.default_rng(3).standard_normal((4, 3)), requires_grad=True)
+    loss = F.cross_entropy(logits, np.array([0, 2, 1, 0]))
+    assert loss.grad_fn.name() == "NllLossBackward"
+    (inner, _), = [(fn, t) for fn, t in loss.grad_fn.next_functions if fn is not None]
+    assert inner.name() == "LogSoftmaxBackward" and inner.next_functions[0][1] is logits

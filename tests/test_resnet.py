@@ -107,7 +107,7 @@ def test_residual_add_is_a_join_in_print_graph():
     tc.print_graph(loss, dict(model.named_parameters()), file=buf)
     text = buf.getvalue()
     lines = text.splitlines()
-    # one residual add per block (the third AddBackward is fc's bias)
+    # one residual add per block
     assert sum("AddBackward -> (2, 2, 4, 4)" in line for line in lines) == 1
     assert sum("AddBackward -> (2, 3, 2, 2)" in line for line in lines) == 1
     # The block input feeds both the conv path and the shortcut: printed once with a number, then referenced.

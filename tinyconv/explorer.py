@@ -107,6 +107,8 @@ RULES = {
     "Pow": ("The power rule.", "∂L/∂a = G ⊙ b·a^(b−1)\n∂L/∂b = G ⊙ aᵇ·ln a"),
     "MatMul": ("A matrix product sends G times the other factor's transpose to each factor.",
                "∂L/∂A = G Bᵀ\n∂L/∂B = Aᵀ G"),
+    "Linear": ("A fully connected layer, y = x Wᵀ + b: x gets G times W, W gets Gᵀ times x (a sum over the "
+               "batch), b gets G summed over the batch.", "∂L/∂x = G W\n∂L/∂W = Gᵀ x\n∂L/∂b = Σₙ G[n]"),
     "Exp": ("exp is its own derivative.", "∂L/∂x = G ⊙ eˣ"),
     "Log": ("The derivative of ln x is 1/x.", "∂L/∂x = G / x"),
     "Log1p": ("The derivative of ln(1 + x) is 1/(1 + x).", "∂L/∂x = G / (1 + x)"),
@@ -127,8 +129,11 @@ RULES = {
                 "∂L/∂x = reshape(G, x.shape)"),
     "Permute": ("A permutation (a transpose, e.g. the Wᵀ of a linear layer) permutes the gradient back with the "
                 "inverse permutation.", "∂L/∂x = permute(G, inverse(dims))"),
-    "GetItem": ("Indexing scatters the gradient into zeros at the positions it read (cross-entropy picks each "
-                "sample's target class here, so only those get a gradient).", "∂L/∂x = zeros; ∂L/∂x[index] += G"),
+    "GetItem": ("Indexing scatters the gradient into zeros at the positions it read.",
+                "∂L/∂x = zeros; ∂L/∂x[index] += G"),
+    "NllLoss": ("The negative log-likelihood reads one log-probability per sample, its target class's: only those "
+                "get a gradient, −G (divided by the batch size for a mean; times the class weight, if any).",
+                "∂L/∂logp[n, c] = −G·w[c]/Σₙ w[tₙ] if c = tₙ, else 0"),
     "SetItem": ("An indexed write: the overwritten positions get no gradient from the old value; the written "
                 "value gets G at those positions.", "∂L/∂a = G with G[index] = 0\n∂L/∂v = G[index]"),
     "Clone": ("A copy passes the gradient unchanged.", "∂L/∂x = G"),

@@ -30,7 +30,7 @@ from .functions import pooling as pool_fn
 from .functions.batch_norm import BatchNorm as _BatchNorm
 from .kernels import shapes
 from .random import default_generator
-from .tensor import Tensor, as_tensor, matmul
+from .tensor import Tensor, as_tensor
 
 __all__ = [
     "relu",
@@ -104,10 +104,7 @@ def linear(input: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
         if bias.shape != (weight.shape[0],):
             raise ShapeError(f"linear: bias must have shape ({weight.shape[0]},), got {tuple(bias.shape)}")
     _check_same_dtype("linear", input, weight=weight, bias=bias)
-    out = matmul(input, weight.T)
-    if bias is not None:
-        out = out + bias
-    return out
+    return ops.Linear.apply(input, weight, bias)
 
 
 def dropout(input: Tensor, p: float = 0.5, training: bool = True) -> Tensor:
@@ -227,22 +224,19 @@ def nll_loss(input: Tensor, target, weight: Tensor | None = None, reduction: str
     """
     _check_reduction(reduction)
     input = as_tensor(input)
-    t = _class_targets(input, target, "nll_loss")
-    scores = _classes_last(input)
-    picked = scores[(*np.indices(t.shape, sparse=True), t)] if t.ndim else scores[t]
+    return _nll(input, _class_targets(input, target, "nll_loss"), weight, reduction, "nll_loss")
+
+
+def _nll(logp: Tensor, t: np.ndarray, weight, reduction: str, fn: str) -> Tensor:
+    """:func:`nll_loss` of validated class indices ``t`` (one graph node, :class:`~tinyconv.functions.ops.NllLoss`)."""
     w = None
     if weight is not None:
         weight = as_tensor(weight)
-        n_classes = scores.shape[-1]
+        n_classes = logp.shape[0] if logp.ndim == 1 else logp.shape[1]
         if weight.shape != (n_classes,):
-            raise ShapeError(f"nll_loss: weight must have shape ({n_classes},), got {tuple(weight.shape)}")
-        w = Tensor(weight._data[t].astype(input.dtype))
-    losses = -picked if w is None else -picked * w
-    if reduction == "none":
-        return losses
-    if reduction == "sum":
-        return losses.sum()
-    return losses.mean() if w is None else losses.sum() / float(w._data.sum())
+            raise ShapeError(f"{fn}: weight must have shape ({n_classes},), got {tuple(weight.shape)}")
+        w = weight._data
+    return ops.NllLoss.apply(logp, t, w, reduction)
 
 
 def cross_entropy(
@@ -261,7 +255,7 @@ def cross_entropy(
     if not 0.0 <= label_smoothing <= 1.0:
         raise ValueError(f"label_smoothing must be between 0.0 and 1.0, got {label_smoothing}")
     input = as_tensor(input)
-    if not np.issubdtype(input.dtype, np.floating):
+    if input.dtype.kind != "f":
         raise TypeError(f"cross_entropy: input must be floating point scores, got dtype {input.dtype}")
     class_dim = 0 if input.ndim == 1 else 1
     n_classes = input.shape[class_dim] if input.ndim else 0
@@ -274,7 +268,7 @@ def cross_entropy(
         return _cross_entropy_probabilities(input, as_tensor(target).to(input.dtype), weight, reduction,
                                             label_smoothing, class_dim)
     try:
-        _class_targets(input, target, "cross_entropy")  # validate before doing any work
+        t = _class_targets(input, target, "cross_entropy")  # validate before doing any work
     except (ShapeError, TypeError):
         expected = () if input.ndim <= 1 else (input.shape[0], *input.shape[2:])
         error = TypeError if t.shape == expected else ShapeError
@@ -282,7 +276,7 @@ def cross_entropy(
                     f"the input's shape {tuple(input.shape)} (floating point), got {t.dtype} of shape {t.shape} for "
                     f"input of shape {tuple(input.shape)}") from None
     logp = log_softmax(input, class_dim)
-    nll = nll_loss(logp, target, weight=weight, reduction=reduction)
+    nll = _nll(logp, t, weight, reduction, "cross_entropy")
     if label_smoothing == 0.0:
         return nll
     scores = _classes_last(logp)
@@ -295,7 +289,6 @@ def cross_entropy(
         if weight is None:
             smooth = smooth.mean()
         else:
-            t = _class_targets(input, target, "cross_entropy")
             smooth = smooth.sum() / float(weight._data[t].sum())
     return nll * (1.0 - label_smoothing) + smooth * label_smoothing
 

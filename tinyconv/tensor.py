@@ -20,6 +20,7 @@ seen by nobody's autograd. The NumPy array is ``t.numpy()`` (or ``np.asarray(t)`
 """
 from __future__ import annotations
 
+import math
 import numbers
 import operator
 import weakref
@@ -65,7 +66,7 @@ class Size(tuple):
 
     def __getitem__(self, index):
         out = super().__getitem__(index)
-        return Size(out) if isinstance(index, slice) else out
+        return tuple.__new__(Size, out) if isinstance(index, slice) else out  # a slice of ints: no checks
 
     def __add__(self, other):
         return Size(tuple(self) + tuple(other)) if isinstance(other, tuple) else NotImplemented
@@ -861,7 +862,8 @@ class Tensor(InPlaceWrites):
         end = ops.normalize_dims(end_dim, self.ndim)[0]
         if start > end:
             raise ValueError(f"flatten: start_dim ({start_dim}) cannot come after end_dim ({end_dim})")
-        shape = self.shape[:start] + (int(np.prod(self.shape[start:end + 1])),) + self.shape[end + 1:]
+        dims = self._data.shape
+        shape = dims[:start] + (math.prod(dims[start:end + 1]),) + dims[end + 1:]
         return self._view(ops.Reshape.apply(self, shape=shape))
 
     def permute(self, *dims):

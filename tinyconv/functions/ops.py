@@ -185,6 +185,35 @@ class MatMul(Function):
         return ga, gb
 
 
+class Linear(Function):
+    """``x @ w.T + b`` as one node (a fully connected layer): x (..., in_features), w (out_features, in_features),
+    b (out_features,) or None. One node where a matmul, a transpose and an add would be three: a small model's step
+    spends much of its time per node, not per value. (PyTorch records ``AddmmBackward0`` and a ``TBackward0`` of
+    the weight.)"""
+
+    @staticmethod
+    def forward(ctx, x, w, b):
+        x2 = x.reshape(-1, x.shape[-1])
+        out = _product(x2, w.T)
+        if b is not None:
+            out += b
+        need_x, need_w, _ = ctx.needs_input_grad
+        ctx.save_for_backward(x if need_w else None, w if need_x else None)  # only what a gradient needs
+        ctx.x_shape = x.shape
+        return out.reshape(x.shape[:-1] + (w.shape[0],))
+
+    @staticmethod
+    def backward(ctx, g):
+        x, w = ctx.saved_tensors
+        need_x, need_w, need_b = ctx.needs_input_grad
+        g2 = g.reshape(-1, g.shape[-1])
+        gx = _product(g2, w).reshape(ctx.x_shape) if need_x else None
+        # g.T @ x: the weight's gradient C-contiguous, in the weight's own layout (an optimizer reads it whole)
+        gw = _product(g2.T, x.reshape(-1, x.shape[-1])) if need_w else None
+        gb = g2.sum(axis=0) if need_b else None
+        return gx, gw, gb
+
+
 def _product(a, b):
     """``a @ b``: a fully connected layer's thin products (few rows, or a sum of few terms, on a large matrix) on
     :mod:`tinyconv.kernels.thin_matmul`'s loops, every other product on :func:`tinyconv.kernels.workers.matmul`."""
@@ -378,6 +407,45 @@ class LogSoftmax(Function):
     def backward(ctx, g):
         (out,) = ctx.saved_tensors
         return (g - np.exp(out) * g.sum(axis=ctx.dim, keepdims=True),)
+
+
+class NllLoss(Function):
+    """The negative log-likelihood of class indices as one node (PyTorch's ``NllLossBackward0``): logp (N, C),
+    (C,) or (N, C, d1, ...) log-probabilities, t their integer targets ((N,), () or (N, d1, ...), validated by the
+    caller), w per-class weights (C,) or None. Each position's loss is ``-w[t] * logp[t]``; ``reduction`` "mean"
+    divides their sum by the summed weights of the targets (by their count without weights), "sum" adds them,
+    "none" keeps them."""
+
+    @staticmethod
+    def forward(ctx, logp, t, w, reduction):
+        axis = 0 if logp.ndim == 1 else 1
+        index = np.expand_dims(t, axis)
+        losses = -np.take_along_axis(logp, index, axis=axis).squeeze(axis)
+        weights = None if w is None else w[t].astype(logp.dtype)
+        if weights is not None:
+            losses = losses * weights
+        ctx.index, ctx.axis, ctx.weights, ctx.reduction, ctx.shape = index, axis, weights, reduction, logp.shape
+        if reduction == "none":
+            return losses
+        if reduction == "sum":
+            return losses.sum()
+        ctx.total = t.size if weights is None else weights.sum()
+        if not ctx.total:  # nothing to average: NaN, as in PyTorch (without NumPy's warning)
+            return np.array(np.nan, dtype=logp.dtype)
+        return (losses.sum() / ctx.total).astype(logp.dtype)
+
+    @staticmethod
+    def backward(ctx, g):
+        per = -g
+        if ctx.reduction == "mean":
+            with np.errstate(invalid="ignore", divide="ignore"):  # (a NaN mean of nothing)
+                per = per / g.dtype.type(ctx.total)
+        if ctx.weights is not None:
+            per = per * ctx.weights
+        grad = np.zeros(ctx.shape, dtype=g.dtype)
+        values = np.broadcast_to(per, ctx.index.shape[:ctx.axis] + ctx.index.shape[ctx.axis + 1:])
+        np.put_along_axis(grad, ctx.index, np.expand_dims(values, ctx.axis), axis=ctx.axis)
+        return grad, None, None, None
 
 
 # ------------------------------------------------------------------------------------------------ reductions
