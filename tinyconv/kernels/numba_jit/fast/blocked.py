@@ -223,21 +223,24 @@ def _max_pool_planes(out, bias, y, argmax, n, o0, count, wp, wo):
     excess), else into scratch and copied. ``out`` needs two vectors of slack past ``(Ho - 1)*wp + Wo``. Not
     inlined: compiled once, apart from the forward kernels (their compile time on a cold start)."""
     ho2, wo2 = y.shape[2], y.shape[3]
+    plane = ho2 * wo2
     vl = lanes(out[0])
     best, index = np.empty(vl, dtype=y.dtype), np.empty(vl, dtype=np.int32)
+    # y and argmax flat, once: a reshape per plane (a call into numba's runtime each) cost more than the pooling
+    yf, af = y.reshape(-1), argmax.reshape(-1)
     for k in range(count):
         ok, b = out[k], bias[o0 + k]
-        yf, af = y[n, o0 + k].reshape(-1), argmax[n, o0 + k].reshape(-1)
+        p0 = (n * y.shape[1] + o0 + k) * plane  # the plane's first value in yf and af
         for i in range(ho2):
             for j0 in range(0, wo2, vl):
                 f = i * wo2 + j0
-                whole = f + vl <= ho2 * wo2
-                max_2x2(ok, 2 * (i * wp + j0), wp, b, yf if whole else best, af if whole else index,
-                        f if whole else 0, 2 * (i * wo + j0), wo)
-                if not whole:
+                if f + vl <= plane:
+                    max_2x2(ok, 2 * (i * wp + j0), wp, b, yf, af, p0 + f, 2 * (i * wo + j0), wo)
+                else:
+                    max_2x2(ok, 2 * (i * wp + j0), wp, b, best, index, 0, 2 * (i * wo + j0), wo)
                     for j in range(min(vl, wo2 - j0)):
-                        yf[f + j] = best[j]
-                        af[f + j] = index[j]
+                        yf[p0 + f + j] = best[j]
+                        af[p0 + f + j] = index[j]
 
 
 @njit(inline="always", **_JIT)
