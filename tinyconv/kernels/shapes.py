@@ -42,6 +42,8 @@ __all__ = [
 
 
 def _is_int(v) -> bool:
+    if type(v) is int:  # the common case first: an ABC check costs a microsecond, and calls are many
+        return True
     return isinstance(v, numbers.Integral) and not isinstance(v, bool)
 
 
@@ -51,6 +53,10 @@ def pair(v, name: str = "value") -> tuple[int, int]:
     Raises ``TypeError`` for anything that is not an int or a sequence of ints and
     ``ValueError`` for a sequence of the wrong length.
     """
+    if type(v) is int:
+        return (v, v)
+    if type(v) is tuple and len(v) == 2 and type(v[0]) is int and type(v[1]) is int:
+        return v
     if _is_int(v):
         return (int(v), int(v))
     if isinstance(v, (tuple, list)):
@@ -162,6 +168,8 @@ class ConvArgs(NamedTuple):
 
 
 def _shape_tuple(shape, what: str) -> tuple[int, ...]:
+    if isinstance(shape, tuple) and all(type(s) is int for s in shape):  # an array's own shape, or a Size
+        return shape if type(shape) is tuple else tuple(shape)  # (a Size prints as one: the messages want tuples)
     try:
         return tuple(int(s) for s in shape)
     except TypeError:
