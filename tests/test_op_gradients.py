@@ -382,3 +382,28 @@ def test_cross_entropy_is_log_softmax_then_nll_loss_as_in_pytorch():
     assert loss.grad_fn.name() == "NllLossBackward"
     (inner, _), = [(fn, t) for fn, t in loss.grad_fn.next_functions if fn is not None]
     assert inner.name() == "LogSoftmaxBackward" and inner.next_functions[0][1] is logits
+
+
+@pytest.mark.parametrize("x_shape,w_shape", [((4, 0), (3, 0)), ((4, 5), (0, 5)), ((0,), (2, 0)), ((0, 5), (3, 5))])
+def test_linear_with_no_features_or_no_rows(x_shape, w_shape):
+    """As PyTorch: no input features give the bias and zero gradients; no outputs or no rows, empty results."""
+    x, w = tc.ones(*x_shape, requires_grad=True), tc.ones(*w_shape, requires_grad=True)
+    b = tc.ones(w_shape[0], requires_grad=True)
+    out = F.linear(x, w, b)
+    assert out.shape == x_shape[:-1] + (w_shape[0],)
+    np.testing.assert_array_equal(out.numpy(), np.ones(out.shape))
+    out.sum().backward()
+    assert x.grad.shape == x_shape and w.grad.shape == w_shape
+    assert not x.grad.numpy().any() and not w.grad.numpy().any()
+    np.testing.assert_array_equal(b.grad.numpy(), np.full(w_shape[0], float(np.prod(x_shape[:-1]))))
+
+
+def test_nll_loss_wants_floating_point_and_keeps_the_targets_of_its_forward():
+    with pytest.raises(TypeError, match="nll_loss: input must be floating point log-probabilities, got dtype int64"):
+        F.nll_loss(tc.tensor(np.array([[1, 0], [2, 0]])), [0, 0])
+    logp = tc.tensor(np.log(np.full((2, 3), 1 / 3)), requires_grad=True)
+    target = np.array([0, 2])
+    loss = F.nll_loss(logp, target, reduction="sum")
+    target[:] = 1  # the caller's array changes after forward: the gradient is still that of the forward's targets
+    loss.backward()
+    np.testing.assert_array_equal(logp.grad.numpy(), [[-1, 0, 0], [0, 0, -1]])

@@ -127,12 +127,13 @@ RULES = {
              "∂L/∂x[i] = G ⊙ [x[i] = max] / #ties"),
     "Reshape": ("A reshape (view, flatten) only changes the shape: the gradient is reshaped back.",
                 "∂L/∂x = reshape(G, x.shape)"),
-    "Permute": ("A permutation (a transpose, e.g. the Wᵀ of a linear layer) permutes the gradient back with the "
-                "inverse permutation.", "∂L/∂x = permute(G, inverse(dims))"),
+    "Permute": ("A permutation (a transpose) permutes the gradient back with the inverse permutation.",
+                "∂L/∂x = permute(G, inverse(dims))"),
     "GetItem": ("Indexing scatters the gradient into zeros at the positions it read.",
                 "∂L/∂x = zeros; ∂L/∂x[index] += G"),
-    "NllLoss": ("The negative log-likelihood reads one log-probability per sample, its target class's: only those "
-                "get a gradient, −G (divided by the batch size for a mean; times the class weight, if any).",
+    "NllLoss": ("The negative log-likelihood reads one log-probability per target, its class's: only those get "
+                "a gradient, −G times the class weight (1 without weights), divided for a mean by the targets' "
+                "summed weights (their count without weights).",
                 "∂L/∂logp[n, c] = −G·w[c]/Σₙ w[tₙ] if c = tₙ, else 0"),
     "SetItem": ("An indexed write: the overwritten positions get no gradient from the old value; the written "
                 "value gets G at those positions.", "∂L/∂a = G with G[index] = 0\n∂L/∂v = G[index]"),
@@ -340,7 +341,7 @@ def _observed_backward(loss, leaves: list):
 
 def _layer_names(forward: list, names: dict) -> dict:
     """id(node) -> layer name: a node takes the module name of the parameters it reads, directly or through nodes
-    that read parameters only (a linear layer's Wᵀ)."""
+    that read parameters only (say, a transpose of a weight)."""
     layer, param_only = {}, set()
     for n in forward:
         found, only_params = [], True

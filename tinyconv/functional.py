@@ -224,6 +224,8 @@ def nll_loss(input: Tensor, target, weight: Tensor | None = None, reduction: str
     """
     _check_reduction(reduction)
     input = as_tensor(input)
+    if input.dtype.kind != "f":
+        raise TypeError(f"nll_loss: input must be floating point log-probabilities, got dtype {input.dtype}")
     return _nll(input, _class_targets(input, target, "nll_loss"), weight, reduction, "nll_loss")
 
 

@@ -8,6 +8,7 @@ asked for it). Broadcasting is undone by :func:`unbroadcast`, which sums the gra
 """
 from __future__ import annotations
 
+import math
 import warnings
 
 import numpy as np
@@ -193,7 +194,7 @@ class Linear(Function):
 
     @staticmethod
     def forward(ctx, x, w, b):
-        x2 = x.reshape(-1, x.shape[-1])
+        x2 = x.reshape(math.prod(x.shape[:-1]), x.shape[-1])  # (not -1: NumPy cannot infer it for 0 features)
         out = _product(x2, w.T)
         if b is not None:
             out += b
@@ -206,10 +207,11 @@ class Linear(Function):
     def backward(ctx, g):
         x, w = ctx.saved_tensors
         need_x, need_w, need_b = ctx.needs_input_grad
-        g2 = g.reshape(-1, g.shape[-1])
+        rows = math.prod(ctx.x_shape[:-1])
+        g2 = g.reshape(rows, g.shape[-1])
         gx = _product(g2, w).reshape(ctx.x_shape) if need_x else None
         # g.T @ x: the weight's gradient C-contiguous, in the weight's own layout (an optimizer reads it whole)
-        gw = _product(g2.T, x.reshape(-1, x.shape[-1])) if need_w else None
+        gw = _product(g2.T, x.reshape(rows, x.shape[-1])) if need_w else None
         gb = g2.sum(axis=0) if need_b else None
         return gx, gw, gb
 
@@ -419,7 +421,7 @@ class NllLoss(Function):
     @staticmethod
     def forward(ctx, logp, t, w, reduction):
         axis = 0 if logp.ndim == 1 else 1
-        index = np.expand_dims(t, axis)
+        index = np.expand_dims(t, axis).copy()  # the targets as they are now (t may be the caller's own array)
         losses = -np.take_along_axis(logp, index, axis=axis).squeeze(axis)
         weights = None if w is None else w[t].astype(logp.dtype)
         if weights is not None:
