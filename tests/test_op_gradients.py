@@ -407,3 +407,46 @@ def test_nll_loss_wants_floating_point_and_keeps_the_targets_of_its_forward():
     target[:] = 1  # the caller's array changes after forward: the gradient is still that of the forward's targets
     loss.backward()
     np.testing.assert_array_equal(logp.grad.numpy(), [[-1, 0, 0], [0, 0, -1]])
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+@pytest.mark.parametrize("smoothing", [0.0, 0.2])
+@pytest.mark.parametrize("weighted", [False, True])
+@given(data=st.data())
+def test_cross_entropy_ignores_the_targets_it_is_told_to(reduction, smoothing, weighted, data):
+    n, c = data.draw(st.integers(2, 5)), data.draw(st.integers(2, 5))
+    ignore = data.draw(st.sampled_from([-100, 0, c]))
+    logits = data.draw(leaf((n, c)))
+    target = np.array(data.draw(st.lists(st.integers(0, c - 1) | st.just(ignore), min_size=n, max_size=n)))
+    weight = tc.tensor(data.draw(arrays((c,), low=0.5, high=2.0))) if weighted else None
+    fn = lambda t: F.cross_entropy(t, target, weight=weight, reduction=reduction, label_smoothing=smoothing,  # noqa
+                                   ignore_index=ignore)
+    logp = logits.numpy() - np.log(np.exp(logits.numpy()).sum(1, keepdims=True))
+    w = np.ones(c) if weight is None else weight.numpy().astype(np.float64)
+    keep = target != ignore
+    safe = np.where(keep, target, 0)
+    per_nll = np.where(keep, -logp[np.arange(n), safe] * w[safe], 0.0)
+    per_smooth = np.where(keep, -(logp * w).sum(1) / c, 0.0)
+    per = (1 - smoothing) * per_nll + smoothing * per_smooth
+    divisor = (w[safe] * keep).sum()
+    expected = {"none": per, "sum": per.sum(), "mean": per.sum() / divisor if divisor else np.nan}[reduction]
+    np.testing.assert_allclose(fn(logits).numpy(), expected, rtol=1e-12)
+    if reduction != "mean" or keep.any():
+        check(fn, logits)
+    loss = fn(logits)
+    g = np.ones(loss.shape)
+    loss.backward(tc.tensor(g))
+    assert not logits.grad.numpy()[~keep].any()  # an ignored sample's scores get no gradient, even from a NaN mean
+
+
+def test_ignore_index_is_checked_and_reaches_the_modules():
+    x = tc.tensor(np.zeros((2, 3)))
+    with pytest.raises(IndexError, match="target 5 is out of bounds for 3 classes"):
+        F.cross_entropy(x, np.array([5, -100]))  # only the ignored value may be out of range
+    with pytest.raises(TypeError, match="ignore_index must be an int"):
+        F.nll_loss(x, np.array([0, 1]), ignore_index=True)
+    assert F.nll_loss(x - 1.0, np.array([2, -100])).item() == 1.0
+    assert tc.nn.NLLLoss(ignore_index=2)(x - 1.0, np.array([2, 0])).item() == 1.0
+    scores = tc.tensor(np.array([[0.0, 5.0, 0.0], [9.0, 0.0, 0.0]]))
+    assert tc.nn.CrossEntropyLoss(ignore_index=0)(scores, np.array([1, 0])).item() == pytest.approx(
+        F.cross_entropy(scores[:1], np.array([1])).item())

@@ -74,3 +74,37 @@ def test_broadcast_binary_ops_match_pytorch(data):
     np.testing.assert_allclose(ours.item(), theirs.item(), **TOL)
     np.testing.assert_allclose(a.grad.numpy(), ta.grad.numpy(), **TOL)
     np.testing.assert_allclose(b.grad.numpy(), tb.grad.numpy(), **TOL)
+
+
+@pytest.mark.parametrize("ignore_index", [-100, 1, 7])
+@pytest.mark.parametrize("shape", [(5, 4), (2, 4, 3, 2), (4,)])
+@pytest.mark.parametrize("pattern", ["some", "all"])
+def test_ignore_index_against_torch(ignore_index, shape, pattern):
+    """cross_entropy and nll_loss with targets to ignore: every reduction, with and without class weights and
+    label smoothing; losses and gradients as PyTorch's, the all-ignored mean's NaN and zero gradients included."""
+    rng = np.random.default_rng(abs(ignore_index) + len(shape))
+    classes = shape[0] if len(shape) == 1 else shape[1]
+    tshape = () if len(shape) == 1 else (shape[0],) + shape[2:]
+    target = rng.integers(0, classes, tshape)
+    target = np.where(rng.random(tshape) < 0.4, ignore_index, target) if pattern == "some" else np.full(tshape, ignore_index)
+    dim = 0 if len(shape) == 1 else 1
+    for weighted in (False, True):
+        w = rng.uniform(0.5, 2.0, classes)
+        for reduction in ("mean", "sum", "none"):
+            for smoothing in (0.0, 0.2):
+                a, b = both(rng.standard_normal(shape))
+                weight = dict(ours=tc.tensor(w) if weighted else None, theirs=torch.tensor(w) if weighted else None)
+                ours = F.cross_entropy(a, target, weight=weight["ours"], reduction=reduction, label_smoothing=smoothing,
+                                       ignore_index=ignore_index)
+                theirs = torch.nn.functional.cross_entropy(b, torch.tensor(target), weight=weight["theirs"],
+                                                           reduction=reduction, label_smoothing=smoothing,
+                                                           ignore_index=ignore_index)
+                if smoothing == 0.0:  # nll_loss of the same log-probabilities: the same node
+                    nll = F.nll_loss(F.log_softmax(a, dim), target, weight=weight["ours"], reduction=reduction,
+                                     ignore_index=ignore_index)
+                    np.testing.assert_allclose(nll.numpy(), ours.numpy(), **TOL)
+                g = rng.standard_normal(theirs.shape)
+                ours.backward(tc.tensor(g))
+                theirs.backward(torch.tensor(g))
+                np.testing.assert_allclose(ours.numpy(), theirs.detach().numpy(), **TOL)
+                np.testing.assert_allclose(a.grad.numpy(), b.grad.numpy(), **TOL)

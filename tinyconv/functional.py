@@ -30,7 +30,7 @@ from .functions import pooling as pool_fn
 from .functions.batch_norm import BatchNorm as _BatchNorm
 from .kernels import shapes
 from .random import default_generator
-from .tensor import Tensor, as_tensor
+from .tensor import Tensor, as_tensor, where
 
 __all__ = [
     "relu",
@@ -187,8 +187,9 @@ def _check_reduction(reduction: str) -> None:
         raise ValueError(f"reduction must be one of {_REDUCTIONS}, got {reduction!r}")
 
 
-def _class_targets(input: Tensor, target, fn: str) -> np.ndarray:
-    """Integer class indices for (N, C) / (C,) / (N, C, d1, ...) scores, validated against C."""
+def _class_targets(input: Tensor, target, fn: str, ignore_index: int | None = None) -> np.ndarray:
+    """Integer class indices for (N, C) / (C,) / (N, C, d1, ...) scores, validated against C (a target equal to
+    ``ignore_index`` may be any value)."""
     t = target._data if isinstance(target, Tensor) else np.asarray(target)
     if t.dtype.kind == "f":
         if not np.all(np.mod(t, 1) == 0):
@@ -205,8 +206,11 @@ def _class_targets(input: Tensor, target, fn: str) -> np.ndarray:
         )
     n_classes = input.shape[0] if input.ndim == 1 else input.shape[1]
     if t.size and (t.min() < 0 or t.max() >= n_classes):
-        bad = t[(t < 0) | (t >= n_classes)].flat[0]
-        raise IndexError(f"{fn}: target {bad} is out of bounds for {n_classes} classes")
+        bad = (t < 0) | (t >= n_classes)
+        if ignore_index is not None:
+            bad &= t != ignore_index
+        if bad.any():
+            raise IndexError(f"{fn}: target {t[bad].flat[0]} is out of bounds for {n_classes} classes")
     return t.astype(np.int64, copy=False)
 
 
@@ -217,19 +221,30 @@ def _classes_last(input: Tensor) -> Tensor:
     return input.permute((0,) + tuple(range(2, input.ndim)) + (1,))
 
 
-def nll_loss(input: Tensor, target, weight: Tensor | None = None, reduction: str = "mean") -> Tensor:
-    """Negative log-likelihood of integer ``target`` under log-probabilities ``input`` (N, C).
+def nll_loss(input: Tensor, target, weight: Tensor | None = None, reduction: str = "mean",
+             ignore_index: int = -100) -> Tensor:
+    """Negative log-likelihood of integer ``target`` under log-probabilities ``input`` (N, C) (or (C,), or
+    (N, C, d1, ...) with targets (N, d1, ...)).
 
     With ``weight`` (C,) each sample counts ``weight[target]``; 'mean' divides by the sum of those weights.
+    Targets equal to ``ignore_index`` count for nothing: no loss, no gradient, and not in the mean's divisor.
     """
     _check_reduction(reduction)
     input = as_tensor(input)
     if input.dtype.kind != "f":
         raise TypeError(f"nll_loss: input must be floating point log-probabilities, got dtype {input.dtype}")
-    return _nll(input, _class_targets(input, target, "nll_loss"), weight, reduction, "nll_loss")
+    ignore_index = _check_ignore_index(ignore_index, "nll_loss")
+    t = _class_targets(input, target, "nll_loss", ignore_index)
+    return _nll(input, t, weight, reduction, "nll_loss", ignore_index)
 
 
-def _nll(logp: Tensor, t: np.ndarray, weight, reduction: str, fn: str) -> Tensor:
+def _check_ignore_index(ignore_index, fn: str) -> int:
+    if isinstance(ignore_index, bool) or not isinstance(ignore_index, (int, np.integer)):
+        raise TypeError(f"{fn}: ignore_index must be an int, got {ignore_index!r}")
+    return int(ignore_index)
+
+
+def _nll(logp: Tensor, t: np.ndarray, weight, reduction: str, fn: str, ignore_index: int) -> Tensor:
     """:func:`nll_loss` of validated class indices ``t`` (one graph node, :class:`~tinyconv.functions.ops.NllLoss`)."""
     w = None
     if weight is not None:
@@ -238,11 +253,12 @@ def _nll(logp: Tensor, t: np.ndarray, weight, reduction: str, fn: str) -> Tensor
         if weight.shape != (n_classes,):
             raise ShapeError(f"{fn}: weight must have shape ({n_classes},), got {tuple(weight.shape)}")
         w = weight._data
-    return ops.NllLoss.apply(logp, t, w, reduction)
+    return ops.NllLoss.apply(logp, t, w, reduction, ignore_index)
 
 
 def cross_entropy(
-    input: Tensor, target, weight: Tensor | None = None, reduction: str = "mean", label_smoothing: float = 0.0
+    input: Tensor, target, weight: Tensor | None = None, reduction: str = "mean", label_smoothing: float = 0.0,
+    ignore_index: int = -100,
 ) -> Tensor:
     """Cross-entropy of raw scores ``input`` (N, C) (or (C,), or (N, C, d1, ...)), PyTorch's ``F.cross_entropy``.
 
@@ -251,7 +267,9 @@ def cross_entropy(
     ``nll_loss(log_softmax(input, 1), target)``, and 'mean' divides by the summed ``weight`` of the targets.
     Probabilities: ``-Σ_c weight_c · target_c · log_softmax(input)_c`` per sample, and 'mean' divides by the
     number of samples. With ``label_smoothing`` ε the target distribution is mixed with the uniform one,
-    (1-ε)·target + ε/C, as in PyTorch (including how it combines with ``weight``).
+    (1-ε)·target + ε/C, as in PyTorch (including how it combines with ``weight``). Class indices equal to
+    ``ignore_index`` count for nothing (no loss, no gradient, not in the mean's divisor); it does not apply to
+    probabilities.
     """
     _check_reduction(reduction)
     if not 0.0 <= label_smoothing <= 1.0:
@@ -269,8 +287,9 @@ def cross_entropy(
     if t.dtype.kind == "f" and t.shape == input.shape and input.ndim:
         return _cross_entropy_probabilities(input, as_tensor(target).to(input.dtype), weight, reduction,
                                             label_smoothing, class_dim)
+    ignore_index = _check_ignore_index(ignore_index, "cross_entropy")
     try:
-        t = _class_targets(input, target, "cross_entropy")  # validate before doing any work
+        t = _class_targets(input, target, "cross_entropy", ignore_index)  # validate before doing any work
     except (ShapeError, TypeError):
         expected = () if input.ndim <= 1 else (input.shape[0], *input.shape[2:])
         error = TypeError if t.shape == expected else ShapeError
@@ -278,20 +297,24 @@ def cross_entropy(
                     f"the input's shape {tuple(input.shape)} (floating point), got {t.dtype} of shape {t.shape} for "
                     f"input of shape {tuple(input.shape)}") from None
     logp = log_softmax(input, class_dim)
-    nll = _nll(logp, t, weight, reduction, "cross_entropy")
+    nll = _nll(logp, t, weight, reduction, "cross_entropy", ignore_index)
     if label_smoothing == 0.0:
         return nll
     scores = _classes_last(logp)
     if weight is not None:
         scores = scores * weight.to(input.dtype)
     smooth = -scores.sum(dim=-1) / float(n_classes)  # per-sample ε-part: -Σ_c w_c log p_c / C
+    keep = t != ignore_index
+    if not keep.all():  # ignored targets: no ε-part either (nor a gradient through it, whatever divides it)
+        smooth = where(keep, smooth, 0.0)
     if reduction == "sum":
         smooth = smooth.sum()
     elif reduction == "mean":
-        if weight is None:
+        if weight is None and keep.all():
             smooth = smooth.mean()
         else:
-            smooth = smooth.sum() / float(weight._data[t].sum())
+            kept = float(keep.sum()) if weight is None else float(weight._data[t[keep]].sum())
+            smooth = smooth.sum() / kept if kept else smooth.sum() * float("nan")
     return nll * (1.0 - label_smoothing) + smooth * label_smoothing
 
 

@@ -414,19 +414,25 @@ class LogSoftmax(Function):
 class NllLoss(Function):
     """The negative log-likelihood of class indices as one node (PyTorch's ``NllLossBackward0``): logp (N, C),
     (C,) or (N, C, d1, ...) log-probabilities, t their integer targets ((N,), () or (N, d1, ...), validated by the
-    caller), w per-class weights (C,) or None. Each position's loss is ``-w[t] * logp[t]``; ``reduction`` "mean"
-    divides their sum by the summed weights of the targets (by their count without weights), "sum" adds them,
-    "none" keeps them."""
+    caller), w per-class weights (C,) or None. Each position's loss is ``-w[t] * logp[t]``, and 0 where t is
+    ``ignore_index``; ``reduction`` "mean" divides their sum by the summed weights of the targets not ignored (by
+    their count without weights), "sum" adds them, "none" keeps them."""
 
     @staticmethod
-    def forward(ctx, logp, t, w, reduction):
+    def forward(ctx, logp, t, w, reduction, ignore_index):
         axis = 0 if logp.ndim == 1 else 1
-        index = np.expand_dims(t, axis).copy()  # the targets as they are now (t may be the caller's own array)
+        keep = t != ignore_index
+        ignoring = not keep.all()
+        # the targets as they are now (t may be the caller's own array); an ignored one reads class 0, then dropped
+        index = np.expand_dims(np.where(keep, t, 0) if ignoring else t, axis).copy()
         losses = -np.take_along_axis(logp, index, axis=axis).squeeze(axis)
-        weights = None if w is None else w[t].astype(logp.dtype)
+        weights = None if w is None else w[index.squeeze(axis)].astype(logp.dtype)
+        if ignoring:
+            weights = keep.astype(logp.dtype) if weights is None else weights * keep
         if weights is not None:
             losses = losses * weights
         ctx.index, ctx.axis, ctx.weights, ctx.reduction, ctx.shape = index, axis, weights, reduction, logp.shape
+        ctx.keep = keep if ignoring else None
         if reduction == "none":
             return losses
         if reduction == "sum":
@@ -439,15 +445,17 @@ class NllLoss(Function):
     @staticmethod
     def backward(ctx, g):
         per = -g
-        if ctx.reduction == "mean":
-            with np.errstate(invalid="ignore", divide="ignore"):  # (a NaN mean of nothing)
+        with np.errstate(invalid="ignore", divide="ignore"):  # (a NaN mean of nothing)
+            if ctx.reduction == "mean":
                 per = per / g.dtype.type(ctx.total)
-        if ctx.weights is not None:
-            per = per * ctx.weights
+            if ctx.weights is not None:
+                per = per * ctx.weights
         grad = np.zeros(ctx.shape, dtype=g.dtype)
         values = np.broadcast_to(per, ctx.index.shape[:ctx.axis] + ctx.index.shape[ctx.axis + 1:])
+        if ctx.keep is not None:  # an ignored target's gradient is 0, even where the mean divides by nothing
+            values = np.where(ctx.keep, values, g.dtype.type(0))
         np.put_along_axis(grad, ctx.index, np.expand_dims(values, ctx.axis), axis=ctx.axis)
-        return grad, None, None, None
+        return grad, None, None, None, None
 
 
 # ------------------------------------------------------------------------------------------------ reductions

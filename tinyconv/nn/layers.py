@@ -227,21 +227,22 @@ class Sequential(Module):
 
 
 class CrossEntropyLoss(Module):
-    def __init__(self, weight=None, reduction: str = "mean", label_smoothing: float = 0.0):
+    def __init__(self, weight=None, reduction: str = "mean", label_smoothing: float = 0.0, ignore_index: int = -100):
         super().__init__()
         self.weight, self.reduction, self.label_smoothing = weight, reduction, label_smoothing
+        self.ignore_index = ignore_index
 
     def forward(self, input, target):
-        return F.cross_entropy(input, target, self.weight, self.reduction, self.label_smoothing)
+        return F.cross_entropy(input, target, self.weight, self.reduction, self.label_smoothing, self.ignore_index)
 
 
 class NLLLoss(Module):
-    def __init__(self, weight=None, reduction: str = "mean"):
+    def __init__(self, weight=None, reduction: str = "mean", ignore_index: int = -100):
         super().__init__()
-        self.weight, self.reduction = weight, reduction
+        self.weight, self.reduction, self.ignore_index = weight, reduction, ignore_index
 
     def forward(self, input, target):
-        return F.nll_loss(input, target, self.weight, self.reduction)
+        return F.nll_loss(input, target, self.weight, self.reduction, self.ignore_index)
 
 
 class MSELoss(Module):
