@@ -75,6 +75,21 @@ def test_custom_and_no_normalisation_and_float_input():
     np.testing.assert_allclose(x[:, 0], f, rtol=1e-6)
 
 
+def test_batches_are_the_float32_formula_bit_for_bit_and_a_transform_keeps_its_arrays():
+    """The batch is ((x / 255) - mean) / std in float32, operation by operation, whether it is computed in place or
+    not; a transform that hands back an array it keeps (here: the same one every time) finds it unchanged."""
+    images, labels = make_data(8)
+    mean, std = np.float32(0.1307), np.float32(0.3081)
+    x, _ = next(iter(DataLoader((images, labels), batch_size=8)))
+    np.testing.assert_array_equal(x, (images[:, None].astype(np.float32) / np.float32(255) - mean) / std)
+    kept = np.full((8, 1, 28, 28), 0.5, dtype=np.float32)
+    x, _ = next(iter(DataLoader((images, labels), batch_size=8, transform=lambda batch, rng: kept)))
+    np.testing.assert_array_equal(x, (kept - mean) / std)
+    assert (kept == 0.5).all()
+    x, _ = next(iter(DataLoader((images, labels), batch_size=8, normalize=None, transform=lambda batch, rng: kept)))
+    np.testing.assert_array_equal(x, kept)
+
+
 def test_accepts_mnist_like_object_and_nchw():
     images, labels = make_data(6)
     ds = types.SimpleNamespace(data=images, targets=labels)
@@ -273,3 +288,22 @@ def test_random_shift_larger_than_the_image_blanks_instead_of_failing(m):
     kept = ~gone
     np.testing.assert_array_equal(out[kept].sum(axis=(1, 2, 3)),
                                   ((28 - np.abs(d[kept, 0])) * (28 - np.abs(d[kept, 1]))).astype(np.float32))
+
+
+@settings(max_examples=60, deadline=None)
+@given(m=st.integers(0, 40), h=st.integers(1, 9), w=st.integers(1, 9), c=st.integers(1, 3), seed=st.integers(0, 99))
+def test_random_shift_is_each_samples_own_shift_with_zero_fill(m, h, w, c, seed):
+    """Against a sample-by-sample reference: the same draws, each image moved by its (dy, dx), zeros where nothing
+    moved in, shifts of the image's size or more (up to many times it) blank; the input is left as it was."""
+    x = np.random.default_rng(seed).random((5, c, h, w)).astype(np.float32)
+    before = x.copy()
+    out = random_shift(m)(x, np.random.default_rng(seed))
+    d = np.random.default_rng(seed).integers(-m, m + 1, size=(5, 2))
+    expected = np.zeros_like(x)
+    for b, (dy, dx) in enumerate(d):
+        for i in range(h):
+            for j in range(w):
+                if 0 <= i - dy < h and 0 <= j - dx < w:
+                    expected[b, :, i, j] = x[b, :, i - dy, j - dx]
+    np.testing.assert_array_equal(out, expected)
+    np.testing.assert_array_equal(x, before)

@@ -46,16 +46,15 @@ def random_shift(max_shift: int = 2) -> Transform:
     def shift(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         h, w = x.shape[-2:]
         d = rng.integers(-m, m + 1, size=(x.shape[0], 2))
-        out = np.zeros_like(x)
-        # At most (2m+1)^2 distinct shifts: copy all samples sharing one with a single slice
-        # assignment instead of looping over samples.
-        for dy, dx in np.unique(d, axis=0):
-            sel = np.flatnonzero((d[:, 0] == dy) & (d[:, 1] == dx))
-            if abs(dy) >= h or abs(dx) >= w:  # shifted out of the frame: nothing but background
-                continue
-            dst_y, src_y = slice(max(dy, 0), h + min(dy, 0)), slice(max(-dy, 0), h - max(dy, 0))
-            dst_x, src_x = slice(max(dx, 0), w + min(dx, 0)), slice(max(-dx, 0), w - max(dx, 0))
-            out[sel, ..., dst_y, dst_x] = x[sel, ..., src_y, src_x]
+        # The batch placed once in a zero frame p pixels wide; each sample is then one window of it, a plain
+        # copy. p is at most the image's size (no input makes a frame larger than a few batches): a shift of p
+        # or more, as any shift past the image, leaves frame only, a blank image.
+        p = min(m, max(h, w))
+        framed = np.zeros(x.shape[:-2] + (h + 2 * p, w + 2 * p), dtype=x.dtype)
+        framed[..., p:p + h, p:p + w] = x
+        out = np.empty_like(x)
+        for b, (dy, dx) in enumerate(np.clip(d, -p, p).tolist()):
+            out[b] = framed[b, ..., p - dy:p - dy + h, p - dx:p - dx + w]
         return out
 
     shift.__qualname__ = f"random_shift({m})"
@@ -242,19 +241,22 @@ class DataLoader:
         x = self.images[idx]  # fancy indexing copies just this batch
         if x.ndim == 3:
             x = x[:, None]
-        if x.dtype == np.uint8:
-            x = x.astype(np.float32) / np.float32(255)
-        else:
-            x = x.astype(np.float32)  # float input: already in [0, 1] by contract
+        # the batch's own float32 array, then scaled and normalised in place: the same operations in the same
+        # order as out-of-place ones, without a fresh temporary per step (several per batch cost more than the math)
+        x = x.astype(np.float32)  # float input: already in [0, 1] by contract
+        if self.images.dtype == np.uint8:
+            x /= np.float32(255)
         if self.transform is not None:
             out = self.transform(x, self._rng(epoch, 1, batch))
             if getattr(out, "shape", None) != x.shape:
                 raise ValueError(f"transform must return an array of shape {x.shape}, "
                                  f"returned {getattr(out, 'shape', type(out).__name__)}")
-            x = np.asarray(out, dtype=np.float32)
+            # a copy where the normalisation below would write into the transform's own array
+            x = np.array(out, dtype=np.float32) if self.normalize is not None else np.asarray(out, dtype=np.float32)
         if self.normalize is not None:
             mean, std = self.normalize
-            x = (x - np.float32(mean)) / np.float32(std)
+            x -= np.float32(mean)
+            x /= np.float32(std)
         return np.ascontiguousarray(x), self.labels[idx].astype(np.int64)
 
     def __iter__(self) -> Iterator[tuple[np.ndarray, np.ndarray]]:
