@@ -313,3 +313,25 @@ def test_the_cli_reports_compilation_on_a_cold_numba_cache(tmp_path):
     r = subprocess.run([sys.executable, "-m", "tinyconv", "summary", "--kernel", "numba"], capture_output=True,
                        text=True, env=env, timeout=600)
     assert "compiling" not in r.stderr  # the second process loads them from the cache
+
+
+def test_curves_are_drawn_when_the_run_ends_and_at_most_once_a_minute(tmp_path, monkeypatch):
+    """Short epochs: curves.png once, after the last one (drawing is a large share of an MNIST epoch); a run that
+    stops early draws the epochs it finished; with no minimum interval, every epoch."""
+    from tinyconv.train import loop
+
+    drawn = []
+    monkeypatch.setattr(loop, "plot_curves", lambda history, path: drawn.append(len(history)))
+    make_trainer(tmp_path / "a", epochs=3).fit()
+    assert drawn == [3]
+    drawn.clear()
+    with pytest.raises(TrainingInterrupted):
+        make_trainer(tmp_path / "b", epochs=3, callback=stop_at(1, 2)).fit()
+    assert drawn == [1]
+    drawn.clear()
+    monkeypatch.setattr(loop, "PLOT_EVERY_S", 0.0)
+    make_trainer(tmp_path / "c", epochs=3).fit()
+    assert drawn == [1, 2, 3]
+    drawn.clear()
+    make_trainer(None, epochs=2).fit()  # no out_dir: nothing written
+    assert drawn == []

@@ -28,6 +28,8 @@ from .checkpoint import (
 )
 from .reporting import format_row, grad_norms, plot_curves, write_metrics_csv
 
+PLOT_EVERY_S = 60.0  # curves.png is redrawn after an epoch at most this often (and always when the run ends)
+
 __all__ = ["Trainer", "TrainingInterrupted", "TrainingDiverged", "evaluate"]
 
 
@@ -133,6 +135,8 @@ class Trainer:
         self._partial = self._fresh_partial()
         self._stop = False
         self._rng_at_batch_start = get_rng_state()
+        self._plotted_at = 0.0  # when curves.png was last drawn (time.monotonic), and whether epochs came since
+        self._plot_stale = False
 
     @property
     def batch(self) -> int:
@@ -305,6 +309,7 @@ class Trainer:
         if self.out_dir is not None:
             self.out_dir.mkdir(parents=True, exist_ok=True)
         previous = None
+        self._plotted_at = time.monotonic()  # the first curves after PLOT_EVERY_S, or at the end
         if self.handle_sigint and threading.current_thread() is threading.main_thread():
             previous = signal.signal(signal.SIGINT, self._on_sigint)
         try:
@@ -312,11 +317,25 @@ class Trainer:
                 self._run_epoch()
                 if self._stop and self.epoch < self.epochs:  # asked during the epoch's last batch
                     raise self._interrupted(saved=True)
+        except (TrainingInterrupted, TrainingDiverged):
+            self._plot_curves()  # the epochs done so far (not after a second Ctrl-C: that stops at once)
+            raise
         finally:
             if previous is not None:
                 signal.signal(signal.SIGINT, previous)
             self._stop = False
         return self.history
+
+    def _plot_curves(self, final: bool = True) -> None:
+        """Draw curves.png (with matplotlib) if epochs ended since it was drawn: at the end of the run (``final``),
+        else at most every :data:`PLOT_EVERY_S` seconds, so that short epochs do not spend a tenth of their time
+        drawing (the checkpoint and metrics.csv are written every epoch)."""
+        if self.out_dir is None or not self._plot_stale:
+            return
+        now = time.monotonic()
+        if final or now - self._plotted_at >= PLOT_EVERY_S:
+            plot_curves(self.history, self.out_dir / "curves.png")
+            self._plotted_at, self._plot_stale = time.monotonic(), False
 
     def _on_sigint(self, signum, frame):
         if self._stop:  # second Ctrl-C: stop right now
@@ -448,7 +467,8 @@ class Trainer:
         if self.out_dir is not None:  # saved before the line is printed: a closed stdout cannot lose the epoch
             self.save_checkpoint()
             write_metrics_csv(self.history, self.out_dir / "metrics.csv")
-            plot_curves(self.history, self.out_dir / "curves.png")
+            self._plot_stale = True
+            self._plot_curves(final=self.epoch >= self.epochs)
         self.log(self.format_row(row))
 
     def format_row(self, row: dict) -> str:
