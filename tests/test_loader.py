@@ -307,3 +307,19 @@ def test_random_shift_is_each_samples_own_shift_with_zero_fill(m, h, w, c, seed)
                     expected[b, :, i, j] = x[b, :, i - dy, j - dx]
     np.testing.assert_array_equal(out, expected)
     np.testing.assert_array_equal(x, before)
+
+
+@pytest.mark.parametrize("shape", [(4, 1, 1, 4096), (16, 3, 2, 1000), (8, 1, 28, 28)])
+def test_random_shift_needs_a_few_batches_of_memory_whatever_the_shift(shape):
+    """Its zero frame is at most the image's own size on each side, per axis: a huge shift of a wide, short image
+    must not make a frame as tall as it is wide."""
+    import tracemalloc
+    x = np.ones(shape, dtype=np.float32)
+    tracemalloc.start()
+    try:
+        out = random_shift(10**6)(x, np.random.default_rng(1))
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak <= 11 * x.nbytes + (1 << 16)
+    assert not out.any()  # every shift is past the image

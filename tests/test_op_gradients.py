@@ -445,6 +445,14 @@ def test_ignore_index_is_checked_and_reaches_the_modules():
         F.cross_entropy(x, np.array([5, -100]))  # only the ignored value may be out of range
     with pytest.raises(TypeError, match="ignore_index must be an int"):
         F.nll_loss(x, np.array([0, 1]), ignore_index=True)
+    with pytest.raises(TypeError, match="ignore_index must be an int, got 1.5"):
+        F.cross_entropy(x, np.array([0, 1]), ignore_index=1.5)
+    probabilities = np.full((2, 3), 1 / 3)  # as PyTorch: no class to ignore, but a negative value passes
+    with pytest.raises(ValueError, match="ignore_index is not supported for floating point target"):
+        F.cross_entropy(x, probabilities, ignore_index=0)
+    assert F.cross_entropy(x, probabilities, ignore_index=-1).item() == F.cross_entropy(x, probabilities).item()
+    for index in (np.int32(2), np.array(2), tc.tensor(2)):  # anything with __index__, as PyTorch
+        assert F.nll_loss(x - 1.0, np.array([2, 0]), ignore_index=index).item() == 1.0
     assert F.nll_loss(x - 1.0, np.array([2, -100])).item() == 1.0
     assert tc.nn.NLLLoss(ignore_index=2)(x - 1.0, np.array([2, 0])).item() == 1.0
     scores = tc.tensor(np.array([[0.0, 5.0, 0.0], [9.0, 0.0, 0.0]]))

@@ -335,3 +335,35 @@ def test_curves_are_drawn_when_the_run_ends_and_at_most_once_a_minute(tmp_path, 
     drawn.clear()
     make_trainer(None, epochs=2).fit()  # no out_dir: nothing written
     assert drawn == []
+    monkeypatch.setattr(loop, "PLOT_EVERY_S", 60.0)
+
+    def boom(trainer, epoch, batch):
+        if (epoch, batch) == (1, 1):
+            raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError, match="boom"):  # any error: the epochs on disk are drawn, the error kept
+        make_trainer(tmp_path / "d", epochs=3, callback=boom).fit()
+    assert drawn == [1]
+
+
+def test_curves_hold_only_the_epochs_whose_checkpoint_was_written(tmp_path, monkeypatch):
+    """An epoch whose checkpoint is refused (an optimizer moment turned inf at its last batch) is not drawn
+    either: curves.png, metrics.csv and the checkpoint agree."""
+    from tinyconv.train import loop
+
+    drawn = []
+    monkeypatch.setattr(loop, "plot_curves", lambda history, path: drawn.append(len(history)))
+
+    def poison(trainer, epoch, batch):
+        if (epoch, batch) == (1, 5):
+            state = next(iter(trainer.optimizer.state.values()))
+            state["exp_avg"][...] = np.inf
+
+    from tinyconv.train import TrainingDiverged
+
+    with pytest.raises(TrainingDiverged, match="diverged at the end of epoch 2: refusing to write .*exp_avg holds "
+                                               "NaN or infinite values"):
+        make_trainer(tmp_path, epochs=3, callback=poison).fit()
+    with open(tmp_path / "metrics.csv") as f:
+        assert [int(r["epoch"]) for r in csv.DictReader(f)] == [1]
+    assert drawn == [1]

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import operator
 
 import numpy as np
 
@@ -239,9 +240,14 @@ def nll_loss(input: Tensor, target, weight: Tensor | None = None, reduction: str
 
 
 def _check_ignore_index(ignore_index, fn: str) -> int:
-    if isinstance(ignore_index, bool) or not isinstance(ignore_index, (int, np.integer)):
-        raise TypeError(f"{fn}: ignore_index must be an int, got {ignore_index!r}")
-    return int(ignore_index)
+    """``ignore_index`` as an int: anything with ``__index__`` (a NumPy integer, a one-value integer tensor), as
+    PyTorch takes it, but not a bool."""
+    if not isinstance(ignore_index, (bool, np.bool_)):
+        try:
+            return operator.index(ignore_index)
+        except TypeError:
+            pass
+    raise TypeError(f"{fn}: ignore_index must be an int, got {ignore_index!r}")
 
 
 def _nll(logp: Tensor, t: np.ndarray, weight, reduction: str, fn: str, ignore_index: int) -> Tensor:
@@ -284,10 +290,13 @@ def cross_entropy(
         if weight.shape != (n_classes,):
             raise ShapeError(f"cross_entropy: weight must have shape ({n_classes},), got {tuple(weight.shape)}")
     t = target._data if isinstance(target, Tensor) else np.asarray(target)
+    ignore_index = _check_ignore_index(ignore_index, "cross_entropy")
     if t.dtype.kind == "f" and t.shape == input.shape and input.ndim:
+        if ignore_index >= 0:  # PyTorch's rule: probabilities have no class to ignore
+            raise ValueError(f"cross_entropy: ignore_index is not supported for floating point target (class "
+                             f"probabilities); got ignore_index={ignore_index}")
         return _cross_entropy_probabilities(input, as_tensor(target).to(input.dtype), weight, reduction,
                                             label_smoothing, class_dim)
-    ignore_index = _check_ignore_index(ignore_index, "cross_entropy")
     try:
         t = _class_targets(input, target, "cross_entropy", ignore_index)  # validate before doing any work
     except (ShapeError, TypeError):

@@ -46,15 +46,16 @@ def random_shift(max_shift: int = 2) -> Transform:
     def shift(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         h, w = x.shape[-2:]
         d = rng.integers(-m, m + 1, size=(x.shape[0], 2))
-        # The batch placed once in a zero frame p pixels wide; each sample is then one window of it, a plain
-        # copy. p is at most the image's size (no input makes a frame larger than a few batches): a shift of p
-        # or more, as any shift past the image, leaves frame only, a blank image.
-        p = min(m, max(h, w))
-        framed = np.zeros(x.shape[:-2] + (h + 2 * p, w + 2 * p), dtype=x.dtype)
-        framed[..., p:p + h, p:p + w] = x
+        # The batch placed once in a zero frame (py rows, px columns on each side); each sample is then one
+        # window of it, a plain copy. Each side is at most the image's own size along its axis, so no input makes
+        # the frame more than 9 batches: a shift of the image's size or more leaves frame only, a blank image.
+        py, px = min(m, h), min(m, w)
+        framed = np.zeros(x.shape[:-2] + (h + 2 * py, w + 2 * px), dtype=x.dtype)
+        framed[..., py:py + h, px:px + w] = x
         out = np.empty_like(x)
-        for b, (dy, dx) in enumerate(np.clip(d, -p, p).tolist()):
-            out[b] = framed[b, ..., p - dy:p - dy + h, p - dx:p - dx + w]
+        dys, dxs = np.clip(d[:, 0], -py, py).tolist(), np.clip(d[:, 1], -px, px).tolist()
+        for b, (dy, dx) in enumerate(zip(dys, dxs)):
+            out[b] = framed[b, ..., py - dy:py - dy + h, px - dx:px - dx + w]
         return out
 
     shift.__qualname__ = f"random_shift({m})"

@@ -9,9 +9,9 @@ The pieces::
 
 - :mod:`.loop`: ``Trainer`` and ``evaluate``. Each epoch: one pass over ``train_loader`` (cross-entropy,
   ``optimizer.step()`` per batch, the scheduler stepped per batch or per epoch), then ``evaluate`` on
-  ``test_loader``, the files ``checkpoint.npz``, ``metrics.csv`` and ``curves.png`` (with ``out_dir``; the plot
-  when matplotlib is installed), and then the one-line summary (after the files: an epoch that was reported is
-  on disk).
+  ``test_loader``, the files ``checkpoint.npz`` and ``metrics.csv`` (with ``out_dir``), and then the one-line
+  summary (after the files: an epoch that was reported is on disk). ``curves.png`` (when matplotlib is
+  installed) is drawn when the run ends or stops, and along the way at most once a minute.
 - :mod:`.checkpoint`: what a checkpoint holds, its schema check (``load_checkpoint``), ``save_checkpoint``,
   which refuses NaN/inf weights, and ``model_from_checkpoint(path)``: the trained model, ready to use.
 - :mod:`.reporting`: the epoch line, ``metrics.csv``, ``curves.png``, the confusion matrix, gradient norms, the

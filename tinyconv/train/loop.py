@@ -1,6 +1,7 @@
 """The training loop: ``Trainer`` (fit, exact resume, Ctrl-C, divergence) and ``evaluate``."""
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
 import signal
@@ -137,6 +138,7 @@ class Trainer:
         self._rng_at_batch_start = get_rng_state()
         self._plotted_at = 0.0  # when curves.png was last drawn (time.monotonic), and whether epochs came since
         self._plot_stale = False
+        self._saved_epochs = 0  # epochs whose checkpoint and metrics.csv row are written
 
     @property
     def batch(self) -> int:
@@ -244,6 +246,7 @@ class Trainer:
         self._rng_at_batch_start = state["rng"]
         self.epoch, self._batch = int(state["epoch"]), int(state["batch"])
         self.history = [dict(r) for r in state["history"]]
+        self._saved_epochs = len(self.history)
         self._partial = self._fresh_partial()
         if self._batch and state.get("partial"):
             self._partial.update(state["partial"])
@@ -256,7 +259,9 @@ class Trainer:
         try:
             return save_checkpoint(self.state_dict(), path)
         except NonFiniteState as e:  # e.g. an optimizer buffer overflowed while the weights stayed finite
-            raise self._diverged(str(e), self._lr()) from None
+            at_boundary = self._batch == 0 and self.epoch > 0  # (the epoch just finished: its count moved on)
+            where = f"at the end of epoch {self.epoch}" if at_boundary else None
+            raise self._diverged(str(e), self._lr(), where) from None
 
     def resume(self, path=None) -> None:
         """Load ``path`` (default ``out_dir/checkpoint.npz``) into this trainer."""
@@ -317,8 +322,12 @@ class Trainer:
                 self._run_epoch()
                 if self._stop and self.epoch < self.epochs:  # asked during the epoch's last batch
                     raise self._interrupted(saved=True)
-        except (TrainingInterrupted, TrainingDiverged):
-            self._plot_curves()  # the epochs done so far (not after a second Ctrl-C: that stops at once)
+        except BaseException as e:
+            # the epochs done so far (not after a second Ctrl-C, which stops at once); a figure that cannot be
+            # drawn now must not hide why the run stopped
+            if isinstance(e, TrainingInterrupted) or not isinstance(e, KeyboardInterrupt):
+                with contextlib.suppress(Exception):
+                    self._plot_curves()
             raise
         finally:
             if previous is not None:
@@ -334,7 +343,7 @@ class Trainer:
             return
         now = time.monotonic()
         if final or now - self._plotted_at >= PLOT_EVERY_S:
-            plot_curves(self.history, self.out_dir / "curves.png")
+            plot_curves(self.history[:self._saved_epochs], self.out_dir / "curves.png")
             self._plotted_at, self._plot_stale = time.monotonic(), False
 
     def _on_sigint(self, signum, frame):
@@ -467,7 +476,7 @@ class Trainer:
         if self.out_dir is not None:  # saved before the line is printed: a closed stdout cannot lose the epoch
             self.save_checkpoint()
             write_metrics_csv(self.history, self.out_dir / "metrics.csv")
-            self._plot_stale = True
+            self._saved_epochs, self._plot_stale = len(self.history), True  # the epochs on disk: what is drawn
             self._plot_curves(final=self.epoch >= self.epochs)
         self.log(self.format_row(row))
 
@@ -481,8 +490,8 @@ class Trainer:
                 return name
         return None
 
-    def _diverged(self, what: str, lr: float) -> TrainingDiverged:
-        where = f"in epoch {self.epoch + 1}, batch {self._batch + 1}/{len(self.train_loader)}"
+    def _diverged(self, what: str, lr: float, where: str | None = None) -> TrainingDiverged:
+        where = where or f"in epoch {self.epoch + 1}, batch {self._batch + 1}/{len(self.train_loader)}"
         ckpt = self.checkpoint_path
         if ckpt is not None and ckpt.exists():
             kept = f"kept the last good checkpoint, {ckpt} (nothing non-finite is ever saved)"
