@@ -337,8 +337,8 @@ class Trainer:
 
     def _plot_curves(self, final: bool = True) -> None:
         """Draw curves.png (with matplotlib) if epochs ended since it was drawn: at the end of the run (``final``),
-        else at most every :data:`PLOT_EVERY_S` seconds, so that short epochs do not spend a tenth of their time
-        drawing (the checkpoint and metrics.csv are written every epoch)."""
+        else at most every :data:`PLOT_EVERY_S` seconds: a figure takes a good part of a second, an MNIST epoch a few
+        seconds (the checkpoint and metrics.csv are written every epoch)."""
         if self.out_dir is None or not self._plot_stale:
             return
         now = time.monotonic()
