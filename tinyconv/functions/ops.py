@@ -171,18 +171,7 @@ class MatMul(Function):
         g2 = np.expand_dims(g, -2) if a.ndim == 1 else g
         g2 = np.expand_dims(g2, -1) if b.ndim == 1 else g2
         ga = unbroadcast(_product(g2, np.swapaxes(b2, -1, -2)), a2.shape).reshape(a.shape) if na else None
-        gb = None
-        if nb:
-            if (b2.ndim == 2 and a2.ndim == 2 and b2.T.flags.c_contiguous and not b2.flags.c_contiguous
-                    and g2.shape[0] * g2.shape[1] * a2.shape[1] >= workers.SMALL_MATMUL_MACS):
-                # b is a transposed matrix (a Linear layer's weight.T): its gradient made as the transpose of a
-                # C-contiguous g.T @ a, so that the weight's own gradient is C-contiguous (an optimizer copied a
-                # strided one every step, a transposing copy of the whole weight). The same sums, term by term,
-                # where the thin loops make it; smaller products as before.
-                gb = _product(g2.T, a2).T
-            else:
-                gb = _product(np.swapaxes(a2, -1, -2), g2)
-            gb = unbroadcast(gb, b2.shape).reshape(b.shape)
+        gb = unbroadcast(_product(np.swapaxes(a2, -1, -2), g2), b2.shape).reshape(b.shape) if nb else None
         return ga, gb
 
 
